@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building, testing and `make run` need, only when missing.
+# Idempotent: a second run installs nothing. apt-get as root, sudo otherwise.
+set -euo pipefail
+PACKAGES=(
+  build-essential pkg-config curl ca-certificates
+  libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
+  libcurl4-openssl-dev libcmocka-dev
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

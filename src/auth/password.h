@@ -1,0 +1,71 @@
+/*
+ * password.h — the password pool: argon2id (libsodium crypto_pwhash_str*) on a fixed set of
+ * worker threads behind a bounded queue, so that hashing can never take the threads that answer
+ * token checks. Memory for hashing is at most workers × hash_memory. A full queue is refused at
+ * once (GH_EBUSY → 503 overloaded + Retry-After), never waited on.
+ *
+ * Unknown usernames are verified against a dummy hash made at start with the same cost, so a
+ * wrong password and an unknown user take the same time. A stored hash whose cost differs from
+ * the configured one is rehashed during a successful verify (result.new_hash).
+ *
+ * Callbacks run on a worker thread, exactly once per accepted job, and must not block long.
+ * Password copies held by jobs are wiped with sodium_memzero when the job ends.
+ */
+#ifndef GH_AUTH_PASSWORD_H
+#define GH_AUTH_PASSWORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define GH_PASSWORD_MIN 8
+#define GH_PASSWORD_MAX 1024
+#define GH_PWHASH_STR_MAX 128 /* crypto_pwhash_STRBYTES */
+
+typedef struct {
+    uint64_t memory; /* bytes (>= 8KiB) */
+    uint64_t ops;    /* >= 1 */
+    uint32_t workers;
+    uint32_t queue;
+} gh_password_params_t;
+
+typedef struct {
+    int result;                          /* 0 match/hashed, GH_EAUTH mismatch, GH_ENOMEM, ... */
+    char new_hash[GH_PWHASH_STR_MAX];    /* hash job: the hash; verify: a rehash, or "" */
+} gh_password_result_t;
+
+typedef void (*gh_password_cb)(void *arg, const gh_password_result_t *res);
+
+typedef struct gh_password_pool gh_password_pool_t;
+
+int gh_password_pool_start(const gh_password_params_t *params, gh_password_pool_t **out) GH_WUR;
+/* Stops the workers after the jobs already queued have run (their callbacks fire). *pool = NULL. */
+void gh_password_pool_stop(gh_password_pool_t **pool);
+
+/* Queues a verification of pw against stored_hash (NULL: the dummy hash, always GH_EAUTH).
+ * Returns 0 (cb will run), GH_EBUSY (queue full), GH_ENOMEM. pw is copied. */
+int gh_password_verify_async(gh_password_pool_t *pool, const char *stored_hash, const char *pw,
+                             size_t pwlen, gh_password_cb cb, void *arg) GH_WUR;
+/* Queues hashing of pw at the configured cost; the hash arrives in result.new_hash. */
+int gh_password_hash_async(gh_password_pool_t *pool, const char *pw, size_t pwlen,
+                           gh_password_cb cb, void *arg) GH_WUR;
+/* Hashes on the calling thread (for the `gatehouse user` command). */
+int gh_password_hash_sync(const gh_password_params_t *params, const char *pw, size_t pwlen,
+                          char out[GH_PWHASH_STR_MAX]) GH_WUR;
+/* Jobs waiting or running. */
+size_t gh_password_queue_depth(gh_password_pool_t *pool);
+/* Cumulative hash durations for metrics (count and sum in seconds) + fixed-bucket histogram. */
+#define GH_PASSWORD_HIST_BUCKETS 10
+extern const double gh_password_hist_bounds[GH_PASSWORD_HIST_BUCKETS]; /* seconds, upper bounds */
+void gh_password_hist(gh_password_pool_t *pool, uint64_t counts[GH_PASSWORD_HIST_BUCKETS + 1],
+                      double *sum_seconds);
+
+/* Policy checks shared by the API and the CLI. */
+/* Username: 1..64 of [A-Za-z0-9._@-]. */
+bool gh_auth_username_valid(const char *s, size_t len);
+/* Password: 8..1024 bytes of valid UTF-8 without NUL. */
+bool gh_auth_password_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * err.h — the one table of Gatehouse error codes.
+ *
+ * Functions that can fail return int: 0 on success or a negative GH_E* code, and write their
+ * results through out parameters (libuv's convention). The codes live in one X-macro table so
+ * that the enum, gh_strerror() and gh_errname() can never drift apart. The HTTP layer maps codes
+ * to the API contract's error bodies in one place (src/api/reply.c).
+ */
+#ifndef GH_COMMON_ERR_H
+#define GH_COMMON_ERR_H
+
+#define GH_WUR __attribute__((warn_unused_result))
+
+/* X(NAME, number, message) */
+#define GH_ERRNO_MAP(X)                                                                            \
+    X(NOMEM, 1, "out of memory")                                                                   \
+    X(INVAL, 2, "invalid argument")                                                                \
+    X(NOTFOUND, 3, "not found")                                                                    \
+    X(EXISTS, 4, "already exists")                                                                 \
+    X(BUSY, 5, "overloaded, try again later")                                                      \
+    X(IO, 6, "I/O error")                                                                          \
+    X(STORE, 7, "store unavailable")                                                               \
+    X(RANGE, 8, "value out of range")                                                              \
+    X(AUTH, 9, "authentication failed")                                                            \
+    X(LIMIT, 10, "limit reached")                                                                  \
+    X(EXPIRED, 11, "expired")                                                                      \
+    X(TOOBIG, 12, "too large")                                                                     \
+    X(INTERNAL, 13, "internal error")
+
+enum {
+    GH_OK = 0,
+#define GH__ERR_ENUM(name, num, msg) GH_E##name = -(num),
+    GH_ERRNO_MAP(GH__ERR_ENUM)
+#undef GH__ERR_ENUM
+};
+
+/* Human-readable message for a GH_E* code (or "ok" for 0); never NULL. */
+const char *gh_strerror(int code);
+/* Symbolic name such as "GH_ENOMEM"; never NULL. */
+const char *gh_errname(int code);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * config.h — the command-line and configuration contract of `gatehouse serve` (DESIGN.md).
+ *
+ * Precedence: command-line flag > environment (GATEHOUSE_<KEY>, '-' as '_', upper case) >
+ * INI file (--config, libinih; keys at top level or in a [gatehouse] section) > built-in default.
+ * Every key is one row of a table in config.c (name, type, default, help), so parsing, the
+ * environment, the INI file and `--help` can never disagree. Durations ("500ms", "30m", "12h")
+ * and sizes ("512KiB", "256MiB") are parsed strictly: garbage, overflow or a missing unit is an
+ * error that names the key.
+ */
+#ifndef GH_CONFIG_CONFIG_H
+#define GH_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+typedef enum { GH_POLICY_EVICT_IDLE = 0, GH_POLICY_REFUSE } gh_session_policy_t;
+typedef enum { GH_USER_STORE_SQLITE = 0, GH_USER_STORE_POSTGRES } gh_user_store_kind_t;
+typedef enum { GH_SESSION_STORE_MEMORY = 0, GH_SESSION_STORE_REDIS } gh_session_store_kind_t;
+
+#define GH_CONFIG_STR 512
+
+typedef struct {
+    /* network */
+    char listen_host[GH_CONFIG_STR]; /* "127.0.0.1" */
+    uint16_t listen_port;            /* 8080; 0 = pick a free port */
+    char data_dir[GH_CONFIG_STR];    /* "./var" */
+
+    /* sessions */
+    int64_t session_ttl_ms;         /* 12h */
+    int64_t idle_ttl_ms;            /* 30m */
+    uint32_t max_sessions_per_user; /* 100 */
+    uint64_t memory_limit;          /* bytes; 0 in the file = auto (cgroup, else 50% of RAM) —
+                                       gh_config_load resolves it, so after load it is never 0 */
+    uint64_t session_memory;        /* bytes; resolved to memory_limit / 2 when not set */
+    gh_session_policy_t session_policy;
+
+    /* passwords */
+    uint64_t hash_memory;  /* bytes, 19MiB; minimum 8KiB */
+    uint64_t hash_ops;     /* 2; minimum 1 */
+    uint32_t hash_workers; /* default: number of cores */
+    uint32_t hash_queue;   /* 64 */
+
+    /* accounts and abuse */
+    bool registration_open;          /* "open" | "closed" */
+    uint32_t throttle_ip_count;      /* "20/1m" -> 20; 0 = off */
+    int64_t throttle_ip_window_ms;   /* "20/1m" -> 60000 */
+    uint32_t throttle_account;       /* 10 */
+    char trusted_proxies[GH_CONFIG_STR]; /* comma-separated CIDRs, "" = none */
+    char admin_token[GH_CONFIG_STR];     /* "" = admin routes disabled (401) */
+    char admin_token_file[GH_CONFIG_STR];/* read into admin_token by gh_config_load */
+    bool cookie_secure;
+
+    /* stores */
+    gh_user_store_kind_t user_store;
+    char postgres_url[GH_CONFIG_STR];
+    gh_session_store_kind_t session_store;
+    char redis_url[GH_CONFIG_STR];
+
+    /* observability */
+    char statsd[GH_CONFIG_STR];        /* "host:port" or "" */
+    char alert_webhook[GH_CONFIG_STR]; /* URL or "" */
+    int64_t watch_window_ms;           /* 10m */
+    int64_t watch_interval_ms;         /* 1s */
+    gh_log_format_t log_format;        /* json */
+    gh_log_level_t log_level;          /* info */
+
+    /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
+    uint32_t http_threads;             /* 0 in the file = number of cores; resolved by load */
+    uint32_t max_connections;          /* 1024 */
+    uint32_t max_connections_per_ip;   /* 64 */
+    int64_t connection_timeout_ms;     /* 30s */
+    uint64_t connection_memory;        /* 64KiB per connection (libmicrohttpd pool) */
+    uint64_t max_body;                 /* 64KiB; larger -> 413 */
+} gh_config_t;
+
+/* Fills cfg with the built-in defaults (auto values still 0). */
+void gh_config_defaults(gh_config_t *cfg);
+
+/*
+ * Parses `serve` arguments (argv[0] is "serve"), the environment and the --config file, in the
+ * precedence above, then resolves automatic values (memory_limit, session_memory,
+ * hash_workers, http_threads) and reads admin_token_file.
+ * Returns 0; GH_EINVAL with one line in err naming the key and what was expected
+ * (the caller prints it and exits 2); or 1 when --help was given (usage already printed to out).
+ */
+int gh_config_load(gh_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen)
+    GH_WUR;
+
+/* Prints every key with its default and meaning. */
+void gh_config_usage(FILE *out);
+
+/* Strict parsers, exposed for tests and for other commands (`gatehouse load`).
+ * Durations: integer + unit in {ms, s, m, h, d}; "0" alone is allowed. Sizes: integer + optional
+ * unit in {B, KiB, MiB, GiB, TiB, KB, MB, GB, TB, K, M, G}; a bare integer is bytes.
+ * Return 0, GH_EINVAL for garbage, GH_ERANGE for overflow. */
+int gh_config_parse_duration(const char *s, int64_t *out_ms) GH_WUR;
+int gh_config_parse_size(const char *s, uint64_t *out_bytes) GH_WUR;
+/* "host:port" (IPv4, "localhost" or "[v6]"), port 0..65535. */
+int gh_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) GH_WUR;
+
+#endif

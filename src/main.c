@@ -1,0 +1,38 @@
+/* main.c — the one gatehouse binary: dispatches `serve`, `user`, `load`, `version`. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/version.h"
+#include "mem/mem.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: gatehouse <command> [flags]\n"
+                 "\n"
+                 "commands:\n"
+                 "  serve [--config FILE] [flags]   run the service\n"
+                 "  user add|del|list|passwd ...    manage users in the configured user store\n"
+                 "  version                         print the version\n"
+                 "\n"
+                 "`gatehouse <command> --help` lists a command's flags.\n");
+}
+
+int main(int argc, char **argv)
+{
+    gh_mem_init();
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("gatehouse %s\n", GH_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, version)\n", cmd);
+    return 2;
+}

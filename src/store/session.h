@@ -1,0 +1,158 @@
+/*
+ * session.h — the session store interface. Handlers only ever call gh_session_* below; which
+ * backend answers (memory now, redis later) is chosen once at start, the way Redis's ae.c picks
+ * ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
+ *
+ * Sessions are keyed by the BLAKE2b-256 hash of the token (auth/token.h); no backend ever sees or
+ * holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated to
+ * the token) used to list and revoke it. Deadlines: absolute (created + session_ttl) and idle
+ * (last_seen + idle_ttl, sliding on every successful lookup). A lookup past either deadline ends
+ * the session and answers GH_ENOTFOUND, so a deadline holds even before the expiry sweep runs.
+ *
+ * Every way a session ends goes through one release path in each backend and is counted by
+ * reason in gh_session_stats_t.ended_total.
+ */
+#ifndef GH_STORE_SESSION_H
+#define GH_STORE_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/token.h"
+#include "common/err.h"
+#include "config/config.h"
+
+#define GH_SESSION_ID_RAW_LEN 16
+#define GH_SESSION_ID_LEN 22 /* base64url of 16 bytes, no padding */
+
+/* X(ENUM, "label") — labels of gatehouse_sessions_ended_total{reason}. */
+#define GH_SESSION_END_MAP(X)                                                                      \
+    X(LOGOUT, "logout")                                                                            \
+    X(REVOKED, "revoked")                                                                          \
+    X(IDLE, "idle")                                                                                \
+    X(EXPIRED, "expired")                                                                          \
+    X(EVICTED, "evicted")
+
+typedef enum {
+#define GH__END_ENUM(e, n) GH_END_##e,
+    GH_SESSION_END_MAP(GH__END_ENUM)
+#undef GH__END_ENUM
+        GH_END__COUNT
+} gh_session_end_t;
+
+const char *gh_session_end_name(gh_session_end_t reason);
+
+/* A copy of one session, safe to use after the store's lock is gone. */
+typedef struct {
+    char id[GH_SESSION_ID_LEN + 1];
+    uint64_t user_id;
+    int64_t created_at_ms;
+    int64_t last_seen_at_ms;
+    int64_t expires_at_ms;      /* absolute deadline */
+    int64_t idle_expires_at_ms; /* last_seen + idle_ttl, capped at expires_at */
+} gh_session_info_t;
+
+typedef struct {
+    uint64_t active;
+    uint64_t created_total;
+    uint64_t ended_total[GH_END__COUNT];
+    uint64_t bytes;        /* bytes this store holds, accounted (memory backend: sessions) */
+    uint64_t budget_bytes; /* the session budget; 0 = none */
+} gh_session_stats_t;
+
+typedef struct {
+    int64_t session_ttl_ms;
+    int64_t idle_ttl_ms;
+    uint32_t max_per_user;    /* past this, the user's oldest session is evicted */
+    uint64_t budget_bytes;    /* at this many accounted bytes, the policy applies */
+    gh_session_policy_t policy;
+} gh_session_limits_t;
+
+typedef struct gh_session_store gh_session_store_t;
+
+typedef struct {
+    const char *name;
+    /* Creates a session. May evict (per-user cap; budget under evict-idle). Returns 0,
+     * GH_EBUSY at the budget under the refuse policy, GH_ENOMEM, GH_ESTORE. */
+    int (*create)(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
+                  int64_t now_ms, gh_session_info_t *out);
+    /* Finds a live session and slides its idle deadline. GH_ENOTFOUND when absent or past a
+     * deadline (then it is ended as idle/expired). */
+    int (*lookup)(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN], int64_t now_ms,
+                  gh_session_info_t *out);
+    /* Ends the session with this token hash. GH_ENOTFOUND when absent. */
+    int (*end)(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
+               gh_session_end_t reason);
+    /* Ends the session with this public id if it belongs to user_id; else GH_ENOTFOUND. */
+    int (*end_by_id)(gh_session_store_t *s, uint64_t user_id, const char *id,
+                     gh_session_end_t reason);
+    /* Ends all of a user's sessions except the one whose hash is `keep` (NULL: none kept).
+     * *ended (may be NULL) receives how many ended. */
+    int (*end_user)(gh_session_store_t *s, uint64_t user_id,
+                    const uint8_t *keep /* GH_TOKEN_HASH_LEN or NULL */, gh_session_end_t reason,
+                    size_t *ended);
+    /* Copies up to cap of the user's live sessions, newest first. */
+    int (*list_user)(gh_session_store_t *s, uint64_t user_id, int64_t now_ms,
+                     gh_session_info_t *out, size_t cap, size_t *n);
+    /* Ends sessions past a deadline, doing at most max_work units of work; returns how many
+     * ended. Called often (every 100 ms) by the server's janitor. */
+    size_t (*expire)(gh_session_store_t *s, int64_t now_ms, size_t max_work);
+    void (*stats)(gh_session_store_t *s, gh_session_stats_t *out);
+    /* Releases everything the store holds and sets *s to NULL. */
+    void (*destroy)(gh_session_store_t **s);
+} gh_session_store_ops_t;
+
+struct gh_session_store {
+    const gh_session_store_ops_t *ops;
+};
+
+/* The in-memory backend (session_memory.c). Charges every byte to GH_MEM_SESSIONS. */
+int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t **out) GH_WUR;
+
+/* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
+GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid,
+                                           const uint8_t *hash, int64_t now, gh_session_info_t *o)
+{
+    return s->ops->create(s, uid, hash, now, o);
+}
+GH_WUR static inline int gh_session_lookup(gh_session_store_t *s, const uint8_t *hash, int64_t now,
+                                           gh_session_info_t *o)
+{
+    return s->ops->lookup(s, hash, now, o);
+}
+GH_WUR static inline int gh_session_end(gh_session_store_t *s, const uint8_t *hash,
+                                        gh_session_end_t r)
+{
+    return s->ops->end(s, hash, r);
+}
+GH_WUR static inline int gh_session_end_by_id(gh_session_store_t *s, uint64_t uid, const char *id,
+                                              gh_session_end_t r)
+{
+    return s->ops->end_by_id(s, uid, id, r);
+}
+GH_WUR static inline int gh_session_end_user(gh_session_store_t *s, uint64_t uid,
+                                             const uint8_t *keep, gh_session_end_t r, size_t *n)
+{
+    return s->ops->end_user(s, uid, keep, r, n);
+}
+GH_WUR static inline int gh_session_list_user(gh_session_store_t *s, uint64_t uid, int64_t now,
+                                              gh_session_info_t *o, size_t cap, size_t *n)
+{
+    return s->ops->list_user(s, uid, now, o, cap, n);
+}
+static inline size_t gh_session_expire(gh_session_store_t *s, int64_t now, size_t max_work)
+{
+    return s->ops->expire(s, now, max_work);
+}
+static inline void gh_session_stats(gh_session_store_t *s, gh_session_stats_t *o)
+{
+    s->ops->stats(s, o);
+}
+static inline void gh_session_store_destroy(gh_session_store_t **s)
+{
+    if (s && *s)
+        (*s)->ops->destroy(s);
+}
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * user.h — the user store interface (SQLite now, PostgreSQL later). Handlers call gh_user_*;
+ * the backend is chosen at start. Usernames are unique case-insensitively and kept as given;
+ * the store holds only argon2id hash strings, never passwords. Every statement is parameterized.
+ *
+ * Thread safety: every function may be called from any thread (the backend serializes).
+ */
+#ifndef GH_STORE_USER_H
+#define GH_STORE_USER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define GH_USERNAME_MAX 64
+#define GH_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
+
+typedef struct {
+    uint64_t id;
+    char username[GH_USERNAME_MAX + 1];
+    char password_hash[GH_PWHASH_MAX];
+    int64_t created_at_ms;
+} gh_user_t;
+
+typedef struct gh_user_store gh_user_store_t;
+
+typedef struct {
+    const char *name;
+    /* GH_EEXISTS when the name is taken (any case). Fills out (id, created_at). */
+    int (*create)(gh_user_store_t *s, const char *username, const char *password_hash,
+                  int64_t now_ms, gh_user_t *out);
+    /* Case-insensitive. GH_ENOTFOUND when absent. */
+    int (*get_by_name)(gh_user_store_t *s, const char *username, gh_user_t *out);
+    int (*get_by_id)(gh_user_store_t *s, uint64_t id, gh_user_t *out);
+    int (*set_password)(gh_user_store_t *s, uint64_t id, const char *password_hash);
+    /* GH_ENOTFOUND when absent. */
+    int (*del)(gh_user_store_t *s, uint64_t id);
+    /* Users with id > after_id in id order, up to cap. password_hash is left empty. */
+    int (*list)(gh_user_store_t *s, uint64_t after_id, gh_user_t *out, size_t cap, size_t *n);
+    /* 0 when the store answers; GH_ESTORE otherwise (for /readyz). */
+    int (*ping)(gh_user_store_t *s);
+    void (*close)(gh_user_store_t **s);
+} gh_user_store_ops_t;
+
+struct gh_user_store {
+    const gh_user_store_ops_t *ops;
+};
+
+/* Opens (creating if needed) <data_dir>/users.db in WAL mode and applies the schema. */
+int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out) GH_WUR;
+
+GH_WUR static inline int gh_user_create(gh_user_store_t *s, const char *name, const char *hash,
+                                        int64_t now, gh_user_t *out)
+{
+    return s->ops->create(s, name, hash, now, out);
+}
+GH_WUR static inline int gh_user_get_by_name(gh_user_store_t *s, const char *name, gh_user_t *out)
+{
+    return s->ops->get_by_name(s, name, out);
+}
+GH_WUR static inline int gh_user_get_by_id(gh_user_store_t *s, uint64_t id, gh_user_t *out)
+{
+    return s->ops->get_by_id(s, id, out);
+}
+GH_WUR static inline int gh_user_set_password(gh_user_store_t *s, uint64_t id, const char *hash)
+{
+    return s->ops->set_password(s, id, hash);
+}
+GH_WUR static inline int gh_user_del(gh_user_store_t *s, uint64_t id)
+{
+    return s->ops->del(s, id);
+}
+GH_WUR static inline int gh_user_list(gh_user_store_t *s, uint64_t after, gh_user_t *out,
+                                      size_t cap, size_t *n)
+{
+    return s->ops->list(s, after, out, cap, n);
+}
+GH_WUR static inline int gh_user_ping(gh_user_store_t *s)
+{
+    return s->ops->ping(s);
+}
+static inline void gh_user_store_close(gh_user_store_t **s)
+{
+    if (s && *s)
+        (*s)->ops->close(s);
+}
+
+#endif

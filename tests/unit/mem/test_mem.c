@@ -1,0 +1,102 @@
+/* test_mem.c — accounting is exact, fault injection fires once, pools release everything. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "mem/mem.h"
+
+static void alloc_free_returns_to_baseline(void **state)
+{
+    (void)state;
+    size_t b0 = gh_mem_bytes(GH_MEM_OTHER), o0 = gh_mem_objects(GH_MEM_OTHER);
+    void *p[1000];
+    for (int i = 0; i < 1000; i++) {
+        p[i] = gh_mem_alloc(GH_MEM_OTHER, (size_t)i * 7 + 1);
+        assert_non_null(p[i]);
+    }
+    assert_int_equal(gh_mem_objects(GH_MEM_OTHER), o0 + 1000);
+    assert_true(gh_mem_bytes(GH_MEM_OTHER) >= b0 + 1000);
+    for (int i = 0; i < 1000; i++) {
+        p[i] = gh_mem_realloc(GH_MEM_OTHER, p[i], (size_t)i * 13 + 5);
+        assert_non_null(p[i]);
+    }
+    for (int i = 0; i < 1000; i++)
+        gh_mem_free(GH_MEM_OTHER, p[i]);
+    assert_int_equal(gh_mem_bytes(GH_MEM_OTHER), b0);
+    assert_int_equal(gh_mem_objects(GH_MEM_OTHER), o0);
+}
+
+static void components_are_separate(void **state)
+{
+    (void)state;
+    size_t s0 = gh_mem_bytes(GH_MEM_SESSIONS), u0 = gh_mem_bytes(GH_MEM_USERS);
+    char *d = gh_mem_strdup(GH_MEM_USERS, "alice");
+    assert_string_equal(d, "alice");
+    assert_int_equal(gh_mem_bytes(GH_MEM_SESSIONS), s0);
+    assert_true(gh_mem_bytes(GH_MEM_USERS) > u0);
+    gh_mem_free(GH_MEM_USERS, d);
+    assert_int_equal(gh_mem_bytes(GH_MEM_USERS), u0);
+    assert_string_equal(gh_mem_component_name(GH_MEM_SESSIONS), "sessions");
+    assert_string_equal(gh_mem_component_name(GH_MEM_SQLITE), "sqlite");
+}
+
+static void fail_at_fails_exactly_the_nth(void **state)
+{
+    (void)state;
+    gh_mem_fail_at(3);
+    void *a = gh_mem_alloc(GH_MEM_OTHER, 8);
+    void *b = gh_mem_alloc(GH_MEM_OTHER, 8);
+    assert_false(gh_mem_fail_fired());
+    void *c = gh_mem_alloc(GH_MEM_OTHER, 8);
+    void *d = gh_mem_alloc(GH_MEM_OTHER, 8);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_null(c);
+    assert_non_null(d);
+    assert_true(gh_mem_fail_fired());
+    gh_mem_fail_at(0);
+    gh_mem_free(GH_MEM_OTHER, a);
+    gh_mem_free(GH_MEM_OTHER, b);
+    gh_mem_free(GH_MEM_OTHER, d);
+}
+
+static void pool_is_bounded_and_released(void **state)
+{
+    (void)state;
+    size_t h0 = gh_mem_bytes(GH_MEM_HTTP);
+    gh_pool_t pool;
+    gh_pool_init(&pool, GH_MEM_HTTP, 16 * 1024);
+    for (int i = 0; i < 100; i++) {
+        char *s = gh_pool_strndup(&pool, "hello", 5);
+        assert_string_equal(s, "hello");
+    }
+    assert_non_null(gh_pool_alloc(&pool, 5000)); /* a big one-off chunk */
+    assert_null(gh_pool_alloc(&pool, 64 * 1024)); /* over the limit */
+    assert_true(gh_mem_bytes(GH_MEM_HTTP) > h0);
+    gh_pool_release(&pool);
+    assert_int_equal(gh_mem_bytes(GH_MEM_HTTP), h0);
+}
+
+static void process_figures_are_sane(void **state)
+{
+    (void)state;
+    assert_true(gh_mem_rss_bytes() > 0);
+    assert_true(gh_mem_virtual_bytes() >= gh_mem_rss_bytes());
+    assert_true(gh_mem_physical_bytes() > gh_mem_rss_bytes());
+    assert_true(gh_mem_allocator_in_use() > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(alloc_free_returns_to_baseline),
+        cmocka_unit_test(components_are_separate),
+        cmocka_unit_test(fail_at_fails_exactly_the_nth),
+        cmocka_unit_test(pool_is_bounded_and_released),
+        cmocka_unit_test(process_figures_are_sane),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
