@@ -82,3 +82,5 @@ clean:
 	rm -rf build build-*
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+# Test objects depend on the headers they include too (harness.h changes struct layouts).
+-include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
