@@ -867,12 +867,13 @@ int ht_run(ht_run_t *r, const char *stdin_data, const char *const *env, ...)
         goto out;
     if (pid == 0)
         exec_child(bin, argv, envp, in_fd, out_fd, err_fd, NULL, parent);
-    int st = wait_bounded(pid, RUN_TIMEOUT_MS);
+    int limit = r->timeout_ms > 0 ? r->timeout_ms : RUN_TIMEOUT_MS;
+    int st = wait_bounded(pid, limit);
     if (st == -2) {
         fprintf(stderr, "harness: %s %s did not finish within %d ms; SIGKILL\n", bin,
-                n > 1 ? argv[1] : "", RUN_TIMEOUT_MS);
+                n > 1 ? argv[1] : "", limit);
         kill(pid, SIGKILL);
-        (void)wait_bounded(pid, RUN_TIMEOUT_MS);
+        (void)wait_bounded(pid, STOP_TIMEOUT_MS);
         st = -1;
     }
     r->status = st;

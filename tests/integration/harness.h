@@ -126,6 +126,7 @@ bool ht_is_b64url(const char *s, size_t n);
 bool ht_is_token(const char *s);
 
 typedef struct {
+    int timeout_ms;  /* in: how long the program may run; 0 = 20 s */
     int status;      /* exit code, 128+signal, or -1 when killed after the timeout */
     char out[65536]; /* stdout, NUL-terminated (cut when longer) */
     size_t out_len;
@@ -134,8 +135,8 @@ typedef struct {
 } ht_run_t;
 
 /*
- * Runs `$GATEHOUSE_BIN ARGS...` to completion (at most 20 s, then SIGKILL) with stdin_data (or
- * an empty stdin) and the extra environment entries env (NULL-terminated or NULL). Returns 0
+ * Runs `$GATEHOUSE_BIN ARGS...` to completion (at most r->timeout_ms, then SIGKILL) with stdin_data
+ * (or an empty stdin) and the extra environment entries env (NULL-terminated or NULL). Returns 0
  * when the program ran (its status is in r->status), -1 when it could not be started.
  */
 int ht_run(ht_run_t *r, const char *stdin_data, const char *const *env, ...)
