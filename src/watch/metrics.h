@@ -109,7 +109,9 @@ int gh_metrics_add(gh_metrics_t *m, const gh_metric_desc_t *d, gh_metric_t **out
 
 /* Registers the standard process families, as every Prometheus client exports them:
  * process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
- * process_open_fds, process_max_fds, process_start_time_seconds (read from /proc at render). */
+ * process_open_fds, process_max_fds, process_start_time_seconds (read from /proc at render; a
+ * figure /proc cannot give at that moment is left out of that render). On an error the families
+ * added so far stay registered; gh_metrics_destroy frees them. */
 int gh_metrics_add_process(gh_metrics_t *m) GH_WUR;
 
 /*
@@ -143,7 +145,8 @@ size_t gh_metric_nseries(const gh_metric_t *f);
  * lookup tables at start (status code -> index), not for the request path. */
 int gh_metric_label_index(const gh_metric_t *f, size_t label, const char *value);
 
-/* Reading back (watchdog rates, tests): a counter's or gauge's value, a histogram's count. */
+/* Reading back (watchdog rates, tests): a counter's or gauge's value, a histogram's count; NaN
+ * for a callback family (its values live with its owner). */
 double gh_metric_value(const gh_metric_t *f, size_t series);
 /* Sum of gh_metric_value over every series of the family (e.g. all requests). */
 double gh_metric_total(const gh_metric_t *f);
