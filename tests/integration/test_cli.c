@@ -331,6 +331,14 @@ static void environment_and_config_file_are_honoured(void **state)
     assert_int_equal(ht_register(s, "dan", PASSWORD, NULL), 403);
     assert_int_equal(ht_server_stop(s), 0);
 
+    /* --admin-token-file reads the token from a file (a trailing newline is not part of it). */
+    char tokfile[HT_PATH_MAX + 64];
+    write_file(f, "admin.token", "token-from-a-file\n", tokfile);
+    assert_int_equal(ht_server_start(s, "--admin-token-file", tokfile, NULL), 0);
+    assert_int_equal(ht_get(s, "/debug/memory", "token-from-a-file", r), 200);
+    assert_int_equal(ht_get(s, "/debug/memory", "token-from-a-fil", r), 403);
+    assert_int_equal(ht_server_stop(s), 0);
+
     /* --flag=value works like --flag value. */
     s->env[0] = NULL;
     assert_int_equal(ht_server_start(s, "--session-ttl=45s", NULL), 0);
@@ -370,7 +378,7 @@ static void sigterm_finishes_an_in_flight_login(void **state)
 {
     ht_server_t *s = &FIX(state)->srv;
     /* An expensive hash keeps the login in flight while the signal arrives. */
-    assert_int_equal(ht_server_start(s, "--hash-memory", "64MiB", "--hash-ops", "4",
+    assert_int_equal(ht_server_start(s, "--hash-memory", "64MiB", "--hash-ops", "8",
                                      "--hash-workers", "1", NULL),
                      0);
     assert_int_equal(ht_register(s, "gail", PASSWORD, NULL), 201);
