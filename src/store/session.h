@@ -112,7 +112,9 @@ struct gh_session_store {
 /* The in-memory backend (session_memory.c). Charges every byte to GH_MEM_SESSIONS.
  * limits: session_ttl_ms and idle_ttl_ms > 0; max_per_user 0 = no cap; budget_bytes 0 = none.
  * Returns 0, GH_EINVAL, GH_ENOMEM. The caller owns *out and frees it with
- * gh_session_store_destroy(). */
+ * gh_session_store_destroy(), after every other thread has stopped using it; every other
+ * operation may be called from any number of threads at once. The store's clock never runs
+ * backwards: a `now` older than one it has seen counts as that one. */
 int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t **out) GH_WUR;
 
 /*

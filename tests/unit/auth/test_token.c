@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "auth/token.h"
+#include "mem/mem.h"
 
 static int is_b64url(char c)
 {
@@ -48,7 +49,7 @@ static void new_tokens_are_unique(void **state)
 {
     (void)state;
     enum { N = 20000 };
-    char(*toks)[GH_TOKEN_LEN + 1] = calloc(N, sizeof *toks);
+    char(*toks)[GH_TOKEN_LEN + 1] = gh_mem_calloc(GH_MEM_OTHER, N, sizeof *toks);
     assert_non_null(toks);
     uint8_t hash[GH_TOKEN_HASH_LEN];
     for (int i = 0; i < N; i++)
@@ -56,7 +57,7 @@ static void new_tokens_are_unique(void **state)
     qsort(toks, N, sizeof *toks, cmp_tok);
     for (int i = 1; i < N; i++)
         assert_true(memcmp(toks[i - 1], toks[i], sizeof toks[i]) != 0);
-    free(toks);
+    gh_mem_free(GH_MEM_OTHER, toks);
 }
 
 static void hash_is_deterministic_and_distinguishes(void **state)

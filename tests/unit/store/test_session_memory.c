@@ -580,7 +580,7 @@ static big_t big_open(const gh_session_limits_t *l)
     b.before_open = mark();
     b.s = open_store(l);
     b.open = mark();
-    b.info = calloc(BIG, sizeof *b.info);
+    b.info = gh_mem_calloc(GH_MEM_OTHER, BIG, sizeof *b.info);
     assert_non_null(b.info);
     return b;
 }
@@ -606,7 +606,7 @@ static void big_close(big_t *b, gh_session_end_t reason, uint64_t ended)
     assert_int_equal(st.bytes, b->open.bytes - b->before_open.bytes);
     gh_session_store_destroy(&b->s);
     assert_at_mark(b->before_open);
-    free(b->info);
+    gh_mem_free(GH_MEM_OTHER, b->info);
 }
 
 static void baseline_after_logout(void **state)
