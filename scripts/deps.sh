@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential pkg-config curl ca-certificates
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
+  prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

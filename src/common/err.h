@@ -10,6 +10,12 @@
 #define GH_COMMON_ERR_H
 
 #define GH_WUR __attribute__((warn_unused_result))
+/* Discards a GH_WUR result on purpose (a cast to void does not silence gcc). */
+#define GH_IGNORE(expr)                                                                            \
+    do {                                                                                           \
+        if (expr) {                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* X(NAME, number, message) */
 #define GH_ERRNO_MAP(X)                                                                            \

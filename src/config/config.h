@@ -49,7 +49,7 @@ typedef struct {
     /* accounts and abuse */
     bool registration_open;          /* "open" | "closed" */
     uint32_t throttle_ip_count;      /* "20/1m" -> 20; 0 = off */
-    int64_t throttle_ip_window_ms;   /* "20/1m" -> 60000 */
+    int64_t throttle_ip_window_ms;   /* "20/1m" -> 60000; 0 when off */
     uint32_t throttle_account;       /* 10 */
     char trusted_proxies[GH_CONFIG_STR]; /* comma-separated CIDRs, "" = none */
     char admin_token[GH_CONFIG_STR];     /* "" = admin routes disabled (401) */
@@ -88,6 +88,8 @@ void gh_config_defaults(gh_config_t *cfg);
  * hash_workers, http_threads) and reads admin_token_file.
  * Returns 0; GH_EINVAL with one line in err naming the key and what was expected
  * (the caller prints it and exits 2); or 1 when --help was given (usage already printed to out).
+ * After an error cfg is not usable (its admin_token is wiped). The file is read with fopen;
+ * nothing is allocated and nothing needs freeing.
  */
 int gh_config_load(gh_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen)
     GH_WUR;
@@ -101,7 +103,13 @@ void gh_config_usage(FILE *out);
  * Return 0, GH_EINVAL for garbage, GH_ERANGE for overflow. */
 int gh_config_parse_duration(const char *s, int64_t *out_ms) GH_WUR;
 int gh_config_parse_size(const char *s, uint64_t *out_bytes) GH_WUR;
-/* "host:port" (IPv4, "localhost" or "[v6]"), port 0..65535. */
+/* "host:port" (IPv4, "localhost" or "[v6]"), port 0..65535. host receives the address without
+ * brackets ("::1" for "[::1]:8080"); GH_ERANGE when it does not fit in hostlen. */
 int gh_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) GH_WUR;
+
+/* The memory limit rule of gh_config_load, apart so it can be tested on any machine:
+ * configured 0 (auto) -> the cgroup limit, else physical / 2; a configured value is lowered to
+ * the cgroup limit when that is smaller. 0 for cgroup or physical means unknown. Never 0. */
+uint64_t gh_config_effective_memory_limit(uint64_t configured, uint64_t cgroup, uint64_t physical);
 
 #endif

@@ -100,6 +100,14 @@ void gh_mem_free(gh_mem_component_t c, void *p)
     free(p);
 }
 
+void gh_mem_free_secret(gh_mem_component_t c, void *p)
+{
+    if (!p)
+        return;
+    explicit_bzero(p, malloc_usable_size(p));
+    gh_mem_free(c, p);
+}
+
 char *gh_mem_strndup(gh_mem_component_t c, const char *s, size_t n)
 {
     size_t len = strnlen(s, n);
@@ -261,6 +269,7 @@ void gh_pool_init(gh_pool_t *pool, gh_mem_component_t c, size_t limit)
     pool->component = c;
     pool->limit = limit;
     pool->used = 0;
+    pool->wipe = false;
     pool->chunks = NULL;
 }
 
@@ -308,6 +317,8 @@ void gh_pool_release(gh_pool_t *pool)
     gh_pool_chunk_t *c = pool->chunks;
     while (c) {
         gh_pool_chunk_t *next = c->next;
+        if (pool->wipe)
+            explicit_bzero(c->data, c->used);
         gh_mem_free(pool->component, c);
         c = next;
     }

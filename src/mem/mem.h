@@ -51,6 +51,8 @@ void *gh_mem_calloc(gh_mem_component_t c, size_t count, size_t size)
 /* On failure returns NULL and leaves p allocated and charged. */
 void *gh_mem_realloc(gh_mem_component_t c, void *p, size_t n) __attribute__((warn_unused_result));
 void gh_mem_free(gh_mem_component_t c, void *p);
+/* Like gh_mem_free, but zeroes the whole block first: for memory that held a secret. */
+void gh_mem_free_secret(gh_mem_component_t c, void *p);
 char *gh_mem_strdup(gh_mem_component_t c, const char *s) __attribute__((malloc, warn_unused_result));
 char *gh_mem_strndup(gh_mem_component_t c, const char *s, size_t n)
     __attribute__((malloc, warn_unused_result));
@@ -93,6 +95,7 @@ typedef struct {
     gh_mem_component_t component;
     size_t limit;    /* bytes this pool may hold in chunks */
     size_t used;     /* bytes held in chunks */
+    bool wipe;       /* zero every chunk on release (the pool held passwords or tokens) */
     gh_pool_chunk_t *chunks;
 } gh_pool_t;
 
