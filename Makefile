@@ -60,6 +60,15 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# ---- bench: bench/bench_X.c -> $(BUILD)/bench/bench_X, linked like the unit tests ----
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: bench-store
+bench-store: $(BUILD)/bench/bench_store
+	./$(BUILD)/bench/bench_store
+
 run: $(BUILD)/gatehouse
 	@mkdir -p var
 	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text

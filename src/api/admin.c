@@ -58,7 +58,7 @@ void gh_api_admin_list_users(gh_req_t *r)
             arr = NULL;
         }
     }
-    gh_api_reply_json(r, 200, arr ? json_pack("{s:o}", "users", arr) : NULL);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "users", arr));
 }
 
 /* Finds the user named by the {id} parameter; replies 404 when there is none. */
@@ -123,7 +123,7 @@ void gh_api_admin_user_sessions(gh_req_t *r)
             arr = NULL;
         }
     }
-    gh_api_reply_json(r, 200, arr ? json_pack("{s:o}", "sessions", arr) : NULL);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "sessions", arr));
 }
 
 void gh_api_admin_revoke_user_sessions(gh_req_t *r)

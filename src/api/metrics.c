@@ -16,9 +16,9 @@
 
 #define MAX_ROUTE_LABELS 32
 
-static const char *const status_codes[] = {"200", "201", "204", "302", "303", "400", "401",
-                                           "403", "404", "405", "409", "413", "415", "429",
-                                           "500", "503", "other"};
+static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "400",
+                                           "401", "403", "404", "405", "409",  "413",
+                                           "415", "429", "500", "503", "other"};
 #define NCODES (sizeof status_codes / sizeof status_codes[0])
 static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "other"};
 #define NMETHODS (sizeof methods / sizeof methods[0])
@@ -220,11 +220,13 @@ int gh_api_metrics_init(gh_app_t *app)
                             .buckets = gh_metric_latency_buckets,
                             .nbuckets = gh_metric_latency_nbuckets,
                             .flags = GH_METRIC_SKIP_ZERO};
-    if ((rc = gh_metrics_add(reg, &req, &m->requests)) || (rc = gh_metrics_add(reg, &dur, &m->durations)) ||
+    if ((rc = gh_metrics_add(reg, &req, &m->requests)) ||
+        (rc = gh_metrics_add(reg, &dur, &m->durations)) ||
         (rc = add_family(reg, "gatehouse_logins_total", "Login attempts by outcome.",
                          GH_METRIC_COUNTER, result_label, 1, NULL, NULL, &m->logins)) ||
-        (rc = add_family(reg, "gatehouse_sessions_active", "Live sessions held by this node's store.",
-                         GH_METRIC_GAUGE, NULL, 0, collect_sessions_active, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_sessions_active",
+                         "Live sessions held by this node's store.", GH_METRIC_GAUGE, NULL, 0,
+                         collect_sessions_active, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_sessions_created_total", "Sessions created.",
                          GH_METRIC_COUNTER, NULL, 0, collect_sessions_created, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_sessions_ended_total", "Sessions ended, by reason.",
@@ -234,8 +236,9 @@ int gh_api_metrics_init(gh_app_t *app)
                          collect_queue_depth, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_memory_bytes", "Accounted bytes per component.",
                          GH_METRIC_GAUGE, comp_label, 1, collect_memory_bytes, NULL, NULL)) ||
-        (rc = add_family(reg, "gatehouse_memory_objects", "Accounted live allocations per component.",
-                         GH_METRIC_GAUGE, comp_label, 1, collect_memory_objects, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_objects",
+                         "Accounted live allocations per component.", GH_METRIC_GAUGE, comp_label,
+                         1, collect_memory_objects, NULL, NULL)) ||
         (rc = add_family(reg, "gatehouse_memory_limit_bytes",
                          "The effective memory limit the budget and watchdog work against.",
                          GH_METRIC_GAUGE, NULL, 0, collect_memory_limit, app, NULL)) ||
@@ -277,10 +280,10 @@ void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
     gh_app_t *app = r->app;
     gh_api_metrics_t *m = app->metrics;
     size_t route = r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                                       : m->nroutes - 1;
+                                                                      : m->nroutes - 1;
     int status = r->replied ? r->status : 0;
-    gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route, method_index(r->method),
-                                            code_index(status)));
+    gh_metric_inc(m->requests,
+                  GH_METRIC_AT(m->requests, route, method_index(r->method), code_index(status)));
     gh_metric_observe_ns(m->durations, route, duration_ns);
     const char *tpl = m->route_labels[route];
     double ms = (double)duration_ns / 1e6;

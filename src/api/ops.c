@@ -41,22 +41,17 @@ void gh_api_debug_memory(gh_req_t *r)
     gh_session_stats_t st;
     gh_session_stats(app->sessions, &st);
     size_t rss = gh_mem_rss_bytes(), accounted = gh_mem_total_bytes();
-    json_t *j = components
-                    ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:I, s:I, s:I}",
-                                "rss_bytes", (json_int_t)rss, "allocator_in_use_bytes",
-                                (json_int_t)gh_mem_allocator_in_use(), "accounted_bytes",
-                                (json_int_t)accounted, "unexplained_bytes",
-                                (json_int_t)((json_int_t)rss - (json_int_t)accounted),
-                                "limit_bytes", (json_int_t)app->cfg.memory_limit,
-                                "cgroup_limit_bytes", (json_int_t)gh_mem_cgroup_limit(),
-                                "session_budget_bytes", (json_int_t)app->cfg.session_memory,
-                                "session_policy",
-                                app->cfg.session_policy == GH_POLICY_REFUSE ? "refuse"
-                                                                            : "evict-idle",
-                                "components", components, "sessions_active",
-                                (json_int_t)st.active, "sessions_bytes", (json_int_t)st.bytes,
-                                "password_queue_depth",
-                                (json_int_t)gh_password_queue_depth(app->passwords))
-                    : NULL;
+    json_t *j = gh_api_json_set(
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I}", "rss_bytes",
+                  (json_int_t)rss, "allocator_in_use_bytes", (json_int_t)gh_mem_allocator_in_use(),
+                  "accounted_bytes", (json_int_t)accounted, "unexplained_bytes",
+                  (json_int_t)((json_int_t)rss - (json_int_t)accounted), "limit_bytes",
+                  (json_int_t)app->cfg.memory_limit, "cgroup_limit_bytes",
+                  (json_int_t)gh_mem_cgroup_limit(), "session_budget_bytes",
+                  (json_int_t)app->cfg.session_memory, "session_policy",
+                  app->cfg.session_policy == GH_POLICY_REFUSE ? "refuse" : "evict-idle",
+                  "sessions_active", (json_int_t)st.active, "sessions_bytes", (json_int_t)st.bytes,
+                  "password_queue_depth", (json_int_t)gh_password_queue_depth(app->passwords)),
+        "components", components);
     gh_api_reply_json(r, 200, j);
 }

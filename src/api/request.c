@@ -13,9 +13,15 @@
 #include "common/clock.h"
 #include "mem/mem.h"
 
+/* jansson does not tell an allocation failure from bad syntax, so the allocator says it. */
+static _Thread_local bool json_alloc_failed;
+
 static void *json_alloc(size_t n)
 {
-    return gh_mem_alloc(GH_MEM_HTTP, n);
+    void *p = gh_mem_alloc(GH_MEM_HTTP, n);
+    if (!p)
+        json_alloc_failed = true;
+    return p;
 }
 
 /* JSON values may hold passwords: wipe every block jansson gives back. */
@@ -43,13 +49,19 @@ static bool media_type_is(const char *ct, const char *want)
 int gh_api_json_body(gh_req_t *r, json_t **out)
 {
     if (!media_type_is(gh_req_header(r, "Content-Type"), "application/json")) {
-        gh_reply_error(r, 415, "unsupported_media_type",
-                       "expected Content-Type: application/json");
+        gh_reply_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json");
         return GH_EINVAL;
     }
     json_error_t jerr;
-    json_t *j = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr)
-                            : NULL;
+    json_alloc_failed = false;
+    json_t *j =
+        r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (json_alloc_failed) {
+        /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
+        json_decref(j);
+        gh_api_reply_err(r, GH_ENOMEM);
+        return GH_ENOMEM;
+    }
     if (!j) {
         gh_reply_error(r, 400, "invalid_request", "the body is not valid JSON");
         return GH_EINVAL;
@@ -195,6 +207,20 @@ void gh_api_reply_err(gh_req_t *r, int err)
     }
 }
 
+json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value)
+{
+    if (!obj || !value) {
+        json_decref(obj);
+        json_decref(value);
+        return NULL;
+    }
+    if (json_object_set_new(obj, key, value) != 0) { /* it released value */
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 json_t *gh_api_session_json(const gh_session_info_t *s)
 {
     char c[GH_RFC3339_LEN], l[GH_RFC3339_LEN], e[GH_RFC3339_LEN], i[GH_RFC3339_LEN];
@@ -210,8 +236,8 @@ void gh_api_tag_session(gh_req_t *r, const char *session_id)
 {
     gh_app_t *app = r->app;
     uint8_t h[4];
-    crypto_generichash(h, sizeof h, (const uint8_t *)session_id, strlen(session_id),
-                       app->log_salt, sizeof app->log_salt);
+    crypto_generichash(h, sizeof h, (const uint8_t *)session_id, strlen(session_id), app->log_salt,
+                       sizeof app->log_salt);
     sodium_bin2hex(r->session_tag, sizeof r->session_tag, h, sizeof h);
 }
 

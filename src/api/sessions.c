@@ -177,9 +177,9 @@ static void login_finish(gh_req_t *r)
         return;
     }
     gh_api_tag_session(r, info.id);
-    json_t *j = json_pack("{s:s, s:o, s:{s:I, s:s}}", "token", token, "session",
-                          gh_api_session_json(&info), "user", "id", (json_int_t)st->user.id,
-                          "username", st->user.username);
+    json_t *j = gh_api_json_set(json_pack("{s:s, s:{s:I, s:s}}", "token", token, "user", "id",
+                                          (json_int_t)st->user.id, "username", st->user.username),
+                                "session", gh_api_session_json(&info));
     gh_api_count_login(app, GH_LOGIN_SUCCESS);
     gh_api_reply_json(r, 201, j);
     if (r->status == 201)
@@ -224,8 +224,9 @@ void gh_api_login(gh_req_t *r)
         plen = GH_PASSWORD_MAX; /* a verify against the dummy hash; never a match */
     r->phase = 1;
     gh_req_suspend(r);
-    int rc = gh_password_verify_async(app->passwords, st->user_found ? st->user.password_hash : NULL,
-                                      pw, plen, login_verified, r);
+    int rc =
+        gh_password_verify_async(app->passwords, st->user_found ? st->user.password_hash : NULL, pw,
+                                 plen, login_verified, r);
     json_decref(json);
     if (rc != 0) {
         st->verdict.result = rc;
@@ -253,8 +254,9 @@ void gh_api_whoami(gh_req_t *r)
         gh_api_reply_err(r, rc);
         return;
     }
-    json_t *j = json_pack("{s:{s:I, s:s}, s:o}", "user", "id", (json_int_t)user.id, "username",
-                          user.username, "session", gh_api_session_json(&info));
+    json_t *j = gh_api_json_set(
+        json_pack("{s:{s:I, s:s}}", "user", "id", (json_int_t)user.id, "username", user.username),
+        "session", gh_api_session_json(&info));
     gh_api_reply_json(r, 200, j);
 }
 
@@ -322,14 +324,14 @@ void gh_api_list_sessions(gh_req_t *r)
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) {
-        json_t *s = gh_api_session_json(&list[i]);
-        if (!s || json_object_set_new(s, "current", json_boolean(strcmp(list[i].id, info.id) == 0)) ||
-            json_array_append_new(arr, s)) {
+        json_t *one = gh_api_json_set(gh_api_session_json(&list[i]), "current",
+                                      json_boolean(strcmp(list[i].id, info.id) == 0));
+        if (!one || json_array_append_new(arr, one) != 0) {
             json_decref(arr);
             arr = NULL;
         }
     }
-    gh_api_reply_json(r, 200, arr ? json_pack("{s:o}", "sessions", arr) : NULL);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "sessions", arr));
 }
 
 void gh_api_revoke_session(gh_req_t *r)

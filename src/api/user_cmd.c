@@ -24,7 +24,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: gatehouse user add NAME [flags]      create a user (password from stdin or a prompt)\n"
+            "usage: gatehouse user add NAME [flags]      create a user (password from stdin or a "
+            "prompt)\n"
             "       gatehouse user del NAME [flags]      delete a user\n"
             "       gatehouse user list [flags]          list users\n"
             "       gatehouse user passwd NAME [flags]   set a user's password\n"

@@ -63,9 +63,8 @@ static void create_user(gh_req_t *r)
             return;
         }
         GH_LOG(GH_LOG_INFO, "user created", GH_LI("user_id", user.id));
-        gh_api_reply_json(r, 201,
-                          json_pack("{s:I, s:s}", "id", (json_int_t)user.id, "username",
-                                    user.username));
+        gh_api_reply_json(
+            r, 201, json_pack("{s:I, s:s}", "id", (json_int_t)user.id, "username", user.username));
         return;
     }
     json_t *json;
@@ -82,8 +81,7 @@ static void create_user(gh_req_t *r)
         goto out;
     }
     if (!gh_auth_password_valid(pw, plen)) {
-        gh_reply_error(r, 400, "weak_password",
-                       "passwords are 8 to 1024 bytes of valid UTF-8");
+        gh_reply_error(r, 400, "weak_password", "passwords are 8 to 1024 bytes of valid UTF-8");
         goto out;
     }
     gh_user_t existing;

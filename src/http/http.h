@@ -44,7 +44,7 @@ typedef struct {
     unsigned methods;     /* gh_http_method_t mask */
     const char *template; /* "/v1/sessions/{id}"; a {name} segment matches one path segment */
     gh_handler_fn handler;
-    unsigned flags;       /* application-defined (api.h: needs a JSON body, admin, ...) */
+    unsigned flags; /* application-defined (api.h: needs a JSON body, admin, ...) */
 } gh_route_t;
 
 typedef struct {
@@ -69,11 +69,11 @@ struct gh_req {
     bool body_too_big;
 
     int64_t start_ns;
-    int phase;        /* handler-owned state for resumed requests; 0 on the first call */
-    void *state;      /* handler-owned, in the pool */
+    int phase;   /* handler-owned state for resumed requests; 0 on the first call */
+    void *state; /* handler-owned, in the pool */
     bool suspended;
     bool resumed_pending;
-    bool wipe;        /* the request carried secrets: wipe the pool before releasing it */
+    bool wipe; /* the request carried secrets: wipe the pool before releasing it */
 
     /* response */
     bool replied;
@@ -89,7 +89,7 @@ struct gh_req {
 typedef struct gh_http_server gh_http_server_t;
 
 typedef struct {
-    int listen_fd;                 /* a bound, listening socket the server takes over */
+    int listen_fd; /* a bound, listening socket the server takes over */
     unsigned threads;
     unsigned max_connections;
     unsigned max_connections_per_ip;

@@ -10,8 +10,8 @@
 
 static bool param_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
 }
 
 /* Matches one template; on success copies parameters. */
@@ -77,8 +77,8 @@ void gh_http_allow_header(unsigned methods, char out[64])
     static const struct {
         unsigned bit;
         const char *name;
-    } names[] = {{GH_HTTP_GET, "GET"},       {GH_HTTP_HEAD, "HEAD"},     {GH_HTTP_POST, "POST"},
-                 {GH_HTTP_PUT, "PUT"},       {GH_HTTP_DELETE, "DELETE"}, {GH_HTTP_PATCH, "PATCH"},
+    } names[] = {{GH_HTTP_GET, "GET"},        {GH_HTTP_HEAD, "HEAD"},     {GH_HTTP_POST, "POST"},
+                 {GH_HTTP_PUT, "PUT"},        {GH_HTTP_DELETE, "DELETE"}, {GH_HTTP_PATCH, "PATCH"},
                  {GH_HTTP_OPTIONS, "OPTIONS"}};
     size_t len = 0;
     out[0] = '\0';

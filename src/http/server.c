@@ -31,6 +31,9 @@ struct gh_http_server {
     gh_http_options_t opt;
     _Atomic size_t inflight;
     _Atomic bool draining;
+    /* Answer for a request whose state cannot be allocated: made at start, shared, never freed
+     * until stop, so that saying "out of memory" needs no memory. */
+    struct MHD_Response *nomem;
 };
 
 static const char nomem_body[] =
@@ -59,7 +62,7 @@ int gh_http_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
         goto out;
     *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
     *fd_out = fd;
     fd = -1;
     rc = 0;
@@ -78,9 +81,10 @@ unsigned gh_http_method_parse(const char *m)
     static const struct {
         const char *name;
         unsigned bit;
-    } methods[] = {{"GET", GH_HTTP_GET},         {"HEAD", GH_HTTP_HEAD}, {"POST", GH_HTTP_POST},
-                   {"PUT", GH_HTTP_PUT},         {"DELETE", GH_HTTP_DELETE},
-                   {"PATCH", GH_HTTP_PATCH},     {"OPTIONS", GH_HTTP_OPTIONS}};
+    } methods[] = {{"GET", GH_HTTP_GET},        {"HEAD", GH_HTTP_HEAD},
+                   {"POST", GH_HTTP_POST},      {"PUT", GH_HTTP_PUT},
+                   {"DELETE", GH_HTTP_DELETE},  {"PATCH", GH_HTTP_PATCH},
+                   {"OPTIONS", GH_HTTP_OPTIONS}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (strcmp(m, methods[i].name) == 0)
             return methods[i].bit;
@@ -184,8 +188,8 @@ void gh_reply_error(gh_req_t *r, int status, const char *code, const char *messa
 {
     char msg[512], body[700];
     json_escape(message, msg, sizeof msg);
-    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
-                     msg);
+    int n =
+        snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
     if (n < 0 || (size_t)n >= sizeof body)
         n = (int)strlen(body);
     r->nheaders = 0;
@@ -211,8 +215,7 @@ static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
     return ret;
 }
 
-static bool append_body(gh_http_server_t *s, gh_req_t *r, const char *data, size_t n,
-                        size_t *cap)
+static bool append_body(gh_http_server_t *s, gh_req_t *r, const char *data, size_t n, size_t *cap)
 {
     if (r->body_len + n > s->opt.max_body) {
         r->body_too_big = true;
@@ -292,7 +295,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     if (!box) {
         box = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *box);
         if (!box)
-            return MHD_NO; /* closes the connection: nothing can be answered without memory */
+            return MHD_queue_response(conn, 503, s->nomem);
         gh_req_t *r = &box->req;
         r->conn = conn;
         r->app = s->opt.app;
@@ -364,18 +367,27 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     if (!s)
         return GH_ENOMEM;
     s->opt = *opt;
+    s->nomem = MHD_create_response_from_buffer(sizeof nomem_body - 1, (void *)nomem_body,
+                                               MHD_RESPMEM_PERSISTENT);
+    if (!s->nomem) {
+        gh_mem_free(GH_MEM_HTTP, s);
+        return GH_ENOMEM;
+    }
+    MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads ? opt->threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt->connection_memory,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                         NULL, MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads ? opt->threads : 1),
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt->connection_memory,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->daemon) {
+        MHD_destroy_response(s->nomem);
         gh_mem_free(GH_MEM_HTTP, s);
         return GH_EIO;
     }
@@ -403,6 +415,7 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(s->daemon);
+    MHD_destroy_response(s->nomem);
     gh_mem_free(GH_MEM_HTTP, s);
     *sp = NULL;
 }
