@@ -72,9 +72,33 @@ bench-store: $(BUILD)/bench/bench_store
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store
+BENCHES += bench-load
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
+
+# ---- gatehouse load (src/load): the engine benchmark, the soak gate, a test-only leak library ----
+
+# The engine against wrk -t1 on the token check (needs wrk; scripts/deps.sh installs it).
+.PHONY: bench-load
+bench-load: $(BUILD)/gatehouse
+	@bash bench/bench_load.sh $(BUILD)
+
+# `make soak`: a fresh node (cheap hashing), a short churn soak at a fixed rate; fails unless the
+# verdict is pass. The JSON and the HTML report are left in $(BUILD)/soak.json and soak.html.
+SOAK_DURATION ?= 60s
+SOAK_RATE     ?= 3000
+.PHONY: soak
+soak: $(BUILD)/gatehouse
+	@bash scripts/soak.sh $(BUILD) $(SOAK_DURATION) $(SOAK_RATE)
+
+# LD_PRELOAD library that makes a process leak steadily, for the leak tests. Built without the
+# sanitizer on purpose: it is loaded into the server under test, never linked.
+LEAK_SO := $(BUILD)/tests/support/leak_preload.so
+$(LEAK_SO): tests/support/leak_preload.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -pthread
+test-integration: $(LEAK_SO)
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var

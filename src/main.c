@@ -4,6 +4,7 @@
 
 #include "api/api.h"
 #include "common/version.h"
+#include "load/load.h"
 #include "mem/mem.h"
 
 static void usage(FILE *out)
@@ -13,6 +14,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  serve [--config FILE] [flags]   run the service\n"
                  "  user add|del|list|passwd ...    manage users in the configured user store\n"
+                 "  load --url URL [flags]          load and soak a local node, leak verdict\n"
                  "  version                         print the version\n"
                  "\n"
                  "`gatehouse <command> --help` lists a command's flags.\n");
@@ -38,6 +40,8 @@ int main(int argc, char **argv)
         return gh_serve_main(argc - 1, argv + 1);
     if (strcmp(cmd, "user") == 0)
         return gh_user_cmd_main(argc - 1, argv + 1);
-    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, version)\n", cmd);
+    if (strcmp(cmd, "load") == 0)
+        return gh_load_main(argc - 1, argv + 1);
+    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, load, version)\n", cmd);
     return 2;
 }
