@@ -51,7 +51,7 @@ static void usage(FILE *out)
             "                        soak: churn at a fixed --rate (default 100/s) for long\n"
             "  --duration D          how long to load (default 30s; soak 10m; at most 24h)\n"
             "  --warmup D            samples before this are left out of the slope\n"
-            "                        (default 25%% of --duration, at least 5s, at most 2m)\n"
+            "                        (default 25%% of --duration within 5s..2m, at most half)\n"
             "  --concurrency C       virtual users, each with one keep-alive connection\n"
             "                        (default 16, at most 1024)\n"
             "  --rate R              open loop: R requests per second in total, latency measured\n"

@@ -69,7 +69,7 @@ typedef struct {
     char metrics_url[GH_LOAD_URL_MAX]; /* default: url + "/metrics" */
     gh_load_scenario_t scenario;
     int64_t duration_ms; /* default 30s (soak: 10m) */
-    int64_t warmup_ms;   /* -1 = default: 25% of duration, clamped to [5s, 2m] */
+    int64_t warmup_ms;   /* -1 = default: gh_load_warmup_ms */
     int64_t timeout_ms;  /* per request, default 10s */
     uint32_t concurrency;
     uint32_t users;
@@ -139,14 +139,19 @@ int64_t gh_load_hist_percentile(const gh_load_hist_t *h, double p);
 /*
  * Theil–Sen estimator: the median of the slopes of all pairs (x[i], y[i]), (x[j], y[j]) with
  * x[i] != x[j]; the intercept is the median of y - slope * x. A single spike or a missed sample
- * cannot move it the way it moves least squares. Series longer than GH_LOAD_SLOPE_MAX_POINTS are
- * first reduced to that many points (each the median of a consecutive block), which bounds the
+ * cannot move it the way it moves least squares. low and high are Sen's 95% confidence interval
+ * of the slope: the pairwise slopes 1.96 standard deviations of Kendall's S either side of the
+ * median rank (ties ignored, which only widens it). Series longer than GH_LOAD_SLOPE_MAX_POINTS
+ * are first reduced to that many points (each the median of a consecutive block), which bounds the
  * work to ~180,000 pairs. NaN entries are skipped. GH_EINVAL with fewer than two usable points,
  * GH_ENOMEM.
  */
 #define GH_LOAD_SLOPE_MAX_POINTS 600
-int gh_load_theil_sen(const double *x, const double *y, size_t n, double *slope,
-                      double *intercept) GH_WUR;
+typedef struct {
+    double slope, intercept;
+    double low, high;
+} gh_load_fit_t;
+int gh_load_theil_sen(const double *x, const double *y, size_t n, gh_load_fit_t *fit) GH_WUR;
 
 /* ---- samples of the target's /metrics (stats.c) ---- */
 
@@ -188,6 +193,8 @@ typedef struct {
     double start_bytes;       /* RSS of the first sample */
     double end_bytes;         /* RSS of the last sample */
     double slope_bytes_per_s; /* Theil–Sen slope of RSS over the fit samples */
+    double slope_low;         /* its 95% confidence interval */
+    double slope_high;
     double intercept;         /* of that fit, at t = 0 */
     double rss_band_bytes;    /* max - min of RSS around that line over the fit samples */
     double unexplained_slope; /* bytes/s */
@@ -202,7 +209,7 @@ typedef struct {
     const char *growing;   /* largest positive slope: a component name, "unaccounted" or NULL */
     bool restarted;        /* process_start_time_seconds changed during the run */
     gh_load_verdict_t verdict;
-    char reason[192]; /* one sentence saying why */
+    char reason[384]; /* one sentence saying why */
 } gh_load_memory_t;
 
 #define GH_LOAD_STATUS_MAX 600
@@ -247,9 +254,12 @@ int gh_load_run(const gh_load_opts_t *o, gh_load_result_t *res, volatile sig_ato
                 char *err, size_t errlen) GH_WUR;
 
 /*
- * The memory analysis and verdict over res->samples: the fit uses samples with t >= warm-up;
- * `inconclusive` when fewer than GH_LOAD_MIN_FIT_SAMPLES remain, the target restarted, or the
- * threshold is per 1k cycles and no cycle completed. GH_ENOMEM.
+ * The memory analysis and verdict over res->samples. The fit uses the samples with t >= warm-up.
+ * The verdict compares the 95% interval of the RSS slope with the threshold (a per-1k threshold is
+ * converted at the window's cycle rate): `leak` when all of it lies above, `pass` when all of it
+ * lies at or below, `inconclusive` when it straddles the threshold (the node's memory is too noisy
+ * for this window), when fewer than GH_LOAD_MIN_FIT_SAMPLES samples remain, when the target
+ * restarted, or when the threshold is per 1k cycles and no cycle completed. GH_ENOMEM.
  */
 int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res) GH_WUR;
 
@@ -265,12 +275,13 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res) GH_WUR;
 #define GH_LOAD_NOISE_FLOOR 1024.0
 double gh_load_default_max_leak(double window_s);
 
-/* Warm-up used for o: o->warmup_ms, or the default (25% of duration within [5s, 2m]). */
+/* Warm-up used for o: o->warmup_ms, or the default: 25% of the duration within [5s, 2m], and
+ * never more than half of it. */
 int64_t gh_load_warmup_ms(const gh_load_opts_t *o);
 
 /* ---- output (report.c) ---- */
 
-/* "12.3 MiB" (binary units, one decimal; "-" for NaN). */
+/* "12.3 MiB" (binary units, one decimal; "-" for NaN). In stats.c. */
 void gh_load_format_bytes(double bytes, char *out, size_t len);
 
 /* The summary table (stdout). */

@@ -132,6 +132,11 @@ static json_t *build_json(const gh_load_opts_t *o, const gh_load_result_t *r)
     bad |= json_object_set_new(mem, "end_bytes", num(m->end_bytes));
     bad |= json_object_set_new(mem, "slope_bytes_per_s", num(m->slope_bytes_per_s));
     bad |= json_object_set_new(mem, "bytes_per_1k_cycles", num(m->bytes_per_1k_cycles));
+    json_t *ci = json_array();
+    bad |= ci ? 0 : -1;
+    bad |= json_array_append_new(ci, num(m->slope_low));
+    bad |= json_array_append_new(ci, num(m->slope_high));
+    bad |= json_object_set_new(mem, "slope_ci95_bytes_per_s", ci);
     bad |= json_object_set_new(mem, "fit_samples", json_integer((json_int_t)m->fit_samples));
     bad |= json_object_set_new(mem, "warmup_s", num(m->warmup_s));
     bad |= json_object_set_new(mem, "fit_window_s", num(m->fit_window_s));
@@ -327,10 +332,17 @@ static void svg_chart(FILE *f, const char *id, const char *title, x_kind_t xk, y
         xmin = 0;
     if (xk == AXIS_PERCENTILE) {
         xmin = 0;
-        xmax = fmax(ceil(xmax), 3);
+        xmax = fmax(ceil(xmax - 1e-9), 1);
     }
     if (from_zero || (ymin > 0 && ymin < (ymax - ymin) * 0.5))
         ymin = fmin(0, ymin);
+    /* A zoomed memory chart spans at least the noise band, so the wander of a healthy node looks
+     * as flat as it is and a leak looks like the ramp it is. */
+    if (yk == Y_BYTES && ymin > 0 && ymax - ymin < GH_LOAD_NOISE_BAND) {
+        double mid = (ymax + ymin) / 2;
+        ymin = fmax(0, mid - GH_LOAD_NOISE_BAND / 2);
+        ymax = ymin + GH_LOAD_NOISE_BAND;
+    }
     if (ymax <= ymin)
         ymax = ymin + (ymin == 0 ? 1 : fabs(ymin) * 0.1);
     double ystep = nice_step(ymax - ymin, yk);
@@ -356,7 +368,7 @@ static void svg_chart(FILE *f, const char *id, const char *title, x_kind_t xk, y
         fprintf(f,
                 "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#eee\"/>"
                 "<text x=\"%.1f\" y=\"%.1f\" class=\"note\">warm-up</text>\n",
-                ML, MT, PX(fmin(shade_to, xmax)) - ML, ph, ML + 4, MT + 12);
+                ML, MT, PX(fmin(shade_to, xmax)) - ML, ph, ML + 4, MT + ph - 6);
     /* y grid and labels */
     for (double v = ymin; v <= ymax + ystep / 2; v += ystep) {
         char lab[32];
@@ -373,8 +385,9 @@ static void svg_chart(FILE *f, const char *id, const char *title, x_kind_t xk, y
         for (int k = 0; k <= (int)xmax && k < 7; k++)
             fprintf(f,
                     "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>"
-                    "<text x=\"%.1f\" y=\"%.1f\" class=\"xlab\">%s</text>\n",
-                    PX(k), PX(k), MT, MT + ph, PX(k), MT + ph + 16, pl[k]);
+                    "<text x=\"%.1f\" y=\"%.1f\" class=\"xlab\"%s>%s</text>\n",
+                    PX(k), PX(k), MT, MT + ph, PX(k), MT + ph + 16,
+                    k == (int)xmax ? " style=\"text-anchor:end\"" : "", pl[k]);
     } else {
         double xstep = nice_step(xmax - xmin, Y_COUNT);
         for (double v = xmin; v <= xmax + xstep / 2; v += xstep)
@@ -429,7 +442,7 @@ static int write_charts(FILE *f, const gh_load_result_t *r)
     /* Scratch columns for the charts: t, rss, accounted, unexplained, sessions, fit, per tick
      * t, rate, errors, p50, p99, and the percentile curve. */
     enum { NPCT = 160 };
-    size_t cols = 6 * (ns + 1) + 5 * (nt + 1) + 2 * NPCT;
+    size_t cols = (6 + GH_MEM__COUNT) * (ns + 1) + 5 * (nt + 1) + 2 * NPCT;
     double *buf = gh_mem_calloc(GH_MEM_OTHER, cols, sizeof *buf);
     if (!buf)
         return GH_ENOMEM;
@@ -438,6 +451,22 @@ static int write_charts(FILE *f, const gh_load_result_t *r)
     double *tt = fit + ns + 1, *rate = tt + nt + 1, *errs = rate + nt + 1, *p50 = errs + nt + 1,
            *p99 = p50 + nt + 1;
     double *px = p99 + nt + 1, *py = px + NPCT;
+    double *comp = py + NPCT; /* GH_MEM__COUNT columns of ns + 1 */
+    series_t components[GH_MEM__COUNT];
+    size_t ncomp = 0;
+    static const char *const palette[] = {"#1e8449", "#2471a3", "#b9770e", "#c0392b",
+                                          "#7d3c98", "#17a589", "#566573", "#d35400"};
+    for (size_t c = 0; c < GH_MEM__COUNT; c++) {
+        double *col = comp + c * (ns + 1);
+        bool any = false;
+        for (size_t i = 0; i < ns; i++) {
+            col[i] = r->samples[i].component[c];
+            any |= isfinite(col[i]) && col[i] != 0;
+        }
+        if (any)
+            components[ncomp++] = (series_t){
+                gh_mem_component_name((gh_mem_component_t)c), palette[c % 8], t, col, ns, false};
+    }
     for (size_t i = 0; i < ns; i++) {
         const gh_load_sample_t *s = &r->samples[i];
         t[i] = s->t_s;
@@ -476,10 +505,12 @@ static int write_charts(FILE *f, const gh_load_result_t *r)
 
     series_t memory[] = {
         {"RSS", "#c0392b", t, rss, ns, false},
-        {"accounted", "#2471a3", t, acc, ns, false},
         {"unexplained (RSS - accounted)", "#7d3c98", t, unx, ns, false},
         {"RSS slope after warm-up", "#000", t, fit, ns, true},
     };
+    series_t accounted[GH_MEM__COUNT + 1];
+    accounted[0] = (series_t){"accounted, all", "#000", t, acc, ns, true};
+    memcpy(accounted + 1, components, ncomp * sizeof *components);
     series_t sessions[] = {{"live sessions", "#1e8449", t, ses, ns, false}};
     series_t thr[] = {{"requests/s", "#2471a3", tt, rate, nt, false},
                       {"errors/s", "#c0392b", tt, errs, nt, false}};
@@ -487,8 +518,10 @@ static int write_charts(FILE *f, const gh_load_result_t *r)
                         {"p99", "#c0392b", tt, p99, nt, false}};
     series_t lat_p[] = {{"latency at percentile", "#c0392b", px, py, np, false}};
 
-    svg_chart(f, "chart-memory", "Memory of the target over time", AXIS_SECONDS, Y_BYTES, memory, 4,
-              m->warmup_s, false);
+    svg_chart(f, "chart-memory", "Resident memory of the target over time", AXIS_SECONDS, Y_BYTES,
+              memory, 3, m->warmup_s, false);
+    svg_chart(f, "chart-components", "Accounted memory by component over time", AXIS_SECONDS,
+              Y_BYTES, accounted, ncomp + 1, m->warmup_s, true);
     svg_chart(f, "chart-sessions", "Live sessions over time", AXIS_SECONDS, Y_COUNT, sessions, 1,
               m->warmup_s, true);
     svg_chart(f, "chart-throughput", "Throughput over time (per second)", AXIS_SECONDS, Y_COUNT,

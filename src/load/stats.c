@@ -104,7 +104,7 @@ static double median_sorting(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
 }
 
-int gh_load_theil_sen(const double *x, const double *y, size_t n, double *slope, double *intercept)
+int gh_load_theil_sen(const double *x, const double *y, size_t n, gh_load_fit_t *fit)
 {
     int rc = GH_ENOMEM;
     double *px = NULL, *py = NULL, *pairs = NULL, *block = NULL;
@@ -156,12 +156,21 @@ int gh_load_theil_sen(const double *x, const double *y, size_t n, double *slope,
         rc = GH_EINVAL;
         goto out;
     }
-    double s = median_sorting(pairs, np);
+    double s = median_sorting(pairs, np); /* pairs is sorted from here on */
+    /* Sen's confidence interval: Kendall's S has variance m(m-1)(2m+5)/18 without ties; the
+     * bounds are the pairwise slopes C/2 ranks either side of the middle. Ties would shrink the
+     * variance, so ignoring them only widens the interval. */
+    double c = 1.959964 * sqrt((double)m * (double)(m - 1) * (double)(2 * m + 5) / 18.0);
+    double lo_rank = floor(((double)np - c) / 2.0), hi_rank = ceil(((double)np + c) / 2.0);
+    size_t lo = lo_rank < 1 ? 0 : (size_t)lo_rank - 1;
+    size_t hi = hi_rank > (double)np ? np - 1 : (size_t)hi_rank - 1;
+    fit->slope = s;
+    fit->low = pairs[lo];
+    fit->high = pairs[hi];
+    assert(fit->low <= fit->slope && fit->slope <= fit->high);
     for (size_t i = 0; i < m; i++)
         pairs[i] = py[i] - s * px[i];
-    *slope = s;
-    if (intercept)
-        *intercept = median_sorting(pairs, m);
+    fit->intercept = median_sorting(pairs, m);
     rc = 0;
 out:
     gh_mem_free(GH_MEM_OTHER, px);
@@ -304,6 +313,8 @@ int64_t gh_load_warmup_ms(const gh_load_opts_t *o)
         w = 5000;
     if (w > 120000)
         w = 120000;
+    if (w > o->duration_ms / 2) /* short runs: half of it is still left to fit */
+        w = o->duration_ms / 2;
     return w;
 }
 
@@ -325,19 +336,17 @@ void gh_load_format_bytes(double b, char *out, size_t len)
         snprintf(out, len, "%.1f %s", b, units[u]);
 }
 
-/* Slope of one field of the fit samples; NaN when it cannot be had. */
+/* Fit of one field of the samples; all NaN when it cannot be had (the field is missing). */
 static int fit_field(const gh_load_sample_t *s, size_t n, size_t offset, double *tbuf, double *ybuf,
-                     double *slope, double *intercept)
+                     gh_load_fit_t *fit)
 {
     for (size_t i = 0; i < n; i++) {
         tbuf[i] = s[i].t_s;
         ybuf[i] = *(const double *)((const char *)&s[i] + offset);
     }
-    int rc = gh_load_theil_sen(tbuf, ybuf, n, slope, intercept);
+    int rc = gh_load_theil_sen(tbuf, ybuf, n, fit);
     if (rc == GH_EINVAL) {
-        *slope = NAN;
-        if (intercept)
-            *intercept = NAN;
+        fit->slope = fit->intercept = fit->low = fit->high = NAN;
         return 0;
     }
     return rc;
@@ -350,6 +359,7 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
     m->warmup_s = (double)gh_load_warmup_ms(o) / 1000.0;
     m->samples = res->nsamples;
     m->start_bytes = m->end_bytes = m->slope_bytes_per_s = m->intercept = NAN;
+    m->slope_low = m->slope_high = NAN;
     m->unexplained_slope = m->accounted_slope = m->cycles_per_s = m->bytes_per_1k_cycles = NAN;
     m->sessions_start = m->sessions_end = m->fit_window_s = m->rss_band_bytes = NAN;
     for (size_t c = 0; c < GH_MEM__COUNT; c++)
@@ -384,7 +394,7 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
     }
     if (m->max_leak_default) {
         m->max_leak_unit = GH_LOAD_LEAK_PER_S;
-        m->max_leak = gh_load_default_max_leak(m->fit_window_s);
+        m->max_leak = m->fit_window_s > 0 ? gh_load_default_max_leak(m->fit_window_s) : NAN;
     }
     if (m->restarted) {
         snprintf(m->reason, sizeof m->reason,
@@ -403,17 +413,24 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
     double *yb = gh_mem_calloc(GH_MEM_OTHER, n, sizeof *yb);
     if (!tb || !yb)
         goto out;
-    if ((rc = fit_field(fit, n, offsetof(gh_load_sample_t, rss), tb, yb, &m->slope_bytes_per_s,
-                        &m->intercept)) ||
-        (rc = fit_field(fit, n, offsetof(gh_load_sample_t, unexplained), tb, yb,
-                        &m->unexplained_slope, NULL)) ||
-        (rc = fit_field(fit, n, offsetof(gh_load_sample_t, accounted), tb, yb, &m->accounted_slope,
-                        NULL)))
+    gh_load_fit_t rss, f;
+    if ((rc = fit_field(fit, n, offsetof(gh_load_sample_t, rss), tb, yb, &rss)))
         goto out;
+    m->slope_bytes_per_s = rss.slope;
+    m->intercept = rss.intercept;
+    m->slope_low = rss.low;
+    m->slope_high = rss.high;
+    if ((rc = fit_field(fit, n, offsetof(gh_load_sample_t, unexplained), tb, yb, &f)))
+        goto out;
+    m->unexplained_slope = f.slope;
+    if ((rc = fit_field(fit, n, offsetof(gh_load_sample_t, accounted), tb, yb, &f)))
+        goto out;
+    m->accounted_slope = f.slope;
     for (size_t c = 0; c < GH_MEM__COUNT; c++) {
         size_t off = offsetof(gh_load_sample_t, component) + c * sizeof(double);
-        if ((rc = fit_field(fit, n, off, tb, yb, &m->component_slope[c], NULL)))
+        if ((rc = fit_field(fit, n, off, tb, yb, &f)))
             goto out;
+        m->component_slope[c] = f.slope;
     }
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < n; i++) {
@@ -427,14 +444,20 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
         m->cycles_per_s = cycles / m->fit_window_s;
     if (m->cycles_per_s > 0)
         m->bytes_per_1k_cycles = m->slope_bytes_per_s / m->cycles_per_s * 1000.0;
+    rc = 0;
 
-    /* The threshold in bytes per second, to name what grows and to compare per-second. */
-    double limit_per_s = m->max_leak;
-    if (m->max_leak_unit == GH_LOAD_LEAK_PER_1K)
-        limit_per_s = m->cycles_per_s > 0 ? m->max_leak / 1000.0 * m->cycles_per_s : NAN;
+    bool per_1k = m->max_leak_unit == GH_LOAD_LEAK_PER_1K;
+    if (per_1k && !(m->cycles_per_s > 0)) {
+        snprintf(m->reason, sizeof m->reason,
+                 "no session cycle completed after the warm-up, and --max-leak is per 1k cycles");
+        goto out;
+    }
+    /* Everything is compared in bytes per second; a per-1k threshold is converted at the cycle
+     * rate of the same window. */
+    double limit = per_1k ? m->max_leak / 1000.0 * m->cycles_per_s : m->max_leak;
 
     /* The component (or the unaccounted rest) with the steepest growth, when it matters. */
-    double best = isfinite(limit_per_s) ? limit_per_s / 4 : 0;
+    double best = limit / 4;
     for (size_t c = 0; c < GH_MEM__COUNT; c++) {
         if (m->component_slope[c] > best) {
             best = m->component_slope[c];
@@ -444,35 +467,44 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
     if (m->unexplained_slope > best)
         m->growing = "unaccounted";
 
-    char slope[32], limit[32];
-    gh_load_format_bytes(m->slope_bytes_per_s, slope, sizeof slope);
-    if (m->max_leak_unit == GH_LOAD_LEAK_PER_1K) {
-        if (!(m->cycles_per_s > 0)) {
-            snprintf(m->reason, sizeof m->reason,
-                     "no session cycle completed after the warm-up, and --max-leak is per 1k "
-                     "cycles");
-            rc = 0;
-            goto out;
-        }
-        char per1k[32];
-        gh_load_format_bytes(m->bytes_per_1k_cycles, per1k, sizeof per1k);
-        gh_load_format_bytes(m->max_leak, limit, sizeof limit);
-        m->verdict = m->bytes_per_1k_cycles > m->max_leak ? GH_LOAD_LEAK : GH_LOAD_PASS;
+    /* leak: the whole 95% interval of the slope is above the threshold; pass: all of it is at
+     * or below; otherwise the noise is too large for this window to tell. */
+    if (m->slope_low > limit)
+        m->verdict = GH_LOAD_LEAK;
+    else if (m->slope_high <= limit)
+        m->verdict = GH_LOAD_PASS;
+    else
+        m->verdict = GH_LOAD_INCONCLUSIVE;
+
+    char sl[24], lo_s[24], hi_s[24], lim[24], band[24];
+    double scale = per_1k ? 1000.0 / m->cycles_per_s : 1.0;
+    const char *unit = per_1k ? " per 1k cycles" : "/s";
+    gh_load_format_bytes(m->slope_bytes_per_s * scale, sl, sizeof sl);
+    gh_load_format_bytes(m->slope_low * scale, lo_s, sizeof lo_s);
+    gh_load_format_bytes(m->slope_high * scale, hi_s, sizeof hi_s);
+    gh_load_format_bytes(limit * scale, lim, sizeof lim);
+    gh_load_format_bytes(m->rss_band_bytes, band, sizeof band);
+    switch (m->verdict) {
+    case GH_LOAD_LEAK:
         snprintf(m->reason, sizeof m->reason,
-                 "RSS grew %s per 1k session cycles after the warm-up, %s the %s allowed", per1k,
-                 m->verdict == GH_LOAD_LEAK ? "over" : "within", limit);
-    } else {
-        gh_load_format_bytes(m->max_leak, limit, sizeof limit);
-        m->verdict = m->slope_bytes_per_s > m->max_leak ? GH_LOAD_LEAK : GH_LOAD_PASS;
+                 "RSS grew %s%s after the warm-up (95%% interval %s to %s), over the %s%s "
+                 "allowed; growing: %s",
+                 sl, unit, lo_s, hi_s, lim, unit, m->growing ? m->growing : "-");
+        break;
+    case GH_LOAD_PASS:
         snprintf(m->reason, sizeof m->reason,
-                 "RSS grew %s/s after the warm-up, %s the %s/s allowed", slope,
-                 m->verdict == GH_LOAD_LEAK ? "over" : "within", limit);
+                 "RSS grew %s%s after the warm-up (95%% interval %s to %s), within the %s%s "
+                 "allowed",
+                 sl, unit, lo_s, hi_s, lim, unit);
+        break;
+    case GH_LOAD_INCONCLUSIVE:
+        snprintf(m->reason, sizeof m->reason,
+                 "RSS grew %s%s after the warm-up, but its 95%% interval (%s to %s) straddles the "
+                 "%s%s allowed: RSS wanders by %s around its trend, too much for a %.0f s window "
+                 "(argon2 working memory at a high --hash-memory?); run longer",
+                 sl, unit, lo_s, hi_s, lim, unit, band, m->fit_window_s);
+        break;
     }
-    if (m->verdict == GH_LOAD_LEAK && m->growing) {
-        size_t used = strlen(m->reason);
-        snprintf(m->reason + used, sizeof m->reason - used, "; growing: %s", m->growing);
-    }
-    rc = 0;
 out:
     gh_mem_free(GH_MEM_OTHER, tb);
     gh_mem_free(GH_MEM_OTHER, yb);

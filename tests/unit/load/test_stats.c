@@ -85,23 +85,26 @@ static void percentiles_of_a_uniform_spread(void **state)
 static void slope_of_a_line_is_exact(void **state)
 {
     (void)state;
-    double x[50], y[50], s = 0, b = 0;
+    double x[50], y[50];
+    gh_load_fit_t f;
     for (int i = 0; i < 50; i++) {
         x[i] = i;
         y[i] = 3 * i + 7;
     }
-    assert_int_equal(gh_load_theil_sen(x, y, 50, &s, &b), 0);
-    assert_true(fabs(s - 3) < 1e-12 && fabs(b - 7) < 1e-9);
+    assert_int_equal(gh_load_theil_sen(x, y, 50, &f), 0);
+    assert_true(fabs(f.slope - 3) < 1e-12 && fabs(f.intercept - 7) < 1e-9);
+    /* A perfect line leaves no doubt: the interval is the slope itself. */
+    assert_true(fabs(f.low - 3) < 1e-12 && fabs(f.high - 3) < 1e-12);
     /* Two points are enough; one is not; NaN points are skipped. */
-    assert_int_equal(gh_load_theil_sen(x, y, 2, &s, NULL), 0);
-    assert_true(fabs(s - 3) < 1e-12);
-    assert_int_equal(gh_load_theil_sen(x, y, 1, &s, &b), GH_EINVAL);
+    assert_int_equal(gh_load_theil_sen(x, y, 2, &f), 0);
+    assert_true(fabs(f.slope - 3) < 1e-12);
+    assert_int_equal(gh_load_theil_sen(x, y, 1, &f), GH_EINVAL);
     y[10] = NAN;
     x[20] = NAN;
-    assert_int_equal(gh_load_theil_sen(x, y, 50, &s, &b), 0);
-    assert_true(fabs(s - 3) < 1e-12);
+    assert_int_equal(gh_load_theil_sen(x, y, 50, &f), 0);
+    assert_true(fabs(f.slope - 3) < 1e-12);
     double same[3] = {1, 1, 1};
-    assert_int_equal(gh_load_theil_sen(same, y, 3, &s, &b), GH_EINVAL); /* no x differs */
+    assert_int_equal(gh_load_theil_sen(same, y, 3, &f), GH_EINVAL); /* no x differs */
 }
 
 static void outliers_do_not_move_the_slope(void **state)
@@ -109,7 +112,8 @@ static void outliers_do_not_move_the_slope(void **state)
     (void)state;
     /* A flat series with 20% huge spikes (a scrape that caught a transient): least squares
      * would report a slope; Theil–Sen stays flat. */
-    double x[100], y[100], s = 1, b;
+    double x[100], y[100];
+    gh_load_fit_t f;
     double sx = 0, sy = 0, sxy = 0, sxx = 0;
     for (int i = 0; i < 100; i++) {
         x[i] = i;
@@ -120,17 +124,36 @@ static void outliers_do_not_move_the_slope(void **state)
         sxx += x[i] * x[i];
     }
     double ols = (100 * sxy - sx * sy) / (100 * sxx - sx * sx);
-    assert_int_equal(gh_load_theil_sen(x, y, 100, &s, &b), 0);
+    assert_int_equal(gh_load_theil_sen(x, y, 100, &f), 0);
     assert_true(ols > 50000);
-    assert_true(fabs(s) < 1e-9);
-    assert_true(fabs(b - 10e6) < 1);
+    assert_true(fabs(f.slope) < 1e-9);
+    assert_true(fabs(f.intercept - 10e6) < 1);
+}
+
+static void noise_widens_the_interval_around_the_truth(void **state)
+{
+    (void)state;
+    /* A slow ramp under big random swings (argon2's working memory comes and goes): the
+     * interval is wide and still holds the true slope. */
+    double x[60], y[60];
+    uint64_t r = 42;
+    for (int i = 0; i < 60; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = i;
+        y[i] = 1000.0 * i + (double)(r >> 40) / (double)(1 << 24) * 4e7; /* 0 .. 40 MB */
+    }
+    gh_load_fit_t f;
+    assert_int_equal(gh_load_theil_sen(x, y, 60, &f), 0);
+    assert_true(f.low < 1000 && 1000 < f.high);
+    assert_true(f.high - f.low > 100000);
 }
 
 static void long_series_are_reduced_but_keep_their_slope(void **state)
 {
     (void)state;
     size_t n = 20000;
-    double *x = calloc(n, sizeof *x), *y = calloc(n, sizeof *y), s, b;
+    double *x = calloc(n, sizeof *x), *y = calloc(n, sizeof *y);
+    gh_load_fit_t f;
     assert_non_null(x);
     assert_non_null(y);
     for (size_t i = 0; i < n; i++) {
@@ -138,9 +161,10 @@ static void long_series_are_reduced_but_keep_their_slope(void **state)
         y[i] = 1000 + 2.5 * (double)i + ((i * 7919) % 13) * 100.0; /* bounded jitter */
     }
     size_t before = gh_mem_bytes(GH_MEM_OTHER);
-    assert_int_equal(gh_load_theil_sen(x, y, n, &s, &b), 0);
+    assert_int_equal(gh_load_theil_sen(x, y, n, &f), 0);
     assert_int_equal(gh_mem_bytes(GH_MEM_OTHER), before); /* scratch returned */
-    assert_true(fabs(s - 2.5) < 0.05);
+    assert_true(fabs(f.slope - 2.5) < 0.05);
+    assert_true(f.low <= 2.5 && 2.5 <= f.high);
     free(x);
     free(y);
 }
@@ -269,6 +293,17 @@ static void verdicts_on_synthetic_series(void **state)
     assert_int_equal(gh_load_analyse(&o, r), 0);
     assert_int_equal(r->memory.verdict, GH_LOAD_INCONCLUSIVE);
 
+    /* Memory that swings by 38 MiB from one second to the next: no verdict from 45 s. */
+    o.max_leak = -1;
+    fill(r, 61, 0, 38.0 * 1024 * 1024, 100);
+    for (size_t i = 0; i < r->nsamples; i++) { /* decorrelate the wobble */
+        r->samples[i].rss = 20e6 + 38.0 * 1024 * 1024 * (double)((i * 7919 + 13) % 17) / 16;
+        r->samples[i].unexplained = r->samples[i].rss - r->samples[i].accounted;
+    }
+    assert_int_equal(gh_load_analyse(&o, r), 0);
+    assert_int_equal(r->memory.verdict, GH_LOAD_INCONCLUSIVE);
+    assert_non_null(strstr(r->memory.reason, "straddles"));
+
     /* A restart in the middle: inconclusive, whatever the slope. */
     o.max_leak = -1;
     fill(r, 61, 0, 0, 100);
@@ -297,13 +332,15 @@ static void default_threshold_shrinks_with_the_window(void **state)
            c = gh_load_default_max_leak(3600);
     assert_true(a > b && b > c && c > GH_LOAD_NOISE_FLOOR);
     assert_true(fabs(b - (GH_LOAD_NOISE_BAND / 45 + GH_LOAD_NOISE_FLOOR)) < 1e-9);
-    /* The warm-up default: a quarter of the duration within [5 s, 2 min]. */
+    /* The warm-up default: a quarter of the duration within [5 s, 2 min], at most half. */
     gh_load_opts_t o = opts(20000, -1);
     assert_int_equal(gh_load_warmup_ms(&o), 5000);
     o.duration_ms = 60000;
     assert_int_equal(gh_load_warmup_ms(&o), 15000);
     o.duration_ms = 3600000;
     assert_int_equal(gh_load_warmup_ms(&o), 120000);
+    o.duration_ms = 8000; /* a short run keeps half of itself to fit */
+    assert_int_equal(gh_load_warmup_ms(&o), 4000);
     o.warmup_ms = 0;
     assert_int_equal(gh_load_warmup_ms(&o), 0);
 }
@@ -316,6 +353,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(percentiles_of_a_uniform_spread),
         cmocka_unit_test(slope_of_a_line_is_exact),
         cmocka_unit_test(outliers_do_not_move_the_slope),
+        cmocka_unit_test(noise_widens_the_interval_around_the_truth),
         cmocka_unit_test(long_series_are_reduced_but_keep_their_slope),
         cmocka_unit_test(metrics_are_read_by_name_and_label),
         cmocka_unit_test(verdicts_on_synthetic_series),
