@@ -103,6 +103,9 @@ typedef struct {
     void (*stats)(gh_session_store_t *s, gh_session_stats_t *out);
     /* Releases everything the store holds and sets *s to NULL. */
     void (*destroy)(gh_session_store_t **s);
+    /* 0 when the store answers, GH_ESTORE otherwise (for /readyz). NULL for in-process stores,
+     * which always answer. */
+    int (*ping)(gh_session_store_t *s);
 } gh_session_store_ops_t;
 
 struct gh_session_store {
@@ -135,6 +138,37 @@ int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN
  * under the store's lock). Returns 0, or GH_EINTERNAL with *why (may be NULL) naming the first
  * broken invariant. */
 int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
+
+/*
+ * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every operation is
+ * one atomic server-side script (EVALSHA) on one pooled connection; nothing is cached locally, so
+ * a session ended on one node is refused by every node at once. When Redis does not answer, every
+ * operation fails with GH_ESTORE (fail closed), the pool reconnects with a growing backoff, and
+ * service resumes by itself when Redis is back.
+ *
+ * Counters in gh_session_stats_t: created_total and ended_total count what THIS node did (each
+ * ended session is counted by exactly one node); active is the number of sessions in Redis, the
+ * same on every node. bytes is what this node holds for the store (flat: it does not grow with
+ * the number of sessions); budget_bytes is 0 (Redis's maxmemory is the budget).
+ */
+typedef struct {
+    /* redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket[?db=N]; the password
+     * may be percent-encoded. Required. */
+    const char *url;
+    unsigned pool_size;        /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
+    int timeout_ms;            /* connect and per-command timeout; 0 = 1000 */
+    int64_t touch_interval_ms; /* a lookup within this long of the recorded last use does not
+                                * write (the idle deadline may then be early by up to this
+                                * much); 0 = every lookup writes */
+    const char *prefix;        /* key prefix, at most 32 bytes; NULL = "gh:" */
+} gh_session_redis_options_t;
+
+/* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).
+ * limits as for the memory store (budget_bytes and policy are ignored). Returns 0; GH_EINVAL for
+ * bad limits or an unparsable URL; GH_ESTORE when Redis cannot be reached or refuses us; GH_ENOMEM.
+ * Thread safety and ownership as for gh_session_memory_open. */
+int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_redis_options_t *opt,
+                          gh_session_store_t **out) GH_WUR;
 
 /* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
 GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, const uint8_t *hash,
@@ -174,6 +208,10 @@ static inline size_t gh_session_expire(gh_session_store_t *s, int64_t now, size_
 static inline void gh_session_stats(gh_session_store_t *s, gh_session_stats_t *o)
 {
     s->ops->stats(s, o);
+}
+GH_WUR static inline int gh_session_ping(gh_session_store_t *s)
+{
+    return s->ops->ping ? s->ops->ping(s) : 0;
 }
 static inline void gh_session_store_destroy(gh_session_store_t **s)
 {
