@@ -61,8 +61,9 @@
 #define DEFAULT_TIMEOUT_MS 1000
 #define DEFAULT_PREFIX "gh:"
 #define PREFIX_MAX 32
-#define GRACE_MS 60000 /* Redis's own TTL runs this long past the deadline: the sweep goes first   \
-                        */
+#define GRACE_MS                                                                                   \
+    60000 /* Redis's own TTL runs this long past the deadline: the sweep goes first                \
+           */
 #define SWEEP_BATCH 1000
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
@@ -993,7 +994,8 @@ static void r_destroy(gh_session_store_t **base)
     if (!s)
         return;
     if (s->conns) {
-        assert(s->nfree == s->nconns); /* nobody may still hold a connection */
+        /* nobody may still hold a connection (a half-built store has no free list yet) */
+        assert(!s->free || s->nfree == s->nconns);
         for (unsigned i = 0; i < s->nconns; i++)
             if (s->conns[i].c)
                 redisFree(s->conns[i].c);
@@ -1055,12 +1057,12 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
     s->nconns = opt->pool_size ? opt->pool_size : DEFAULT_POOL;
     s->conns = gh_mem_calloc(GH_MEM_SESSIONS, s->nconns, sizeof *s->conns);
     s->free = gh_mem_calloc(GH_MEM_SESSIONS, s->nconns, sizeof *s->free);
+    for (unsigned i = 0; s->free && i < s->nconns; i++)
+        s->free[s->nfree++] = s->nconns - 1 - i;
     if (!s->conns || !s->free) {
         rc = GH_ENOMEM;
         goto fail;
     }
-    for (unsigned i = 0; i < s->nconns; i++)
-        s->free[s->nfree++] = s->nconns - 1 - i;
     /* What gh_mem charged for us (it counts usable sizes); it never changes after this. */
     s->bytes = malloc_usable_size(s) + malloc_usable_size(s->conns) + malloc_usable_size(s->free);
     /* One connection now: a wrong address or password is a start-up error, not a 503 later. */
