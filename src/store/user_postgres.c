@@ -108,6 +108,13 @@ typedef struct {
 
 /* ---- connections ---- */
 
+/* Server notices (e.g. "relation already exists, skipping") would go to stderr by default. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    GH_LOG(GH_LOG_DEBUG, "user store notice", GH_LS("detail", message));
+}
+
 /* Connects with our defaults under the operator's URL; NULL when it cannot (logged at debug:
  * the caller decides how loud a failure is). */
 static PGconn *connect_bare(pg_store_t *s)
@@ -116,9 +123,7 @@ static PGconn *connect_bare(pg_store_t *s)
     /* libpq's connect_timeout is in whole seconds and takes 1 as 2 */
     snprintf(connect_timeout, sizeof connect_timeout, "%d", (s->timeout_ms + 999) / 1000);
     snprintf(tcp_timeout, sizeof tcp_timeout, "%d", s->timeout_ms);
-    /* client_min_messages: libpq would print NOTICEs (CREATE ... IF NOT EXISTS) on stderr */
-    snprintf(options, sizeof options, "-c statement_timeout=%d -c client_min_messages=warning",
-             s->timeout_ms);
+    snprintf(options, sizeof options, "-c statement_timeout=%d", s->timeout_ms);
     /* Later keywords win: the URL comes last, so an operator's settings override ours. */
     const char *keys[] = {"connect_timeout",  "tcp_user_timeout", "keepalives", "options",
                           "application_name", "client_encoding",  "dbname",     NULL};
@@ -131,6 +136,7 @@ static PGconn *connect_bare(pg_store_t *s)
         PQfinish(pg);
         return NULL;
     }
+    PQsetNoticeProcessor(pg, notice_to_log, NULL);
     return pg;
 }
 

@@ -283,7 +283,7 @@ static int group_setup(void **state)
 {
     (void)state;
     if (ts_server_start(&redis) != 0 || ts_server_start(&pg) != 0 ||
-        ts_postgres_create_db(&pg, pg_url, sizeof pg_url) != 0)
+        ts_postgres_fresh_url(&pg, pg_url, sizeof pg_url) != 0)
         return -1;
     /* Two nodes at once: both migrate the empty database, under the advisory lock. */
     return start_node(A) == 0 && start_node(B) == 0 ? 0 : -1;

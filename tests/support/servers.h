@@ -51,9 +51,10 @@ int ts_server_stop(ts_server_t *s);
 /* Stops it if running and removes its dir (unless GATEHOUSE_TEST_KEEP=1). */
 void ts_server_cleanup(ts_server_t *s);
 
-/* PostgreSQL: makes a new empty database and writes its URL to url (len bytes). The name is
- * unique within the server. Returns 0 or -1. */
-int ts_postgres_create_db(const ts_server_t *s, char *url, size_t len);
+/* PostgreSQL: makes a new empty schema (unique within the server) and writes to url (len bytes)
+ * a URL whose search_path is that schema, so every unqualified table lands there: a fresh,
+ * isolated user store per test. Returns 0 or -1. */
+int ts_postgres_fresh_url(const ts_server_t *s, char *url, size_t len);
 
 /* Runs one SQL command on the database at url; returns 0 or -1 (the error on stderr). */
 int ts_postgres_exec(const char *url, const char *sql);

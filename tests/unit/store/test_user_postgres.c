@@ -1,7 +1,7 @@
 /*
  * test_user_postgres.c — the PostgreSQL user store against a real server (initdb'd in a temp dir,
  * on a free loopback port, as an unprivileged user): the shared user suite (user_suite.h), each
- * test in a database of its own, then what only the shared store promises — two nodes starting
+ * test in a schema of its own, then what only the shared store promises — two nodes starting
  * at once migrate once, a newer schema is refused, a bad address fails at open, and when the
  * server goes away calls fail closed and then work again, without reopening, once it is back.
  */
@@ -16,12 +16,12 @@ static char url[256];
 
 static int pg_setup(void)
 {
-    return ts_postgres_create_db(&pg, url, sizeof url);
+    return ts_postgres_fresh_url(&pg, url, sizeof url);
 }
 
 static int pg_teardown(void)
 {
-    return 0; /* the whole cluster goes with the group */
+    return 0; /* the schemas go with the whole cluster, at the end of the group */
 }
 
 static int pg_open(gh_user_store_t **out)
