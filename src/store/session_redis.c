@@ -587,6 +587,13 @@ static void release(redis_store_t *s, unsigned slot, bool broken)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Errors that mean "this connection leads to the wrong server now", not "this command failed". */
+static bool server_moved(const char *err)
+{
+    return strncmp(err, "READONLY", 8) == 0 || strncmp(err, "LOADING", 7) == 0 ||
+           strncmp(err, "MASTERDOWN", 10) == 0;
+}
+
 /* Runs one command on a pooled connection. On success *reply is the reply (free it with
  * freeReplyObject); an error reply is returned as a reply, for the caller to judge. */
 static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **argv,
@@ -603,6 +610,15 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
     if (!r) {
         GH_LOG(GH_LOG_WARN, "session store command failed",
                GH_LS("detail", s->conns[slot].c->errstr));
+        release(s, slot, true);
+        gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
+        return GH_ESTORE;
+    }
+    if (r->type == REDIS_REPLY_ERROR && server_moved(r->str)) {
+        /* This server is no longer a primary we can use (a failover made it a replica, or it
+         * is still loading): drop every connection, so the next ones find the primary anew. */
+        GH_LOG(GH_LOG_WARN, "session store refused: reconnecting", GH_LS("detail", r->str));
+        freeReplyObject(r);
         release(s, slot, true);
         gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return GH_ESTORE;

@@ -294,7 +294,11 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
             *res = r;
             return R_OK;
         }
-        if (PQstatus(pg) == CONNECTION_BAD) {
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        /* A standby after a failover (25006 read_only_sql_transaction) or a server shutting
+         * down (class 57): this connection leads nowhere useful any more. */
+        bool moved = state && (strcmp(state, "25006") == 0 || strncmp(state, "57", 2) == 0);
+        if (PQstatus(pg) == CONNECTION_BAD || moved) {
             GH_LOG(GH_LOG_WARN, "user store connection lost", GH_LS("detail", PQerrorMessage(pg)));
             PQclear(r);
             release(s, slot, true);
@@ -303,7 +307,6 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
                 continue;
             return R_BROKEN;
         }
-        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         outcome_t o = R_FAILED;
         if (state && strcmp(state, "23505") == 0)
             o = R_UNIQUE;

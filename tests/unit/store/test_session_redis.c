@@ -368,6 +368,31 @@ static void redis_going_away_fails_closed_and_recovers(void **state)
     ts_server_cleanup(&own);
 }
 
+/* A failover turns the server we talk to into a replica: writes answer READONLY. The store
+ * must not keep using it (fail closed) and must find the primary again by reconnecting. */
+static void a_primary_turned_replica_fails_closed_and_recovers(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    create_ok(s, 1, 1, T0, NULL);
+    char cmd[64], reply[64];
+    snprintf(cmd, sizeof cmd, "REPLICAOF 127.0.0.1 %d", ts_free_port()); /* a primary nobody runs */
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    assert_int_equal(gh_session_create(s, 1, H(2).b, T0 + 1, NULL), GH_ESTORE);
+    assert_int_equal(lookup(s, 1, T0 + 2, NULL), GH_ESTORE);
+    assert_int_equal(ts_redis_cmd(&redis, "REPLICAOF NO ONE", reply, sizeof reply), 0);
+    int rc = GH_ESTORE;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = lookup(s, 1, T0 + 3, NULL);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    create_ok(s, 1, 2, T0 + 4, NULL);
+    gh_session_store_destroy(&s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -397,6 +422,7 @@ int main(int argc, char **argv)
         SESSION_SUITE_TEST(tokens_are_not_stored),
         SESSION_SUITE_TEST(scripts_come_back_after_a_flush),
         SESSION_SUITE_TEST(redis_going_away_fails_closed_and_recovers),
+        SESSION_SUITE_TEST(a_primary_turned_replica_fails_closed_and_recovers),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
