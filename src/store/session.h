@@ -1,7 +1,7 @@
 /*
  * session.h — the session store interface. Handlers only ever call gh_session_* below; which
- * backend answers (memory now, redis later) is chosen once at start, the way Redis's ae.c picks
- * ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
+ * backend answers (memory, or Redis shared by several nodes) is chosen once at start, the way
+ * Redis's ae.c picks ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
  *
  * Sessions are keyed by the BLAKE2b-256 hash of the token (auth/token.h); no backend ever sees or
  * holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated to
