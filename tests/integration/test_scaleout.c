@@ -213,6 +213,38 @@ static void node_memory_does_not_grow_with_sessions(void **state)
                           "op=\"get\"}") > 0);
 }
 
+/* `gatehouse user` on the shared table: what it does, every node sees. */
+static void the_command_line_works_on_the_shared_table(void **state)
+{
+    (void)state;
+    static ht_run_t run;
+    const char *const flags[] = {"--user-store",  "postgres", "--postgres-url", pg_url,
+                                 "--hash-memory", "8KiB",     "--hash-ops",     "1"};
+    memset(&run, 0, sizeof run);
+    assert_int_equal(ht_run(&run, PASSWORD "\n", NULL, "user", "add", "kate", flags[0], flags[1],
+                            flags[2], flags[3], flags[4], flags[5], flags[6], flags[7], NULL),
+                     0);
+    if (run.status != 0)
+        fail_msg("user add -> %d: %s", run.status, run.err);
+    char t1[64], t2[64];
+    login(A, "kate", PASSWORD, t1);
+    login(B, "KATE", PASSWORD, t2);
+    memset(&run, 0, sizeof run);
+    assert_int_equal(ht_run(&run, "another long one\n", NULL, "user", "passwd", "kate", flags[0],
+                            flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], flags[7],
+                            NULL),
+                     0);
+    assert_int_equal(run.status, 0);
+    EXPECT(ht_login(B, "kate", PASSWORD, NULL, NULL), 401);
+    EXPECT(ht_login(A, "kate", "another long one", NULL, NULL), 201);
+    memset(&run, 0, sizeof run);
+    assert_int_equal(
+        ht_run(&run, NULL, NULL, "user", "list", flags[0], flags[1], flags[2], flags[3], NULL), 0);
+    assert_int_equal(run.status, 0);
+    assert_non_null(strstr(run.out, "kate"));
+    assert_non_null(strstr(run.out, "Alice")); /* registered through the API earlier */
+}
+
 /* ---- a store goes away, and comes back ---- */
 
 static void redis_away_means_503_then_recovery(void **state)
@@ -309,6 +341,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(revocations_hold_on_every_node),
         cmocka_unit_test(a_restarted_node_sees_every_session),
         cmocka_unit_test(node_memory_does_not_grow_with_sessions),
+        cmocka_unit_test(the_command_line_works_on_the_shared_table),
         cmocka_unit_test(redis_away_means_503_then_recovery),
         cmocka_unit_test(postgres_away_means_503_then_recovery),
     };
