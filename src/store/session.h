@@ -170,6 +170,13 @@ typedef struct {
 int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_redis_options_t *opt,
                           gh_session_store_t **out) GH_WUR;
 
+/* Checks that every key of a Redis store points where it should (session <-> expiry index,
+ * user index, public id; every session has a TTL), for tests: it walks every key of the store's
+ * prefix inside Redis, so never call it on a production Redis. Returns 0, GH_EINTERNAL with *why
+ * (may be NULL) naming the first broken invariant, GH_EINVAL for a store that is not Redis, or
+ * GH_ESTORE. */
+int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
+
 /* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
 GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, const uint8_t *hash,
                                            int64_t now, gh_session_info_t *o)

@@ -109,8 +109,11 @@ static const char *const scripts[SC__COUNT] = {
     "if redis.call('EXISTS', sk) == 1 then return {-1} end\n"
     "if redis.call('EXISTS', ikey(id)) == 1 then return {-2} end\n"
     "local evicted, idle, expired = 0, 0, 0\n"
-    /* members created a whole TTL ago are past their absolute deadline; the sweep counts them */
-    "redis.call('ZREMRANGEBYSCORE', uk, '-inf', NOW - tonumber(ARGV[10]))\n"
+    /* the user's sessions created a whole TTL ago are past their absolute deadline: end them */
+    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', uk, '-inf', NOW - tonumber(ARGV[10]))) do\n"
+    "  if redis.call('EXISTS', skey(m)) == 0 then redis.call('ZREM', uk, m)\n"
+    "  else expired = expired + finish(m) end\n"
+    "end\n"
     "if cap > 0 and redis.call('ZCARD', uk) >= cap then\n"
     "  local live = {}\n"
     "  for _, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do\n"
@@ -218,6 +221,8 @@ static const gh_store_op_t script_op[SC__COUNT] = {
 };
 
 /* ---- the store ---- */
+
+static const gh_session_store_ops_t redis_ops; /* below: the check tells our stores by it */
 
 typedef struct {
     redisContext *c; /* NULL until connected */
@@ -1000,6 +1005,60 @@ static int r_ping(gh_session_store_t *base)
     if (rc != 0)
         return GH_ESTORE;
     rc = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0 ? 0 : GH_ESTORE;
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Every cross-reference between the keys, checked in one script (KEYS: O(everything), for
+ * tests only). Returns "" or the first broken invariant. */
+static const char check_script[] = PRELUDE
+    "local function bad(what, k) return what .. ': ' .. k end\n"
+    "for _, sk in ipairs(redis.call('KEYS', P .. 's:*')) do\n"
+    "  local h = string.sub(sk, #P + 3)\n"
+    "  local f = redis.call('HMGET', sk, 'u', 'i', 'c', 'l', 'e')\n"
+    "  if not (f[1] and f[2] and f[3] and f[4] and f[5]) then return bad('fields', h) end\n"
+    "  local d = dl(tonumber(f[4]), tonumber(f[5]))\n"
+    "  if tonumber(redis.call('ZSCORE', X, h)) ~= d then return bad('expiry index', h) end\n"
+    "  if tonumber(redis.call('ZSCORE', ukey(f[1]), h)) ~= tonumber(f[3]) then\n"
+    "    return bad('user index', h) end\n"
+    "  if redis.call('GET', ikey(f[2])) ~= h then return bad('id index', h) end\n"
+    "  if redis.call('PTTL', sk) < 0 then return bad('no ttl', h) end\n"
+    "end\n"
+    "for _, h in ipairs(redis.call('ZRANGE', X, 0, -1)) do\n"
+    "  if redis.call('EXISTS', skey(h)) == 0 then return bad('expiry member', h) end\n"
+    "end\n"
+    "for _, uk in ipairs(redis.call('KEYS', P .. 'u:*')) do\n"
+    "  local u = string.sub(uk, #P + 3)\n"
+    "  for _, h in ipairs(redis.call('ZRANGE', uk, 0, -1)) do\n"
+    "    if redis.call('HGET', skey(h), 'u') ~= u then return bad('user member', h) end\n"
+    "  end\n"
+    "end\n"
+    "for _, ik in ipairs(redis.call('KEYS', P .. 'i:*')) do\n"
+    "  local h = redis.call('GET', ik)\n"
+    "  if redis.call('HGET', skey(h), 'i') ~= string.sub(ik, #P + 3) then\n"
+    "    return bad('id key', ik) end\n"
+    "end\n"
+    "return ''\n";
+
+int gh_session_redis_check(gh_session_store_t *base, const char **why)
+{
+    static _Thread_local char broken[160];
+    redis_store_t *s = (redis_store_t *)base;
+    if (!base || base->ops != &redis_ops)
+        return GH_EINVAL;
+    const char *argv[] = {"EVAL", check_script, "0", s->prefix, s->idle_arg, "0", s->grace_arg};
+    redisReply *r = NULL;
+    int rc = command(s, GH_STORE_OP_STATS, 7, argv, NULL, &r);
+    if (rc != 0)
+        return rc;
+    rc = 0;
+    if (r->type != REDIS_REPLY_STRING || r->len != 0) {
+        snprintf(broken, sizeof broken, "%s",
+                 r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        if (why)
+            *why = broken;
+        rc = GH_EINTERNAL;
+    }
     freeReplyObject(r);
     return rc;
 }

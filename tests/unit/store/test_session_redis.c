@@ -37,7 +37,7 @@ static void redis_reset(void)
 static const session_backend_t redis_backend = {
     .name = "redis",
     .open = redis_open,
-    .check = NULL,
+    .check = gh_session_redis_check,
     .reset = redis_reset,
     .thread_ops = 3000,
 };
@@ -171,6 +171,7 @@ static void two_nodes_share_every_session(void **state)
         ended += sa.ended_total[r] + sb.ended_total[r];
     assert_int_equal(ended, 9);
     assert_int_equal(sa.ended_total[GH_END_EVICTED] + sb.ended_total[GH_END_EVICTED], 2);
+    assert_consistent(a);
     gh_session_store_destroy(&a);
     gh_session_store_destroy(&b);
 }
@@ -219,12 +220,12 @@ static void user_index_stays_bounded(void **state)
     /* sessions past the absolute deadline leave the index too */
     gh_session_limits_t l2 = limits();
     l2.max_per_user = 0;
-    l2.session_ttl_ms = HOUR;
-    l2.idle_ttl_ms = HOUR;
+    l2.session_ttl_ms = HOUR; /* the same idle TTL: every node of one Redis must agree on it */
     gh_session_store_t *s2 = open_store(&l2);
     for (uint64_t i = 0; i < 50; i++, t += 20 * MIN)
         create_ok(s2, 43, 1000 + i, t, NULL);
     assert_true(redis_int("ZCARD gh:u:43") <= 4);
+    assert_consistent(s2);
     gh_session_store_destroy(&s2);
     gh_session_store_destroy(&s);
 }
@@ -248,6 +249,7 @@ static void nothing_left_once_every_session_ended(void **state)
         assert_int_equal(gh_session_end_by_id(s, i % 100, info[i].id, GH_END_REVOKED), 0);
     for (uint64_t u = 0; u < 20; u++)
         assert_int_equal(gh_session_end_user(s, u, H(500 + u).b, GH_END_REVOKED, NULL), 0);
+    assert_consistent(s);
     /* half of the rest are used until only their absolute deadline is left; the rest idle out */
     for (int64_t t = T0 + 20 * MIN; t < T0 + 2 * HOUR; t += 20 * MIN)
         for (uint64_t i = 300; i < N; i += 2)
@@ -285,6 +287,7 @@ static void node_memory_stays_flat(void **state)
     gh_session_stats_t st = stats(s);
     assert_int_equal(st.active, 5000);
     assert_int_equal(st.bytes, bytes); /* 5,000 sessions in Redis, not one more byte here */
+    assert_consistent(s);
     assert_at_mark(m1);
     gh_session_store_destroy(&s);
     assert_at_mark(m0);
