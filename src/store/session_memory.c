@@ -716,6 +716,10 @@ static void release(store_t *st, uint32_t i, gh_session_end_t reason)
     list_unlink(st, DEADLINE, i);
     user_unlink(st, i);
     uint32_t last = --st->n;
+    /* Told before the record is overwritten, while the lock still orders it after whatever
+     * the store did before (the persistence layer depends on that order). */
+    if (st->limits.on_end)
+        st->limits.on_end(st->limits.on_end_ctx, REC(st, i)->token_hash, reason);
     if (i != last)
         move_record(st, last, i);
     sodium_memzero(REC(st, last), sizeof(rec_t));
@@ -1092,6 +1096,32 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
     rc = 0;
 out:
     return rc;
+}
+
+size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_t before_ms,
+                                 gh_session_touch_t *out, size_t cap)
+{
+    if (!s || s->ops != &memory_ops || !out || cap == 0)
+        return 0;
+    store_t *st = (store_t *)s;
+    size_t k = 0;
+    pthread_mutex_lock(&st->lock);
+    sort_if_needed(st);
+    /* LRU order holds to within one tick (offsets round down), so look one tick further. */
+    int64_t floor = since_ms - st->tick_ms;
+    for (uint32_t i = st->lru_tail; i != NIL && k < cap; i = REC(st, i)->lru_prev) {
+        const rec_t *r = REC(st, i);
+        int64_t seen = last_seen_at(st, r);
+        if (seen < floor)
+            break;
+        if (seen < since_ms || seen > before_ms)
+            continue;
+        memcpy(out[k].token_hash, r->token_hash, GH_TOKEN_HASH_LEN);
+        out[k].last_seen_at_ms = seen;
+        k++;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return k;
 }
 
 /* ---- invariants ---- */
