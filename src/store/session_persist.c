@@ -23,6 +23,10 @@
  * end (gh_session_memory_touched), so the cost is per session touched, not per token check.
  *
  * Locks, always taken in this order: db_lock, then the store's lock, then ring_lock.
+ *
+ * Memory: the memory store charges `sessions` and is what the session budget bounds; this
+ * layer's own buffers are fixed (about 300 KiB, not per session) and charged to `other`, and
+ * SQLite's heap shows under `sqlite`.
  */
 #include "store/session.h"
 
@@ -44,8 +48,8 @@
 #include "mem/mem.h"
 
 #define FLUSH_PERIOD_MS 1000
-#define TOUCH_PAGE 8192          /* last-seen times written per transaction */
-#define TOUCH_MAX_PAGES 64       /* at most 512K sessions' last-seen per flush; older ones wait */
+#define TOUCH_PAGE 4096 /* last-seen times written per transaction */
+#define TOUCH_MAX_PAGES 128 /* at most 512K sessions' last-seen per flush; older ones wait */
 #define RING_SLOTS 4096          /* expired hashes waiting for the flusher */
 #define PURGE_PERIOD_MS 60000    /* at most one full purge of expired rows a minute */
 #define BUSY_TIMEOUT_MS 5000
@@ -203,7 +207,7 @@ static int defer_delete(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LEN])
 {
     if (p->ndeferred == p->deferred_cap) {
         size_t cap = p->deferred_cap ? 2 * p->deferred_cap : 256;
-        hash_t *d = gh_mem_realloc(GH_MEM_SESSIONS, p->deferred, cap * sizeof *d);
+        hash_t *d = gh_mem_realloc(GH_MEM_OTHER, p->deferred, cap * sizeof *d);
         if (!d)
             return GH_ENOMEM;
         p->deferred = d;
@@ -330,7 +334,7 @@ static int write_deferred(persist_t *p)
 
 static void free_deferred(persist_t *p)
 {
-    gh_mem_free(GH_MEM_SESSIONS, p->deferred);
+    gh_mem_free(GH_MEM_OTHER, p->deferred);
     p->deferred = NULL;
     p->ndeferred = p->deferred_cap = 0;
 }
@@ -771,14 +775,14 @@ static void p_destroy(gh_session_store_t **s)
     }
     gh_session_store_destroy(&p->mem);
     free_deferred(p);
-    gh_mem_free(GH_MEM_SESSIONS, p->touch_buf);
-    gh_mem_free(GH_MEM_SESSIONS, p->ring_copy);
-    gh_mem_free(GH_MEM_SESSIONS, p->ring);
+    gh_mem_free(GH_MEM_OTHER, p->touch_buf);
+    gh_mem_free(GH_MEM_OTHER, p->ring_copy);
+    gh_mem_free(GH_MEM_OTHER, p->ring);
     pthread_mutex_destroy(&p->db_lock);
     pthread_mutex_destroy(&p->ring_lock);
     pthread_mutex_destroy(&p->fl_lock);
     pthread_cond_destroy(&p->fl_wake);
-    gh_mem_free(GH_MEM_SESSIONS, p);
+    gh_mem_free(GH_MEM_OTHER, p);
     *s = NULL;
 }
 
@@ -896,7 +900,7 @@ int gh_session_persist_open(const char *data_dir, const gh_session_limits_t *lim
     if (!data_dir || !*data_dir || !limits || limits->on_end || !out)
         goto out;
     rc = GH_ENOMEM;
-    if (!(p = gh_mem_calloc(GH_MEM_SESSIONS, 1, sizeof *p)))
+    if (!(p = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *p)))
         goto out;
     p->base.ops = &persist_ops;
     pthread_mutex_init(&p->db_lock, NULL);
@@ -909,9 +913,9 @@ int gh_session_persist_open(const char *data_dir, const gh_session_limits_t *lim
     if (snprintf(p->path, sizeof p->path, "%s/sessions.db", data_dir) >= (int)sizeof p->path)
         goto fail;
     rc = GH_ENOMEM;
-    p->touch_buf = gh_mem_calloc(GH_MEM_SESSIONS, TOUCH_PAGE, sizeof *p->touch_buf);
-    p->ring = gh_mem_calloc(GH_MEM_SESSIONS, RING_SLOTS, sizeof *p->ring);
-    p->ring_copy = gh_mem_calloc(GH_MEM_SESSIONS, RING_SLOTS, sizeof *p->ring_copy);
+    p->touch_buf = gh_mem_calloc(GH_MEM_OTHER, TOUCH_PAGE, sizeof *p->touch_buf);
+    p->ring = gh_mem_calloc(GH_MEM_OTHER, RING_SLOTS, sizeof *p->ring);
+    p->ring_copy = gh_mem_calloc(GH_MEM_OTHER, RING_SLOTS, sizeof *p->ring_copy);
     if (!p->touch_buf || !p->ring || !p->ring_copy)
         goto fail;
     gh_session_limits_t ml = *limits;
