@@ -7,6 +7,7 @@ PACKAGES=(
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
+  wrk        # tests/integration/test_durable.c: a reload under steady load drops no request
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
