@@ -29,8 +29,9 @@
  * store's clock never goes back (a `now` older than one already seen is taken as the latest).
  * Any session past a deadline then sits at the head of one of the two lists: expire() pops heads,
  * one unit of work each. LRU eviction for the budget is the same O(1) pop. Restored sessions
- * (persistence) may arrive in any order; they are appended and the lists are merge-sorted once,
- * in place, on the next expire or eviction (O(n log n), once per restore batch).
+ * (persistence) may arrive in any order; they are appended and the lists are sorted once, on the
+ * next expire or eviction (a radix sort through a temporary array, or an in-place merge when that
+ * array cannot be had), once per restore batch.
  *
  * Growth and shrink never pause: the tables use linear hashing (Litwin), splitting one bucket per
  * insert and merging one or two per removal, with buckets in segments of doubling size (256, 256,
