@@ -385,7 +385,8 @@ static int initial_load(persist_t *p, gh_session_load_stats_t *stats)
     /* Rows come in creation order, not in last-seen order: the store sorts its lists once,
      * and it should happen here, inside the load, rather than under its lock at the first
      * expiry tick while requests wait. (An expire with no work only sorts.) */
-    (void)gh_session_expire(p->mem, now, 0);
+    if (stats->loaded)
+        (void)gh_session_expire(p->mem, now, 0);
     stats->duration_ms = (gh_clock_mono_ns() - t0) / 1000000;
     p->flushed_until = now;
     p->last_purge_ms = now;
