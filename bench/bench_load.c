@@ -111,9 +111,8 @@ static int create_latency(const char *dir, gh_durability_t d, size_t count, cons
     double secs = (double)(gh_clock_mono_ns() - t_all) / 1e9;
     qsort(ns, count, sizeof *ns, cmp_i64);
     printf("create_%s_per_s %.0f\n", label, (double)count / secs);
-    printf("create_%s_latency_us_p50_p99_p999 %.1f %.1f %.1f\n", label,
-           (double)ns[count / 2] / 1e3, (double)ns[count * 99 / 100] / 1e3,
-           (double)ns[count * 999 / 1000] / 1e3);
+    printf("create_%s_latency_us_p50_p99_p999 %.1f %.1f %.1f\n", label, (double)ns[count / 2] / 1e3,
+           (double)ns[count * 99 / 100] / 1e3, (double)ns[count * 999 / 1000] / 1e3);
     gh_mem_free(GH_MEM_OTHER, ns);
     gh_session_store_destroy(&s);
     return 0;

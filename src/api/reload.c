@@ -177,8 +177,7 @@ static pid_t pidfile_read(const char *data_dir)
 void gh_reload_pidfile_remove(const char *data_dir)
 {
     char path[PATH_MAX];
-    if (pidfile_read(data_dir) == getpid() &&
-        data_path(path, sizeof path, data_dir, PIDFILE) == 0)
+    if (pidfile_read(data_dir) == getpid() && data_path(path, sizeof path, data_dir, PIDFILE) == 0)
         unlink(path);
 }
 
@@ -241,10 +240,10 @@ static bool write_byte(int fd, char c)
  * environ and into `extra`, or NULL. */
 static char **successor_env(char extra[3][64])
 {
-    static const char *const drop[] = {"GATEHOUSE_LISTEN_FD=", "GATEHOUSE_RELOAD_FD=",
-                                       "GATEHOUSE_WATCHDOG_USEC=", "LISTEN_PID=",
-                                       "LISTEN_FDS=", "LISTEN_FDNAMES=",
-                                       "WATCHDOG_USEC=", "WATCHDOG_PID="};
+    static const char *const drop[] = {
+        "GATEHOUSE_LISTEN_FD=", "GATEHOUSE_RELOAD_FD=", "GATEHOUSE_WATCHDOG_USEC=",
+        "LISTEN_PID=",          "LISTEN_FDS=",          "LISTEN_FDNAMES=",
+        "WATCHDOG_USEC=",       "WATCHDOG_PID="};
     size_t n = 0;
     while (environ[n])
         n++;
@@ -446,8 +445,7 @@ int gh_reload_cmd_main(int argc, char **argv)
     }
     pid_t pid = pidfile_read(cfg.data_dir);
     if (pid <= 0 || kill(pid, 0) != 0) {
-        fprintf(stderr, "gatehouse: no running node found through %s/%s\n", cfg.data_dir,
-                PIDFILE);
+        fprintf(stderr, "gatehouse: no running node found through %s/%s\n", cfg.data_dir, PIDFILE);
         return 1;
     }
     if (data_path(path, sizeof path, cfg.data_dir, FAILFILE) == 0)

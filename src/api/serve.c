@@ -78,8 +78,8 @@ struct gh_node {
     pthread_t janitor_thread;
     bool janitor_started;
     uint16_t port;
-    int listen_fd;                 /* owned by http while it runs; by the node otherwise */
-    gh_http_options_t hopt;        /* kept so HTTP can start (again) on listen_fd */
+    int listen_fd;                  /* owned by http while it runs; by the node otherwise */
+    gh_http_options_t hopt;         /* kept so HTTP can start (again) on listen_fd */
     gh_session_load_stats_t loaded; /* what the session store brought back at start */
 };
 
@@ -308,8 +308,8 @@ int gh_serve_main(int argc, char **argv)
         socklen_t sl = sizeof ss;
         char host[64];
         if (getsockname(inh.listen_fd, (struct sockaddr *)&ss, &sl) == 0 &&
-            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0,
-                        NI_NUMERICHOST) == 0)
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) ==
+                0)
             snprintf(addr, sizeof addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
                      node->port);
     }
@@ -321,8 +321,8 @@ int gh_serve_main(int argc, char **argv)
         GH_LS("session_budget", budget),
         GH_LS("session_policy", cfg.session_policy == GH_POLICY_REFUSE ? "refuse" : "evict-idle"),
         GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers),
-        GH_LI("sessions", active_sessions(node)),
-        GH_LB("socket_activated", inh.activated), GH_LB("reloaded", inh.handover_fd >= 0));
+        GH_LI("sessions", active_sessions(node)), GH_LB("socket_activated", inh.activated),
+        GH_LB("reloaded", inh.handover_fd >= 0));
     char ready[64];
     snprintf(ready, sizeof ready, "MAINPID=%ld\nREADY=1", (long)getpid());
     (void)gh_notify(ready);

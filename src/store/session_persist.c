@@ -48,10 +48,10 @@
 #include "mem/mem.h"
 
 #define FLUSH_PERIOD_MS 1000
-#define TOUCH_PAGE 4096 /* last-seen times written per transaction */
-#define TOUCH_MAX_PAGES 128 /* at most 512K sessions' last-seen per flush; older ones wait */
-#define RING_SLOTS 4096          /* expired hashes waiting for the flusher */
-#define PURGE_PERIOD_MS 60000    /* at most one full purge of expired rows a minute */
+#define TOUCH_PAGE 4096       /* last-seen times written per transaction */
+#define TOUCH_MAX_PAGES 128   /* at most 512K sessions' last-seen per flush; older ones wait */
+#define RING_SLOTS 4096       /* expired hashes waiting for the flusher */
+#define PURGE_PERIOD_MS 60000 /* at most one full purge of expired rows a minute */
 #define BUSY_TIMEOUT_MS 5000
 #define CACHE_KIB 2048
 
@@ -121,11 +121,11 @@ typedef struct {
     pthread_mutex_t db_lock; /* the connection, its statements and everything below to ring */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
-    int txn_rc;      /* first failure inside the writer's open transaction (the hook's) */
-    bool loading;    /* the hook defers its deletes (a scan of the table is running) */
-    bool log_ends;   /* predecessor during a handover: ends go to `ended` too */
-    bool detached;   /* predecessor after handing over: writes nothing */
-    bool successor;  /* loaded during a handover, not the writer yet */
+    int txn_rc;     /* first failure inside the writer's open transaction (the hook's) */
+    bool loading;   /* the hook defers its deletes (a scan of the table is running) */
+    bool log_ends;  /* predecessor during a handover: ends go to `ended` too */
+    bool detached;  /* predecessor after handing over: writes nothing */
+    bool successor; /* loaded during a handover, not the writer yet */
     int64_t seq_mark, ended_mark; /* successor: what its snapshot covered */
     hash_t *deferred; /* rows the load dropped, deleted when this process becomes the writer */
     size_t ndeferred, deferred_cap;
@@ -197,8 +197,7 @@ static void rollback(persist_t *p)
 
 static int delete_row(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LEN])
 {
-    if (sqlite3_bind_blob(p->st[ST_DELETE], 1, hash, GH_TOKEN_HASH_LEN, SQLITE_STATIC) !=
-        SQLITE_OK)
+    if (sqlite3_bind_blob(p->st[ST_DELETE], 1, hash, GH_TOKEN_HASH_LEN, SQLITE_STATIC) != SQLITE_OK)
         return db_error(p, "bind", SQLITE_ERROR);
     return exec_stmt(p, ST_DELETE);
 }
@@ -861,8 +860,8 @@ static int open_db(persist_t *p, gh_durability_t durability)
     }
     close(fd);
     gh_mem_set_reporter(GH_MEM_SQLITE, sqlite_bytes);
-    int rc = sqlite3_open_v2(p->path, &p->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        p->path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         GH_LOG(GH_LOG_ERROR, "cannot open the session database", GH_LS("path", p->path),
                GH_LS("detail", p->db ? sqlite3_errmsg(p->db) : sqlite3_errstr(rc)));

@@ -161,9 +161,9 @@ static void clean_restart_keeps_sessions_and_revocations(void **state)
     login_ok(s, "bob", b1, NULL);
     login_ok(s, "bob", b2, NULL);
     snprintf(path, sizeof path, "/v1/sessions/%s", a2_sid);
-    EXPECT(ht_delete(s, path, a1, r), 204);            /* revoked by id */
-    EXPECT(ht_delete(s, "/v1/session", a3, r), 204);   /* logged out */
-    EXPECT(ht_delete(s, "/v1/sessions", b1, r), 204);  /* bob logs out everywhere */
+    EXPECT(ht_delete(s, path, a1, r), 204);           /* revoked by id */
+    EXPECT(ht_delete(s, "/v1/session", a3, r), 204);  /* logged out */
+    EXPECT(ht_delete(s, "/v1/sessions", b1, r), 204); /* bob logs out everywhere */
     assert_true(metric(s, "gatehouse_sessions_active") == 1);
     assert_int_equal(ht_server_stop(s), 0);
 

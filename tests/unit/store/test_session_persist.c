@@ -77,8 +77,8 @@ static hash_t H(int n)
     return h;
 }
 
-static gh_session_store_t *open_store(const char *dir, const gh_session_limits_t *l,
-                                      bool successor, gh_session_load_stats_t *st)
+static gh_session_store_t *open_store(const char *dir, const gh_session_limits_t *l, bool successor,
+                                      gh_session_load_stats_t *st)
 {
     gh_session_store_t *s = NULL;
     int rc = gh_session_persist_open(dir, l, GH_DURABILITY_NORMAL, successor, st, &s);
@@ -182,9 +182,9 @@ static void expired_sessions_are_dropped_and_deleted(void **state)
     l.idle_ttl_ms = 30 * MIN;
     gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
     int64_t now = gh_clock_now_ms();
-    create_ok(s, 1, 0, now - 2 * HOUR, NULL);  /* past the absolute deadline */
-    create_ok(s, 2, 1, now - 40 * MIN, NULL);  /* idle for 40 minutes */
-    create_ok(s, 3, 2, now - 10 * MIN, NULL);  /* live */
+    create_ok(s, 1, 0, now - 2 * HOUR, NULL); /* past the absolute deadline */
+    create_ok(s, 2, 1, now - 40 * MIN, NULL); /* idle for 40 minutes */
+    create_ok(s, 3, 2, now - 10 * MIN, NULL); /* live */
     gh_session_store_destroy(&s);
     gh_session_load_stats_t st;
     s = open_store(DIR(state), &l, false, &st);
@@ -334,9 +334,9 @@ static void refuses_bad_arguments_and_newer_schemas(void **state)
                      GH_EINVAL);
     gh_session_limits_t hooked = l;
     hooked.on_end = (gh_session_end_hook_t)1;
-    assert_int_equal(gh_session_persist_open(DIR(state), &hooked, GH_DURABILITY_NORMAL, false,
-                                             NULL, &s),
-                     GH_EINVAL);
+    assert_int_equal(
+        gh_session_persist_open(DIR(state), &hooked, GH_DURABILITY_NORMAL, false, NULL, &s),
+        GH_EINVAL);
     assert_int_equal(gh_session_persist_open(DIR(state), &l, GH_DURABILITY_FULL, false, NULL, &s),
                      0);
     gh_session_store_destroy(&s);
