@@ -81,9 +81,13 @@ $(BUILD)/bench/bench_redis: $(TEST_SUPPORT)
 bench-redis: $(BUILD)/bench/bench_redis
 	./$(BUILD)/bench/bench_redis
 
+.PHONY: bench-load
+bench-load: $(BUILD)/bench/bench_load
+	./$(BUILD)/bench/bench_load
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-redis
+BENCHES := bench-store bench-load bench-redis
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
