@@ -4,7 +4,7 @@
 
 CC        ?= cc
 SANITIZER ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -31,6 +31,9 @@ UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC := $(sort $(shell find tests/integration -name 'test_*.c' 2>/dev/null))
 INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
 INTEG_LIB := $(BUILD)/obj/tests/integration/harness.o
+# tests/support/*.c (starting real redis-server and PostgreSQL) is linked into every test binary;
+# it uses nothing of libgatehouse, so its place after the library on the link line is harmless.
+TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/support/*.c)))
 
 .SECONDARY:
 .PHONY: all deps run test test-unit test-integration check-alloc clean format bench
@@ -60,6 +63,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(UNIT_BIN) $(INTEG_BIN): $(TEST_SUPPORT)
+
 # ---- bench: bench/bench_X.c -> $(BUILD)/bench/bench_X, linked like the unit tests ----
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 	@mkdir -p $(dir $@)
@@ -69,20 +74,38 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+# Token checks through the Redis backend next to the memory backend, and redis-benchmark GET as
+# the ceiling; starts its own redis-server on a free loopback port.
+.PHONY: bench-redis
+$(BUILD)/bench/bench_redis: $(TEST_SUPPORT)
+bench-redis: $(BUILD)/bench/bench_redis
+	./$(BUILD)/bench/bench_redis
+
+.PHONY: bench-load
+bench-load: $(BUILD)/bench/bench_load
+	./$(BUILD)/bench/bench_load
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store
-BENCHES += bench-load
+BENCHES := bench-store bench-load bench-redis
+BENCHES += bench-engine
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
 
-# ---- gatehouse load (src/load): the engine benchmark, the soak gate, a test-only leak library ----
+# Test-only LD_PRELOAD library that makes a real server leak (tests/integration/test_watchdog.c,
+# test_load.c).
+LEAK_SO := $(BUILD)/tests/integration/leak_preload.so
+$(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared -o $@ $< -pthread
 
-# The engine against wrk -t1 on the token check (needs wrk; scripts/deps.sh installs it).
-.PHONY: bench-load
-bench-load: $(BUILD)/gatehouse
-	@bash bench/bench_load.sh $(BUILD)
+# ---- gatehouse load (src/load): the engine benchmark and the soak gate ----
+
+# The `gatehouse load` engine against wrk -t1 on the token check (scripts/deps.sh installs wrk).
+.PHONY: bench-engine
+bench-engine: $(BUILD)/gatehouse
+	@bash bench/bench_engine.sh $(BUILD)
 
 # `make soak`: a fresh node (cheap hashing), a short churn soak at a fixed rate; fails unless the
 # verdict is pass. The JSON and the HTML report are left in $(BUILD)/soak.json and soak.html.
@@ -91,14 +114,6 @@ SOAK_RATE     ?= 3000
 .PHONY: soak
 soak: $(BUILD)/gatehouse
 	@bash scripts/soak.sh $(BUILD) $(SOAK_DURATION) $(SOAK_RATE)
-
-# LD_PRELOAD library that makes a process leak steadily, for the leak tests. Built without the
-# sanitizer on purpose: it is loaded into the server under test, never linked.
-LEAK_SO := $(BUILD)/tests/support/leak_preload.so
-$(LEAK_SO): tests/support/leak_preload.c | $(DEPS_STAMP)
-	@mkdir -p $(dir $@)
-	$(CC) -std=c17 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -o $@ $< -pthread
-test-integration: $(LEAK_SO)
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var
@@ -109,7 +124,7 @@ check-alloc:
 	@bash scripts/check-alloc.sh
 
 test-unit: $(UNIT_BIN)
-test-integration: $(BUILD)/gatehouse $(INTEG_BIN)
+test-integration: $(BUILD)/gatehouse $(INTEG_BIN) $(LEAK_SO)
 
 test: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all test-unit test-integration
@@ -124,3 +139,4 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
 # Test objects depend on the headers they include too (harness.h changes struct layouts).
 -include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
+-include $(TEST_SUPPORT:.o=.d)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Helpers for the scripts that drive `gatehouse load` against a fresh node (make soak, make bench-load,
+# Helpers for the scripts that drive `gatehouse load` against a fresh node (make soak, make bench-engine,
 # bench/noise_floor.sh). Source it; then `node_start BIN [serve flags...]` starts
 # `BIN serve` on a free 127.0.0.1 port in a new temp dir with cheap password hashing, no per-IP
 # throttle and warnings-only logging, waits for /healthz and sets NODE_URL, NODE_PID, NODE_DIR;

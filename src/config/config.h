@@ -22,6 +22,9 @@
 typedef enum { GH_POLICY_EVICT_IDLE = 0, GH_POLICY_REFUSE } gh_session_policy_t;
 typedef enum { GH_USER_STORE_SQLITE = 0, GH_USER_STORE_POSTGRES } gh_user_store_kind_t;
 typedef enum { GH_SESSION_STORE_MEMORY = 0, GH_SESSION_STORE_REDIS } gh_session_store_kind_t;
+/* How sessions.db commits: normal survives a process crash (WAL, synchronous=NORMAL), full also
+ * a power loss (synchronous=FULL: an fsync per login and per logout). */
+typedef enum { GH_DURABILITY_NORMAL = 0, GH_DURABILITY_FULL } gh_durability_t;
 
 #define GH_CONFIG_STR 512
 
@@ -30,6 +33,7 @@ typedef struct {
     char listen_host[GH_CONFIG_STR]; /* "127.0.0.1" */
     uint16_t listen_port;            /* 8080; 0 = pick a free port */
     char data_dir[GH_CONFIG_STR];    /* "./var" */
+    gh_durability_t durability;      /* normal */
 
     /* sessions */
     int64_t session_ttl_ms;         /* 12h */
@@ -52,7 +56,7 @@ typedef struct {
     int64_t throttle_ip_window_ms;   /* "20/1m" -> 60000; 0 when off */
     uint32_t throttle_account;       /* 10 */
     char trusted_proxies[GH_CONFIG_STR]; /* comma-separated CIDRs, "" = none */
-    char admin_token[GH_CONFIG_STR];     /* "" = admin routes disabled (401) */
+    char admin_token[GH_CONFIG_STR];     /* "" = admin routes answer 403 forbidden */
     char admin_token_file[GH_CONFIG_STR];/* read into admin_token by gh_config_load */
     bool cookie_secure;
 

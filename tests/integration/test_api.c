@@ -343,7 +343,7 @@ static void register_rejects_weak_passwords(void **state)
 /* A JSON text must be UTF-8 (RFC 8259), so raw invalid bytes make the body itself invalid:
  * 400 invalid_request. A password that is valid JSON but not an acceptable password (a NUL
  * character, escaped) is 400 weak_password. */
-static void register_invalid_utf8_password_is_weak_password(void **state)
+static void register_rejects_invalid_utf8_and_nul(void **state)
 {
     ht_server_t *s = SRV(state, 0);
     START(s);
@@ -1713,6 +1713,29 @@ static void password_pool_full_is_503_overloaded(void **state)
     assert_true(v == overloaded);
 }
 
+/* ---- durability (the restart issue) ---- */
+
+static void sessions_survive_a_restart(void **state)
+{
+    ht_server_t *s = SRV(state, 0);
+    START(s);
+    ht_response_t r;
+    register_ok(s, "vic", NULL);
+    char keep[64], keep_sid[32], gone[64];
+    login_ok(s, "vic", keep, keep_sid);
+    login_ok(s, "vic", gone, NULL);
+    EXPECT(&r, ht_delete(s, "/v1/session", gone, &r), 204);
+    assert_int_equal(ht_server_stop(s), 0);
+
+    START(s); /* same data dir */
+    EXPECT(&r, ht_get(s, "/v1/session", keep, &r), 200);
+    char sid[32];
+    assert_true(ht_jstr(&r, "session.id", sid, sizeof sid));
+    assert_string_equal(sid, keep_sid);
+    assert_false(token_works(s, gone));
+    EXPECT(&r, ht_get(s, "/v1/sessions", keep, &r), 200);
+    assert_int_equal(ht_jsize(&r, "sessions"), 1);
+}
 
 int main(int argc, char **argv)
 {
@@ -1722,7 +1745,7 @@ int main(int argc, char **argv)
         T(register_duplicate_is_409_case_insensitive),
         T(register_rejects_invalid_usernames),
         T(register_rejects_weak_passwords),
-        T(register_invalid_utf8_password_is_weak_password),
+        T(register_rejects_invalid_utf8_and_nul),
         T(register_closed_is_403),
         T(login_json_returns_token_session_user_and_cookie),
         T(login_form_urlencoded),
@@ -1755,6 +1778,7 @@ int main(int argc, char **argv)
         T(session_budget_refuse_answers_503),
         T(session_budget_evict_idle_drops_the_least_recently_used),
         T(password_pool_full_is_503_overloaded),
+        T(sessions_survive_a_restart),
 #undef T
     };
     if (argc > 1)

@@ -1,6 +1,6 @@
 /*
  * test_load.c — `gatehouse load` against real nodes: a healthy node passes with plausible figures,
- * a node made to leak (tests/support/leak_preload.so, preloaded into the server) gets `leak` and
+ * a node made to leak (tests/integration/leak_preload.c, preloaded into the server) gets `leak` and
  * exit 1, an unreachable URL and a non-loopback host exit 2 with one line, every scenario runs,
  * --json has the documented schema and --report carries its SVG charts.
  *
@@ -288,7 +288,7 @@ static void report_has_its_charts(void **state)
     assert_non_null(strstr(html, "verdict: <b>pass</b>"));
 }
 
-/* The preload library next to the binary under test (BUILD/tests/support/leak_preload.so). */
+/* The preload library next to the binary under test (BUILD/tests/integration/leak_preload.so). */
 static void leak_library(char *out, size_t len)
 {
     const char *bin = getenv("GATEHOUSE_BIN");
@@ -302,7 +302,7 @@ static void leak_library(char *out, size_t len)
     else
         snprintf(dir, sizeof dir, ".");
     char rel[PATH_MAX + 64];
-    snprintf(rel, sizeof rel, "%s/tests/support/leak_preload.so", dir);
+    snprintf(rel, sizeof rel, "%s/tests/integration/leak_preload.so", dir);
     if (!realpath(rel, out))
         fail_msg("%s is missing: make test-integration builds it", rel);
     (void)len;
@@ -314,7 +314,7 @@ static void leaking_node_gives_leak_and_exit_1(void **state)
     char lib[PATH_MAX], preload[PATH_MAX + 16], rate[64];
     leak_library(lib, sizeof lib);
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", lib);
-    snprintf(rate, sizeof rate, "GH_LEAK_BYTES_PER_S=%d", LEAK_RATE);
+    snprintf(rate, sizeof rate, "GH_TEST_LEAK_RATE=%d", LEAK_RATE);
     f->srv.env[0] = preload;
     f->srv.env[1] = rate;
     assert_int_equal(ht_server_start(&f->srv, NULL), 0);
