@@ -231,6 +231,7 @@ int gh_load_write_json(const char *path, const gh_load_opts_t *o, const gh_load_
 #define MR 16.0
 #define MT 14.0
 #define MB 40.0
+#define CHART_POINTS 1500 /* at most this many points per drawn series */
 
 typedef enum { AXIS_SECONDS, AXIS_PERCENTILE } x_kind_t;
 typedef enum { Y_BYTES, Y_COUNT, Y_MS } y_kind_t;
@@ -401,8 +402,11 @@ static void svg_chart(FILE *f, const char *id, const char *title, x_kind_t xk, y
     for (size_t k = 0; k < ns; k++) {
         fprintf(f, "<polyline class=\"series\" fill=\"none\" stroke=\"%s\"%s points=\"", s[k].color,
                 s[k].dashed ? " stroke-dasharray=\"6 4\"" : "");
+        /* A day-long soak has 86,400 samples; the chart is 760 units wide. Every stride-th point
+         * (and the last) keeps the file small and the shape intact. */
+        size_t stride = s[k].n > CHART_POINTS ? (s[k].n + CHART_POINTS - 1) / CHART_POINTS : 1;
         for (size_t i = 0; i < s[k].n; i++)
-            if (isfinite(s[k].x[i]) && isfinite(s[k].y[i]))
+            if ((i % stride == 0 || i + 1 == s[k].n) && isfinite(s[k].x[i]) && isfinite(s[k].y[i]))
                 fprintf(f, "%.1f,%.1f ", PX(s[k].x[i]), PY(s[k].y[i]));
         fprintf(f, "\"/>\n");
     }
