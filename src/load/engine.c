@@ -250,6 +250,8 @@ static int common_opts(CURL *c, long timeout_ms)
     SET(CURLOPT_TIMEOUT_MS, timeout_ms);
     SET(CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
     SET(CURLOPT_USERAGENT, "gatehouse-load");
+    SET(CURLOPT_BUFFERSIZE,
+        4096L); /* answers are small; the default 16 KiB is allocated per transfer */
 #undef SET
     return rc == CURLE_OK ? 0 : GH_EINVAL;
 }
