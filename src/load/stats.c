@@ -144,7 +144,8 @@ int gh_load_theil_sen(const double *x, const double *y, size_t n, gh_load_fit_t 
     assert(k == m);
 
     size_t npairs = m * (m - 1) / 2;
-    pairs = gh_mem_calloc(GH_MEM_OTHER, npairs ? npairs : 1, sizeof *pairs);
+    /* The buffer holds the pairwise slopes, then the m residuals: m > npairs when m == 2. */
+    pairs = gh_mem_calloc(GH_MEM_OTHER, npairs > m ? npairs : m, sizeof *pairs);
     if (!pairs)
         goto out;
     size_t np = 0;
