@@ -97,9 +97,12 @@ void gh_load_print_summary(FILE *out, const gh_load_opts_t *o, const gh_load_res
         fprintf(out, "\n");
     }
     gh_load_format_bytes(m->max_leak, b1, sizeof b1);
-    fprintf(out, "  %-15s %s%s", "max-leak", b1,
-            m->max_leak_unit == GH_LOAD_LEAK_PER_1K ? " per 1k cycles" : "/s");
-    if (m->max_leak_default && isfinite(m->fit_window_s))
+    if (!isfinite(m->max_leak))
+        fprintf(out, "  %-15s default (1 MiB / fit window + 1 KiB/s), no fit window", "max-leak");
+    else
+        fprintf(out, "  %-15s %s%s", "max-leak", b1,
+                m->max_leak_unit == GH_LOAD_LEAK_PER_1K ? " per 1k cycles" : "/s");
+    if (m->max_leak_default && m->fit_window_s > 0)
         fprintf(out, " (default for a %.0f s fit window)", m->fit_window_s);
     fprintf(out, "\n  %-15s %s: %s\n", "verdict", gh_load_verdict_name(m->verdict), m->reason);
 }

@@ -429,6 +429,43 @@ static void usage_errors_exit_2_naming_the_flag(void **state)
     assert_non_null(strstr(r->out, "login-flood"));
 }
 
+/* With registration closed the pool is registered through the admin route, given the token; without
+ * it the setup is refused and the tool says how to fix it, in one line, exit 2. */
+static void closed_registration_needs_the_admin_token(void **state)
+{
+    fixture_t *f = FIX(state);
+    assert_int_equal(
+        ht_server_start(&f->srv, "--registration", "closed", "--admin-token", "load-admin", NULL),
+        0);
+    char url[96];
+    url_of(&f->srv, url, sizeof url);
+    ht_run_t *r = &f->run;
+    r->timeout_ms = 20000;
+    assert_int_equal(
+        ht_run(r, NULL, NULL, "load", "--url", url, "--duration", "2s", "--users", "10", NULL), 0);
+    EXPECT_EXIT_2(r, "--admin-token");
+    assert_non_null(strstr(r->err, "registration_closed"));
+    assert_int_equal(ht_run(r, NULL, NULL, "load", "--url", url, "--duration", "2s", "--users",
+                            "10", "--admin-token", "wrong", NULL),
+                     0);
+    EXPECT_EXIT_2(r, "admin token was refused");
+    assert_int_equal(ht_run(r, NULL, NULL, "load", "--url", url, "--duration", "2s", "--users",
+                            "10", "--admin-token", "load-admin", "--json", f->json, NULL),
+                     0);
+    if (r->status != 0)
+        fail_msg("exit %d; stderr: %s", r->status, r->err);
+    json_t *j = load_json(f->json);
+    assert_true(jnum(j, "errors") == 0 && jnum(j, "cycles") > 0);
+    json_decref(j);
+    /* The pool exists now: the admin API lists load-0 .. load-9. */
+    ht_response_t *resp = calloc(1, sizeof *resp);
+    assert_non_null(resp);
+    assert_int_equal(ht_get(&f->srv, "/v1/admin/users?limit=100", "load-admin", resp), 200);
+    long n = ht_jsize(resp, "users");
+    free(resp);
+    assert_int_equal(n, 10);
+}
+
 /* Every scenario drives the node briefly with the answers it should get and no error. Three
  * seconds give no verdict (too few samples): that is `inconclusive`, exit 0, said on stderr. */
 static void every_scenario_runs(void **state)
@@ -479,6 +516,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(non_loopback_hosts_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(unreachable_url_exits_2_with_one_line, setup, teardown),
         cmocka_unit_test_setup_teardown(every_scenario_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(closed_registration_needs_the_admin_token, setup, teardown),
         cmocka_unit_test_setup_teardown(healthy_node_passes_with_plausible_figures, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(json_has_the_documented_schema, setup, teardown),
