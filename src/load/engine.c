@@ -784,7 +784,11 @@ static void on_tick(engine_t *e, int64_t now)
         flush_tick(e, now);
     scrape_start(e);
     progress(e, now);
-    e->next_tick += NS_PER_S;
+    /* After a stall longer than a second, skip the missed ticks: one long tick (its rate is
+     * divided by its real length) instead of a burst of empty ones. */
+    do
+        e->next_tick += NS_PER_S;
+    while (e->next_tick <= now);
 }
 
 /* ---- the loop ---- */
