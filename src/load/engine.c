@@ -73,8 +73,8 @@ typedef struct {
     uint32_t checks_left; /* churn: token checks before the logout */
     bool has_token;
     bool in_flight;
-    bool measured; /* counted in the result (load phase) */
-    bool first_cycle_step;
+    bool measured;           /* counted in the result (load phase) */
+    bool first_cycle;        /* churn: the first cycle is shortened to spread the VUs' phases */
     struct curl_slist *auth; /* "Authorization: Bearer <token>" */
     char token[96];
     char post[256];
@@ -438,7 +438,14 @@ static step_t next_step(engine_t *e, vu_t *vu, long status)
         case STEP_LOGIN:
             if (status == 201 && take_token(vu)) {
                 vu->checks_left = o->checks;
-                return o->checks ? STEP_CHECK : STEP_LOGOUT;
+                if (vu->first_cycle) {
+                    /* VUs start in step with each other; in an open loop they would stay so and
+                     * log out all at once, every cycle (live sessions would saw-tooth to 0). A
+                     * first cycle shortened by id % (k + 1) spreads them over the cycle. */
+                    vu->checks_left -= vu->id % (o->checks + 1);
+                    vu->first_cycle = false;
+                }
+                return vu->checks_left ? STEP_CHECK : STEP_LOGOUT;
             }
             vu->user = next_user(e, vu);
             return STEP_LOGIN;
@@ -591,6 +598,7 @@ static void start_run(engine_t *e)
     for (uint32_t i = 0; i < e->nvu; i++) {
         vu_t *vu = &e->vus[i];
         vu->measured = true;
+        vu->first_cycle = true;
         vu->step = first_step(e, vu);
         if (e->open_loop) {
             /* Stagger the VUs' schedules evenly over one interval. */
