@@ -27,12 +27,15 @@ typedef struct gh_user_store gh_user_store_t;
 
 typedef struct {
     const char *name;
-    /* GH_EEXISTS when the name is taken (any case). Fills out (id, created_at). */
+    /* GH_EEXISTS when the name is taken (any case). Fills out (id, created_at). GH_EINVAL when
+     * the name is empty or over GH_USERNAME_MAX bytes or the hash does not fit GH_PWHASH_MAX
+     * (the store does not judge the characters: that is gh_auth_username_valid's job). */
     int (*create)(gh_user_store_t *s, const char *username, const char *password_hash,
                   int64_t now_ms, gh_user_t *out);
     /* Case-insensitive. GH_ENOTFOUND when absent. */
     int (*get_by_name)(gh_user_store_t *s, const char *username, gh_user_t *out);
     int (*get_by_id)(gh_user_store_t *s, uint64_t id, gh_user_t *out);
+    /* GH_ENOTFOUND when absent, GH_EINVAL when the hash does not fit GH_PWHASH_MAX. */
     int (*set_password)(gh_user_store_t *s, uint64_t id, const char *password_hash);
     /* GH_ENOTFOUND when absent. */
     int (*del)(gh_user_store_t *s, uint64_t id);
@@ -47,7 +50,11 @@ struct gh_user_store {
     const gh_user_store_ops_t *ops;
 };
 
-/* Opens (creating if needed) <data_dir>/users.db in WAL mode and applies the schema. */
+/* Opens (creating if needed) <data_dir>/users.db in WAL mode and applies the schema migrations.
+ * data_dir is created with mode 0700 when missing (its parent must exist); a new users.db is
+ * created 0600. GH_EIO when the directory or file cannot be created, GH_ESTORE when SQLite fails
+ * or the database was written by a newer schema version, GH_ENOMEM. Close with
+ * gh_user_store_close, which frees everything and sets the pointer to NULL. */
 int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out) GH_WUR;
 
 GH_WUR static inline int gh_user_create(gh_user_store_t *s, const char *name, const char *hash,

@@ -1,0 +1,127 @@
+/*
+ * api.h — the HTTP API of DESIGN.md: the application context every handler sees, the route
+ * table, and the helpers handlers share (JSON bodies, authentication, replies). Handlers name no
+ * backend: they call the store interfaces (store/session.h, store/user.h) and the password pool.
+ *
+ * Error codes map to the contract's error bodies in one place: gh_api_reply_err().
+ */
+#ifndef GH_API_API_H
+#define GH_API_API_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/password.h"
+#include "auth/token.h"
+#include "config/config.h"
+#include "http/http.h"
+#include "store/session.h"
+#include "store/user.h"
+
+/* Route flags (gh_route_t.flags). */
+enum {
+    GH_ROUTE_ADMIN = 1 << 0, /* needs the admin bearer token */
+};
+
+/* Login outcomes: labels of gatehouse_logins_total{result}. */
+#define GH_LOGIN_RESULT_MAP(X)                                                                     \
+    X(SUCCESS, "success")                                                                          \
+    X(FAILURE, "failure")                                                                          \
+    X(RATE_LIMITED, "rate_limited")                                                                \
+    X(OVERLOADED, "overloaded")
+
+typedef enum {
+#define GH__LOGIN_ENUM(e, n) GH_LOGIN_##e,
+    GH_LOGIN_RESULT_MAP(GH__LOGIN_ENUM)
+#undef GH__LOGIN_ENUM
+        GH_LOGIN__COUNT
+} gh_login_result_t;
+
+typedef struct gh_api_metrics gh_api_metrics_t;
+
+typedef struct {
+    gh_config_t cfg;
+    gh_user_store_t *users;
+    gh_session_store_t *sessions;
+    gh_password_pool_t *passwords;
+    gh_api_metrics_t *metrics;
+    uint8_t log_salt[16]; /* salts the session tags in the request log */
+    int64_t started_ms;
+    const char *cookie_name; /* "gatehouse_session" or "__Host-gatehouse_session" */
+} gh_app_t;
+
+extern const gh_route_t gh_api_routes[];
+extern const size_t gh_api_nroutes;
+
+/* ---- helpers shared by the handlers (request.c) ---- */
+
+/* Parses the body as a JSON object. On failure replies (415 or 400) and returns non-zero. */
+int gh_api_json_body(gh_req_t *r, json_t **out) GH_WUR;
+/* Gets a required string member; on failure replies 400 invalid_request naming the field. */
+int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len) GH_WUR;
+/* Finds the token (Bearer header, else cookie), checks it and looks the session up.
+ * On failure replies 401 unauthenticated (with WWW-Authenticate) and returns non-zero. */
+int gh_api_authenticate(gh_req_t *r, gh_session_info_t *info,
+                        uint8_t hash[GH_TOKEN_HASH_LEN]) GH_WUR;
+/* Checks the admin bearer token (constant time). On failure replies 401/403. */
+int gh_api_require_admin(gh_req_t *r) GH_WUR;
+/* Replies with j (dumped into the request pool) and releases j. */
+void gh_api_reply_json(gh_req_t *r, int status, json_t *j);
+/* Maps a GH_E* code to the contract's status and error code and replies. */
+void gh_api_reply_err(gh_req_t *r, int err);
+/* Sets obj[key] = value, taking value even on failure (json_pack's "o" leaks it when the pack
+ * fails before reaching it). Returns obj, or NULL (both released) when anything is missing. */
+json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value);
+/* The session object of the contract. NULL on allocation failure. */
+json_t *gh_api_session_json(const gh_session_info_t *s);
+/* Records the session in the request log as a short salted hash of its id. */
+void gh_api_tag_session(gh_req_t *r, const char *session_id);
+/* Parses a uint64 path parameter; replies 404 and returns non-zero when it is not one. */
+int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out) GH_WUR;
+/* Routes JSON allocation through gh_mem (GH_MEM_HTTP; freed memory is wiped). */
+void gh_api_json_setup(void);
+
+/* ---- metrics (metrics.c) ---- */
+int gh_api_metrics_init(gh_app_t *app) GH_WUR;
+void gh_api_metrics_destroy(gh_app_t *app);
+void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
+/* Called by the HTTP layer when a request completes: metrics and the request log line. */
+void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+
+/* ---- handlers ---- */
+void gh_api_register(gh_req_t *r);        /* POST /v1/users */
+void gh_api_login(gh_req_t *r);           /* POST /v1/sessions */
+void gh_api_whoami(gh_req_t *r);          /* GET /v1/session */
+void gh_api_logout(gh_req_t *r);          /* DELETE /v1/session */
+void gh_api_list_sessions(gh_req_t *r);   /* GET /v1/sessions */
+void gh_api_revoke_session(gh_req_t *r);  /* DELETE /v1/sessions/{id} */
+void gh_api_revoke_all(gh_req_t *r);      /* DELETE /v1/sessions */
+void gh_api_change_password(gh_req_t *r); /* PUT /v1/password */
+void gh_api_forward_auth(gh_req_t *r);    /* GET /v1/auth */
+void gh_api_healthz(gh_req_t *r);
+void gh_api_readyz(gh_req_t *r);
+void gh_api_metrics(gh_req_t *r);
+void gh_api_debug_memory(gh_req_t *r);
+void gh_api_admin_create_user(gh_req_t *r);
+void gh_api_admin_list_users(gh_req_t *r);
+void gh_api_admin_delete_user(gh_req_t *r);
+void gh_api_admin_user_sessions(gh_req_t *r);
+void gh_api_admin_revoke_user_sessions(gh_req_t *r);
+void gh_api_admin_revoke_user_session(gh_req_t *r);
+
+/* ---- a running node (serve.c): stores, password pool, metrics, janitor, HTTP ---- */
+typedef struct gh_node gh_node_t;
+/* Starts a node from a loaded configuration (copied). Logs what failed. */
+int gh_node_start(const gh_config_t *cfg, gh_node_t **out) GH_WUR;
+/* Stops accepting, drains for up to drain_ms, stops everything, frees; *node = NULL. */
+void gh_node_stop(gh_node_t **node, int64_t drain_ms);
+gh_app_t *gh_node_app(gh_node_t *node);
+uint16_t gh_node_port(gh_node_t *node); /* the bound port (useful with port 0) */
+
+/* ---- commands ---- */
+int gh_serve_main(int argc, char **argv);
+int gh_user_cmd_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,311 @@
+/*
+ * metrics.c — the service's metric families (names are part of the contract, DESIGN.md) and the
+ * per-request bookkeeping: one counter and one histogram update per request, then the request
+ * log line. Families whose values live elsewhere (sessions, memory, the password queue) are
+ * callback families read at scrape time, so the request path never touches them.
+ */
+#include "api/api.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "mem/mem.h"
+#include "watch/metrics.h"
+
+#define MAX_ROUTE_LABELS 32
+
+static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "400",
+                                           "401", "403", "404", "405", "409",  "413",
+                                           "415", "429", "500", "503", "other"};
+#define NCODES (sizeof status_codes / sizeof status_codes[0])
+static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "other"};
+#define NMETHODS (sizeof methods / sizeof methods[0])
+
+struct gh_api_metrics {
+    gh_metrics_t *registry;
+    gh_metric_t *requests;  /* route x method x code */
+    gh_metric_t *durations; /* route */
+    gh_metric_t *logins;    /* result */
+    const char *route_labels[MAX_ROUTE_LABELS];
+    size_t nroutes;
+    size_t route_of[64]; /* route table index -> route label index */
+};
+
+static size_t code_index(int status)
+{
+    char s[8];
+    snprintf(s, sizeof s, "%d", status);
+    for (size_t i = 0; i + 1 < NCODES; i++)
+        if (strcmp(s, status_codes[i]) == 0)
+            return i;
+    return NCODES - 1;
+}
+
+static size_t method_index(unsigned m)
+{
+    switch (m) {
+    case GH_HTTP_GET:
+        return 0;
+    case GH_HTTP_HEAD:
+        return 1;
+    case GH_HTTP_POST:
+        return 2;
+    case GH_HTTP_PUT:
+        return 3;
+    case GH_HTTP_DELETE:
+        return 4;
+    default:
+        return 5;
+    }
+}
+
+static int collect_sessions_active(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    (void)n;
+    gh_session_stats(app->sessions, &st);
+    v[0] = (double)st.active;
+    return 0;
+}
+
+static int collect_sessions_created(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    (void)n;
+    gh_session_stats(app->sessions, &st);
+    v[0] = (double)st.created_total;
+    return 0;
+}
+
+static int collect_sessions_ended(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    gh_session_stats(app->sessions, &st);
+    for (size_t i = 0; i < n && i < GH_END__COUNT; i++)
+        v[i] = (double)st.ended_total[i];
+    return 0;
+}
+
+static int collect_memory_bytes(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (double)gh_mem_bytes((gh_mem_component_t)i);
+    return 0;
+}
+
+static int collect_memory_objects(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (double)gh_mem_objects((gh_mem_component_t)i);
+    return 0;
+}
+
+static int collect_memory_limit(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    (void)n;
+    v[0] = (double)app->cfg.memory_limit;
+    return 0;
+}
+
+static int collect_session_budget(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    (void)n;
+    v[0] = (double)app->cfg.session_memory;
+    return 0;
+}
+
+static int collect_unexplained(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    (void)n;
+    double rss = (double)gh_mem_rss_bytes();
+    if (rss == 0)
+        return 1;
+    v[0] = rss - (double)gh_mem_total_bytes();
+    return 0;
+}
+
+static int collect_allocator(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    (void)n;
+    v[0] = (double)gh_mem_allocator_in_use();
+    return 0;
+}
+
+static int collect_queue_depth(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    (void)n;
+    v[0] = (double)gh_password_queue_depth(app->passwords);
+    return 0;
+}
+
+static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
+                      const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
+                      void *ctx, gh_metric_t **out)
+{
+    gh_metric_desc_t d = {.name = name,
+                          .help = help,
+                          .type = type,
+                          .labels = labels,
+                          .nlabels = nlabels,
+                          .collect = fn,
+                          .collect_ctx = ctx};
+    return gh_metrics_add(reg, &d, out);
+}
+
+int gh_api_metrics_init(gh_app_t *app)
+{
+    gh_api_metrics_t *m = gh_mem_calloc(GH_MEM_METRICS, 1, sizeof *m);
+    if (!m)
+        return GH_ENOMEM;
+    int rc = gh_metrics_create(&m->registry);
+    if (rc != 0)
+        goto fail;
+    /* Route labels: the distinct templates of the route table, plus "unmatched". */
+    for (size_t i = 0; i < gh_api_nroutes && i < 64; i++) {
+        size_t j = 0;
+        while (j < m->nroutes && strcmp(m->route_labels[j], gh_api_routes[i].template) != 0)
+            j++;
+        if (j == m->nroutes && m->nroutes < MAX_ROUTE_LABELS - 1)
+            m->route_labels[m->nroutes++] = gh_api_routes[i].template;
+        m->route_of[i] = j;
+    }
+    m->route_labels[m->nroutes++] = "unmatched";
+
+    static const char *const results[] = {
+#define GH__LOGIN_NAME(e, n) n,
+        GH_LOGIN_RESULT_MAP(GH__LOGIN_NAME)
+#undef GH__LOGIN_NAME
+    };
+    static const char *const reasons[] = {
+#define GH__END_NAME(e, n) n,
+        GH_SESSION_END_MAP(GH__END_NAME)
+#undef GH__END_NAME
+    };
+    static const char *const components[] = {
+#define GH__MEM_NAME(e, n) n,
+        GH_MEM_COMPONENT_MAP(GH__MEM_NAME)
+#undef GH__MEM_NAME
+    };
+    const gh_metric_label_t req_labels[] = {{"route", m->route_labels, m->nroutes},
+                                            {"method", methods, NMETHODS},
+                                            {"code", status_codes, NCODES}};
+    const gh_metric_label_t result_label[] = {{"result", results, GH_LOGIN__COUNT}};
+    const gh_metric_label_t reason_label[] = {{"reason", reasons, GH_END__COUNT}};
+    const gh_metric_label_t comp_label[] = {{"component", components, GH_MEM__COUNT}};
+    gh_metrics_t *reg = m->registry;
+
+    gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
+                            .help = "HTTP requests by route template, method and status code.",
+                            .type = GH_METRIC_COUNTER,
+                            .labels = req_labels,
+                            .nlabels = 3,
+                            .flags = GH_METRIC_SKIP_ZERO};
+    gh_metric_desc_t dur = {.name = "gatehouse_http_request_duration_seconds",
+                            .help = "Time from the first byte of a request to its completion.",
+                            .type = GH_METRIC_HISTOGRAM,
+                            .labels = req_labels,
+                            .nlabels = 1,
+                            .buckets = gh_metric_latency_buckets,
+                            .nbuckets = gh_metric_latency_nbuckets,
+                            .flags = GH_METRIC_SKIP_ZERO};
+    if ((rc = gh_metrics_add(reg, &req, &m->requests)) ||
+        (rc = gh_metrics_add(reg, &dur, &m->durations)) ||
+        (rc = add_family(reg, "gatehouse_logins_total", "Login attempts by outcome.",
+                         GH_METRIC_COUNTER, result_label, 1, NULL, NULL, &m->logins)) ||
+        (rc = add_family(reg, "gatehouse_sessions_active",
+                         "Live sessions held by this node's store.", GH_METRIC_GAUGE, NULL, 0,
+                         collect_sessions_active, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_sessions_created_total", "Sessions created.",
+                         GH_METRIC_COUNTER, NULL, 0, collect_sessions_created, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_sessions_ended_total", "Sessions ended, by reason.",
+                         GH_METRIC_COUNTER, reason_label, 1, collect_sessions_ended, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_password_queue_depth",
+                         "Password hashing jobs waiting or running.", GH_METRIC_GAUGE, NULL, 0,
+                         collect_queue_depth, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_bytes", "Accounted bytes per component.",
+                         GH_METRIC_GAUGE, comp_label, 1, collect_memory_bytes, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_objects",
+                         "Accounted live allocations per component.", GH_METRIC_GAUGE, comp_label,
+                         1, collect_memory_objects, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_limit_bytes",
+                         "The effective memory limit the budget and watchdog work against.",
+                         GH_METRIC_GAUGE, NULL, 0, collect_memory_limit, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_session_budget_bytes",
+                         "The session store's budget of accounted bytes.", GH_METRIC_GAUGE, NULL, 0,
+                         collect_session_budget, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_unexplained_bytes",
+                         "Resident bytes not accounted to any component (RSS - accounted).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_unexplained, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_allocator_in_use_bytes",
+                         "Bytes in use according to the C allocator (mallinfo2).", GH_METRIC_GAUGE,
+                         NULL, 0, collect_allocator, NULL, NULL)) ||
+        (rc = gh_metrics_add_process(reg)))
+        goto fail;
+    app->metrics = m;
+    return 0;
+fail:
+    gh_metrics_destroy(&m->registry);
+    gh_mem_free(GH_MEM_METRICS, m);
+    return rc ? rc : GH_ENOMEM;
+}
+
+void gh_api_metrics_destroy(gh_app_t *app)
+{
+    if (!app->metrics)
+        return;
+    gh_metrics_destroy(&app->metrics->registry);
+    gh_mem_free(GH_MEM_METRICS, app->metrics);
+    app->metrics = NULL;
+}
+
+void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
+{
+    gh_metric_inc(app->metrics->logins, (size_t)result);
+}
+
+void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
+{
+    gh_app_t *app = r->app;
+    gh_api_metrics_t *m = app->metrics;
+    size_t route = r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
+                                                                      : m->nroutes - 1;
+    int status = r->replied ? r->status : 0;
+    gh_metric_inc(m->requests,
+                  GH_METRIC_AT(m->requests, route, method_index(r->method), code_index(status)));
+    gh_metric_observe_ns(m->durations, route, duration_ns);
+    const char *tpl = m->route_labels[route];
+    double ms = (double)duration_ns / 1e6;
+    if (r->session_tag[0])
+        GH_LOG(GH_LOG_INFO, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
+               GH_LI("status", status), GH_LD("duration_ms", ms), GH_LS("session", r->session_tag));
+    else
+        GH_LOG(GH_LOG_INFO, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
+               GH_LI("status", status), GH_LD("duration_ms", ms));
+}
+
+/* GET /metrics */
+void gh_api_metrics(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = gh_metrics_render(app->metrics->registry, GH_METRICS_RENDER_MAX, &text, &len);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc == GH_ETOOBIG ? GH_EINTERNAL : rc);
+        return;
+    }
+    (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    gh_metrics_text_free(&text);
+}

@@ -1,0 +1,257 @@
+/*
+ * request.c — what every handler needs: JSON bodies, the caller's session, the admin check, and
+ * replies, including the one table that maps GH_E* codes to the contract's error bodies.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "mem/mem.h"
+
+/* jansson does not tell an allocation failure from bad syntax, so the allocator says it. */
+static _Thread_local bool json_alloc_failed;
+
+static void *json_alloc(size_t n)
+{
+    void *p = gh_mem_alloc(GH_MEM_HTTP, n);
+    if (!p)
+        json_alloc_failed = true;
+    return p;
+}
+
+/* JSON values may hold passwords: wipe every block jansson gives back. */
+static void json_release(void *p)
+{
+    gh_mem_free_secret(GH_MEM_HTTP, p);
+}
+
+void gh_api_json_setup(void)
+{
+    json_set_alloc_funcs(json_alloc, json_release);
+}
+
+/* True when the Content-Type's media type (parameters ignored) equals want. */
+static bool media_type_is(const char *ct, const char *want)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, "; \t");
+    return n == strlen(want) && strncasecmp(ct, want, n) == 0;
+}
+
+int gh_api_json_body(gh_req_t *r, json_t **out)
+{
+    if (!media_type_is(gh_req_header(r, "Content-Type"), "application/json")) {
+        gh_reply_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json");
+        return GH_EINVAL;
+    }
+    json_error_t jerr;
+    json_alloc_failed = false;
+    json_t *j = r->body_len ? json_loadb(r->body, r->body_len,
+                                         JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr)
+                            : NULL;
+    if (json_alloc_failed) {
+        /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
+        json_decref(j);
+        gh_api_reply_err(r, GH_ENOMEM);
+        return GH_ENOMEM;
+    }
+    if (!j) {
+        gh_reply_error(r, 400, "invalid_request", "the body is not valid JSON");
+        return GH_EINVAL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        gh_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
+        return GH_EINVAL;
+    }
+    *out = j;
+    return 0;
+}
+
+int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || !json_is_string(v)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "\"%s\" is required and must be a string", key);
+        gh_reply_error(r, 400, "invalid_request", msg);
+        return GH_EINVAL;
+    }
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+static void reply_unauthenticated(gh_req_t *r, const char *message)
+{
+    gh_reply_error(r, 401, "unauthenticated", message);
+    (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+}
+
+int gh_api_authenticate(gh_req_t *r, gh_session_info_t *info, uint8_t hash[GH_TOKEN_HASH_LEN])
+{
+    gh_app_t *app = r->app;
+    const char *token = NULL;
+    const char *auth = gh_req_header(r, "Authorization");
+    if (auth) {
+        if (strncasecmp(auth, "Bearer ", 7) != 0) {
+            reply_unauthenticated(r, "the Authorization header must be \"Bearer <token>\"");
+            return GH_EAUTH;
+        }
+        token = auth + 7;
+        while (*token == ' ')
+            token++;
+    } else {
+        token = gh_req_cookie(r, app->cookie_name);
+    }
+    if (!token || !*token) {
+        reply_unauthenticated(r, "a session token is required");
+        return GH_EAUTH;
+    }
+    if (gh_token_hash(token, strlen(token), hash) != 0) {
+        reply_unauthenticated(r, "the session token is not valid");
+        return GH_EAUTH;
+    }
+    int rc = gh_session_lookup(app->sessions, hash, gh_clock_now_ms(), info);
+    if (rc == GH_ENOTFOUND) {
+        reply_unauthenticated(r, "the session has ended or never existed");
+        return GH_EAUTH;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return rc;
+    }
+    gh_api_tag_session(r, info->id);
+    return 0;
+}
+
+int gh_api_require_admin(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    if (!app->cfg.admin_token[0]) {
+        gh_reply_error(r, 403, "forbidden", "the admin API is off: no admin token is configured");
+        return GH_EAUTH;
+    }
+    const char *auth = gh_req_header(r, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+        reply_unauthenticated(r, "an admin bearer token is required");
+        return GH_EAUTH;
+    }
+    /* Compare digests so the time taken reveals neither the token nor its length. */
+    uint8_t given[32], want[32];
+    const char *tok = auth + 7;
+    crypto_generichash(given, sizeof given, (const uint8_t *)tok, strlen(tok), NULL, 0);
+    crypto_generichash(want, sizeof want, (const uint8_t *)app->cfg.admin_token,
+                       strlen(app->cfg.admin_token), NULL, 0);
+    int same = sodium_memcmp(given, want, sizeof given);
+    sodium_memzero(given, sizeof given);
+    sodium_memzero(want, sizeof want);
+    if (same != 0) {
+        gh_reply_error(r, 403, "forbidden", "the admin token is not valid");
+        return GH_EAUTH;
+    }
+    return 0;
+}
+
+void gh_api_reply_json(gh_req_t *r, int status, json_t *j)
+{
+    if (!j) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+    char *buf = n ? gh_pool_alloc(&r->pool, n) : NULL;
+    if (!buf || json_dumpb(j, buf, n, JSON_COMPACT) != n) {
+        json_decref(j);
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    json_decref(j);
+    (void)gh_reply(r, status, "application/json", buf, n);
+}
+
+void gh_api_reply_err(gh_req_t *r, int err)
+{
+    switch (err) {
+    case GH_ENOMEM:
+        gh_reply_error(r, 503, "overloaded", "out of memory, try again later");
+        break;
+    case GH_EBUSY:
+        gh_reply_error(r, 503, "overloaded", "the service is at capacity, try again later");
+        break;
+    case GH_ESTORE:
+    case GH_EIO:
+        gh_reply_error(r, 503, "store_unavailable", "a store is unavailable, try again later");
+        break;
+    case GH_ENOTFOUND:
+        gh_reply_error(r, 404, "not_found", "not found");
+        break;
+    case GH_EAUTH:
+        gh_reply_error(r, 401, "invalid_credentials", "invalid username or password");
+        break;
+    case GH_EINVAL:
+        gh_reply_error(r, 400, "invalid_request", "invalid request");
+        break;
+    case GH_ETOOBIG:
+        gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+        break;
+    default:
+        gh_reply_error(r, 500, "internal_error", gh_strerror(err));
+    }
+}
+
+json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value)
+{
+    if (!obj || !value) {
+        json_decref(obj);
+        json_decref(value);
+        return NULL;
+    }
+    if (json_object_set_new(obj, key, value) != 0) { /* it released value */
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *gh_api_session_json(const gh_session_info_t *s)
+{
+    char c[GH_RFC3339_LEN], l[GH_RFC3339_LEN], e[GH_RFC3339_LEN], i[GH_RFC3339_LEN];
+    gh_clock_rfc3339(s->created_at_ms, c);
+    gh_clock_rfc3339(s->last_seen_at_ms, l);
+    gh_clock_rfc3339(s->expires_at_ms, e);
+    gh_clock_rfc3339(s->idle_expires_at_ms, i);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", s->id, "created_at", c, "last_seen_at", l,
+                     "expires_at", e, "idle_expires_at", i);
+}
+
+void gh_api_tag_session(gh_req_t *r, const char *session_id)
+{
+    gh_app_t *app = r->app;
+    uint8_t h[4];
+    crypto_generichash(h, sizeof h, (const uint8_t *)session_id, strlen(session_id), app->log_salt,
+                       sizeof app->log_salt);
+    sodium_bin2hex(r->session_tag, sizeof r->session_tag, h, sizeof h);
+}
+
+int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out)
+{
+    const char *p = idx < r->nparams ? r->params[idx] : "";
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (!*p || *end || errno || *p == '-' || *p == '+') {
+        gh_reply_error(r, 404, "not_found", "no such user");
+        return GH_ENOTFOUND;
+    }
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,28 @@
+/* routes.c — the route table of the v1 API (DESIGN.md "HTTP API"); templates are metric labels. */
+#include "api/api.h"
+
+const gh_route_t gh_api_routes[] = {
+    {GH_HTTP_POST, "/v1/users", gh_api_register, 0},
+    {GH_HTTP_POST, "/v1/sessions", gh_api_login, 0},
+    {GH_HTTP_GET, "/v1/sessions", gh_api_list_sessions, 0},
+    {GH_HTTP_DELETE, "/v1/sessions", gh_api_revoke_all, 0},
+    {GH_HTTP_DELETE, "/v1/sessions/{id}", gh_api_revoke_session, 0},
+    {GH_HTTP_GET, "/v1/session", gh_api_whoami, 0},
+    {GH_HTTP_DELETE, "/v1/session", gh_api_logout, 0},
+    {GH_HTTP_PUT, "/v1/password", gh_api_change_password, 0},
+    {GH_HTTP_GET, "/v1/auth", gh_api_forward_auth, 0},
+    {GH_HTTP_GET, "/healthz", gh_api_healthz, 0},
+    {GH_HTTP_GET, "/readyz", gh_api_readyz, 0},
+    {GH_HTTP_GET, "/metrics", gh_api_metrics, 0},
+    {GH_HTTP_GET, "/debug/memory", gh_api_debug_memory, GH_ROUTE_ADMIN},
+    {GH_HTTP_POST, "/v1/admin/users", gh_api_admin_create_user, GH_ROUTE_ADMIN},
+    {GH_HTTP_GET, "/v1/admin/users", gh_api_admin_list_users, GH_ROUTE_ADMIN},
+    {GH_HTTP_DELETE, "/v1/admin/users/{id}", gh_api_admin_delete_user, GH_ROUTE_ADMIN},
+    {GH_HTTP_GET, "/v1/admin/users/{id}/sessions", gh_api_admin_user_sessions, GH_ROUTE_ADMIN},
+    {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions", gh_api_admin_revoke_user_sessions,
+     GH_ROUTE_ADMIN},
+    {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions/{sid}", gh_api_admin_revoke_user_session,
+     GH_ROUTE_ADMIN},
+};
+
+const size_t gh_api_nroutes = sizeof gh_api_routes / sizeof gh_api_routes[0];

@@ -1,0 +1,260 @@
+/*
+ * serve.c — `gatehouse serve`: configuration, stores, the password pool, the HTTP server and
+ * the janitor thread that expires sessions, then an orderly stop on SIGTERM/SIGINT (stop
+ * accepting, finish in-flight requests, stop the pool, close the stores, exit 0).
+ *
+ * Signals are taken with sigwait on the main thread (blocked everywhere else), so no handler
+ * runs at an arbitrary point of another thread.
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "mem/mem.h"
+
+#define JANITOR_PERIOD_MS 100
+#define JANITOR_MAX_WORK 20000
+#define DRAIN_MS 10000
+
+typedef struct {
+    gh_app_t *app;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+} janitor_t;
+
+/* Ends expired sessions every 100 ms with bounded work, so every session is gone within a
+ * second of its deadline even if nobody presents it again. */
+static void *janitor_main(void *arg)
+{
+    janitor_t *j = arg;
+    pthread_mutex_lock(&j->lock);
+    while (!j->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += JANITOR_PERIOD_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->wake, &j->lock, &ts);
+        if (j->stop)
+            break;
+        pthread_mutex_unlock(&j->lock);
+        size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
+        if (n)
+            GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        pthread_mutex_lock(&j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+static size_t fmt_bytes(uint64_t b, char *out, size_t n)
+{
+    return (size_t)snprintf(out, n, "%.1fMiB", (double)b / (1024.0 * 1024.0));
+}
+
+struct gh_node {
+    gh_app_t app;
+    gh_http_server_t *http;
+    janitor_t janitor;
+    pthread_t janitor_thread;
+    bool janitor_started;
+    uint16_t port;
+};
+
+gh_app_t *gh_node_app(gh_node_t *n)
+{
+    return &n->app;
+}
+
+uint16_t gh_node_port(gh_node_t *n)
+{
+    return n->port;
+}
+
+void gh_node_stop(gh_node_t **np, int64_t drain_ms)
+{
+    gh_node_t *n = *np;
+    if (!n)
+        return;
+    gh_http_stop(&n->http, drain_ms);
+    if (n->janitor_started) {
+        pthread_mutex_lock(&n->janitor.lock);
+        n->janitor.stop = true;
+        pthread_cond_signal(&n->janitor.wake);
+        pthread_mutex_unlock(&n->janitor.lock);
+        pthread_join(n->janitor_thread, NULL);
+    }
+    gh_password_pool_stop(&n->app.passwords);
+    gh_api_metrics_destroy(&n->app);
+    gh_session_store_destroy(&n->app.sessions);
+    gh_user_store_close(&n->app.users);
+    pthread_mutex_destroy(&n->janitor.lock);
+    pthread_cond_destroy(&n->janitor.wake);
+    sodium_memzero(n->app.cfg.admin_token, sizeof n->app.cfg.admin_token);
+    gh_mem_free(GH_MEM_OTHER, n);
+    *np = NULL;
+}
+
+int gh_node_start(const gh_config_t *config, gh_node_t **out)
+{
+    if (sodium_init() < 0)
+        return GH_EINTERNAL;
+    gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
+    if (!n)
+        return GH_ENOMEM;
+    gh_app_t *app = &n->app;
+    app->cfg = *config;
+    gh_config_t *cfg = &app->cfg;
+    gh_api_json_setup();
+    randombytes_buf(app->log_salt, sizeof app->log_salt);
+    app->started_ms = gh_clock_now_ms();
+    app->cookie_name = cfg->cookie_secure ? "__Host-gatehouse_session" : "gatehouse_session";
+    n->janitor.app = app;
+    pthread_mutex_init(&n->janitor.lock, NULL);
+    pthread_cond_init(&n->janitor.wake, NULL);
+
+    int rc, listen_fd = -1;
+    if (cfg->user_store != GH_USER_STORE_SQLITE || cfg->session_store != GH_SESSION_STORE_MEMORY) {
+        GH_LOG(GH_LOG_ERROR, "this build supports --user-store sqlite and --session-store memory",
+               GH_LS("hint", "postgres and redis backends are not built yet"));
+        rc = GH_EINVAL;
+        goto fail;
+    }
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        GH_LOG(GH_LOG_ERROR, "cannot create the data directory", GH_LS("data_dir", cfg->data_dir),
+               GH_LS("error", strerror(errno)));
+        rc = GH_EIO;
+        goto fail;
+    }
+    if ((rc = gh_user_sqlite_open(cfg->data_dir, &app->users)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
+               GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
+                                  .idle_ttl_ms = cfg->idle_ttl_ms,
+                                  .max_per_user = cfg->max_sessions_per_user,
+                                  .budget_bytes = cfg->session_memory,
+                                  .policy = cfg->session_policy};
+    if ((rc = gh_session_memory_open(&limits, &app->sessions)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_password_params_t pp = {.memory = cfg->hash_memory,
+                               .ops = cfg->hash_ops,
+                               .workers = cfg->hash_workers,
+                               .queue = cfg->hash_queue};
+    if ((rc = gh_password_pool_start(&pp, &app->passwords)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if ((rc = gh_api_metrics_init(app)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if (pthread_create(&n->janitor_thread, NULL, janitor_main, &n->janitor) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the expiry thread");
+        rc = GH_EINTERNAL;
+        goto fail;
+    }
+    n->janitor_started = true;
+    if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot listen", GH_LS("host", cfg->listen_host),
+               GH_LI("port", cfg->listen_port), GH_LS("error", strerror(errno)));
+        rc = GH_EIO;
+        goto fail;
+    }
+    gh_http_options_t hopt = {.listen_fd = listen_fd,
+                              .threads = cfg->http_threads,
+                              .max_connections = cfg->max_connections,
+                              .max_connections_per_ip = cfg->max_connections_per_ip,
+                              .connection_timeout_s =
+                                  (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
+                              .connection_memory = cfg->connection_memory,
+                              .max_body = cfg->max_body,
+                              .routes = gh_api_routes,
+                              .nroutes = gh_api_nroutes,
+                              .app = app,
+                              .on_complete = gh_api_on_complete};
+    if ((rc = gh_http_start(&hopt, &n->http)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
+        close(listen_fd);
+        goto fail;
+    }
+    *out = n;
+    return 0;
+fail:
+    gh_node_stop(&n, 0);
+    return rc;
+}
+
+int gh_serve_main(int argc, char **argv)
+{
+    gh_config_t cfg;
+    char err[512];
+    int rc = gh_config_load(&cfg, argc, argv, stdout, err, sizeof err);
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "gatehouse: %s\n", err);
+        return 2;
+    }
+    gh_log_setup(cfg.log_format, cfg.log_level);
+
+    /* Every thread started from here on inherits the blocked set; main takes them by sigwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    gh_node_t *node = NULL;
+    rc = gh_node_start(&cfg, &node);
+    sodium_memzero(cfg.admin_token, sizeof cfg.admin_token);
+    if (rc != 0)
+        return rc == GH_EINVAL ? 2 : 1;
+
+    char addr[GH_CONFIG_STR + 16], limit[32], budget[32];
+    bool v6 = strchr(cfg.listen_host, ':') != NULL;
+    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", cfg.listen_host, node->port);
+    fmt_bytes(cfg.memory_limit, limit, sizeof limit);
+    fmt_bytes(cfg.session_memory, budget, sizeof budget);
+    GH_LOG(
+        GH_LOG_INFO, "listening", GH_LS("addr", addr), GH_LS("version", GH_VERSION),
+        GH_LS("data_dir", cfg.data_dir), GH_LS("memory_limit", limit),
+        GH_LS("session_budget", budget),
+        GH_LS("session_policy", cfg.session_policy == GH_POLICY_REFUSE ? "refuse" : "evict-idle"),
+        GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers));
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            GH_LOG(GH_LOG_INFO, "SIGHUP ignored: reload is not built yet");
+            continue;
+        }
+        GH_LOG(GH_LOG_INFO, "stopping", GH_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+               GH_LI("inflight", gh_http_inflight(node->http)));
+        break;
+    }
+    gh_node_stop(&node, DRAIN_MS);
+    GH_LOG(GH_LOG_INFO, "stopped");
+    return 0;
+}

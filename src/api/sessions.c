@@ -1,0 +1,375 @@
+/*
+ * sessions.c — logging in and out, "who am I", listing and revoking sessions, and the forward
+ * auth check that reverse proxies call on every request.
+ *
+ * A login never blocks a polling thread: the handler looks the user up, suspends the request,
+ * queues the argon2id verification on the password pool, and is called again (phase 1) when
+ * the pool resumes it. Unknown users are verified against the pool's dummy hash, so status,
+ * body and timing match a wrong password.
+ */
+#include "api/api.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+typedef struct {
+    gh_user_t user;
+    bool user_found;
+    gh_password_result_t verdict;
+} login_state_t;
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one application/x-www-form-urlencoded value into the pool. */
+static char *form_decode(gh_req_t *r, const char *s, size_t n, size_t *outlen)
+{
+    char *d = gh_pool_alloc(&r->pool, n + 1);
+    if (!d)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            d[j++] = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= n)
+                return NULL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return NULL;
+            d[j++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            d[j++] = s[i];
+        }
+    }
+    d[j] = '\0';
+    *outlen = j;
+    return d;
+}
+
+/* Reads username and password from a JSON or form body. Replies and returns non-zero on error.
+ * *json receives the parsed JSON (to release after use) or NULL for a form. */
+static int read_credentials(gh_req_t *r, json_t **json, const char **user, size_t *ulen,
+                            const char **pw, size_t *plen)
+{
+    *json = NULL;
+    const char *ct = gh_req_header(r, "Content-Type");
+    if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
+        (ct[33] == '\0' || ct[33] == ';' || ct[33] == ' ')) {
+        *user = *pw = NULL;
+        const char *p = r->body ? r->body : "";
+        while (*p) {
+            size_t len = strcspn(p, "&");
+            const char *eq = memchr(p, '=', len);
+            if (eq) {
+                size_t kl = (size_t)(eq - p), vl = len - kl - 1;
+                const char **dst = NULL;
+                size_t *dlen = NULL;
+                if (kl == 8 && memcmp(p, "username", 8) == 0) {
+                    dst = user;
+                    dlen = ulen;
+                } else if (kl == 8 && memcmp(p, "password", 8) == 0) {
+                    dst = pw;
+                    dlen = plen;
+                }
+                if (dst) {
+                    *dst = form_decode(r, eq + 1, vl, dlen);
+                    if (!*dst) {
+                        gh_reply_error(r, 400, "invalid_request", "malformed form encoding");
+                        return GH_EINVAL;
+                    }
+                }
+            }
+            p += len;
+            if (*p == '&')
+                p++;
+        }
+        if (!*user || !*pw) {
+            gh_reply_error(r, 400, "invalid_request", "\"username\" and \"password\" are required");
+            return GH_EINVAL;
+        }
+        return 0;
+    }
+    if (gh_api_json_body(r, json) != 0)
+        return GH_EINVAL;
+    if (gh_api_json_str(r, *json, "username", user, ulen) != 0 ||
+        gh_api_json_str(r, *json, "password", pw, plen) != 0) {
+        json_decref(*json);
+        *json = NULL;
+        return GH_EINVAL;
+    }
+    return 0;
+}
+
+static void login_verified(void *arg, const gh_password_result_t *res)
+{
+    gh_req_t *r = arg;
+    login_state_t *st = r->state;
+    st->verdict = *res;
+    gh_req_resume(r);
+}
+
+static void set_session_cookie(gh_req_t *r, const char *token)
+{
+    gh_app_t *app = r->app;
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, token, (long long)(app->cfg.session_ttl_ms / 1000),
+             app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+}
+
+static void clear_session_cookie(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    char cookie[160];
+    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+}
+
+static void login_finish(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    login_state_t *st = r->state;
+    int v = st->verdict.result;
+    if (v == GH_EBUSY || v == GH_ENOMEM) {
+        gh_api_count_login(app, GH_LOGIN_OVERLOADED);
+        gh_api_reply_err(r, v);
+        return;
+    }
+    if (v != 0 || !st->user_found) {
+        gh_api_count_login(app, GH_LOGIN_FAILURE);
+        GH_LOG(GH_LOG_INFO, "login failed", GH_LS("reason", "invalid_credentials"));
+        gh_reply_error(r, 401, "invalid_credentials", "invalid username or password");
+        return;
+    }
+    if (st->verdict.new_hash[0]) {
+        /* The stored hash had an outdated cost: keep the new one (best effort). */
+        if (gh_user_set_password(app->users, st->user.id, st->verdict.new_hash) == 0)
+            GH_LOG(GH_LOG_INFO, "password rehashed", GH_LI("user_id", st->user.id));
+    }
+    char token[GH_TOKEN_LEN + 1];
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_session_info_t info;
+    gh_token_new(token, hash);
+    int rc = gh_session_create(app->sessions, st->user.id, hash, gh_clock_now_ms(), &info);
+    if (rc != 0) {
+        sodium_memzero(token, sizeof token);
+        gh_api_count_login(app, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
+                                                                  : GH_LOGIN_FAILURE);
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    gh_api_tag_session(r, info.id);
+    json_t *j = gh_api_json_set(
+        gh_api_json_set(json_pack("{s:s}", "token", token), "session", gh_api_session_json(&info)),
+        "user",
+        json_pack("{s:I, s:s}", "id", (json_int_t)st->user.id, "username", st->user.username));
+    gh_api_count_login(app, GH_LOGIN_SUCCESS);
+    gh_api_reply_json(r, 201, j);
+    if (r->status == 201)
+        set_session_cookie(r, token);
+    else /* the reply failed: the client never learns the token, so the session must go */
+        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
+    sodium_memzero(token, sizeof token);
+}
+
+void gh_api_login(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    r->pool.wipe = true;
+    if (r->phase == 1) {
+        login_finish(r);
+        return;
+    }
+    json_t *json;
+    const char *user, *pw;
+    size_t ulen, plen;
+    if (read_credentials(r, &json, &user, &ulen, &pw, &plen) != 0)
+        return;
+    login_state_t *st = gh_pool_alloc(&r->pool, sizeof *st);
+    if (!st) {
+        json_decref(json);
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    memset(st, 0, sizeof *st);
+    r->state = st;
+    if (gh_auth_username_valid(user, ulen) && plen <= GH_PASSWORD_MAX) {
+        int rc = gh_user_get_by_name(app->users, user, &st->user);
+        if (rc == 0) {
+            st->user_found = true;
+        } else if (rc != GH_ENOTFOUND) {
+            json_decref(json);
+            gh_api_reply_err(r, rc);
+            return;
+        }
+    }
+    if (plen > GH_PASSWORD_MAX)
+        plen = GH_PASSWORD_MAX; /* a verify against the dummy hash; never a match */
+    r->phase = 1;
+    gh_req_suspend(r);
+    int rc =
+        gh_password_verify_async(app->passwords, st->user_found ? st->user.password_hash : NULL, pw,
+                                 plen, login_verified, r);
+    json_decref(json);
+    if (rc != 0) {
+        st->verdict.result = rc;
+        gh_req_resume(r);
+    }
+}
+
+void gh_api_whoami(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    gh_user_t user;
+    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
+    if (rc == GH_ENOTFOUND) {
+        /* The user was deleted behind this node's back (another process): the session goes. */
+        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
+        gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
+        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+        return;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    json_t *j = gh_api_json_set(
+        json_pack("{s:{s:I, s:s}}", "user", "id", (json_int_t)user.id, "username", user.username),
+        "session", gh_api_session_json(&info));
+    gh_api_reply_json(r, 200, j);
+}
+
+void gh_api_forward_auth(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    gh_user_t user;
+    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
+    if (rc == GH_ENOTFOUND) {
+        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
+        gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
+        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+        return;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    char uid[24];
+    snprintf(uid, sizeof uid, "%llu", (unsigned long long)user.id);
+    (void)gh_reply(r, 200, NULL, NULL, 0);
+    (void)gh_reply_header(r, "X-Auth-User", user.username);
+    (void)gh_reply_header(r, "X-Auth-User-Id", uid);
+    (void)gh_reply_header(r, "X-Auth-Session-Id", info.id);
+    (void)gh_reply_header(r, "Cache-Control", "no-store");
+}
+
+void gh_api_logout(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    int rc = gh_session_end(app->sessions, hash, GH_END_LOGOUT);
+    if (rc != 0 && rc != GH_ENOTFOUND) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    (void)gh_reply(r, 204, NULL, NULL, 0);
+    clear_session_cookie(r);
+}
+
+void gh_api_list_sessions(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    size_t cap = app->cfg.max_sessions_per_user, n = 0;
+    gh_session_info_t *list = gh_pool_alloc(&r->pool, cap * sizeof *list);
+    if (!list) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    int rc = gh_session_list_user(app->sessions, info.user_id, gh_clock_now_ms(), list, cap, &n);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *one = gh_api_json_set(gh_api_session_json(&list[i]), "current",
+                                      json_boolean(strcmp(list[i].id, info.id) == 0));
+        if (!one || json_array_append_new(arr, one) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "sessions", arr));
+}
+
+void gh_api_revoke_session(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    int rc = gh_session_end_by_id(app->sessions, info.user_id, r->params[0], GH_END_REVOKED);
+    if (rc == GH_ENOTFOUND) {
+        gh_reply_error(r, 404, "not_found", "no such session");
+        return;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    (void)gh_reply(r, 204, NULL, NULL, 0);
+    if (strcmp(r->params[0], info.id) == 0)
+        clear_session_cookie(r);
+}
+
+void gh_api_revoke_all(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return;
+    size_t n = 0;
+    int rc = gh_session_end_user(app->sessions, info.user_id, NULL, GH_END_REVOKED, &n);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    GH_LOG(GH_LOG_INFO, "sessions revoked", GH_LI("user_id", info.user_id), GH_LI("count", n));
+    (void)gh_reply(r, 204, NULL, NULL, 0);
+    clear_session_cookie(r);
+}

@@ -1,0 +1,235 @@
+/*
+ * user_cmd.c — `gatehouse user add|del|list|passwd`: manage users in the configured user store
+ * from a shell. It takes the same flags, environment and config file as `serve` (so it finds
+ * the same --data-dir and hashes at the same cost). The password comes from a TTY prompt with
+ * echo off (asked twice), or as one line on standard input for scripts; it is wiped after use.
+ *
+ * With the embedded default (SQLite users, in-memory sessions) a running node sees a deleted
+ * user on the session's next check and ends the session then; a password changed here does not
+ * end sessions a running node holds (docs/OPERATIONS.md says so).
+ */
+#include "api/api.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "mem/mem.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gatehouse user add NAME [flags]      create a user (password from stdin or a "
+            "prompt)\n"
+            "       gatehouse user del NAME [flags]      delete a user\n"
+            "       gatehouse user list [flags]          list users\n"
+            "       gatehouse user passwd NAME [flags]   set a user's password\n"
+            "\n"
+            "Flags, environment and --config are those of `gatehouse serve` (see its --help);\n"
+            "--data-dir, --user-store, --hash-memory and --hash-ops matter here.\n");
+}
+
+/* Reads one line without echo from the terminal, or from stdin when it is not one. */
+static int read_secret(const char *prompt, char *buf, size_t cap, size_t *len)
+{
+    bool tty = isatty(STDIN_FILENO);
+    struct termios old, quiet;
+    if (tty) {
+        fprintf(stderr, "%s", prompt);
+        fflush(stderr);
+        if (tcgetattr(STDIN_FILENO, &old) == 0) {
+            quiet = old;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        } else {
+            tty = false;
+        }
+    }
+    char *got = fgets(buf, (int)cap, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!got)
+        return GH_EINVAL;
+    size_t n = strlen(buf);
+    if (n == cap - 1 && buf[n - 1] != '\n')
+        return GH_ETOOBIG;
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    *len = n;
+    return 0;
+}
+
+static int ask_password(char *buf, size_t cap, size_t *len)
+{
+    int rc = read_secret("New password: ", buf, cap, len);
+    if (rc != 0) {
+        fprintf(stderr, "gatehouse: %s\n",
+                rc == GH_ETOOBIG ? "password: longer than 1024 bytes" : "password: none given");
+        return 2;
+    }
+    if (!gh_auth_password_valid(buf, *len)) {
+        fprintf(stderr, "gatehouse: password: expected 8 to 1024 bytes of valid UTF-8\n");
+        return 2;
+    }
+    if (isatty(STDIN_FILENO)) {
+        char again[GH_PASSWORD_MAX + 2];
+        size_t alen = 0;
+        rc = read_secret("Repeat password: ", again, sizeof again, &alen);
+        bool same = rc == 0 && alen == *len && sodium_memcmp(again, buf, alen) == 0;
+        sodium_memzero(again, sizeof again);
+        if (!same) {
+            fprintf(stderr, "gatehouse: password: the two entries differ\n");
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int gh_user_cmd_main(int argc, char **argv)
+{
+    /* argv: "user" ACTION [NAME] [flags...] */
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *action = argv[1];
+    bool needs_name = strcmp(action, "list") != 0;
+    if (strcmp(action, "add") && strcmp(action, "del") && strcmp(action, "list") &&
+        strcmp(action, "passwd")) {
+        fprintf(stderr, "gatehouse: user: unknown action '%s' (expected add, del, list, passwd)\n",
+                action);
+        return 2;
+    }
+    const char *name = NULL;
+    int first_flag = 2;
+    if (needs_name) {
+        if (argc < 3 || argv[2][0] == '-') {
+            fprintf(stderr, "gatehouse: user %s: a username is required\n", action);
+            return 2;
+        }
+        name = argv[2];
+        first_flag = 3;
+        if (!gh_auth_username_valid(name, strlen(name))) {
+            fprintf(stderr,
+                    "gatehouse: user %s: username: expected 1 to 64 of A-Z a-z 0-9 . _ @ -\n",
+                    action);
+            return 2;
+        }
+    }
+    /* Hand the flags to the shared config parser as if they followed "user". */
+    char *fargv[256];
+    int fargc = 0;
+    fargv[fargc++] = argv[0];
+    for (int i = first_flag; i < argc && fargc < 255; i++)
+        fargv[fargc++] = argv[i];
+    fargv[fargc] = NULL;
+
+    gh_config_t cfg;
+    char err[512];
+    int rc = gh_config_load(&cfg, fargc, fargv, stdout, err, sizeof err);
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "gatehouse: %s\n", err);
+        return 2;
+    }
+    gh_log_setup(GH_LOG_TEXT, GH_LOG_WARN);
+    if (sodium_init() < 0)
+        return 1;
+    if (cfg.user_store != GH_USER_STORE_SQLITE) {
+        fprintf(stderr, "gatehouse: --user-store: only sqlite is built in this version\n");
+        return 2;
+    }
+    gh_user_store_t *store = NULL;
+    if ((rc = gh_user_sqlite_open(cfg.data_dir, &store)) != 0) {
+        fprintf(stderr, "gatehouse: cannot open the user store in %s: %s\n", cfg.data_dir,
+                gh_strerror(rc));
+        return 1;
+    }
+    int code = 1;
+    char pw[GH_PASSWORD_MAX + 2];
+    char hash[GH_PWHASH_STR_MAX];
+    size_t pwlen = 0;
+    gh_password_params_t pp = {.memory = cfg.hash_memory, .ops = cfg.hash_ops};
+    gh_user_t user;
+
+    if (strcmp(action, "list") == 0) {
+        uint64_t after = 0;
+        gh_user_t page[100];
+        size_t n;
+        printf("%-10s %-24s %s\n", "ID", "CREATED", "USERNAME");
+        do {
+            if ((rc = gh_user_list(store, after, page, 100, &n)) != 0)
+                goto fail;
+            for (size_t i = 0; i < n; i++) {
+                char created[GH_RFC3339_LEN];
+                gh_clock_rfc3339(page[i].created_at_ms, created);
+                printf("%-10llu %-24s %s\n", (unsigned long long)page[i].id, created,
+                       page[i].username);
+                after = page[i].id;
+            }
+        } while (n == 100);
+        code = 0;
+        goto out;
+    }
+    if (strcmp(action, "del") == 0) {
+        if ((rc = gh_user_get_by_name(store, name, &user)) == 0)
+            rc = gh_user_del(store, user.id);
+        if (rc == GH_ENOTFOUND) {
+            fprintf(stderr, "gatehouse: user del: no user named %s\n", name);
+            code = 1;
+            goto out;
+        }
+        if (rc != 0)
+            goto fail;
+        printf("deleted user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+        code = 0;
+        goto out;
+    }
+    /* add and passwd need a password */
+    bool exists = gh_user_get_by_name(store, name, &user) == 0;
+    if (strcmp(action, "add") == 0 && exists) {
+        fprintf(stderr, "gatehouse: user add: the username %s is taken\n", name);
+        goto out;
+    }
+    if (strcmp(action, "passwd") == 0 && !exists) {
+        fprintf(stderr, "gatehouse: user passwd: no user named %s\n", name);
+        goto out;
+    }
+    if ((code = ask_password(pw, sizeof pw, &pwlen)) != 0)
+        goto out;
+    code = 1;
+    if ((rc = gh_password_hash_sync(&pp, pw, pwlen, hash)) != 0)
+        goto fail;
+    if (strcmp(action, "add") == 0) {
+        rc = gh_user_create(store, name, hash, gh_clock_now_ms(), &user);
+        if (rc == GH_EEXISTS) {
+            fprintf(stderr, "gatehouse: user add: the username %s is taken\n", name);
+            goto out;
+        }
+        if (rc != 0)
+            goto fail;
+        printf("created user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+    } else {
+        if ((rc = gh_user_set_password(store, user.id, hash)) != 0)
+            goto fail;
+        printf("password changed for %s\n", user.username);
+    }
+    code = 0;
+    goto out;
+fail:
+    fprintf(stderr, "gatehouse: user %s: %s\n", action, gh_strerror(rc));
+    code = 1;
+out:
+    sodium_memzero(pw, sizeof pw);
+    sodium_memzero(hash, sizeof hash);
+    gh_user_store_close(&store);
+    return code;
+}

@@ -1,0 +1,146 @@
+/*
+ * http.h — the HTTP layer: libmicrohttpd (epoll, internal thread pool, suspend/resume) under a
+ * small router on route templates, with a per-request scratch pool (mem.h gh_pool_t) that is
+ * released the moment the request completes.
+ *
+ * A request passes through: body accumulated up to max_body (413 past it, before the handler
+ * runs) → route matched (404 / 405 with Allow) → handler. A handler fills the response through
+ * gh_reply_*; or it suspends (gh_req_suspend) to wait for the password pool, and is called again
+ * on the same gh_req_t once gh_req_resume() is called from any thread, with r->phase as it left
+ * it. Response bodies live in the request pool and are handed to libmicrohttpd without a copy.
+ *
+ * The layer knows nothing of sessions or users: handlers, the route table and the application
+ * context (`app`) come from src/api.
+ */
+#ifndef GH_HTTP_HTTP_H
+#define GH_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "mem/mem.h"
+
+typedef enum {
+    GH_HTTP_GET = 1 << 0,
+    GH_HTTP_HEAD = 1 << 1,
+    GH_HTTP_POST = 1 << 2,
+    GH_HTTP_PUT = 1 << 3,
+    GH_HTTP_DELETE = 1 << 4,
+    GH_HTTP_PATCH = 1 << 5,
+    GH_HTTP_OPTIONS = 1 << 6,
+    GH_HTTP_OTHER = 1 << 7,
+} gh_http_method_t;
+
+#define GH_ROUTE_MAX_PARAMS 3
+#define GH_ROUTE_PARAM_MAX 64
+#define GH_REPLY_MAX_HEADERS 8
+
+typedef struct gh_req gh_req_t;
+typedef void (*gh_handler_fn)(gh_req_t *r);
+
+typedef struct {
+    unsigned methods;     /* gh_http_method_t mask */
+    const char *template; /* "/v1/sessions/{id}"; a {name} segment matches one path segment */
+    gh_handler_fn handler;
+    unsigned flags; /* application-defined (api.h: needs a JSON body, admin, ...) */
+} gh_route_t;
+
+typedef struct {
+    const char *name;
+    const char *value;
+} gh_header_t;
+
+struct gh_req {
+    void *conn; /* struct MHD_Connection * */
+    void *app;  /* the application context given to gh_http_start */
+    gh_pool_t pool;
+    unsigned method;
+    const char *method_name;
+    const char *path;
+    const gh_route_t *route; /* NULL when unmatched */
+    int route_index;         /* index into the route table, -1 when unmatched */
+    char params[GH_ROUTE_MAX_PARAMS][GH_ROUTE_PARAM_MAX + 1];
+    size_t nparams;
+
+    char *body; /* NUL-terminated copy of the request body, in the pool (wiped at the end) */
+    size_t body_len;
+    bool body_too_big;
+
+    int64_t start_ns;
+    int phase;   /* handler-owned state for resumed requests; 0 on the first call */
+    void *state; /* handler-owned, in the pool */
+    bool suspended;
+    bool resumed_pending;
+    bool wipe; /* the request carried secrets: wipe the pool before releasing it */
+
+    /* response */
+    bool replied;
+    int status;
+    const char *content_type;
+    char *resp_body;
+    size_t resp_len;
+    gh_header_t headers[GH_REPLY_MAX_HEADERS];
+    size_t nheaders;
+    char session_tag[9]; /* short salted hash of the session id, for the request log */
+};
+
+typedef struct gh_http_server gh_http_server_t;
+
+typedef struct {
+    int listen_fd; /* a bound, listening socket the server takes over */
+    unsigned threads;
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned connection_timeout_s;
+    size_t connection_memory;
+    size_t max_body;
+    const gh_route_t *routes;
+    size_t nroutes;
+    void *app;
+    /* Called once per completed request (after the reply is sent or the client went away). */
+    void (*on_complete)(gh_req_t *r, int64_t duration_ns);
+} gh_http_options_t;
+
+/* Binds host:port (port 0 = any free port) with SO_REUSEADDR and listens. *bound_port gets the
+ * real port. Returns 0 or GH_EIO with errno set. */
+int gh_http_listen(const char *host, uint16_t port, int *fd, uint16_t *bound_port) GH_WUR;
+
+int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out) GH_WUR;
+/* Stops accepting, waits up to drain_ms for in-flight requests (suspended ones included) to
+ * finish, then closes every connection and frees the server. *s = NULL. */
+void gh_http_stop(gh_http_server_t **s, int64_t drain_ms);
+/* Requests that have started and not completed. */
+size_t gh_http_inflight(gh_http_server_t *s);
+
+/* Router: finds the route for method+path. Returns the index, or -1 with *allowed set to the
+ * method mask of routes whose template matches the path (0 = no such path → 404). */
+int gh_router_match(const gh_route_t *routes, size_t n, unsigned method, const char *path,
+                    char params[GH_ROUTE_MAX_PARAMS][GH_ROUTE_PARAM_MAX + 1], size_t *nparams,
+                    unsigned *allowed);
+/* "GET, DELETE" for a method mask; out must hold 64 bytes. */
+void gh_http_allow_header(unsigned methods, char out[64]);
+unsigned gh_http_method_parse(const char *name);
+
+/* Request accessors. */
+const char *gh_req_header(gh_req_t *r, const char *name);
+const char *gh_req_cookie(gh_req_t *r, const char *name);
+const char *gh_req_query(gh_req_t *r, const char *name);
+/* Client address as text ("127.0.0.1"); out must hold 64 bytes. */
+void gh_req_peer(gh_req_t *r, char out[64]);
+
+/* Suspends the request: the handler returns, and is called again after gh_req_resume(). Must be
+ * called from inside the handler before work that will resume it is queued. */
+void gh_req_suspend(gh_req_t *r);
+/* Resumes a suspended request; safe from any thread. */
+void gh_req_resume(gh_req_t *r);
+
+/* Replies. The body is copied into the request pool. Return 0, or GH_ENOMEM (then a 503 body
+ * that needs no allocation is sent instead). */
+int gh_reply(gh_req_t *r, int status, const char *content_type, const char *body, size_t len);
+int gh_reply_header(gh_req_t *r, const char *name, const char *value);
+/* The contract's error body: {"error":{"code":…,"message":…}}. */
+void gh_reply_error(gh_req_t *r, int status, const char *code, const char *message);
+
+#endif

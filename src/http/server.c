@@ -1,0 +1,421 @@
+/*
+ * server.c — libmicrohttpd glue. One gh_req_t per request, allocated on the first callback and
+ * freed in the completion callback together with its scratch pool, so a request can never
+ * outlive its memory or leak it. Bodies are bounded by max_body (413) before any handler runs.
+ *
+ * Design decision: we create the listening socket ourselves (gh_http_listen) and hand it to
+ * libmicrohttpd, so port 0 can be resolved and logged, and so a later reload can pass the same
+ * socket to a new process.
+ */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+struct gh_http_server {
+    struct MHD_Daemon *daemon;
+    gh_http_options_t opt;
+    _Atomic size_t inflight;
+    _Atomic bool draining;
+    /* Answer for a request whose state cannot be allocated: made at start, shared, never freed
+     * until stop, so that saying "out of memory" needs no memory. */
+    struct MHD_Response *nomem;
+};
+
+static const char nomem_body[] =
+    "{\"error\":{\"code\":\"overloaded\",\"message\":\"out of memory, try again later\"}}";
+
+int gh_http_listen(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
+        return GH_EIO;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = GH_EIO;
+    if (fd < 0)
+        goto out;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0)
+        goto out;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+        goto out;
+    *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+unsigned gh_http_method_parse(const char *m)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } methods[] = {{"GET", GH_HTTP_GET},        {"HEAD", GH_HTTP_HEAD},
+                   {"POST", GH_HTTP_POST},      {"PUT", GH_HTTP_PUT},
+                   {"DELETE", GH_HTTP_DELETE},  {"PATCH", GH_HTTP_PATCH},
+                   {"OPTIONS", GH_HTTP_OPTIONS}};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(m, methods[i].name) == 0)
+            return methods[i].bit;
+    return GH_HTTP_OTHER;
+}
+
+const char *gh_req_header(gh_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *gh_req_cookie(gh_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+const char *gh_req_query(gh_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void gh_req_peer(gh_req_t *r, char out[64])
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, 64);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, 64);
+}
+
+void gh_req_suspend(gh_req_t *r)
+{
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+}
+
+void gh_req_resume(gh_req_t *r)
+{
+    MHD_resume_connection(r->conn);
+}
+
+int gh_reply(gh_req_t *r, int status, const char *content_type, const char *body, size_t len)
+{
+    r->replied = true;
+    r->status = status;
+    r->content_type = content_type;
+    char *copy = len ? gh_pool_alloc(&r->pool, len) : NULL;
+    if (len && !copy) {
+        r->status = 503;
+        r->content_type = "application/json";
+        r->resp_body = (char *)nomem_body;
+        r->resp_len = sizeof nomem_body - 1;
+        r->nheaders = 0;
+        return GH_ENOMEM;
+    }
+    if (len)
+        memcpy(copy, body, len);
+    r->resp_body = copy;
+    r->resp_len = len;
+    return 0;
+}
+
+int gh_reply_header(gh_req_t *r, const char *name, const char *value)
+{
+    if (r->nheaders >= GH_REPLY_MAX_HEADERS)
+        return GH_ELIMIT;
+    char *v = gh_pool_strndup(&r->pool, value, strlen(value));
+    if (!v)
+        return GH_ENOMEM;
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = v;
+    r->nheaders++;
+    return 0;
+}
+
+/* Writes s as a JSON string body (escaped) into out; returns bytes written (bounded). */
+static size_t json_escape(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch < 0x20) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+void gh_reply_error(gh_req_t *r, int status, const char *code, const char *message)
+{
+    char msg[512], body[700];
+    json_escape(message, msg, sizeof msg);
+    int n =
+        snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)strlen(body);
+    r->nheaders = 0;
+    (void)gh_reply(r, status, "application/json", body, (size_t)n);
+    if (status == 503 || status == 429)
+        (void)gh_reply_header(r, "Retry-After", "1");
+}
+
+static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp_body, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    if (r->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    for (size_t i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static bool append_body(gh_http_server_t *s, gh_req_t *r, const char *data, size_t n, size_t *cap)
+{
+    if (r->body_len + n > s->opt.max_body) {
+        r->body_too_big = true;
+        return true;
+    }
+    if (r->body_len + n + 1 > *cap) {
+        size_t want = *cap ? *cap * 2 : 1024;
+        while (want < r->body_len + n + 1)
+            want *= 2;
+        if (want > s->opt.max_body + 1)
+            want = s->opt.max_body + 1;
+        char *nb = gh_pool_alloc(&r->pool, want);
+        if (!nb)
+            return false;
+        if (r->body_len)
+            memcpy(nb, r->body, r->body_len);
+        r->body = nb;
+        *cap = want;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return true;
+}
+
+typedef struct {
+    gh_req_t req;
+    size_t body_cap;
+    bool routed;
+    bool queued; /* the reply went to libmicrohttpd */
+} req_box_t;
+
+/* Routes the request (once) and runs its handler; queues the reply unless it suspended. */
+static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
+{
+    gh_req_t *r = &box->req;
+    r->suspended = false;
+    if (!box->routed && !r->replied) {
+        box->routed = true;
+        unsigned allowed = 0;
+        r->route_index = gh_router_match(s->opt.routes, s->opt.nroutes, r->method, r->path,
+                                         r->params, &r->nparams, &allowed);
+        if (r->route_index < 0) {
+            if (allowed) {
+                char allow[64];
+                gh_http_allow_header(allowed, allow);
+                gh_reply_error(r, 405, "method_not_allowed", "method not allowed for this path");
+                (void)gh_reply_header(r, "Allow", allow);
+            } else {
+                gh_reply_error(r, 404, "not_found", "no such route");
+            }
+        } else {
+            r->route = &s->opt.routes[r->route_index];
+            if (r->body_too_big)
+                gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+        }
+    }
+    if (box->queued)
+        return MHD_YES;
+    if (!r->replied)
+        r->route->handler(r);
+    if (r->suspended)
+        return MHD_YES;
+    if (!r->replied)
+        gh_reply_error(r, 500, "internal_error", "the handler did not answer");
+    box->queued = true;
+    return queue_reply(s, r);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    gh_http_server_t *s = cls;
+    req_box_t *box = *con_cls;
+    if (!box) {
+        box = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *box);
+        if (!box)
+            return MHD_queue_response(conn, 503, s->nomem);
+        gh_req_t *r = &box->req;
+        r->conn = conn;
+        r->app = s->opt.app;
+        gh_pool_init(&r->pool, GH_MEM_HTTP, 2 * s->opt.max_body + 512 * 1024);
+        r->method = gh_http_method_parse(method);
+        r->method_name = method;
+        r->path = url;
+        r->route_index = -1;
+        r->start_ns = gh_clock_mono_ns();
+        atomic_fetch_add(&s->inflight, 1);
+        *con_cls = box;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || *end || v > s->opt.max_body)
+                r->body_too_big = true;
+        }
+        /* A declared oversized body is refused at once, without reading it. */
+        if (!r->body_too_big)
+            return MHD_YES;
+    }
+    gh_req_t *r = &box->req;
+    if (*upload_size) {
+        /* Past the limit (or out of memory) the rest of the body is read and dropped, and the
+         * error is answered once the upload ends: libmicrohttpd cannot queue a reply mid-upload. */
+        if (!r->body_too_big && !r->replied &&
+            !append_body(s, r, upload_data, *upload_size, &box->body_cap))
+            gh_reply_error(r, 503, "overloaded", "out of memory, try again later");
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(s, box);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    gh_http_server_t *s = cls;
+    req_box_t *box = *con_cls;
+    if (!box)
+        return;
+    gh_req_t *r = &box->req;
+    if (s->opt.on_complete)
+        s->opt.on_complete(r, gh_clock_mono_ns() - r->start_ns);
+    if (r->body)
+        sodium_memzero(r->body, r->body_len);
+    gh_pool_release(&r->pool);
+    gh_mem_free(GH_MEM_HTTP, box);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    GH_LOG(GH_LOG_WARN, "http", GH_LS("detail", msg));
+}
+
+int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
+{
+    gh_http_server_t *s = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *s);
+    if (!s)
+        return GH_ENOMEM;
+    s->opt = *opt;
+    s->nomem = MHD_create_response_from_buffer(sizeof nomem_body - 1, (void *)nomem_body,
+                                               MHD_RESPMEM_PERSISTENT);
+    if (!s->nomem) {
+        gh_mem_free(GH_MEM_HTTP, s);
+        return GH_ENOMEM;
+    }
+    MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    s->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                         NULL, MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads ? opt->threads : 1),
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt->connection_memory,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        MHD_destroy_response(s->nomem);
+        gh_mem_free(GH_MEM_HTTP, s);
+        return GH_EIO;
+    }
+    *out = s;
+    return 0;
+}
+
+size_t gh_http_inflight(gh_http_server_t *s)
+{
+    return atomic_load(&s->inflight);
+}
+
+void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
+{
+    gh_http_server_t *s = *sp;
+    if (!s)
+        return;
+    atomic_store(&s->draining, true);
+    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    int64_t deadline = gh_clock_mono_ns() + drain_ms * 1000000;
+    while (atomic_load(&s->inflight) > 0 && gh_clock_mono_ns() < deadline) {
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    MHD_destroy_response(s->nomem);
+    gh_mem_free(GH_MEM_HTTP, s);
+    *sp = NULL;
+}
