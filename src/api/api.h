@@ -19,6 +19,7 @@
 #include "http/http.h"
 #include "store/session.h"
 #include "store/user.h"
+#include "watch/watchdog.h"
 
 /* Route flags (gh_route_t.flags). */
 enum {
@@ -50,6 +51,7 @@ typedef struct {
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
     const char *cookie_name; /* "gatehouse_session" or "__Host-gatehouse_session" */
+    gh_watchdog_t *watchdog; /* memory watchdog; NULL until the node starts it */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -89,6 +91,9 @@ void gh_api_metrics_destroy(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+/* The watchdog's counters callback (ctx = the app): live sessions, requests, failed and
+ * rate-limited logins, all read without a lock. */
+void gh_api_watch_counters(void *app, gh_watch_sample_t *out);
 
 /* ---- handlers ---- */
 void gh_api_register(gh_req_t *r);        /* POST /v1/users */

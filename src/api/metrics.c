@@ -150,6 +150,19 @@ static int collect_queue_depth(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The watchdog's figures; left out of a scrape until the node has started the watchdog. */
+static int collect_eta(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_eta(app->watchdog, v, n) : 1;
+}
+
+static int collect_alert_firing(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_firing(app->watchdog, v, n) : 1;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -204,6 +217,8 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t result_label[] = {{"result", results, GH_LOGIN__COUNT}};
     const gh_metric_label_t reason_label[] = {{"reason", reasons, GH_END__COUNT}};
     const gh_metric_label_t comp_label[] = {{"component", components, GH_MEM__COUNT}};
+    const gh_metric_label_t alert_labels[] = {{"alert", gh_watch_alert_names, GH_WATCH__NALERTS},
+                                              {"severity", gh_watch_severity_labels, 2}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -251,6 +266,13 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_memory_allocator_in_use_bytes",
                          "Bytes in use according to the C allocator (mallinfo2).", GH_METRIC_GAUGE,
                          NULL, 0, collect_allocator, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_exhaustion_eta_seconds",
+                         "Forecast seconds until RSS reaches the memory limit (+Inf when RSS does "
+                         "not grow steadily).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_eta, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_alert_firing",
+                         "1 while the watchdog's alert fires at this severity.", GH_METRIC_GAUGE,
+                         alert_labels, 2, collect_alert_firing, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
     app->metrics = m;
@@ -268,6 +290,18 @@ void gh_api_metrics_destroy(gh_app_t *app)
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;
+}
+
+void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    gh_session_stats(app->sessions, &st);
+    out->sessions_active = st.active;
+    out->requests_total = (uint64_t)gh_metric_total(app->metrics->requests);
+    out->failed_logins_total = (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_FAILURE);
+    out->rate_limited_total =
+        (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_RATE_LIMITED);
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

@@ -91,6 +91,8 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     if (!n)
         return;
     gh_http_stop(&n->http, drain_ms);
+    /* Before the stores and metrics it reads through gh_api_watch_counters. */
+    gh_watchdog_destroy(&n->app.watchdog);
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -164,6 +166,21 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
     }
     if ((rc = gh_api_metrics_init(app)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
+                             .window_ms = cfg->watch_window_ms,
+                             .limit_bytes = cfg->memory_limit,
+                             .warn_ratio = cfg->memory_warn_percent / 100.0,
+                             .critical_ratio = cfg->memory_critical_percent / 100.0,
+                             .horizon_ms = cfg->forecast_horizon_ms,
+                             .counters = gh_api_watch_counters,
+                             .counters_ctx = app,
+                             .statsd = cfg->statsd,
+                             .webhook_url = cfg->alert_webhook};
+    if ((rc = gh_watchdog_create(&wo, &app->watchdog)) != 0 ||
+        (rc = gh_watchdog_start(app->watchdog)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the memory watchdog", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     if (pthread_create(&n->janitor_thread, NULL, janitor_main, &n->janitor) != 0) {
