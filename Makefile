@@ -76,6 +76,12 @@ bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
 
+# Test-only LD_PRELOAD library that makes a real server leak (tests/integration/test_watchdog.c).
+LEAK_SO := $(BUILD)/tests/integration/leak_preload.so
+$(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared -o $@ $< -pthread
+
 run: $(BUILD)/gatehouse
 	@mkdir -p var
 	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text
@@ -85,7 +91,7 @@ check-alloc:
 	@bash scripts/check-alloc.sh
 
 test-unit: $(UNIT_BIN)
-test-integration: $(BUILD)/gatehouse $(INTEG_BIN)
+test-integration: $(BUILD)/gatehouse $(INTEG_BIN) $(LEAK_SO)
 
 test: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all test-unit test-integration
