@@ -431,6 +431,37 @@ static void failed_logins_are_reported_as_a_possible_attack(void **state)
     gh_watchdog_destroy(&wd);
 }
 
+static void a_long_window_is_thinned_and_still_right(void **state)
+{
+    (void)state;
+    /* A 1 h window at 1 s: each trend looks at 1,024 evenly spaced samples of the 3,601. */
+    for (int leaking = 0; leaking < 2; leaking++) {
+        seen_t seen;
+        counters_t c = {0};
+        rng_state = 31;
+        memset(&seen, 0, sizeof seen);
+        gh_watch_options_t o = {.interval_ms = 1000,
+                                .window_ms = 3600 * 1000,
+                                .limit_bytes = (uint64_t)(1 * GiB),
+                                .wall_clock_ms = fixed_wall_clock,
+                                .on_event = on_event,
+                                .event_ctx = &seen};
+        gh_watchdog_t *wd = NULL;
+        assert_int_equal(gh_watchdog_create(&o, &wd), 0);
+        leak_t l = {.rate = leaking ? 4 * KiB : 0, .noise = 1 * MiB};
+        run(wd, &seen, 0, 3600, leak_unexplained, &l, &c);
+        if (leaking) {
+            assert_int_equal(seen.fired[GH_WATCH_LEAK_SUSPECTED], 1);
+            const gh_watch_event_t *ev = first_event(&seen, GH_WATCH_LEAK_SUSPECTED);
+            assert_string_equal(ev->component, "unexplained");
+            assert_true(fabs(ev->slope_bytes_per_s - 4 * KiB) < 1 * KiB);
+        } else {
+            assert_never_fired(&seen);
+        }
+        gh_watchdog_destroy(&wd);
+    }
+}
+
 /* ---- forecast ---- */
 
 static void line(int64_t t, shape_t *sh, const void *param)
@@ -819,6 +850,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(noisy_leak_is_flagged_within_a_window),
         cmocka_unit_test(leak_in_an_accounted_component_is_named),
         cmocka_unit_test(failed_logins_are_reported_as_a_possible_attack),
+        cmocka_unit_test(a_long_window_is_thinned_and_still_right),
         cmocka_unit_test(eta_is_within_ten_percent_on_a_clean_line),
         cmocka_unit_test(eta_is_infinite_when_flat_or_falling),
         cmocka_unit_test(alerts_fire_and_resolve_with_hysteresis),
