@@ -60,6 +60,22 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# ---- bench: bench/bench_X.c -> $(BUILD)/bench/bench_X, linked like the unit tests ----
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: bench-store
+bench-store: $(BUILD)/bench/bench_store
+	./$(BUILD)/bench/bench_store
+
+# `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
+# Figures and method: docs/BENCHMARKS.md.
+BENCHES := bench-store
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory all
+	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
+
 run: $(BUILD)/gatehouse
 	@mkdir -p var
 	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text
@@ -82,3 +98,5 @@ clean:
 	rm -rf build build-*
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+# Test objects depend on the headers they include too (harness.h changes struct layouts).
+-include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "common/version.h"
 #include "mem/mem.h"
 
@@ -33,6 +34,10 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (strcmp(cmd, "serve") == 0)
+        return gh_serve_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0)
+        return gh_user_cmd_main(argc - 1, argv + 1);
     fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, version)\n", cmd);
     return 2;
 }

@@ -54,8 +54,9 @@ int gh_api_json_body(gh_req_t *r, json_t **out)
     }
     json_error_t jerr;
     json_alloc_failed = false;
-    json_t *j =
-        r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    json_t *j = r->body_len ? json_loadb(r->body, r->body_len,
+                                         JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr)
+                            : NULL;
     if (json_alloc_failed) {
         /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
         json_decref(j);

@@ -64,8 +64,8 @@ typedef struct {
 typedef struct {
     int64_t session_ttl_ms;
     int64_t idle_ttl_ms;
-    uint32_t max_per_user;    /* past this, the user's oldest session is evicted */
-    uint64_t budget_bytes;    /* at this many accounted bytes, the policy applies */
+    uint32_t max_per_user; /* past this, the user's oldest session is evicted */
+    uint64_t budget_bytes; /* at this many accounted bytes, the policy applies */
     gh_session_policy_t policy;
 } gh_session_limits_t;
 
@@ -74,7 +74,9 @@ typedef struct gh_session_store gh_session_store_t;
 typedef struct {
     const char *name;
     /* Creates a session. May evict (per-user cap; budget under evict-idle). Returns 0,
-     * GH_EBUSY at the budget under the refuse policy, GH_ENOMEM, GH_ESTORE. */
+     * GH_EBUSY at the budget under the refuse policy, GH_ENOMEM, GH_ESTORE; GH_EEXISTS if a
+     * session with this hash exists (a caller bug: tokens are random), GH_ELIMIT past the
+     * backend's hard maximum of sessions. */
     int (*create)(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
                   int64_t now_ms, gh_session_info_t *out);
     /* Finds a live session and slides its idle deadline. GH_ENOTFOUND when absent or past a
@@ -107,12 +109,36 @@ struct gh_session_store {
     const gh_session_store_ops_t *ops;
 };
 
-/* The in-memory backend (session_memory.c). Charges every byte to GH_MEM_SESSIONS. */
+/* The in-memory backend (session_memory.c). Charges every byte to GH_MEM_SESSIONS.
+ * limits: session_ttl_ms and idle_ttl_ms > 0; max_per_user 0 = no cap; budget_bytes 0 = none.
+ * Returns 0, GH_EINVAL, GH_ENOMEM. The caller owns *out and frees it with
+ * gh_session_store_destroy(), after every other thread has stopped using it; every other
+ * operation may be called from any number of threads at once. The store's clock never runs
+ * backwards: a `now` older than one it has seen counts as that one. */
 int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t **out) GH_WUR;
 
+/*
+ * Puts back a session saved earlier (the persistence layer reloading after a restart): `in` is
+ * what create/lookup returned (id, user_id, created_at_ms, last_seen_at_ms, expires_at_ms;
+ * idle_expires_at_ms is ignored and recomputed from the store's idle TTL).
+ * The store keeps its rules: expires_at is capped at created_at + session_ttl, last_seen_at is
+ * kept between created_at and now, the per-user cap and the budget apply as on create.
+ * Sessions may come in any order (the store re-sorts its expiry lists once, on the next expire).
+ * Returns 0; GH_EEXPIRED if the session is already past a deadline at now_ms (nothing stored);
+ * GH_ELIMIT if the user is at the cap and this session is older than all of theirs; GH_EINVAL
+ * for a malformed id or a store that is not a memory store; else as create.
+ */
+int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
+                              const gh_session_info_t *in, int64_t now_ms) GH_WUR;
+
+/* Walks every index of a memory store and checks its invariants (for tests and fuzzers; O(n)
+ * under the store's lock). Returns 0, or GH_EINTERNAL with *why (may be NULL) naming the first
+ * broken invariant. */
+int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
+
 /* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
-GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid,
-                                           const uint8_t *hash, int64_t now, gh_session_info_t *o)
+GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, const uint8_t *hash,
+                                           int64_t now, gh_session_info_t *o)
 {
     return s->ops->create(s, uid, hash, now, o);
 }

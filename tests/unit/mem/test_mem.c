@@ -89,7 +89,7 @@ static void process_figures_are_sane(void **state)
     assert_true(gh_mem_allocator_in_use() > 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(alloc_free_returns_to_baseline),
@@ -98,5 +98,7 @@ int main(void)
         cmocka_unit_test(pool_is_bounded_and_released),
         cmocka_unit_test(process_figures_are_sane),
     };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

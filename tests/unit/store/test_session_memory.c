@@ -1,0 +1,1130 @@
+/*
+ * test_session_memory.c — the in-memory session store: lifecycle, deadlines, eviction, budget,
+ * and the promise the outage broke: every way a session ends gives back every byte, exactly.
+ * Time is injected through the `now` argument; nothing here reads a clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sodium.h>
+
+#include "mem/mem.h"
+#include "store/session.h"
+
+#define T0 1700000000000LL
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define BIG 100000 /* sessions in the exact-baseline tests */
+
+static gh_session_limits_t limits(void)
+{
+    return (gh_session_limits_t){.session_ttl_ms = 12 * HOUR,
+                                 .idle_ttl_ms = 30 * MIN,
+                                 .max_per_user = 100,
+                                 .budget_bytes = 0,
+                                 .policy = GH_POLICY_EVICT_IDLE};
+}
+
+/* Distinct, well-spread token hashes without the cost of BLAKE2b: the first 8 bytes are a
+ * bijection of n (splitmix64), so no two n collide. */
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    uint8_t b[GH_TOKEN_HASH_LEN];
+} hash_t;
+
+static hash_t H(uint64_t n)
+{
+    hash_t h;
+    for (int k = 0; k < 4; k++) {
+        uint64_t w = k == 0 ? mix(n) : mix(n ^ ((uint64_t)k << 56));
+        memcpy(h.b + 8 * k, &w, 8);
+    }
+    return h;
+}
+
+typedef struct {
+    size_t bytes, objects;
+} mark_t;
+
+static mark_t mark(void)
+{
+    return (mark_t){gh_mem_bytes(GH_MEM_SESSIONS), gh_mem_objects(GH_MEM_SESSIONS)};
+}
+
+#define assert_at_mark(m)                                                                          \
+    do {                                                                                           \
+        assert_int_equal(gh_mem_bytes(GH_MEM_SESSIONS), (m).bytes);                                \
+        assert_int_equal(gh_mem_objects(GH_MEM_SESSIONS), (m).objects);                            \
+    } while (0)
+
+static void assert_consistent(gh_session_store_t *s)
+{
+    const char *why = NULL;
+    int rc = gh_session_memory_check(s, &why);
+    if (rc != 0)
+        fail_msg("store inconsistent: %s", why);
+}
+
+static gh_session_stats_t stats(gh_session_store_t *s)
+{
+    gh_session_stats_t st;
+    gh_session_stats(s, &st);
+    return st;
+}
+
+static gh_session_store_t *open_store(const gh_session_limits_t *lim)
+{
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_memory_open(lim, &s), 0);
+    assert_non_null(s);
+    return s;
+}
+
+static void create_ok(gh_session_store_t *s, uint64_t uid, uint64_t n, int64_t now,
+                      gh_session_info_t *info)
+{
+    hash_t h = H(n);
+    int rc = gh_session_create(s, uid, h.b, now, info);
+    if (rc != 0)
+        fail_msg("create %llu: %s", (unsigned long long)n, gh_errname(rc));
+}
+
+static int lookup(gh_session_store_t *s, uint64_t n, int64_t now, gh_session_info_t *info)
+{
+    hash_t h = H(n);
+    return gh_session_lookup(s, h.b, now, info);
+}
+
+static int end(gh_session_store_t *s, uint64_t n, gh_session_end_t why)
+{
+    hash_t h = H(n);
+    return gh_session_end(s, h.b, why);
+}
+
+/* ---- basics ---- */
+
+static void open_rejects_bad_limits(void **state)
+{
+    (void)state;
+    gh_session_store_t *s = NULL;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    assert_int_equal(gh_session_memory_open(NULL, &s), GH_EINVAL);
+    l.session_ttl_ms = 0;
+    assert_int_equal(gh_session_memory_open(&l, &s), GH_EINVAL);
+    l = limits();
+    l.idle_ttl_ms = -1;
+    assert_int_equal(gh_session_memory_open(&l, &s), GH_EINVAL);
+    l = limits();
+    l.policy = (gh_session_policy_t)7;
+    assert_int_equal(gh_session_memory_open(&l, &s), GH_EINVAL);
+    assert_null(s);
+    gh_mem_fail_at(1);
+    l = limits();
+    assert_int_equal(gh_session_memory_open(&l, &s), GH_ENOMEM);
+    gh_mem_fail_at(0);
+    assert_null(s);
+    assert_at_mark(m0);
+}
+
+static void create_then_lookup(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t a, b;
+    create_ok(s, 42, 1, T0, &a);
+    assert_int_equal(strlen(a.id), GH_SESSION_ID_LEN);
+    uint8_t raw[GH_SESSION_ID_RAW_LEN];
+    size_t rawlen = 0;
+    assert_int_equal(gh_base64url_decode(a.id, strlen(a.id), raw, sizeof raw, &rawlen), 0);
+    assert_int_equal(rawlen, GH_SESSION_ID_RAW_LEN);
+    assert_int_equal(a.user_id, 42);
+    assert_int_equal(a.created_at_ms, T0);
+    assert_int_equal(a.last_seen_at_ms, T0);
+    assert_int_equal(a.expires_at_ms, T0 + 12 * HOUR);
+    assert_int_equal(a.idle_expires_at_ms, T0 + 30 * MIN);
+
+    assert_int_equal(lookup(s, 1, T0 + 5 * SEC, &b), 0);
+    assert_string_equal(b.id, a.id);
+    assert_int_equal(b.user_id, 42);
+    assert_int_equal(b.created_at_ms, T0);
+    assert_int_equal(b.last_seen_at_ms, T0 + 5 * SEC);
+    assert_int_equal(b.idle_expires_at_ms, T0 + 5 * SEC + 30 * MIN);
+
+    assert_int_equal(lookup(s, 2, T0 + 5 * SEC, &b), GH_ENOTFOUND);
+    hash_t h = H(1);
+    assert_int_equal(gh_session_create(s, 43, h.b, T0, NULL), GH_EEXISTS);
+
+    gh_session_info_t c;
+    create_ok(s, 42, 2, T0 + 6 * SEC, &c);
+    assert_string_not_equal(c.id, a.id);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 2);
+    assert_int_equal(st.created_total, 2);
+    assert_int_equal(st.bytes, gh_mem_bytes(GH_MEM_SESSIONS) - m0.bytes);
+    assert_int_equal(st.budget_bytes, 0);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+    assert_null(s);
+    assert_at_mark(m0);
+}
+
+static void idle_deadline_slides_on_lookup(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info;
+    create_ok(s, 1, 1, T0, NULL);
+    int64_t t = T0;
+    for (int i = 0; i < 5; i++) {
+        t += 30 * MIN - 1; /* one millisecond before the idle deadline */
+        assert_int_equal(lookup(s, 1, t, &info), 0);
+        assert_int_equal(info.idle_expires_at_ms, t + 30 * MIN);
+    }
+    assert_int_equal(lookup(s, 1, t + 30 * MIN, &info), GH_ENOTFOUND);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.ended_total[GH_END_IDLE], 1);
+    assert_int_equal(st.active, 0);
+    gh_session_store_destroy(&s);
+}
+
+static void idle_expiry_via_lookup_and_expire(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    create_ok(s, 1, 1, T0, NULL);
+    create_ok(s, 1, 2, T0 + 10, NULL);
+    create_ok(s, 2, 3, T0 + 20, NULL);
+    /* Exactly at the deadline a session is over; one millisecond before it is not. */
+    assert_int_equal(gh_session_expire(s, T0 + 30 * MIN - 1, 100), 0);
+    assert_int_equal(lookup(s, 1, T0 + 30 * MIN, NULL), GH_ENOTFOUND);  /* by lookup */
+    assert_int_equal(gh_session_expire(s, T0 + 30 * MIN + 10, 100), 1); /* by the sweep */
+    assert_int_equal(stats(s).active, 1);
+    assert_int_equal(gh_session_expire(s, T0 + 30 * MIN + 20, 100), 1);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.ended_total[GH_END_IDLE], 3);
+    assert_int_equal(st.ended_total[GH_END_EXPIRED], 0);
+    gh_session_store_destroy(&s);
+}
+
+static void use_does_not_extend_the_absolute_deadline(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info;
+    create_ok(s, 1, 1, T0, NULL); /* ended by lookup */
+    create_ok(s, 1, 2, T0, NULL); /* ended by the sweep */
+    int64_t t = T0;
+    while (t + 20 * MIN < T0 + 12 * HOUR) {
+        t += 20 * MIN;
+        assert_int_equal(lookup(s, 1, t, NULL), 0);
+        assert_int_equal(lookup(s, 2, t, &info), 0);
+        assert_int_equal(info.expires_at_ms, T0 + 12 * HOUR);
+        assert_int_equal(gh_session_expire(s, t, 100), 0);
+    }
+    /* The idle deadline is capped at the absolute one. */
+    assert_int_equal(lookup(s, 2, T0 + 12 * HOUR - 1, &info), 0);
+    assert_int_equal(info.idle_expires_at_ms, T0 + 12 * HOUR);
+    assert_int_equal(gh_session_expire(s, T0 + 12 * HOUR - 1, 100), 0);
+    assert_int_equal(lookup(s, 1, T0 + 12 * HOUR, NULL), GH_ENOTFOUND);
+    assert_int_equal(gh_session_expire(s, T0 + 12 * HOUR, 100), 1);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.ended_total[GH_END_EXPIRED], 2);
+    assert_int_equal(st.ended_total[GH_END_IDLE], 0);
+    gh_session_store_destroy(&s);
+}
+
+static void expire_does_bounded_work_and_continues(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    for (int i = 0; i < 100; i++)
+        create_ok(s, (uint64_t)i % 7, (uint64_t)i, T0 + i, NULL);
+    int64_t t = T0 + 31 * MIN;
+    assert_int_equal(gh_session_expire(s, t, 0), 0);
+    assert_int_equal(gh_session_expire(s, t, 30), 30);
+    assert_int_equal(stats(s).active, 70);
+    assert_int_equal(gh_session_expire(s, t, 30), 30);
+    assert_int_equal(gh_session_expire(s, t, 30), 30);
+    assert_int_equal(gh_session_expire(s, t, 30), 10);
+    assert_int_equal(gh_session_expire(s, t, 30), 0);
+    assert_int_equal(stats(s).active, 0);
+    gh_session_store_destroy(&s);
+}
+
+/* The janitor's promise: called every 100 ms, every session is gone within a second of its
+ * deadline even if never presented again. A model tracks each session's deadline; after each
+ * tick the store holds exactly the sessions the model says are alive. */
+static void sweep_is_exact_under_random_use(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    gh_session_limits_t l = limits();
+    l.session_ttl_ms = 90 * SEC;
+    l.idle_ttl_ms = 20 * SEC;
+    gh_session_store_t *s = open_store(&l);
+    static int64_t created[N], seen[N];
+    static char alive[N];
+    uint64_t rng = 12345;
+    int64_t t = T0;
+    int made = 0;
+    for (int tick = 0; tick < 2000; tick++) {
+        t += 100;
+        for (int k = 0; k < 3 && made < N; k++, made++) {
+            create_ok(s, mix((uint64_t)made) % 500, (uint64_t)made, t, NULL);
+            created[made] = seen[made] = t;
+            alive[made] = 1;
+        }
+        for (int k = 0; k < 5 && made > 0; k++) { /* presentations, some of dead sessions */
+            rng = mix(rng);
+            int i = (int)(rng % (uint64_t)made);
+            int64_t deadline = seen[i] + l.idle_ttl_ms;
+            if (created[i] + l.session_ttl_ms < deadline)
+                deadline = created[i] + l.session_ttl_ms;
+            int rc = lookup(s, (uint64_t)i, t, NULL);
+            if (alive[i] && t < deadline) {
+                assert_int_equal(rc, 0);
+                seen[i] = t;
+            } else {
+                assert_int_equal(rc, GH_ENOTFOUND);
+                alive[i] = 0;
+            }
+        }
+        gh_session_expire(s, t, 1000);
+        uint64_t expect = 0;
+        for (int i = 0; i < made; i++) {
+            int64_t deadline = seen[i] + l.idle_ttl_ms;
+            if (created[i] + l.session_ttl_ms < deadline)
+                deadline = created[i] + l.session_ttl_ms;
+            if (alive[i] && t >= deadline)
+                alive[i] = 0;
+            expect += (uint64_t)alive[i];
+        }
+        assert_int_equal(stats(s).active, expect);
+    }
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- ending sessions ---- */
+
+static void revoke_one_and_by_id(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t a, b, c, d;
+    create_ok(s, 7, 1, T0, &a);
+    create_ok(s, 7, 2, T0 + 1, &b);
+    create_ok(s, 7, 3, T0 + 2, &c);
+    create_ok(s, 8, 4, T0 + 3, &d);
+
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), 0);
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), GH_ENOTFOUND);
+    assert_int_equal(lookup(s, 1, T0 + 10, NULL), GH_ENOTFOUND);
+
+    /* by public id: only the owner can, and nonsense ids are simply not found */
+    assert_int_equal(gh_session_end_by_id(s, 8, b.id, GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(s, 7, d.id, GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(s, 7, "nope", GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(s, 7, "AAAAAAAAAAAAAAAAAAAAAB", GH_END_REVOKED),
+                     GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(s, 7, NULL, GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(lookup(s, 2, T0 + 10, NULL), 0);
+    assert_int_equal(gh_session_end_by_id(s, 7, b.id, GH_END_REVOKED), 0);
+    assert_int_equal(lookup(s, 2, T0 + 10, NULL), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(s, 7, b.id, GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(lookup(s, 3, T0 + 10, NULL), 0);
+    assert_int_equal(lookup(s, 4, T0 + 10, NULL), 0);
+
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 2);
+    assert_int_equal(st.ended_total[GH_END_LOGOUT], 1);
+    assert_int_equal(st.ended_total[GH_END_REVOKED], 1);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+static void revoke_all_with_and_without_keep(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    for (uint64_t i = 0; i < 5; i++)
+        create_ok(s, 7, i, T0 + (int64_t)i, NULL);
+    create_ok(s, 8, 100, T0, NULL);
+    size_t n = 99;
+    hash_t keep = H(2); /* a middle one: neither newest nor oldest */
+    assert_int_equal(gh_session_end_user(s, 7, keep.b, GH_END_REVOKED, &n), 0);
+    assert_int_equal(n, 4);
+    for (uint64_t i = 0; i < 5; i++)
+        assert_int_equal(lookup(s, i, T0 + 10, NULL), i == 2 ? 0 : GH_ENOTFOUND);
+    assert_int_equal(lookup(s, 100, T0 + 10, NULL), 0);
+    assert_consistent(s);
+
+    assert_int_equal(gh_session_end_user(s, 7, NULL, GH_END_REVOKED, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(lookup(s, 2, T0 + 10, NULL), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_user(s, 7, NULL, GH_END_REVOKED, &n), 0);
+    assert_int_equal(n, 0);
+    /* keep names a session of another user: it is not the user's, so all of theirs go */
+    create_ok(s, 9, 200, T0 + 20, NULL);
+    hash_t other = H(100);
+    assert_int_equal(gh_session_end_user(s, 9, other.b, GH_END_REVOKED, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(lookup(s, 100, T0 + 30, NULL), 0);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 1);
+    assert_int_equal(st.ended_total[GH_END_REVOKED], 6);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+static void list_is_newest_first_and_live_only(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t made[4], got[10];
+    for (int i = 0; i < 4; i++)
+        create_ok(s, 7, (uint64_t)i, T0 + i * MIN, &made[i]);
+    create_ok(s, 8, 50, T0, NULL);
+    /* Using an old session does not make it newer: the list is by creation. */
+    assert_int_equal(lookup(s, 0, T0 + 5 * MIN, NULL), 0);
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 7, T0 + 5 * MIN, got, 10, &n), 0);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(got[i].id, made[3 - i].id);
+        assert_int_equal(got[i].user_id, 7);
+    }
+    assert_int_equal(got[3].last_seen_at_ms, T0 + 5 * MIN);
+    assert_int_equal(gh_session_list_user(s, 7, T0 + 5 * MIN, got, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].id, made[3].id);
+    assert_string_equal(got[1].id, made[2].id);
+    assert_int_equal(gh_session_list_user(s, 99, T0 + 5 * MIN, got, 10, &n), 0);
+    assert_int_equal(n, 0);
+    /* Past its idle deadline a session is not listed, even before the sweep ends it. */
+    assert_int_equal(gh_session_list_user(s, 7, T0 + 32 * MIN, got, 10, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].id, made[3].id);
+    assert_string_equal(got[1].id, made[0].id);
+    gh_session_store_destroy(&s);
+}
+
+static void per_user_cap_evicts_the_oldest(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 3;
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t made[6], got[10];
+    create_ok(s, 8, 100, T0, NULL);
+    for (int i = 0; i < 6; i++) {
+        create_ok(s, 7, (uint64_t)i, T0 + i, &made[i]);
+        if (i == 1) /* recently used, but still the oldest by creation */
+            assert_int_equal(lookup(s, 0, T0 + i, NULL), 0);
+    }
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 7, T0 + 10, got, 10, &n), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(got[i].id, made[5 - i].id);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(lookup(s, (uint64_t)i, T0 + 10, NULL), i >= 3 ? 0 : GH_ENOTFOUND);
+    assert_int_equal(lookup(s, 100, T0 + 10, NULL), 0);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 4);
+    assert_int_equal(st.ended_total[GH_END_EVICTED], 3);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+static void cap_replacement_allocates_nothing(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 1;
+    l.policy = GH_POLICY_REFUSE;
+    gh_session_store_t *s = open_store(&l);
+    /* exactly one full chunk of records, so a growing create would need a new one */
+    for (uint64_t i = 0; i < 1024; i++)
+        create_ok(s, i, i, T0, NULL);
+    l.budget_bytes = stats(s).bytes; /* and a store that is exactly at its budget */
+    gh_session_store_t *b = open_store(&l);
+    for (uint64_t i = 0; i < 1024; i++)
+        assert_int_equal(gh_session_create(b, i, H(i).b, T0, NULL), 0);
+    assert_int_equal(gh_session_create(b, 5000, H(5000).b, T0, NULL), GH_EBUSY);
+    mark_t m = mark();
+    uint64_t a0 = gh_mem_alloc_count();
+    for (uint64_t i = 0; i < 3000; i++) /* each user logs in again: their old session goes */
+        assert_int_equal(gh_session_create(b, i % 1024, H(10000 + i).b, T0 + 1, NULL), 0);
+    assert_int_equal(gh_mem_alloc_count(), a0);
+    assert_at_mark(m);
+    assert_int_equal(stats(b).ended_total[GH_END_EVICTED], 3000);
+    assert_consistent(b);
+    gh_session_store_destroy(&b);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- the budget ---- */
+
+/* The bytes of an empty store, to size budgets relative to it. */
+static size_t empty_store_bytes(void)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    size_t b = stats(s).bytes;
+    gh_session_store_destroy(&s);
+    return b;
+}
+
+static void budget_evict_idle_keeps_under_and_evicts_lru(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0;
+    l.budget_bytes = empty_store_bytes() + 400 * 1024; /* room for roughly 3,500 sessions */
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    enum { N = 12000 };
+    for (int i = 0; i < N; i++) {
+        create_ok(s, (uint64_t)i % 1000, (uint64_t)i, T0 + i, NULL);
+        if (i % 100 == 0) /* session 0 is the oldest but is used all the time */
+            assert_int_equal(lookup(s, 0, T0 + i, NULL), 0);
+        gh_session_stats_t st = stats(s);
+        assert_true(st.bytes <= l.budget_bytes);
+        assert_int_equal(st.bytes, gh_mem_bytes(GH_MEM_SESSIONS) - m0.bytes);
+    }
+    gh_session_stats_t st = stats(s);
+    assert_true(st.ended_total[GH_END_EVICTED] > N / 2);
+    assert_int_equal(st.active + st.ended_total[GH_END_EVICTED], N);
+    assert_int_equal(st.budget_bytes, l.budget_bytes);
+    assert_consistent(s);
+    /* Exactly the most recently used survive: session 0 and the newest st.active - 1. */
+    uint64_t first_live = N - (st.active - 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(lookup(s, (uint64_t)i, T0 + N, NULL),
+                         i == 0 || (uint64_t)i >= first_live ? 0 : GH_ENOTFOUND);
+    gh_session_store_destroy(&s);
+}
+
+static void budget_refuse_says_busy_and_changes_nothing(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0;
+    l.policy = GH_POLICY_REFUSE;
+    l.budget_bytes = empty_store_bytes() + 400 * 1024;
+    gh_session_store_t *s = open_store(&l);
+    int i = 0, rc;
+    while (i < 100000 &&
+           (rc = gh_session_create(s, (uint64_t)i % 50, H((uint64_t)i).b, T0 + i, NULL)) == 0)
+        i++;
+    assert_int_equal(rc, GH_EBUSY);
+    assert_true(i > 1000);
+    gh_session_stats_t before = stats(s);
+    assert_true(before.bytes <= l.budget_bytes);
+    mark_t m = mark();
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(gh_session_create(s, 1, H(1000000 + (uint64_t)k).b, T0 + i, NULL),
+                         GH_EBUSY);
+    gh_session_stats_t after = stats(s);
+    assert_int_equal(after.active, before.active);
+    assert_int_equal(after.bytes, before.bytes);
+    assert_int_equal(after.ended_total[GH_END_EVICTED], 0);
+    assert_at_mark(m);
+    /* Existing sessions still work, and ending one makes room again. */
+    for (int k = 0; k < i; k += 97)
+        assert_int_equal(lookup(s, (uint64_t)k, T0 + i, NULL), 0);
+    assert_int_equal(end(s, 5, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_create(s, 1, H(2000000).b, T0 + i, NULL), 0);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- exact baseline, one test per way a session ends ---- */
+
+typedef struct {
+    gh_session_store_t *s;
+    mark_t before_open, open;
+    gh_session_info_t *info; /* BIG entries */
+} big_t;
+
+static big_t big_open(const gh_session_limits_t *l)
+{
+    big_t b;
+    b.before_open = mark();
+    b.s = open_store(l);
+    b.open = mark();
+    b.info = gh_mem_calloc(GH_MEM_OTHER, BIG, sizeof *b.info);
+    assert_non_null(b.info);
+    return b;
+}
+
+/* Creates BIG sessions for users uid(i), session i created at T0 + i/100 ms steps. */
+static void big_fill(big_t *b, uint64_t users)
+{
+    for (uint64_t i = 0; i < BIG; i++)
+        create_ok(b->s, i % users, i, T0 + (int64_t)(i / 100), &b->info[i]);
+    gh_session_stats_t st = stats(b->s);
+    assert_int_equal(st.active, BIG);
+    assert_true(gh_mem_bytes(GH_MEM_SESSIONS) > b->open.bytes + BIG * 100);
+}
+
+static void big_close(big_t *b, gh_session_end_t reason, uint64_t ended)
+{
+    gh_session_stats_t st = stats(b->s);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.ended_total[reason], ended);
+    assert_consistent(b->s);
+    /* The heart of it: not a byte, not an object more than the empty store held. */
+    assert_at_mark(b->open);
+    assert_int_equal(st.bytes, b->open.bytes - b->before_open.bytes);
+    gh_session_store_destroy(&b->s);
+    assert_at_mark(b->before_open);
+    gh_mem_free(GH_MEM_OTHER, b->info);
+}
+
+static void baseline_after_logout(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, BIG / 3);
+    for (uint64_t i = 0; i < BIG; i++) /* in a scrambled order */
+        assert_int_equal(end(b.s, (i * 7919) % BIG, GH_END_LOGOUT), 0);
+    big_close(&b, GH_END_LOGOUT, BIG);
+}
+
+static void baseline_after_revoke_by_id(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, 1000);
+    for (uint64_t i = 0; i < BIG; i++)
+        assert_int_equal(gh_session_end_by_id(b.s, i % 1000, b.info[i].id, GH_END_REVOKED), 0);
+    big_close(&b, GH_END_REVOKED, BIG);
+}
+
+static void baseline_after_revoke_all(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, BIG / 10);
+    size_t total = 0, n = 0;
+    for (uint64_t u = 0; u < BIG / 10; u++) {
+        assert_int_equal(gh_session_end_user(b.s, u, NULL, GH_END_REVOKED, &n), 0);
+        assert_int_equal(n, 10);
+        total += n;
+    }
+    assert_int_equal(total, BIG);
+    big_close(&b, GH_END_REVOKED, BIG);
+}
+
+static void baseline_after_password_change(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, BIG / 20);
+    size_t n = 0;
+    /* Each user changes their password from their latest session: the other 19 end. */
+    for (uint64_t u = 0; u < BIG / 20; u++) {
+        hash_t keep = H(BIG - BIG / 20 + u);
+        assert_int_equal(gh_session_end_user(b.s, u, keep.b, GH_END_REVOKED, &n), 0);
+        assert_int_equal(n, 19);
+    }
+    assert_int_equal(stats(b.s).active, BIG / 20);
+    for (uint64_t u = 0; u < BIG / 20; u++)
+        assert_int_equal(end(b.s, BIG - BIG / 20 + u, GH_END_LOGOUT), 0);
+    big_close(&b, GH_END_REVOKED, BIG - BIG / 20);
+}
+
+static void baseline_after_user_deleted(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0; /* a few heavy users: deleting one ends tens of thousands at once */
+    big_t b = big_open(&l);
+    big_fill(&b, 4);
+    size_t n = 0;
+    for (uint64_t u = 0; u < 4; u++) {
+        assert_int_equal(gh_session_end_user(b.s, u, NULL, GH_END_REVOKED, &n), 0);
+        assert_int_equal(n, BIG / 4);
+        assert_consistent(b.s);
+    }
+    big_close(&b, GH_END_REVOKED, BIG);
+}
+
+static void baseline_after_idle(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, BIG);
+    /* A tenth are presented after their deadline and end by lookup; the sweep takes the rest. */
+    int64_t t = T0 + 30 * MIN + BIG / 100;
+    for (uint64_t i = 0; i < BIG; i += 10)
+        assert_int_equal(lookup(b.s, i, t, NULL), GH_ENOTFOUND);
+    size_t swept = 0;
+    for (size_t k; (k = gh_session_expire(b.s, t, 4096)) != 0;)
+        swept += k;
+    assert_int_equal(swept, BIG - BIG / 10);
+    assert_int_equal(stats(b.s).ended_total[GH_END_EXPIRED], 0);
+    big_close(&b, GH_END_IDLE, BIG);
+}
+
+static void baseline_after_absolute_expiry(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.session_ttl_ms = 1 * HOUR;
+    big_t b = big_open(&l);
+    big_fill(&b, BIG / 2);
+    /* Used every 25 minutes, so only the absolute deadline can end them. */
+    for (int64_t t = T0 + 25 * MIN; t < T0 + HOUR; t += 25 * MIN) {
+        for (uint64_t i = 0; i < BIG; i++)
+            assert_int_equal(lookup(b.s, i, t, NULL), 0);
+        assert_int_equal(gh_session_expire(b.s, t, SIZE_MAX), 0);
+    }
+    int64_t t = T0 + HOUR + BIG / 100;
+    for (uint64_t i = 0; i < BIG; i += 10)
+        assert_int_equal(lookup(b.s, i, t, NULL), GH_ENOTFOUND);
+    assert_int_equal(gh_session_expire(b.s, t, SIZE_MAX), BIG - BIG / 10);
+    assert_int_equal(stats(b.s).ended_total[GH_END_IDLE], 0);
+    big_close(&b, GH_END_EXPIRED, BIG);
+}
+
+static void baseline_after_per_user_cap(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 2;
+    big_t b = big_open(&l);
+    big_fill(&b, BIG / 2); /* every user at the cap */
+    mark_t full = mark();
+    /* BIG more logins: each evicts its user's oldest; the store does not grow. */
+    for (uint64_t i = 0; i < BIG; i++)
+        create_ok(b.s, i % (BIG / 2), BIG + i, T0 + 2 * HOUR / 3 + (int64_t)i / 100, NULL);
+    assert_int_equal(stats(b.s).ended_total[GH_END_EVICTED], BIG);
+    assert_at_mark(full);
+    for (uint64_t i = 0; i < BIG; i++)
+        assert_int_equal(lookup(b.s, i, T0 + HOUR, NULL), GH_ENOTFOUND);
+    for (uint64_t i = 0; i < BIG; i++)
+        assert_int_equal(end(b.s, BIG + i, GH_END_LOGOUT), 0);
+    big_close(&b, GH_END_EVICTED, BIG);
+}
+
+static void baseline_after_budget_eviction(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.budget_bytes = empty_store_bytes() + BIG / 2 * 128;
+    big_t b = big_open(&l);
+    for (uint64_t i = 0; i < 2 * BIG; i++) {
+        create_ok(b.s, i % 5000, i, T0 + (int64_t)(i / 100), NULL);
+        assert_true(gh_mem_bytes(GH_MEM_SESSIONS) - b.before_open.bytes <= l.budget_bytes);
+    }
+    gh_session_stats_t st = stats(b.s);
+    assert_true(st.ended_total[GH_END_EVICTED] >= BIG);
+    assert_int_equal(st.active + st.ended_total[GH_END_EVICTED], 2 * BIG);
+    for (uint64_t u = 0; u < 5000; u++)
+        assert_int_equal(gh_session_end_user(b.s, u, NULL, GH_END_REVOKED, NULL), 0);
+    big_close(&b, GH_END_EVICTED, st.ended_total[GH_END_EVICTED]);
+}
+
+/* What a session costs: the footprint promise, at one session per user (the worst case: every
+ * session carries a user-table entry). */
+static void footprint_per_session(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    big_t b = big_open(&l);
+    big_fill(&b, BIG);
+    size_t per = (gh_mem_bytes(GH_MEM_SESSIONS) - b.open.bytes) / BIG;
+    print_message("accounted bytes per session: %zu\n", per);
+    assert_true(per <= 128);
+    for (uint64_t i = 0; i < BIG; i++)
+        assert_int_equal(end(b.s, i, GH_END_LOGOUT), 0);
+    big_close(&b, GH_END_LOGOUT, BIG);
+}
+
+static void million_cycles_leave_nothing(void **state)
+{
+    (void)state;
+    enum { CYCLES = 1000000, WINDOW = 3000 };
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    mark_t m1 = mark();
+    /* Up to WINDOW live at once, so chunks and table segments come and go all the time. */
+    for (uint64_t i = 0; i < CYCLES; i++) {
+        create_ok(s, i % 777, i, T0 + (int64_t)(i / 1000), NULL);
+        if (i >= WINDOW)
+            assert_int_equal(end(s, i - WINDOW, GH_END_LOGOUT), 0);
+    }
+    for (uint64_t i = CYCLES - WINDOW; i < CYCLES; i++)
+        assert_int_equal(end(s, i, GH_END_LOGOUT), 0);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.created_total, CYCLES);
+    assert_int_equal(st.ended_total[GH_END_LOGOUT], CYCLES);
+    assert_at_mark(m1);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+    assert_int_equal(gh_mem_objects(GH_MEM_SESSIONS), m0.objects);
+}
+
+/* ---- allocation failure ---- */
+
+/* A batch that crosses chunk, segment and directory boundaries in both tables, with per-user
+ * cap evictions and budget evictions on the way. Returns how many creates succeeded. */
+static int failure_batch(gh_session_store_t *s, uint64_t base, int count, int *nomem)
+{
+    int ok = 0;
+    for (int i = 0; i < count; i++) {
+        hash_t h = H(base + (uint64_t)i);
+        /* every tenth login goes to one of five heavy users, who run into the cap */
+        uint64_t uid = i % 10 == 0 ? (uint64_t)(i % 5) : (uint64_t)(i % 1500);
+        int rc = gh_session_create(s, uid, h.b, T0 + i, NULL);
+        if (rc == 0) {
+            ok++;
+        } else if (rc == GH_ENOMEM) {
+            /* at once, before later creates could use up capacity a failure left behind */
+            (*nomem)++;
+            assert_consistent(s);
+            assert_int_equal(lookup(s, base + (uint64_t)i, T0 + i, NULL), GH_ENOTFOUND);
+        } else
+            fail_msg("create returned %s", gh_errname(rc));
+    }
+    return ok;
+}
+
+static void allocation_failure_sweep(void **state)
+{
+    (void)state;
+    enum { BATCH = 12000 };
+    gh_session_limits_t l = limits();
+    l.max_per_user = 6;
+    l.budget_bytes = empty_store_bytes() + 700 * 1024; /* budget evictions from about 6,000 */
+    /* How many allocations a clean batch makes: the sweep covers every one and a bit more. */
+    gh_session_store_t *s = open_store(&l);
+    uint64_t a0 = gh_mem_alloc_count();
+    int nomem = 0;
+    assert_int_equal(failure_batch(s, 0, BATCH, &nomem), BATCH);
+    uint64_t allocs = gh_mem_alloc_count() - a0;
+    gh_session_stats_t clean = stats(s);
+    assert_true(clean.ended_total[GH_END_EVICTED] > 1000);
+    gh_session_store_destroy(&s);
+    assert_true(allocs > 10);
+
+    for (uint64_t n = 1; n <= allocs + 3; n++) {
+        mark_t m0 = mark();
+        s = open_store(&l);
+        mark_t m1 = mark();
+        nomem = 0;
+        gh_mem_fail_at(n);
+        int ok = failure_batch(s, n * 100000, BATCH, &nomem);
+        bool fired = gh_mem_fail_fired();
+        gh_mem_fail_at(0);
+        assert_int_equal(ok + nomem, BATCH);
+        assert_int_equal(nomem, fired ? 1 : 0);
+        if (n <= allocs) /* the batch is deterministic: the n-th allocation happens */
+            assert_true(fired);
+        assert_consistent(s);
+        gh_session_stats_t st = stats(s);
+        uint64_t ended = 0;
+        for (int r = 0; r < GH_END__COUNT; r++)
+            ended += st.ended_total[r];
+        assert_int_equal(st.created_total, (uint64_t)ok);
+        assert_int_equal(st.active, st.created_total - ended);
+        assert_int_equal(st.bytes, gh_mem_bytes(GH_MEM_SESSIONS) - m0.bytes);
+        /* Still fully usable after the failure. */
+        assert_int_equal(gh_session_create(s, 1, H(n * 100000 + BATCH).b, T0 + BATCH, NULL), 0);
+        for (uint64_t u = 0; u < 1500; u++)
+            assert_int_equal(gh_session_end_user(s, u, NULL, GH_END_REVOKED, NULL), 0);
+        assert_int_equal(stats(s).active, 0);
+        assert_at_mark(m1);
+        gh_session_store_destroy(&s);
+        assert_at_mark(m0);
+    }
+}
+
+static void ending_never_allocates(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info[8];
+    for (uint64_t i = 0; i < 5000; i++)
+        create_ok(s, i % 50, i, T0 + (int64_t)i, NULL);
+    uint64_t a0 = gh_mem_alloc_count();
+    size_t n;
+    assert_int_equal(lookup(s, 10, T0 + 6000, NULL), 0);
+    assert_int_equal(gh_session_list_user(s, 3, T0 + 6000, info, 8, &n), 0);
+    for (uint64_t i = 0; i < 2000; i++)
+        assert_int_equal(end(s, i, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_end_user(s, 7, NULL, GH_END_REVOKED, &n), 0);
+    assert_true(gh_session_expire(s, T0 + HOUR, SIZE_MAX) > 0);
+    assert_int_equal(stats(s).active, 0);
+    assert_int_equal(gh_mem_alloc_count(), a0);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- restore (persistence reload) ---- */
+
+static void restore_in_any_order_keeps_deadlines(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.session_ttl_ms = 2 * HOUR;
+    l.idle_ttl_ms = 10 * MIN;
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    mark_t m1 = mark();
+    enum { N = 2000 };
+    static int64_t deadline[N];
+    int64_t now = T0 + 3 * HOUR;
+    uint64_t rng = 99;
+    int restored = 0;
+    for (int i = 0; i < N; i++) {
+        rng = mix(rng);
+        gh_session_info_t in = {0};
+        uint8_t raw[GH_SESSION_ID_RAW_LEN];
+        memcpy(raw, &rng, 8);
+        memcpy(raw + 8, &i, sizeof i);
+        memset(raw + 8 + sizeof i, 0, sizeof raw - 8 - sizeof i);
+        gh_base64url_encode(raw, sizeof raw, in.id);
+        in.user_id = (uint64_t)i % 300;
+        in.created_at_ms = now - (int64_t)(rng % (2 * HOUR));
+        in.last_seen_at_ms = now - (int64_t)((rng >> 20) % (12 * MIN)); /* some already idle */
+        if (in.last_seen_at_ms < in.created_at_ms)
+            in.last_seen_at_ms = in.created_at_ms;
+        in.expires_at_ms = in.created_at_ms + 2 * HOUR;
+        int rc = gh_session_memory_restore(s, H((uint64_t)i).b, &in, now);
+        int64_t idle = in.last_seen_at_ms + 10 * MIN;
+        deadline[i] = idle < in.expires_at_ms ? idle : in.expires_at_ms;
+        if (deadline[i] <= now) {
+            assert_int_equal(rc, GH_EEXPIRED);
+            deadline[i] = 0;
+        } else {
+            assert_int_equal(rc, 0);
+            restored++;
+        }
+    }
+    assert_int_equal(stats(s).active, restored);
+    assert_int_equal(stats(s).created_total, 0);
+    /* The sweep ends each exactly at its own deadline, whatever order they came in. */
+    for (int64_t t = now; t <= now + 11 * MIN; t += 7 * SEC) {
+        gh_session_expire(s, t, SIZE_MAX);
+        assert_consistent(s);
+        uint64_t expect = 0;
+        for (int i = 0; i < N; i++)
+            expect += deadline[i] > t;
+        assert_int_equal(stats(s).active, expect);
+    }
+    assert_int_equal(stats(s).active, 0);
+    assert_at_mark(m1);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+static void restore_applies_the_store_rules(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 2;
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t in = {0}, out;
+    strcpy(in.id, "AAAAAAAAAAAAAAAAAAAAAA");
+    in.user_id = 5;
+    in.created_at_ms = T0 - HOUR;
+    in.last_seen_at_ms = T0 - MIN;
+    in.expires_at_ms = T0 + 48 * HOUR; /* longer than the configured 12 h: capped */
+    assert_int_equal(gh_session_memory_restore(s, H(1).b, &in, T0), 0);
+    assert_int_equal(lookup(s, 1, T0, &out), 0);
+    assert_string_equal(out.id, in.id);
+    assert_int_equal(out.created_at_ms, T0 - HOUR);
+    assert_int_equal(out.expires_at_ms, T0 + 11 * HOUR);
+    assert_int_equal(gh_session_memory_restore(s, H(1).b, &in, T0), GH_EEXISTS);
+    /* the id survives the trip: the owner can revoke it by id */
+    create_ok(s, 5, 2, T0 + 1, NULL);
+    assert_int_equal(gh_session_end_by_id(s, 5, in.id, GH_END_REVOKED), 0);
+    /* at the cap, a restored session older than all of the user's is the one that loses */
+    create_ok(s, 5, 3, T0 + 2, NULL);
+    in.created_at_ms = T0 - 2 * HOUR;
+    strcpy(in.id, "BAAAAAAAAAAAAAAAAAAAAA");
+    assert_int_equal(gh_session_memory_restore(s, H(4).b, &in, T0 + 3), GH_ELIMIT);
+    /* and one newer than their oldest evicts it */
+    in.created_at_ms = T0 + 1;
+    in.last_seen_at_ms = T0 + 1;
+    assert_int_equal(gh_session_memory_restore(s, H(4).b, &in, T0 + 3), 0);
+    assert_int_equal(lookup(s, 2, T0 + 3, NULL), GH_ENOTFOUND);
+    /* past a deadline, or malformed: nothing stored */
+    in.created_at_ms = T0 - 13 * HOUR;
+    assert_int_equal(gh_session_memory_restore(s, H(5).b, &in, T0 + 3), GH_EEXPIRED);
+    in.created_at_ms = T0 - HOUR;
+    in.last_seen_at_ms = T0 - 31 * MIN;
+    assert_int_equal(gh_session_memory_restore(s, H(5).b, &in, T0 + 3), GH_EEXPIRED);
+    in.last_seen_at_ms = T0;
+    strcpy(in.id, "short");
+    assert_int_equal(gh_session_memory_restore(s, H(5).b, &in, T0 + 3), GH_EINVAL);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 2);
+    assert_int_equal(st.ended_total[GH_END_EVICTED], 1);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+static void clock_going_back_is_harmless(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info;
+    create_ok(s, 1, 1, T0 + 10 * SEC, NULL);
+    /* a wall clock stepped back: the store keeps its own time from running backwards */
+    create_ok(s, 1, 2, T0, &info);
+    assert_int_equal(info.created_at_ms, T0 + 10 * SEC);
+    assert_int_equal(lookup(s, 1, T0 - MIN, &info), 0);
+    assert_int_equal(info.last_seen_at_ms, T0 + 10 * SEC);
+    assert_consistent(s);
+    assert_int_equal(gh_session_expire(s, T0 + 10 * SEC + 30 * MIN, 10), 2);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- threads ---- */
+
+typedef struct {
+    gh_session_store_t *s;
+    uint64_t base;
+    int failures;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    enum { OPS = 100000 };
+    for (uint64_t i = 0; i < OPS; i++) {
+        uint64_t n = w->base + i, uid = w->base + i % 300;
+        int64_t t = T0 + (int64_t)i;
+        if (gh_session_create(w->s, uid, H(n).b, t, NULL) != 0)
+            w->failures++;
+        if (gh_session_lookup(w->s, H(n).b, t, NULL) != 0)
+            w->failures++;
+        if (i % 2 && gh_session_end(w->s, H(n).b, GH_END_LOGOUT) != 0)
+            w->failures++;
+        if (i % 1000 == 999) {
+            size_t ended;
+            if (gh_session_end_user(w->s, uid, NULL, GH_END_REVOKED, &ended) != 0)
+                w->failures++;
+            gh_session_expire(w->s, t, 100);
+        }
+    }
+    return NULL;
+}
+
+static void two_threads_smoke(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0;
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    mark_t m1 = mark();
+    worker_t w[2] = {{s, 0, 0}, {s, 1ull << 40, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(w[0].failures + w[1].failures, 0);
+    assert_consistent(s);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.created_total, 200000);
+    assert_true(st.active > 0);
+    assert_int_equal(gh_session_expire(s, T0 + 13 * HOUR, SIZE_MAX), st.active);
+    assert_at_mark(m1);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+static void end_reason_names(void **state)
+{
+    (void)state;
+    assert_string_equal(gh_session_end_name(GH_END_LOGOUT), "logout");
+    assert_string_equal(gh_session_end_name(GH_END_REVOKED), "revoked");
+    assert_string_equal(gh_session_end_name(GH_END_IDLE), "idle");
+    assert_string_equal(gh_session_end_name(GH_END_EXPIRED), "expired");
+    assert_string_equal(gh_session_end_name(GH_END_EVICTED), "evicted");
+    assert_string_equal(gh_session_end_name(GH_END__COUNT), "?");
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(open_rejects_bad_limits),
+        cmocka_unit_test(create_then_lookup),
+        cmocka_unit_test(idle_deadline_slides_on_lookup),
+        cmocka_unit_test(idle_expiry_via_lookup_and_expire),
+        cmocka_unit_test(use_does_not_extend_the_absolute_deadline),
+        cmocka_unit_test(expire_does_bounded_work_and_continues),
+        cmocka_unit_test(sweep_is_exact_under_random_use),
+        cmocka_unit_test(revoke_one_and_by_id),
+        cmocka_unit_test(revoke_all_with_and_without_keep),
+        cmocka_unit_test(list_is_newest_first_and_live_only),
+        cmocka_unit_test(per_user_cap_evicts_the_oldest),
+        cmocka_unit_test(cap_replacement_allocates_nothing),
+        cmocka_unit_test(budget_evict_idle_keeps_under_and_evicts_lru),
+        cmocka_unit_test(budget_refuse_says_busy_and_changes_nothing),
+        cmocka_unit_test(baseline_after_logout),
+        cmocka_unit_test(baseline_after_revoke_by_id),
+        cmocka_unit_test(baseline_after_revoke_all),
+        cmocka_unit_test(baseline_after_password_change),
+        cmocka_unit_test(baseline_after_user_deleted),
+        cmocka_unit_test(baseline_after_idle),
+        cmocka_unit_test(baseline_after_absolute_expiry),
+        cmocka_unit_test(baseline_after_per_user_cap),
+        cmocka_unit_test(baseline_after_budget_eviction),
+        cmocka_unit_test(footprint_per_session),
+        cmocka_unit_test(million_cycles_leave_nothing),
+        cmocka_unit_test(allocation_failure_sweep),
+        cmocka_unit_test(ending_never_allocates),
+        cmocka_unit_test(restore_in_any_order_keeps_deadlines),
+        cmocka_unit_test(restore_applies_the_store_rules),
+        cmocka_unit_test(clock_going_back_is_harmless),
+        cmocka_unit_test(two_threads_smoke),
+        cmocka_unit_test(end_reason_names),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
