@@ -100,6 +100,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     }
     gh_password_pool_stop(&n->app.passwords);
     gh_api_metrics_destroy(&n->app);
+    gh_ratelimit_destroy(&n->app.ratelimit);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
     pthread_mutex_destroy(&n->janitor.lock);
@@ -160,6 +161,22 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                                .queue = cfg->hash_queue};
     if ((rc = gh_password_pool_start(&pp, &app->passwords)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if ((rc = gh_proxies_parse(cfg->trusted_proxies, &app->proxies)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot use --trusted-proxies", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_ratelimit_params_t rp = {.ip_count = cfg->throttle_ip_count,
+                                .ip_window_ms = cfg->throttle_ip_window_ms,
+                                .account_threshold = cfg->throttle_account,
+                                .account_base_delay_ms = GH_RATELIMIT_BASE_DELAY_MS,
+                                .account_max_delay_ms = GH_RATELIMIT_MAX_DELAY_MS,
+                                .account_forget_ms = GH_RATELIMIT_FORGET_MS,
+                                .ip_slots = GH_RATELIMIT_IP_SLOTS,
+                                .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
+    if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     if ((rc = gh_api_metrics_init(app)) != 0) {

@@ -123,8 +123,10 @@ static const keydesc_t keys[] = {
      .help = "failed logins plus registrations per client IP per window (0 = off)",
      .group = "accounts and abuse"},
     {.name = "throttle-account", .kind = K_UINT, FIELD(throttle_account), .def = "10",
-     .metavar = "N", .help = "consecutive failed logins before an account's back-off starts",
-     .group = "accounts and abuse", .min = 1},
+     .metavar = "N",
+     .help = "consecutive failed logins before an account's back-off starts (1 s doubling to "
+             "15 min, cleared by a success; at most 100, NIST SP 800-63B)",
+     .group = "accounts and abuse", .min = 1, .max = 100},
     {.name = "trusted-proxies", .kind = K_STR, FIELD(trusted_proxies), .def = "",
      .metavar = "CIDR,...", .help = "proxies whose X-Forwarded-For/X-Real-IP name the client",
      .group = "accounts and abuse", .check = check_cidrs,

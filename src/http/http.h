@@ -127,6 +127,10 @@ unsigned gh_http_method_parse(const char *name);
 const char *gh_req_header(gh_req_t *r, const char *name);
 const char *gh_req_cookie(gh_req_t *r, const char *name);
 const char *gh_req_query(gh_req_t *r, const char *name);
+/* Every value of a header that may be sent on several lines (X-Forwarded-For), in the order
+ * received. Keeps the LAST max values when there are more (the right end of such a list is the
+ * part written by the nearest hops). Returns how many were stored in out. */
+size_t gh_req_header_values(gh_req_t *r, const char *name, const char **out, size_t max);
 /* Client address as text ("127.0.0.1"); out must hold 64 bytes. */
 void gh_req_peer(gh_req_t *r, char out[64]);
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +105,36 @@ const char *gh_req_cookie(gh_req_t *r, const char *name)
 const char *gh_req_query(gh_req_t *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct {
+    const char *name;
+    const char **out;
+    size_t max, n;
+} header_values_t;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    header_values_t *hv = cls;
+    if (!value || strcasecmp(key, hv->name) != 0)
+        return MHD_YES;
+    if (hv->n == hv->max) { /* keep the last max: drop the oldest */
+        memmove(hv->out, hv->out + 1, (hv->max - 1) * sizeof *hv->out);
+        hv->n--;
+    }
+    hv->out[hv->n++] = value;
+    return MHD_YES;
+}
+
+size_t gh_req_header_values(gh_req_t *r, const char *name, const char **out, size_t max)
+{
+    header_values_t hv = {.name = name, .out = out, .max = max};
+    if (max == 0)
+        return 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &hv);
+    return hv.n;
 }
 
 void gh_req_peer(gh_req_t *r, char out[64])
