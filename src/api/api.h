@@ -50,7 +50,7 @@ typedef struct {
     gh_api_metrics_t *metrics;
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
-    const char *cookie_name; /* "gatehouse_session" or "__Host-gatehouse_session" */
+    const char *cookie_name;   /* "gatehouse_session" or "__Host-gatehouse_session" */
     gh_ratelimit_t *ratelimit; /* login and registration throttles (throttle.c) */
     gh_proxies_t proxies;      /* --trusted-proxies, parsed once at start */
 } gh_app_t;
@@ -110,8 +110,8 @@ void gh_api_client_ip(gh_req_t *r, gh_ip_t *out);
  * (--throttle-ip) and begins one on the account (--throttle-account). Over either limit it
  * replies 429 rate_limited with Retry-After, counts the login as rate_limited, and returns
  * GH_ELIMIT holding nothing. */
-int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len, gh_api_throttle_t *t)
-    GH_WUR;
+int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len,
+                          gh_api_throttle_t *t) GH_WUR;
 /* Settles a login's claim once its outcome is known (idempotent): success gives the attempt back
  * and clears the account's failures; failure keeps it spent and counts against the account,
  * logging and counting a lockout when back-off starts; overloaded gives everything back. user_id

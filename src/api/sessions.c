@@ -150,9 +150,9 @@ static void login_finish(gh_req_t *r)
     login_state_t *st = r->state;
     int v = st->verdict.result;
     gh_api_throttle_login_done(r, &st->throttle,
-                               v == GH_EBUSY || v == GH_ENOMEM   ? GH_LOGIN_OVERLOADED
-                               : v != 0 || !st->user_found ? GH_LOGIN_FAILURE
-                                                           : GH_LOGIN_SUCCESS,
+                               v == GH_EBUSY || v == GH_ENOMEM ? GH_LOGIN_OVERLOADED
+                               : v != 0 || !st->user_found     ? GH_LOGIN_FAILURE
+                                                               : GH_LOGIN_SUCCESS,
                                st->user_found ? st->user.id : 0);
     if (v == GH_EBUSY || v == GH_ENOMEM) {
         gh_api_count_login(app, GH_LOGIN_OVERLOADED);
