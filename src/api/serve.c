@@ -9,6 +9,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -64,6 +65,11 @@ static void *janitor_main(void *arg)
 static size_t fmt_bytes(uint64_t b, char *out, size_t n)
 {
     return (size_t)snprintf(out, n, "%.1fMiB", (double)b / (1024.0 * 1024.0));
+}
+
+static unsigned clamp_ms(int64_t ms)
+{
+    return ms > (int64_t)UINT_MAX ? UINT_MAX : ms < 0 ? 0 : (unsigned)ms;
 }
 
 struct gh_node {
@@ -203,6 +209,9 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                                   (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
                               .connection_memory = cfg->connection_memory,
                               .max_body = cfg->max_body,
+                              .max_requests_per_connection = cfg->max_requests_per_connection,
+                              .header_timeout_ms = clamp_ms(cfg->header_timeout_ms),
+                              .body_timeout_ms = clamp_ms(cfg->body_timeout_ms),
                               .routes = gh_api_routes,
                               .nroutes = gh_api_nroutes,
                               .app = app,

@@ -183,14 +183,28 @@ static const keydesc_t keys[] = {
      .def = "64", .metavar = "N", .help = "open connections from one client IP",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-timeout", .kind = K_DURATION, FIELD(connection_timeout_ms),
-     .def = "30s", .metavar = "DURATION", .help = "idle connections are closed after this",
+     .def = "30s", .metavar = "DURATION", .help = "a connection silent both ways this long is closed",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-memory", .kind = K_SIZE, FIELD(connection_memory), .def = "64KiB",
-     .metavar = "SIZE", .help = "memory pool per connection (headers and small bodies)",
+     .metavar = "SIZE",
+     .help = "memory pool per connection: bounds the request line and the size and number of "
+             "headers (past it: 431, or 414 for the URL)",
      .group = "HTTP limits", .min = 4 * KIB, .max = SIZE_MAX},
     {.name = "max-body", .kind = K_SIZE, FIELD(max_body), .def = "64KiB", .metavar = "SIZE",
      .help = "largest request body; larger gets 413", .group = "HTTP limits", .min = 1 * KIB,
      .max = SIZE_MAX},
+    {.name = "max-requests-per-connection", .kind = K_UINT, FIELD(max_requests_per_connection),
+     .def = "1000", .metavar = "N",
+     .help = "keep-alive requests on one connection before it is closed (0 = no limit)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "header-timeout", .kind = K_DURATION, FIELD(header_timeout_ms), .def = "10s",
+     .metavar = "DURATION",
+     .help = "whole request head must arrive within this of the connection opening or the "
+             "previous response, however slowly it trickles; also ends idle keep-alive (0 = off)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "body-timeout", .kind = K_DURATION, FIELD(body_timeout_ms), .def = "10s",
+     .metavar = "DURATION", .help = "whole request body must arrive within this of the head (0 = off)",
+     .group = "HTTP limits", .min = 0},
 };
 /* clang-format on */
 

@@ -96,6 +96,12 @@ typedef struct {
     unsigned connection_timeout_s;
     size_t connection_memory;
     size_t max_body;
+    unsigned max_requests_per_connection; /* then "Connection: close"; 0 = no limit */
+    /* Total time (not gaps between bytes) a connection may take to deliver a request head,
+     * counted from its accept or its previous response (so it also ends idle keep-alive), and
+     * then the body; past either it is cut. 0 = no deadline. */
+    unsigned header_timeout_ms;
+    unsigned body_timeout_ms;
     const gh_route_t *routes;
     size_t nroutes;
     void *app;
@@ -113,6 +119,8 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out) GH_WUR;
 void gh_http_stop(gh_http_server_t **s, int64_t drain_ms);
 /* Requests that have started and not completed. */
 size_t gh_http_inflight(gh_http_server_t *s);
+/* Connections cut for missing the header or body deadline since start. */
+uint64_t gh_http_deadline_cuts(gh_http_server_t *s);
 
 /* Router: finds the route for method+path. Returns the index, or -1 with *allowed set to the
  * method mask of routes whose template matches the path (0 = no such path → 404). */
