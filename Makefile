@@ -69,9 +69,14 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+# Token checks alone and under a login flood, through the real binary with wrk.
+.PHONY: bench-flood
+bench-flood: $(BUILD)/gatehouse
+	bash bench/bench_flood.sh $(BUILD)/gatehouse
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store
+BENCHES := bench-store bench-flood
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

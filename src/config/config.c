@@ -110,7 +110,8 @@ static const keydesc_t keys[] = {
      .help = "argon2id time cost (minimum 1, for tests)", .group = "passwords", .min = 1,
      .max = UINT32_MAX},
     {.name = "hash-workers", .kind = K_UINT, FIELD(hash_workers), .def = "auto",
-     .shown = "number of cores", .metavar = "N|auto", .help = "password hashing threads",
+     .shown = "half the cores, at least 1", .metavar = "N|auto",
+     .help = "password hashing threads (leave cores free for token checks under a login flood)",
      .group = "passwords", .min = 1, .max = 1024, .flags = F_AUTO},
     {.name = "hash-queue", .kind = K_UINT, FIELD(hash_queue), .def = "64", .metavar = "N",
      .help = "password requests that may wait for a worker; past this, 503",
@@ -1012,8 +1013,10 @@ static int resolve_and_check(load_t *ld)
         cores = 1;
     if (cores > 1024)
         cores = 1024;
+    /* Half the cores: argon2id is memory-bound, so more workers add little login throughput,
+     * while a pool that fills every core makes token checks wait (docs/BENCHMARKS.md, flood). */
     if (cfg->hash_workers == 0)
-        cfg->hash_workers = (uint32_t)cores;
+        cfg->hash_workers = cores > 1 ? (uint32_t)cores / 2 : 1;
     if (cfg->http_threads == 0)
         cfg->http_threads = (uint32_t)cores;
 
