@@ -408,8 +408,23 @@ typedef struct {
     gh_req_t req;
     size_t body_cap;
     bool routed;
-    bool queued; /* the reply went to libmicrohttpd */
+    bool queued;      /* the reply went to libmicrohttpd */
+    bool bad_framing; /* conflicting Content-Length headers, or one beside Transfer-Encoding */
 } req_box_t;
+
+/* Request smuggling guard (RFC 9112 6.3): a body length given two ways is refused, because a
+ * proxy in front may have read it the other way and sent the rest as another request. */
+static bool framing_is_ambiguous(gh_req_t *r)
+{
+    const char *lens[4];
+    size_t n = gh_req_header_values(r, "Content-Length", lens, 4);
+    if (n && MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return true;
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(lens[i], lens[0]) != 0)
+            return true;
+    return false;
+}
 
 /* Routes the request (once) and runs its handler; queues the reply unless it suspended. */
 static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
@@ -434,6 +449,11 @@ static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
             r->route = &s->opt.routes[r->route_index];
             if (r->body_too_big)
                 gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+        }
+        if (box->bad_framing) {
+            gh_reply_error(r, 400, "invalid_request",
+                           "conflicting Content-Length or Transfer-Encoding headers");
+            (void)gh_reply_header(r, "Connection", "close");
         }
     }
     if (box->queued)
@@ -479,8 +499,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             if (errno || *end || v > s->opt.max_body)
                 r->body_too_big = true;
         }
-        /* A declared oversized body is refused at once, without reading it. */
-        if (!r->body_too_big)
+        box->bad_framing = framing_is_ambiguous(r);
+        /* A declared oversized body, or one of two lengths, is refused at once, unread. */
+        if (!r->body_too_big && !box->bad_framing)
             return MHD_YES;
     }
     gh_req_t *r = &box->req;
