@@ -53,6 +53,7 @@ typedef struct {
     const char *cookie_name;   /* "gatehouse_session" or "__Host-gatehouse_session" */
     gh_ratelimit_t *ratelimit; /* login and registration throttles (throttle.c) */
     gh_proxies_t proxies;      /* --trusted-proxies, parsed once at start */
+    gh_http_server_t *http;    /* set while the node serves (for metrics); NULL otherwise */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];

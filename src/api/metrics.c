@@ -194,6 +194,18 @@ static int collect_rl_lockouts(void *ctx, double *v, size_t n)
     return collect_ratelimit(ctx, v, n, 4);
 }
 
+static int collect_deadline_cuts(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    if (!app->http || n < 2)
+        return 1;
+    uint64_t header, body;
+    gh_http_deadline_cuts(app->http, &header, &body);
+    v[0] = (double)header;
+    v[1] = (double)body;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -251,6 +263,8 @@ int gh_api_metrics_init(gh_app_t *app)
     static const char *const rl_kinds[] = {"ip", "account"};
     const gh_metric_label_t rl_kind_label[] = {{"kind", rl_kinds, 2}};
     const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
+    static const char *const deadlines[] = {"header", "body"};
+    const gh_metric_label_t deadline_label[] = {{"deadline", deadlines, 2}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -315,6 +329,11 @@ int gh_api_metrics_init(gh_app_t *app)
                          "Accounts that entered login back-off after --throttle-account "
                          "consecutive failures.",
                          GH_METRIC_COUNTER, NULL, 0, collect_rl_lockouts, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_http_connections_cut_total",
+                         "Connections cut for taking longer than --header-timeout to send a "
+                         "request head (or to start the next one) or --body-timeout to send a "
+                         "body.",
+                         GH_METRIC_COUNTER, deadline_label, 1, collect_deadline_cuts, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
     app->metrics = m;

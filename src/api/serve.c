@@ -97,6 +97,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     if (!n)
         return;
     gh_http_stop(&n->http, drain_ms);
+    n->app.http = NULL; /* no request (so no scrape) runs once the server has stopped */
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -221,6 +222,7 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
         close(listen_fd);
         goto fail;
     }
+    app->http = n->http;
     *out = n;
     return 0;
 fail:

@@ -119,8 +119,8 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out) GH_WUR;
 void gh_http_stop(gh_http_server_t **s, int64_t drain_ms);
 /* Requests that have started and not completed. */
 size_t gh_http_inflight(gh_http_server_t *s);
-/* Connections cut for missing the header or body deadline since start. */
-uint64_t gh_http_deadline_cuts(gh_http_server_t *s);
+/* Connections cut for missing the header deadline and the body deadline, since start. */
+void gh_http_deadline_cuts(gh_http_server_t *s, uint64_t *header, uint64_t *body);
 
 /* Router: finds the route for method+path. Returns the index, or -1 with *allowed set to the
  * method mask of routes whose template matches the path (0 = no such path → 404). */

@@ -41,7 +41,7 @@ struct gh_http_server {
     size_t nslots;
     pthread_t reaper;
     bool reaper_started, reaper_stop;
-    _Atomic uint64_t cut_total;
+    _Atomic uint64_t cut_header, cut_body; /* connections cut by each deadline */
     gh_http_options_t opt;
     _Atomic size_t inflight;
     _Atomic bool draining;
@@ -345,7 +345,8 @@ static void *reaper_main(void *arg)
             /* shutdown, not close: libmicrohttpd sees the end of the stream and cleans up. */
             cs->cut = true;
             (void)shutdown(cs->fd, SHUT_RDWR);
-            atomic_fetch_add_explicit(&s->cut_total, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(phase == PHASE_WAITING ? &s->cut_header : &s->cut_body, 1,
+                                      memory_order_relaxed);
         }
     }
     pthread_mutex_unlock(&s->conns_lock);
@@ -641,7 +642,8 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
     *sp = NULL;
 }
 
-uint64_t gh_http_deadline_cuts(gh_http_server_t *s)
+void gh_http_deadline_cuts(gh_http_server_t *s, uint64_t *header, uint64_t *body)
 {
-    return atomic_load_explicit(&s->cut_total, memory_order_relaxed);
+    *header = atomic_load_explicit(&s->cut_header, memory_order_relaxed);
+    *body = atomic_load_explicit(&s->cut_body, memory_order_relaxed);
 }

@@ -302,6 +302,7 @@ static void malformed_and_truncated_json(void **state)
     assert_int_equal(raw_read_response(fd, &r, 4000), 0);
     assert_true(r.closed);
     close(fd);
+    assert_true(metric(&srv, "gatehouse_http_connections_cut_total{deadline=\"body\"}") >= 1);
     /* Half-closed after a partial body: answered at most with an error, never a login. */
     fd = raw_connect(&srv, NULL);
     assert_true(fd >= 0);
@@ -638,6 +639,7 @@ static void half_open_slow_connections(void **state)
     print_message("%d slow connections cut within %lld ms of opening (header deadline 2000 ms)\n",
                   N - open, took);
     assert_int_equal(open, 0);
+    assert_true(metric(&srv, "gatehouse_http_connections_cut_total{deadline=\"header\"}") >= N);
     for (int i = 0; i < N; i++)
         close(fds[i]);
     still_standing("hundreds of half-open slow connections");
