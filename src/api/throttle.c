@@ -17,6 +17,12 @@
 
 #define XFF_LINES_MAX 8
 
+/* Throttle time is monotonic: a wall clock set back must not lock anyone out for the difference. */
+static int64_t now_ms(void)
+{
+    return gh_clock_mono_ns() / 1000000;
+}
+
 void gh_api_client_ip(gh_req_t *r, gh_ip_t *out)
 {
     gh_app_t *app = r->app;
@@ -66,7 +72,7 @@ int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len, gh_api_
     if (!app->ratelimit)
         return 0;
     gh_api_client_ip(r, &t->client);
-    int64_t now = gh_clock_now_ms(), retry = 0;
+    int64_t now = now_ms(), retry = 0;
     if (gh_ratelimit_ip_take(app->ratelimit, &t->client, now, &retry) != 0) {
         log_limited(r, "ip", &t->client, retry);
         goto limited;
@@ -92,7 +98,7 @@ void gh_api_throttle_login_done(gh_req_t *r, gh_api_throttle_t *t, gh_login_resu
                                 uint64_t user_id)
 {
     gh_app_t *app = r->app;
-    int64_t now = gh_clock_now_ms();
+    int64_t now = now_ms();
     bool failed = result == GH_LOGIN_FAILURE;
     if (t->ip_taken && !failed)
         gh_ratelimit_ip_refund(app->ratelimit, &t->client, now);
@@ -132,7 +138,7 @@ int gh_api_throttle_register(gh_req_t *r)
         return 0;
     gh_api_client_ip(r, &client);
     int64_t retry = 0;
-    if (gh_ratelimit_ip_take(app->ratelimit, &client, gh_clock_now_ms(), &retry) == 0)
+    if (gh_ratelimit_ip_take(app->ratelimit, &client, now_ms(), &retry) == 0)
         return 0;
     log_limited(r, "ip", &client, retry);
     reply_rate_limited(r, retry);
