@@ -69,6 +69,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+.PHONY: bench-load
+bench-load: $(BUILD)/bench/bench_load
+	./$(BUILD)/bench/bench_load
+
 # Token checks alone and under a login flood, through the real binary with wrk.
 .PHONY: bench-flood
 bench-flood: $(BUILD)/gatehouse
@@ -76,7 +80,7 @@ bench-flood: $(BUILD)/gatehouse
 
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-flood
+BENCHES := bench-store bench-load bench-flood
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

@@ -197,10 +197,11 @@ static int collect_rl_lockouts(void *ctx, double *v, size_t n)
 static int collect_deadline_cuts(void *ctx, double *v, size_t n)
 {
     gh_app_t *app = ctx;
-    if (!app->http || n < 2)
+    gh_http_server_t *http = atomic_load(&app->http);
+    if (!http || n < 2)
         return 1;
     uint64_t header, body;
-    gh_http_deadline_cuts(app->http, &header, &body);
+    gh_http_deadline_cuts(http, &header, &body);
     v[0] = (double)header;
     v[1] = (double)body;
     return 0;

@@ -15,12 +15,15 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/version.h"
 #include "mem/mem.h"
 
@@ -56,6 +59,8 @@ static void *janitor_main(void *arg)
         size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
         if (n)
             GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        /* systemd's watchdog hears from the thread that proves the session store is alive. */
+        gh_notify_watchdog();
         pthread_mutex_lock(&j->lock);
     }
     pthread_mutex_unlock(&j->lock);
@@ -79,6 +84,9 @@ struct gh_node {
     pthread_t janitor_thread;
     bool janitor_started;
     uint16_t port;
+    int listen_fd;                  /* owned by http while it runs; by the node otherwise */
+    gh_http_options_t hopt;         /* kept so HTTP can start (again) on listen_fd */
+    gh_session_load_stats_t loaded; /* what the session store brought back at start */
 };
 
 gh_app_t *gh_node_app(gh_node_t *n)
@@ -96,8 +104,13 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_node_t *n = *np;
     if (!n)
         return;
-    gh_http_stop(&n->http, drain_ms);
-    n->app.http = NULL; /* no request (so no scrape) runs once the server has stopped */
+    atomic_store(&n->app.http, NULL); /* metrics stop reading the server's counters */
+    if (n->http) {
+        gh_http_stop(&n->http, drain_ms); /* closes the listening socket */
+        n->listen_fd = -1;
+    }
+    if (n->listen_fd >= 0)
+        close(n->listen_fd);
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -119,11 +132,20 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
 
 int gh_node_start(const gh_config_t *config, gh_node_t **out)
 {
+    return gh_node_start_ex(config, NULL, out);
+}
+
+int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_node_t **out)
+{
+    static const gh_node_opts_t defaults = {.listen_fd = -1};
+    if (!opts)
+        opts = &defaults;
     if (sodium_init() < 0)
         return GH_EINTERNAL;
     gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
     if (!n)
         return GH_ENOMEM;
+    n->listen_fd = -1;
     gh_app_t *app = &n->app;
     app->cfg = *config;
     gh_config_t *cfg = &app->cfg;
@@ -158,10 +180,14 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                                   .max_per_user = cfg->max_sessions_per_user,
                                   .budget_bytes = cfg->session_memory,
                                   .policy = cfg->session_policy};
-    if ((rc = gh_session_memory_open(&limits, &app->sessions)) != 0) {
+    if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
+                                      &n->loaded, &app->sessions)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
+           GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
+           GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
     gh_password_params_t pp = {.memory = cfg->hash_memory,
                                .ops = cfg->hash_ops,
                                .workers = cfg->hash_workers,
@@ -196,12 +222,17 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
         goto fail;
     }
     n->janitor_started = true;
-    if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
+    if (opts->listen_fd >= 0) {
+        /* Inherited from a predecessor or from systemd: already bound and listening. */
+        listen_fd = opts->listen_fd;
+        n->port = gh_reload_socket_port(listen_fd);
+    } else if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot listen", GH_LS("host", cfg->listen_host),
                GH_LI("port", cfg->listen_port), GH_LS("error", strerror(errno)));
         rc = GH_EIO;
         goto fail;
     }
+    n->listen_fd = listen_fd;
     gh_http_options_t hopt = {.listen_fd = listen_fd,
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,
@@ -217,12 +248,10 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                               .nroutes = gh_api_nroutes,
                               .app = app,
                               .on_complete = gh_api_on_complete};
-    if ((rc = gh_http_start(&hopt, &n->http)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
-        close(listen_fd);
+    n->hopt = hopt;
+    /* A successor serves only after it has taken the session database over (reload.c). */
+    if (!opts->successor && (rc = gh_node_serve(n)) != 0)
         goto fail;
-    }
-    app->http = n->http;
     *out = n;
     return 0;
 fail:
@@ -230,14 +259,49 @@ fail:
     return rc;
 }
 
+int gh_node_serve(gh_node_t *n)
+{
+    if (n->http)
+        return 0;
+    int rc = gh_http_start(&n->hopt, &n->http);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
+    else
+        atomic_store(&n->app.http, n->http);
+    return rc;
+}
+
+void gh_node_handoff(gh_node_t *n, int64_t drain_ms)
+{
+    atomic_store(&n->app.http, NULL);
+    gh_http_handoff(&n->http, drain_ms); /* listen_fd stays open, owned by the node again */
+}
+
+int gh_node_listen_fd(gh_node_t *n)
+{
+    return n->listen_fd;
+}
+
+static uint64_t active_sessions(gh_node_t *n)
+{
+    gh_session_stats_t st;
+    gh_session_stats(n->app.sessions, &st);
+    return st.active;
+}
+
 int gh_serve_main(int argc, char **argv)
 {
     gh_config_t cfg;
     char err[512];
+    gh_inherited_t inh;
+    gh_reload_init(argc, argv);
+    gh_notify_init();
+    gh_reload_inherited(&inh); /* before anything can fail: the fds must not leak on */
     int rc = gh_config_load(&cfg, argc, argv, stdout, err, sizeof err);
     if (rc == 1)
         return 0;
     if (rc != 0) {
+        /* In a reload this line lands in the predecessor's log, which serves on. */
         fprintf(stderr, "gatehouse: %s\n", err);
         return 2;
     }
@@ -253,14 +317,32 @@ int gh_serve_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     gh_node_t *node = NULL;
-    rc = gh_node_start(&cfg, &node);
+    gh_node_opts_t opts = {.listen_fd = inh.listen_fd, .successor = inh.handover_fd >= 0};
+    rc = gh_node_start_ex(&cfg, &opts, &node);
     sodium_memzero(cfg.admin_token, sizeof cfg.admin_token);
     if (rc != 0)
         return rc == GH_EINVAL ? 2 : 1;
+    if (inh.handover_fd >= 0 && (rc = gh_reload_successor(node, inh.handover_fd)) != 0) {
+        gh_node_stop(&node, 0);
+        return 1;
+    }
+    if (gh_reload_pidfile_write(cfg.data_dir) != 0)
+        GH_LOG(GH_LOG_WARN, "cannot write the pid file; `gatehouse reload` will not find us",
+               GH_LS("data_dir", cfg.data_dir));
 
     char addr[GH_CONFIG_STR + 16], limit[32], budget[32];
     bool v6 = strchr(cfg.listen_host, ':') != NULL;
     snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", cfg.listen_host, node->port);
+    if (inh.listen_fd >= 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[64];
+        if (getsockname(inh.listen_fd, (struct sockaddr *)&ss, &sl) == 0 &&
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) ==
+                0)
+            snprintf(addr, sizeof addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+                     node->port);
+    }
     fmt_bytes(cfg.memory_limit, limit, sizeof limit);
     fmt_bytes(cfg.session_memory, budget, sizeof budget);
     GH_LOG(
@@ -268,21 +350,34 @@ int gh_serve_main(int argc, char **argv)
         GH_LS("data_dir", cfg.data_dir), GH_LS("memory_limit", limit),
         GH_LS("session_budget", budget),
         GH_LS("session_policy", cfg.session_policy == GH_POLICY_REFUSE ? "refuse" : "evict-idle"),
-        GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers));
+        GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers),
+        GH_LI("sessions", active_sessions(node)), GH_LB("socket_activated", inh.activated),
+        GH_LB("reloaded", inh.handover_fd >= 0));
+    char ready[64];
+    snprintf(ready, sizeof ready, "MAINPID=%ld\nREADY=1", (long)getpid());
+    (void)gh_notify(ready);
 
+    bool handed_over = false;
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            GH_LOG(GH_LOG_INFO, "SIGHUP ignored: reload is not built yet");
+            if (gh_reload_handover(node)) {
+                handed_over = true;
+                break;
+            }
             continue;
         }
+        (void)gh_notify("STOPPING=1");
         GH_LOG(GH_LOG_INFO, "stopping", GH_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-               GH_LI("inflight", gh_http_inflight(node->http)));
+               GH_LI("inflight", node->http ? gh_http_inflight(node->http) : 0));
         break;
     }
     gh_node_stop(&node, DRAIN_MS);
-    GH_LOG(GH_LOG_INFO, "stopped");
+    /* After a handover the pid file names the successor, and stays. */
+    if (!handed_over)
+        gh_reload_pidfile_remove(cfg.data_dir);
+    GH_LOG(GH_LOG_INFO, handed_over ? "stopped after handing over" : "stopped");
     return 0;
 }

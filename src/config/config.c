@@ -67,6 +67,7 @@ static const char *const user_store_choices[] = {"sqlite", "postgres", NULL};
 static const char *const session_store_choices[] = {"memory", "redis", NULL};
 static const char *const log_format_choices[] = {"json", "text", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const durability_choices[] = {"normal", "full", NULL};
 
 static bool check_cidrs(const char *v);
 static bool check_hostport(const char *v);
@@ -82,6 +83,10 @@ static const keydesc_t keys[] = {
      .group = "network"},
     {.name = "data-dir", .kind = K_STR, FIELD(data_dir), .def = "./var", .metavar = "DIR",
      .help = "SQLite files and other local state", .group = "network"},
+    {.name = "durability", .kind = K_ENUM, FIELD(durability), .def = "normal",
+     .metavar = "normal|full",
+     .help = "sessions.db commits: normal survives a crash, full also a power loss (fsync each)",
+     .group = "network", .choices = durability_choices},
 
     {.name = "session-ttl", .kind = K_DURATION, FIELD(session_ttl_ms), .def = "12h",
      .metavar = "DURATION", .help = "absolute session lifetime", .group = "sessions", .min = 1},
@@ -762,6 +767,7 @@ static_assert(sizeof(gh_user_store_kind_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_session_store_kind_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_log_format_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_log_level_t) == sizeof(int), "K_ENUM stores int");
+static_assert(sizeof(gh_durability_t) == sizeof(int), "K_ENUM stores int");
 
 static int find_key(const char *name, size_t len)
 {

@@ -22,6 +22,9 @@
 typedef enum { GH_POLICY_EVICT_IDLE = 0, GH_POLICY_REFUSE } gh_session_policy_t;
 typedef enum { GH_USER_STORE_SQLITE = 0, GH_USER_STORE_POSTGRES } gh_user_store_kind_t;
 typedef enum { GH_SESSION_STORE_MEMORY = 0, GH_SESSION_STORE_REDIS } gh_session_store_kind_t;
+/* How sessions.db commits: normal survives a process crash (WAL, synchronous=NORMAL), full also
+ * a power loss (synchronous=FULL: an fsync per login and per logout). */
+typedef enum { GH_DURABILITY_NORMAL = 0, GH_DURABILITY_FULL } gh_durability_t;
 
 #define GH_CONFIG_STR 512
 
@@ -30,6 +33,7 @@ typedef struct {
     char listen_host[GH_CONFIG_STR]; /* "127.0.0.1" */
     uint16_t listen_port;            /* 8080; 0 = pick a free port */
     char data_dir[GH_CONFIG_STR];    /* "./var" */
+    gh_durability_t durability;      /* normal */
 
     /* sessions */
     int64_t session_ttl_ms;         /* 12h */

@@ -117,6 +117,10 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out) GH_WUR;
 /* Stops accepting, waits up to drain_ms for in-flight requests (suspended ones included) to
  * finish, then closes every connection and frees the server. *s = NULL. */
 void gh_http_stop(gh_http_server_t **s, int64_t drain_ms);
+/* Like gh_http_stop, but leaves the listening socket open for the caller (a reload hands it
+ * to the next process): stops accepting, answers every further request with Connection: close,
+ * and waits up to drain_ms for the connections to close and requests to finish. */
+void gh_http_handoff(gh_http_server_t **s, int64_t drain_ms);
 /* Requests that have started and not completed. */
 size_t gh_http_inflight(gh_http_server_t *s);
 /* Connections cut for missing the header deadline and the body deadline, since start. */

@@ -563,8 +563,10 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     }
     MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    /* MHD_USE_ITC: MHD_quiesce_daemon needs it to take the listening socket out of running
+     * worker threads (stop and handoff). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
     s->nslots = opt->max_connections ? opt->max_connections : 1;
     s->slots = gh_mem_calloc(GH_MEM_HTTP, s->nslots, sizeof *s->slots);
     if (!s->slots) {
@@ -612,6 +614,24 @@ size_t gh_http_inflight(gh_http_server_t *s)
     return atomic_load(&s->inflight);
 }
 
+/* Stops the reaper, then libmicrohttpd (which closes every connection), and frees it all. */
+static void destroy(gh_http_server_t *s)
+{
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->conns_lock);
+        s->reaper_stop = true;
+        pthread_cond_signal(&s->reaper_wake);
+        pthread_mutex_unlock(&s->conns_lock);
+        pthread_join(s->reaper, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_mutex_destroy(&s->conns_lock);
+    gh_mem_free(GH_MEM_HTTP, s->slots);
+    MHD_destroy_response(s->nomem);
+    gh_mem_free(GH_MEM_HTTP, s);
+}
+
 void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
 {
     gh_http_server_t *s = *sp;
@@ -626,19 +646,49 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
     }
-    if (s->reaper_started) {
-        pthread_mutex_lock(&s->conns_lock);
-        s->reaper_stop = true;
-        pthread_cond_signal(&s->reaper_wake);
-        pthread_mutex_unlock(&s->conns_lock);
-        pthread_join(s->reaper, NULL);
+    destroy(s);
+    *sp = NULL;
+}
+
+static unsigned connections(gh_http_server_t *s)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+void gh_http_handoff(gh_http_server_t **sp, int64_t drain_ms)
+{
+    gh_http_server_t *s = *sp;
+    if (!s)
+        return;
+    atomic_store(&s->draining, true);
+    /* Not closed: the socket goes on to the next process, and may come back to this one. */
+    (void)MHD_quiesce_daemon(s->daemon);
+    /* Every reply from now on says Connection: close, so a busy keep-alive client gets one
+     * more answer here and reconnects to the queue of the listening socket. A connection
+     * that stays quiet is idle, not mid-request: after IDLE_GRACE_MS without any connection
+     * closing, the rest are closed with nothing in flight. */
+    const int64_t idle_grace_ns = 250 * 1000000LL;
+    int64_t now = gh_clock_mono_ns(), deadline = now + drain_ms * 1000000;
+    int64_t last_change = now;
+    unsigned last = connections(s);
+    while (now < deadline) {
+        unsigned c = connections(s);
+        size_t inflight = atomic_load(&s->inflight);
+        if (c == 0 && inflight == 0)
+            break;
+        if (c != last) {
+            last = c;
+            last_change = now;
+        } else if (inflight == 0 && now - last_change >= idle_grace_ns) {
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+        now = gh_clock_mono_ns();
     }
-    MHD_stop_daemon(s->daemon);
-    pthread_cond_destroy(&s->reaper_wake);
-    pthread_mutex_destroy(&s->conns_lock);
-    gh_mem_free(GH_MEM_HTTP, s->slots);
-    MHD_destroy_response(s->nomem);
-    gh_mem_free(GH_MEM_HTTP, s);
+    destroy(s);
     *sp = NULL;
 }
 

@@ -1086,6 +1086,93 @@ static void end_reason_names(void **state)
     assert_string_equal(gh_session_end_name(GH_END__COUNT), "?");
 }
 
+/* ---- the end hook and the touched walk (what persistence builds on) ---- */
+
+typedef struct {
+    int n;
+    hash_t hash[16];
+    gh_session_end_t reason[16];
+} ends_t;
+
+static void record_end(void *ctx, const uint8_t h[GH_TOKEN_HASH_LEN], gh_session_end_t reason)
+{
+    ends_t *e = ctx;
+    if (e->n < 16) {
+        memcpy(e->hash[e->n].b, h, GH_TOKEN_HASH_LEN);
+        e->reason[e->n] = reason;
+    }
+    e->n++;
+}
+
+static void end_hook_hears_every_end_with_its_reason(void **state)
+{
+    (void)state;
+    ends_t e = {0};
+    gh_session_limits_t l = limits();
+    l.max_per_user = 2;
+    l.idle_ttl_ms = 10 * SEC;
+    l.on_end = record_end;
+    l.on_end_ctx = &e;
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_memory_open(&l, &s), 0);
+    hash_t h[6];
+    gh_session_info_t info[6];
+    for (int i = 0; i < 6; i++)
+        h[i] = H((uint64_t)i);
+    assert_int_equal(gh_session_create(s, 1, h[0].b, T0, &info[0]), 0);
+    assert_int_equal(gh_session_create(s, 1, h[1].b, T0 + 1, &info[1]), 0);
+    assert_int_equal(e.n, 0);
+    assert_int_equal(gh_session_create(s, 1, h[2].b, T0 + 2, &info[2]), 0); /* evicts h0 */
+    assert_int_equal(e.n, 1);
+    assert_memory_equal(e.hash[0].b, h[0].b, GH_TOKEN_HASH_LEN);
+    assert_int_equal(e.reason[0], GH_END_EVICTED);
+    assert_int_equal(gh_session_end(s, h[1].b, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_end_by_id(s, 1, info[2].id, GH_END_REVOKED), 0);
+    assert_int_equal(gh_session_create(s, 2, h[3].b, T0 + 3, NULL), 0);
+    assert_int_equal(gh_session_create(s, 2, h[4].b, T0 + 4, NULL), 0);
+    size_t ended = 0;
+    assert_int_equal(gh_session_end_user(s, 2, h[4].b, GH_END_REVOKED, &ended), 0);
+    assert_int_equal(gh_session_expire(s, T0 + 4 + 10 * SEC, 100), 1); /* h4 idles out */
+    assert_int_equal(e.n, 5);
+    const int order[5] = {0, 1, 2, 3, 4};
+    const gh_session_end_t why[5] = {GH_END_EVICTED, GH_END_LOGOUT, GH_END_REVOKED, GH_END_REVOKED,
+                                     GH_END_IDLE};
+    for (int i = 0; i < 5; i++) {
+        assert_memory_equal(e.hash[i].b, h[order[i]].b, GH_TOKEN_HASH_LEN);
+        assert_int_equal(e.reason[i], why[i]);
+    }
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+static void touched_lists_recent_use_newest_first_and_pages(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_memory_open(&l, &s), 0);
+    for (uint64_t i = 0; i < 100; i++)
+        assert_int_equal(gh_session_create(s, i, H(i).b, T0, NULL), 0);
+    /* Sessions 10..19 are used later, one ms apart. */
+    for (uint64_t i = 10; i < 20; i++)
+        assert_int_equal(gh_session_lookup(s, H(i).b, T0 + SEC + (int64_t)i, NULL), 0);
+    gh_session_touch_t t[8];
+    size_t n = gh_session_memory_touched(s, T0 + 1, INT64_MAX, t, 8);
+    assert_int_equal(n, 8);
+    for (size_t k = 0; k < n; k++) {
+        assert_memory_equal(t[k].token_hash, H(19 - k).b, GH_TOKEN_HASH_LEN);
+        assert_int_equal(t[k].last_seen_at_ms, T0 + SEC + 19 - (int64_t)k);
+    }
+    /* The next page starts at the oldest one returned (it may come twice). */
+    n = gh_session_memory_touched(s, T0 + 1, t[7].last_seen_at_ms, t, 8);
+    assert_int_equal(n, 3);
+    assert_memory_equal(t[0].token_hash, H(12).b, GH_TOKEN_HASH_LEN);
+    assert_memory_equal(t[2].token_hash, H(10).b, GH_TOKEN_HASH_LEN);
+    /* Nothing used since then: nothing to flush. */
+    assert_int_equal(gh_session_memory_touched(s, T0 + 2 * SEC, INT64_MAX, t, 8), 0);
+    gh_session_store_destroy(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
@@ -1123,6 +1210,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(clock_going_back_is_harmless),
         cmocka_unit_test(two_threads_smoke),
         cmocka_unit_test(end_reason_names),
+        cmocka_unit_test(end_hook_hears_every_end_with_its_reason),
+        cmocka_unit_test(touched_lists_recent_use_newest_first_and_pages),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
