@@ -83,6 +83,11 @@ validate() {
 
 echo "bench-flood: $(nproc) cores, hash workers $workers, argon2id default cost, ${DURATION}s runs," \
   "$CONNS token-check connections, $FLOOD_CONNS flooding ${SERVE_ARGS:+($SERVE_ARGS)}"
+load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk -v l="$load" 'BEGIN { exit !(l > 1.5) }'; then
+  echo "bench-flood: WARNING: load average $load before the run; other work shares these cores" \
+    "and the figures below say more about it than about the password pool"
+fi
 read -r alone_rps alone_p99 < <(validate alone)
 
 wrk -t1 -c"$FLOOD_CONNS" -d"$((DURATION + 6))s" -s "$HERE/flood_login.lua" "$base/v1/sessions" \
