@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/probe.h"
 #include "watch/metrics.h"
 
 #define MAX_ROUTE_LABELS 32
@@ -31,6 +32,10 @@ struct gh_api_metrics {
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
+
+    /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
+    gh_metric_t *store_durations;
+    gh_metric_t *store_errors;
 };
 
 static size_t code_index(int status)
@@ -337,6 +342,22 @@ int gh_api_metrics_init(gh_app_t *app)
                          GH_METRIC_COUNTER, deadline_label, 1, collect_deadline_cuts, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
+    const gh_metric_label_t store_labels[] = {{"store", gh_store_kind_names, GH_STORE__COUNT},
+                                              {"op", gh_store_op_names, GH_STORE_OP__COUNT}};
+    gh_metric_desc_t store_dur = {.name = "gatehouse_store_request_duration_seconds",
+                                  .help = "Round trips to a network store, by store and operation.",
+                                  .type = GH_METRIC_HISTOGRAM,
+                                  .labels = store_labels,
+                                  .nlabels = 2,
+                                  .buckets = gh_metric_latency_buckets,
+                                  .nbuckets = gh_metric_latency_nbuckets,
+                                  .flags = GH_METRIC_SKIP_ZERO};
+    if ((rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
+        (rc = add_family(reg, "gatehouse_store_errors_total",
+                         "Store round trips that failed (no answer, or an error answer).",
+                         GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
+        goto fail;
+    (void)gh_store_probe_attach(m->store_durations, m->store_errors);
     app->metrics = m;
     return 0;
 fail:
@@ -349,6 +370,7 @@ void gh_api_metrics_destroy(gh_app_t *app)
 {
     if (!app->metrics)
         return;
+    gh_store_probe_detach(app->metrics->store_durations);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;

@@ -235,6 +235,13 @@ static bool write_byte(int fd, char c)
 
 /* ---- predecessor ---- */
 
+/* Whether this node's sessions live in sessions.db (the memory store with persistence). With
+ * Redis there is nothing to hand over: both processes see the same sessions there. */
+static bool persisted(gh_app_t *app)
+{
+    return gh_session_persist_memory(app->sessions) != NULL;
+}
+
 /* The successor's environment: ours without what described our own start, plus the fds.
  * Built before the fork (the child may not allocate). Returns a gh_mem array of pointers into
  * environ and into `extra`, or NULL. */
@@ -331,7 +338,7 @@ bool gh_reload_handover(gh_node_t *node)
         reload_failed(node, "cannot make the handover channel");
         return false;
     }
-    if (gh_session_persist_handover_begin(app->sessions) != 0) {
+    if (persisted(app) && gh_session_persist_handover_begin(app->sessions) != 0) {
         close(sv[0]);
         close(sv[1]);
         gh_mem_free(GH_MEM_OTHER, envp);
@@ -353,7 +360,8 @@ bool gh_reload_handover(gh_node_t *node)
     gh_mem_free(GH_MEM_OTHER, envp);
     if (pid < 0) {
         close(sv[0]);
-        gh_session_persist_handover_abort(app->sessions);
+        if (persisted(app))
+            gh_session_persist_handover_abort(app->sessions);
         reload_failed(node, "cannot start a new process");
         return false;
     }
@@ -363,14 +371,15 @@ bool gh_reload_handover(gh_node_t *node)
     if (read_byte(sv[0], LOAD_TIMEOUT_MS) != 'L') {
         close(sv[0]);
         reap(pid, why, sizeof why);
-        gh_session_persist_handover_abort(app->sessions);
+        if (persisted(app))
+            gh_session_persist_handover_abort(app->sessions);
         reload_failed(node, why);
         return false;
     }
     /* Step 2: stop accepting and finish what is in flight; then nothing more is written. */
     int64_t t1 = gh_clock_mono_ns();
     gh_node_handoff(node, HANDOFF_DRAIN_MS);
-    if (gh_session_persist_detach(app->sessions) != 0)
+    if (persisted(app) && gh_session_persist_detach(app->sessions) != 0)
         GH_LOG(GH_LOG_WARN, "final flush of session times failed",
                GH_LS("effect", "some sessions may idle out a little early"));
     int64_t t2 = gh_clock_mono_ns();
@@ -379,7 +388,8 @@ bool gh_reload_handover(gh_node_t *node)
         reap(pid, why, sizeof why);
         /* Take everything back: the database (the successor committed nothing, or only what
          * it would have to redo) and the socket, which never closed. */
-        gh_session_persist_handover_abort(app->sessions);
+        if (persisted(app))
+            gh_session_persist_handover_abort(app->sessions);
         if (gh_node_serve(node) != 0) {
             GH_LOG(GH_LOG_ERROR, "reload failed and serving again failed too: exiting",
                    GH_LS("reason", why));
@@ -407,8 +417,8 @@ int gh_reload_successor(gh_node_t *node, int handover_fd)
     int c = read_byte(handover_fd, -1);
     if (c != 'G' && c != 0)
         goto out;
-    gh_session_load_stats_t st;
-    if ((rc = gh_session_persist_takeover(app->sessions, &st)) != 0) {
+    gh_session_load_stats_t st = {0};
+    if (persisted(app) && (rc = gh_session_persist_takeover(app->sessions, &st)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot take the session database over",
                GH_LS("error", gh_strerror(rc)));
         goto out;

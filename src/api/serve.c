@@ -77,6 +77,52 @@ static unsigned clamp_ms(int64_t ms)
     return ms > (int64_t)UINT_MAX ? UINT_MAX : ms < 0 ? 0 : (unsigned)ms;
 }
 
+/* Connections per network store: one for each HTTP thread, the janitor and /metrics, so a
+ * request never waits for a connection another request holds. */
+static unsigned store_pool_size(const gh_config_t *cfg)
+{
+    return cfg->http_threads + 2;
+}
+
+/* The user store the configuration names: SQLite in the data dir, or PostgreSQL. */
+static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
+{
+    int rc;
+    if (cfg->user_store == GH_USER_STORE_POSTGRES) {
+        gh_user_postgres_options_t o = {.url = cfg->postgres_url,
+                                        .pool_size = store_pool_size(cfg)};
+        if ((rc = gh_user_postgres_open(&o, out)) != 0)
+            GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("store", "postgres"),
+                   GH_LS("error", gh_strerror(rc)));
+        return rc;
+    }
+    if ((rc = gh_user_sqlite_open(cfg->data_dir, out)) != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
+               GH_LS("error", gh_strerror(rc)));
+    return rc;
+}
+
+/* Sessions in Redis, shared with the other nodes (the in-memory store is opened, with its
+ * persistence, in gh_node_start_ex). Lookups record last use at most every idle_ttl/100 (capped
+ * at 10 s): a token checked many times a second then costs reads, not writes, and the idle
+ * deadline is early by at most that much. */
+static int open_redis_sessions(const gh_config_t *cfg, gh_session_store_t **out)
+{
+    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
+                                  .idle_ttl_ms = cfg->idle_ttl_ms,
+                                  .max_per_user = cfg->max_sessions_per_user,
+                                  .policy = cfg->session_policy};
+    int64_t touch = cfg->idle_ttl_ms / 100;
+    gh_session_redis_options_t o = {.url = cfg->redis_url,
+                                    .pool_size = store_pool_size(cfg),
+                                    .touch_interval_ms = touch < 10000 ? touch : 10000};
+    int rc = gh_session_redis_open(&limits, &o, out);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("store", "redis"),
+               GH_LS("error", gh_strerror(rc)));
+    return rc;
+}
+
 struct gh_node {
     gh_app_t app;
     gh_http_server_t *http;
@@ -158,36 +204,32 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     pthread_cond_init(&n->janitor.wake, NULL);
 
     int rc, listen_fd = -1;
-    if (cfg->user_store != GH_USER_STORE_SQLITE || cfg->session_store != GH_SESSION_STORE_MEMORY) {
-        GH_LOG(GH_LOG_ERROR, "this build supports --user-store sqlite and --session-store memory",
-               GH_LS("hint", "postgres and redis backends are not built yet"));
-        rc = GH_EINVAL;
-        goto fail;
-    }
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         GH_LOG(GH_LOG_ERROR, "cannot create the data directory", GH_LS("data_dir", cfg->data_dir),
                GH_LS("error", strerror(errno)));
         rc = GH_EIO;
         goto fail;
     }
-    if ((rc = gh_user_sqlite_open(cfg->data_dir, &app->users)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
-               GH_LS("error", gh_strerror(rc)));
+    if ((rc = open_user_store(cfg, &app->users)) != 0)
         goto fail;
+    if (cfg->session_store == GH_SESSION_STORE_REDIS) {
+        if ((rc = open_redis_sessions(cfg, &app->sessions)) != 0)
+            goto fail;
+    } else {
+        gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
+                                      .idle_ttl_ms = cfg->idle_ttl_ms,
+                                      .max_per_user = cfg->max_sessions_per_user,
+                                      .budget_bytes = cfg->session_memory,
+                                      .policy = cfg->session_policy};
+        if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
+                                          &n->loaded, &app->sessions)) != 0) {
+            GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
+            goto fail;
+        }
+        GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
+               GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
+               GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
     }
-    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
-                                  .idle_ttl_ms = cfg->idle_ttl_ms,
-                                  .max_per_user = cfg->max_sessions_per_user,
-                                  .budget_bytes = cfg->session_memory,
-                                  .policy = cfg->session_policy};
-    if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
-                                      &n->loaded, &app->sessions)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
-           GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
-           GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
     gh_password_params_t pp = {.memory = cfg->hash_memory,
                                .ops = cfg->hash_ops,
                                .workers = cfg->hash_workers,

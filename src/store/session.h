@@ -1,7 +1,7 @@
 /*
  * session.h — the session store interface. Handlers only ever call gh_session_* below; which
- * backend answers (memory now, redis later) is chosen once at start, the way Redis's ae.c picks
- * ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
+ * backend answers (memory, or Redis shared by several nodes) is chosen once at start, the way
+ * Redis's ae.c picks ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
  *
  * Sessions are keyed by the BLAKE2b-256 hash of the token (auth/token.h); no backend ever sees or
  * holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated to
@@ -111,6 +111,9 @@ typedef struct {
     void (*stats)(gh_session_store_t *s, gh_session_stats_t *out);
     /* Releases everything the store holds and sets *s to NULL. */
     void (*destroy)(gh_session_store_t **s);
+    /* 0 when the store answers, GH_ESTORE otherwise (for /readyz). NULL for in-process stores,
+     * which always answer. */
+    int (*ping)(gh_session_store_t *s);
 } gh_session_store_ops_t;
 
 struct gh_session_store {
@@ -160,6 +163,44 @@ size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_
  * under the store's lock). Returns 0, or GH_EINTERNAL with *why (may be NULL) naming the first
  * broken invariant. */
 int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
+
+/*
+ * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every operation is
+ * one atomic server-side script (EVALSHA) on one pooled connection; nothing is cached locally, so
+ * a session ended on one node is refused by every node at once. When Redis does not answer, every
+ * operation fails with GH_ESTORE (fail closed), the pool reconnects with a growing backoff, and
+ * service resumes by itself when Redis is back.
+ *
+ * Counters in gh_session_stats_t: created_total and ended_total count what THIS node did (each
+ * ended session is counted by exactly one node); active is the number of sessions in Redis, the
+ * same on every node. bytes is what this node holds for the store (flat: it does not grow with
+ * the number of sessions); budget_bytes is 0 (Redis's maxmemory is the budget).
+ */
+typedef struct {
+    /* redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket[?db=N]; the password
+     * may be percent-encoded. Required. */
+    const char *url;
+    unsigned pool_size;        /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
+    int timeout_ms;            /* connect and per-command timeout; 0 = 1000 */
+    int64_t touch_interval_ms; /* a lookup within this long of the recorded last use does not
+                                * write (the idle deadline may then be early by up to this
+                                * much); 0 = every lookup writes */
+    const char *prefix;        /* key prefix, at most 32 bytes; NULL = "gh:" */
+} gh_session_redis_options_t;
+
+/* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).
+ * limits as for the memory store (budget_bytes and policy are ignored). Returns 0; GH_EINVAL for
+ * bad limits or an unparsable URL; GH_ESTORE when Redis cannot be reached or refuses us; GH_ENOMEM.
+ * Thread safety and ownership as for gh_session_memory_open. */
+int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_redis_options_t *opt,
+                          gh_session_store_t **out) GH_WUR;
+
+/* Checks that every key of a Redis store points where it should (session <-> expiry index,
+ * user index, public id; every session has a TTL), for tests: it walks every key of the store's
+ * prefix inside Redis, so never call it on a production Redis. Returns 0, GH_EINTERNAL with *why
+ * (may be NULL) naming the first broken invariant, GH_EINVAL for a store that is not Redis, or
+ * GH_ESTORE. */
+int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
 
 /*
  * ---- persistence of the memory store (session_persist.c) ----
@@ -246,6 +287,10 @@ static inline size_t gh_session_expire(gh_session_store_t *s, int64_t now, size_
 static inline void gh_session_stats(gh_session_store_t *s, gh_session_stats_t *o)
 {
     s->ops->stats(s, o);
+}
+GH_WUR static inline int gh_session_ping(gh_session_store_t *s)
+{
+    return s->ops->ping ? s->ops->ping(s) : 0;
 }
 static inline void gh_session_store_destroy(gh_session_store_t **s)
 {
