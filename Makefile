@@ -4,7 +4,7 @@
 
 CC        ?= cc
 SANITIZER ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -31,6 +31,9 @@ UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC := $(sort $(shell find tests/integration -name 'test_*.c' 2>/dev/null))
 INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
 INTEG_LIB := $(BUILD)/obj/tests/integration/harness.o
+# tests/support/*.c (starting real redis-server and PostgreSQL) is linked into every test binary;
+# it uses nothing of libgatehouse, so its place after the library on the link line is harmless.
+TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/support/*.c)))
 
 .SECONDARY:
 .PHONY: all deps run test test-unit test-integration check-alloc clean format bench
@@ -60,6 +63,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(UNIT_BIN) $(INTEG_BIN): $(TEST_SUPPORT)
+
 # ---- bench: bench/bench_X.c -> $(BUILD)/bench/bench_X, linked like the unit tests ----
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 	@mkdir -p $(dir $@)
@@ -73,9 +78,25 @@ bench-store: $(BUILD)/bench/bench_store
 bench-watchdog: $(BUILD)/bench/bench_watchdog
 	./$(BUILD)/bench/bench_watchdog
 
+# Token checks through the Redis backend next to the memory backend, and redis-benchmark GET as
+# the ceiling; starts its own redis-server on a free loopback port.
+.PHONY: bench-redis
+$(BUILD)/bench/bench_redis: $(TEST_SUPPORT)
+bench-redis: $(BUILD)/bench/bench_redis
+	./$(BUILD)/bench/bench_redis
+
+.PHONY: bench-load
+bench-load: $(BUILD)/bench/bench_load
+	./$(BUILD)/bench/bench_load
+
+# Token checks alone and under a login flood, through the real binary with wrk.
+.PHONY: bench-flood
+bench-flood: $(BUILD)/gatehouse
+	bash bench/bench_flood.sh $(BUILD)/gatehouse
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-watchdog
+BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
@@ -110,3 +131,4 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
 # Test objects depend on the headers they include too (harness.h changes struct layouts).
 -include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
+-include $(TEST_SUPPORT:.o=.d)

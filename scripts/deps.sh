@@ -6,7 +6,10 @@ PACKAGES=(
   build-essential pkg-config curl ca-certificates
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
+  libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
+  redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
+  wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

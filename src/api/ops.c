@@ -20,6 +20,10 @@ void gh_api_readyz(gh_req_t *r)
         gh_reply_error(r, 503, "store_unavailable", "the user store does not answer");
         return;
     }
+    if (gh_session_ping(app->sessions) != 0) {
+        gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
+        return;
+    }
     /* A load balancer drains this node before memory runs out (memory_high at critical). */
     if (app->watchdog && gh_watchdog_memory_critical(app->watchdog)) {
         gh_reply_error(r, 503, "memory_critical", "memory use is critical; see /debug/memory");
