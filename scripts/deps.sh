@@ -10,6 +10,7 @@ PACKAGES=(
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
   wrk        # tests/integration/test_durable.c: a reload under steady load drops no request
+  nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
