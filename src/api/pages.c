@@ -576,14 +576,14 @@ static void put_form(html_t *h, const char *action, const char *csrf, const char
     put(h, "</button></form>");
 }
 
-void gh_pages_account(gh_req_t *r)
+/* The account page for a checked session; `error` (constant text) is shown when not NULL. */
+static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_session,
+                         const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
+                         const char *error)
 {
     gh_app_t *app = r->app;
-    gh_session_info_t info;
-    uint8_t hash[GH_TOKEN_HASH_LEN];
-    gh_user_t user;
-    if (page_session(r, "/account", &info, hash, &user) != 0)
-        return;
+    const gh_session_info_t info = *cur_session;
+    const gh_user_t user = *u;
     size_t cap = app->cfg.max_sessions_per_user, n = 0;
     gh_session_info_t *list = gh_pool_alloc(&r->pool, cap * sizeof *list);
     if (!list) {
@@ -603,9 +603,17 @@ void gh_pages_account(gh_req_t *r)
         return;
     }
     page_begin(&h, "Your account", false);
-    const char *done = gh_req_query(r, "done");
+    const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
     if (done && strcmp(done, "revoked") == 0)
         put(&h, "<p class=\"ok\" role=\"status\">The session was logged out.</p>\n");
+    if (done && strcmp(done, "password") == 0)
+        put(&h, "<p class=\"ok\" role=\"status\">Your password was changed; your other "
+                "sessions were logged out.</p>\n");
+    if (error) {
+        put(&h, "<p class=\"err\" role=\"alert\">");
+        put_esc(&h, error);
+        put(&h, "</p>\n");
+    }
     put(&h, "<p>Logged in as <strong id=\"username\">");
     put_esc(&h, user.username);
     putf(&h, "</strong> (user %llu).</p>\n", (unsigned long long)user.id);
@@ -640,11 +648,31 @@ void gh_pages_account(gh_req_t *r)
         put_form(&h, action, csrf, "Log out", aria);
         put(&h, "</td></tr>\n");
     }
-    put(&h, "</tbody></table>\n<p>Changing your password logs out every other session: use "
-            "<code>PUT /v1/password</code>.</p>\n");
+    put(&h, "</tbody></table>\n<h2 id=\"pw-title\">Change your password</h2>\n"
+            "<p>Changing it logs out every other session.</p>\n"
+            "<form method=\"post\" action=\"/account/password\" aria-labelledby=\"pw-title\">"
+            "<input type=\"hidden\" name=\"csrf\" value=\"");
+    put_esc(&h, csrf);
+    put(&h, "\">\n<label for=\"current_password\">Current password</label>\n"
+            "<input id=\"current_password\" name=\"current_password\" type=\"password\" "
+            "autocomplete=\"current-password\" required>\n"
+            "<label for=\"new_password\">New password (8 characters or more)</label>\n"
+            "<input id=\"new_password\" name=\"new_password\" type=\"password\" "
+            "autocomplete=\"new-password\" minlength=\"8\" required>\n"
+            "<div><button type=\"submit\">Change password</button></div>\n</form>\n");
     page_end(&h);
     sodium_memzero(csrf, sizeof csrf);
-    page_send(r, 200, &h);
+    page_send(r, status, &h);
+}
+
+void gh_pages_account(gh_req_t *r)
+{
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_user_t user;
+    if (page_session(r, "/account", &info, hash, &user) != 0)
+        return;
+    account_page(r, 200, &info, hash, &user, NULL);
 }
 
 /* The common start of every account button: session, then CSRF. Returns 0 or replied. */
@@ -718,6 +746,111 @@ void gh_pages_account_logout_all(gh_req_t *r)
     GH_LOG(GH_LOG_INFO, "sessions revoked", GH_LI("user_id", info.user_id), GH_LI("count", n));
     redirect(r, 303, "/login");
     clear_cookie(r);
+}
+
+/* Phase 0 checks the session, the CSRF token and the new password and queues the verify of the
+ * current one; phase 1 queues the hash of the new one; phase 2 stores it and ends every other
+ * session of the user (like PUT /v1/password, whose JSON contract this form leaves alone). */
+typedef struct {
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_user_t user;
+    gh_password_result_t verdict;
+    char *new_password; /* in the request pool, wiped with it */
+    size_t new_len;
+} password_state_t;
+
+static void password_done(void *arg, const gh_password_result_t *res)
+{
+    gh_req_t *r = arg;
+    password_state_t *st = r->state;
+    st->verdict = *res;
+    gh_req_resume(r);
+}
+
+static void password_busy(gh_req_t *r)
+{
+    message_page(r, 503, "Try again", "The service is busy. Try again in a moment.");
+}
+
+void gh_pages_account_password(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    r->pool.wipe = true;
+    password_state_t *st = r->state;
+    int rc;
+    if (r->phase == 1) {
+        if (st->verdict.result == GH_EBUSY || st->verdict.result == GH_ENOMEM) {
+            password_busy(r);
+            return;
+        }
+        if (st->verdict.result != 0) {
+            account_page(r, 401, &st->info, st->hash, &st->user,
+                         "The current password is wrong. Your password was not changed.");
+            return;
+        }
+        r->phase = 2;
+        gh_req_suspend(r);
+        rc =
+            gh_password_hash_async(app->passwords, st->new_password, st->new_len, password_done, r);
+        if (rc != 0) {
+            st->verdict.result = rc;
+            gh_req_resume(r);
+        }
+        return;
+    }
+    if (r->phase == 2) {
+        if (st->verdict.result != 0) {
+            password_busy(r);
+            return;
+        }
+        rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
+        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
+        size_t n = 0;
+        if (rc == 0)
+            rc = gh_session_end_user(app->sessions, st->user.id, st->hash, GH_END_REVOKED, &n);
+        if (rc != 0) {
+            gh_api_reply_err(r, rc);
+            return;
+        }
+        GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
+               GH_LI("sessions_revoked", n));
+        redirect(r, 303, "/account?done=password");
+        return;
+    }
+    st = gh_pool_alloc(&r->pool, sizeof *st);
+    if (!st) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    memset(st, 0, sizeof *st);
+    r->state = st;
+    if (button_start(r, &st->info, st->hash, &st->user) != 0)
+        return;
+    const char *cur, *next;
+    size_t clen, nlen;
+    if (gh_pages_form_field(r, "current_password", &cur, &clen) != 0 ||
+        gh_pages_form_field(r, "new_password", &next, &nlen) != 0) {
+        account_page(r, 400, &st->info, st->hash, &st->user,
+                     "Enter your current password and a new one.");
+        return;
+    }
+    if (!gh_auth_password_valid(next, nlen)) {
+        account_page(r, 400, &st->info, st->hash, &st->user,
+                     "The new password must be 8 to 1024 bytes of valid UTF-8.");
+        return;
+    }
+    st->new_password = (char *)next; /* decoded into the pool, which is wiped */
+    st->new_len = nlen;
+    r->phase = 1;
+    gh_req_suspend(r);
+    rc =
+        gh_password_verify_async(app->passwords, st->user.password_hash, cur,
+                                 clen > GH_PASSWORD_MAX ? GH_PASSWORD_MAX : clen, password_done, r);
+    if (rc != 0) {
+        st->verdict.result = rc;
+        gh_req_resume(r);
+    }
 }
 
 /* ---- /ops ---- */

@@ -47,6 +47,7 @@ void gh_pages_account(gh_req_t *r);            /* GET /account */
 void gh_pages_account_revoke(gh_req_t *r);     /* POST /account/sessions/{id}/delete */
 void gh_pages_account_logout(gh_req_t *r);     /* POST /account/logout */
 void gh_pages_account_logout_all(gh_req_t *r); /* POST /account/logout-all */
+void gh_pages_account_password(gh_req_t *r);   /* POST /account/password */
 void gh_pages_ops(gh_req_t *r);                /* GET /ops */
 
 #endif

@@ -30,6 +30,7 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/sessions/{id}/delete", gh_pages_account_revoke, 0},
     {GH_HTTP_POST, "/account/logout", gh_pages_account_logout, 0},
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
+    {GH_HTTP_POST, "/account/password", gh_pages_account_password, 0},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
 };
 

@@ -445,6 +445,51 @@ static void logout_and_logout_everywhere(void **state)
     assert_false(token_works(s, tc));
 }
 
+static void password_change_form(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s);
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    char ta[64], tb[64], ca[128], csrf[64], body[256];
+    assert_int_equal(ht_login(s, "ann", PASSWORD, ta, NULL), 201);
+    assert_int_equal(ht_login(s, "ann", PASSWORD, tb, NULL), 201);
+    cookie_for_token(ta, ca);
+    EXPECT(r, get_h(s, "/account", r, ca, NULL, NULL), 200);
+    CONTAINS(r, "<form method=\"post\" action=\"/account/password\"");
+    CONTAINS(r, "<label for=\"current_password\">");
+    CONTAINS(r, "<label for=\"new_password\">");
+    csrf_of(r, csrf);
+    /* No CSRF token: refused, nothing changed. */
+    EXPECT(r,
+           post_form(s, "/account/password",
+                     "current_password=correct+horse+battery&new_password=a+new+password", r, ca,
+                     NULL, NULL),
+           403);
+    /* A wrong current password: the page again with a message. */
+    snprintf(body, sizeof body, "csrf=%s&current_password=wrong+one&new_password=a+new+password",
+             csrf);
+    EXPECT(r, post_form(s, "/account/password", body, r, ca, NULL, NULL), 401);
+    CONTAINS(r, "The current password is wrong.");
+    /* A weak new one. */
+    snprintf(body, sizeof body, "csrf=%s&current_password=correct+horse+battery&new_password=short",
+             csrf);
+    EXPECT(r, post_form(s, "/account/password", body, r, ca, NULL, NULL), 400);
+    assert_int_equal(ht_login(s, "ann", PASSWORD, NULL, NULL), 201);
+    assert_true(token_works(s, tb));
+    /* The real thing: this session stays, the others end, the new password works. */
+    snprintf(body, sizeof body,
+             "csrf=%s&current_password=correct+horse+battery&new_password=a+new+password", csrf);
+    EXPECT(r, post_form(s, "/account/password", body, r, ca, NULL, NULL), 303);
+    LOCATION(r, "/account?done=password");
+    assert_true(token_works(s, ta));
+    assert_false(token_works(s, tb));
+    assert_int_equal(ht_login(s, "ann", PASSWORD, NULL, NULL), 401);
+    assert_int_equal(ht_login(s, "ann", "a new password", NULL, NULL), 201);
+    EXPECT(r, get_h(s, "/account?done=password", r, ca, NULL, NULL), 200);
+    CONTAINS(r, "Your password was changed");
+}
+
 /* ---- /ops ---- */
 
 static void ops_page_for_admins_and_operators_only(void **state)
@@ -527,6 +572,7 @@ int main(int argc, char **argv)
         T(account_lists_sessions_and_logs_one_out),
         T(account_buttons_check_csrf),
         T(logout_and_logout_everywhere),
+        T(password_change_form),
         T(ops_page_for_admins_and_operators_only),
         T(forward_auth_redirects_browsers_when_asked),
     };
