@@ -4,10 +4,8 @@
  * login page; the login form → back to the app, which sees X-Auth-User; logout → 302 again; a
  * foreign rd is refused.
  *
- * The one decision: nginx runs with `daemon off; master_process off;`, so the PID we fork is the
- * server itself and we stop it by that PID. The config file is the shipped one with only its two
- * upstream addresses and its listen line replaced by free loopback ports; the app is a second
- * nginx server block that answers with the X-Auth-User it received.
+ * nginx itself is started by tests/support/nginx.h: the shipped file with only its ports
+ * replaced, stopped by PID; the app is a server block that echoes the X-Auth-User it received.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,7 +24,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "../support/servers.h"
+#include "../support/nginx.h"
 #include "harness.h"
 
 #define PASSWORD "correct horse battery"
@@ -35,130 +33,9 @@
 typedef struct {
     ht_server_t gh;
     ht_server_t front; /* only addr/port: where requests to nginx go */
-    pid_t nginx;
-    char dir[HT_PATH_MAX];
+    tn_nginx_t nginx;
     ht_response_t r;
 } fixture_t;
-
-/* Replaces the first `from` in buf (cap bytes) by `to`; false when absent or it does not fit. */
-static bool replace(char *buf, size_t cap, const char *from, const char *to)
-{
-    char *p = strstr(buf, from);
-    if (!p)
-        return false;
-    size_t fl = strlen(from), tl = strlen(to), rest = strlen(p + fl);
-    if (strlen(buf) - fl + tl + 1 > cap)
-        return false;
-    memmove(p + tl, p + fl, rest + 1);
-    memcpy(p, to, tl);
-    return true;
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
-static int start_nginx(fixture_t *f)
-{
-    int front = ts_free_port(), app = ts_free_port();
-    if (front <= 0 || app <= 0 || front == app)
-        return -1;
-    static char conf[65536];
-    FILE *in = fopen(CONF, "r");
-    if (!in) {
-        fprintf(stderr, "cannot read %s\n", CONF);
-        return -1;
-    }
-    size_t n = fread(conf, 1, sizeof conf - 1, in);
-    fclose(in);
-    conf[n] = '\0';
-    char gh_addr[64], app_addr[64], listen[64];
-    snprintf(gh_addr, sizeof gh_addr, "%s", f->gh.addr);
-    snprintf(app_addr, sizeof app_addr, "127.0.0.1:%d", app);
-    snprintf(listen, sizeof listen, "listen 127.0.0.1:%d;", front);
-    if (!replace(conf, sizeof conf, "127.0.0.1:8080", gh_addr) ||
-        !replace(conf, sizeof conf, "127.0.0.1:3000", app_addr) ||
-        !replace(conf, sizeof conf, "listen 80;", listen)) {
-        fprintf(stderr, "%s no longer has the lines this test templates\n", CONF);
-        return -1;
-    }
-    char path[HT_PATH_MAX + 64], main_conf[HT_PATH_MAX + 64], err_log[HT_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/gatehouse.conf", f->dir);
-    FILE *out = fopen(path, "w");
-    if (!out || fputs(conf, out) < 0 || fclose(out) != 0)
-        return -1;
-    snprintf(main_conf, sizeof main_conf, "%s/nginx.conf", f->dir);
-    snprintf(err_log, sizeof err_log, "%s/error.log", f->dir);
-    out = fopen(main_conf, "w");
-    if (!out)
-        return -1;
-    const char *d = f->dir;
-    fprintf(out,
-            "pid %s/nginx.pid;\nerror_log %s info;\ndaemon off;\nmaster_process off;\n"
-            "events { worker_connections 64; }\n"
-            "http {\n  access_log %s/access.log;\n"
-            "  client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
-            "  fastcgi_temp_path %s/fcgi; uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;\n"
-            "  include %s;\n"
-            "  server { listen 127.0.0.1:%d; location / { default_type text/plain;\n"
-            "    return 200 \"app: user=[$http_x_auth_user] id=[$http_x_auth_user_id] "
-            "uri=$request_uri\\n\"; } }\n}\n",
-            d, err_log, d, d, d, d, d, d, path, app);
-    if (fclose(out) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char *argv[] = {"nginx", "-e", err_log, "-p", (char *)d, "-c", main_conf, NULL};
-        execv("/usr/sbin/nginx", argv);
-        execvp("nginx", argv);
-        _exit(127);
-    }
-    f->nginx = pid;
-    f->front.port = front;
-    snprintf(f->front.addr, sizeof f->front.addr, "127.0.0.1:%d", front);
-    for (int i = 0; i < 200; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            f->nginx = 0;
-            fprintf(stderr, "nginx exited (status %d); see %s\n", status, err_log);
-            return -1;
-        }
-        if (port_open(front))
-            return 0;
-        ht_sleep_ms(50);
-    }
-    fprintf(stderr, "nginx did not listen on %d\n", front);
-    return -1;
-}
-
-static void stop_nginx(fixture_t *f)
-{
-    if (f->nginx <= 0)
-        return;
-    kill(f->nginx, SIGQUIT);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(f->nginx, NULL, WNOHANG) == f->nginx) {
-            f->nginx = 0;
-            return;
-        }
-        ht_sleep_ms(50);
-    }
-    kill(f->nginx, SIGKILL);
-    waitpid(f->nginx, NULL, 0);
-    f->nginx = 0;
-}
 
 static int setup(void **state)
 {
@@ -166,18 +43,18 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    if (ht_server_start(&f->gh, NULL) != 0 || ht_tempdir(f->dir) != 0)
+    if (ht_server_start(&f->gh, NULL) != 0 || tn_nginx_start(&f->nginx, CONF, f->gh.addr) != 0)
         return -1;
-    return start_nginx(f);
+    f->front.port = f->nginx.port;
+    snprintf(f->front.addr, sizeof f->front.addr, "127.0.0.1:%d", f->nginx.port);
+    return 0;
 }
 
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    stop_nginx(f);
+    tn_nginx_cleanup(&f->nginx);
     ht_server_cleanup(&f->gh);
-    if (f->dir[0] && !getenv("GATEHOUSE_TEST_KEEP"))
-        ht_rmtree(f->dir);
     free(f);
     return 0;
 }
