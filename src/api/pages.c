@@ -9,6 +9,7 @@
  */
 #include "api/pages.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -891,7 +892,10 @@ static void put_bytes(html_t *h, uint64_t b)
 static void svg_bar(html_t *h, int row, const char *label, uint64_t bytes, uint64_t scale,
                     const char *colour)
 {
-    double w = scale ? 480.0 * (double)bytes / (double)scale : 0;
+    /* A log scale from 1 KiB: a 10 MiB RSS under a 12 GiB limit must still be a visible bar. */
+    double w = 0;
+    if (bytes > 1024 && scale > 1024)
+        w = 480.0 * log((double)bytes / 1024) / log((double)scale / 1024);
     if (w > 480)
         w = 480;
     int y = 10 + row * 26;
@@ -936,14 +940,14 @@ void gh_pages_ops(gh_req_t *r)
         return;
     }
     page_begin(&h, "Operations", true);
-    put(&h, "<p>Refreshes every 5 seconds. The same figures as JSON: <code>/debug/memory</code>, "
+    put(&h, "<p>Refreshes every 5 seconds. Bars use a logarithmic scale. The same figures as JSON: <code>/debug/memory</code>, "
             "<code>/metrics</code>.</p>\n<h2 id=\"mem-title\">Memory</h2>\n");
     int rows = 3 + GH_MEM__COUNT;
     putf(&h,
          "<svg role=\"img\" aria-labelledby=\"mem-title mem-desc\" width=\"720\" height=\"%d\" "
          "viewBox=\"0 0 720 %d\" xmlns=\"http://www.w3.org/2000/svg\">"
          "<desc id=\"mem-desc\">Bars of resident memory, accounted bytes per component and the "
-         "limit, on one scale.</desc>\n",
+         "limit, on one logarithmic scale from 1 KiB.</desc>\n",
          20 + rows * 26, 20 + rows * 26);
     svg_bar(&h, 0, "limit", limit, scale, "#8b0000");
     svg_bar(&h, 1, "RSS", rss, scale, "#1f4e9c");
