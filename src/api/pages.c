@@ -106,12 +106,16 @@ static const char STYLE[] =
     "border-bottom:1px solid #ccc}.err{color:#8b0000;font-weight:600}.ok{color:#05603a}"
     ".cur{font-weight:600}form.inline{display:inline;margin:0}";
 
-static void page_begin(html_t *h, const char *title, bool refresh)
+/* refresh: NULL, or the URL the page reloads itself to every 5 seconds (no JavaScript). */
+static void page_begin(html_t *h, const char *title, const char *refresh)
 {
     put(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    if (refresh)
-        put(h, "<meta http-equiv=\"refresh\" content=\"5\">");
+    if (refresh) {
+        put(h, "<meta http-equiv=\"refresh\" content=\"5; url=");
+        put_esc(h, refresh);
+        put(h, "\">");
+    }
     put(h, "<title>");
     put_esc(h, title);
     put(h, " · Gatehouse</title><style>");
@@ -358,7 +362,7 @@ static void message_page(gh_req_t *r, int status, const char *title, const char 
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    page_begin(&h, title, false);
+    page_begin(&h, title, NULL);
     put(&h, "<p class=\"err\" role=\"alert\">");
     put_esc(&h, text);
     put(&h, "</p><p><a href=\"/account\">Your account</a> · <a href=\"/login\">Log in</a></p>");
@@ -412,7 +416,7 @@ static void login_page(gh_req_t *r, int status, const char *rd, const char *mess
     }
     if (rd && !gh_pages_redirect_ok(rd, gh_req_header(r, "Host"), app->cfg.allowed_redirect_hosts))
         rd = NULL; /* never carried along: the form cannot become an open redirect */
-    page_begin(&h, "Log in", false);
+    page_begin(&h, "Log in", NULL);
     if (message) {
         put(&h, "<p class=\"err\" role=\"alert\" id=\"login-error\">");
         put_esc(&h, message);
@@ -603,7 +607,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    page_begin(&h, "Your account", false);
+    page_begin(&h, "Your account", NULL);
     const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
     if (done && strcmp(done, "revoked") == 0)
         put(&h, "<p class=\"ok\" role=\"status\">The session was logged out.</p>\n");
@@ -911,6 +915,21 @@ static void svg_bar(html_t *h, int row, const char *label, uint64_t bytes, uint6
     put(h, "</text>\n");
 }
 
+/* A decimal query parameter; 0 when absent or not a plain number. */
+static uint64_t query_u64(gh_req_t *r, const char *name)
+{
+    const char *v = gh_req_query(r, name);
+    uint64_t n = 0;
+    if (!v || !*v || strlen(v) > 19)
+        return 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9')
+            return 0;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    return n;
+}
+
 void gh_pages_ops(gh_req_t *r)
 {
     gh_app_t *app = r->app;
@@ -939,8 +958,23 @@ void gh_pages_ops(gh_req_t *r)
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    page_begin(&h, "Operations", true);
-    put(&h, "<p>Refreshes every 5 seconds. Bars use a logarithmic scale. The same figures as JSON: <code>/debug/memory</code>, "
+    /* Rates without server state: each refresh carries the previous sample in its URL, and
+     * this render divides the difference by the time between them. */
+    gh_api_totals_t tot;
+    gh_api_metrics_totals(app, &tot);
+    int64_t now = gh_clock_now_ms();
+    char refresh[160];
+    snprintf(refresh, sizeof refresh, "/ops?t=%lld&n=%llu&e=%llu&f=%llu", (long long)now,
+             (unsigned long long)tot.requests, (unsigned long long)tot.server_errors,
+             (unsigned long long)tot.logins_failed);
+    uint64_t prev_t = query_u64(r, "t"), prev_n = query_u64(r, "n"), prev_e = query_u64(r, "e"),
+             prev_f = query_u64(r, "f");
+    bool have_rates = prev_t > 0 && (int64_t)prev_t < now && prev_n <= tot.requests &&
+                      prev_e <= tot.server_errors && prev_f <= tot.logins_failed;
+    double secs = have_rates ? (double)(now - (int64_t)prev_t) / 1000.0 : 0;
+    page_begin(&h, "Operations", refresh);
+    put(&h, "<p>Refreshes every 5 seconds. Bars use a logarithmic scale. The same figures as JSON: "
+            "<code>/debug/memory</code>, "
             "<code>/metrics</code>.</p>\n<h2 id=\"mem-title\">Memory</h2>\n");
     int rows = 3 + GH_MEM__COUNT;
     putf(&h,
@@ -979,6 +1013,25 @@ void gh_pages_ops(gh_req_t *r)
         else
             putf(&h, "%llu", (unsigned long long)rowsv[i].v);
         put(&h, "</td></tr>\n");
+    }
+    put(&h, "</tbody></table>\n<h2>Requests</h2>\n<table><tbody>\n");
+    putf(&h, "<tr><th scope=\"row\">requests (total)</th><td>%llu</td></tr>\n",
+         (unsigned long long)tot.requests);
+    putf(&h, "<tr><th scope=\"row\">answered 5xx (total)</th><td>%llu</td></tr>\n",
+         (unsigned long long)tot.server_errors);
+    putf(&h,
+         "<tr><th scope=\"row\">logins succeeded / failed (total)</th><td>%llu / %llu</td>"
+         "</tr>\n",
+         (unsigned long long)tot.logins_ok, (unsigned long long)tot.logins_failed);
+    if (have_rates) {
+        putf(&h, "<tr><th scope=\"row\">requests per second</th><td>%.2f</td></tr>\n",
+             (double)(tot.requests - prev_n) / secs);
+        putf(&h, "<tr><th scope=\"row\">5xx per second</th><td>%.2f</td></tr>\n",
+             (double)(tot.server_errors - prev_e) / secs);
+        putf(&h, "<tr><th scope=\"row\">failed logins per second</th><td>%.2f</td></tr>\n",
+             (double)(tot.logins_failed - prev_f) / secs);
+    } else {
+        put(&h, "<tr><th scope=\"row\">rates</th><td>after the first refresh</td></tr>\n");
     }
     put(&h, "</tbody></table>\n");
     page_end(&h);

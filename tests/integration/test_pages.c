@@ -506,7 +506,22 @@ static void ops_page_for_admins_and_operators_only(void **state)
     CONTAINS(r, "<svg role=\"img\"");
     CONTAINS(r, "RSS");
     CONTAINS(r, "sessions active");
-    CONTAINS(r, "http-equiv=\"refresh\""); /* live without JavaScript */
+    CONTAINS(r, "http-equiv=\"refresh\" content=\"5; url=/ops?t="); /* live without JS */
+    CONTAINS(r, "requests (total)");
+    CONTAINS(r, "rates</th><td>after the first refresh");
+    /* The refresh URL carries the previous sample: the next render shows rates. */
+    char next[256];
+    const char *u = strstr(r->body, "url=/ops?t=");
+    assert_non_null(u);
+    snprintf(next, sizeof next, "%.*s", (int)strcspn(u + 4, "\""), u + 4);
+    for (char *a; (a = strstr(next, "&amp;"));) /* un-escape the attribute */
+        memmove(a + 1, a + 5, strlen(a + 5) + 1);
+    ht_sleep_ms(20);
+    EXPECT(r, ht_get(s, next, ADMIN, r), 200);
+    CONTAINS(r, "requests per second");
+    CONTAINS(r, "failed logins per second");
+    EXPECT(r, ht_get(s, "/ops?t=abc&n=-1&e=%3Cx%3E&f=1", ADMIN, r), 200);
+    CONTAINS(r, "after the first refresh");
     assert_null(strstr(r->body, "<script"));
     char t[64], cookie[128];
     assert_int_equal(ht_login(s, "ann", PASSWORD, t, NULL), 201);
