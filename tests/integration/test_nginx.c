@@ -7,21 +7,13 @@
  * nginx itself is started by tests/support/nginx.h: the shipped file with only its ports
  * replaced, stopped by PID; the app is a server block that echoes the X-Auth-User it received.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "../support/nginx.h"
