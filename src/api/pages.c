@@ -915,6 +915,166 @@ static void svg_bar(html_t *h, int row, const char *label, uint64_t bytes, uint6
     put(h, "</text>\n");
 }
 
+/* Memory over time without server state: like the rates, each refresh carries the last
+ * HIST_MAX samples (KiB) in its URL, so the chart grows while the page is open. The watchdog's
+ * own ring, when there is one, is the longer record (/debug/memory). */
+#define HIST_MAX 60
+#define HIST_AHEAD 15 /* samples the forecast line looks ahead */
+
+typedef struct {
+    uint64_t rss[HIST_MAX], acc[HIST_MAX]; /* KiB, oldest first */
+    size_t n;
+} history_t;
+
+/* "k,k,k" into out; stops at the first entry that is not a plain number. */
+static size_t parse_kib_list(const char *v, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    while (v && *v && n < max) {
+        uint64_t k = 0;
+        size_t digits = 0;
+        while (*v >= '0' && *v <= '9' && digits < 15) {
+            k = k * 10 + (uint64_t)(*v++ - '0');
+            digits++;
+        }
+        if (!digits || (*v && *v != ','))
+            break;
+        out[n++] = k;
+        if (*v == ',')
+            v++;
+    }
+    return n;
+}
+
+static void history_load(gh_req_t *r, history_t *hi, uint64_t rss, uint64_t acc)
+{
+    size_t nr = parse_kib_list(gh_req_query(r, "hr"), hi->rss, HIST_MAX);
+    size_t na = parse_kib_list(gh_req_query(r, "ha"), hi->acc, HIST_MAX);
+    hi->n = nr < na ? nr : na;
+    if (hi->n == HIST_MAX) {
+        memmove(hi->rss, hi->rss + 1, (HIST_MAX - 1) * sizeof hi->rss[0]);
+        memmove(hi->acc, hi->acc + 1, (HIST_MAX - 1) * sizeof hi->acc[0]);
+        hi->n--;
+    }
+    hi->rss[hi->n] = rss / 1024;
+    hi->acc[hi->n] = acc / 1024;
+    hi->n++;
+}
+
+static void put_kib_list(html_t *h, const uint64_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        putf(h, i ? ",%llu" : "%llu", (unsigned long long)v[i]);
+}
+
+static void put_duration(html_t *h, double s)
+{
+    if (s < 120)
+        putf(h, "%.0f s", s);
+    else if (s < 7200)
+        putf(h, "%.0f min", s / 60);
+    else if (s < 172800)
+        putf(h, "%.1f h", s / 3600);
+    else
+        putf(h, "%.1f days", s / 86400);
+}
+
+/* Least-squares slope of RSS in KiB per sample; 0 with fewer than 3 samples. */
+static double history_slope(const history_t *hi)
+{
+    if (hi->n < 3)
+        return 0;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, n = (double)hi->n;
+    for (size_t i = 0; i < hi->n; i++) {
+        sx += (double)i;
+        sy += (double)hi->rss[i];
+        sxx += (double)i * (double)i;
+        sxy += (double)i * (double)hi->rss[i];
+    }
+    double d = n * sxx - sx * sx;
+    return d > 0 ? (n * sxy - sx * sy) / d : 0;
+}
+
+static void history_line(html_t *h, const uint64_t *v, size_t n, double (*x)(size_t, size_t),
+                         double ymax, const char *colour)
+{
+    putf(h, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour);
+    for (size_t i = 0; i < n; i++)
+        putf(h, "%.1f,%.1f ", x(i, n), 170.0 - 160.0 * (double)v[i] / ymax);
+    put(h, "\"/>");
+    /* The newest sample as a dot: a line of one sample would not show at all. */
+    putf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", x(n - 1, n),
+         170.0 - 160.0 * (double)v[n - 1] / ymax, colour);
+}
+
+/* The x of sample i of n: the newest sits at 80% of the plot, leaving room for the forecast. */
+static double history_x(size_t i, size_t n)
+{
+    double step = 520.0 / (HIST_MAX - 1);
+    return 60.0 + 520.0 - step * (double)(n - 1 - i);
+}
+
+static void history_chart(html_t *h, const history_t *hi, uint64_t limit_bytes)
+{
+    double limit = (double)limit_bytes / 1024, top = 1;
+    for (size_t i = 0; i < hi->n; i++) {
+        if ((double)hi->rss[i] > top)
+            top = (double)hi->rss[i];
+        if ((double)hi->acc[i] > top)
+            top = (double)hi->acc[i];
+    }
+    double slope = history_slope(hi), last = (double)hi->rss[hi->n - 1];
+    double ahead = last + slope * HIST_AHEAD;
+    if (ahead > top)
+        top = ahead;
+    top *= 1.25;
+    bool limit_on_chart = limit > 0 && limit <= top * 4;
+    if (limit_on_chart && limit * 1.05 > top)
+        top = limit * 1.05;
+    put(h, "<h2 id=\"hist-title\">Memory over time</h2>\n"
+           "<svg role=\"img\" aria-labelledby=\"hist-title hist-desc\" width=\"720\" "
+           "height=\"200\" viewBox=\"0 0 720 200\" xmlns=\"http://www.w3.org/2000/svg\">"
+           "<desc id=\"hist-desc\">");
+    putf(h,
+         "RSS (blue) and accounted bytes (green) over the last %zu samples, 5 seconds apart; "
+         "the dashed line is the RSS trend.",
+         hi->n);
+    put(h, "</desc>\n<line x1=\"60\" y1=\"170\" x2=\"700\" y2=\"170\" stroke=\"#888\"/>"
+           "<text x=\"0\" y=\"16\" font-size=\"11\">");
+    put_bytes(h, (uint64_t)(top * 1024));
+    put(h, "</text><text x=\"0\" y=\"172\" font-size=\"11\">0</text>\n");
+    if (limit_on_chart) {
+        double y = 170.0 - 160.0 * limit / top;
+        putf(h,
+             "<line x1=\"60\" y1=\"%.1f\" x2=\"700\" y2=\"%.1f\" stroke=\"#8b0000\"/>"
+             "<text x=\"600\" y=\"%.1f\" font-size=\"11\" fill=\"#8b0000\">limit</text>\n",
+             y, y, y - 3);
+    }
+    history_line(h, hi->acc, hi->n, history_x, top, "#3b7d3b");
+    history_line(h, hi->rss, hi->n, history_x, top, "#1f4e9c");
+    if (hi->n >= 3) {
+        double x0 = history_x(hi->n - 1, hi->n), x1 = x0 + 520.0 / (HIST_MAX - 1) * HIST_AHEAD;
+        double y0 = 170.0 - 160.0 * last / top, y1 = 170.0 - 160.0 * (ahead < 0 ? 0 : ahead) / top;
+        putf(h,
+             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#1f4e9c\" "
+             "stroke-dasharray=\"5 4\"/>\n",
+             x0, y0, x1, y1);
+    }
+    put(h, "</svg>\n<p id=\"forecast\">");
+    if (hi->n < 3)
+        put(h, "The trend needs a few refreshes.");
+    else if (slope <= 0 || limit <= last)
+        put(h, "RSS is not growing.");
+    else {
+        put(h, "At this trend RSS reaches the limit in about ");
+        put_duration(h, (limit - last) / slope * 5.0);
+        put(h, ".");
+    }
+    if (!limit_on_chart)
+        put(h, " The limit is far above the chart.");
+    put(h, "</p>\n");
+}
+
 /* A decimal query parameter; 0 when absent or not a plain number. */
 static uint64_t query_u64(gh_req_t *r, const char *name)
 {
@@ -954,7 +1114,7 @@ void gh_pages_ops(gh_req_t *r)
     uint64_t limit = app->cfg.memory_limit;
     uint64_t scale = rss > limit ? rss : limit;
     html_t h;
-    if (!html_init(r, &h, 32768)) {
+    if (!html_init(r, &h, 65536)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -963,19 +1123,35 @@ void gh_pages_ops(gh_req_t *r)
     gh_api_totals_t tot;
     gh_api_metrics_totals(app, &tot);
     int64_t now = gh_clock_now_ms();
-    char refresh[160];
-    snprintf(refresh, sizeof refresh, "/ops?t=%lld&n=%llu&e=%llu&f=%llu", (long long)now,
-             (unsigned long long)tot.requests, (unsigned long long)tot.server_errors,
-             (unsigned long long)tot.logins_failed);
+    history_t *hist = gh_pool_alloc(&r->pool, sizeof *hist);
+    html_t refresh;
+    if (!hist || !html_init(r, &refresh, 256 + 2 * HIST_MAX * 17)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    history_load(r, hist, rss, accounted);
+    putf(&refresh, "/ops?t=%lld&n=%llu&e=%llu&f=%llu&hr=", (long long)now,
+         (unsigned long long)tot.requests, (unsigned long long)tot.server_errors,
+         (unsigned long long)tot.logins_failed);
+    put_kib_list(&refresh, hist->rss, hist->n);
+    put(&refresh, "&ha=");
+    put_kib_list(&refresh, hist->acc, hist->n);
+    put_n(&refresh, "", 1);
+    if (refresh.overflow) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
     uint64_t prev_t = query_u64(r, "t"), prev_n = query_u64(r, "n"), prev_e = query_u64(r, "e"),
              prev_f = query_u64(r, "f");
     bool have_rates = prev_t > 0 && (int64_t)prev_t < now && prev_n <= tot.requests &&
                       prev_e <= tot.server_errors && prev_f <= tot.logins_failed;
     double secs = have_rates ? (double)(now - (int64_t)prev_t) / 1000.0 : 0;
-    page_begin(&h, "Operations", refresh);
+    page_begin(&h, "Operations", refresh.buf);
     put(&h, "<p>Refreshes every 5 seconds. Bars use a logarithmic scale. The same figures as JSON: "
             "<code>/debug/memory</code>, "
-            "<code>/metrics</code>.</p>\n<h2 id=\"mem-title\">Memory</h2>\n");
+            "<code>/metrics</code>.</p>\n");
+    history_chart(&h, hist, limit);
+    put(&h, "<h2 id=\"mem-title\">Memory now</h2>\n");
     int rows = 3 + GH_MEM__COUNT;
     putf(&h,
          "<svg role=\"img\" aria-labelledby=\"mem-title mem-desc\" width=\"720\" height=\"%d\" "

@@ -58,9 +58,19 @@ try {
 
   step = 'the ops page shows the memory chart';
   await page.goto(`${FRONT}/ops`);
-  must(await page.locator('svg[role=img]').count() === 1, 'no chart');
+  must(await page.locator('svg[role=img]').count() === 2, 'no charts');
+  must((await page.textContent('#forecast')).length > 0, 'no forecast line');
   must((await page.textContent('body')).includes('sessions active'), 'no figures');
   await shot(page, 'ops');
+
+  step = 'the ops page refreshes itself (no JavaScript) and draws the trend';
+  await page.waitForURL(u => (new URL(u).searchParams.get('hr') || '').split(',').length >= 3,
+                        { timeout: 30000 });
+  await page.waitForLoadState();
+  const forecast = await page.textContent('#forecast');
+  must(!forecast.includes('needs a few refreshes'), `forecast: ${forecast}`);
+  must((await page.textContent('body')).includes('requests per second'), 'no rates');
+  await shot(page, 'ops-live');
 
   step = 'logging out sends the app back to the login page';
   await page.goto(`${FRONT}/account`);

@@ -2,8 +2,8 @@
  * test_browser.c — a real browser through the front door: headless Chromium (Debian's package)
  * driven by playwright-core (tests/browser/front_door.mjs) against nginx with the shipped config
  * in front of gatehouse. The browser logs in through the page, lands where it was going, sees its
- * sessions on /account, logs out another session, opens /ops and logs out; a screenshot of each
- * page is kept in <build>/browser-artifacts/.
+ * sessions on /account, logs out another session, opens /ops (and watches it refresh itself)
+ * and logs out; a screenshot of each page is kept in <build>/browser-artifacts/.
  *
  * The script runs with JavaScript off in the pages (they must work without it). It is started
  * by PID with a deadline and killed by that PID when it overruns.
@@ -102,8 +102,8 @@ static void a_browser_through_the_front_door(void **state)
     long st = ht_get(&f->gh, "/v1/session", other_token, r);
     free(r);
     assert_int_equal(st, 401);
-    static const char *const shots[] = {"login",   "login-failed",         "app",
-                                        "account", "account-after-logout", "ops"};
+    static const char *const shots[] = {
+        "login", "login-failed", "app", "account", "account-after-logout", "ops", "ops-live"};
     for (size_t i = 0; i < sizeof shots / sizeof shots[0]; i++) {
         char path[HT_PATH_MAX + 64];
         struct stat sb;

@@ -509,17 +509,28 @@ static void ops_page_for_admins_and_operators_only(void **state)
     CONTAINS(r, "http-equiv=\"refresh\" content=\"5; url=/ops?t="); /* live without JS */
     CONTAINS(r, "requests (total)");
     CONTAINS(r, "rates</th><td>after the first refresh");
-    /* The refresh URL carries the previous sample: the next render shows rates. */
-    char next[256];
-    const char *u = strstr(r->body, "url=/ops?t=");
-    assert_non_null(u);
-    snprintf(next, sizeof next, "%.*s", (int)strcspn(u + 4, "\""), u + 4);
-    for (char *a; (a = strstr(next, "&amp;"));) /* un-escape the attribute */
-        memmove(a + 1, a + 5, strlen(a + 5) + 1);
-    ht_sleep_ms(20);
-    EXPECT(r, ht_get(s, next, ADMIN, r), 200);
-    CONTAINS(r, "requests per second");
-    CONTAINS(r, "failed logins per second");
+    CONTAINS(r, "Memory over time");
+    CONTAINS(r, "The trend needs a few refreshes.");
+    /* The refresh URL carries the previous sample and the memory history: following it shows
+     * rates, and after three samples a trend. */
+    for (int i = 0; i < 3; i++) {
+        char next[4096];
+        const char *u = strstr(r->body, "url=/ops?t=");
+        assert_non_null(u);
+        snprintf(next, sizeof next, "%.*s", (int)strcspn(u + 4, "\""), u + 4);
+        for (char *a; (a = strstr(next, "&amp;"));) /* un-escape the attribute */
+            memmove(a + 1, a + 5, strlen(a + 5) + 1);
+        ht_sleep_ms(20);
+        EXPECT(r, ht_get(s, next, ADMIN, r), 200);
+        CONTAINS(r, "requests per second");
+        CONTAINS(r, "failed logins per second");
+    }
+    if (!strstr(r->body, "RSS is not growing.") && !strstr(r->body, "At this trend RSS reaches"))
+        fail_msg("no trend after four samples: %.2000s", strstr(r->body, "<svg"));
+    CONTAINS(r, "stroke-dasharray"); /* the forecast line */
+    /* A forged history is read as far as it is well-formed, and never echoed as text. */
+    EXPECT(r, ht_get(s, "/ops?hr=1,2,%3Cscript%3E&ha=1,2,3", ADMIN, r), 200);
+    assert_null(strstr(r->body, "<script"));
     EXPECT(r, ht_get(s, "/ops?t=abc&n=-1&e=%3Cx%3E&f=1", ADMIN, r), 200);
     CONTAINS(r, "after the first refresh");
     assert_null(strstr(r->body, "<script"));
