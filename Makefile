@@ -85,9 +85,14 @@ bench-redis: $(BUILD)/bench/bench_redis
 bench-load: $(BUILD)/bench/bench_load
 	./$(BUILD)/bench/bench_load
 
+# Token checks alone and under a login flood, through the real binary with wrk.
+.PHONY: bench-flood
+bench-flood: $(BUILD)/gatehouse
+	bash bench/bench_flood.sh $(BUILD)/gatehouse
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-load bench-redis
+BENCHES := bench-store bench-load bench-redis bench-flood
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

@@ -88,6 +88,9 @@ typedef struct {
     int64_t connection_timeout_ms;     /* 30s */
     uint64_t connection_memory;        /* 64KiB per connection (libmicrohttpd pool) */
     uint64_t max_body;                 /* 64KiB; larger -> 413 */
+    uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
+    int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */
+    int64_t body_timeout_ms;   /* 10s: whole body, from the end of the head */
 } gh_config_t;
 
 /* Fills cfg with the built-in defaults (auto values still 0). */
