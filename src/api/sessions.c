@@ -187,7 +187,10 @@ static void login_finish(gh_req_t *r)
     if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
         gh_api_count_login(app, GH_LOGIN_SUCCESS);
         gh_pages_login_done(r);
-        set_session_cookie(r, token);
+        if (r->status == 303)
+            set_session_cookie(r, token);
+        else /* as below: a session nobody will ever hold must go */
+            GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         sodium_memzero(token, sizeof token);
         return;
     }

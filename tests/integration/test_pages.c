@@ -287,6 +287,27 @@ static void form_login_failure_is_the_page_again_with_401(void **state)
     assert_string_equal(r->body, wrong);
 }
 
+static void form_login_throttled_is_the_page_with_429(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s, "--throttle-ip", "2/1m");
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    long st = 0;
+    for (int i = 0; i < 5 && st != 429; i++)
+        st = post_form(s, "/v1/sessions", "username=ann&password=wrong-password&rd=%2Fapp", r, NULL,
+                       NULL, NULL);
+    EXPECT(r, st, 429);
+    CONTAINS(r, "Too many attempts.");
+    CONTAINS(r, "<form method=\"post\" action=\"/v1/sessions\"");
+    char ct[128], retry[32];
+    assert_true(ht_header(r, "Content-Type", ct, sizeof ct));
+    assert_string_equal(ct, "text/html; charset=utf-8");
+    assert_true(ht_header(r, "Retry-After", retry, sizeof retry));
+    assert_true(atoi(retry) >= 1);
+    assert_int_equal(ht_header_count(r, "Retry-After"), 1);
+}
+
 static void form_login_from_another_site_is_refused(void **state)
 {
     ht_server_t *s = &F(state)->srv;
@@ -593,6 +614,7 @@ int main(int argc, char **argv)
         T(form_login_never_redirects_off_site),
         T(allowed_redirect_hosts_widen_the_rule),
         T(form_login_failure_is_the_page_again_with_401),
+        T(form_login_throttled_is_the_page_with_429),
         T(form_login_from_another_site_is_refused),
         T(account_without_session_goes_to_login),
         T(account_lists_sessions_and_logs_one_out),
