@@ -98,6 +98,15 @@ void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
 /* The watchdog's counters callback (ctx = the app): live sessions, requests, failed and
  * rate-limited logins, all read without a lock. */
 void gh_api_watch_counters(void *app, gh_watch_sample_t *out);
+/* Counters read back for the /ops page (pages.c): every request so far, those answered 5xx,
+ * and logins by outcome. */
+typedef struct {
+    uint64_t requests;
+    uint64_t server_errors;
+    uint64_t logins_ok;
+    uint64_t logins_failed;
+} gh_api_totals_t;
+void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out);
 
 /* ---- abuse throttles (throttle.c) ---- */
 
