@@ -95,6 +95,8 @@ void gh_api_metrics_destroy(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+/* Called by the HTTP layer as a reply is queued: the request counter. */
+void gh_api_on_reply(gh_req_t *r);
 /* The watchdog's counters callback (ctx = the app): live sessions, requests, failed and
  * rate-limited logins, all read without a lock. */
 void gh_api_watch_counters(void *app, gh_watch_sample_t *out);

@@ -415,15 +415,30 @@ void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
     gh_metric_inc(app->metrics->logins, (size_t)result);
 }
 
+static size_t route_label(gh_api_metrics_t *m, gh_req_t *r)
+{
+    return r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
+                                                              : m->nroutes - 1;
+}
+
+/* Counted as the reply is queued, so a client that reads its reply and then scrapes /metrics
+ * always finds it counted. */
+void gh_api_on_reply(gh_req_t *r)
+{
+    gh_api_metrics_t *m = ((gh_app_t *)r->app)->metrics;
+    gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route_label(m, r), method_index(r->method),
+                                            code_index(r->status)));
+}
+
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
 {
     gh_app_t *app = r->app;
     gh_api_metrics_t *m = app->metrics;
-    size_t route = r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                                      : m->nroutes - 1;
+    size_t route = route_label(m, r);
     int status = r->replied ? r->status : 0;
-    gh_metric_inc(m->requests,
-                  GH_METRIC_AT(m->requests, route, method_index(r->method), code_index(status)));
+    if (!r->counted) /* never answered (the client went away while it waited) */
+        gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route, method_index(r->method),
+                                                code_index(status)));
     gh_metric_observe_ns(m->durations, route, duration_ns);
     const char *tpl = m->route_labels[route];
     double ms = (double)duration_ns / 1e6;

@@ -306,7 +306,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .routes = gh_api_routes,
                               .nroutes = gh_api_nroutes,
                               .app = app,
-                              .on_complete = gh_api_on_complete};
+                              .on_complete = gh_api_on_complete,
+                              .on_reply = gh_api_on_reply};
     n->hopt = hopt;
     /* A successor serves only after it has taken the session database over (reload.c). */
     if (!opts->successor && (rc = gh_node_serve(n)) != 0)
