@@ -70,9 +70,17 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+.PHONY: bench-metrics
+bench-metrics: $(BUILD)/bench/bench_metrics
+	./$(BUILD)/bench/bench_metrics
+
 .PHONY: bench-store
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
+
+.PHONY: bench-watchdog
+bench-watchdog: $(BUILD)/bench/bench_watchdog
+	./$(BUILD)/bench/bench_watchdog
 
 # Token checks through the Redis backend next to the memory backend, and redis-benchmark GET as
 # the ceiling; starts its own redis-server on a free loopback port.
@@ -85,9 +93,14 @@ bench-redis: $(BUILD)/bench/bench_redis
 bench-load: $(BUILD)/bench/bench_load
 	./$(BUILD)/bench/bench_load
 
+# Token checks alone and under a login flood, through the real binary with wrk.
+.PHONY: bench-flood
+bench-flood: $(BUILD)/gatehouse
+	bash bench/bench_flood.sh $(BUILD)/gatehouse
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-load bench-redis
+BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 BENCHES += bench-engine
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all

@@ -9,8 +9,10 @@ PACKAGES=(
   libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
-  wrk        # tests/integration/test_durable.c: a reload under steady load drops no request;
-             # make bench-engine measures the gatehouse load engine against it
+  wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood;
+             # make bench-engine (the gatehouse load engine against wrk -t1)
+  nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
+  chromium   # tests/integration/test_browser.c: headless Chromium driven by playwright-core
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -18,10 +20,26 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+# node and npm run playwright-core: Debian's packages unless some node is there already (a
+# nodejs from elsewhere ships its own npm, which Debian's npm package would conflict with).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+# playwright-core for the browser test, from the npm registry at the version package-lock.json pins
+# (it drives Debian's chromium; it downloads no browser of its own).
+browser_deps() {
+  local dir
+  dir="$(dirname "$0")/../tests/browser"
+  [ -d "$dir/node_modules/playwright-core" ] && return 0
+  echo "deps: npm ci in tests/browser" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+browser_deps

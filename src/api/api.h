@@ -17,8 +17,10 @@
 #include "auth/token.h"
 #include "config/config.h"
 #include "http/http.h"
+#include "ratelimit/ratelimit.h"
 #include "store/session.h"
 #include "store/user.h"
+#include "watch/watchdog.h"
 
 /* Route flags (gh_route_t.flags). */
 enum {
@@ -49,7 +51,11 @@ typedef struct {
     gh_api_metrics_t *metrics;
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
-    const char *cookie_name; /* "gatehouse_session" or "__Host-gatehouse_session" */
+    const char *cookie_name;          /* "gatehouse_session" or "__Host-gatehouse_session" */
+    gh_ratelimit_t *ratelimit;        /* login and registration throttles (throttle.c) */
+    gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
+    _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
+    gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -89,6 +95,49 @@ void gh_api_metrics_destroy(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+/* Called by the HTTP layer as a reply is queued: the request counter. */
+void gh_api_on_reply(gh_req_t *r);
+/* The watchdog's counters callback (ctx = the app): live sessions, requests, failed and
+ * rate-limited logins, all read without a lock. */
+void gh_api_watch_counters(void *app, gh_watch_sample_t *out);
+/* Counters read back for the /ops page (pages.c): every request so far, those answered 5xx,
+ * and logins by outcome. */
+typedef struct {
+    uint64_t requests;
+    uint64_t server_errors;
+    uint64_t logins_ok;
+    uint64_t logins_failed;
+} gh_api_totals_t;
+void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out);
+
+/* ---- abuse throttles (throttle.c) ---- */
+
+/* A login's claim on the throttles, held in the handler's state until the outcome is known. */
+typedef struct {
+    gh_ip_t client;
+    uint64_t account;
+    bool ip_taken;      /* an attempt was taken from the client's budget */
+    bool account_begun; /* an attempt was begun on the account */
+} gh_api_throttle_t;
+
+/* The address the request is throttled as: the peer, or the client a trusted proxy names
+ * (X-Forwarded-For, X-Real-IP; see gh_proxies_client). */
+void gh_api_client_ip(gh_req_t *r, gh_ip_t *out);
+/* Before a login looks anything up or hashes: takes an attempt from the client's budget
+ * (--throttle-ip) and begins one on the account (--throttle-account). Over either limit it
+ * replies 429 rate_limited with Retry-After, counts the login as rate_limited, and returns
+ * GH_ELIMIT holding nothing. */
+int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len,
+                          gh_api_throttle_t *t) GH_WUR;
+/* Settles a login's claim once its outcome is known (idempotent): success gives the attempt back
+ * and clears the account's failures; failure keeps it spent and counts against the account,
+ * logging and counting a lockout when back-off starts; overloaded gives everything back. user_id
+ * is 0 for an unknown user (only the log differs). */
+void gh_api_throttle_login_done(gh_req_t *r, gh_api_throttle_t *t, gh_login_result_t result,
+                                uint64_t user_id);
+/* Before a registration hashes: takes an attempt from the client's budget; 429 and GH_ELIMIT when
+ * it is spent. Registrations are never given back. */
+int gh_api_throttle_register(gh_req_t *r) GH_WUR;
 
 /* ---- handlers ---- */
 void gh_api_register(gh_req_t *r);        /* POST /v1/users */

@@ -155,6 +155,76 @@ static int collect_queue_depth(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The watchdog's figures; left out of a scrape until the node has started the watchdog. */
+static int collect_eta(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_eta(app->watchdog, v, n) : 1;
+}
+
+static int collect_alert_firing(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_firing(app->watchdog, v, n) : 1;
+}
+
+/* The throttles' figures, read at scrape time like the other callback families. */
+static int collect_ratelimit(void *ctx, double *v, size_t n, int which)
+{
+    gh_app_t *app = ctx;
+    if (!app->ratelimit)
+        return 1;
+    gh_ratelimit_stats_t st;
+    gh_ratelimit_stats(app->ratelimit, &st);
+    /* Series order follows the label values: {"ip", "account"}. */
+    const uint64_t by[][2] = {{st.ip_rejected, st.account_rejected},
+                              {st.ip_entries, st.account_entries},
+                              {st.ip_capacity, st.account_capacity},
+                              {st.ip_evictions, st.account_evictions},
+                              {st.lockouts, 0}};
+    for (size_t i = 0; i < n && i < 2; i++)
+        v[i] = (double)by[which][i];
+    return 0;
+}
+
+static int collect_rl_rejected(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 0);
+}
+
+static int collect_rl_entries(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 1);
+}
+
+static int collect_rl_capacity(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 2);
+}
+
+static int collect_rl_evictions(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 3);
+}
+
+static int collect_rl_lockouts(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 4);
+}
+
+static int collect_deadline_cuts(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_http_server_t *http = atomic_load(&app->http);
+    if (!http || n < 2)
+        return 1;
+    uint64_t header, body;
+    gh_http_deadline_cuts(http, &header, &body);
+    v[0] = (double)header;
+    v[1] = (double)body;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -209,6 +279,13 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t result_label[] = {{"result", results, GH_LOGIN__COUNT}};
     const gh_metric_label_t reason_label[] = {{"reason", reasons, GH_END__COUNT}};
     const gh_metric_label_t comp_label[] = {{"component", components, GH_MEM__COUNT}};
+    const gh_metric_label_t alert_labels[] = {{"alert", gh_watch_alert_names, GH_WATCH__NALERTS},
+                                              {"severity", gh_watch_severity_labels, 2}};
+    static const char *const rl_kinds[] = {"ip", "account"};
+    const gh_metric_label_t rl_kind_label[] = {{"kind", rl_kinds, 2}};
+    const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
+    static const char *const deadlines[] = {"header", "body"};
+    const gh_metric_label_t deadline_label[] = {{"deadline", deadlines, 2}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -256,6 +333,35 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_memory_allocator_in_use_bytes",
                          "Bytes in use according to the C allocator (mallinfo2).", GH_METRIC_GAUGE,
                          NULL, 0, collect_allocator, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_exhaustion_eta_seconds",
+                         "Forecast seconds until RSS reaches the memory limit (+Inf when RSS does "
+                         "not grow steadily).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_eta, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_alert_firing",
+                         "1 while the watchdog's alert fires at this severity.", GH_METRIC_GAUGE,
+                         alert_labels, 2, collect_alert_firing, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_rejected_total",
+                         "Logins and registrations refused with 429, by the throttle that refused "
+                         "them (per client IP, or per account in back-off).",
+                         GH_METRIC_COUNTER, rl_kind_label, 1, collect_rl_rejected, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_entries",
+                         "Throttle table slots in use (fixed capacity; old entries are replaced).",
+                         GH_METRIC_GAUGE, rl_table_label, 1, collect_rl_entries, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_capacity", "Throttle table slots.",
+                         GH_METRIC_GAUGE, rl_table_label, 1, collect_rl_capacity, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_evictions_total",
+                         "Live throttle entries replaced because their set was full (a flood of "
+                         "distinct addresses or usernames).",
+                         GH_METRIC_COUNTER, rl_table_label, 1, collect_rl_evictions, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_lockouts_total",
+                         "Accounts that entered login back-off after --throttle-account "
+                         "consecutive failures.",
+                         GH_METRIC_COUNTER, NULL, 0, collect_rl_lockouts, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_http_connections_cut_total",
+                         "Connections cut for taking longer than --header-timeout to send a "
+                         "request head (or to start the next one) or --body-timeout to send a "
+                         "body.",
+                         GH_METRIC_COUNTER, deadline_label, 1, collect_deadline_cuts, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
     const gh_metric_label_t store_labels[] = {{"store", gh_store_kind_names, GH_STORE__COUNT},
@@ -292,20 +398,47 @@ void gh_api_metrics_destroy(gh_app_t *app)
     app->metrics = NULL;
 }
 
+void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    gh_session_stats(app->sessions, &st);
+    out->sessions_active = st.active;
+    out->requests_total = (uint64_t)gh_metric_total(app->metrics->requests);
+    out->failed_logins_total = (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_FAILURE);
+    out->rate_limited_total =
+        (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_RATE_LIMITED);
+}
+
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
 {
     gh_metric_inc(app->metrics->logins, (size_t)result);
+}
+
+static size_t route_label(gh_api_metrics_t *m, gh_req_t *r)
+{
+    return r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
+                                                              : m->nroutes - 1;
+}
+
+/* Counted as the reply is queued, so a client that reads its reply and then scrapes /metrics
+ * always finds it counted. */
+void gh_api_on_reply(gh_req_t *r)
+{
+    gh_api_metrics_t *m = ((gh_app_t *)r->app)->metrics;
+    gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route_label(m, r), method_index(r->method),
+                                            code_index(r->status)));
 }
 
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
 {
     gh_app_t *app = r->app;
     gh_api_metrics_t *m = app->metrics;
-    size_t route = r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                                      : m->nroutes - 1;
+    size_t route = route_label(m, r);
     int status = r->replied ? r->status : 0;
-    gh_metric_inc(m->requests,
-                  GH_METRIC_AT(m->requests, route, method_index(r->method), code_index(status)));
+    if (!r->counted) /* never answered (the client went away while it waited) */
+        gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route, method_index(r->method),
+                                                code_index(status)));
     gh_metric_observe_ns(m->durations, route, duration_ns);
     const char *tpl = m->route_labels[route];
     double ms = (double)duration_ns / 1e6;
@@ -330,4 +463,22 @@ void gh_api_metrics(gh_req_t *r)
     }
     (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     gh_metrics_text_free(&text);
+}
+
+/* For /ops: the request family's series are route x method x code, row-major, so a series'
+ * code is its index modulo NCODES. */
+void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out)
+{
+    gh_api_metrics_t *m = app->metrics;
+    memset(out, 0, sizeof *out);
+    size_t n = gh_metric_nseries(m->requests);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)gh_metric_value(m->requests, i);
+        const char *code = status_codes[i % NCODES];
+        out->requests += v;
+        if (code[0] == '5')
+            out->server_errors += v;
+    }
+    out->logins_ok = (uint64_t)gh_metric_value(m->logins, GH_LOGIN_SUCCESS);
+    out->logins_failed = (uint64_t)gh_metric_value(m->logins, GH_LOGIN_FAILURE);
 }

@@ -9,6 +9,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -69,6 +70,11 @@ static void *janitor_main(void *arg)
 static size_t fmt_bytes(uint64_t b, char *out, size_t n)
 {
     return (size_t)snprintf(out, n, "%.1fMiB", (double)b / (1024.0 * 1024.0));
+}
+
+static unsigned clamp_ms(int64_t ms)
+{
+    return ms > (int64_t)UINT_MAX ? UINT_MAX : ms < 0 ? 0 : (unsigned)ms;
 }
 
 /* Connections per network store: one for each HTTP thread, the janitor and /metrics, so a
@@ -144,12 +150,15 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_node_t *n = *np;
     if (!n)
         return;
+    atomic_store(&n->app.http, NULL); /* metrics stop reading the server's counters */
     if (n->http) {
         gh_http_stop(&n->http, drain_ms); /* closes the listening socket */
         n->listen_fd = -1;
     }
     if (n->listen_fd >= 0)
         close(n->listen_fd);
+    /* Before the stores and metrics it reads through gh_api_watch_counters. */
+    gh_watchdog_destroy(&n->app.watchdog);
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -159,6 +168,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     }
     gh_password_pool_stop(&n->app.passwords);
     gh_api_metrics_destroy(&n->app);
+    gh_ratelimit_destroy(&n->app.ratelimit);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
     pthread_mutex_destroy(&n->janitor.lock);
@@ -230,8 +240,39 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    if ((rc = gh_proxies_parse(cfg->trusted_proxies, &app->proxies)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot use --trusted-proxies", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_ratelimit_params_t rp = {.ip_count = cfg->throttle_ip_count,
+                                .ip_window_ms = cfg->throttle_ip_window_ms,
+                                .account_threshold = cfg->throttle_account,
+                                .account_base_delay_ms = GH_RATELIMIT_BASE_DELAY_MS,
+                                .account_max_delay_ms = GH_RATELIMIT_MAX_DELAY_MS,
+                                .account_forget_ms = GH_RATELIMIT_FORGET_MS,
+                                .ip_slots = GH_RATELIMIT_IP_SLOTS,
+                                .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
+    if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
     if ((rc = gh_api_metrics_init(app)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
+                             .window_ms = cfg->watch_window_ms,
+                             .limit_bytes = cfg->memory_limit,
+                             .warn_ratio = cfg->memory_warn_percent / 100.0,
+                             .critical_ratio = cfg->memory_critical_percent / 100.0,
+                             .horizon_ms = cfg->forecast_horizon_ms,
+                             .counters = gh_api_watch_counters,
+                             .counters_ctx = app,
+                             .statsd = cfg->statsd,
+                             .webhook_url = cfg->alert_webhook};
+    if ((rc = gh_watchdog_create(&wo, &app->watchdog)) != 0 ||
+        (rc = gh_watchdog_start(app->watchdog)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the memory watchdog", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     if (pthread_create(&n->janitor_thread, NULL, janitor_main, &n->janitor) != 0) {
@@ -259,10 +300,14 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                   (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
                               .connection_memory = cfg->connection_memory,
                               .max_body = cfg->max_body,
+                              .max_requests_per_connection = cfg->max_requests_per_connection,
+                              .header_timeout_ms = clamp_ms(cfg->header_timeout_ms),
+                              .body_timeout_ms = clamp_ms(cfg->body_timeout_ms),
                               .routes = gh_api_routes,
                               .nroutes = gh_api_nroutes,
                               .app = app,
-                              .on_complete = gh_api_on_complete};
+                              .on_complete = gh_api_on_complete,
+                              .on_reply = gh_api_on_reply};
     n->hopt = hopt;
     /* A successor serves only after it has taken the session database over (reload.c). */
     if (!opts->successor && (rc = gh_node_serve(n)) != 0)
@@ -281,11 +326,14 @@ int gh_node_serve(gh_node_t *n)
     int rc = gh_http_start(&n->hopt, &n->http);
     if (rc != 0)
         GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
+    else
+        atomic_store(&n->app.http, n->http);
     return rc;
 }
 
 void gh_node_handoff(gh_node_t *n, int64_t drain_ms)
 {
+    atomic_store(&n->app.http, NULL);
     gh_http_handoff(&n->http, drain_ms); /* listen_fd stays open, owned by the node again */
 }
 

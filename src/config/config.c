@@ -115,7 +115,8 @@ static const keydesc_t keys[] = {
      .help = "argon2id time cost (minimum 1, for tests)", .group = "passwords", .min = 1,
      .max = UINT32_MAX},
     {.name = "hash-workers", .kind = K_UINT, FIELD(hash_workers), .def = "auto",
-     .shown = "number of cores", .metavar = "N|auto", .help = "password hashing threads",
+     .shown = "half the cores, at least 1", .metavar = "N|auto",
+     .help = "password hashing threads (leave cores free for token checks under a login flood)",
      .group = "passwords", .min = 1, .max = 1024, .flags = F_AUTO},
     {.name = "hash-queue", .kind = K_UINT, FIELD(hash_queue), .def = "64", .metavar = "N",
      .help = "password requests that may wait for a worker; past this, 503",
@@ -128,8 +129,10 @@ static const keydesc_t keys[] = {
      .help = "failed logins plus registrations per client IP per window (0 = off)",
      .group = "accounts and abuse"},
     {.name = "throttle-account", .kind = K_UINT, FIELD(throttle_account), .def = "10",
-     .metavar = "N", .help = "consecutive failed logins before an account's back-off starts",
-     .group = "accounts and abuse", .min = 1},
+     .metavar = "N",
+     .help = "consecutive failed logins before an account's back-off starts (1 s doubling to "
+             "15 min, cleared by a success; at most 100, NIST SP 800-63B)",
+     .group = "accounts and abuse", .min = 1, .max = 100},
     {.name = "trusted-proxies", .kind = K_STR, FIELD(trusted_proxies), .def = "",
      .metavar = "CIDR,...", .help = "proxies whose X-Forwarded-For/X-Real-IP name the client",
      .group = "accounts and abuse", .check = check_cidrs,
@@ -143,6 +146,18 @@ static const keydesc_t keys[] = {
     {.name = "cookie-secure", .kind = K_BOOL, FIELD(cookie_secure), .def = "false",
      .metavar = "[=true|false]", .help = "add Secure and use the __Host- cookie name prefix",
      .group = "accounts and abuse"},
+    {.name = "allowed-redirect-hosts", .kind = K_STR, FIELD(allowed_redirect_hosts), .def = "",
+     .metavar = "HOST,...", .help = "hosts a login may send the browser back to, besides its own "
+     "(.example.com = any subdomain)", .group = "pages and forward auth"},
+    {.name = "forward-auth-redirect", .kind = K_BOOL, FIELD(forward_auth_redirect),
+     .def = "false", .metavar = "[=true|false]",
+     .help = "/v1/auth answers 302 to the login page for browsers (Accept: text/html)",
+     .group = "pages and forward auth"},
+    {.name = "login-url", .kind = K_STR, FIELD(login_url), .def = "/login", .metavar = "URL",
+     .help = "where /v1/auth sends browsers to log in", .group = "pages and forward auth"},
+    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "USER,...",
+     .help = "users whose session opens /ops (the admin token always does)",
+     .group = "pages and forward auth"},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",
@@ -169,6 +184,16 @@ static const keydesc_t keys[] = {
     {.name = "watch-interval", .kind = K_DURATION, FIELD(watch_interval_ms), .def = "1s",
      .metavar = "DURATION", .help = "memory watchdog sample period", .group = "observability",
      .min = 1},
+    {.name = "memory-warn", .kind = K_UINT, FIELD(memory_warn_percent), .def = "70",
+     .metavar = "PERCENT", .help = "memory_high alert (warning) at this % of --memory-limit",
+     .group = "observability", .min = 1, .max = 100},
+    {.name = "memory-critical", .kind = K_UINT, FIELD(memory_critical_percent), .def = "85",
+     .metavar = "PERCENT",
+     .help = "memory_high alert (critical; /readyz answers 503) at this % of --memory-limit",
+     .group = "observability", .min = 1, .max = 100},
+    {.name = "forecast-horizon", .kind = K_DURATION, FIELD(forecast_horizon_ms), .def = "2h",
+     .metavar = "DURATION", .help = "alert when memory is forecast to run out within this",
+     .group = "observability", .min = 1},
     {.name = "log-format", .kind = K_ENUM, FIELD(log_format), .def = "json",
      .metavar = "json|text", .help = "log lines as JSON objects or key=value text",
      .group = "observability", .choices = log_format_choices},
@@ -186,14 +211,28 @@ static const keydesc_t keys[] = {
      .def = "64", .metavar = "N", .help = "open connections from one client IP",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-timeout", .kind = K_DURATION, FIELD(connection_timeout_ms),
-     .def = "30s", .metavar = "DURATION", .help = "idle connections are closed after this",
+     .def = "30s", .metavar = "DURATION", .help = "a connection silent both ways this long is closed",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-memory", .kind = K_SIZE, FIELD(connection_memory), .def = "64KiB",
-     .metavar = "SIZE", .help = "memory pool per connection (headers and small bodies)",
+     .metavar = "SIZE",
+     .help = "memory pool per connection: bounds the request line and the size and number of "
+             "headers (past it: 431, or 414 for the URL)",
      .group = "HTTP limits", .min = 4 * KIB, .max = SIZE_MAX},
     {.name = "max-body", .kind = K_SIZE, FIELD(max_body), .def = "64KiB", .metavar = "SIZE",
      .help = "largest request body; larger gets 413", .group = "HTTP limits", .min = 1 * KIB,
      .max = SIZE_MAX},
+    {.name = "max-requests-per-connection", .kind = K_UINT, FIELD(max_requests_per_connection),
+     .def = "1000", .metavar = "N",
+     .help = "keep-alive requests on one connection before it is closed (0 = no limit)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "header-timeout", .kind = K_DURATION, FIELD(header_timeout_ms), .def = "10s",
+     .metavar = "DURATION",
+     .help = "whole request head must arrive within this of the connection opening or the "
+             "previous response, however slowly it trickles; also ends idle keep-alive (0 = off)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "body-timeout", .kind = K_DURATION, FIELD(body_timeout_ms), .def = "10s",
+     .metavar = "DURATION", .help = "whole request body must arrive within this of the head (0 = off)",
+     .group = "HTTP limits", .min = 0},
 };
 /* clang-format on */
 
@@ -1002,8 +1041,10 @@ static int resolve_and_check(load_t *ld)
         cores = 1;
     if (cores > 1024)
         cores = 1024;
+    /* Half the cores: argon2id is memory-bound, so more workers add little login throughput,
+     * while a pool that fills every core makes token checks wait (docs/BENCHMARKS.md, flood). */
     if (cfg->hash_workers == 0)
-        cfg->hash_workers = (uint32_t)cores;
+        cfg->hash_workers = cores > 1 ? (uint32_t)cores / 2 : 1;
     if (cfg->http_threads == 0)
         cfg->http_threads = (uint32_t)cores;
 
@@ -1027,6 +1068,22 @@ static int resolve_and_check(load_t *ld)
         format_duration(cfg->watch_interval_ms, a, sizeof a);
         format_duration(cfg->watch_window_ms, b, sizeof b);
         set_err(ld, "%s: expected at most --watch-window (%s), got %s", label, b, a);
+        return GH_EINVAL;
+    }
+    /* The watchdog's ring holds window / interval + 1 samples: at least 8 for a trend, at most
+     * a day's worth at 1 s (GH_WATCH_MAX_SAMPLES). */
+    if (cfg->watch_window_ms / cfg->watch_interval_ms < 7 ||
+        cfg->watch_window_ms / cfg->watch_interval_ms > 86399) {
+        key_label(ld, (size_t)find_key("watch-window", 12), label, sizeof label);
+        format_duration(cfg->watch_window_ms, a, sizeof a);
+        format_duration(cfg->watch_interval_ms, b, sizeof b);
+        set_err(ld, "%s: expected 7 to 86399 times --watch-interval (%s), got %s", label, b, a);
+        return GH_EINVAL;
+    }
+    if (cfg->memory_warn_percent > cfg->memory_critical_percent) {
+        key_label(ld, (size_t)find_key("memory-warn", 11), label, sizeof label);
+        set_err(ld, "%s: expected at most --memory-critical (%u), got %u", label,
+                cfg->memory_critical_percent, cfg->memory_warn_percent);
         return GH_EINVAL;
     }
     if (cfg->user_store == GH_USER_STORE_POSTGRES && cfg->postgres_url[0] == '\0') {

@@ -60,6 +60,13 @@ typedef struct {
     char admin_token_file[GH_CONFIG_STR];/* read into admin_token by gh_config_load */
     bool cookie_secure;
 
+    /* pages and forward auth (src/api/pages.c) */
+    char allowed_redirect_hosts[GH_CONFIG_STR]; /* hosts besides the request's own a login may
+                                                   send the browser to; ".example.com" = subdomains */
+    bool forward_auth_redirect; /* /v1/auth answers 302 to login_url for Accept: text/html */
+    char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
+    char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];
@@ -71,6 +78,9 @@ typedef struct {
     char alert_webhook[GH_CONFIG_STR]; /* URL or "" */
     int64_t watch_window_ms;           /* 10m */
     int64_t watch_interval_ms;         /* 1s */
+    uint32_t memory_warn_percent;      /* 70: memory_high warns at this % of memory_limit */
+    uint32_t memory_critical_percent;  /* 85: memory_high is critical (and /readyz 503) */
+    int64_t forecast_horizon_ms;       /* 2h: exhaustion forecast alerts under this ETA */
     gh_log_format_t log_format;        /* json */
     gh_log_level_t log_level;          /* info */
 
@@ -81,6 +91,9 @@ typedef struct {
     int64_t connection_timeout_ms;     /* 30s */
     uint64_t connection_memory;        /* 64KiB per connection (libmicrohttpd pool) */
     uint64_t max_body;                 /* 64KiB; larger -> 413 */
+    uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
+    int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */
+    int64_t body_timeout_ms;   /* 10s: whole body, from the end of the head */
 } gh_config_t;
 
 /* Fills cfg with the built-in defaults (auto values still 0). */

@@ -1467,8 +1467,7 @@ static void admin_manages_sessions_and_deletes_users(void **state)
 
 /* ---- throttling ---- */
 
-/* Enabled with the login throttles (the abuse issue); until then it would fail. */
-__attribute__((unused)) static void failed_logins_are_throttled_per_ip(void **state)
+static void failed_logins_are_throttled_per_ip(void **state)
 {
     ht_server_t *s = SRV(state, 0);
     START(s, "--throttle-ip", "3/1m");
@@ -1750,6 +1749,7 @@ int main(int argc, char **argv)
         T(login_json_returns_token_session_user_and_cookie),
         T(login_form_urlencoded),
         T(login_cookie_secure_uses_host_prefix),
+        T(failed_logins_are_throttled_per_ip),
         T(login_unknown_user_and_wrong_password_look_the_same),
         T(login_rejects_invalid_requests),
         T(whoami_by_bearer_and_by_cookie),

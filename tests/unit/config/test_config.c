@@ -244,6 +244,9 @@ static void defaults_match_the_contract(void **state)
     assert_string_equal(c.statsd, "");
     assert_int_equal(c.watch_window_ms, 600000);
     assert_int_equal(c.watch_interval_ms, 1000);
+    assert_int_equal(c.memory_warn_percent, 70);
+    assert_int_equal(c.memory_critical_percent, 85);
+    assert_int_equal(c.forecast_horizon_ms, 2 * 3600000LL);
     assert_int_equal(c.log_format, GH_LOG_JSON);
     assert_int_equal(c.log_level, GH_LOG_INFO);
     assert_int_equal(c.http_threads, 0);
@@ -261,7 +264,7 @@ static void load_with_nothing_resolves_auto_values(void **state)
     char err[256];
     assert_int_equal(LOAD(&c, err), 0);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(c.hash_workers, cores);
+    assert_int_equal(c.hash_workers, cores > 1 ? cores / 2 : 1);
     assert_int_equal(c.http_threads, cores);
     assert_true(c.memory_limit > 0);
     assert_int_equal(c.session_memory, c.memory_limit / 2);
@@ -289,6 +292,7 @@ static void flags_both_forms_and_every_kind(void **state)
              "--postgres-url", "postgres://u@127.0.0.1/db", "--session-store=redis", "--redis-url",
              "redis://127.0.0.1:6379", "--statsd", "127.0.0.1:8125", "--alert-webhook",
              "https://hooks.example/x", "--watch-window", "1m", "--watch-interval", "100ms",
+             "--memory-warn", "60", "--memory-critical=95", "--forecast-horizon", "30m",
              "--log-format", "text", "--log-level=debug", "--http-threads", "7",
              "--max-connections", "10", "--max-connections-per-ip", "2", "--connection-timeout",
              "5s", "--connection-memory", "8KiB", "--max-body", "1KiB");
@@ -319,6 +323,9 @@ static void flags_both_forms_and_every_kind(void **state)
     assert_string_equal(c.statsd, "127.0.0.1:8125");
     assert_int_equal(c.watch_window_ms, 60000);
     assert_int_equal(c.watch_interval_ms, 100);
+    assert_int_equal(c.memory_warn_percent, 60);
+    assert_int_equal(c.memory_critical_percent, 95);
+    assert_int_equal(c.forecast_horizon_ms, 30 * 60000LL);
     assert_int_equal(c.log_format, GH_LOG_TEXT);
     assert_int_equal(c.log_level, GH_LOG_DEBUG);
     assert_int_equal(c.http_threads, 7);
@@ -344,6 +351,26 @@ static void bool_flag_forms(void **state)
     /* A bare boolean does not swallow the next word. */
     assert_int_equal(LOAD(&c, err, "--cookie-secure", "true"), GH_EINVAL);
     assert_non_null(strstr(err, "\"true\""));
+}
+
+static void pages_and_forward_auth_keys(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err), 0);
+    assert_string_equal(c.allowed_redirect_hosts, "");
+    assert_false(c.forward_auth_redirect);
+    assert_string_equal(c.login_url, "/login");
+    assert_string_equal(c.ops_users, "");
+    assert_int_equal(LOAD(&c, err, "--allowed-redirect-hosts", "wiki.example,.corp.example",
+                          "--forward-auth-redirect", "--login-url", "https://auth.example/login",
+                          "--ops-users=olga,oscar"),
+                     0);
+    assert_string_equal(c.allowed_redirect_hosts, "wiki.example,.corp.example");
+    assert_true(c.forward_auth_redirect);
+    assert_string_equal(c.login_url, "https://auth.example/login");
+    assert_string_equal(c.ops_users, "olga,oscar");
 }
 
 static void throttle_ip_rate(void **state)
@@ -451,6 +478,16 @@ static void cross_key_checks(void **state)
     assert_non_null(strstr(err, "--redis-url"));
     assert_int_equal(LOAD(&c, err, "--watch-window", "1s", "--watch-interval", "2s"), GH_EINVAL);
     assert_non_null(strstr(err, "--watch-interval"));
+    /* The watchdog's ring: at least 8 samples, at most a day's worth at 1 s. */
+    assert_int_equal(LOAD(&c, err, "--watch-window", "5s", "--watch-interval", "1s"), GH_EINVAL);
+    assert_non_null(strstr(err, "--watch-window: expected 7 to 86399 times --watch-interval"));
+    assert_int_equal(LOAD(&c, err, "--watch-window", "2d", "--watch-interval", "1s"), GH_EINVAL);
+    assert_non_null(strstr(err, "--watch-window"));
+    assert_int_equal(LOAD(&c, err, "--watch-window", "7s", "--watch-interval", "1s"), 0);
+    assert_int_equal(LOAD(&c, err, "--memory-warn", "90", "--memory-critical", "80"), GH_EINVAL);
+    assert_non_null(strstr(err, "--memory-warn: expected at most --memory-critical (80), got 90"));
+    assert_int_equal(LOAD(&c, err, "--memory-critical", "101"), GH_EINVAL);
+    assert_non_null(strstr(err, "--memory-critical"));
 }
 
 static void secrets_are_not_echoed(void **state)
@@ -618,6 +655,9 @@ static void help_returns_1_and_lists_every_key(void **state)
                            "--alert-webhook",
                            "--watch-window",
                            "--watch-interval",
+                           "--memory-warn",
+                           "--memory-critical",
+                           "--forecast-horizon",
                            "--log-format",
                            "--log-level",
                            "--http-threads",
@@ -760,6 +800,7 @@ int main(int argc, char **argv)
         T(load_with_nothing_resolves_auto_values),
         T(flags_both_forms_and_every_kind),
         T(bool_flag_forms),
+        T(pages_and_forward_auth_keys),
         T(throttle_ip_rate),
         T(bad_duration_error_is_one_exact_line),
         T(unknown_flag_names_it),
