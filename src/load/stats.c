@@ -487,23 +487,24 @@ int gh_load_analyse(const gh_load_opts_t *o, gh_load_result_t *res)
     gh_load_format_bytes(m->rss_band_bytes, band, sizeof band);
     switch (m->verdict) {
     case GH_LOAD_LEAK:
-        snprintf(m->reason, sizeof m->reason,
-                 "RSS grew %s%s after the warm-up (95%% interval %s to %s), over the %s%s "
-                 "allowed; growing: %s",
-                 sl, unit, lo_s, hi_s, lim, unit, m->growing ? m->growing : "-");
+        snprintf(
+            m->reason, sizeof m->reason,
+            "the RSS slope after the warm-up is %s%s (95%% interval %s to %s%s), over the %s%s "
+            "allowed; growing: %s",
+            sl, unit, lo_s, hi_s, unit, lim, unit, m->growing ? m->growing : "-");
         break;
     case GH_LOAD_PASS:
         snprintf(m->reason, sizeof m->reason,
-                 "RSS grew %s%s after the warm-up (95%% interval %s to %s), within the %s%s "
-                 "allowed",
-                 sl, unit, lo_s, hi_s, lim, unit);
+                 "the RSS slope after the warm-up is %s%s (95%% interval %s to %s%s), within the "
+                 "%s%s allowed",
+                 sl, unit, lo_s, hi_s, unit, lim, unit);
         break;
     case GH_LOAD_INCONCLUSIVE:
         snprintf(m->reason, sizeof m->reason,
-                 "RSS grew %s%s after the warm-up, but its 95%% interval (%s to %s) straddles the "
-                 "%s%s allowed: RSS wanders by %s around its trend, too much for a %.0f s window "
-                 "(argon2 working memory at a high --hash-memory?); run longer",
-                 sl, unit, lo_s, hi_s, lim, unit, band, m->fit_window_s);
+                 "the RSS slope after the warm-up is %s%s, but its 95%% interval (%s to %s%s) "
+                 "straddles the %s%s allowed: RSS wanders by %s around its trend, too much for a "
+                 "%.0f s window (argon2 working memory at a high --hash-memory?); run longer",
+                 sl, unit, lo_s, hi_s, unit, lim, unit, band, m->fit_window_s);
         break;
     }
 out:
