@@ -120,6 +120,12 @@ $(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
 bench-engine: $(BUILD)/gatehouse
 	@bash bench/bench_engine.sh $(BUILD)
 
+# The noise floor the leak verdict's default threshold comes from (about 20 minutes; not in
+# BENCHES). docs/BENCHMARKS.md, "Leak verdict noise floor".
+.PHONY: bench-noise
+bench-noise: $(BUILD)/gatehouse
+	@bash bench/noise_floor.sh $(BUILD)
+
 # `make soak`: a fresh node (cheap hashing), a short churn soak at a fixed rate; fails unless the
 # verdict is pass. The JSON and the HTML report are left in $(BUILD)/soak.json and soak.html.
 SOAK_DURATION ?= 60s
