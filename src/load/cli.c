@@ -48,7 +48,8 @@ static void usage(FILE *out)
             "                        validate: token checks on sessions logged in up front\n"
             "                        mixed: checks, who-am-I, listings, failed logins, churn\n"
             "                        login-flood: logins with wrong passwords\n"
-            "                        soak: churn at a fixed --rate (default 100/s) for long\n"
+            "                        soak: churn at a fixed --rate (default 100/s) for long,\n"
+            "                        in waves that fill the node with sessions and empty it\n"
             "  --duration D          how long to load (default 30s; soak 10m; at most 24h)\n"
             "  --warmup D            samples before this are left out of the slope\n"
             "                        (default 25%% of --duration within 5s..2m, at most half)\n"
@@ -58,6 +59,9 @@ static void usage(FILE *out)
             "                        from each request's intended send time; default closed loop\n"
             "  --users N             pool of users registered up front (default 100)\n"
             "  --checks K            token checks per churn cycle (default 5)\n"
+            "  --wave D              soak: every D each virtual user logs in a batch of sessions,\n"
+            "                        uses and logs out each, in step with the others (default 5s;\n"
+            "                        0 = a steady churn)\n"
             "  --user-prefix P       pool user names are P0, P1, ... (default load-)\n"
             "  --admin-token T       register the pool through /v1/admin/users (needed when\n"
             "                        registration is closed); also --admin-token-file FILE\n"
@@ -217,7 +221,7 @@ int gh_load_parse_args(gh_load_opts_t *o, int argc, char **argv, FILE *out, char
     o->checks = 5;
     o->max_leak = -1;
     snprintf(o->user_prefix, sizeof o->user_prefix, "load-");
-    bool have_duration = false, have_rate = false;
+    bool have_duration = false, have_rate = false, have_wave = false;
     char url[GH_LOAD_URL_MAX] = "", metrics[GH_LOAD_URL_MAX] = "";
 
     for (int i = 1; i < argc; i++) {
@@ -279,6 +283,12 @@ int gh_load_parse_args(gh_load_opts_t *o, int argc, char **argv, FILE *out, char
         } else if (strcmp(name, "warmup") == 0) {
             if (gh_config_parse_duration(val, &o->warmup_ms) != 0)
                 BAD("gatehouse load: --warmup: expected a duration (like 15s), got '%s'", val);
+        } else if (strcmp(name, "wave") == 0) {
+            if (gh_config_parse_duration(val, &o->wave_ms) != 0 ||
+                (o->wave_ms != 0 && o->wave_ms < 100) || o->wave_ms > 3600000)
+                BAD("gatehouse load: --wave: expected 0 or a duration from 100ms to 1h, got '%s'",
+                    val);
+            have_wave = true;
         } else if (strcmp(name, "timeout") == 0) {
             if (gh_config_parse_duration(val, &o->timeout_ms) != 0 || o->timeout_ms < 1 ||
                 o->timeout_ms > 600000)
@@ -359,8 +369,14 @@ int gh_load_parse_args(gh_load_opts_t *o, int argc, char **argv, FILE *out, char
             o->duration_ms = 10 * 60 * 1000;
         if (!have_rate)
             o->rate = 100;
+        if (!have_wave)
+            o->wave_ms = 5000;
     } else if (!have_duration) {
         o->duration_ms = 30 * 1000;
+    }
+    if (have_wave && o->scenario != GH_LOAD_SOAK) {
+        set_err(err, errlen, "gatehouse load: --wave: only --scenario soak runs in waves");
+        return GH_EINVAL;
     }
     if (o->warmup_ms >= o->duration_ms) {
         set_err(err, errlen, "gatehouse load: --warmup: must be shorter than --duration");

@@ -9,9 +9,15 @@
  * one is answered), open loop with --rate, where VU i has a fixed schedule of intended send times
  * and a request's latency is measured from its INTENDED time, not from when it could finally be
  * sent. That is wrk2's correction for coordinated omission: a server that stalls for a second is
- * charged for every request that should have gone out during that second, not for one.
- * Pending VUs (scheduled in the open loop, backing off after an error) wait in one binary heap
- * keyed by wake-up time, so the loop's cost does not grow with the number of VUs.
+ * charged for every request that should have gone out during that second, not for one. * Pending
+ * VUs (scheduled in the open loop, backing off after an error) wait in one binary heap keyed by
+ * wake-up time, so the loop's cost does not grow with the number of VUs.
+ *
+ * The soak runs in waves: every VU logs in a batch of sessions, uses and logs out each, and then
+ * idles to the end of the wave, all VUs in step on the open-loop schedule. The node's live
+ * sessions climb from zero to the peak and fall back to zero every wave, so the store grows and
+ * is emptied again and again: a steady churn never shrinks it, and leaks in the code that gives
+ * memory back when sessions end (where the outage's leak was) would never run.
  */
 #include "load/load.h"
 
@@ -45,6 +51,13 @@
 /* The target counts as lost when the last this many seconds had transport failures only. */
 #define LOST_AFTER_TICKS 3
 
+/* A soak wave holds at most this many sessions per VU, and at most 50 per pool user (half the
+ * node's default per-user cap, so the wave is never cut by evictions). */
+#define WAVE_MAX_SESSIONS 4096u
+#define WAVE_SESSIONS_PER_USER 50u
+/* A stored token: "gh_" + 43 characters, and room to spare. */
+#define WAVE_TOKEN 64
+
 #define PASSWORD "gatehouse-load-password"
 #define WRONG_PASSWORD "gatehouse-load-wrong-password"
 
@@ -75,6 +88,9 @@ typedef struct {
     bool in_flight;
     bool measured;           /* counted in the result (load phase) */
     bool first_cycle;        /* churn: the first cycle is shortened to spread the VUs' phases */
+    uint32_t wave_pos;       /* soak: the slot of the wave this VU is at */
+    uint32_t wave_session;   /* soak: the session of the wave that slot is for */
+    int64_t auth_session;    /* soak: the wave session vu->auth carries, -1 when none */
     struct curl_slist *auth; /* "Authorization: Bearer <token>" */
     char token[96];
     char post[256];
@@ -103,7 +119,10 @@ struct engine {
     vu_t **heap;
     size_t heap_len;
     bool open_loop;
-    int64_t interval_ns; /* open loop: per-VU spacing of intended send times */
+    int64_t interval_ns;    /* open loop: per-VU spacing of intended send times */
+    uint32_t wave_slots;    /* soak: slots of one wave, per VU; 0 = no waves */
+    uint32_t wave_sessions; /* soak: sessions per VU per wave */
+    char *wave_tokens;      /* soak: nvu x wave_sessions tokens of WAVE_TOKEN bytes */
 
     char url_users[GH_LOAD_URL_MAX + 32];
     char url_sessions[GH_LOAD_URL_MAX + 32];
@@ -373,30 +392,128 @@ static void drop_token(vu_t *vu)
     sodium_memzero(vu->token, sizeof vu->token);
     vu->has_token = false;
     vu->configured = STEP_NONE;
+    vu->auth_session = -1;
 }
 
-/* Takes the token out of a login answer. */
-static bool take_token(vu_t *vu)
+/* Makes vu->auth carry `token` (len bytes). False when libcurl could not have the memory. */
+static bool set_auth(vu_t *vu, const char *token, size_t len)
+{
+    drop_token(vu);
+    char line[WAVE_TOKEN + 32];
+    snprintf(line, sizeof line, "Authorization: Bearer %.*s", (int)len, token);
+    vu->auth = curl_slist_append(NULL, line);
+    sodium_memzero(line, sizeof line);
+    return vu->auth != NULL;
+}
+
+/* The token in a login answer: its start and length, or false. */
+static bool find_token(const vu_t *vu, const char **tok, size_t *len)
 {
     const char *p = strstr(vu->body, "\"token\":\"");
     if (!p)
         return false;
     p += 9;
     const char *q = strchr(p, '"');
-    if (!q || q - p < 4 || (size_t)(q - p) >= sizeof vu->token - 1 || strncmp(p, "gh_", 3) != 0)
+    if (!q || q - p < 4 || (size_t)(q - p) >= WAVE_TOKEN || strncmp(p, "gh_", 3) != 0)
         return false;
-    drop_token(vu);
-    char line[sizeof vu->token + 32];
-    snprintf(line, sizeof line, "Authorization: Bearer %.*s", (int)(q - p), p);
-    vu->auth = curl_slist_append(NULL, line);
-    sodium_memzero(line, sizeof line);
-    if (!vu->auth)
-        return false;
-    memcpy(vu->token, p, (size_t)(q - p));
-    vu->token[q - p] = '\0';
-    vu->has_token = true;
-    vu->configured = STEP_NONE;
+    *tok = p;
+    *len = (size_t)(q - p);
     return true;
+}
+
+/* Takes the token out of a login answer. */
+static bool take_token(vu_t *vu)
+{
+    const char *p;
+    size_t len;
+    if (!find_token(vu, &p, &len) || !set_auth(vu, p, len))
+        return false;
+    memcpy(vu->token, p, len);
+    vu->token[len] = '\0';
+    vu->has_token = true;
+    return true;
+}
+
+/* ---- the soak's waves ---- */
+
+static char *wave_token(const engine_t *e, const vu_t *vu, uint32_t session)
+{
+    assert(session < e->wave_sessions);
+    return e->wave_tokens + ((size_t)vu->id * e->wave_sessions + session) * WAVE_TOKEN;
+}
+
+/* What slot `pos` of a wave is for: W logins, then for each session k checks and its logout,
+ * then idle slots to the end of the wave (at least one, so every VU's last logout is answered
+ * before any VU logs in again and the node really gets to zero). */
+static step_t wave_step_at(const engine_t *e, uint32_t pos, uint32_t *session)
+{
+    uint32_t w = e->wave_sessions, per = e->o->checks + 1;
+    if (pos < w) {
+        *session = pos;
+        return STEP_LOGIN;
+    }
+    pos -= w;
+    if (pos < w * per) {
+        *session = pos / per;
+        return pos % per < e->o->checks ? STEP_CHECK : STEP_LOGOUT;
+    }
+    return STEP_NONE;
+}
+
+/* The wave's sessions are spread over the pool: VU i's j-th is user i + C * j. */
+static uint32_t wave_user(const engine_t *e, const vu_t *vu, uint32_t session)
+{
+    return (uint32_t)(((uint64_t)vu->id + (uint64_t)e->nvu * session) % e->o->users);
+}
+
+/* Takes in the answer to the slot just done, then moves vu to the next slot with something to
+ * send: a login, or a check or logout of a session it holds. The slots passed over are added to
+ * its schedule, so the waves of all VUs stay in step. */
+static step_t wave_next(engine_t *e, vu_t *vu, long status)
+{
+    char *tok = wave_token(e, vu, vu->wave_session);
+    const char *p;
+    size_t len;
+    switch (vu->step) {
+    case STEP_LOGIN:
+        sodium_memzero(tok, WAVE_TOKEN);
+        if (status == 201 && find_token(vu, &p, &len))
+            memcpy(tok, p, len);
+        break;
+    case STEP_CHECK:
+        if (status == 401) /* ended by the node (evicted, expired): nothing left to log out */
+            sodium_memzero(tok, WAVE_TOKEN);
+        break;
+    case STEP_LOGOUT:
+        if (status == 204)
+            e->res->cycles++;
+        sodium_memzero(tok, WAVE_TOKEN);
+        break;
+    default:
+        break;
+    }
+    for (uint32_t skipped = 0; skipped < e->wave_slots; skipped++) {
+        vu->wave_pos = (vu->wave_pos + 1) % e->wave_slots;
+        uint32_t session = 0;
+        step_t next = wave_step_at(e, vu->wave_pos, &session);
+        if (next == STEP_NONE || (next != STEP_LOGIN && !wave_token(e, vu, session)[0]))
+            continue;
+        vu->intended_ns += (int64_t)skipped * e->interval_ns;
+        vu->wave_session = session;
+        if (next == STEP_LOGIN) {
+            vu->user = wave_user(e, vu, session);
+        } else if (vu->auth_session != (int64_t)session) {
+            char *t = wave_token(e, vu, session);
+            if (!set_auth(vu, t, strlen(t))) {
+                sodium_memzero(t, WAVE_TOKEN);
+                continue;
+            }
+            vu->auth_session = session;
+        }
+        return next;
+    }
+    assert(0); /* unreachable: every wave starts with logins */
+    return STEP_LOGIN;
 }
 
 static step_t mixed_pick(vu_t *vu)
@@ -417,6 +534,12 @@ static step_t mixed_pick(vu_t *vu)
 
 static step_t first_step(engine_t *e, vu_t *vu)
 {
+    if (e->wave_slots) {
+        vu->wave_pos = 0;
+        vu->wave_session = 0;
+        vu->user = wave_user(e, vu, 0);
+        return STEP_LOGIN;
+    }
     switch (e->o->scenario) {
     case GH_LOAD_VALIDATE:
         return vu->has_token ? STEP_CHECK : STEP_LOGIN;
@@ -431,6 +554,8 @@ static step_t first_step(engine_t *e, vu_t *vu)
 static step_t next_step(engine_t *e, vu_t *vu, long status)
 {
     const gh_load_opts_t *o = e->o;
+    if (e->wave_slots)
+        return wave_next(e, vu, status);
     switch (o->scenario) {
     case GH_LOAD_CHURN:
     case GH_LOAD_SOAK:
@@ -1012,6 +1137,10 @@ static void engine_free(engine_t *e)
     gh_mem_free(GH_MEM_OTHER, e->heap);
     gh_mem_free(GH_MEM_OTHER, e->tick_hist);
     gh_mem_free(GH_MEM_OTHER, e->scrape_buf);
+    if (e->wave_tokens) {
+        sodium_memzero(e->wave_tokens, (size_t)e->nvu * e->wave_sessions * WAVE_TOKEN);
+        gh_mem_free(GH_MEM_OTHER, e->wave_tokens);
+    }
 }
 
 static int engine_init(engine_t *e)
@@ -1023,6 +1152,27 @@ static int engine_init(engine_t *e)
         e->interval_ns = (int64_t)((double)e->nvu * NS_PER_S / o->rate);
     if (e->open_loop && e->interval_ns < 1)
         e->interval_ns = 1;
+    if (o->scenario == GH_LOAD_SOAK && o->wave_ms > 0 && e->open_loop) {
+        /* Slots per wave for one VU, and as many sessions as fit with one idle slot left. */
+        uint64_t per = o->checks + 2;
+        uint64_t slots = (uint64_t)o->wave_ms * NS_PER_MS / (uint64_t)e->interval_ns;
+        uint64_t w = slots > per ? (slots - 1) / per : 1;
+        uint64_t cap = (uint64_t)o->users * WAVE_SESSIONS_PER_USER / e->nvu;
+        if (w > cap)
+            w = cap;
+        if (w > WAVE_MAX_SESSIONS)
+            w = WAVE_MAX_SESSIONS;
+        if (w < 1)
+            w = 1;
+        if (slots < w * per + 1)
+            slots = w * per + 1;
+        if (slots > UINT32_MAX)
+            slots = UINT32_MAX;
+        e->wave_sessions = (uint32_t)w;
+        e->wave_slots = (uint32_t)slots;
+        e->res->wave_sessions = e->wave_sessions;
+        e->res->wave_s = (double)slots * (double)e->interval_ns / NS_PER_S;
+    }
     snprintf(e->url_users, sizeof e->url_users, "%s%s", o->url,
              o->admin_token[0] ? "/v1/admin/users" : "/v1/users");
     snprintf(e->url_sessions, sizeof e->url_sessions, "%s/v1/sessions", o->url);
@@ -1033,6 +1183,11 @@ static int engine_init(engine_t *e)
     e->heap = gh_mem_calloc(GH_MEM_OTHER, e->nvu, sizeof *e->heap);
     e->tick_hist = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *e->tick_hist);
     e->scrape_buf = gh_mem_alloc(GH_MEM_OTHER, SCRAPE_MAX);
+    if (e->wave_slots) {
+        e->wave_tokens = gh_mem_calloc(GH_MEM_OTHER, (size_t)e->nvu * e->wave_sessions, WAVE_TOKEN);
+        if (!e->wave_tokens)
+            return GH_ENOMEM;
+    }
     e->multi = curl_multi_init();
     e->json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     if (!e->vus || !e->heap || !e->tick_hist || !e->scrape_buf || !e->multi || !e->json_hdr)
@@ -1055,6 +1210,7 @@ static int engine_init(engine_t *e)
         vu->id = i;
         vu->user = i % o->users;
         vu->heap_pos = SIZE_MAX;
+        vu->auth_session = -1;
         vu->rng = 0x9E3779B97F4A7C15ULL * (i + 1);
         vu->easy = curl_easy_init();
         if (!vu->easy || common_opts(vu->easy, (long)o->timeout_ms) != 0 ||

@@ -47,11 +47,12 @@
 #define GH_LOAD_MIN_FIT_SAMPLES 10
 
 typedef enum {
-    GH_LOAD_CHURN = 0,   /* log in -> k token checks -> log out, over a pool of users */
-    GH_LOAD_VALIDATE,    /* hot token checks on sessions logged in during setup */
-    GH_LOAD_MIXED,       /* weighted mix: checks, who-am-I, listing, failed logins, churn */
-    GH_LOAD_LOGIN_FLOOD, /* wrong passwords */
-    GH_LOAD_SOAK,        /* churn at a fixed --rate for a long --duration */
+    GH_LOAD_CHURN = 0, /* log in -> k token checks -> log out, over a pool of users */
+    GH_LOAD_VALIDATE,  /* hot token checks on sessions logged in during setup */
+    GH_LOAD_MIXED,     /* weighted mix: checks, who-am-I, listing, failed logins, churn */
+    GH_LOAD_LOGIN_FLOOD,
+    /* wrong passwords */ GH_LOAD_SOAK, /* churn at a fixed --rate, in waves, for a long --duration
+                                         */
     GH_LOAD__SCENARIOS
 } gh_load_scenario_t;
 
@@ -75,6 +76,7 @@ typedef struct {
     uint32_t users;
     uint32_t checks; /* token checks per churn cycle */
     double rate;     /* requests per second; 0 = closed loop */
+    int64_t wave_ms; /* soak: the period of the session wave (default 5s); 0 = steady churn */
     double max_leak; /* threshold in max_leak_unit; < 0 = the default for the fit window */
     gh_load_leak_unit_t max_leak_unit;
     char json_path[GH_LOAD_PATH_MAX];    /* "" = none */
@@ -234,8 +236,10 @@ typedef struct {
     uint64_t scrapes_failed;
     /* the memory analysis (gh_load_analyse) */
     gh_load_memory_t memory;
-    bool interrupted; /* SIGINT or SIGTERM ended the run early */
-    bool target_lost; /* the last seconds of the run saw only transport failures */
+    double wave_s;          /* soak: the period of a wave as run (0 = no waves) */
+    uint32_t wave_sessions; /* soak: sessions each VU logs in per wave */
+    bool interrupted;       /* SIGINT or SIGTERM ended the run early */
+    bool target_lost;       /* the last seconds of the run saw only transport failures */
 } gh_load_result_t;
 
 /* Allocates the result's series for a run of o->duration_ms. *out is freed with

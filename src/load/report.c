@@ -67,6 +67,9 @@ void gh_load_print_summary(FILE *out, const gh_load_opts_t *o, const gh_load_res
                 (unsigned long long)r->abandoned, GH_LOAD_DRAIN_MS / 1000);
     fprintf(out, "  %-15s %llu (%.1f/s)\n", "session cycles", (unsigned long long)r->cycles,
             r->elapsed_s > 0 ? (double)r->cycles / r->elapsed_s : 0.0);
+    if (r->wave_sessions)
+        fprintf(out, "  %-15s every %.1f s: %u x %u sessions logged in, used, logged out\n",
+                "waves", r->wave_s, o->concurrency, r->wave_sessions);
     fprintf(out, "  %-15s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f%s\n", "latency ms",
             pct_ms(r, 50), pct_ms(r, 90), pct_ms(r, 99), pct_ms(r, 99.9),
             (double)r->latency.max_ns / 1e6, o->rate > 0 ? "  (from intended send times)" : "");
@@ -191,6 +194,11 @@ static json_t *build_json(const gh_load_opts_t *o, const gh_load_result_t *r)
     bad |= json_object_set_new(root, "concurrency", json_integer(o->concurrency));
     bad |= json_object_set_new(root, "rate", o->rate > 0 ? json_real(o->rate) : json_null());
     bad |= json_object_set_new(root, "cycles", json_integer((json_int_t)r->cycles));
+    bad |= json_object_set_new(root, "wave",
+                               r->wave_sessions
+                                   ? json_pack("{s:f,s:I}", "period_s", r->wave_s,
+                                               "sessions_per_vu", (json_int_t)r->wave_sessions)
+                                   : json_null());
     bad |= json_object_set_new(root, "abandoned", json_integer((json_int_t)r->abandoned));
     bad |= json_object_set_new(root, "interrupted", json_boolean(r->interrupted));
     bad |= json_object_set_new(root, "answers_by_status", answers);
@@ -596,6 +604,13 @@ int gh_load_write_report(const char *path, const gh_load_opts_t *o, const gh_loa
     snprintf(v, sizeof v, "%llu, %.1f per second", (unsigned long long)r->cycles,
              r->elapsed_s > 0 ? (double)r->cycles / r->elapsed_s : 0.0);
     row(f, "session cycles", v);
+    if (r->wave_sessions) {
+        snprintf(v, sizeof v,
+                 "every %.1f s, each of the %u connections logs in %u sessions, uses and logs out "
+                 "each: live sessions climb to %u and fall back to 0",
+                 r->wave_s, o->concurrency, r->wave_sessions, o->concurrency * r->wave_sessions);
+        row(f, "waves", v);
+    }
     snprintf(v, sizeof v, "p50 %.3f, p90 %.3f, p99 %.3f, p99.9 %.3f, max %.3f%s", pct_ms(r, 50),
              pct_ms(r, 90), pct_ms(r, 99), pct_ms(r, 99.9), (double)r->latency.max_ns / 1e6,
              o->rate > 0 ? " (from intended send times)" : "");
