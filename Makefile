@@ -69,6 +69,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+# `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
+# Figures and method: docs/BENCHMARKS.md.
+BENCHES := bench-store
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory all
+	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
+
 run: $(BUILD)/gatehouse
 	@mkdir -p var
 	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text

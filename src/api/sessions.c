@@ -177,9 +177,10 @@ static void login_finish(gh_req_t *r)
         return;
     }
     gh_api_tag_session(r, info.id);
-    json_t *j = gh_api_json_set(json_pack("{s:s, s:{s:I, s:s}}", "token", token, "user", "id",
-                                          (json_int_t)st->user.id, "username", st->user.username),
-                                "session", gh_api_session_json(&info));
+    json_t *j = gh_api_json_set(
+        gh_api_json_set(json_pack("{s:s}", "token", token), "session", gh_api_session_json(&info)),
+        "user",
+        json_pack("{s:I, s:s}", "id", (json_int_t)st->user.id, "username", st->user.username));
     gh_api_count_login(app, GH_LOGIN_SUCCESS);
     gh_api_reply_json(r, 201, j);
     if (r->status == 201)
