@@ -46,34 +46,44 @@ static bool media_type_is(const char *ct, const char *want)
     return n == strlen(want) && strncasecmp(ct, want, n) == 0;
 }
 
+int gh_api_json_parse(const char *body, size_t len, json_t **out, const char **why)
+{
+    json_error_t jerr;
+    *out = NULL;
+    *why = NULL;
+    json_alloc_failed = false;
+    json_t *j = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr) : NULL;
+    if (json_alloc_failed) {
+        /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
+        json_decref(j);
+        return GH_ENOMEM;
+    }
+    if (!j) {
+        *why = "the body is not valid JSON";
+        return GH_EINVAL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *why = "the body must be a JSON object";
+        return GH_EINVAL;
+    }
+    *out = j;
+    return 0;
+}
+
 int gh_api_json_body(gh_req_t *r, json_t **out)
 {
     if (!media_type_is(gh_req_header(r, "Content-Type"), "application/json")) {
         gh_reply_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json");
         return GH_EINVAL;
     }
-    json_error_t jerr;
-    json_alloc_failed = false;
-    json_t *j = r->body_len ? json_loadb(r->body, r->body_len,
-                                         JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr)
-                            : NULL;
-    if (json_alloc_failed) {
-        /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
-        json_decref(j);
-        gh_api_reply_err(r, GH_ENOMEM);
-        return GH_ENOMEM;
-    }
-    if (!j) {
-        gh_reply_error(r, 400, "invalid_request", "the body is not valid JSON");
-        return GH_EINVAL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        gh_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
-        return GH_EINVAL;
-    }
-    *out = j;
-    return 0;
+    const char *why;
+    int rc = gh_api_json_parse(r->body, r->body_len, out, &why);
+    if (rc == GH_EINVAL)
+        gh_reply_error(r, 400, "invalid_request", why);
+    else if (rc != 0)
+        gh_api_reply_err(r, rc);
+    return rc;
 }
 
 int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len)
