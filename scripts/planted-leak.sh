@@ -8,7 +8,9 @@
 #      in-process (the OOM sweep) LeakSanitizer reports the same leak at exit;
 #   2. the exact-baseline tests: the store's own baseline tests and the end-to-end "every end
 #      path returns to baseline" test fail on the mutant;
-#   3. the soak verdict: comes with the load tool (scripts/soak.sh); reported as skipped until then.
+#   3. valgrind: the plain-built mutant server, run under memcheck by the harness, reports the
+#      chunk as definitely lost and the harness fails the test;
+#   4. the soak verdict: comes with the load tool (scripts/soak.sh); reported as skipped until then.
 # Prints "planted-leak: CHECK ok" or "planted-leak: CHECK FAILED" per check; exit 1 on any failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -27,12 +29,17 @@ bad() { # name, log, why
   failed=1
 }
 
-TARGETS=(all build-address/tests/unit/store/test_session_memory build-address/tests/unit/api/test_oom
-         build-address/tests/integration/test_api build-address/tests/integration/test_lifecycle)
-echo "building the real ASan build and the mutant (PLANT_LEAK=1)"
-if ! "$MAKE" --no-print-directory -j"$JOBS" SANITIZER=address "${TARGETS[@]}" >"$OUT/build.log" 2>&1 ||
-   ! "$MAKE" --no-print-directory -j"$JOBS" SANITIZER=address PLANT_LEAK=1 \
-     "${TARGETS[@]//build-address/build-address-plantleak}" >>"$OUT/build.log" 2>&1; then
+# The test binaries of the ASan checks below, and the plain server and test of the valgrind one.
+ASAN_TESTS=(tests/unit/store/test_session_memory tests/unit/api/test_oom tests/integration/test_api
+            tests/integration/test_lifecycle)
+echo "building the real builds and the mutants (PLANT_LEAK=1), plain and ASan"
+mk() { "$MAKE" --no-print-directory -j"$JOBS" "$@" >>"$OUT/build.log" 2>&1; }
+: >"$OUT/build.log"
+if ! mk build/gatehouse build/tests/integration/test_api ||
+   ! mk PLANT_LEAK=1 build-plantleak/gatehouse ||
+   ! mk SANITIZER=address build-address/gatehouse "${ASAN_TESTS[@]/#/build-address/}" ||
+   ! mk SANITIZER=address PLANT_LEAK=1 build-address-plantleak/gatehouse \
+     "${ASAN_TESTS[@]/#/build-address-plantleak/}"; then
   bad "build" "$OUT/build.log" "the builds failed"
   exit 1
 fi
@@ -95,7 +102,28 @@ expect_pass  baseline-server tests/integration/test_lifecycle every_end_path_ret
 expect_fail  baseline-server tests/integration/test_lifecycle every_end_path_returns_to_baseline \
   '^\[  FAILED  \] every_end_path_returns_to_baseline$'
 
-# 3. The soak verdict.
+# 3. valgrind, on plain builds: the real server and the mutant, each under memcheck.
+bash scripts/valgrind-wrap.sh build/gatehouse build/valgrind/gatehouse-real &&
+  bash scripts/valgrind-wrap.sh build-plantleak/gatehouse build/valgrind/gatehouse-mutant || failed=1
+vg() { # name, wrapper
+  GATEHOUSE_BIN=$2 GATEHOUSE_TEST_TIMEOUT_SCALE=10 timeout 600 build/tests/integration/test_api \
+    logout_clears_cookie_and_kills_token >"$OUT/$1.log" 2>&1
+}
+if vg real-valgrind build/valgrind/gatehouse-real && ! grep -q 'harness: sanitizer' "$OUT/real-valgrind.log"; then
+  ok "real-valgrind passes"
+else
+  bad "real-valgrind passes" "$OUT/real-valgrind.log" "the real build must pass under valgrind"
+fi
+if ! vg mutant-valgrind build/valgrind/gatehouse-mutant &&
+   grep -q 'blocks are definitely lost' "$OUT/mutant-valgrind.log" &&
+   grep -q 'reserve_record (session_memory.c' "$OUT/mutant-valgrind.log" &&
+   grep -qE '^\[  ERROR   \] logout_clears_cookie_and_kills_token$' "$OUT/mutant-valgrind.log"; then
+  ok "mutant-valgrind is caught"
+else
+  bad "mutant-valgrind is caught" "$OUT/mutant-valgrind.log" "valgrind did not fail the mutant"
+fi
+
+# 4. The soak verdict.
 if bash scripts/soak.sh --check-available >/dev/null 2>&1; then
   if bash scripts/soak.sh --short --against "$REAL/gatehouse" >"$OUT/real-soak.log" 2>&1; then
     ok "real-soak passes"
