@@ -7,6 +7,9 @@ PACKAGES=(
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
+  # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
+  # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
+  clang libclang-rt-14-dev clang-format cppcheck valgrind
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
