@@ -52,7 +52,7 @@ typedef struct {
     int64_t throttle_ip_window_ms;        /* "20/1m" -> 60000; 0 when off */
     uint32_t throttle_account;            /* 10 */
     char trusted_proxies[GH_CONFIG_STR];  /* comma-separated CIDRs, "" = none */
-    char admin_token[GH_CONFIG_STR];      /* "" = admin routes disabled (401) */
+    char admin_token[GH_CONFIG_STR];      /* "" = admin routes answer 403 forbidden */
     char admin_token_file[GH_CONFIG_STR]; /* read into admin_token by gh_config_load */
     bool cookie_secure;
 

@@ -344,7 +344,7 @@ static void register_rejects_weak_passwords(void **state)
 /* A JSON text must be UTF-8 (RFC 8259), so raw invalid bytes make the body itself invalid:
  * 400 invalid_request. A password that is valid JSON but not an acceptable password (a NUL
  * character, escaped) is 400 weak_password. */
-static void register_invalid_utf8_password_is_weak_password(void **state)
+static void register_rejects_invalid_utf8_and_nul(void **state)
 {
     ht_server_t *s = SRV(state, 0);
     START(s);
@@ -1722,7 +1722,7 @@ int main(int argc, char **argv)
         T(register_duplicate_is_409_case_insensitive),
         T(register_rejects_invalid_usernames),
         T(register_rejects_weak_passwords),
-        T(register_invalid_utf8_password_is_weak_password),
+        T(register_rejects_invalid_utf8_and_nul),
         T(register_closed_is_403),
         T(login_json_returns_token_session_user_and_cookie),
         T(login_form_urlencoded),
