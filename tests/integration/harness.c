@@ -197,6 +197,20 @@ static long find_report(const char *buf, size_t len)
     return -1;
 }
 
+/* The last 8 KiB of the server log, where a crash leaves its last words. */
+static void dump_log_tail(const ht_server_t *s)
+{
+    const size_t cap = 16u << 20;
+    char *buf = malloc(cap);
+    if (!buf)
+        return;
+    size_t len = ht_server_log(s, buf, cap);
+    size_t from = len > 8192 ? len - 8192 : 0;
+    fprintf(stderr, "---- end of server log (%s) ----\n%s---- (log ends) ----\n", s->log_path,
+            buf + from);
+    free(buf);
+}
+
 /* Reads the whole log of a stopped server (bounded) and prints it from its first report line
  * on. Returns true when there was a report. */
 static bool server_log_has_report(const ht_server_t *s)
@@ -482,6 +496,12 @@ static int stop_server(ht_server_t *s, int sig, bool *report)
     s->exit_status = st;
     /* The leak check runs when the process exits: only now is the log complete. */
     *report = server_log_has_report(s);
+    /* Died of something other than the signal sent (an abort, a crash): show why, whatever the
+     * test then makes of the status. */
+    if (!*report && st > 128 && st != 128 + sig && st != 128 + SIGKILL) {
+        fprintf(stderr, "harness: the server died of signal %d when sent %d\n", st - 128, sig);
+        dump_log_tail(s);
+    }
     return st;
 }
 
