@@ -14,7 +14,7 @@ CC        ?= cc
 SANITIZER ?=
 VARIANT   ?=
 PLANT_LEAK ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -52,6 +52,9 @@ INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
 INTEG_LIB := $(BUILD)/obj/tests/integration/harness.o
 FUZZ_SRC  := $(sort $(shell find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' 2>/dev/null))
 FUZZ_BIN  := $(FUZZ_SRC:%.c=$(BUILD)/%)
+# tests/support/*.c (starting real redis-server and PostgreSQL) is linked into every test binary;
+# it uses nothing of libgatehouse, so its place after the library on the link line is harmless.
+TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/support/*.c)))
 
 .SECONDARY:
 .PHONY: all deps run test test-unit test-integration check-alloc clean format bench \
@@ -82,6 +85,8 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+$(UNIT_BIN) $(INTEG_BIN): $(TEST_SUPPORT)
+
 # ---- fuzz targets: tests/fuzz/fuzz_X.c -> $(BUILD)/tests/fuzz/fuzz_X ----
 # With SANITIZER=fuzzer they are libFuzzer binaries; in every other build replay.c is their
 # main(), which runs given inputs once (the corpora and regressions, in `make test`).
@@ -107,9 +112,25 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+# Token checks through the Redis backend next to the memory backend, and redis-benchmark GET as
+# the ceiling; starts its own redis-server on a free loopback port.
+.PHONY: bench-redis
+$(BUILD)/bench/bench_redis: $(TEST_SUPPORT)
+bench-redis: $(BUILD)/bench/bench_redis
+	./$(BUILD)/bench/bench_redis
+
+.PHONY: bench-load
+bench-load: $(BUILD)/bench/bench_load
+	./$(BUILD)/bench/bench_load
+
+# Token checks alone and under a login flood, through the real binary with wrk.
+.PHONY: bench-flood
+bench-flood: $(BUILD)/gatehouse
+	bash bench/bench_flood.sh $(BUILD)/gatehouse
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store
+BENCHES := bench-store bench-load bench-redis bench-flood
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
@@ -162,3 +183,4 @@ clean:
 # Test objects depend on the headers they include too (harness.h changes struct layouts).
 -include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
 -include $(FUZZ_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/tests/fuzz/replay.d
+-include $(TEST_SUPPORT:.o=.d)

@@ -6,7 +6,10 @@ PACKAGES=(
   build-essential pkg-config curl ca-certificates
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
+  libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
+  redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
+  wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
   # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
   clang libclang-rt-14-dev clang-format cppcheck valgrind

@@ -17,6 +17,7 @@
 #include "auth/token.h"
 #include "config/config.h"
 #include "http/http.h"
+#include "ratelimit/ratelimit.h"
 #include "store/session.h"
 #include "store/user.h"
 
@@ -49,7 +50,10 @@ typedef struct {
     gh_api_metrics_t *metrics;
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
-    const char *cookie_name; /* "gatehouse_session" or "__Host-gatehouse_session" */
+    const char *cookie_name;   /* "gatehouse_session" or "__Host-gatehouse_session" */
+    gh_ratelimit_t *ratelimit; /* login and registration throttles (throttle.c) */
+    gh_proxies_t proxies;      /* --trusted-proxies, parsed once at start */
+    _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -105,6 +109,35 @@ void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
 
+/* ---- abuse throttles (throttle.c) ---- */
+
+/* A login's claim on the throttles, held in the handler's state until the outcome is known. */
+typedef struct {
+    gh_ip_t client;
+    uint64_t account;
+    bool ip_taken;      /* an attempt was taken from the client's budget */
+    bool account_begun; /* an attempt was begun on the account */
+} gh_api_throttle_t;
+
+/* The address the request is throttled as: the peer, or the client a trusted proxy names
+ * (X-Forwarded-For, X-Real-IP; see gh_proxies_client). */
+void gh_api_client_ip(gh_req_t *r, gh_ip_t *out);
+/* Before a login looks anything up or hashes: takes an attempt from the client's budget
+ * (--throttle-ip) and begins one on the account (--throttle-account). Over either limit it
+ * replies 429 rate_limited with Retry-After, counts the login as rate_limited, and returns
+ * GH_ELIMIT holding nothing. */
+int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len,
+                          gh_api_throttle_t *t) GH_WUR;
+/* Settles a login's claim once its outcome is known (idempotent): success gives the attempt back
+ * and clears the account's failures; failure keeps it spent and counts against the account,
+ * logging and counting a lockout when back-off starts; overloaded gives everything back. user_id
+ * is 0 for an unknown user (only the log differs). */
+void gh_api_throttle_login_done(gh_req_t *r, gh_api_throttle_t *t, gh_login_result_t result,
+                                uint64_t user_id);
+/* Before a registration hashes: takes an attempt from the client's budget; 429 and GH_ELIMIT when
+ * it is spent. Registrations are never given back. */
+int gh_api_throttle_register(gh_req_t *r) GH_WUR;
+
 /* ---- handlers ---- */
 void gh_api_register(gh_req_t *r);        /* POST /v1/users */
 void gh_api_login(gh_req_t *r);           /* POST /v1/sessions */
@@ -130,13 +163,52 @@ void gh_api_admin_revoke_user_session(gh_req_t *r);
 typedef struct gh_node gh_node_t;
 /* Starts a node from a loaded configuration (copied). Logs what failed. */
 int gh_node_start(const gh_config_t *cfg, gh_node_t **out) GH_WUR;
+typedef struct {
+    int listen_fd;  /* an inherited listening socket the node takes over, or -1 to bind one */
+    bool successor; /* reload: load sessions as a successor and do not serve until
+                       gh_session_persist_takeover() and gh_node_serve() */
+} gh_node_opts_t;
+int gh_node_start_ex(const gh_config_t *cfg, const gh_node_opts_t *opts, gh_node_t **out) GH_WUR;
+/* Starts serving HTTP on the node's listening socket (no-op when it already does). */
+int gh_node_serve(gh_node_t *node) GH_WUR;
+/* Stops serving HTTP but keeps the listening socket open (gh_http_handoff). */
+void gh_node_handoff(gh_node_t *node, int64_t drain_ms);
+int gh_node_listen_fd(gh_node_t *node);
 /* Stops accepting, drains for up to drain_ms, stops everything, frees; *node = NULL. */
 void gh_node_stop(gh_node_t **node, int64_t drain_ms);
 gh_app_t *gh_node_app(gh_node_t *node);
 uint16_t gh_node_port(gh_node_t *node); /* the bound port (useful with port 0) */
 
+/* ---- reload and process lifecycle (reload.c) ---- */
+/* What this process inherited: a listening socket (from a predecessor, GATEHOUSE_LISTEN_FD, or
+ * from systemd socket activation, LISTEN_FDS) and the handover channel of a reload
+ * (GATEHOUSE_RELOAD_FD). Reads and removes those variables; -1 when absent. */
+typedef struct {
+    int listen_fd;
+    int handover_fd;
+    bool activated; /* listen_fd came from systemd */
+} gh_inherited_t;
+void gh_reload_inherited(gh_inherited_t *out);
+/* Remembers the binary and the arguments a reload re-executes. Call first in serve. */
+void gh_reload_init(int argc, char **argv);
+/* The bound port of a listening socket (0 when unknown). */
+uint16_t gh_reload_socket_port(int fd);
+/* The predecessor's side of a reload (SIGHUP). Returns true when the successor has taken over:
+ * the node has stopped serving and its session store is detached, so the caller stops the node
+ * and exits 0. False when the successor failed: the node still (or again) serves. */
+bool gh_reload_handover(gh_node_t *node);
+/* The successor's side: tells the predecessor the sessions are loaded, waits until it has
+ * stopped, takes the session database over and starts serving. Returns 0 or an error (then
+ * the caller exits and the predecessor serves on). */
+int gh_reload_successor(gh_node_t *node, int handover_fd) GH_WUR;
+/* <data-dir>/gatehouse.pid: written once serving, removed at a clean stop if it is still ours. */
+int gh_reload_pidfile_write(const char *data_dir) GH_WUR;
+void gh_reload_pidfile_remove(const char *data_dir);
+
 /* ---- commands ---- */
 int gh_serve_main(int argc, char **argv);
 int gh_user_cmd_main(int argc, char **argv);
+/* `gatehouse reload`: signals the node named by <data-dir>/gatehouse.pid and waits for it. */
+int gh_reload_cmd_main(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/probe.h"
 #include "watch/metrics.h"
 
 #define MAX_ROUTE_LABELS 32
@@ -31,6 +32,10 @@ struct gh_api_metrics {
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
+
+    /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
+    gh_metric_t *store_durations;
+    gh_metric_t *store_errors;
 };
 
 static size_t code_index(int status)
@@ -150,6 +155,63 @@ static int collect_queue_depth(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The throttles' figures, read at scrape time like the other callback families. */
+static int collect_ratelimit(void *ctx, double *v, size_t n, int which)
+{
+    gh_app_t *app = ctx;
+    if (!app->ratelimit)
+        return 1;
+    gh_ratelimit_stats_t st;
+    gh_ratelimit_stats(app->ratelimit, &st);
+    /* Series order follows the label values: {"ip", "account"}. */
+    const uint64_t by[][2] = {{st.ip_rejected, st.account_rejected},
+                              {st.ip_entries, st.account_entries},
+                              {st.ip_capacity, st.account_capacity},
+                              {st.ip_evictions, st.account_evictions},
+                              {st.lockouts, 0}};
+    for (size_t i = 0; i < n && i < 2; i++)
+        v[i] = (double)by[which][i];
+    return 0;
+}
+
+static int collect_rl_rejected(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 0);
+}
+
+static int collect_rl_entries(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 1);
+}
+
+static int collect_rl_capacity(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 2);
+}
+
+static int collect_rl_evictions(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 3);
+}
+
+static int collect_rl_lockouts(void *ctx, double *v, size_t n)
+{
+    return collect_ratelimit(ctx, v, n, 4);
+}
+
+static int collect_deadline_cuts(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_http_server_t *http = atomic_load(&app->http);
+    if (!http || n < 2)
+        return 1;
+    uint64_t header, body;
+    gh_http_deadline_cuts(http, &header, &body);
+    v[0] = (double)header;
+    v[1] = (double)body;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -204,6 +266,11 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t result_label[] = {{"result", results, GH_LOGIN__COUNT}};
     const gh_metric_label_t reason_label[] = {{"reason", reasons, GH_END__COUNT}};
     const gh_metric_label_t comp_label[] = {{"component", components, GH_MEM__COUNT}};
+    static const char *const rl_kinds[] = {"ip", "account"};
+    const gh_metric_label_t rl_kind_label[] = {{"kind", rl_kinds, 2}};
+    const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
+    static const char *const deadlines[] = {"header", "body"};
+    const gh_metric_label_t deadline_label[] = {{"deadline", deadlines, 2}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -251,8 +318,46 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_memory_allocator_in_use_bytes",
                          "Bytes in use according to the C allocator (mallinfo2).", GH_METRIC_GAUGE,
                          NULL, 0, collect_allocator, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_rejected_total",
+                         "Logins and registrations refused with 429, by the throttle that refused "
+                         "them (per client IP, or per account in back-off).",
+                         GH_METRIC_COUNTER, rl_kind_label, 1, collect_rl_rejected, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_entries",
+                         "Throttle table slots in use (fixed capacity; old entries are replaced).",
+                         GH_METRIC_GAUGE, rl_table_label, 1, collect_rl_entries, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_capacity", "Throttle table slots.",
+                         GH_METRIC_GAUGE, rl_table_label, 1, collect_rl_capacity, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_evictions_total",
+                         "Live throttle entries replaced because their set was full (a flood of "
+                         "distinct addresses or usernames).",
+                         GH_METRIC_COUNTER, rl_table_label, 1, collect_rl_evictions, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_ratelimit_lockouts_total",
+                         "Accounts that entered login back-off after --throttle-account "
+                         "consecutive failures.",
+                         GH_METRIC_COUNTER, NULL, 0, collect_rl_lockouts, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_http_connections_cut_total",
+                         "Connections cut for taking longer than --header-timeout to send a "
+                         "request head (or to start the next one) or --body-timeout to send a "
+                         "body.",
+                         GH_METRIC_COUNTER, deadline_label, 1, collect_deadline_cuts, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
+    const gh_metric_label_t store_labels[] = {{"store", gh_store_kind_names, GH_STORE__COUNT},
+                                              {"op", gh_store_op_names, GH_STORE_OP__COUNT}};
+    gh_metric_desc_t store_dur = {.name = "gatehouse_store_request_duration_seconds",
+                                  .help = "Round trips to a network store, by store and operation.",
+                                  .type = GH_METRIC_HISTOGRAM,
+                                  .labels = store_labels,
+                                  .nlabels = 2,
+                                  .buckets = gh_metric_latency_buckets,
+                                  .nbuckets = gh_metric_latency_nbuckets,
+                                  .flags = GH_METRIC_SKIP_ZERO};
+    if ((rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
+        (rc = add_family(reg, "gatehouse_store_errors_total",
+                         "Store round trips that failed (no answer, or an error answer).",
+                         GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
+        goto fail;
+    (void)gh_store_probe_attach(m->store_durations, m->store_errors);
     app->metrics = m;
     return 0;
 fail:
@@ -265,6 +370,7 @@ void gh_api_metrics_destroy(gh_app_t *app)
 {
     if (!app->metrics)
         return;
+    gh_store_probe_detach(app->metrics->store_durations);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;

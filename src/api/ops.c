@@ -20,6 +20,10 @@ void gh_api_readyz(gh_req_t *r)
         gh_reply_error(r, 503, "store_unavailable", "the user store does not answer");
         return;
     }
+    if (gh_session_ping(app->sessions) != 0) {
+        gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
+        return;
+    }
     static const char body[] = "{\"status\":\"ready\"}";
     (void)gh_reply(r, 200, "application/json", body, sizeof body - 1);
 }

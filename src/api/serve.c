@@ -9,17 +9,21 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/version.h"
 #include "mem/mem.h"
 
@@ -55,6 +59,8 @@ static void *janitor_main(void *arg)
         size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
         if (n)
             GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        /* systemd's watchdog hears from the thread that proves the session store is alive. */
+        gh_notify_watchdog();
         pthread_mutex_lock(&j->lock);
     }
     pthread_mutex_unlock(&j->lock);
@@ -66,6 +72,57 @@ static size_t fmt_bytes(uint64_t b, char *out, size_t n)
     return (size_t)snprintf(out, n, "%.1fMiB", (double)b / (1024.0 * 1024.0));
 }
 
+static unsigned clamp_ms(int64_t ms)
+{
+    return ms > (int64_t)UINT_MAX ? UINT_MAX : ms < 0 ? 0 : (unsigned)ms;
+}
+
+/* Connections per network store: one for each HTTP thread, the janitor and /metrics, so a
+ * request never waits for a connection another request holds. */
+static unsigned store_pool_size(const gh_config_t *cfg)
+{
+    return cfg->http_threads + 2;
+}
+
+/* The user store the configuration names: SQLite in the data dir, or PostgreSQL. */
+static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
+{
+    int rc;
+    if (cfg->user_store == GH_USER_STORE_POSTGRES) {
+        gh_user_postgres_options_t o = {.url = cfg->postgres_url,
+                                        .pool_size = store_pool_size(cfg)};
+        if ((rc = gh_user_postgres_open(&o, out)) != 0)
+            GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("store", "postgres"),
+                   GH_LS("error", gh_strerror(rc)));
+        return rc;
+    }
+    if ((rc = gh_user_sqlite_open(cfg->data_dir, out)) != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
+               GH_LS("error", gh_strerror(rc)));
+    return rc;
+}
+
+/* Sessions in Redis, shared with the other nodes (the in-memory store is opened, with its
+ * persistence, in gh_node_start_ex). Lookups record last use at most every idle_ttl/100 (capped
+ * at 10 s): a token checked many times a second then costs reads, not writes, and the idle
+ * deadline is early by at most that much. */
+static int open_redis_sessions(const gh_config_t *cfg, gh_session_store_t **out)
+{
+    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
+                                  .idle_ttl_ms = cfg->idle_ttl_ms,
+                                  .max_per_user = cfg->max_sessions_per_user,
+                                  .policy = cfg->session_policy};
+    int64_t touch = cfg->idle_ttl_ms / 100;
+    gh_session_redis_options_t o = {.url = cfg->redis_url,
+                                    .pool_size = store_pool_size(cfg),
+                                    .touch_interval_ms = touch < 10000 ? touch : 10000};
+    int rc = gh_session_redis_open(&limits, &o, out);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("store", "redis"),
+               GH_LS("error", gh_strerror(rc)));
+    return rc;
+}
+
 struct gh_node {
     gh_app_t app;
     gh_http_server_t *http;
@@ -73,6 +130,9 @@ struct gh_node {
     pthread_t janitor_thread;
     bool janitor_started;
     uint16_t port;
+    int listen_fd;                  /* owned by http while it runs; by the node otherwise */
+    gh_http_options_t hopt;         /* kept so HTTP can start (again) on listen_fd */
+    gh_session_load_stats_t loaded; /* what the session store brought back at start */
 };
 
 gh_app_t *gh_node_app(gh_node_t *n)
@@ -90,7 +150,13 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_node_t *n = *np;
     if (!n)
         return;
-    gh_http_stop(&n->http, drain_ms);
+    atomic_store(&n->app.http, NULL); /* metrics stop reading the server's counters */
+    if (n->http) {
+        gh_http_stop(&n->http, drain_ms); /* closes the listening socket */
+        n->listen_fd = -1;
+    }
+    if (n->listen_fd >= 0)
+        close(n->listen_fd);
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -100,6 +166,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     }
     gh_password_pool_stop(&n->app.passwords);
     gh_api_metrics_destroy(&n->app);
+    gh_ratelimit_destroy(&n->app.ratelimit);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
     pthread_mutex_destroy(&n->janitor.lock);
@@ -111,11 +178,20 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
 
 int gh_node_start(const gh_config_t *config, gh_node_t **out)
 {
+    return gh_node_start_ex(config, NULL, out);
+}
+
+int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_node_t **out)
+{
+    static const gh_node_opts_t defaults = {.listen_fd = -1};
+    if (!opts)
+        opts = &defaults;
     if (sodium_init() < 0)
         return GH_EINTERNAL;
     gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
     if (!n)
         return GH_ENOMEM;
+    n->listen_fd = -1;
     gh_app_t *app = &n->app;
     app->cfg = *config;
     gh_config_t *cfg = &app->cfg;
@@ -128,31 +204,31 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
     pthread_cond_init(&n->janitor.wake, NULL);
 
     int rc, listen_fd = -1;
-    if (cfg->user_store != GH_USER_STORE_SQLITE || cfg->session_store != GH_SESSION_STORE_MEMORY) {
-        GH_LOG(GH_LOG_ERROR, "this build supports --user-store sqlite and --session-store memory",
-               GH_LS("hint", "postgres and redis backends are not built yet"));
-        rc = GH_EINVAL;
-        goto fail;
-    }
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         GH_LOG(GH_LOG_ERROR, "cannot create the data directory", GH_LS("data_dir", cfg->data_dir),
                GH_LS("error", strerror(errno)));
         rc = GH_EIO;
         goto fail;
     }
-    if ((rc = gh_user_sqlite_open(cfg->data_dir, &app->users)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
-               GH_LS("error", gh_strerror(rc)));
+    if ((rc = open_user_store(cfg, &app->users)) != 0)
         goto fail;
-    }
-    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
-                                  .idle_ttl_ms = cfg->idle_ttl_ms,
-                                  .max_per_user = cfg->max_sessions_per_user,
-                                  .budget_bytes = cfg->session_memory,
-                                  .policy = cfg->session_policy};
-    if ((rc = gh_session_memory_open(&limits, &app->sessions)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
-        goto fail;
+    if (cfg->session_store == GH_SESSION_STORE_REDIS) {
+        if ((rc = open_redis_sessions(cfg, &app->sessions)) != 0)
+            goto fail;
+    } else {
+        gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
+                                      .idle_ttl_ms = cfg->idle_ttl_ms,
+                                      .max_per_user = cfg->max_sessions_per_user,
+                                      .budget_bytes = cfg->session_memory,
+                                      .policy = cfg->session_policy};
+        if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
+                                          &n->loaded, &app->sessions)) != 0) {
+            GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
+            goto fail;
+        }
+        GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
+               GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
+               GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
     }
     gh_password_params_t pp = {.memory = cfg->hash_memory,
                                .ops = cfg->hash_ops,
@@ -160,6 +236,22 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                                .queue = cfg->hash_queue};
     if ((rc = gh_password_pool_start(&pp, &app->passwords)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if ((rc = gh_proxies_parse(cfg->trusted_proxies, &app->proxies)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot use --trusted-proxies", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    gh_ratelimit_params_t rp = {.ip_count = cfg->throttle_ip_count,
+                                .ip_window_ms = cfg->throttle_ip_window_ms,
+                                .account_threshold = cfg->throttle_account,
+                                .account_base_delay_ms = GH_RATELIMIT_BASE_DELAY_MS,
+                                .account_max_delay_ms = GH_RATELIMIT_MAX_DELAY_MS,
+                                .account_forget_ms = GH_RATELIMIT_FORGET_MS,
+                                .ip_slots = GH_RATELIMIT_IP_SLOTS,
+                                .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
+    if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     if ((rc = gh_api_metrics_init(app)) != 0) {
@@ -172,12 +264,17 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
         goto fail;
     }
     n->janitor_started = true;
-    if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
+    if (opts->listen_fd >= 0) {
+        /* Inherited from a predecessor or from systemd: already bound and listening. */
+        listen_fd = opts->listen_fd;
+        n->port = gh_reload_socket_port(listen_fd);
+    } else if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot listen", GH_LS("host", cfg->listen_host),
                GH_LI("port", cfg->listen_port), GH_LS("error", strerror(errno)));
         rc = GH_EIO;
         goto fail;
     }
+    n->listen_fd = listen_fd;
     gh_http_options_t hopt = {.listen_fd = listen_fd,
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,
@@ -186,15 +283,17 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
                                   (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
                               .connection_memory = cfg->connection_memory,
                               .max_body = cfg->max_body,
+                              .max_requests_per_connection = cfg->max_requests_per_connection,
+                              .header_timeout_ms = clamp_ms(cfg->header_timeout_ms),
+                              .body_timeout_ms = clamp_ms(cfg->body_timeout_ms),
                               .routes = gh_api_routes,
                               .nroutes = gh_api_nroutes,
                               .app = app,
                               .on_complete = gh_api_on_complete};
-    if ((rc = gh_http_start(&hopt, &n->http)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
-        close(listen_fd);
+    n->hopt = hopt;
+    /* A successor serves only after it has taken the session database over (reload.c). */
+    if (!opts->successor && (rc = gh_node_serve(n)) != 0)
         goto fail;
-    }
     *out = n;
     return 0;
 fail:
@@ -202,14 +301,49 @@ fail:
     return rc;
 }
 
+int gh_node_serve(gh_node_t *n)
+{
+    if (n->http)
+        return 0;
+    int rc = gh_http_start(&n->hopt, &n->http);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
+    else
+        atomic_store(&n->app.http, n->http);
+    return rc;
+}
+
+void gh_node_handoff(gh_node_t *n, int64_t drain_ms)
+{
+    atomic_store(&n->app.http, NULL);
+    gh_http_handoff(&n->http, drain_ms); /* listen_fd stays open, owned by the node again */
+}
+
+int gh_node_listen_fd(gh_node_t *n)
+{
+    return n->listen_fd;
+}
+
+static uint64_t active_sessions(gh_node_t *n)
+{
+    gh_session_stats_t st;
+    gh_session_stats(n->app.sessions, &st);
+    return st.active;
+}
+
 int gh_serve_main(int argc, char **argv)
 {
     gh_config_t cfg;
     char err[512];
+    gh_inherited_t inh;
+    gh_reload_init(argc, argv);
+    gh_notify_init();
+    gh_reload_inherited(&inh); /* before anything can fail: the fds must not leak on */
     int rc = gh_config_load(&cfg, argc, argv, stdout, err, sizeof err);
     if (rc == 1)
         return 0;
     if (rc != 0) {
+        /* In a reload this line lands in the predecessor's log, which serves on. */
         fprintf(stderr, "gatehouse: %s\n", err);
         return 2;
     }
@@ -225,14 +359,32 @@ int gh_serve_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     gh_node_t *node = NULL;
-    rc = gh_node_start(&cfg, &node);
+    gh_node_opts_t opts = {.listen_fd = inh.listen_fd, .successor = inh.handover_fd >= 0};
+    rc = gh_node_start_ex(&cfg, &opts, &node);
     sodium_memzero(cfg.admin_token, sizeof cfg.admin_token);
     if (rc != 0)
         return rc == GH_EINVAL ? 2 : 1;
+    if (inh.handover_fd >= 0 && (rc = gh_reload_successor(node, inh.handover_fd)) != 0) {
+        gh_node_stop(&node, 0);
+        return 1;
+    }
+    if (gh_reload_pidfile_write(cfg.data_dir) != 0)
+        GH_LOG(GH_LOG_WARN, "cannot write the pid file; `gatehouse reload` will not find us",
+               GH_LS("data_dir", cfg.data_dir));
 
     char addr[GH_CONFIG_STR + 16], limit[32], budget[32];
     bool v6 = strchr(cfg.listen_host, ':') != NULL;
     snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", cfg.listen_host, node->port);
+    if (inh.listen_fd >= 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[64];
+        if (getsockname(inh.listen_fd, (struct sockaddr *)&ss, &sl) == 0 &&
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) ==
+                0)
+            snprintf(addr, sizeof addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+                     node->port);
+    }
     fmt_bytes(cfg.memory_limit, limit, sizeof limit);
     fmt_bytes(cfg.session_memory, budget, sizeof budget);
     GH_LOG(
@@ -240,21 +392,34 @@ int gh_serve_main(int argc, char **argv)
         GH_LS("data_dir", cfg.data_dir), GH_LS("memory_limit", limit),
         GH_LS("session_budget", budget),
         GH_LS("session_policy", cfg.session_policy == GH_POLICY_REFUSE ? "refuse" : "evict-idle"),
-        GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers));
+        GH_LI("http_threads", cfg.http_threads), GH_LI("hash_workers", cfg.hash_workers),
+        GH_LI("sessions", active_sessions(node)), GH_LB("socket_activated", inh.activated),
+        GH_LB("reloaded", inh.handover_fd >= 0));
+    char ready[64];
+    snprintf(ready, sizeof ready, "MAINPID=%ld\nREADY=1", (long)getpid());
+    (void)gh_notify(ready);
 
+    bool handed_over = false;
     for (;;) {
         int sig = 0;
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            GH_LOG(GH_LOG_INFO, "SIGHUP ignored: reload is not built yet");
+            if (gh_reload_handover(node)) {
+                handed_over = true;
+                break;
+            }
             continue;
         }
+        (void)gh_notify("STOPPING=1");
         GH_LOG(GH_LOG_INFO, "stopping", GH_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-               GH_LI("inflight", gh_http_inflight(node->http)));
+               GH_LI("inflight", node->http ? gh_http_inflight(node->http) : 0));
         break;
     }
     gh_node_stop(&node, DRAIN_MS);
-    GH_LOG(GH_LOG_INFO, "stopped");
+    /* After a handover the pid file names the successor, and stays. */
+    if (!handed_over)
+        gh_reload_pidfile_remove(cfg.data_dir);
+    GH_LOG(GH_LOG_INFO, handed_over ? "stopped after handing over" : "stopped");
     return 0;
 }

@@ -22,6 +22,7 @@ typedef struct {
     gh_user_t user;
     bool user_found;
     gh_password_result_t verdict;
+    gh_api_throttle_t throttle;
 } login_state_t;
 
 static int hexval(char c)
@@ -170,6 +171,11 @@ static void login_finish(gh_req_t *r)
     gh_app_t *app = r->app;
     login_state_t *st = r->state;
     int v = st->verdict.result;
+    gh_api_throttle_login_done(r, &st->throttle,
+                               v == GH_EBUSY || v == GH_ENOMEM ? GH_LOGIN_OVERLOADED
+                               : v != 0 || !st->user_found     ? GH_LOGIN_FAILURE
+                                                               : GH_LOGIN_SUCCESS,
+                               st->user_found ? st->user.id : 0);
     if (v == GH_EBUSY || v == GH_ENOMEM) {
         gh_api_count_login(app, GH_LOGIN_OVERLOADED);
         gh_api_reply_err(r, v);
@@ -233,11 +239,16 @@ void gh_api_login(gh_req_t *r)
     }
     memset(st, 0, sizeof *st);
     r->state = st;
+    if (gh_api_throttle_login(r, user, ulen, &st->throttle) != 0) {
+        json_decref(json);
+        return;
+    }
     if (gh_auth_username_valid(user, ulen) && plen <= GH_PASSWORD_MAX) {
         int rc = gh_user_get_by_name(app->users, user, &st->user);
         if (rc == 0) {
             st->user_found = true;
         } else if (rc != GH_ENOTFOUND) {
+            gh_api_throttle_login_done(r, &st->throttle, GH_LOGIN_OVERLOADED, 0);
             json_decref(json);
             gh_api_reply_err(r, rc);
             return;

@@ -4,6 +4,8 @@
  * the same --data-dir and hashes at the same cost). The password comes from a TTY prompt with
  * echo off (asked twice), or as one line on standard input for scripts; it is wiped after use.
  *
+ * With --user-store postgres it works on the shared table every node uses.
+ *
  * With the embedded default (SQLite users, in-memory sessions) a running node sees a deleted
  * user on the session's next check and ends the session then; a password changed here does not
  * end sessions a running node holds (docs/OPERATIONS.md says so).
@@ -143,12 +145,15 @@ int gh_user_cmd_main(int argc, char **argv)
     gh_log_setup(GH_LOG_TEXT, GH_LOG_WARN);
     if (sodium_init() < 0)
         return 1;
-    if (cfg.user_store != GH_USER_STORE_SQLITE) {
-        fprintf(stderr, "gatehouse: --user-store: only sqlite is built in this version\n");
-        return 2;
-    }
     gh_user_store_t *store = NULL;
-    if ((rc = gh_user_sqlite_open(cfg.data_dir, &store)) != 0) {
+    if (cfg.user_store == GH_USER_STORE_POSTGRES) {
+        gh_user_postgres_options_t po = {.url = cfg.postgres_url, .pool_size = 1};
+        if ((rc = gh_user_postgres_open(&po, &store)) != 0) {
+            fprintf(stderr, "gatehouse: cannot open the user store in PostgreSQL: %s\n",
+                    gh_strerror(rc));
+            return 1;
+        }
+    } else if ((rc = gh_user_sqlite_open(cfg.data_dir, &store)) != 0) {
         fprintf(stderr, "gatehouse: cannot open the user store in %s: %s\n", cfg.data_dir,
                 gh_strerror(rc));
         return 1;

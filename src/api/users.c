@@ -117,6 +117,8 @@ void gh_api_register(gh_req_t *r)
         gh_reply_error(r, 403, "registration_closed", "registration is closed");
         return;
     }
+    if (r->phase == 0 && gh_api_throttle_register(r) != 0)
+        return;
     create_user(r);
 }
 

@@ -67,6 +67,7 @@ static const char *const user_store_choices[] = {"sqlite", "postgres", NULL};
 static const char *const session_store_choices[] = {"memory", "redis", NULL};
 static const char *const log_format_choices[] = {"json", "text", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const durability_choices[] = {"normal", "full", NULL};
 
 static bool check_cidrs(const char *v);
 static bool check_hostport(const char *v);
@@ -82,6 +83,10 @@ static const keydesc_t keys[] = {
      .group = "network"},
     {.name = "data-dir", .kind = K_STR, FIELD(data_dir), .def = "./var", .metavar = "DIR",
      .help = "SQLite files and other local state", .group = "network"},
+    {.name = "durability", .kind = K_ENUM, FIELD(durability), .def = "normal",
+     .metavar = "normal|full",
+     .help = "sessions.db commits: normal survives a crash, full also a power loss (fsync each)",
+     .group = "network", .choices = durability_choices},
 
     {.name = "session-ttl", .kind = K_DURATION, FIELD(session_ttl_ms), .def = "12h",
      .metavar = "DURATION", .help = "absolute session lifetime", .group = "sessions", .min = 1},
@@ -110,7 +115,8 @@ static const keydesc_t keys[] = {
      .help = "argon2id time cost (minimum 1, for tests)", .group = "passwords", .min = 1,
      .max = UINT32_MAX},
     {.name = "hash-workers", .kind = K_UINT, FIELD(hash_workers), .def = "auto",
-     .shown = "number of cores", .metavar = "N|auto", .help = "password hashing threads",
+     .shown = "half the cores, at least 1", .metavar = "N|auto",
+     .help = "password hashing threads (leave cores free for token checks under a login flood)",
      .group = "passwords", .min = 1, .max = 1024, .flags = F_AUTO},
     {.name = "hash-queue", .kind = K_UINT, FIELD(hash_queue), .def = "64", .metavar = "N",
      .help = "password requests that may wait for a worker; past this, 503",
@@ -123,8 +129,10 @@ static const keydesc_t keys[] = {
      .help = "failed logins plus registrations per client IP per window (0 = off)",
      .group = "accounts and abuse"},
     {.name = "throttle-account", .kind = K_UINT, FIELD(throttle_account), .def = "10",
-     .metavar = "N", .help = "consecutive failed logins before an account's back-off starts",
-     .group = "accounts and abuse", .min = 1},
+     .metavar = "N",
+     .help = "consecutive failed logins before an account's back-off starts (1 s doubling to "
+             "15 min, cleared by a success; at most 100, NIST SP 800-63B)",
+     .group = "accounts and abuse", .min = 1, .max = 100},
     {.name = "trusted-proxies", .kind = K_STR, FIELD(trusted_proxies), .def = "",
      .metavar = "CIDR,...", .help = "proxies whose X-Forwarded-For/X-Real-IP name the client",
      .group = "accounts and abuse", .check = check_cidrs,
@@ -181,14 +189,28 @@ static const keydesc_t keys[] = {
      .def = "64", .metavar = "N", .help = "open connections from one client IP",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-timeout", .kind = K_DURATION, FIELD(connection_timeout_ms),
-     .def = "30s", .metavar = "DURATION", .help = "idle connections are closed after this",
+     .def = "30s", .metavar = "DURATION", .help = "a connection silent both ways this long is closed",
      .group = "HTTP limits", .min = 1},
     {.name = "connection-memory", .kind = K_SIZE, FIELD(connection_memory), .def = "64KiB",
-     .metavar = "SIZE", .help = "memory pool per connection (headers and small bodies)",
+     .metavar = "SIZE",
+     .help = "memory pool per connection: bounds the request line and the size and number of "
+             "headers (past it: 431, or 414 for the URL)",
      .group = "HTTP limits", .min = 4 * KIB, .max = SIZE_MAX},
     {.name = "max-body", .kind = K_SIZE, FIELD(max_body), .def = "64KiB", .metavar = "SIZE",
      .help = "largest request body; larger gets 413", .group = "HTTP limits", .min = 1 * KIB,
      .max = SIZE_MAX},
+    {.name = "max-requests-per-connection", .kind = K_UINT, FIELD(max_requests_per_connection),
+     .def = "1000", .metavar = "N",
+     .help = "keep-alive requests on one connection before it is closed (0 = no limit)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "header-timeout", .kind = K_DURATION, FIELD(header_timeout_ms), .def = "10s",
+     .metavar = "DURATION",
+     .help = "whole request head must arrive within this of the connection opening or the "
+             "previous response, however slowly it trickles; also ends idle keep-alive (0 = off)",
+     .group = "HTTP limits", .min = 0},
+    {.name = "body-timeout", .kind = K_DURATION, FIELD(body_timeout_ms), .def = "10s",
+     .metavar = "DURATION", .help = "whole request body must arrive within this of the head (0 = off)",
+     .group = "HTTP limits", .min = 0},
 };
 /* clang-format on */
 
@@ -745,6 +767,7 @@ static_assert(sizeof(gh_user_store_kind_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_session_store_kind_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_log_format_t) == sizeof(int), "K_ENUM stores int");
 static_assert(sizeof(gh_log_level_t) == sizeof(int), "K_ENUM stores int");
+static_assert(sizeof(gh_durability_t) == sizeof(int), "K_ENUM stores int");
 
 static int find_key(const char *name, size_t len)
 {
@@ -996,8 +1019,10 @@ static int resolve_and_check(load_t *ld)
         cores = 1;
     if (cores > 1024)
         cores = 1024;
+    /* Half the cores: argon2id is memory-bound, so more workers add little login throughput,
+     * while a pool that fills every core makes token checks wait (docs/BENCHMARKS.md, flood). */
     if (cfg->hash_workers == 0)
-        cfg->hash_workers = (uint32_t)cores;
+        cfg->hash_workers = cores > 1 ? (uint32_t)cores / 2 : 1;
     if (cfg->http_threads == 0)
         cfg->http_threads = (uint32_t)cores;
 

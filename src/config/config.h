@@ -22,6 +22,9 @@
 typedef enum { GH_POLICY_EVICT_IDLE = 0, GH_POLICY_REFUSE } gh_session_policy_t;
 typedef enum { GH_USER_STORE_SQLITE = 0, GH_USER_STORE_POSTGRES } gh_user_store_kind_t;
 typedef enum { GH_SESSION_STORE_MEMORY = 0, GH_SESSION_STORE_REDIS } gh_session_store_kind_t;
+/* How sessions.db commits: normal survives a process crash (WAL, synchronous=NORMAL), full also
+ * a power loss (synchronous=FULL: an fsync per login and per logout). */
+typedef enum { GH_DURABILITY_NORMAL = 0, GH_DURABILITY_FULL } gh_durability_t;
 
 #define GH_CONFIG_STR 512
 
@@ -30,6 +33,7 @@ typedef struct {
     char listen_host[GH_CONFIG_STR]; /* "127.0.0.1" */
     uint16_t listen_port;            /* 8080; 0 = pick a free port */
     char data_dir[GH_CONFIG_STR];    /* "./var" */
+    gh_durability_t durability;      /* normal */
 
     /* sessions */
     int64_t session_ttl_ms;         /* 12h */
@@ -71,12 +75,15 @@ typedef struct {
     gh_log_level_t log_level;          /* info */
 
     /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
-    uint32_t http_threads;           /* 0 in the file = number of cores; resolved by load */
-    uint32_t max_connections;        /* 1024 */
-    uint32_t max_connections_per_ip; /* 64 */
-    int64_t connection_timeout_ms;   /* 30s */
-    uint64_t connection_memory;      /* 64KiB per connection (libmicrohttpd pool) */
-    uint64_t max_body;               /* 64KiB; larger -> 413 */
+    uint32_t http_threads;                /* 0 in the file = number of cores; resolved by load */
+    uint32_t max_connections;             /* 1024 */
+    uint32_t max_connections_per_ip;      /* 64 */
+    int64_t connection_timeout_ms;        /* 30s */
+    uint64_t connection_memory;           /* 64KiB per connection (libmicrohttpd pool) */
+    uint64_t max_body;                    /* 64KiB; larger -> 413 */
+    uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
+    int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */
+    int64_t body_timeout_ms;   /* 10s: whole body, from the end of the head */
 } gh_config_t;
 
 /* Fills cfg with the built-in defaults (auto values still 0). */

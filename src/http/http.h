@@ -96,6 +96,12 @@ typedef struct {
     unsigned connection_timeout_s;
     size_t connection_memory;
     size_t max_body;
+    unsigned max_requests_per_connection; /* then "Connection: close"; 0 = no limit */
+    /* Total time (not gaps between bytes) a connection may take to deliver a request head,
+     * counted from its accept or its previous response (so it also ends idle keep-alive), and
+     * then the body; past either it is cut. 0 = no deadline. */
+    unsigned header_timeout_ms;
+    unsigned body_timeout_ms;
     const gh_route_t *routes;
     size_t nroutes;
     void *app;
@@ -111,8 +117,14 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out) GH_WUR;
 /* Stops accepting, waits up to drain_ms for in-flight requests (suspended ones included) to
  * finish, then closes every connection and frees the server. *s = NULL. */
 void gh_http_stop(gh_http_server_t **s, int64_t drain_ms);
+/* Like gh_http_stop, but leaves the listening socket open for the caller (a reload hands it
+ * to the next process): stops accepting, answers every further request with Connection: close,
+ * and waits up to drain_ms for the connections to close and requests to finish. */
+void gh_http_handoff(gh_http_server_t **s, int64_t drain_ms);
 /* Requests that have started and not completed. */
 size_t gh_http_inflight(gh_http_server_t *s);
+/* Connections cut for missing the header deadline and the body deadline, since start. */
+void gh_http_deadline_cuts(gh_http_server_t *s, uint64_t *header, uint64_t *body);
 
 /* Router: finds the route for method+path. Returns the index, or -1 with *allowed set to the
  * method mask of routes whose template matches the path (0 = no such path → 404). */
@@ -127,6 +139,10 @@ unsigned gh_http_method_parse(const char *name);
 const char *gh_req_header(gh_req_t *r, const char *name);
 const char *gh_req_cookie(gh_req_t *r, const char *name);
 const char *gh_req_query(gh_req_t *r, const char *name);
+/* Every value of a header that may be sent on several lines (X-Forwarded-For), in the order
+ * received. Keeps the LAST max values when there are more (the right end of such a list is the
+ * part written by the nearest hops). Returns how many were stored in out. */
+size_t gh_req_header_values(gh_req_t *r, const char *name, const char **out, size_t max);
 /* Client address as text ("127.0.0.1"); out must hold 64 bytes. */
 void gh_req_peer(gh_req_t *r, char out[64]);
 

@@ -14,11 +14,13 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,8 +28,20 @@
 #include "common/clock.h"
 #include "common/log.h"
 
+typedef struct conn_state conn_state_t;
+
+#define REAPER_PERIOD_MS 250
+
 struct gh_http_server {
     struct MHD_Daemon *daemon;
+    /* Every open connection, for the header and body deadlines (reaper_main). */
+    pthread_mutex_t conns_lock;
+    pthread_cond_t reaper_wake;
+    conn_state_t *slots, *free_slots;
+    size_t nslots;
+    pthread_t reaper;
+    bool reaper_started, reaper_stop;
+    _Atomic uint64_t cut_header, cut_body; /* connections cut by each deadline */
     gh_http_options_t opt;
     _Atomic size_t inflight;
     _Atomic bool draining;
@@ -104,6 +118,36 @@ const char *gh_req_cookie(gh_req_t *r, const char *name)
 const char *gh_req_query(gh_req_t *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct {
+    const char *name;
+    const char **out;
+    size_t max, n;
+} header_values_t;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    header_values_t *hv = cls;
+    if (!value || strcasecmp(key, hv->name) != 0)
+        return MHD_YES;
+    if (hv->n == hv->max) { /* keep the last max: drop the oldest */
+        memmove(hv->out, hv->out + 1, (hv->max - 1) * sizeof *hv->out);
+        hv->n--;
+    }
+    hv->out[hv->n++] = value;
+    return MHD_YES;
+}
+
+size_t gh_req_header_values(gh_req_t *r, const char *name, const char **out, size_t max)
+{
+    header_values_t hv = {.name = name, .out = out, .max = max};
+    if (max == 0)
+        return 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &hv);
+    return hv.n;
 }
 
 void gh_req_peer(gh_req_t *r, char out[64])
@@ -198,6 +242,126 @@ void gh_reply_error(gh_req_t *r, int status, const char *code, const char *messa
         (void)gh_reply_header(r, "Retry-After", "1");
 }
 
+/* Where a connection is in its request cycle, for the deadlines the reaper enforces. */
+enum {
+    PHASE_WAITING, /* accepted, or answered: the next request head must arrive in time */
+    PHASE_BODY,    /* head received: the body must arrive in time */
+    PHASE_HANDLING /* complete: ours to answer (a login may wait on the password pool) */
+};
+
+/* Per connection (MHD's socket context): one slot of a table sized to --max-connections and
+ * allocated at start, so opening a connection allocates nothing. */
+struct conn_state {
+    conn_state_t *next_free; /* under s->conns_lock */
+    bool in_use;             /* under s->conns_lock */
+    bool cut;                /* the reaper has shut it down (under s->conns_lock) */
+    int fd;
+    unsigned requests; /* answered so far, for the keep-alive limit (its MHD thread only) */
+    _Atomic int phase;
+    _Atomic int64_t since_ms; /* monotonic; when the phase began */
+};
+
+static int64_t mono_ms(void)
+{
+    return gh_clock_mono_ns() / 1000000;
+}
+
+static conn_state_t *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_phase(conn_state_t *cs, int phase)
+{
+    if (!cs)
+        return;
+    atomic_store_explicit(&cs->since_ms, mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&cs->phase, phase, memory_order_relaxed);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    gh_http_server_t *s = cls;
+    conn_state_t *cs = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        pthread_mutex_lock(&s->conns_lock);
+        cs = s->free_slots;
+        if (cs) { /* never empty while libmicrohttpd keeps to the connection limit */
+            s->free_slots = cs->next_free;
+            cs->in_use = true;
+            cs->cut = false;
+            cs->requests = 0;
+            cs->fd = ci ? ci->connect_fd : -1;
+            set_phase(cs, PHASE_WAITING);
+        }
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = cs;
+        return;
+    }
+    if (!cs)
+        return;
+    /* libmicrohttpd closes the socket after this returns: once the slot is free, the reaper can
+     * no longer reach an fd number that may be reused. */
+    pthread_mutex_lock(&s->conns_lock);
+    cs->in_use = false;
+    cs->next_free = s->free_slots;
+    s->free_slots = cs;
+    pthread_mutex_unlock(&s->conns_lock);
+    *socket_context = NULL;
+}
+
+/* Cuts connections that take too long to send a request head or body (slowloris): the total
+ * time counts, not the gaps between bytes, which libmicrohttpd's own timeout measures. */
+static void *reaper_main(void *arg)
+{
+    gh_http_server_t *s = arg;
+    pthread_mutex_lock(&s->conns_lock);
+    while (!s->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += REAPER_PERIOD_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->reaper_wake, &s->conns_lock, &ts);
+        int64_t now = mono_ms();
+        for (size_t i = 0; i < s->nslots; i++) {
+            conn_state_t *cs = &s->slots[i];
+            if (!cs->in_use)
+                continue;
+            int phase = atomic_load_explicit(&cs->phase, memory_order_relaxed);
+            int64_t age = now - atomic_load_explicit(&cs->since_ms, memory_order_relaxed);
+            int64_t limit = phase == PHASE_WAITING ? (int64_t)s->opt.header_timeout_ms
+                            : phase == PHASE_BODY  ? (int64_t)s->opt.body_timeout_ms
+                                                   : 0;
+            if (cs->cut || limit == 0 || age <= limit || cs->fd < 0)
+                continue;
+            /* shutdown, not close: libmicrohttpd sees the end of the stream and cleans up. */
+            cs->cut = true;
+            (void)shutdown(cs->fd, SHUT_RDWR);
+            atomic_fetch_add_explicit(phase == PHASE_WAITING ? &s->cut_header : &s->cut_body, 1,
+                                      memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    return NULL;
+}
+
+/* True when this reply is the last one the connection may carry. */
+static bool last_on_connection(gh_http_server_t *s, gh_req_t *r)
+{
+    if (!s->opt.max_requests_per_connection)
+        return false;
+    conn_state_t *cs = conn_of(r->conn);
+    return cs && ++cs->requests >= s->opt.max_requests_per_connection;
+}
+
 static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
 {
     struct MHD_Response *resp =
@@ -208,7 +372,7 @@ static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     for (size_t i = 0; i < r->nheaders; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
-    if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+    if (last_on_connection(s, r) || atomic_load_explicit(&s->draining, memory_order_relaxed))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -245,8 +409,23 @@ typedef struct {
     gh_req_t req;
     size_t body_cap;
     bool routed;
-    bool queued; /* the reply went to libmicrohttpd */
+    bool queued;      /* the reply went to libmicrohttpd */
+    bool bad_framing; /* conflicting Content-Length headers, or one beside Transfer-Encoding */
 } req_box_t;
+
+/* Request smuggling guard (RFC 9112 6.3): a body length given two ways is refused, because a
+ * proxy in front may have read it the other way and sent the rest as another request. */
+static bool framing_is_ambiguous(gh_req_t *r)
+{
+    const char *lens[4];
+    size_t n = gh_req_header_values(r, "Content-Length", lens, 4);
+    if (n && MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return true;
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(lens[i], lens[0]) != 0)
+            return true;
+    return false;
+}
 
 /* Routes the request (once) and runs its handler; queues the reply unless it suspended. */
 static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
@@ -271,6 +450,11 @@ static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
             r->route = &s->opt.routes[r->route_index];
             if (r->body_too_big)
                 gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+        }
+        if (box->bad_framing) {
+            gh_reply_error(r, 400, "invalid_request",
+                           "conflicting Content-Length or Transfer-Encoding headers");
+            (void)gh_reply_header(r, "Connection", "close");
         }
     }
     if (box->queued)
@@ -307,6 +491,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r->start_ns = gh_clock_mono_ns();
         atomic_fetch_add(&s->inflight, 1);
         *con_cls = box;
+        set_phase(conn_of(conn), PHASE_BODY);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
@@ -315,8 +500,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             if (errno || *end || v > s->opt.max_body)
                 r->body_too_big = true;
         }
-        /* A declared oversized body is refused at once, without reading it. */
-        if (!r->body_too_big)
+        box->bad_framing = framing_is_ambiguous(r);
+        /* A declared oversized body, or one of two lengths, is refused at once, unread. */
+        if (!r->body_too_big && !box->bad_framing)
             return MHD_YES;
     }
     gh_req_t *r = &box->req;
@@ -329,16 +515,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_size = 0;
         return MHD_YES;
     }
+    if (!box->routed)
+        set_phase(conn_of(conn), PHASE_HANDLING);
     return dispatch(s, box);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     (void)toe;
     gh_http_server_t *s = cls;
     req_box_t *box = *con_cls;
+    set_phase(conn_of(conn), PHASE_WAITING);
     if (!box)
         return;
     gh_req_t *r = &box->req;
@@ -375,8 +563,23 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     }
     MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(s->nomem, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    /* MHD_USE_ITC: MHD_quiesce_daemon needs it to take the listening socket out of running
+     * worker threads (stop and handoff). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    s->nslots = opt->max_connections ? opt->max_connections : 1;
+    s->slots = gh_mem_calloc(GH_MEM_HTTP, s->nslots, sizeof *s->slots);
+    if (!s->slots) {
+        MHD_destroy_response(s->nomem);
+        gh_mem_free(GH_MEM_HTTP, s);
+        return GH_ENOMEM;
+    }
+    for (size_t i = s->nslots; i-- > 0;) {
+        s->slots[i].next_free = s->free_slots;
+        s->free_slots = &s->slots[i];
+    }
+    pthread_mutex_init(&s->conns_lock, NULL);
+    pthread_cond_init(&s->reaper_wake, NULL);
     s->daemon =
         MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
                          NULL, MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
@@ -385,19 +588,48 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt->connection_memory,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
-    if (!s->daemon) {
-        MHD_destroy_response(s->nomem);
-        gh_mem_free(GH_MEM_HTTP, s);
-        return GH_EIO;
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+    if (!s->daemon)
+        goto fail;
+    if ((opt->header_timeout_ms || opt->body_timeout_ms) &&
+        pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        MHD_stop_daemon(s->daemon);
+        goto fail;
     }
+    s->reaper_started = opt->header_timeout_ms || opt->body_timeout_ms;
     *out = s;
     return 0;
+fail:
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_mutex_destroy(&s->conns_lock);
+    gh_mem_free(GH_MEM_HTTP, s->slots);
+    MHD_destroy_response(s->nomem);
+    gh_mem_free(GH_MEM_HTTP, s);
+    return GH_EIO;
 }
 
 size_t gh_http_inflight(gh_http_server_t *s)
 {
     return atomic_load(&s->inflight);
+}
+
+/* Stops the reaper, then libmicrohttpd (which closes every connection), and frees it all. */
+static void destroy(gh_http_server_t *s)
+{
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->conns_lock);
+        s->reaper_stop = true;
+        pthread_cond_signal(&s->reaper_wake);
+        pthread_mutex_unlock(&s->conns_lock);
+        pthread_join(s->reaper, NULL);
+    }
+    MHD_stop_daemon(s->daemon);
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_mutex_destroy(&s->conns_lock);
+    gh_mem_free(GH_MEM_HTTP, s->slots);
+    MHD_destroy_response(s->nomem);
+    gh_mem_free(GH_MEM_HTTP, s);
 }
 
 void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
@@ -414,8 +646,54 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
     }
-    MHD_stop_daemon(s->daemon);
-    MHD_destroy_response(s->nomem);
-    gh_mem_free(GH_MEM_HTTP, s);
+    destroy(s);
     *sp = NULL;
+}
+
+static unsigned connections(gh_http_server_t *s)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+void gh_http_handoff(gh_http_server_t **sp, int64_t drain_ms)
+{
+    gh_http_server_t *s = *sp;
+    if (!s)
+        return;
+    atomic_store(&s->draining, true);
+    /* Not closed: the socket goes on to the next process, and may come back to this one. */
+    (void)MHD_quiesce_daemon(s->daemon);
+    /* Every reply from now on says Connection: close, so a busy keep-alive client gets one
+     * more answer here and reconnects to the queue of the listening socket. A connection
+     * that stays quiet is idle, not mid-request: after IDLE_GRACE_MS without any connection
+     * closing, the rest are closed with nothing in flight. */
+    const int64_t idle_grace_ns = 250 * 1000000LL;
+    int64_t now = gh_clock_mono_ns(), deadline = now + drain_ms * 1000000;
+    int64_t last_change = now;
+    unsigned last = connections(s);
+    while (now < deadline) {
+        unsigned c = connections(s);
+        size_t inflight = atomic_load(&s->inflight);
+        if (c == 0 && inflight == 0)
+            break;
+        if (c != last) {
+            last = c;
+            last_change = now;
+        } else if (inflight == 0 && now - last_change >= idle_grace_ns) {
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+        now = gh_clock_mono_ns();
+    }
+    destroy(s);
+    *sp = NULL;
+}
+
+void gh_http_deadline_cuts(gh_http_server_t *s, uint64_t *header, uint64_t *body)
+{
+    *header = atomic_load_explicit(&s->cut_header, memory_order_relaxed);
+    *body = atomic_load_explicit(&s->cut_body, memory_order_relaxed);
 }

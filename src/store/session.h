@@ -1,7 +1,7 @@
 /*
  * session.h — the session store interface. Handlers only ever call gh_session_* below; which
- * backend answers (memory now, redis later) is chosen once at start, the way Redis's ae.c picks
- * ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
+ * backend answers (memory, or Redis shared by several nodes) is chosen once at start, the way
+ * Redis's ae.c picks ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
  *
  * Sessions are keyed by the BLAKE2b-256 hash of the token (auth/token.h); no backend ever sees or
  * holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated to
@@ -61,12 +61,20 @@ typedef struct {
     uint64_t budget_bytes; /* the session budget; 0 = none */
 } gh_session_stats_t;
 
+/* Told of every session that ends, whatever the reason (evictions inside create and restore
+ * included). Called with the store's lock held, in the store's own order of events: it must be
+ * quick, must not block on anything a store caller may hold, and must not call the store. */
+typedef void (*gh_session_end_hook_t)(void *ctx, const uint8_t token_hash[GH_TOKEN_HASH_LEN],
+                                      gh_session_end_t reason);
+
 typedef struct {
     int64_t session_ttl_ms;
     int64_t idle_ttl_ms;
     uint32_t max_per_user; /* past this, the user's oldest session is evicted */
     uint64_t budget_bytes; /* at this many accounted bytes, the policy applies */
     gh_session_policy_t policy;
+    gh_session_end_hook_t on_end; /* NULL: nobody is told (memory backend only) */
+    void *on_end_ctx;
 } gh_session_limits_t;
 
 typedef struct gh_session_store gh_session_store_t;
@@ -103,6 +111,9 @@ typedef struct {
     void (*stats)(gh_session_store_t *s, gh_session_stats_t *out);
     /* Releases everything the store holds and sets *s to NULL. */
     void (*destroy)(gh_session_store_t **s);
+    /* 0 when the store answers, GH_ESTORE otherwise (for /readyz). NULL for in-process stores,
+     * which always answer. */
+    int (*ping)(gh_session_store_t *s);
 } gh_session_store_ops_t;
 
 struct gh_session_store {
@@ -131,10 +142,112 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
 int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
                               const gh_session_info_t *in, int64_t now_ms) GH_WUR;
 
+/* One session's idle clock, as the persistence layer flushes it. */
+typedef struct {
+    uint8_t token_hash[GH_TOKEN_HASH_LEN];
+    int64_t last_seen_at_ms;
+} gh_session_touch_t;
+
+/*
+ * Copies (token hash, last seen) of up to cap sessions last seen in [since_ms, before_ms],
+ * most recently seen first, and returns how many. It walks the least-recently-used list from
+ * its newest end, so the cost is the number of sessions touched since since_ms, not the number
+ * held: this is how last-seen times reach the disk in batches without token checks writing.
+ * To page through more than cap, call again with before_ms = the oldest last_seen returned
+ * (sessions at that instant may come twice). 0 for a store that is not a memory store.
+ */
+size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_t before_ms,
+                                 gh_session_touch_t *out, size_t cap);
+
 /* Walks every index of a memory store and checks its invariants (for tests and fuzzers; O(n)
  * under the store's lock). Returns 0, or GH_EINTERNAL with *why (may be NULL) naming the first
  * broken invariant. */
 int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
+
+/*
+ * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every operation is
+ * one atomic server-side script (EVALSHA) on one pooled connection; nothing is cached locally, so
+ * a session ended on one node is refused by every node at once. When Redis does not answer, every
+ * operation fails with GH_ESTORE (fail closed), the pool reconnects with a growing backoff, and
+ * service resumes by itself when Redis is back.
+ *
+ * Counters in gh_session_stats_t: created_total and ended_total count what THIS node did (each
+ * ended session is counted by exactly one node); active is the number of sessions in Redis, the
+ * same on every node. bytes is what this node holds for the store (flat: it does not grow with
+ * the number of sessions); budget_bytes is 0 (Redis's maxmemory is the budget).
+ */
+typedef struct {
+    /* redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket[?db=N]; the password
+     * may be percent-encoded. Required. */
+    const char *url;
+    unsigned pool_size;        /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
+    int timeout_ms;            /* connect and per-command timeout; 0 = 1000 */
+    int64_t touch_interval_ms; /* a lookup within this long of the recorded last use does not
+                                * write (the idle deadline may then be early by up to this
+                                * much); 0 = every lookup writes */
+    const char *prefix;        /* key prefix, at most 32 bytes; NULL = "gh:" */
+} gh_session_redis_options_t;
+
+/* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).
+ * limits as for the memory store (budget_bytes and policy are ignored). Returns 0; GH_EINVAL for
+ * bad limits or an unparsable URL; GH_ESTORE when Redis cannot be reached or refuses us; GH_ENOMEM.
+ * Thread safety and ownership as for gh_session_memory_open. */
+int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_redis_options_t *opt,
+                          gh_session_store_t **out) GH_WUR;
+
+/* Checks that every key of a Redis store points where it should (session <-> expiry index,
+ * user index, public id; every session has a TTL), for tests: it walks every key of the store's
+ * prefix inside Redis, so never call it on a production Redis. Returns 0, GH_EINTERNAL with *why
+ * (may be NULL) naming the first broken invariant, GH_EINVAL for a store that is not Redis, or
+ * GH_ESTORE. */
+int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
+
+/*
+ * ---- persistence of the memory store (session_persist.c) ----
+ *
+ * A store with the same interface that keeps a memory store and <data-dir>/sessions.db (SQLite,
+ * WAL) in step: a create and every end that matters after a restart (logout, revocation,
+ * eviction) are committed before the call returns, so before any response is sent. Idle and
+ * absolute expiry write nothing on the request path (an expired row is dropped at load anyway);
+ * last-seen times are flushed once a second by a thread of the store, so token checks never
+ * write. Tokens are never stored: only their hash, the public id, the user id and the times.
+ *
+ * Reload hands the database from one process (the predecessor) to the next (the successor):
+ * the successor opens with `successor` set, loads a snapshot while the predecessor still serves,
+ * and writes nothing; the predecessor logs every end from handover_begin on; after the
+ * predecessor has stopped (detach), takeover applies what changed since the snapshot. So the
+ * successor starts with exactly the predecessor's final state, and a revocation made during
+ * the handover is never lost.
+ */
+typedef struct {
+    uint64_t loaded;     /* sessions put back in memory */
+    uint64_t expired;    /* past a deadline: dropped */
+    uint64_t dropped;    /* over this configuration's per-user cap or budget, or unreadable */
+    uint64_t ended;      /* takeover only: ended by the predecessor after the snapshot */
+    int64_t duration_ms; /* wall time of the load or the takeover */
+} gh_session_load_stats_t;
+
+/* Opens (creating it 0600 if needed) <data_dir>/sessions.db, opens a memory store with
+ * `limits` (limits->on_end must be NULL: this layer sets it) and loads every saved session into
+ * it, dropping expired ones. durability: GH_DURABILITY_FULL fsyncs each commit. stats may be
+ * NULL. Returns 0, GH_EINVAL, GH_ENOMEM, GH_EIO or GH_ESTORE (logged). The caller owns *out and
+ * frees it with gh_session_store_destroy(), which flushes (unless detached) and closes. */
+int gh_session_persist_open(const char *data_dir, const gh_session_limits_t *limits,
+                            gh_durability_t durability, bool successor,
+                            gh_session_load_stats_t *stats, gh_session_store_t **out) GH_WUR;
+/* Predecessor, before it starts a successor: flushes, then records every end for takeover. */
+int gh_session_persist_handover_begin(gh_session_store_t *s) GH_WUR;
+/* Predecessor, after it stopped serving: final flush, then it writes nothing more. */
+int gh_session_persist_detach(gh_session_store_t *s) GH_WUR;
+/* Predecessor, when the successor failed: it is the writer again and stops recording ends. */
+void gh_session_persist_handover_abort(gh_session_store_t *s);
+/* Successor, once the predecessor detached: applies creates and ends made since the snapshot,
+ * deletes the rows the load dropped, and becomes the writer. stats may be NULL. */
+int gh_session_persist_takeover(gh_session_store_t *s, gh_session_load_stats_t *stats) GH_WUR;
+/* Writes pending last-seen times and expiry deletes now (the flusher does it every second). */
+int gh_session_persist_flush(gh_session_store_t *s) GH_WUR;
+/* The memory store inside (for checks in tests); NULL when s is not a persistent store. */
+gh_session_store_t *gh_session_persist_memory(gh_session_store_t *s);
 
 /* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
 GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, const uint8_t *hash,
@@ -174,6 +287,10 @@ static inline size_t gh_session_expire(gh_session_store_t *s, int64_t now, size_
 static inline void gh_session_stats(gh_session_store_t *s, gh_session_stats_t *o)
 {
     s->ops->stats(s, o);
+}
+GH_WUR static inline int gh_session_ping(gh_session_store_t *s)
+{
+    return s->ops->ping ? s->ops->ping(s) : 0;
 }
 static inline void gh_session_store_destroy(gh_session_store_t **s)
 {

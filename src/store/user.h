@@ -1,7 +1,8 @@
 /*
- * user.h — the user store interface (SQLite now, PostgreSQL later). Handlers call gh_user_*;
- * the backend is chosen at start. Usernames are unique case-insensitively and kept as given;
- * the store holds only argon2id hash strings, never passwords. Every statement is parameterized.
+ * user.h — the user store interface (SQLite embedded, PostgreSQL for several nodes). Handlers call
+ * gh_user_*; the backend is chosen at start. Usernames are unique case-insensitively and kept as
+ * given; the store holds only argon2id hash strings, never passwords. Every statement is
+ * parameterized.
  *
  * Thread safety: every function may be called from any thread (the backend serializes).
  */
@@ -56,6 +57,26 @@ struct gh_user_store {
  * or the database was written by a newer schema version, GH_ENOMEM. Close with
  * gh_user_store_close, which frees everything and sets the pointer to NULL. */
 int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out) GH_WUR;
+
+/*
+ * The PostgreSQL backend (user_postgres.c), for any number of nodes sharing one user table.
+ * A fixed pool of connections, each with every statement prepared once; the schema is migrated
+ * at open under an advisory lock, so nodes starting together migrate once. Usernames are unique
+ * by lower(username), as SQLite's NOCASE. When PostgreSQL does not answer, calls fail with
+ * GH_ESTORE; the pool reconnects (with a growing backoff) on later calls, without a restart.
+ */
+typedef struct {
+    /* libpq connection string or URL (postgresql://user:password@host:port/db?sslmode=...);
+     * its own settings win over the defaults below. Required. */
+    const char *url;
+    unsigned pool_size; /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
+    int timeout_ms;     /* connect timeout and statement_timeout; 0 = 5000 */
+} gh_user_postgres_options_t;
+
+/* Connects, migrates and prepares. GH_EINVAL without a URL, GH_ESTORE when PostgreSQL cannot be
+ * reached, refuses us, the migration fails or the schema is newer than this build; GH_ENOMEM.
+ * Close with gh_user_store_close. */
+int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t **out) GH_WUR;
 
 GH_WUR static inline int gh_user_create(gh_user_store_t *s, const char *name, const char *hash,
                                         int64_t now, gh_user_t *out)

@@ -1468,8 +1468,7 @@ static void admin_manages_sessions_and_deletes_users(void **state)
 
 /* ---- throttling ---- */
 
-/* Enabled with the login throttles (the abuse issue); until then it would fail. */
-__attribute__((unused)) static void failed_logins_are_throttled_per_ip(void **state)
+static void failed_logins_are_throttled_per_ip(void **state)
 {
     ht_server_t *s = SRV(state, 0);
     START(s, "--throttle-ip", "3/1m");
@@ -1714,6 +1713,30 @@ static void password_pool_full_is_503_overloaded(void **state)
     assert_true(v == overloaded);
 }
 
+/* ---- durability (the restart issue) ---- */
+
+static void sessions_survive_a_restart(void **state)
+{
+    ht_server_t *s = SRV(state, 0);
+    START(s);
+    ht_response_t r;
+    register_ok(s, "vic", NULL);
+    char keep[64], keep_sid[32], gone[64];
+    login_ok(s, "vic", keep, keep_sid);
+    login_ok(s, "vic", gone, NULL);
+    EXPECT(&r, ht_delete(s, "/v1/session", gone, &r), 204);
+    assert_int_equal(ht_server_stop(s), 0);
+
+    START(s); /* same data dir */
+    EXPECT(&r, ht_get(s, "/v1/session", keep, &r), 200);
+    char sid[32];
+    assert_true(ht_jstr(&r, "session.id", sid, sizeof sid));
+    assert_string_equal(sid, keep_sid);
+    assert_false(token_works(s, gone));
+    EXPECT(&r, ht_get(s, "/v1/sessions", keep, &r), 200);
+    assert_int_equal(ht_jsize(&r, "sessions"), 1);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1727,6 +1750,7 @@ int main(int argc, char **argv)
         T(login_json_returns_token_session_user_and_cookie),
         T(login_form_urlencoded),
         T(login_cookie_secure_uses_host_prefix),
+        T(failed_logins_are_throttled_per_ip),
         T(login_unknown_user_and_wrong_password_look_the_same),
         T(login_rejects_invalid_requests),
         T(whoami_by_bearer_and_by_cookie),
@@ -1755,6 +1779,7 @@ int main(int argc, char **argv)
         T(session_budget_refuse_answers_503),
         T(session_budget_evict_idle_drops_the_least_recently_used),
         T(password_pool_full_is_503_overloaded),
+        T(sessions_survive_a_restart),
 #undef T
     };
     if (argc > 1)

@@ -261,7 +261,7 @@ static void load_with_nothing_resolves_auto_values(void **state)
     char err[256];
     assert_int_equal(LOAD(&c, err), 0);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(c.hash_workers, cores);
+    assert_int_equal(c.hash_workers, cores > 1 ? cores / 2 : 1);
     assert_int_equal(c.http_threads, cores);
     assert_true(c.memory_limit > 0);
     assert_int_equal(c.session_memory, c.memory_limit / 2);
@@ -732,6 +732,19 @@ static void memory_limit_loaded_respects_cgroup(void **state)
     assert_int_equal(c.session_memory, c.memory_limit / 2);
 }
 
+static void durability_normal_or_full(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err), 0);
+    assert_int_equal(c.durability, GH_DURABILITY_NORMAL);
+    assert_int_equal(LOAD(&c, err, "--durability", "full"), 0);
+    assert_int_equal(c.durability, GH_DURABILITY_FULL);
+    assert_int_equal(LOAD(&c, err, "--durability=fsync"), GH_EINVAL);
+    assert_string_equal(err, "--durability: expected one of normal, full, got \"fsync\"");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, cleanup)
 
 int main(int argc, char **argv)
@@ -763,6 +776,7 @@ int main(int argc, char **argv)
         T(admin_token_file_first_line),
         T(memory_limit_rule),
         T(memory_limit_loaded_respects_cgroup),
+        T(durability_normal_or_full),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -1,0 +1,74 @@
+/*
+ * probe.h — round-trip latency and errors of the network stores (Redis sessions, PostgreSQL
+ * users), for gatehouse_store_request_duration_seconds{store,op} and
+ * gatehouse_store_errors_total{store}.
+ *
+ * The one design decision: stores are opened before the metrics registry exists and know nothing
+ * of it, so they report to this process-wide probe, and the registry's owner attaches its two
+ * families once they exist (gh_store_probe_attach) and detaches them before destroying them.
+ * Until then, observations are dropped. One attachment at a time: a second node in the same
+ * process (tests) keeps the first node's. An observation is two relaxed atomic loads and one
+ * metric update: no lock, no allocation.
+ */
+#ifndef GH_STORE_PROBE_H
+#define GH_STORE_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "watch/metrics.h"
+
+/* X(ENUM, "label"): the store label. */
+#define GH_STORE_KIND_MAP(X)                                                                       \
+    X(REDIS, "redis")                                                                              \
+    X(POSTGRES, "postgres")
+
+/* X(ENUM, "label"): the op label — what the round trip did. */
+#define GH_STORE_OP_MAP(X)                                                                         \
+    X(CONNECT, "connect")                                                                          \
+    X(CREATE, "create")                                                                            \
+    X(LOOKUP, "lookup")                                                                            \
+    X(GET, "get")                                                                                  \
+    X(UPDATE, "update")                                                                            \
+    X(END, "end")                                                                                  \
+    X(END_USER, "end_user")                                                                        \
+    X(DELETE, "delete")                                                                            \
+    X(LIST, "list")                                                                                \
+    X(EXPIRE, "expire")                                                                            \
+    X(STATS, "stats")                                                                              \
+    X(PING, "ping")
+
+typedef enum {
+#define GH__STORE_KIND_ENUM(e, n) GH_STORE_##e,
+    GH_STORE_KIND_MAP(GH__STORE_KIND_ENUM)
+#undef GH__STORE_KIND_ENUM
+        GH_STORE__COUNT
+} gh_store_kind_t;
+
+typedef enum {
+#define GH__STORE_OP_ENUM(e, n) GH_STORE_OP_##e,
+    GH_STORE_OP_MAP(GH__STORE_OP_ENUM)
+#undef GH__STORE_OP_ENUM
+        GH_STORE_OP__COUNT
+} gh_store_op_t;
+
+/* The label values, in enum order (for registering the families). */
+extern const char *const gh_store_kind_names[GH_STORE__COUNT];
+extern const char *const gh_store_op_names[GH_STORE_OP__COUNT];
+
+/* Attaches the families: duration is a histogram labelled {store, op} in that order, errors a
+ * counter labelled {store}. Returns false (and attaches nothing) when another pair is attached. */
+bool gh_store_probe_attach(gh_metric_t *duration, gh_metric_t *errors);
+/* Detaches them if `duration` is the attached one. Call before destroying the families, after
+ * every thread that uses this node's stores has stopped. */
+void gh_store_probe_detach(gh_metric_t *duration);
+
+/* Records one round trip: how long it took and whether it failed (the store did not answer,
+ * or answered with an error that is not a normal outcome like "not found"). */
+void gh_store_observe(gh_store_kind_t store, gh_store_op_t op, int64_t duration_ns, bool failed);
+
+/* Errors recorded since start (kept even while nothing is attached; for tests). */
+uint64_t gh_store_errors(gh_store_kind_t store);
+
+#endif

@@ -1,0 +1,620 @@
+/*
+ * user_postgres.c — the user store for several nodes: one PostgreSQL table, shared.
+ *
+ * The one design decision a reader must know: the schema is migrated by whichever node gets
+ * there first, inside ONE transaction that starts by taking a transaction-scoped advisory lock
+ * (pg_advisory_xact_lock). A node that starts at the same moment waits on that lock, then finds
+ * the versions already recorded in gatehouse_schema and applies nothing. DDL is transactional
+ * in PostgreSQL, so a failed migration leaves the previous version whole; a database migrated by
+ * a newer Gatehouse is refused rather than half understood (as the SQLite store does).
+ *
+ * Connections: a fixed pool; every statement is prepared once per connection right after it
+ * connects, and every call runs one prepared statement with text parameters — no SQL is ever
+ * built from input. When a call finds its connection broken, the pool's generation is bumped so
+ * every connection made before the failure is re-made before its next use, and a backoff (50 ms
+ * doubling to 2 s) makes calls fail at once (GH_ESTORE) instead of each waiting on a dead server.
+ * Reads that failed on a connection broken before they ran are retried once on a fresh one;
+ * writes are not (whether they happened is unknown), the caller gets GH_ESTORE.
+ *
+ * Usernames are unique by lower(username) (a unique index), kept as first spelled; lookups by
+ * name go through that index. Ids come from an identity column, so they are never reused.
+ *
+ * Memory: the store struct and the pool are charged to `users`; libpq allocates its connection
+ * buffers and results with malloc (it has no allocator hooks), bounded per connection, and every
+ * result is cleared before the call returns.
+ */
+#include "store/user.h"
+
+#include <assert.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "mem/mem.h"
+#include "store/probe.h"
+
+#define DEFAULT_POOL 4
+#define DEFAULT_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define MIGRATION_LOCK_KEY "7451328801944163328" /* any constant; the same in every node */
+
+enum { ST_CREATE, ST_BY_NAME, ST_BY_ID, ST_SET_PASSWORD, ST_DELETE, ST_LIST, ST_PING, ST__COUNT };
+
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} statements[ST__COUNT] = {
+    [ST_CREATE] = {"gh_user_create",
+                   "INSERT INTO gatehouse_users (username, password_hash, created_at) "
+                   "VALUES ($1, $2, $3) RETURNING id",
+                   3},
+    [ST_BY_NAME] = {"gh_user_by_name",
+                    "SELECT id, username, password_hash, created_at FROM gatehouse_users "
+                    "WHERE lower(username) = lower($1)",
+                    1},
+    [ST_BY_ID] = {"gh_user_by_id",
+                  "SELECT id, username, password_hash, created_at FROM gatehouse_users "
+                  "WHERE id = $1",
+                  1},
+    [ST_SET_PASSWORD] = {"gh_user_set_password",
+                         "UPDATE gatehouse_users SET password_hash = $2 WHERE id = $1", 2},
+    [ST_DELETE] = {"gh_user_delete", "DELETE FROM gatehouse_users WHERE id = $1", 1},
+    [ST_LIST] = {"gh_user_list",
+                 "SELECT id, username, '', created_at FROM gatehouse_users WHERE id > $1 "
+                 "ORDER BY id LIMIT $2",
+                 2},
+    /* Reads the table (not just "SELECT 1"), so /readyz notices a missing grant or table. */
+    [ST_PING] = {"gh_user_ping", "SELECT 1 FROM gatehouse_users LIMIT 1", 0},
+};
+
+/* migrations[i] brings the schema from version i to i + 1. Append; never edit an entry, a
+ * database in the field may have run it already. */
+static const char *const migrations[] = {
+    "CREATE TABLE gatehouse_users ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " username text NOT NULL,"
+    " password_hash text NOT NULL,"
+    " created_at bigint NOT NULL);"
+    "CREATE UNIQUE INDEX gatehouse_users_lower_username ON gatehouse_users (lower(username));",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+typedef struct {
+    PGconn *pg;   /* NULL until connected */
+    unsigned gen; /* the pool generation it was connected in */
+} conn_t;
+
+typedef struct {
+    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
+    char *url;
+    int timeout_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t returned;
+    conn_t *conns;
+    unsigned *free;
+    unsigned nconns, nfree;
+    unsigned gen;
+    int64_t down_until_ns;
+    int64_t backoff_ms;
+} pg_store_t;
+
+/* ---- connections ---- */
+
+/* Server notices (e.g. "relation already exists, skipping") would go to stderr by default. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    GH_LOG(GH_LOG_DEBUG, "user store notice", GH_LS("detail", message));
+}
+
+/* Connects with our defaults under the operator's URL; NULL when it cannot (logged at debug:
+ * the caller decides how loud a failure is). */
+static PGconn *connect_bare(pg_store_t *s)
+{
+    char connect_timeout[16], tcp_timeout[16], options[96];
+    /* libpq's connect_timeout is in whole seconds and takes 1 as 2 */
+    snprintf(connect_timeout, sizeof connect_timeout, "%d", (s->timeout_ms + 999) / 1000);
+    snprintf(tcp_timeout, sizeof tcp_timeout, "%d", s->timeout_ms);
+    snprintf(options, sizeof options, "-c statement_timeout=%d", s->timeout_ms);
+    /* Later keywords win: the URL comes last, so an operator's settings override ours. */
+    const char *keys[] = {"connect_timeout",  "tcp_user_timeout", "keepalives", "options",
+                          "application_name", "client_encoding",  "dbname",     NULL};
+    const char *values[] = {connect_timeout, tcp_timeout, "1",    options,
+                            "gatehouse",     "UTF8",      s->url, NULL};
+    PGconn *pg = PQconnectdbParams(keys, values, 1);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        GH_LOG(GH_LOG_DEBUG, "user store connect failed",
+               GH_LS("detail", pg ? PQerrorMessage(pg) : "out of memory"));
+        PQfinish(pg);
+        return NULL;
+    }
+    PQsetNoticeProcessor(pg, notice_to_log, NULL);
+    return pg;
+}
+
+/* A pool connection: connected, with every statement prepared. */
+static int connect_one(pg_store_t *s, PGconn **out)
+{
+    int64_t t0 = gh_clock_mono_ns();
+    PGconn *pg = connect_bare(s);
+    int ret = GH_ESTORE;
+    if (!pg)
+        goto out;
+    for (int i = 0; i < ST__COUNT; i++) {
+        PGresult *r =
+            PQprepare(pg, statements[i].name, statements[i].sql, statements[i].nparams, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            GH_LOG(GH_LOG_ERROR, "cannot prepare a user store statement",
+                   GH_LS("statement", statements[i].name), GH_LS("detail", PQerrorMessage(pg)));
+        PQclear(r);
+        if (!ok)
+            goto out;
+    }
+    ret = 0;
+out:
+    gh_store_observe(GH_STORE_POSTGRES, GH_STORE_OP_CONNECT, gh_clock_mono_ns() - t0, ret != 0);
+    if (ret != 0 && pg) {
+        PQfinish(pg);
+        pg = NULL;
+    }
+    *out = pg;
+    return ret;
+}
+
+static void mark_down_locked(pg_store_t *s, unsigned gen)
+{
+    if (gen == s->gen)
+        s->gen++;
+    bool was_up = s->backoff_ms == 0;
+    s->backoff_ms = was_up
+                        ? BACKOFF_MIN_MS
+                        : (s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2);
+    s->down_until_ns = gh_clock_mono_ns() + s->backoff_ms * 1000000;
+    if (was_up)
+        GH_LOG(GH_LOG_ERROR, "user store unavailable", GH_LS("store", "postgres"),
+               GH_LI("retry_ms", s->backoff_ms));
+}
+
+static void mark_up_locked(pg_store_t *s)
+{
+    if (s->backoff_ms != 0)
+        GH_LOG(GH_LOG_INFO, "user store reachable again", GH_LS("store", "postgres"));
+    s->backoff_ms = 0;
+    s->down_until_ns = 0;
+}
+
+/* Takes a connected connection: GH_ESTORE while PostgreSQL is down, GH_EBUSY when every
+ * connection stayed busy for the whole timeout. */
+static int acquire(pg_store_t *s, unsigned *slot)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->nfree == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += s->timeout_ms / 1000;
+        until.tv_nsec += (long)(s->timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (s->nfree == 0)
+            if (pthread_cond_timedwait(&s->returned, &s->lock, &until) != 0)
+                break;
+        if (s->nfree == 0) {
+            pthread_mutex_unlock(&s->lock);
+            return GH_EBUSY;
+        }
+    }
+    unsigned i = s->free[--s->nfree];
+    conn_t *k = &s->conns[i];
+    bool stale = !k->pg || k->gen != s->gen;
+    if (stale && gh_clock_mono_ns() < s->down_until_ns) {
+        s->free[s->nfree++] = i;
+        pthread_mutex_unlock(&s->lock);
+        return GH_ESTORE;
+    }
+    unsigned gen = s->gen;
+    pthread_mutex_unlock(&s->lock);
+    if (stale) {
+        if (k->pg) {
+            PQfinish(k->pg);
+            k->pg = NULL;
+        }
+        PGconn *pg = NULL;
+        int rc = connect_one(s, &pg);
+        pthread_mutex_lock(&s->lock);
+        if (rc != 0) {
+            mark_down_locked(s, gen);
+            s->free[s->nfree++] = i;
+            pthread_cond_signal(&s->returned);
+            pthread_mutex_unlock(&s->lock);
+            return GH_ESTORE;
+        }
+        k->pg = pg;
+        k->gen = gen;
+        mark_up_locked(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    *slot = i;
+    return 0;
+}
+
+static void release(pg_store_t *s, unsigned slot, bool broken)
+{
+    conn_t *k = &s->conns[slot];
+    if (broken && k->pg) {
+        PQfinish(k->pg);
+        k->pg = NULL;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (broken)
+        mark_down_locked(s, k->gen);
+    s->free[s->nfree++] = slot;
+    pthread_cond_signal(&s->returned);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The outcome of one statement, mapped. */
+typedef enum { R_OK, R_UNIQUE, R_BAD_DATA, R_FAILED, R_BROKEN } outcome_t;
+
+/*
+ * Runs prepared statement st with text parameters. On R_OK *res holds the result (PQclear it).
+ * R_UNIQUE: a unique index refused the row. R_BAD_DATA: PostgreSQL refused a value (class 22,
+ * e.g. bytes that are not UTF-8). R_FAILED: any other error (logged). R_BROKEN: the connection
+ * broke (or PostgreSQL is known down); nothing can be said about whether the statement ran.
+ * `retry_read`: a read whose connection broke is retried once on a fresh connection.
+ */
+static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const *params,
+                     bool retry_read, PGresult **res)
+{
+    *res = NULL;
+    for (int attempt = 0;; attempt++) {
+        unsigned slot;
+        int64_t t0 = gh_clock_mono_ns();
+        if (acquire(s, &slot) != 0) {
+            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
+            return R_BROKEN;
+        }
+        PGconn *pg = s->conns[slot].pg;
+        PGresult *r =
+            PQexecPrepared(pg, statements[st].name, statements[st].nparams, params, NULL, NULL, 0);
+        ExecStatusType status = PQresultStatus(r);
+        if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+            release(s, slot, false);
+            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, false);
+            *res = r;
+            return R_OK;
+        }
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        /* A standby after a failover (25006 read_only_sql_transaction) or a server shutting
+         * down (class 57): this connection leads nowhere useful any more. */
+        bool moved = state && (strcmp(state, "25006") == 0 || strncmp(state, "57", 2) == 0);
+        if (PQstatus(pg) == CONNECTION_BAD || moved) {
+            GH_LOG(GH_LOG_WARN, "user store connection lost", GH_LS("detail", PQerrorMessage(pg)));
+            PQclear(r);
+            release(s, slot, true);
+            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
+            if (retry_read && attempt == 0)
+                continue;
+            return R_BROKEN;
+        }
+        outcome_t o = R_FAILED;
+        if (state && strcmp(state, "23505") == 0)
+            o = R_UNIQUE;
+        else if (state && strncmp(state, "22", 2) == 0)
+            o = R_BAD_DATA;
+        else
+            GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("statement", statements[st].name),
+                   GH_LS("sqlstate", state ? state : "?"), GH_LS("detail", PQerrorMessage(pg)));
+        PQclear(r);
+        release(s, slot, false);
+        gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, o == R_FAILED);
+        return o;
+    }
+}
+
+/* ---- operations ---- */
+
+static bool hash_fits(const char *hash)
+{
+    return hash && strnlen(hash, GH_PWHASH_MAX) < GH_PWHASH_MAX;
+}
+
+static int parse_row(PGresult *r, int row, gh_user_t *out)
+{
+    char *end;
+    const char *id = PQgetvalue(r, row, 0), *created = PQgetvalue(r, row, 3);
+    memset(out, 0, sizeof *out);
+    out->id = strtoull(id, &end, 10);
+    if (*id == '\0' || *end != '\0')
+        return GH_ESTORE;
+    snprintf(out->username, sizeof out->username, "%s", PQgetvalue(r, row, 1));
+    snprintf(out->password_hash, sizeof out->password_hash, "%s", PQgetvalue(r, row, 2));
+    out->created_at_ms = strtoll(created, &end, 10);
+    return *created && *end == '\0' ? 0 : GH_ESTORE;
+}
+
+/* A read of at most one row; GH_ENOTFOUND when there is none. */
+static int fetch_one(pg_store_t *s, int st, const char *const *params, gh_user_t *out)
+{
+    PGresult *r;
+    outcome_t o = run(s, st, GH_STORE_OP_GET, params, true, &r);
+    if (o == R_BAD_DATA)
+        return GH_ENOTFOUND; /* such a value can never have been stored */
+    if (o != R_OK)
+        return GH_ESTORE;
+    int ret = PQntuples(r) == 0 ? GH_ENOTFOUND : parse_row(r, 0, out);
+    PQclear(r);
+    return ret;
+}
+
+/* A write of at most one row; GH_ENOTFOUND when it touched none. */
+static int change_one(pg_store_t *s, int st, gh_store_op_t op, const char *const *params)
+{
+    PGresult *r;
+    outcome_t o = run(s, st, op, params, false, &r);
+    if (o != R_OK)
+        return GH_ESTORE;
+    int ret = strcmp(PQcmdTuples(r), "0") == 0 ? GH_ENOTFOUND : 0;
+    PQclear(r);
+    return ret;
+}
+
+static int p_create(gh_user_store_t *base, const char *username, const char *hash, int64_t now,
+                    gh_user_t *out)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    size_t nlen = username ? strnlen(username, GH_USERNAME_MAX + 1) : 0;
+    if (nlen == 0 || nlen > GH_USERNAME_MAX || !hash_fits(hash))
+        return GH_EINVAL;
+    char created[24];
+    snprintf(created, sizeof created, "%lld", (long long)now);
+    const char *params[] = {username, hash, created};
+    PGresult *r;
+    outcome_t o = run(s, ST_CREATE, GH_STORE_OP_CREATE, params, false, &r);
+    if (o == R_UNIQUE)
+        return GH_EEXISTS;
+    if (o == R_BAD_DATA)
+        return GH_EINVAL;
+    if (o != R_OK)
+        return GH_ESTORE;
+    int ret = GH_ESTORE;
+    char *end;
+    const char *id = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+    uint64_t v = strtoull(id, &end, 10);
+    if (*id && *end == '\0') {
+        memset(out, 0, sizeof *out);
+        out->id = v;
+        memcpy(out->username, username, nlen);
+        snprintf(out->password_hash, sizeof out->password_hash, "%s", hash);
+        out->created_at_ms = now;
+        ret = 0;
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int p_get_by_name(gh_user_store_t *base, const char *username, gh_user_t *out)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    size_t nlen = username ? strnlen(username, GH_USERNAME_MAX + 1) : 0;
+    if (nlen == 0 || nlen > GH_USERNAME_MAX)
+        return GH_ENOTFOUND;
+    const char *params[] = {username};
+    return fetch_one(s, ST_BY_NAME, params, out);
+}
+
+static int p_get_by_id(gh_user_store_t *base, uint64_t id, gh_user_t *out)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND; /* bigint ids are signed */
+    char v[24];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)id);
+    const char *params[] = {v};
+    return fetch_one(s, ST_BY_ID, params, out);
+}
+
+static int p_set_password(gh_user_store_t *base, uint64_t id, const char *hash)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    if (!hash_fits(hash))
+        return GH_EINVAL;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND;
+    char v[24];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)id);
+    const char *params[] = {v, hash};
+    return change_one(s, ST_SET_PASSWORD, GH_STORE_OP_UPDATE, params);
+}
+
+static int p_del(gh_user_store_t *base, uint64_t id)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND;
+    char v[24];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)id);
+    const char *params[] = {v};
+    return change_one(s, ST_DELETE, GH_STORE_OP_DELETE, params);
+}
+
+static int p_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t cap, size_t *n)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    *n = 0;
+    if (after > INT64_MAX || cap == 0)
+        return 0;
+    char a[24], c[24];
+    snprintf(a, sizeof a, "%llu", (unsigned long long)after);
+    snprintf(c, sizeof c, "%llu", (unsigned long long)(cap > INT64_MAX ? INT64_MAX : cap));
+    const char *params[] = {a, c};
+    PGresult *r;
+    if (run(s, ST_LIST, GH_STORE_OP_LIST, params, true, &r) != R_OK)
+        return GH_ESTORE;
+    int rows = PQntuples(r), ret = 0;
+    for (int i = 0; i < rows && (size_t)i < cap; i++) {
+        if ((ret = parse_row(r, i, &out[i])) != 0)
+            break;
+        ++*n;
+    }
+    PQclear(r);
+    if (ret != 0)
+        *n = 0; /* all or nothing: a half page would look like the end of the list */
+    return ret;
+}
+
+static int p_ping(gh_user_store_t *base)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    PGresult *r;
+    if (run(s, ST_PING, GH_STORE_OP_PING, NULL, true, &r) != R_OK)
+        return GH_ESTORE;
+    PQclear(r);
+    return 0;
+}
+
+static void p_close(gh_user_store_t **base)
+{
+    pg_store_t *s = (pg_store_t *)*base;
+    if (!s)
+        return;
+    if (s->conns) {
+        /* nobody may still hold a connection (a half-built store has no free list yet) */
+        assert(!s->free || s->nfree == s->nconns);
+        for (unsigned i = 0; i < s->nconns; i++)
+            if (s->conns[i].pg)
+                PQfinish(s->conns[i].pg);
+    }
+    gh_mem_free(GH_MEM_USERS, s->conns);
+    gh_mem_free(GH_MEM_USERS, s->free);
+    if (s->url)
+        gh_mem_free_secret(GH_MEM_USERS, s->url); /* it may carry a password */
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->returned);
+    gh_mem_free(GH_MEM_USERS, s);
+    *base = NULL;
+}
+
+static const gh_user_store_ops_t postgres_ops = {
+    .name = "postgres",
+    .create = p_create,
+    .get_by_name = p_get_by_name,
+    .get_by_id = p_get_by_id,
+    .set_password = p_set_password,
+    .del = p_del,
+    .list = p_list,
+    .ping = p_ping,
+    .close = p_close,
+};
+
+/* ---- migrations ---- */
+
+static bool exec_ok(PGconn *pg, const char *sql, PGresult **keep)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (ok && keep)
+        *keep = r;
+    else
+        PQclear(r);
+    return ok;
+}
+
+static int migrate(PGconn *pg)
+{
+    PGresult *r = NULL;
+    int version = -1;
+    if (!exec_ok(pg, "BEGIN", NULL))
+        goto fail;
+    /* Every node that starts now queues here; the first migrates, the others find it done. */
+    if (!exec_ok(pg, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", NULL) ||
+        !exec_ok(pg,
+                 "CREATE TABLE IF NOT EXISTS gatehouse_schema ("
+                 " version integer PRIMARY KEY,"
+                 " applied_at timestamptz NOT NULL DEFAULT now())",
+                 NULL) ||
+        !exec_ok(pg, "SELECT coalesce(max(version), 0) FROM gatehouse_schema", &r))
+        goto fail;
+    version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    if (version > SCHEMA_VERSION) {
+        GH_LOG(GH_LOG_ERROR, "the user database was written by a newer Gatehouse",
+               GH_LI("schema_version", version), GH_LI("supported", SCHEMA_VERSION));
+        exec_ok(pg, "ROLLBACK", NULL);
+        return GH_ESTORE;
+    }
+    for (int v = version; v < SCHEMA_VERSION; v++) {
+        char record[96];
+        snprintf(record, sizeof record, "INSERT INTO gatehouse_schema (version) VALUES (%d)",
+                 v + 1);
+        if (!exec_ok(pg, migrations[v], NULL) || !exec_ok(pg, record, NULL))
+            goto fail;
+    }
+    if (!exec_ok(pg, "COMMIT", NULL))
+        goto fail;
+    if (version < SCHEMA_VERSION)
+        GH_LOG(GH_LOG_INFO, "user database schema migrated", GH_LI("from", version),
+               GH_LI("to", SCHEMA_VERSION));
+    return 0;
+fail:
+    GH_LOG(GH_LOG_ERROR, "user database migration failed", GH_LS("detail", PQerrorMessage(pg)));
+    exec_ok(pg, "ROLLBACK", NULL);
+    return GH_ESTORE;
+}
+
+int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t **out)
+{
+    *out = NULL;
+    if (!opt || !opt->url || !*opt->url || opt->timeout_ms < 0)
+        return GH_EINVAL;
+    pg_store_t *s = gh_mem_calloc(GH_MEM_USERS, 1, sizeof *s);
+    if (!s)
+        return GH_ENOMEM;
+    s->base.ops = &postgres_ops;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->returned, NULL);
+    gh_user_store_t *b = &s->base;
+    int rc = GH_ENOMEM;
+    s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
+    s->nconns = opt->pool_size ? opt->pool_size : DEFAULT_POOL;
+    s->url = gh_mem_strdup(GH_MEM_USERS, opt->url);
+    s->conns = gh_mem_calloc(GH_MEM_USERS, s->nconns, sizeof *s->conns);
+    s->free = gh_mem_calloc(GH_MEM_USERS, s->nconns, sizeof *s->free);
+    for (unsigned i = 0; s->free && i < s->nconns; i++)
+        s->free[s->nfree++] = s->nconns - 1 - i;
+    if (!s->url || !s->conns || !s->free)
+        goto fail;
+    /* Migrate on a connection of its own: the pool's prepare statements that need the table. */
+    PGconn *pg = connect_bare(s);
+    if (!pg) {
+        GH_LOG(GH_LOG_ERROR, "cannot connect to PostgreSQL for the user store");
+        rc = GH_ESTORE;
+        goto fail;
+    }
+    rc = migrate(pg);
+    PQfinish(pg);
+    if (rc != 0)
+        goto fail;
+    /* The first pool connection now, so a broken grant shows at start, not on first login. */
+    if ((rc = p_ping(b)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "the user store does not answer after migrating");
+        goto fail;
+    }
+    *out = b;
+    return 0;
+fail:
+    p_close(&b);
+    return rc;
+}

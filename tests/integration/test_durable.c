@@ -1,0 +1,496 @@
+/*
+ * test_durable.c — sessions survive a clean stop, a kill -9 and a reload, revocations never come
+ * back, and a reload under load drops nothing — all through the real binary.
+ *
+ * A reload replaces the server process: the new one is a child of the old one and outlives it.
+ * This test binary makes itself a child subreaper, so the new process becomes its child when the
+ * old one exits, and the harness can stop and reap it like the first (s->pid is updated from
+ * <data-dir>/gatehouse.pid).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define PASSWORD "correct horse battery"
+#define ADMIN "admin-secret-token-for-durable-tests"
+
+typedef struct {
+    ht_server_t srv;
+    ht_response_t r;
+} fixture_t;
+
+static int setup(void **state)
+{
+    *state = calloc(1, sizeof(fixture_t));
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    ht_server_cleanup(&f->srv);
+    free(f);
+    return 0;
+}
+
+#define SRV(state) (&((fixture_t *)*(state))->srv)
+#define RESP(state) (&((fixture_t *)*(state))->r)
+#define START(s, ...)                                                                              \
+    do {                                                                                           \
+        if (ht_server_start((s), ##__VA_ARGS__, NULL) != 0)                                        \
+            fail_msg("line %d: server did not start", __LINE__);                                   \
+    } while (0)
+
+static void expect_status(long got, long want, const char *what, int line)
+{
+    if (got != want)
+        fail_msg("line %d: %s -> %ld, want %ld", line, what, got, want);
+}
+#define EXPECT(call, want) expect_status((call), (want), #call, __LINE__)
+
+static void register_ok(const ht_server_t *s, const char *user)
+{
+    EXPECT(ht_register(s, user, PASSWORD, NULL), 201);
+}
+
+static void login_ok(const ht_server_t *s, const char *user, char token[64], char sid[32])
+{
+    EXPECT(ht_login(s, user, PASSWORD, token, sid), 201);
+}
+
+static bool token_works(const ht_server_t *s, const char *token)
+{
+    static ht_response_t r;
+    long st = ht_get(s, "/v1/session", token, &r);
+    if (st != 200 && st != 401)
+        fail_msg("GET /v1/session -> %ld, want 200 or 401", st);
+    return st == 200;
+}
+
+static double metric(const ht_server_t *s, const char *series)
+{
+    static ht_response_t r;
+    EXPECT(ht_get(s, "/metrics", NULL, &r), 200);
+    size_t n = strlen(series);
+    for (const char *line = r.body; line && *line;) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    fail_msg("no %s in /metrics", series);
+    return -1;
+}
+
+static pid_t pidfile(const ht_server_t *s)
+{
+    char path[HT_PATH_MAX + 32], buf[32] = {0};
+    snprintf(path, sizeof path, "%s/gatehouse.pid", s->dir);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 ? (pid_t)atol(buf) : -1;
+}
+
+/* Waits (bounded) for a child to exit; its exit code, 128+signal, or -1 on timeout. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    long long deadline = ht_now_ms() + timeout_ms;
+    for (;;) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (ht_now_ms() >= deadline)
+            return -1;
+        ht_sleep_ms(5);
+    }
+}
+
+/* The old process hands over and exits 0; the server's pid becomes the successor's. */
+static void await_handover(ht_server_t *s, pid_t old)
+{
+    int st = wait_exit(old, 20000);
+    if (st != 0)
+        fail_msg("the old process ended with %d after a reload, want 0", st);
+    pid_t np = pidfile(s);
+    if (np <= 0 || np == old || kill(np, 0) != 0)
+        fail_msg("no new process after the reload (pid file says %ld)", (long)np);
+    s->pid = np;
+}
+
+static void reload_by_signal(ht_server_t *s)
+{
+    pid_t old = s->pid;
+    assert_int_equal(kill(old, SIGHUP), 0);
+    await_handover(s, old);
+}
+
+/* ---- restarts ---- */
+
+static void clean_restart_keeps_sessions_and_revocations(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ht_response_t *r = RESP(state);
+    START(s);
+    register_ok(s, "ann");
+    register_ok(s, "bob");
+    char a1[64], a2[64], a3[64], b1[64], b2[64], a1_sid[32], a2_sid[32], path[96];
+    login_ok(s, "ann", a1, a1_sid);
+    login_ok(s, "ann", a2, a2_sid);
+    login_ok(s, "ann", a3, NULL);
+    login_ok(s, "bob", b1, NULL);
+    login_ok(s, "bob", b2, NULL);
+    snprintf(path, sizeof path, "/v1/sessions/%s", a2_sid);
+    EXPECT(ht_delete(s, path, a1, r), 204);           /* revoked by id */
+    EXPECT(ht_delete(s, "/v1/session", a3, r), 204);  /* logged out */
+    EXPECT(ht_delete(s, "/v1/sessions", b1, r), 204); /* bob logs out everywhere */
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+    assert_int_equal(ht_server_stop(s), 0);
+
+    START(s);
+    assert_true(token_works(s, a1));
+    assert_false(token_works(s, a2));
+    assert_false(token_works(s, a3));
+    assert_false(token_works(s, b1));
+    assert_false(token_works(s, b2));
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+    EXPECT(ht_get(s, "/v1/session", a1, r), 200);
+    char sid[32];
+    assert_true(ht_jstr(r, "session.id", sid, sizeof sid));
+    assert_string_equal(sid, a1_sid);
+    /* And again: what the second run wrote comes back too. */
+    assert_int_equal(ht_server_stop(s), 0);
+    START(s);
+    assert_true(token_works(s, a1));
+    assert_false(token_works(s, a2));
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+}
+
+/* Written before the response is sent: a kill -9 right after a 204 keeps the revocation. */
+static void kill_9_keeps_sessions_and_a_revocation_made_just_before(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ht_response_t *r = RESP(state);
+    START(s);
+    register_ok(s, "kim");
+    char k1[64], k2[64], k3[64], k3_sid[32], path[96];
+    login_ok(s, "kim", k1, NULL);
+    login_ok(s, "kim", k2, NULL);
+    login_ok(s, "kim", k3, k3_sid);
+    snprintf(path, sizeof path, "/v1/sessions/%s", k3_sid);
+    EXPECT(ht_delete(s, path, k1, r), 204);
+    EXPECT(ht_delete(s, "/v1/session", k2, r), 204);
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+
+    START(s);
+    assert_true(token_works(s, k1));
+    assert_false(token_works(s, k2));
+    assert_false(token_works(s, k3));
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+    /* A session created a moment before the kill is there too. */
+    char k4[64];
+    login_ok(s, "kim", k4, NULL);
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+    START(s);
+    assert_true(token_works(s, k1));
+    assert_true(token_works(s, k4));
+    assert_true(metric(s, "gatehouse_sessions_active") == 2);
+}
+
+static void evictions_stay_evicted_after_a_restart(void **state)
+{
+    ht_server_t *s = SRV(state);
+    START(s, "--max-sessions-per-user", "2");
+    register_ok(s, "eve");
+    char e1[64], e2[64], e3[64];
+    login_ok(s, "eve", e1, NULL);
+    login_ok(s, "eve", e2, NULL);
+    login_ok(s, "eve", e3, NULL); /* evicts e1 */
+    assert_false(token_works(s, e1));
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+    /* Even with a cap that would have room for it, the evicted session does not come back. */
+    START(s, "--max-sessions-per-user", "10");
+    assert_false(token_works(s, e1));
+    assert_true(token_works(s, e2));
+    assert_true(token_works(s, e3));
+    assert_true(metric(s, "gatehouse_sessions_active") == 2);
+}
+
+static void expired_sessions_are_dropped_at_load(void **state)
+{
+    ht_server_t *s = SRV(state);
+    START(s, "--session-ttl", "1s");
+    register_ok(s, "xan");
+    char x1[64];
+    login_ok(s, "xan", x1, NULL);
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+    ht_sleep_ms(1200);
+    START(s, "--session-ttl", "1s");
+    assert_true(metric(s, "gatehouse_sessions_active") == 0);
+    assert_false(token_works(s, x1));
+    char log[65536];
+    ht_server_log(s, log, sizeof log);
+    assert_non_null(strstr(log, "\"msg\":\"sessions loaded\",\"loaded\":0,\"expired\":1"));
+}
+
+/* ---- reload ---- */
+
+static void reload_keeps_sessions_revocations_and_counts(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ht_response_t *r = RESP(state);
+    START(s);
+    register_ok(s, "ray");
+    char t1[64], t2[64], t3[64];
+    login_ok(s, "ray", t1, NULL);
+    login_ok(s, "ray", t2, NULL);
+    login_ok(s, "ray", t3, NULL);
+    EXPECT(ht_delete(s, "/v1/session", t2, r), 204);
+    reload_by_signal(s);
+    assert_true(token_works(s, t1));
+    assert_false(token_works(s, t2));
+    assert_true(token_works(s, t3));
+    assert_true(metric(s, "gatehouse_sessions_active") == 2);
+
+    /* `gatehouse reload` finds the node through the pid file and waits for the new one. */
+    EXPECT(ht_delete(s, "/v1/session", t3, r), 204);
+    char dir_flag[HT_PATH_MAX + 16];
+    snprintf(dir_flag, sizeof dir_flag, "--data-dir=%s", s->dir);
+    ht_run_t *run = calloc(1, sizeof *run);
+    assert_non_null(run);
+    pid_t old = s->pid;
+    assert_int_equal(ht_run(run, NULL, NULL, "reload", dir_flag, NULL), 0);
+    if (run->status != 0)
+        fail_msg("gatehouse reload -> %d: %s", run->status, run->err);
+    assert_non_null(strstr(run->out, "reloaded"));
+    free(run);
+    await_handover(s, old);
+    assert_true(token_works(s, t1));
+    assert_false(token_works(s, t3));
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+
+    /* What the successor wrote survives it being killed. */
+    char t4[64];
+    login_ok(s, "ray", t4, NULL);
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+    START(s);
+    assert_true(token_works(s, t1));
+    assert_false(token_works(s, t2));
+    assert_false(token_works(s, t3));
+    assert_true(token_works(s, t4));
+    assert_true(metric(s, "gatehouse_sessions_active") == 2);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void reload_with_a_broken_config_keeps_the_old_node_serving(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ht_response_t *r = RESP(state);
+    char conf[HT_PATH_MAX], conf_flag[HT_PATH_MAX + 16], dir_flag[HT_PATH_MAX + 16];
+    assert_int_equal(ht_tempdir(conf), 0);
+    char conf_dir[HT_PATH_MAX];
+    snprintf(conf_dir, sizeof conf_dir, "%s", conf);
+    strncat(conf, "/gatehouse.ini", sizeof conf - strlen(conf) - 1);
+    write_file(conf, "admin-token = " ADMIN "\nsession-policy = evict-idle\n");
+    snprintf(conf_flag, sizeof conf_flag, "--config=%s", conf);
+    START(s, conf_flag);
+    snprintf(dir_flag, sizeof dir_flag, "--data-dir=%s", s->dir);
+    register_ok(s, "bea");
+    char t1[64];
+    login_ok(s, "bea", t1, NULL);
+    pid_t old = s->pid;
+
+    write_file(conf, "admin-token = " ADMIN "\nidle-ttl = banana\n");
+    /* The command checks the config itself and does not disturb the node. */
+    ht_run_t *run = calloc(1, sizeof *run);
+    assert_non_null(run);
+    assert_int_equal(ht_run(run, NULL, NULL, "reload", conf_flag, dir_flag, NULL), 0);
+    assert_int_equal(run->status, 2);
+    assert_non_null(strstr(run->err, "idle-ttl"));
+    /* A SIGHUP with the broken file: the new process refuses it, the old one serves on. */
+    assert_int_equal(kill(old, SIGHUP), 0);
+    assert_true(ht_server_wait_log(s, "reload failed; this process serves on", 10000));
+    assert_int_equal(kill(old, 0), 0);
+    assert_int_equal(pidfile(s), old);
+    assert_true(token_works(s, t1));
+    char t2[64];
+    login_ok(s, "bea", t2, NULL);
+    char log[65536];
+    ht_server_log(s, log, sizeof log);
+    assert_non_null(strstr(log, "idle-ttl")); /* the new process said why, in the same log */
+
+    /* Fixed, the config is re-read: the new process runs with the new policy. */
+    write_file(conf, "admin-token = " ADMIN "\nsession-policy = refuse\n");
+    memset(run, 0, sizeof *run);
+    assert_int_equal(ht_run(run, NULL, NULL, "reload", conf_flag, dir_flag, NULL), 0);
+    if (run->status != 0)
+        fail_msg("gatehouse reload -> %d: %s", run->status, run->err);
+    free(run);
+    await_handover(s, old);
+    assert_true(token_works(s, t1));
+    assert_true(token_works(s, t2));
+    static const char *const h[] = {"Authorization: Bearer " ADMIN, NULL};
+    EXPECT(ht_request(s, "GET", "/debug/memory", h, NULL, 0, r), 200);
+    char policy[32];
+    assert_true(ht_jstr(r, "session_policy", policy, sizeof policy));
+    assert_string_equal(policy, "refuse");
+    ht_rmtree(conf_dir);
+}
+
+/* Runs wrk against the server for `seconds` in the background; output to a file. */
+static pid_t wrk_start(const ht_server_t *s, const char *token, int seconds, const char *out)
+{
+    char url[128], auth[128], dur[16];
+    snprintf(url, sizeof url, "http://%s/v1/auth", s->addr);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    snprintf(dur, sizeof dur, "%ds", seconds);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execlp("wrk", "wrk", "-t2", "-c16", "-d", dur, "--timeout", "5s", "-H", auth, url,
+               (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void reload_under_wrk_load_drops_nothing(void **state)
+{
+    ht_server_t *s = SRV(state);
+    if (system("command -v wrk >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "wrk is not installed (scripts/deps.sh installs it): skipped\n");
+        skip();
+    }
+    START(s);
+    register_ok(s, "wes");
+    char t1[64];
+    login_ok(s, "wes", t1, NULL);
+    char out[HT_PATH_MAX + 16];
+    snprintf(out, sizeof out, "%s/wrk.out", s->dir);
+    pid_t wrk = wrk_start(s, t1, 6, out);
+    assert_true(wrk > 0);
+    ht_sleep_ms(1500);
+    reload_by_signal(s);
+    ht_sleep_ms(1500);
+    reload_by_signal(s); /* the successor can hand over in turn */
+    int st = wait_exit(wrk, 20000);
+    char text[8192] = {0};
+    int fd = open(out, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    assert_true(n > 0);
+    fprintf(stderr, "%s", text);
+    assert_int_equal(st, 0);
+    /* wrk prints these lines only when something went wrong. */
+    assert_null(strstr(text, "Socket errors"));
+    assert_null(strstr(text, "Non-2xx"));
+    const char *req = strstr(text, " requests in ");
+    assert_non_null(req);
+    while (req > text && req[-1] != '\n' && req[-1] != ' ')
+        req--;
+    assert_true(atol(req) > 1000);
+    assert_true(token_works(s, t1));
+    assert_true(metric(s, "gatehouse_sessions_active") == 1);
+}
+
+/* systemd socket activation: the socket comes as fd 3 with LISTEN_FDS=1 and LISTEN_PID. */
+static void serves_on_a_socket_activated_listener(void **state)
+{
+    ht_server_t *s = SRV(state);
+    char bin[HT_PATH_MAX];
+    const char *gb = getenv("GATEHOUSE_BIN");
+    assert_non_null(realpath(gb && *gb ? gb : "build/gatehouse", bin));
+    assert_int_equal(ht_tempdir(s->dir), 0);
+    s->owns_dir = true;
+    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    s->port = ntohs(a.sin_port);
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+    char dir_flag[HT_PATH_MAX + 16];
+    snprintf(dir_flag, sizeof dir_flag, "--data-dir=%s", s->dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int log = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (log < 0 || dup2(log, 2) < 0 || dup2(lfd, 3) < 0)
+            _exit(127);
+        char pidv[32];
+        snprintf(pidv, sizeof pidv, "%ld", (long)getpid());
+        setenv("LISTEN_FDS", "1", 1);
+        setenv("LISTEN_PID", pidv, 1);
+        /* --listen names another port: the activated socket wins. */
+        execl(bin, bin, "serve", dir_flag, "--listen", "127.0.0.1:1", "--hash-memory", "8KiB",
+              "--hash-ops", "1", (char *)NULL);
+        _exit(127);
+    }
+    close(lfd);
+    s->pid = pid;
+    assert_true(ht_server_wait_log(s, "listening", 10000));
+    char log[16384];
+    ht_server_log(s, log, sizeof log);
+    assert_non_null(strstr(log, "\"socket_activated\":true"));
+    register_ok(s, "sam");
+    char t1[64];
+    login_ok(s, "sam", t1, NULL);
+    assert_true(token_works(s, t1));
+    /* A reload passes the activated socket on like any other. */
+    reload_by_signal(s);
+    assert_true(token_works(s, t1));
+    assert_int_equal(ht_server_stop(s), 0);
+}
+
+int main(int argc, char **argv)
+{
+    /* Reloaded servers are grandchildren; make them ours when their parent exits. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(clean_restart_keeps_sessions_and_revocations),
+        T(kill_9_keeps_sessions_and_a_revocation_made_just_before),
+        T(evictions_stay_evicted_after_a_restart),
+        T(expired_sessions_are_dropped_at_load),
+        T(reload_keeps_sessions_revocations_and_counts),
+        T(reload_with_a_broken_config_keeps_the_old_node_serving),
+        T(reload_under_wrk_load_drops_nothing),
+        T(serves_on_a_socket_activated_listener),
+#undef T
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

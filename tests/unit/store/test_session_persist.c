@@ -1,0 +1,373 @@
+/*
+ * test_session_persist.c — the memory store made durable: what is created and every end that
+ * matters (logout, revocation, eviction) is on disk when the call returns; expired sessions stay
+ * gone; last-seen times reach the disk by flush; and a handover between two stores on one
+ * database loses nothing made while the successor was loading.
+ *
+ * Each test works in its own temporary data dir. Times are near the real clock, because loading
+ * judges deadlines against it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "common/clock.h"
+#include "store/session.h"
+
+#define SEC 1000LL
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
+typedef struct {
+    char dir[256];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/gh-persist-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", f->dir);
+    free(f);
+    return 0;
+}
+
+#define DIR(state) (((fixture_t *)*(state))->dir)
+
+static gh_session_limits_t limits(void)
+{
+    return (gh_session_limits_t){.session_ttl_ms = 12 * HOUR,
+                                 .idle_ttl_ms = 30 * MIN,
+                                 .max_per_user = 100,
+                                 .budget_bytes = 0,
+                                 .policy = GH_POLICY_EVICT_IDLE};
+}
+
+typedef struct {
+    uint8_t b[GH_TOKEN_HASH_LEN];
+} hash_t;
+
+static hash_t H(int n)
+{
+    hash_t h;
+    crypto_generichash(h.b, sizeof h.b, (const uint8_t *)&n, sizeof n, NULL, 0);
+    return h;
+}
+
+static gh_session_store_t *open_store(const char *dir, const gh_session_limits_t *l, bool successor,
+                                      gh_session_load_stats_t *st)
+{
+    gh_session_store_t *s = NULL;
+    int rc = gh_session_persist_open(dir, l, GH_DURABILITY_NORMAL, successor, st, &s);
+    if (rc != 0)
+        fail_msg("gh_session_persist_open -> %s", gh_strerror(rc));
+    return s;
+}
+
+static bool live(gh_session_store_t *s, int n)
+{
+    hash_t h = H(n);
+    int rc = gh_session_lookup(s, h.b, gh_clock_now_ms(), NULL);
+    assert_true(rc == 0 || rc == GH_ENOTFOUND);
+    return rc == 0;
+}
+
+static uint64_t active(gh_session_store_t *s)
+{
+    gh_session_stats_t st;
+    gh_session_stats(s, &st);
+    return st.active;
+}
+
+static void create_ok(gh_session_store_t *s, uint64_t user, int n, int64_t now,
+                      gh_session_info_t *info)
+{
+    hash_t h = H(n);
+    int rc = gh_session_create(s, user, h.b, now, info);
+    if (rc != 0)
+        fail_msg("create %d -> %s", n, gh_strerror(rc));
+}
+
+static void creates_and_every_end_survive_a_reopen(void **state)
+{
+    gh_session_limits_t l = limits();
+    l.max_per_user = 2;
+    gh_session_load_stats_t st;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 0);
+    int64_t now = gh_clock_now_ms();
+    gh_session_info_t i4;
+    create_ok(s, 1, 0, now, NULL);
+    create_ok(s, 1, 1, now + 1, NULL);
+    create_ok(s, 1, 2, now + 2, NULL); /* evicts 0 */
+    create_ok(s, 2, 3, now + 3, NULL);
+    create_ok(s, 3, 4, now + 4, &i4);
+    create_ok(s, 5, 5, now + 5, NULL);
+    hash_t h1 = H(1);
+    assert_int_equal(gh_session_end(s, h1.b, GH_END_LOGOUT), 0);
+    size_t ended = 0;
+    assert_int_equal(gh_session_end_user(s, 2, NULL, GH_END_REVOKED, &ended), 0);
+    assert_int_equal(ended, 1);
+    assert_int_equal(gh_session_end_by_id(s, 3, i4.id, GH_END_REVOKED), 0);
+    assert_int_equal(active(s), 2);
+    gh_session_store_destroy(&s);
+
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 2);
+    assert_int_equal(st.expired, 0);
+    assert_int_equal(active(s), 2);
+    assert_false(live(s, 0)); /* evicted */
+    assert_false(live(s, 1)); /* logged out */
+    assert_true(live(s, 2));
+    assert_false(live(s, 3)); /* revoked with all of user 2's */
+    assert_false(live(s, 4)); /* revoked by id */
+    assert_true(live(s, 5));
+    const char *why = NULL;
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+    gh_session_store_destroy(&s);
+
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/sessions.db", DIR(state));
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
+static void the_public_id_and_times_come_back(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    gh_session_info_t before, after;
+    create_ok(s, 42, 7, now - 10 * MIN, &before);
+    gh_session_store_destroy(&s);
+    s = open_store(DIR(state), &l, false, NULL);
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 42, gh_clock_now_ms(), &after, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(after.id, before.id);
+    assert_int_equal(after.created_at_ms, before.created_at_ms);
+    assert_int_equal(after.expires_at_ms, before.expires_at_ms);
+    assert_int_equal(after.last_seen_at_ms, before.last_seen_at_ms);
+    gh_session_store_destroy(&s);
+}
+
+static void expired_sessions_are_dropped_and_deleted(void **state)
+{
+    gh_session_limits_t l = limits();
+    l.session_ttl_ms = HOUR;
+    l.idle_ttl_ms = 30 * MIN;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    create_ok(s, 1, 0, now - 2 * HOUR, NULL); /* past the absolute deadline */
+    create_ok(s, 2, 1, now - 40 * MIN, NULL); /* idle for 40 minutes */
+    create_ok(s, 3, 2, now - 10 * MIN, NULL); /* live */
+    gh_session_store_destroy(&s);
+    gh_session_load_stats_t st;
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 1);
+    assert_int_equal(st.expired, 2);
+    assert_true(live(s, 2));
+    gh_session_store_destroy(&s);
+    /* The load deleted them: the next one does not even see them. */
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 1);
+    assert_int_equal(st.expired, 0);
+    gh_session_store_destroy(&s);
+}
+
+/* Token checks do not write; the flush carries their last-seen time to disk. */
+static void last_seen_reaches_the_disk_by_flush(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    create_ok(s, 9, 0, now - 20 * MIN, NULL);
+    hash_t h = H(0);
+    gh_session_info_t info;
+    assert_int_equal(gh_session_lookup(s, h.b, now, &info), 0);
+    assert_int_equal(gh_session_persist_flush(s), 0);
+    /* Read the row straight from the file, as a successor or a restart would. */
+    sqlite3 *db = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/sessions.db", DIR(state));
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT last_seen_at FROM sessions", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(q, 0), info.last_seen_at_ms);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    gh_session_store_destroy(&s);
+    /* Without a later use, the session would now idle out 30 minutes after `now`, not after
+     * its creation 20 minutes earlier. */
+    s = open_store(DIR(state), &l, false, NULL);
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 9, gh_clock_now_ms(), &info, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(info.last_seen_at_ms >= now - 1);
+    gh_session_store_destroy(&s);
+}
+
+static void handover_catches_up_what_changed_during_the_load(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *a = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    create_ok(a, 1, 0, now, NULL);
+    create_ok(a, 1, 1, now + 1, NULL);
+    create_ok(a, 2, 2, now + 2, NULL);
+    assert_int_equal(gh_session_persist_handover_begin(a), 0);
+
+    gh_session_load_stats_t st;
+    gh_session_store_t *b = open_store(DIR(state), &l, true, &st);
+    assert_int_equal(st.loaded, 3);
+    /* Not the writer yet. */
+    hash_t hx = H(99);
+    assert_int_equal(gh_session_create(b, 1, hx.b, now, NULL), GH_ESTORE);
+
+    /* The predecessor still serves: a login, a logout, a revocation. */
+    create_ok(a, 1, 3, now + 3, NULL);
+    hash_t h0 = H(0);
+    assert_int_equal(gh_session_end(a, h0.b, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_end_user(a, 2, NULL, GH_END_REVOKED, NULL), 0);
+    assert_int_equal(gh_session_persist_detach(a), 0);
+    assert_int_equal(gh_session_create(a, 1, hx.b, now, NULL), GH_ESTORE);
+
+    assert_int_equal(gh_session_persist_takeover(b, &st), 0);
+    assert_int_equal(st.loaded, 1);
+    assert_int_equal(st.ended, 2);
+    assert_false(live(b, 0));
+    assert_true(live(b, 1));
+    assert_false(live(b, 2));
+    assert_true(live(b, 3));
+    assert_int_equal(active(b), 2);
+    gh_session_store_destroy(&a); /* detached: writes nothing on the way out */
+    create_ok(b, 1, 4, now + 4, NULL);
+    gh_session_store_destroy(&b);
+
+    gh_session_store_t *c = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 3);
+    assert_true(live(c, 1));
+    assert_true(live(c, 3));
+    assert_true(live(c, 4));
+    assert_false(live(c, 0));
+    assert_false(live(c, 2));
+    gh_session_store_destroy(&c);
+}
+
+static void an_aborted_handover_leaves_the_predecessor_in_charge(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *a = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    create_ok(a, 1, 0, now, NULL);
+    assert_int_equal(gh_session_persist_handover_begin(a), 0);
+    gh_session_store_t *b = open_store(DIR(state), &l, true, NULL);
+    assert_int_equal(gh_session_persist_detach(a), 0);
+    gh_session_store_destroy(&b); /* the successor dies before taking over */
+    gh_session_persist_handover_abort(a);
+    create_ok(a, 1, 1, now + 1, NULL);
+    hash_t h0 = H(0);
+    assert_int_equal(gh_session_end(a, h0.b, GH_END_LOGOUT), 0);
+    gh_session_store_destroy(&a);
+    gh_session_load_stats_t st;
+    a = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 1);
+    assert_false(live(a, 0));
+    assert_true(live(a, 1));
+    gh_session_store_destroy(&a);
+}
+
+static void a_smaller_cap_at_load_drops_the_oldest_for_good(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    for (int i = 0; i < 5; i++)
+        create_ok(s, 1, i, now + i, NULL);
+    gh_session_store_destroy(&s);
+    l.max_per_user = 2;
+    gh_session_load_stats_t st;
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded + st.dropped, 5);
+    assert_int_equal(active(s), 2);
+    assert_true(live(s, 3));
+    assert_true(live(s, 4));
+    gh_session_store_destroy(&s);
+    l.max_per_user = 100;
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 2);
+    assert_false(live(s, 0));
+    gh_session_store_destroy(&s);
+}
+
+static void refuses_bad_arguments_and_newer_schemas(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_persist_open(NULL, &l, GH_DURABILITY_NORMAL, false, NULL, &s),
+                     GH_EINVAL);
+    gh_session_limits_t hooked = l;
+    hooked.on_end = (gh_session_end_hook_t)1;
+    assert_int_equal(
+        gh_session_persist_open(DIR(state), &hooked, GH_DURABILITY_NORMAL, false, NULL, &s),
+        GH_EINVAL);
+    assert_int_equal(gh_session_persist_open(DIR(state), &l, GH_DURABILITY_FULL, false, NULL, &s),
+                     0);
+    gh_session_store_destroy(&s);
+    char path[512];
+    snprintf(path, sizeof path, "%s/sessions.db", DIR(state));
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(gh_session_persist_open(DIR(state), &l, GH_DURABILITY_NORMAL, false, NULL, &s),
+                     GH_ESTORE);
+    assert_null(s);
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0)
+        return 1;
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(creates_and_every_end_survive_a_reopen),
+        T(the_public_id_and_times_come_back),
+        T(expired_sessions_are_dropped_and_deleted),
+        T(last_seen_reaches_the_disk_by_flush),
+        T(handover_catches_up_what_changed_during_the_load),
+        T(an_aborted_handover_leaves_the_predecessor_in_charge),
+        T(a_smaller_cap_at_load_drops_the_oldest_for_good),
+        T(refuses_bad_arguments_and_newer_schemas),
+    };
+#undef T
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

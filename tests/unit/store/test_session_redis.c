@@ -1,0 +1,433 @@
+/*
+ * test_session_redis.c — the Redis session store against a real redis-server on a free loopback
+ * port: the shared session suite (session_suite.h), then what only a shared store promises —
+ * two stores (two nodes) see one another's sessions and revocations at once; a token check
+ * does not always write; the per-user index stays bounded; nothing is left in Redis once every
+ * session has ended; the node's memory stays flat; and when Redis goes away every operation
+ * fails closed, then works again without reopening the store once Redis is back.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "session_suite.h"
+#include "store/probe.h"
+#include "../../support/servers.h"
+
+static ts_server_t redis = {.kind = TS_REDIS};
+
+static gh_session_redis_options_t options(void)
+{
+    return (gh_session_redis_options_t){.url = redis.url, .pool_size = 3, .timeout_ms = 2000};
+}
+
+static int redis_open(const gh_session_limits_t *l, gh_session_store_t **out)
+{
+    gh_session_redis_options_t o = options();
+    return gh_session_redis_open(l, &o, out);
+}
+
+static void redis_reset(void)
+{
+    char reply[64];
+    if (ts_redis_cmd(&redis, "FLUSHALL", reply, sizeof reply) != 0)
+        fail_msg("FLUSHALL failed: %s", reply);
+}
+
+static const session_backend_t redis_backend = {
+    .name = "redis",
+    .open = redis_open,
+    .check = gh_session_redis_check,
+    .reset = redis_reset,
+    .thread_ops = 3000,
+};
+
+/* An integer reply (":N") of an inline command. */
+static long long redis_int(const char *cmd)
+{
+    char reply[64];
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    assert_int_equal(reply[0], ':');
+    return atoll(reply + 1);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- input ---- */
+
+static void open_rejects_bad_input(void **state)
+{
+    (void)state;
+    mark_t m0 = mark();
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = NULL;
+    gh_session_redis_options_t o = options();
+    assert_int_equal(gh_session_redis_open(NULL, &o, &s), GH_EINVAL);
+    l.idle_ttl_ms = 0;
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_EINVAL);
+    l = limits();
+    const char *bad[] = {"",
+                         "http://127.0.0.1:6379",
+                         "rediss://127.0.0.1:6379", /* TLS: not in this hiredis */
+                         "redis://",
+                         "redis://127.0.0.1:0",
+                         "redis://127.0.0.1:65536",
+                         "redis://127.0.0.1:12a",
+                         "redis://127.0.0.1/x",
+                         "redis://:pa%zzss@127.0.0.1",
+                         "redis://[::1",
+                         "unix:"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.url = bad[i];
+        if (gh_session_redis_open(&l, &o, &s) != GH_EINVAL)
+            fail_msg("accepted %s", bad[i]);
+    }
+    o = options();
+    o.prefix = "a-prefix-that-is-far-too-long-for-a-key-prefix";
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_EINVAL);
+    /* Nobody listens there: a start-up error, not a store that answers later. */
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", ts_free_port());
+    o = options();
+    o.url = url;
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
+    /* This Redis has no password: AUTH is refused, and so is the store. */
+    snprintf(url, sizeof url, "redis://:secret@127.0.0.1:%d", redis.port);
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/99999", redis.port); /* no such db */
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
+    assert_null(s);
+    assert_at_mark(m0);
+    /* A numbered database and a user name in the URL are understood. */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", redis.port);
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), 0);
+    create_ok(s, 1, 1, T0, NULL);
+    assert_int_equal(redis_int("DBSIZE"), 0); /* db 0 is untouched */
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+/* ---- several nodes, one store ---- */
+
+static void two_nodes_share_every_session(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 3;
+    gh_session_store_t *a = open_store(&l), *b = open_store(&l);
+    gh_session_info_t made, seen;
+    create_ok(a, 7, 1, T0, &made);
+    assert_int_equal(lookup(b, 1, T0 + SEC, &seen), 0);
+    assert_string_equal(seen.id, made.id);
+    assert_int_equal(seen.user_id, 7);
+    assert_int_equal(lookup(a, 1, T0 + 2 * SEC, &seen), 0);
+    assert_int_equal(seen.last_seen_at_ms, T0 + 2 * SEC);
+    /* a logout on one node is refused on the other at once */
+    assert_int_equal(end(b, 1, GH_END_LOGOUT), 0);
+    assert_int_equal(lookup(a, 1, T0 + 3 * SEC, NULL), GH_ENOTFOUND);
+    assert_int_equal(end(a, 1, GH_END_LOGOUT), GH_ENOTFOUND);
+
+    /* a password change on one node (all but this session) holds on the other; each node's
+     * clock only moves forward, so the times below do too */
+    gh_session_info_t keep;
+    create_ok(a, 8, 10, T0 + 10 * SEC, NULL);
+    create_ok(b, 8, 11, T0 + 11 * SEC, &keep);
+    create_ok(a, 8, 12, T0 + 12 * SEC, NULL);
+    size_t n = 0;
+    assert_int_equal(gh_session_end_user(b, 8, H(11).b, GH_END_REVOKED, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(lookup(a, 10, T0 + 20 * SEC, NULL), GH_ENOTFOUND);
+    assert_int_equal(lookup(a, 12, T0 + 20 * SEC, NULL), GH_ENOTFOUND);
+    assert_int_equal(lookup(a, 11, T0 + 20 * SEC, NULL), 0);
+    /* revoke by public id across nodes, owner only */
+    assert_int_equal(gh_session_end_by_id(a, 9, keep.id, GH_END_REVOKED), GH_ENOTFOUND);
+    assert_int_equal(gh_session_end_by_id(a, 8, keep.id, GH_END_REVOKED), 0);
+    assert_int_equal(lookup(b, 11, T0 + 30 * SEC, NULL), GH_ENOTFOUND);
+
+    /* the per-user cap counts the sessions made on every node */
+    for (uint64_t i = 0; i < 5; i++)
+        create_ok(i % 2 ? a : b, 9, 100 + i, T0 + 100 * SEC + (int64_t)i, NULL);
+    gh_session_info_t list[8];
+    assert_int_equal(gh_session_list_user(a, 9, T0 + 200 * SEC, list, 8, &n), 0);
+    assert_int_equal(n, 3);
+    for (uint64_t i = 0; i < 5; i++)
+        assert_int_equal(lookup(b, 100 + i, T0 + 200 * SEC, NULL), i >= 2 ? 0 : GH_ENOTFOUND);
+
+    /* every node reports the same live count, and each ended session is counted once */
+    assert_int_equal(stats(a).active, 3);
+    assert_int_equal(stats(b).active, 3);
+    size_t swept = gh_session_expire(a, T0 + 13 * HOUR, SIZE_MAX) +
+                   gh_session_expire(b, T0 + 13 * HOUR, SIZE_MAX);
+    assert_int_equal(swept, 3);
+    gh_session_stats_t sa = stats(a), sb = stats(b);
+    assert_int_equal(sa.active + sb.active, 0);
+    assert_int_equal(sa.created_total + sb.created_total, 9);
+    uint64_t ended = 0;
+    for (int r = 0; r < GH_END__COUNT; r++)
+        ended += sa.ended_total[r] + sb.ended_total[r];
+    assert_int_equal(ended, 9);
+    assert_int_equal(sa.ended_total[GH_END_EVICTED] + sb.ended_total[GH_END_EVICTED], 2);
+    assert_consistent(a);
+    gh_session_store_destroy(&a);
+    gh_session_store_destroy(&b);
+}
+
+/* ---- what Redis-backed nodes promise ---- */
+
+static void token_checks_write_only_past_the_touch_interval(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_redis_options_t o = options();
+    o.touch_interval_ms = 10 * SEC;
+    gh_session_store_t *s = NULL, *exact = open_store(&l);
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), 0);
+    gh_session_info_t info;
+    create_ok(s, 1, 1, T0, NULL);
+    for (int64_t t = T0 + SEC; t < T0 + 10 * SEC; t += SEC) {
+        assert_int_equal(lookup(s, 1, t, &info), 0);
+        assert_int_equal(info.last_seen_at_ms, T0); /* read back from Redis: nothing written */
+        assert_int_equal(info.idle_expires_at_ms, T0 + 30 * MIN);
+    }
+    assert_int_equal(lookup(s, 1, T0 + 10 * SEC, &info), 0);
+    assert_int_equal(info.last_seen_at_ms, T0 + 10 * SEC);
+    /* another node sees what was recorded */
+    assert_int_equal(lookup(s, 1, T0 + 11 * SEC, NULL), 0);
+    assert_int_equal(lookup(exact, 1, T0 + 12 * SEC, &info), 0);
+    assert_int_equal(info.last_seen_at_ms, T0 + 12 * SEC);
+    /* a coarse node never keeps a session past the recorded deadline */
+    assert_int_equal(lookup(s, 1, T0 + 12 * SEC + 30 * MIN, NULL), GH_ENOTFOUND);
+    assert_int_equal(stats(s).ended_total[GH_END_IDLE], 1);
+    gh_session_store_destroy(&s);
+    gh_session_store_destroy(&exact);
+}
+
+static void user_index_stays_bounded(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 3;
+    gh_session_store_t *s = open_store(&l);
+    int64_t t = T0;
+    /* A client that logs in and walks away, again and again: its sessions idle out unseen. */
+    for (uint64_t i = 0; i < 50; i++, t += 31 * MIN)
+        create_ok(s, 42, i, t, NULL);
+    assert_true(redis_int("ZCARD gh:u:42") <= 3);
+    /* sessions past the absolute deadline leave the index too */
+    gh_session_limits_t l2 = limits();
+    l2.max_per_user = 0;
+    l2.session_ttl_ms = HOUR; /* the same idle TTL: every node of one Redis must agree on it */
+    gh_session_store_t *s2 = open_store(&l2);
+    for (uint64_t i = 0; i < 50; i++, t += 20 * MIN)
+        create_ok(s2, 43, 1000 + i, t, NULL);
+    assert_true(redis_int("ZCARD gh:u:43") <= 4);
+    assert_consistent(s2);
+    gh_session_store_destroy(&s2);
+    gh_session_store_destroy(&s);
+}
+
+/* Every way a session ends leaves nothing behind in Redis: no session, index or id key. */
+static void nothing_left_once_every_session_ended(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 5;
+    l.session_ttl_ms = 2 * HOUR;
+    gh_session_store_t *s = open_store(&l);
+    enum { N = 600 };
+    static gh_session_info_t info[N];
+    for (uint64_t i = 0; i < N; i++)
+        create_ok(s, i % 100, i, T0 + (int64_t)i, &info[i]); /* 6 per user: cap evictions */
+    assert_true(stats(s).ended_total[GH_END_EVICTED] == 100);
+    for (uint64_t i = 100; i < 200; i++)
+        assert_int_equal(end(s, i, GH_END_LOGOUT), 0);
+    for (uint64_t i = 200; i < 300; i++)
+        assert_int_equal(gh_session_end_by_id(s, i % 100, info[i].id, GH_END_REVOKED), 0);
+    for (uint64_t u = 0; u < 20; u++)
+        assert_int_equal(gh_session_end_user(s, u, H(500 + u).b, GH_END_REVOKED, NULL), 0);
+    assert_consistent(s);
+    /* half of the rest are used until only their absolute deadline is left; the rest idle out */
+    for (int64_t t = T0 + 20 * MIN; t < T0 + 2 * HOUR; t += 20 * MIN)
+        for (uint64_t i = 300; i < N; i += 2)
+            GH_IGNORE(lookup(s, i, t, NULL));
+    assert_true(gh_session_expire(s, T0 + 3 * HOUR, SIZE_MAX) > 0);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 0);
+    assert_true(st.ended_total[GH_END_IDLE] > 0);
+    assert_true(st.ended_total[GH_END_EXPIRED] > 0);
+    uint64_t ended = 0;
+    for (int r = 0; r < GH_END__COUNT; r++)
+        ended += st.ended_total[r];
+    assert_int_equal(ended, N);
+    assert_int_equal(redis_int("DBSIZE"), 0);
+    gh_session_store_destroy(&s);
+}
+
+static void node_memory_stays_flat(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    mark_t m1 = mark();
+    size_t bytes = stats(s).bytes;
+    assert_int_equal(bytes, m1.bytes - m0.bytes);
+    for (uint64_t i = 0; i < 5000; i++) {
+        create_ok(s, i % 1000, i, T0 + (int64_t)i, NULL);
+        assert_int_equal(lookup(s, i, T0 + (int64_t)i, NULL), 0);
+    }
+    gh_session_info_t list[8];
+    size_t n;
+    assert_int_equal(gh_session_list_user(s, 3, T0 + 5000, list, 8, &n), 0);
+    assert_int_equal(n, 5);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 5000);
+    assert_int_equal(st.bytes, bytes); /* 5,000 sessions in Redis, not one more byte here */
+    assert_consistent(s);
+    assert_at_mark(m1);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+static void tokens_are_not_stored(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    char token[GH_TOKEN_LEN + 1];
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_token_new(token, hash);
+    assert_int_equal(gh_session_create(s, 5, hash, T0, NULL), 0);
+    /* the store is keyed by the hash; nothing in Redis contains the token's secret part */
+    char cmd[160], reply[128];
+    snprintf(cmd, sizeof cmd, "KEYS *%s*", token + 3);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    assert_string_equal(reply, "*0");
+    assert_int_equal(redis_int("EXISTS gh:u:5"), 1);
+    sodium_memzero(token, sizeof token);
+    gh_session_store_destroy(&s);
+}
+
+static void scripts_come_back_after_a_flush(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    create_ok(s, 1, 1, T0, NULL);
+    char reply[64];
+    assert_int_equal(ts_redis_cmd(&redis, "SCRIPT FLUSH", reply, sizeof reply), 0);
+    assert_int_equal(lookup(s, 1, T0 + 1, NULL), 0);
+    create_ok(s, 1, 2, T0 + 2, NULL);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- failure: fail closed, recover by itself ---- */
+
+static void redis_going_away_fails_closed_and_recovers(void **state)
+{
+    (void)state;
+    ts_server_t own = {.kind = TS_REDIS, .persist = true};
+    assert_int_equal(ts_server_start(&own), 0);
+    gh_session_limits_t l = limits();
+    gh_session_redis_options_t o = options();
+    o.url = own.url;
+    o.timeout_ms = 500;
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), 0);
+    gh_session_info_t info;
+    create_ok(s, 1, 1, T0, NULL);
+    uint64_t errors0 = gh_store_errors(GH_STORE_REDIS);
+
+    assert_int_equal(ts_server_stop(&own), 0);
+    /* Never a guess: not "not found" (a revoked session), not "found" (a stale one). */
+    assert_int_equal(lookup(s, 1, T0 + SEC, &info), GH_ESTORE);
+    assert_int_equal(gh_session_ping(s), GH_ESTORE);
+    assert_int_equal(gh_session_create(s, 1, H(2).b, T0 + SEC, NULL), GH_ESTORE);
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), GH_ESTORE);
+    assert_int_equal(gh_session_end_user(s, 1, NULL, GH_END_REVOKED, NULL), GH_ESTORE);
+    size_t n = 9;
+    assert_int_equal(gh_session_list_user(s, 1, T0 + SEC, &info, 1, &n), GH_ESTORE);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_session_expire(s, T0 + SEC, 100), 0);
+    assert_true(gh_store_errors(GH_STORE_REDIS) > errors0);
+
+    assert_int_equal(ts_server_start(&own), 0);
+    /* The same store handle recovers within its backoff (at most 2 s); keep asking. */
+    int rc = GH_ESTORE;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = lookup(s, 1, T0 + 2 * SEC, &info);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0); /* the append-only file kept the session */
+    assert_int_equal(info.user_id, 1);
+    assert_int_equal(gh_session_ping(s), 0);
+    create_ok(s, 1, 3, T0 + 3 * SEC, NULL);
+    gh_session_store_destroy(&s);
+    ts_server_cleanup(&own);
+}
+
+/* A failover turns the server we talk to into a replica: writes answer READONLY. The store
+ * must not keep using it (fail closed) and must find the primary again by reconnecting. */
+static void a_primary_turned_replica_fails_closed_and_recovers(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    create_ok(s, 1, 1, T0, NULL);
+    char cmd[64], reply[64];
+    snprintf(cmd, sizeof cmd, "REPLICAOF 127.0.0.1 %d", ts_free_port()); /* a primary nobody runs */
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    assert_int_equal(gh_session_create(s, 1, H(2).b, T0 + 1, NULL), GH_ESTORE);
+    assert_int_equal(lookup(s, 1, T0 + 2, NULL), GH_ESTORE);
+    assert_int_equal(ts_redis_cmd(&redis, "REPLICAOF NO ONE", reply, sizeof reply), 0);
+    int rc = GH_ESTORE;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = lookup(s, 1, T0 + 3, NULL);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    create_ok(s, 1, 2, T0 + 4, NULL);
+    gh_session_store_destroy(&s);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return ts_server_start(&redis);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    ts_server_cleanup(&redis);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0)
+        return 1;
+    backend = &redis_backend;
+    const struct CMUnitTest tests[] = {
+        SESSION_SUITE_TESTS,
+        SESSION_SUITE_TEST(open_rejects_bad_input),
+        SESSION_SUITE_TEST(two_nodes_share_every_session),
+        SESSION_SUITE_TEST(token_checks_write_only_past_the_touch_interval),
+        SESSION_SUITE_TEST(user_index_stays_bounded),
+        SESSION_SUITE_TEST(nothing_left_once_every_session_ended),
+        SESSION_SUITE_TEST(node_memory_stays_flat),
+        SESSION_SUITE_TEST(tokens_are_not_stored),
+        SESSION_SUITE_TEST(scripts_come_back_after_a_flush),
+        SESSION_SUITE_TEST(redis_going_away_fails_closed_and_recovers),
+        SESSION_SUITE_TEST(a_primary_turned_replica_fails_closed_and_recovers),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,185 @@
+/*
+ * test_user_postgres.c — the PostgreSQL user store against a real server (initdb'd in a temp dir,
+ * on a free loopback port, as an unprivileged user): the shared user suite (user_suite.h), each
+ * test in a schema of its own, then what only the shared store promises — two nodes starting
+ * at once migrate once, a newer schema is refused, a bad address fails at open, and when the
+ * server goes away calls fail closed and then work again, without reopening, once it is back.
+ */
+#include <time.h>
+
+#include "user_suite.h"
+#include "store/probe.h"
+#include "../../support/servers.h"
+
+static ts_server_t pg = {.kind = TS_POSTGRES};
+static char url[256];
+
+static int pg_setup(void)
+{
+    return ts_postgres_fresh_url(&pg, url, sizeof url);
+}
+
+static int pg_teardown(void)
+{
+    return 0; /* the schemas go with the whole cluster, at the end of the group */
+}
+
+static int pg_open(gh_user_store_t **out)
+{
+    gh_user_postgres_options_t o = {.url = url, .pool_size = 3, .timeout_ms = 3000};
+    return gh_user_postgres_open(&o, out);
+}
+
+static const user_backend_t postgres_backend = {
+    .name = "postgres", .setup = pg_setup, .teardown = pg_teardown, .open = pg_open};
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+typedef struct {
+    gh_user_store_t *s;
+    int rc;
+} opener_t;
+
+static void *open_one(void *arg)
+{
+    opener_t *o = arg;
+    o->rc = pg_open(&o->s);
+    return NULL;
+}
+
+static void nodes_starting_together_migrate_once(void **state)
+{
+    (void)state;
+    enum { NODES = 4 };
+    opener_t o[NODES] = {{0}};
+    pthread_t t[NODES];
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, open_one, &o[i]), 0);
+    for (int i = 0; i < NODES; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(o[i].rc, 0);
+    }
+    /* one node registers, every other sees the name taken */
+    gh_user_t u;
+    assert_int_equal(gh_user_create(o[0].s, "Olga", "h", 1, &u), 0);
+    for (int i = 1; i < NODES; i++) {
+        assert_int_equal(gh_user_create(o[i].s, "olga", "h", 1, &u), GH_EEXISTS);
+        assert_int_equal(gh_user_get_by_name(o[i].s, "OLGA", &u), 0);
+        assert_string_equal(u.username, "Olga");
+    }
+    for (int i = 0; i < NODES; i++)
+        gh_user_store_close(&o[i].s);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "DO $$ BEGIN IF (SELECT count(*) FROM gatehouse_schema) <> 1 THEN "
+             "RAISE 'migrated more than once'; END IF; END $$");
+    assert_int_equal(ts_postgres_exec(url, sql), 0);
+}
+
+static void newer_schema_is_refused(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_store_close(&s);
+    assert_int_equal(ts_postgres_exec(url, "INSERT INTO gatehouse_schema (version) VALUES (99)"),
+                     0);
+    size_t o0 = gh_mem_objects(GH_MEM_USERS);
+    assert_int_equal(pg_open(&s), GH_ESTORE);
+    assert_null(s);
+    assert_int_equal(gh_mem_objects(GH_MEM_USERS), o0);
+}
+
+static void bad_address_fails_at_open(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = NULL;
+    gh_user_postgres_options_t o = {.url = NULL};
+    assert_int_equal(gh_user_postgres_open(&o, &s), GH_EINVAL);
+    o.url = "";
+    assert_int_equal(gh_user_postgres_open(&o, &s), GH_EINVAL);
+    char bad[128];
+    snprintf(bad, sizeof bad, "postgresql://gatehouse@127.0.0.1:%d/postgres", ts_free_port());
+    o.url = bad;
+    o.timeout_ms = 2000;
+    assert_int_equal(gh_user_postgres_open(&o, &s), GH_ESTORE);
+    snprintf(bad, sizeof bad, "postgresql://gatehouse@127.0.0.1:%d/no_such_db", pg.port);
+    assert_int_equal(gh_user_postgres_open(&o, &s), GH_ESTORE);
+    o.url = "this is not a connection string";
+    assert_int_equal(gh_user_postgres_open(&o, &s), GH_ESTORE);
+    assert_null(s);
+}
+
+static void bytes_postgres_refuses_are_not_a_store_error(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    /* Not UTF-8: SQLite stores any bytes, PostgreSQL refuses them; neither is "unavailable". */
+    assert_int_equal(gh_user_create(s, "bad\xff", "h", 1, &u), GH_EINVAL);
+    assert_int_equal(gh_user_get_by_name(s, "bad\xff", &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_ping(s), 0);
+    gh_user_store_close(&s);
+}
+
+static void server_going_away_fails_closed_and_recovers(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "rita", "h1", 1, &u), 0);
+    uint64_t errors0 = gh_store_errors(GH_STORE_POSTGRES);
+    assert_int_equal(ts_server_stop(&pg), 0);
+
+    assert_int_equal(gh_user_get_by_name(s, "rita", &u), GH_ESTORE); /* never "not found" */
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), GH_ESTORE);
+    assert_int_equal(gh_user_create(s, "sam", "h", 2, &u), GH_ESTORE);
+    assert_int_equal(gh_user_set_password(s, 1, "h2"), GH_ESTORE);
+    assert_int_equal(gh_user_ping(s), GH_ESTORE);
+    assert_true(gh_store_errors(GH_STORE_POSTGRES) > errors0);
+
+    assert_int_equal(ts_server_start(&pg), 0);
+    int rc = GH_ESTORE;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = gh_user_get_by_name(s, "RITA", &u);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    assert_string_equal(u.password_hash, "h1");
+    assert_int_equal(gh_user_ping(s), 0);
+    assert_int_equal(gh_user_create(s, "sam", "h", 2, &u), 0);
+    gh_user_store_close(&s);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return ts_server_start(&pg);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    ts_server_cleanup(&pg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    backend = &postgres_backend;
+    const struct CMUnitTest tests[] = {
+        USER_SUITE_TESTS,
+        USER_SUITE_TEST(nodes_starting_together_migrate_once),
+        USER_SUITE_TEST(newer_schema_is_refused),
+        USER_SUITE_TEST(bad_address_fails_at_open),
+        USER_SUITE_TEST(bytes_postgres_refuses_are_not_a_store_error),
+        USER_SUITE_TEST(server_going_away_fails_closed_and_recovers),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

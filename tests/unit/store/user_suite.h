@@ -1,0 +1,337 @@
+/*
+ * user_suite.h — the user store's behaviour, one suite for every backend: a test binary
+ * (test_user_sqlite.c, test_user_postgres.c) sets `backend` and lists USER_SUITE_TESTS among its
+ * own. Uniqueness without case, durability across a reopen, paging, literal storage of hostile
+ * names, input bounds, concurrent callers, and everything the store allocates returned on close
+ * hold for every backend alike; what only one backend promises (file modes, WAL, migrations
+ * under concurrency, surviving a server restart) lives in that backend's own file.
+ */
+#ifndef GH_TESTS_UNIT_STORE_USER_SUITE_H
+#define GH_TESTS_UNIT_STORE_USER_SUITE_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "mem/mem.h"
+#include "store/user.h"
+
+typedef struct {
+    const char *name;
+    /* Makes a fresh, empty place for one test's users, and removes it after. */
+    int (*setup)(void);
+    int (*teardown)(void);
+    /* Opens the store on the current test's place; a second open sees the same users. */
+    int (*open)(gh_user_store_t **out);
+} user_backend_t;
+
+static const user_backend_t *backend;
+
+static int user_suite_setup(void **state)
+{
+    (void)state;
+    return backend->setup();
+}
+
+static int user_suite_teardown(void **state)
+{
+    (void)state;
+    return backend->teardown();
+}
+
+static gh_user_store_t *open_store(void)
+{
+    gh_user_store_t *s = NULL;
+    assert_int_equal(backend->open(&s), 0);
+    assert_non_null(s);
+    return s;
+}
+
+/* ---- the suite ---- */
+
+static void create_and_find_case_insensitively(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u, v;
+    assert_int_equal(gh_user_create(s, "Alice", "$argon2id$x", 1000, &u), 0);
+    assert_true(u.id > 0);
+    assert_string_equal(u.username, "Alice");
+    assert_int_equal(u.created_at_ms, 1000);
+    assert_int_equal(gh_user_create(s, "alice", "$argon2id$y", 1001, &v), GH_EEXISTS);
+    assert_int_equal(gh_user_create(s, "ALICE", "$argon2id$y", 1001, &v), GH_EEXISTS);
+
+    assert_int_equal(gh_user_get_by_name(s, "ALICE", &v), 0);
+    assert_int_equal(v.id, u.id);
+    assert_string_equal(v.username, "Alice"); /* the first spelling is kept */
+    assert_string_equal(v.password_hash, "$argon2id$x");
+    assert_int_equal(v.created_at_ms, 1000);
+
+    assert_int_equal(gh_user_get_by_id(s, u.id, &v), 0);
+    assert_string_equal(v.username, "Alice");
+    assert_string_equal(v.password_hash, "$argon2id$x");
+
+    assert_int_equal(gh_user_get_by_name(s, "bob", &v), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_name(s, "Alic", &v), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_id(s, u.id + 100, &v), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_id(s, UINT64_MAX, &v), GH_ENOTFOUND);
+    gh_user_store_close(&s);
+    assert_null(s);
+    gh_user_store_close(&s); /* closing NULL is harmless */
+}
+
+static void set_password_and_delete(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u, carol;
+    assert_int_equal(gh_user_create(s, "carol", "h1", 1, &carol), 0);
+    assert_int_equal(gh_user_create(s, "dave", "h2", 2, &u), 0);
+    uint64_t dave = u.id;
+    assert_int_not_equal(dave, carol.id);
+
+    assert_int_equal(gh_user_set_password(s, dave, "h3"), 0);
+    assert_int_equal(gh_user_get_by_id(s, dave, &u), 0);
+    assert_string_equal(u.password_hash, "h3");
+    assert_int_equal(gh_user_get_by_id(s, carol.id, &u), 0);
+    assert_string_equal(u.password_hash, "h1"); /* only dave changed */
+    assert_int_equal(gh_user_set_password(s, dave + 100, "h4"), GH_ENOTFOUND);
+
+    assert_int_equal(gh_user_del(s, dave), 0);
+    assert_int_equal(gh_user_del(s, dave), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_name(s, "dave", &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_id(s, dave, &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_set_password(s, dave, "h5"), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_name(s, "carol", &u), 0);
+
+    /* the name is free again, and a new account never reuses the old id */
+    assert_int_equal(gh_user_create(s, "Dave", "h6", 3, &u), 0);
+    assert_true(u.id > dave);
+    gh_user_store_close(&s);
+}
+
+static void reopen_finds_users_again(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t erin, frank, u;
+    assert_int_equal(gh_user_create(s, "Erin", "h1", 11, &erin), 0);
+    assert_int_equal(gh_user_create(s, "frank", "h2", 12, &frank), 0);
+    assert_int_equal(gh_user_set_password(s, frank.id, "h3"), 0);
+    gh_user_store_close(&s);
+
+    s = open_store();
+    assert_int_equal(gh_user_get_by_name(s, "erin", &u), 0);
+    assert_int_equal(u.id, erin.id);
+    assert_string_equal(u.username, "Erin");
+    assert_string_equal(u.password_hash, "h1");
+    assert_int_equal(u.created_at_ms, 11);
+    assert_int_equal(gh_user_get_by_id(s, frank.id, &u), 0);
+    assert_string_equal(u.password_hash, "h3");
+    assert_int_equal(gh_user_create(s, "FRANK", "h", 13, &u), GH_EEXISTS);
+    gh_user_store_close(&s);
+}
+
+static void injection_looking_names_are_literal(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    const char *names[] = {"x' OR '1'='1", "Robert'); DROP TABLE users;--", "%", "_", "a\"b", "x"};
+    size_t n = sizeof names / sizeof *names;
+    assert_int_equal(gh_user_create(s, "victim", "secret-hash", 1, &u), 0);
+    for (size_t i = 0; i + 1 < n; i++) /* all but "x" */
+        assert_int_equal(gh_user_create(s, names[i], "h", 1, &u), 0);
+    assert_int_equal(gh_user_get_by_name(s, "x", &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_get_by_name(s, "' OR 1=1 --", &u), GH_ENOTFOUND);
+    for (size_t i = 0; i + 1 < n; i++) {
+        assert_int_equal(gh_user_get_by_name(s, names[i], &u), 0);
+        assert_string_equal(u.username, names[i]);
+        assert_string_equal(u.password_hash, "h");
+    }
+    /* the table and the other account survived */
+    assert_int_equal(gh_user_get_by_name(s, "victim", &u), 0);
+    assert_string_equal(u.password_hash, "secret-hash");
+    gh_user_t page[16];
+    size_t got;
+    assert_int_equal(gh_user_list(s, 0, page, 16, &got), 0);
+    assert_int_equal(got, n); /* victim + n - 1 */
+    gh_user_store_close(&s);
+}
+
+static void list_pages_in_id_order(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u, page[10];
+    for (int i = 0; i < 25; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "user%02d", i);
+        assert_int_equal(gh_user_create(s, name, "hash", 100 + i, &u), 0);
+    }
+    uint64_t after = 0;
+    size_t total = 0, n, pages = 0;
+    do {
+        assert_int_equal(gh_user_list(s, after, page, 10, &n), 0);
+        for (size_t i = 0; i < n; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "user%02zu", total + i);
+            assert_true(page[i].id > after);
+            assert_string_equal(page[i].username, want);
+            assert_string_equal(page[i].password_hash, ""); /* never listed */
+            assert_int_equal(page[i].created_at_ms, 100 + (int64_t)(total + i));
+            after = page[i].id;
+        }
+        total += n;
+        pages++;
+    } while (n == 10);
+    assert_int_equal(total, 25);
+    assert_int_equal(pages, 3);
+    assert_int_equal(gh_user_list(s, after, page, 10, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_list(s, 0, page, 0, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_list(s, UINT64_MAX, page, 10, &n), 0);
+    assert_int_equal(n, 0);
+    gh_user_store_close(&s);
+}
+
+static void out_of_bounds_input_is_refused(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    char name65[66], hash128[129];
+    memset(name65, 'n', 65);
+    name65[65] = '\0';
+    memset(hash128, 'h', 128);
+    hash128[128] = '\0';
+    assert_int_equal(gh_user_create(s, "", "h", 1, &u), GH_EINVAL);
+    assert_int_equal(gh_user_create(s, name65, "h", 1, &u), GH_EINVAL);
+    assert_int_equal(gh_user_create(s, "gina", hash128, 1, &u), GH_EINVAL);
+    assert_int_equal(gh_user_get_by_name(s, name65, &u), GH_ENOTFOUND);
+
+    name65[64] = '\0'; /* exactly GH_USERNAME_MAX */
+    hash128[127] = '\0';
+    assert_int_equal(gh_user_create(s, name65, hash128, 1, &u), 0);
+    assert_int_equal(gh_user_get_by_name(s, name65, &u), 0);
+    assert_string_equal(u.username, name65);
+    assert_string_equal(u.password_hash, hash128);
+    hash128[127] = 'h';
+    assert_int_equal(gh_user_set_password(s, u.id, hash128), GH_EINVAL);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_int_equal(strlen(u.password_hash), 127); /* unchanged */
+    gh_user_store_close(&s);
+}
+
+static void ping_answers(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    assert_int_equal(gh_user_ping(s), 0); /* empty table */
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "ivy", "h", 1, &u), 0);
+    assert_int_equal(gh_user_ping(s), 0);
+    gh_user_store_close(&s);
+}
+
+#define THREADS 4
+#define PER_THREAD 50
+
+typedef struct {
+    gh_user_store_t *store;
+    int index;
+    int failures;
+} worker_arg_t;
+
+static void *create_many(void *arg)
+{
+    worker_arg_t *w = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        char name[32];
+        gh_user_t u, v;
+        snprintf(name, sizeof name, "t%d-u%d", w->index, i);
+        if (gh_user_create(w->store, name, "h", i, &u) != 0 ||
+            gh_user_get_by_name(w->store, name, &v) != 0 || v.id != u.id)
+            w->failures++;
+        /* every thread also tries a name that exists in another case: none may get it */
+        if (i == 0 && gh_user_create(w->store, "contended", "h", 0, &u) == 0)
+            w->failures += 1000;
+    }
+    return NULL;
+}
+
+static void concurrent_callers_are_serialized(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "Contended", "h", 0, &u), 0);
+    pthread_t t[THREADS];
+    worker_arg_t args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (worker_arg_t){.store = s, .index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, create_many, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    gh_user_t page[THREADS * PER_THREAD + 8];
+    size_t n;
+    assert_int_equal(gh_user_list(s, 0, page, sizeof page / sizeof *page, &n), 0);
+    assert_int_equal(n, THREADS * PER_THREAD + 1);
+    gh_user_store_close(&s);
+}
+
+static void memory_returns_to_baseline(void **state)
+{
+    (void)state;
+    size_t b0 = gh_mem_bytes(GH_MEM_USERS), o0 = gh_mem_objects(GH_MEM_USERS);
+    gh_user_store_t *s = open_store();
+    assert_true(gh_mem_objects(GH_MEM_USERS) > o0);
+    gh_user_t u;
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        assert_int_equal(gh_user_create(s, name, "h", 1, &u), 0);
+    }
+    gh_user_store_close(&s);
+    assert_int_equal(gh_mem_bytes(GH_MEM_USERS), b0);
+    assert_int_equal(gh_mem_objects(GH_MEM_USERS), o0);
+
+    /* every gh_mem allocation open makes can fail: the answer is GH_ENOMEM and nothing leaks */
+    for (uint64_t n = 1;; n++) {
+        gh_mem_fail_at(n);
+        int rc = backend->open(&s);
+        bool fired = gh_mem_fail_fired();
+        gh_mem_fail_at(0);
+        if (!fired) {
+            assert_int_equal(rc, 0);
+            gh_user_store_close(&s);
+            break;
+        }
+        assert_int_equal(rc, GH_ENOMEM);
+        assert_null(s);
+        assert_int_equal(gh_mem_objects(GH_MEM_USERS), o0);
+    }
+    assert_int_equal(gh_mem_bytes(GH_MEM_USERS), b0);
+}
+
+#define USER_SUITE_TEST(f) cmocka_unit_test_setup_teardown(f, user_suite_setup, user_suite_teardown)
+#define USER_SUITE_TESTS                                                                           \
+    USER_SUITE_TEST(create_and_find_case_insensitively), USER_SUITE_TEST(set_password_and_delete), \
+        USER_SUITE_TEST(reopen_finds_users_again),                                                 \
+        USER_SUITE_TEST(injection_looking_names_are_literal),                                      \
+        USER_SUITE_TEST(list_pages_in_id_order), USER_SUITE_TEST(out_of_bounds_input_is_refused),  \
+        USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
+        USER_SUITE_TEST(memory_returns_to_baseline)
+
+#endif
