@@ -50,9 +50,9 @@ typedef struct {
     gh_api_metrics_t *metrics;
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
-    const char *cookie_name;   /* "gatehouse_session" or "__Host-gatehouse_session" */
-    gh_ratelimit_t *ratelimit; /* login and registration throttles (throttle.c) */
-    gh_proxies_t proxies;      /* --trusted-proxies, parsed once at start */
+    const char *cookie_name;          /* "gatehouse_session" or "__Host-gatehouse_session" */
+    gh_ratelimit_t *ratelimit;        /* login and registration throttles (throttle.c) */
+    gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
 } gh_app_t;
 

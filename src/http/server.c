@@ -580,16 +580,15 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     }
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->reaper_wake, NULL);
-    s->daemon =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                         NULL, MHD_OPTION_LISTEN_SOCKET, opt->listen_fd,
-                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads ? opt->threads : 1),
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)opt->connection_memory,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(opt->threads ? opt->threads : 1), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)opt->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)opt->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)opt->connection_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon)
         goto fail;
     if ((opt->header_timeout_ms || opt->body_timeout_ms) &&
