@@ -10,6 +10,8 @@ PACKAGES=(
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
   wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood
+  nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
+  chromium   # tests/integration/test_browser.c: headless Chromium driven by playwright-core
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
   # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
   clang libclang-rt-14-dev clang-format cppcheck valgrind
@@ -20,10 +22,26 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}" >&2
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+# node and npm run playwright-core: Debian's packages unless some node is there already (a
+# nodejs from elsewhere ships its own npm, which Debian's npm package would conflict with).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
+# playwright-core for the browser test, from the npm registry at the version package-lock.json pins
+# (it drives Debian's chromium; it downloads no browser of its own).
+browser_deps() {
+  local dir
+  dir="$(dirname "$0")/../tests/browser"
+  [ -d "$dir/node_modules/playwright-core" ] && return 0
+  echo "deps: npm ci in tests/browser" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+browser_deps

@@ -108,6 +108,15 @@ void gh_api_metrics_destroy(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+/* Counters read back for the /ops page (pages.c): every request so far, those answered 5xx,
+ * and logins by outcome. */
+typedef struct {
+    uint64_t requests;
+    uint64_t server_errors;
+    uint64_t logins_ok;
+    uint64_t logins_failed;
+} gh_api_totals_t;
+void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out);
 
 /* ---- abuse throttles (throttle.c) ---- */
 

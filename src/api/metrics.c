@@ -415,3 +415,21 @@ void gh_api_metrics(gh_req_t *r)
     (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     gh_metrics_text_free(&text);
 }
+
+/* For /ops: the request family's series are route x method x code, row-major, so a series'
+ * code is its index modulo NCODES. */
+void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out)
+{
+    gh_api_metrics_t *m = app->metrics;
+    memset(out, 0, sizeof *out);
+    size_t n = gh_metric_nseries(m->requests);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)gh_metric_value(m->requests, i);
+        const char *code = status_codes[i % NCODES];
+        out->requests += v;
+        if (code[0] == '5')
+            out->server_errors += v;
+    }
+    out->logins_ok = (uint64_t)gh_metric_value(m->logins, GH_LOGIN_SUCCESS);
+    out->logins_failed = (uint64_t)gh_metric_value(m->logins, GH_LOGIN_FAILURE);
+}

@@ -1,5 +1,6 @@
 /* routes.c — the route table of the v1 API (DESIGN.md "HTTP API"); templates are metric labels. */
 #include "api/api.h"
+#include "api/pages.h"
 
 const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/v1/users", gh_api_register, 0},
@@ -23,6 +24,14 @@ const gh_route_t gh_api_routes[] = {
      GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions/{sid}", gh_api_admin_revoke_user_session,
      GH_ROUTE_ADMIN},
+    /* browser pages and their form routes (pages.c) */
+    {GH_HTTP_GET, "/login", gh_pages_login, 0},
+    {GH_HTTP_GET, "/account", gh_pages_account, 0},
+    {GH_HTTP_POST, "/account/sessions/{id}/delete", gh_pages_account_revoke, 0},
+    {GH_HTTP_POST, "/account/logout", gh_pages_account_logout, 0},
+    {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
+    {GH_HTTP_POST, "/account/password", gh_pages_account_password, 0},
+    {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
 };
 
 const size_t gh_api_nroutes = sizeof gh_api_routes / sizeof gh_api_routes[0];

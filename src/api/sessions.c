@@ -8,6 +8,7 @@
  * body and timing match a wrong password.
  */
 #include "api/api.h"
+#include "api/pages.h"
 
 #include <assert.h>
 #include <sodium.h>
@@ -205,6 +206,16 @@ static void login_finish(gh_req_t *r)
         return;
     }
     gh_api_tag_session(r, info.id);
+    if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
+        gh_api_count_login(app, GH_LOGIN_SUCCESS);
+        gh_pages_login_done(r);
+        if (r->status == 303)
+            set_session_cookie(r, token);
+        else /* as below: a session nobody will ever hold must go */
+            GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
+        sodium_memzero(token, sizeof token);
+        return;
+    }
     json_t *j = gh_api_json_set(
         gh_api_json_set(json_pack("{s:s}", "token", token), "session", gh_api_session_json(&info)),
         "user",
@@ -218,7 +229,20 @@ static void login_finish(gh_req_t *r)
     sodium_memzero(token, sizeof token);
 }
 
+static void login_step(gh_req_t *r);
+
+/* The login page posts here too: a form login is refused cross-origin, and its errors become
+ * the page again (pages.c); the JSON contract is untouched for every other client. */
 void gh_api_login(gh_req_t *r)
+{
+    if (r->phase == 0 && gh_pages_login_is_form(r) && gh_pages_login_refused(r))
+        return;
+    login_step(r);
+    if (!r->suspended && r->replied && r->status >= 400 && gh_pages_login_is_form(r))
+        gh_pages_login_failed(r);
+}
+
+static void login_step(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     r->pool.wipe = true;
@@ -294,7 +318,16 @@ void gh_api_whoami(gh_req_t *r)
     gh_api_reply_json(r, 200, j);
 }
 
+static void forward_auth_step(gh_req_t *r);
+
+/* A 401 may become a 302 to the login page for browsers (pages.c). */
 void gh_api_forward_auth(gh_req_t *r)
+{
+    forward_auth_step(r);
+    gh_pages_forward_auth_redirect(r);
+}
+
+static void forward_auth_step(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     gh_session_info_t info;

@@ -146,6 +146,18 @@ static const keydesc_t keys[] = {
     {.name = "cookie-secure", .kind = K_BOOL, FIELD(cookie_secure), .def = "false",
      .metavar = "[=true|false]", .help = "add Secure and use the __Host- cookie name prefix",
      .group = "accounts and abuse"},
+    {.name = "allowed-redirect-hosts", .kind = K_STR, FIELD(allowed_redirect_hosts), .def = "",
+     .metavar = "HOST,...", .help = "hosts a login may send the browser back to, besides its own "
+     "(.example.com = any subdomain)", .group = "pages and forward auth"},
+    {.name = "forward-auth-redirect", .kind = K_BOOL, FIELD(forward_auth_redirect),
+     .def = "false", .metavar = "[=true|false]",
+     .help = "/v1/auth answers 302 to the login page for browsers (Accept: text/html)",
+     .group = "pages and forward auth"},
+    {.name = "login-url", .kind = K_STR, FIELD(login_url), .def = "/login", .metavar = "URL",
+     .help = "where /v1/auth sends browsers to log in", .group = "pages and forward auth"},
+    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "USER,...",
+     .help = "users whose session opens /ops (the admin token always does)",
+     .group = "pages and forward auth"},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",

@@ -346,6 +346,26 @@ static void bool_flag_forms(void **state)
     assert_non_null(strstr(err, "\"true\""));
 }
 
+static void pages_and_forward_auth_keys(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err), 0);
+    assert_string_equal(c.allowed_redirect_hosts, "");
+    assert_false(c.forward_auth_redirect);
+    assert_string_equal(c.login_url, "/login");
+    assert_string_equal(c.ops_users, "");
+    assert_int_equal(LOAD(&c, err, "--allowed-redirect-hosts", "wiki.example,.corp.example",
+                          "--forward-auth-redirect", "--login-url", "https://auth.example/login",
+                          "--ops-users=olga,oscar"),
+                     0);
+    assert_string_equal(c.allowed_redirect_hosts, "wiki.example,.corp.example");
+    assert_true(c.forward_auth_redirect);
+    assert_string_equal(c.login_url, "https://auth.example/login");
+    assert_string_equal(c.ops_users, "olga,oscar");
+}
+
 static void throttle_ip_rate(void **state)
 {
     (void)state;
@@ -760,6 +780,7 @@ int main(int argc, char **argv)
         T(load_with_nothing_resolves_auto_values),
         T(flags_both_forms_and_every_kind),
         T(bool_flag_forms),
+        T(pages_and_forward_auth_keys),
         T(throttle_ip_rate),
         T(bad_duration_error_is_one_exact_line),
         T(unknown_flag_names_it),

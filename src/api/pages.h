@@ -1,0 +1,53 @@
+/*
+ * pages.h — the browser's front door: server-rendered HTML pages (/login, /account, /ops), the
+ * small form routes behind their buttons, the redirect rule of a login, and the browser side of
+ * forward auth. Pages use no JavaScript and no external asset; every dynamic value is escaped.
+ *
+ * The one decision a reader must know: pages never call the JSON handlers over HTTP. A browser
+ * login posts to POST /v1/sessions itself (sessions.c asks gh_pages_login_is_form() and lets this
+ * file turn the outcome into a 303 or the page again); the account buttons are page routes that
+ * call the session store directly, each checked against a CSRF token derived from the session.
+ */
+#ifndef GH_API_PAGES_H
+#define GH_API_PAGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/api.h"
+
+/*
+ * True when a browser may be sent to rd after a login: a path on this origin ("/x", never "//x"
+ * or "/\x"), or an http(s) URL whose authority is `host` (the request's Host) or whose host is in
+ * `allowed` (comma-separated; ".example.com" matches its subdomains). rd is taken as it is, never
+ * decoded again; anything with a control character, a space, a backslash, user info or another
+ * scheme is refused.
+ */
+bool gh_pages_redirect_ok(const char *rd, const char *host, const char *allowed);
+
+/* A form-encoded field of the request body, decoded into the pool. Returns 0, GH_ENOTFOUND, or
+ * GH_EINVAL (bad encoding) / GH_ENOMEM. */
+int gh_pages_form_field(gh_req_t *r, const char *name, const char **out, size_t *len) GH_WUR;
+
+/* POST /v1/sessions from the login page: a form body with an "rd" field or Accept: text/html. */
+bool gh_pages_login_is_form(gh_req_t *r);
+/* Before a form login: refuses (403 page) a cross-origin Origin. Returns true when it replied. */
+bool gh_pages_login_refused(gh_req_t *r);
+/* A form login succeeded: 303 to the checked rd, else /account (the caller adds the cookie). */
+void gh_pages_login_done(gh_req_t *r);
+/* A form login ended in an error reply: replaces it by the login page with one generic message. */
+void gh_pages_login_failed(gh_req_t *r);
+/* /v1/auth replied 401: with ?rd= or (Accept: text/html and --forward-auth-redirect) and an
+ * original GET/HEAD, turns it into 302 to --login-url?rd=<the original URL>. */
+void gh_pages_forward_auth_redirect(gh_req_t *r);
+
+/* Routes (routes.c). */
+void gh_pages_login(gh_req_t *r);              /* GET /login */
+void gh_pages_account(gh_req_t *r);            /* GET /account */
+void gh_pages_account_revoke(gh_req_t *r);     /* POST /account/sessions/{id}/delete */
+void gh_pages_account_logout(gh_req_t *r);     /* POST /account/logout */
+void gh_pages_account_logout_all(gh_req_t *r); /* POST /account/logout-all */
+void gh_pages_account_password(gh_req_t *r);   /* POST /account/password */
+void gh_pages_ops(gh_req_t *r);                /* GET /ops */
+
+#endif

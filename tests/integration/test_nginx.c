@@ -1,0 +1,184 @@
+/*
+ * test_nginx.c — a real nginx with the shipped deploy/nginx/gatehouse.conf in front of a real
+ * gatehouse and a stand-in app, the way an operator runs them: anonymous request → 302 to the
+ * login page; the login form → back to the app, which sees X-Auth-User; logout → 302 again; a
+ * foreign rd is refused.
+ *
+ * nginx itself is started by tests/support/nginx.h: the shipped file with only its ports
+ * replaced, stopped by PID; the app is a server block that echoes the X-Auth-User it received.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../support/nginx.h"
+#include "harness.h"
+
+#define PASSWORD "correct horse battery"
+#define CONF "deploy/nginx/gatehouse.conf"
+
+typedef struct {
+    ht_server_t gh;
+    ht_server_t front; /* only addr/port: where requests to nginx go */
+    tn_nginx_t nginx;
+    ht_response_t r;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    *state = f;
+    if (ht_server_start(&f->gh, NULL) != 0 || tn_nginx_start(&f->nginx, CONF, f->gh.addr) != 0)
+        return -1;
+    f->front.port = f->nginx.port;
+    snprintf(f->front.addr, sizeof f->front.addr, "127.0.0.1:%d", f->nginx.port);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    tn_nginx_cleanup(&f->nginx);
+    ht_server_cleanup(&f->gh);
+    free(f);
+    return 0;
+}
+
+#define F(state) ((fixture_t *)*(state))
+
+static void check_status(const ht_response_t *r, long got, long want, const char *what, int line)
+{
+    if (got != want)
+        fail_msg("line %d: %s -> %ld, want %ld; %s; body: %.300s", line, what, got, want,
+                 r->curl_error, r->body);
+}
+#define EXPECT(r, call, want) check_status((r), (call), (want), #call, __LINE__)
+
+static void check_location(const ht_response_t *r, const char *want, int line)
+{
+    char loc[1024] = "";
+    if (!ht_header(r, "Location", loc, sizeof loc) || strcmp(loc, want) != 0)
+        fail_msg("line %d: Location \"%s\", want \"%s\"", line, loc, want);
+}
+#define LOCATION(r, want) check_location((r), (want), __LINE__)
+
+static long send_h(const ht_server_t *s, const char *method, const char *path, const char *body,
+                   ht_response_t *r, const char *h1, const char *h2, const char *h3)
+{
+    const char *hdrs[4] = {h1, h2, h3, NULL};
+    if (!h1)
+        hdrs[0] = NULL;
+    else if (!h2)
+        hdrs[1] = NULL;
+    else if (!h3)
+        hdrs[2] = NULL;
+    return ht_request(s, method, path, hdrs, body, body ? strlen(body) : 0, r);
+}
+
+static void the_front_door_through_nginx(void **state)
+{
+    fixture_t *f = F(state);
+    ht_server_t *n = &f->front;
+    ht_response_t *r = &f->r;
+    assert_int_equal(ht_register(&f->gh, "ann", PASSWORD, NULL), 201);
+
+    /* Anonymous: 302 to the login page, which will send the browser back here. */
+    char want[512], origin[128], cookie[160], sc[512];
+    EXPECT(r, send_h(n, "GET", "/app/page?x=1&y=2", NULL, r, "Accept: text/html", NULL, NULL), 302);
+    snprintf(want, sizeof want,
+             "/login?rd=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fapp%%2Fpage%%3Fx%%3D1%%26y%%3D2",
+             n->port);
+    LOCATION(r, want);
+    /* The login page, served through nginx, carries rd in its form. */
+    EXPECT(r, send_h(n, "GET", want, NULL, r, NULL, NULL, NULL), 200);
+    snprintf(want, sizeof want, "name=\"rd\" value=\"http://127.0.0.1:%d/app/page?x=1&amp;y=2\"",
+             n->port);
+    if (!strstr(r->body, want))
+        fail_msg("login page lacks %s: %.500s", want, r->body);
+
+    /* The form login: 303 back to the app, then the app sees the user (not what we claim). */
+    char body[512];
+    snprintf(body, sizeof body,
+             "rd=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fapp%%2Fpage%%3Fx%%3D1%%26y%%3D2"
+             "&username=ann&password=correct+horse+battery",
+             n->port);
+    snprintf(origin, sizeof origin, "Origin: http://127.0.0.1:%d", n->port);
+    EXPECT(r,
+           send_h(n, "POST", "/v1/sessions", body, r,
+                  "Content-Type: application/x-www-form-urlencoded", origin, "Accept: text/html"),
+           303);
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/app/page?x=1&y=2", n->port);
+    LOCATION(r, want);
+    assert_true(ht_header(r, "Set-Cookie", sc, sizeof sc));
+    snprintf(cookie, sizeof cookie, "Cookie: %.*s", (int)strcspn(sc, ";"), sc);
+    EXPECT(r, send_h(n, "GET", "/app/page?x=1&y=2", NULL, r, cookie, "X-Auth-User: mallory", NULL),
+           200);
+    if (!strstr(r->body, "app: user=[ann] id=[1] uri=/app/page?x=1&y=2"))
+        fail_msg("the app saw: %s", r->body);
+
+    /* The account page through nginx; its logout button ends the session. */
+    EXPECT(r, send_h(n, "GET", "/account", NULL, r, cookie, NULL, NULL), 200);
+    const char *p = strstr(r->body, "name=\"csrf\" value=\"");
+    assert_non_null(p);
+    snprintf(body, sizeof body, "csrf=%.32s", p + 19);
+    EXPECT(r,
+           send_h(n, "POST", "/account/logout", body, r,
+                  "Content-Type: application/x-www-form-urlencoded", cookie, origin),
+           303);
+    LOCATION(r, "/login");
+    EXPECT(r, send_h(n, "GET", "/app/page", NULL, r, cookie, "Accept: text/html", NULL), 302);
+    snprintf(want, sizeof want, "/login?rd=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fapp%%2Fpage",
+             n->port);
+    LOCATION(r, want);
+    /* Anonymous API clients get the same answer from nginx: they are not the app's users. */
+    EXPECT(r, send_h(n, "GET", "/", NULL, r, NULL, NULL, NULL), 302);
+    /* nginx keeps its internal locations to itself. */
+    EXPECT(r, send_h(n, "GET", "/_gatehouse/auth", NULL, r, NULL, NULL, NULL), 404);
+}
+
+static void a_foreign_rd_is_refused_through_nginx(void **state)
+{
+    fixture_t *f = F(state);
+    ht_server_t *n = &f->front;
+    ht_response_t *r = &f->r;
+    assert_int_equal(ht_register(&f->gh, "ann", PASSWORD, NULL), 201);
+    EXPECT(r, send_h(n, "GET", "/login?rd=https://evil.example/", NULL, r, NULL, NULL, NULL), 200);
+    assert_null(strstr(r->body, "evil.example"));
+    static const char *const bad[] = {"https%3A%2F%2Fevil.example%2F", "%2F%2Fevil.example",
+                                      "%2F%5Cevil.example",
+                                      "http%3A%2F%2F127.0.0.1%40evil.example"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "rd=%s&username=ann&password=correct+horse+battery", bad[i]);
+        EXPECT(r,
+               send_h(n, "POST", "/v1/sessions", body, r,
+                      "Content-Type: application/x-www-form-urlencoded", NULL, NULL),
+               303);
+        LOCATION(r, "/account");
+    }
+    /* A login form posted from another site never logs anyone in. */
+    EXPECT(r,
+           send_h(n, "POST", "/v1/sessions", "rd=%2F&username=ann&password=correct+horse+battery",
+                  r, "Content-Type: application/x-www-form-urlencoded",
+                  "Origin: https://evil.example", NULL),
+           403);
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(the_front_door_through_nginx, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_foreign_rd_is_refused_through_nginx, setup, teardown),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
