@@ -61,9 +61,10 @@ typedef struct {
     bool cookie_secure;
 
     /* pages and forward auth (src/api/pages.c) */
-    char allowed_redirect_hosts[GH_CONFIG_STR]; /* hosts besides the request's own a login may
-                                                   send the browser to; ".example.com" = subdomains */
-    bool forward_auth_redirect; /* /v1/auth answers 302 to login_url for Accept: text/html */
+    /* hosts besides the request's own a login may send the browser to; ".example.com" =
+     * subdomains */
+    char allowed_redirect_hosts[GH_CONFIG_STR];
+    bool forward_auth_redirect;    /* /v1/auth answers 302 to login_url for Accept: text/html */
     char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
     char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
 
