@@ -14,6 +14,7 @@
  * only when the input carries the live session's token.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <string.h>
@@ -73,20 +74,47 @@ int LLVMFuzzerInitialize(int *argc, char **argv[])
     return 0;
 }
 
+/* A connection to the node. Thousands a second must not run out of ports: the client closes
+ * with a reset (no TIME_WAIT on its side), and since the server closes first after a request it
+ * refuses (leaving TIME_WAIT on its side, which blocks that client port for a minute), each
+ * connection comes from the next of 248 loopback addresses, 127.0.0.2 to 127.0.0.249. */
+static int connect_node(void)
+{
+    static unsigned next;
+    for (int attempt = 0; attempt < 500; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        FUZZ_CHECK(fd >= 0);
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + (next++ % 248));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) == 0 &&
+            connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        /* Out of local ports is this process's problem, not the node's: wait and retry. Any
+         * other failure (refused, timed out) means the node stopped accepting. */
+        if (e != EADDRNOTAVAIL && e != EADDRINUSE) {
+            fprintf(stderr, "connect to the node: %s\n", strerror(e));
+            return -1;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "connect to the node: no local port for 5 s\n");
+    return -1;
+}
+
 /* Sends req and reads one response; returns the status, 0 when none arrived. */
 static int exchange(const char *req, size_t len, char *resp, size_t cap)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = connect_node();
     FUZZ_CHECK(fd >= 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    /* Close with a reset: thousands of connections a second must not pile up in TIME_WAIT. */
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
     for (size_t off = 0; off < len;) {
         ssize_t k = send(fd, req + off, len - off, MSG_NOSIGNAL);
         if (k <= 0)
