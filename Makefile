@@ -112,6 +112,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+.PHONY: bench-watchdog
+bench-watchdog: $(BUILD)/bench/bench_watchdog
+	./$(BUILD)/bench/bench_watchdog
+
 # Token checks through the Redis backend next to the memory backend, and redis-benchmark GET as
 # the ceiling; starts its own redis-server on a free loopback port.
 .PHONY: bench-redis
@@ -130,10 +134,16 @@ bench-flood: $(BUILD)/gatehouse
 
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-load bench-redis bench-flood
+BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
+
+# Test-only LD_PRELOAD library that makes a real server leak (tests/integration/test_watchdog.c).
+LEAK_SO := $(BUILD)/tests/integration/leak_preload.so
+$(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared -o $@ $< -pthread
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var
@@ -144,7 +154,7 @@ check-alloc:
 	@bash scripts/check-alloc.sh
 
 test-unit: $(UNIT_BIN)
-test-integration: $(BUILD)/gatehouse $(INTEG_BIN)
+test-integration: $(BUILD)/gatehouse $(INTEG_BIN) $(LEAK_SO)
 
 # ---- the gate: scripts/run-tests.sh runs named stages (all of them for `make test`), one line
 # each, the full log of a failing one, and "N passed, N failed" last. docs/CONTRIBUTING.md.

@@ -20,6 +20,7 @@
 #include "ratelimit/ratelimit.h"
 #include "store/session.h"
 #include "store/user.h"
+#include "watch/watchdog.h"
 
 /* Route flags (gh_route_t.flags). */
 enum {
@@ -54,6 +55,7 @@ typedef struct {
     gh_ratelimit_t *ratelimit;        /* login and registration throttles (throttle.c) */
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
+    gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -108,6 +110,11 @@ void gh_api_metrics_destroy(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
+/* Called by the HTTP layer as a reply is queued: the request counter. */
+void gh_api_on_reply(gh_req_t *r);
+/* The watchdog's counters callback (ctx = the app): live sessions, requests, failed and
+ * rate-limited logins, all read without a lock. */
+void gh_api_watch_counters(void *app, gh_watch_sample_t *out);
 /* Counters read back for the /ops page (pages.c): every request so far, those answered 5xx,
  * and logins by outcome. */
 typedef struct {

@@ -155,6 +155,19 @@ static int collect_queue_depth(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The watchdog's figures; left out of a scrape until the node has started the watchdog. */
+static int collect_eta(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_eta(app->watchdog, v, n) : 1;
+}
+
+static int collect_alert_firing(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    return app->watchdog ? gh_watchdog_collect_firing(app->watchdog, v, n) : 1;
+}
+
 /* The throttles' figures, read at scrape time like the other callback families. */
 static int collect_ratelimit(void *ctx, double *v, size_t n, int which)
 {
@@ -266,6 +279,8 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t result_label[] = {{"result", results, GH_LOGIN__COUNT}};
     const gh_metric_label_t reason_label[] = {{"reason", reasons, GH_END__COUNT}};
     const gh_metric_label_t comp_label[] = {{"component", components, GH_MEM__COUNT}};
+    const gh_metric_label_t alert_labels[] = {{"alert", gh_watch_alert_names, GH_WATCH__NALERTS},
+                                              {"severity", gh_watch_severity_labels, 2}};
     static const char *const rl_kinds[] = {"ip", "account"};
     const gh_metric_label_t rl_kind_label[] = {{"kind", rl_kinds, 2}};
     const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
@@ -318,6 +333,13 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_memory_allocator_in_use_bytes",
                          "Bytes in use according to the C allocator (mallinfo2).", GH_METRIC_GAUGE,
                          NULL, 0, collect_allocator, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_memory_exhaustion_eta_seconds",
+                         "Forecast seconds until RSS reaches the memory limit (+Inf when RSS does "
+                         "not grow steadily).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_eta, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_alert_firing",
+                         "1 while the watchdog's alert fires at this severity.", GH_METRIC_GAUGE,
+                         alert_labels, 2, collect_alert_firing, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_ratelimit_rejected_total",
                          "Logins and registrations refused with 429, by the throttle that refused "
                          "them (per client IP, or per account in back-off).",
@@ -376,20 +398,47 @@ void gh_api_metrics_destroy(gh_app_t *app)
     app->metrics = NULL;
 }
 
+void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
+{
+    gh_app_t *app = ctx;
+    gh_session_stats_t st;
+    gh_session_stats(app->sessions, &st);
+    out->sessions_active = st.active;
+    out->requests_total = (uint64_t)gh_metric_total(app->metrics->requests);
+    out->failed_logins_total = (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_FAILURE);
+    out->rate_limited_total =
+        (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_RATE_LIMITED);
+}
+
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
 {
     gh_metric_inc(app->metrics->logins, (size_t)result);
+}
+
+static size_t route_label(gh_api_metrics_t *m, gh_req_t *r)
+{
+    return r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
+                                                              : m->nroutes - 1;
+}
+
+/* Counted as the reply is queued, so a client that reads its reply and then scrapes /metrics
+ * always finds it counted. */
+void gh_api_on_reply(gh_req_t *r)
+{
+    gh_api_metrics_t *m = ((gh_app_t *)r->app)->metrics;
+    gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route_label(m, r), method_index(r->method),
+                                            code_index(r->status)));
 }
 
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
 {
     gh_app_t *app = r->app;
     gh_api_metrics_t *m = app->metrics;
-    size_t route = r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                                      : m->nroutes - 1;
+    size_t route = route_label(m, r);
     int status = r->replied ? r->status : 0;
-    gh_metric_inc(m->requests,
-                  GH_METRIC_AT(m->requests, route, method_index(r->method), code_index(status)));
+    if (!r->counted) /* never answered (the client went away while it waited) */
+        gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route, method_index(r->method),
+                                                code_index(status)));
     gh_metric_observe_ns(m->durations, route, duration_ns);
     const char *tpl = m->route_labels[route];
     double ms = (double)duration_ns / 1e6;

@@ -24,6 +24,11 @@ void gh_api_readyz(gh_req_t *r)
         gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
         return;
     }
+    /* A load balancer drains this node before memory runs out (memory_high at critical). */
+    if (app->watchdog && gh_watchdog_memory_critical(app->watchdog)) {
+        gh_reply_error(r, 503, "memory_critical", "memory use is critical; see /debug/memory");
+        return;
+    }
     static const char body[] = "{\"status\":\"ready\"}";
     (void)gh_reply(r, 200, "application/json", body, sizeof body - 1);
 }
@@ -57,5 +62,10 @@ void gh_api_debug_memory(gh_req_t *r)
                   "sessions_active", (json_int_t)st.active, "sessions_bytes", (json_int_t)st.bytes,
                   "password_queue_depth", (json_int_t)gh_password_queue_depth(app->passwords)),
         "components", components);
+    if (j && app->watchdog) { /* the forecast, the growing component, the alerts */
+        gh_watch_status_t ws;
+        gh_watchdog_status(app->watchdog, &ws);
+        j = gh_api_json_set(j, "watchdog", gh_watch_status_json(&ws));
+    }
     gh_api_reply_json(r, 200, j);
 }

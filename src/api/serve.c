@@ -157,6 +157,8 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     }
     if (n->listen_fd >= 0)
         close(n->listen_fd);
+    /* Before the stores and metrics it reads through gh_api_watch_counters. */
+    gh_watchdog_destroy(&n->app.watchdog);
     if (n->janitor_started) {
         pthread_mutex_lock(&n->janitor.lock);
         n->janitor.stop = true;
@@ -258,6 +260,21 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
+                             .window_ms = cfg->watch_window_ms,
+                             .limit_bytes = cfg->memory_limit,
+                             .warn_ratio = cfg->memory_warn_percent / 100.0,
+                             .critical_ratio = cfg->memory_critical_percent / 100.0,
+                             .horizon_ms = cfg->forecast_horizon_ms,
+                             .counters = gh_api_watch_counters,
+                             .counters_ctx = app,
+                             .statsd = cfg->statsd,
+                             .webhook_url = cfg->alert_webhook};
+    if ((rc = gh_watchdog_create(&wo, &app->watchdog)) != 0 ||
+        (rc = gh_watchdog_start(app->watchdog)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot start the memory watchdog", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
     if (pthread_create(&n->janitor_thread, NULL, janitor_main, &n->janitor) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot start the expiry thread");
         rc = GH_EINTERNAL;
@@ -289,7 +306,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .routes = gh_api_routes,
                               .nroutes = gh_api_nroutes,
                               .app = app,
-                              .on_complete = gh_api_on_complete};
+                              .on_complete = gh_api_on_complete,
+                              .on_reply = gh_api_on_reply};
     n->hopt = hopt;
     /* A successor serves only after it has taken the session database over (reload.c). */
     if (!opts->successor && (rc = gh_node_serve(n)) != 0)

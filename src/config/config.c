@@ -184,6 +184,16 @@ static const keydesc_t keys[] = {
     {.name = "watch-interval", .kind = K_DURATION, FIELD(watch_interval_ms), .def = "1s",
      .metavar = "DURATION", .help = "memory watchdog sample period", .group = "observability",
      .min = 1},
+    {.name = "memory-warn", .kind = K_UINT, FIELD(memory_warn_percent), .def = "70",
+     .metavar = "PERCENT", .help = "memory_high alert (warning) at this % of --memory-limit",
+     .group = "observability", .min = 1, .max = 100},
+    {.name = "memory-critical", .kind = K_UINT, FIELD(memory_critical_percent), .def = "85",
+     .metavar = "PERCENT",
+     .help = "memory_high alert (critical; /readyz answers 503) at this % of --memory-limit",
+     .group = "observability", .min = 1, .max = 100},
+    {.name = "forecast-horizon", .kind = K_DURATION, FIELD(forecast_horizon_ms), .def = "2h",
+     .metavar = "DURATION", .help = "alert when memory is forecast to run out within this",
+     .group = "observability", .min = 1},
     {.name = "log-format", .kind = K_ENUM, FIELD(log_format), .def = "json",
      .metavar = "json|text", .help = "log lines as JSON objects or key=value text",
      .group = "observability", .choices = log_format_choices},
@@ -1058,6 +1068,22 @@ static int resolve_and_check(load_t *ld)
         format_duration(cfg->watch_interval_ms, a, sizeof a);
         format_duration(cfg->watch_window_ms, b, sizeof b);
         set_err(ld, "%s: expected at most --watch-window (%s), got %s", label, b, a);
+        return GH_EINVAL;
+    }
+    /* The watchdog's ring holds window / interval + 1 samples: at least 8 for a trend, at most
+     * a day's worth at 1 s (GH_WATCH_MAX_SAMPLES). */
+    if (cfg->watch_window_ms / cfg->watch_interval_ms < 7 ||
+        cfg->watch_window_ms / cfg->watch_interval_ms > 86399) {
+        key_label(ld, (size_t)find_key("watch-window", 12), label, sizeof label);
+        format_duration(cfg->watch_window_ms, a, sizeof a);
+        format_duration(cfg->watch_interval_ms, b, sizeof b);
+        set_err(ld, "%s: expected 7 to 86399 times --watch-interval (%s), got %s", label, b, a);
+        return GH_EINVAL;
+    }
+    if (cfg->memory_warn_percent > cfg->memory_critical_percent) {
+        key_label(ld, (size_t)find_key("memory-warn", 11), label, sizeof label);
+        set_err(ld, "%s: expected at most --memory-critical (%u), got %u", label,
+                cfg->memory_critical_percent, cfg->memory_warn_percent);
         return GH_EINVAL;
     }
     if (cfg->user_store == GH_USER_STORE_POSTGRES && cfg->postgres_url[0] == '\0') {

@@ -79,6 +79,9 @@ typedef struct {
     char alert_webhook[GH_CONFIG_STR]; /* URL or "" */
     int64_t watch_window_ms;           /* 10m */
     int64_t watch_interval_ms;         /* 1s */
+    uint32_t memory_warn_percent;      /* 70: memory_high warns at this % of memory_limit */
+    uint32_t memory_critical_percent;  /* 85: memory_high is critical (and /readyz 503) */
+    int64_t forecast_horizon_ms;       /* 2h: exhaustion forecast alerts under this ETA */
     gh_log_format_t log_format;        /* json */
     gh_log_level_t log_level;          /* info */
 

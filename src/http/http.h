@@ -77,6 +77,7 @@ struct gh_req {
 
     /* response */
     bool replied;
+    bool counted; /* on_reply has run for this request */
     int status;
     const char *content_type;
     char *resp_body;
@@ -107,6 +108,9 @@ typedef struct {
     void *app;
     /* Called once per completed request (after the reply is sent or the client went away). */
     void (*on_complete)(gh_req_t *r, int64_t duration_ns);
+    /* Called once per request as its reply is handed to libmicrohttpd, before the client can
+     * see it: counters updated here are already true when the client reads the reply. */
+    void (*on_reply)(gh_req_t *r);
 } gh_http_options_t;
 
 /* Binds host:port (port 0 = any free port) with SO_REUSEADDR and listens. *bound_port gets the

@@ -364,6 +364,10 @@ static bool last_on_connection(gh_http_server_t *s, gh_req_t *r)
 
 static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
 {
+    if (s->opt.on_reply && !r->counted) {
+        r->counted = true;
+        s->opt.on_reply(r);
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->resp_len, r->resp_body, MHD_RESPMEM_PERSISTENT);
     if (!resp)

@@ -244,6 +244,9 @@ static void defaults_match_the_contract(void **state)
     assert_string_equal(c.statsd, "");
     assert_int_equal(c.watch_window_ms, 600000);
     assert_int_equal(c.watch_interval_ms, 1000);
+    assert_int_equal(c.memory_warn_percent, 70);
+    assert_int_equal(c.memory_critical_percent, 85);
+    assert_int_equal(c.forecast_horizon_ms, 2 * 3600000LL);
     assert_int_equal(c.log_format, GH_LOG_JSON);
     assert_int_equal(c.log_level, GH_LOG_INFO);
     assert_int_equal(c.http_threads, 0);
@@ -289,6 +292,7 @@ static void flags_both_forms_and_every_kind(void **state)
              "--postgres-url", "postgres://u@127.0.0.1/db", "--session-store=redis", "--redis-url",
              "redis://127.0.0.1:6379", "--statsd", "127.0.0.1:8125", "--alert-webhook",
              "https://hooks.example/x", "--watch-window", "1m", "--watch-interval", "100ms",
+             "--memory-warn", "60", "--memory-critical=95", "--forecast-horizon", "30m",
              "--log-format", "text", "--log-level=debug", "--http-threads", "7",
              "--max-connections", "10", "--max-connections-per-ip", "2", "--connection-timeout",
              "5s", "--connection-memory", "8KiB", "--max-body", "1KiB");
@@ -319,6 +323,9 @@ static void flags_both_forms_and_every_kind(void **state)
     assert_string_equal(c.statsd, "127.0.0.1:8125");
     assert_int_equal(c.watch_window_ms, 60000);
     assert_int_equal(c.watch_interval_ms, 100);
+    assert_int_equal(c.memory_warn_percent, 60);
+    assert_int_equal(c.memory_critical_percent, 95);
+    assert_int_equal(c.forecast_horizon_ms, 30 * 60000LL);
     assert_int_equal(c.log_format, GH_LOG_TEXT);
     assert_int_equal(c.log_level, GH_LOG_DEBUG);
     assert_int_equal(c.http_threads, 7);
@@ -471,6 +478,16 @@ static void cross_key_checks(void **state)
     assert_non_null(strstr(err, "--redis-url"));
     assert_int_equal(LOAD(&c, err, "--watch-window", "1s", "--watch-interval", "2s"), GH_EINVAL);
     assert_non_null(strstr(err, "--watch-interval"));
+    /* The watchdog's ring: at least 8 samples, at most a day's worth at 1 s. */
+    assert_int_equal(LOAD(&c, err, "--watch-window", "5s", "--watch-interval", "1s"), GH_EINVAL);
+    assert_non_null(strstr(err, "--watch-window: expected 7 to 86399 times --watch-interval"));
+    assert_int_equal(LOAD(&c, err, "--watch-window", "2d", "--watch-interval", "1s"), GH_EINVAL);
+    assert_non_null(strstr(err, "--watch-window"));
+    assert_int_equal(LOAD(&c, err, "--watch-window", "7s", "--watch-interval", "1s"), 0);
+    assert_int_equal(LOAD(&c, err, "--memory-warn", "90", "--memory-critical", "80"), GH_EINVAL);
+    assert_non_null(strstr(err, "--memory-warn: expected at most --memory-critical (80), got 90"));
+    assert_int_equal(LOAD(&c, err, "--memory-critical", "101"), GH_EINVAL);
+    assert_non_null(strstr(err, "--memory-critical"));
 }
 
 static void secrets_are_not_echoed(void **state)
@@ -638,6 +655,9 @@ static void help_returns_1_and_lists_every_key(void **state)
                            "--alert-webhook",
                            "--watch-window",
                            "--watch-interval",
+                           "--memory-warn",
+                           "--memory-critical",
+                           "--forecast-horizon",
                            "--log-format",
                            "--log-level",
                            "--http-threads",
