@@ -104,11 +104,22 @@ static int binary_path(char out[PATH_MAX])
 
 /* The caller's environment without GATEHOUSE_*, plus extra. Points into environ and extra;
  * the array itself is the caller's. */
+/* True when extra sets the variable of the "NAME=value" entry e: the test's value wins (the first
+ * of two entries is the one getenv finds, so the caller's must go, not just come first). */
+static bool overridden_by(const char *e, const char *const *extra)
+{
+    size_t len = strcspn(e, "=");
+    for (size_t i = 0; extra && extra[i] && i < HT_MAX_ENV; i++)
+        if (strncmp(extra[i], e, len) == 0 && extra[i][len] == '=')
+            return true;
+    return false;
+}
+
 static void build_env(const char **out, size_t cap, const char *const *extra)
 {
     size_t n = 0;
     for (char **e = environ; *e && n + HT_MAX_ENV + 1 < cap; e++)
-        if (strncmp(*e, "GATEHOUSE_", 10) != 0)
+        if (strncmp(*e, "GATEHOUSE_", 10) != 0 && !overridden_by(*e, extra))
             out[n++] = *e;
     for (size_t i = 0; extra && extra[i] && i < HT_MAX_ENV; i++)
         out[n++] = extra[i];
