@@ -8,16 +8,17 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: gatehouse <command> [flags]\n"
-                 "\n"
-                 "commands:\n"
-                 "  serve [--config FILE] [flags]   run the service\n"
-                 "  user add|del|list|passwd ...    manage users in the configured user store\n"
-                 "  reload [serve flags]            replace the running node (same data dir) without\n"
-                 "                                  dropping a connection or a session\n"
-                 "  version                         print the version\n"
-                 "\n"
-                 "`gatehouse <command> --help` lists a command's flags.\n");
+    fprintf(out,
+            "usage: gatehouse <command> [flags]\n"
+            "\n"
+            "commands:\n"
+            "  serve [--config FILE] [flags]   run the service\n"
+            "  user add|del|list|passwd ...    manage users in the configured user store\n"
+            "  reload [serve flags]            replace the running node (same data dir) without\n"
+            "                                  dropping a connection or a session\n"
+            "  version                         print the version\n"
+            "\n"
+            "`gatehouse <command> --help` lists a command's flags.\n");
 }
 
 int main(int argc, char **argv)
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
         return gh_user_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return gh_reload_cmd_main(argc - 1, argv + 1);
-    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, reload, version)\n", cmd);
+    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, reload, version)\n",
+            cmd);
     return 2;
 }
