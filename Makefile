@@ -1,21 +1,40 @@
 # Gatehouse build. `make` builds build/gatehouse; `make test` installs what is missing,
-# builds and runs every test; `make run` serves on 127.0.0.1:8080 with SQLite in ./var.
-# SANITIZER=address builds into build-asan/ with ASan+UBSan+LSan.
+# builds and runs every test and check (the leak gate: docs/CONTRIBUTING.md); `make run` serves
+# on 127.0.0.1:8080 with SQLite in ./var.
+#
+# Build variants, each in its own directory:
+#   SANITIZER=address  build-address/  ASan + UBSan + LSan (gcc or clang)
+#   SANITIZER=fuzzer   build-fuzzer/   clang, libFuzzer + ASan + UBSan (the fuzz targets)
+#   VARIANT=name       adds -name     (the lint build is CC=clang VARIANT=clang: build-clang/)
+#   PLANT_LEAK=1       adds -plantleak: -DGH_PLANT_LEAK, the mutant with a leak planted in session
+#                      cleanup that scripts/planted-leak.sh builds to prove the gate fails on it.
+#                      Never for anything else.
 
 CC        ?= cc
 SANITIZER ?=
+VARIANT   ?=
+PLANT_LEAK ?=
 PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
-BUILD     := build$(if $(SANITIZER),-$(SANITIZER))
+BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
                -D_GNU_SOURCE -Isrc -pthread
 ifeq ($(SANITIZER),address)
 CFLAGS_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS_SAN := -fsanitize=address,undefined
+else ifeq ($(SANITIZER),fuzzer)
+ifeq ($(origin CC),default)
+CC := clang
+endif
+# The library is instrumented for coverage (fuzzer-no-link); only the targets link libFuzzer.
+CFLAGS_OPT := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+              -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=address,undefined
 else
 CFLAGS_OPT := -O2
 LDFLAGS_SAN :=
 endif
+CFLAGS_BASE += $(if $(PLANT_LEAK),-DGH_PLANT_LEAK)
 
 DEPS_STAMP := build/.deps-stamp
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -31,12 +50,15 @@ UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 INTEG_SRC := $(sort $(shell find tests/integration -name 'test_*.c' 2>/dev/null))
 INTEG_BIN := $(INTEG_SRC:%.c=$(BUILD)/%)
 INTEG_LIB := $(BUILD)/obj/tests/integration/harness.o
+FUZZ_SRC  := $(sort $(shell find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' 2>/dev/null))
+FUZZ_BIN  := $(FUZZ_SRC:%.c=$(BUILD)/%)
 # tests/support/*.c (starting real redis-server and PostgreSQL) is linked into every test binary;
 # it uses nothing of libgatehouse, so its place after the library on the link line is harmless.
 TEST_SUPPORT := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/support/*.c)))
 
 .SECONDARY:
-.PHONY: all deps run test test-unit test-integration check-alloc clean format bench
+.PHONY: all deps run test test-unit test-integration check-alloc clean format bench \
+        fuzz-targets test-asan test-valgrind test-oom fuzz lint soak
 all: $(BUILD)/gatehouse
 
 deps: $(DEPS_STAMP)
@@ -64,6 +86,22 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(INTEG_LIB) $(
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(UNIT_BIN) $(INTEG_BIN): $(TEST_SUPPORT)
+
+# ---- fuzz targets: tests/fuzz/fuzz_X.c -> $(BUILD)/tests/fuzz/fuzz_X ----
+# With SANITIZER=fuzzer they are libFuzzer binaries; in every other build replay.c is their
+# main(), which runs given inputs once (the corpora and regressions, in `make test`).
+ifeq ($(SANITIZER),fuzzer)
+FUZZ_MAIN :=
+FUZZ_LINK := -fsanitize=fuzzer
+else
+FUZZ_MAIN := $(BUILD)/obj/tests/fuzz/replay.o
+FUZZ_LINK :=
+endif
+$(BUILD)/tests/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(FUZZ_MAIN) $(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+fuzz-targets: $(FUZZ_BIN)
 
 # ---- bench: bench/bench_X.c -> $(BUILD)/bench/bench_X, linked like the unit tests ----
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
@@ -113,7 +151,7 @@ $(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared -o $@ $< -pthread
 
-# ---- gatehouse load (src/load): the engine benchmark and the soak gate ----
+# ---- gatehouse load (src/load): its engine benchmark and its noise floor (its soak: make soak) ----
 
 # The `gatehouse load` engine against wrk -t1 on the token check (scripts/deps.sh installs wrk).
 .PHONY: bench-engine
@@ -126,14 +164,6 @@ bench-engine: $(BUILD)/gatehouse
 bench-noise: $(BUILD)/gatehouse
 	@bash bench/noise_floor.sh $(BUILD)
 
-# `make soak`: a fresh node (cheap hashing), a short churn soak at a fixed rate; fails unless the
-# verdict is pass. The JSON and the HTML report are left in $(BUILD)/soak.json and soak.html.
-SOAK_DURATION ?= 60s
-SOAK_RATE     ?= 3000
-.PHONY: soak
-soak: $(BUILD)/gatehouse
-	@bash scripts/soak.sh $(BUILD) $(SOAK_DURATION) $(SOAK_RATE)
-
 run: $(BUILD)/gatehouse
 	@mkdir -p var
 	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text
@@ -145,9 +175,33 @@ check-alloc:
 test-unit: $(UNIT_BIN)
 test-integration: $(BUILD)/gatehouse $(INTEG_BIN) $(LEAK_SO)
 
+# ---- the gate: scripts/run-tests.sh runs named stages (all of them for `make test`), one line
+# each, the full log of a failing one, and "N passed, N failed" last. docs/CONTRIBUTING.md.
+GATE = MAKE="$(MAKE)" bash scripts/run-tests.sh
+FUZZ_SECONDS ?=
+
 test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory all test-unit test-integration
-	@GATEHOUSE_BIN=$(BUILD)/gatehouse bash scripts/run-tests.sh $(BUILD)
+	@$(GATE) all
+
+test-asan: $(DEPS_STAMP)
+	@$(GATE) asan
+
+test-valgrind: $(DEPS_STAMP)
+	@$(GATE) build valgrind
+
+test-oom: $(DEPS_STAMP)
+	@$(GATE) oom
+
+fuzz: $(DEPS_STAMP)
+	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) $(GATE) fuzz
+
+lint: $(DEPS_STAMP)
+	@$(GATE) lint
+
+# A fresh node soaked by `gatehouse load` in waves; fails unless the verdict is pass
+# (scripts/soak.sh; build/soak.json and build/soak.html are its report).
+soak: $(DEPS_STAMP)
+	@$(GATE) soak
 
 format:
 	clang-format -i $$(find src tests bench -name '*.[ch]')
@@ -158,4 +212,5 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
 # Test objects depend on the headers they include too (harness.h changes struct layouts).
 -include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
+-include $(FUZZ_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/tests/fuzz/replay.d
 -include $(TEST_SUPPORT:.o=.d)

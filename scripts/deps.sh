@@ -13,6 +13,9 @@ PACKAGES=(
              # make bench-engine (the gatehouse load engine against wrk -t1)
   nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
   chromium   # tests/integration/test_browser.c: headless Chromium driven by playwright-core
+  # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
+  # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
+  clang libclang-rt-14-dev clang-format cppcheck valgrind
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -9,17 +9,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: gatehouse <command> [flags]\n"
-                 "\n"
-                 "commands:\n"
-                 "  serve [--config FILE] [flags]   run the service\n"
-                 "  user add|del|list|passwd ...    manage users in the configured user store\n"
-                 "  reload [serve flags]            replace the running node (same data dir) without\n"
-                 "                                  dropping a connection or a session\n"
-                 "  load --url URL [flags]          load and soak a local node, leak verdict\n"
-                 "  version                         print the version\n"
-                 "\n"
-                 "`gatehouse <command> --help` lists a command's flags.\n");
+    fprintf(out,
+            "usage: gatehouse <command> [flags]\n"
+            "\n"
+            "commands:\n"
+            "  serve [--config FILE] [flags]   run the service\n"
+            "  user add|del|list|passwd ...    manage users in the configured user store\n"
+            "  reload [serve flags]            replace the running node (same data dir) without\n"
+            "                                  dropping a connection or a session\n"
+            "  load --url URL [flags]          load and soak a local node, leak verdict\n"
+            "  version                         print the version\n"
+            "\n"
+            "`gatehouse <command> --help` lists a command's flags.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,7 +47,7 @@ int main(int argc, char **argv)
         return gh_reload_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "load") == 0)
         return gh_load_main(argc - 1, argv + 1);
-    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, reload, load, version)\n",
-            cmd);
+    fprintf(stderr,
+            "gatehouse: unknown command '%s' (expected serve, user, reload, load, version)\n", cmd);
     return 2;
 }

@@ -88,6 +88,21 @@ void gh_api_tag_session(gh_req_t *r, const char *session_id);
 int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out) GH_WUR;
 /* Routes JSON allocation through gh_mem (GH_MEM_HTTP; freed memory is wiped). */
 void gh_api_json_setup(void);
+/* The parsing half of gh_api_json_body, without a request (the fuzz target calls it): parses
+ * len bytes as one JSON object (duplicate keys rejected, escaped NUL allowed). Returns 0 with
+ * *out a new reference; GH_ENOMEM when an allocation failed (jansson cannot say so itself);
+ * GH_EINVAL with *why the client's error message. */
+int gh_api_json_parse(const char *body, size_t len, json_t **out, const char **why) GH_WUR;
+
+/* ---- form bodies (sessions.c) ---- */
+
+/* Reads `username` and `password` from an application/x-www-form-urlencoded body of len bytes
+ * (the login form), decoding each into pool: NUL-terminated, *ulen / *plen without the NUL, and
+ * a value may hold NUL bytes (%00). Other keys are ignored; a key given twice keeps the last.
+ * Returns 0; GH_EINVAL with *why the client's error message (malformed escape, missing field);
+ * GH_ENOMEM when the pool is out of room. On failure *user and *pw are NULL. */
+int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const char **user,
+                            size_t *ulen, const char **pw, size_t *plen, const char **why) GH_WUR;
 
 /* ---- metrics (metrics.c) ---- */
 int gh_api_metrics_init(gh_app_t *app) GH_WUR;

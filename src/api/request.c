@@ -4,8 +4,11 @@
  */
 #include "api/api.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <setjmp.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,26 +16,87 @@
 #include "common/clock.h"
 #include "mem/mem.h"
 
-/* jansson does not tell an allocation failure from bad syntax, so the allocator says it. */
-static _Thread_local bool json_alloc_failed;
+/*
+ * jansson and allocation failure. jansson does not tell an allocation failure from bad syntax,
+ * and worse, its lexer ignores a failure to grow its token buffer: the token and the input fall
+ * out of step, and it then aborts on an assert (numbers) or reads and writes past the buffer
+ * (strings) — jansson issue #362, unfixed in 2.14. So a failed allocation must never return into
+ * json_loadb: during a parse, json_alloc answers a failure with a longjmp back to
+ * gh_api_json_parse, which frees every block the parse still holds (each carries a small header
+ * that links it into the thread's list of parse blocks) and reports GH_ENOMEM. Blocks outside a
+ * parse (json_pack for replies) carry the same header, unlinked, and fail the ordinary way.
+ */
+typedef struct json_block {
+    struct json_block *prev, *next; /* the parse's blocks; both NULL when not in a parse */
+} json_block_t;
+#define JSON_HDR ((sizeof(json_block_t) + 15) & ~(size_t)15) /* keeps malloc's alignment */
+
+static _Thread_local struct {
+    bool active;       /* inside json_loadb of gh_api_json_parse */
+    bool failed;       /* an allocation failed (outside a parse: json_pack may have lost data) */
+    json_block_t head; /* circular list of the parse's live blocks */
+    jmp_buf env;
+} json_parse;
 
 static void *json_alloc(size_t n)
 {
-    void *p = gh_mem_alloc(GH_MEM_HTTP, n);
-    if (!p)
-        json_alloc_failed = true;
-    return p;
+    json_block_t *b = n <= SIZE_MAX - JSON_HDR ? gh_mem_alloc(GH_MEM_HTTP, JSON_HDR + n) : NULL;
+    if (!b) {
+        json_parse.failed = true;
+        if (json_parse.active)
+            longjmp(json_parse.env, 1);
+        return NULL;
+    }
+    b->prev = b->next = NULL;
+    if (json_parse.active) {
+        b->next = json_parse.head.next;
+        b->prev = &json_parse.head;
+        json_parse.head.next->prev = b;
+        json_parse.head.next = b;
+    }
+    return (char *)b + JSON_HDR;
 }
 
 /* JSON values may hold passwords: wipe every block jansson gives back. */
 static void json_release(void *p)
 {
-    gh_mem_free_secret(GH_MEM_HTTP, p);
+    if (!p)
+        return;
+    json_block_t *b = (json_block_t *)((char *)p - JSON_HDR);
+    if (b->next) {
+        b->prev->next = b->next;
+        b->next->prev = b->prev;
+    }
+    gh_mem_free_secret(GH_MEM_HTTP, b);
 }
 
 void gh_api_json_setup(void)
 {
     json_set_alloc_funcs(json_alloc, json_release);
+}
+
+/* Ends a parse: the surviving blocks belong to the parsed value now, not to a parse list. */
+static void json_parse_end(void)
+{
+    json_block_t *b = json_parse.head.next;
+    while (b != &json_parse.head) {
+        json_block_t *next = b->next;
+        b->prev = b->next = NULL;
+        b = next;
+    }
+    json_parse.active = false;
+}
+
+/* After a longjmp out of jansson: nothing of that parse is reachable, so every block goes. */
+static void json_parse_abandon(void)
+{
+    json_block_t *b = json_parse.head.next;
+    while (b != &json_parse.head) {
+        json_block_t *next = b->next;
+        gh_mem_free_secret(GH_MEM_HTTP, b);
+        b = next;
+    }
+    json_parse.active = false;
 }
 
 /* True when the Content-Type's media type (parameters ignored) equals want. */
@@ -46,34 +110,53 @@ static bool media_type_is(const char *ct, const char *want)
     return n == strlen(want) && strncasecmp(ct, want, n) == 0;
 }
 
+int gh_api_json_parse(const char *body, size_t len, json_t **out, const char **why)
+{
+    *out = NULL;
+    *why = NULL;
+    if (len == 0) {
+        *why = "the body is not valid JSON";
+        return GH_EINVAL;
+    }
+    assert(!json_parse.active); /* jansson never calls back into this */
+    json_parse.failed = false;
+    json_parse.head.prev = json_parse.head.next = &json_parse.head;
+    json_parse.active = true;
+    /* Only thread-locals and these arguments are used after a longjmp back here. */
+    if (setjmp(json_parse.env) != 0) {
+        json_parse_abandon();
+        return GH_ENOMEM;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_parse_end();
+    assert(!json_parse.failed); /* a failure inside the parse came back through the longjmp */
+    if (!j) {
+        *why = "the body is not valid JSON";
+        return GH_EINVAL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *why = "the body must be a JSON object";
+        return GH_EINVAL;
+    }
+    *out = j;
+    return 0;
+}
+
 int gh_api_json_body(gh_req_t *r, json_t **out)
 {
     if (!media_type_is(gh_req_header(r, "Content-Type"), "application/json")) {
         gh_reply_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json");
         return GH_EINVAL;
     }
-    json_error_t jerr;
-    json_alloc_failed = false;
-    json_t *j = r->body_len ? json_loadb(r->body, r->body_len,
-                                         JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr)
-                            : NULL;
-    if (json_alloc_failed) {
-        /* Even a parse that "succeeded" may have lost a value to the failed allocation. */
-        json_decref(j);
-        gh_api_reply_err(r, GH_ENOMEM);
-        return GH_ENOMEM;
-    }
-    if (!j) {
-        gh_reply_error(r, 400, "invalid_request", "the body is not valid JSON");
-        return GH_EINVAL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        gh_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
-        return GH_EINVAL;
-    }
-    *out = j;
-    return 0;
+    const char *why;
+    int rc = gh_api_json_parse(r->body, r->body_len, out, &why);
+    if (rc == GH_EINVAL)
+        gh_reply_error(r, 400, "invalid_request", why);
+    else if (rc != 0)
+        gh_api_reply_err(r, rc);
+    return rc;
 }
 
 int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len)

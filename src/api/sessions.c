@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "api/pages.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,31 +37,77 @@ static int hexval(char c)
     return -1;
 }
 
-/* Decodes one application/x-www-form-urlencoded value into the pool. */
-static char *form_decode(gh_req_t *r, const char *s, size_t n, size_t *outlen)
+/* Decodes one application/x-www-form-urlencoded value into the pool: 0, GH_EINVAL for a
+ * malformed escape, GH_ENOMEM when the pool is out of room (that is a 503, not the client's
+ * fault). */
+static int form_decode(gh_pool_t *pool, const char *s, size_t n, const char **out, size_t *outlen)
 {
-    char *d = gh_pool_alloc(&r->pool, n + 1);
+    char *d = gh_pool_alloc(pool, n + 1);
     if (!d)
-        return NULL;
+        return GH_ENOMEM;
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '+') {
             d[j++] = ' ';
         } else if (s[i] == '%') {
             if (i + 2 >= n)
-                return NULL;
+                return GH_EINVAL;
             int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
             if (hi < 0 || lo < 0)
-                return NULL;
+                return GH_EINVAL;
             d[j++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
             d[j++] = s[i];
         }
     }
+    assert(j <= n);
     d[j] = '\0';
+    *out = d;
     *outlen = j;
-    return d;
+    return 0;
+}
+
+int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const char **user,
+                            size_t *ulen, const char **pw, size_t *plen, const char **why)
+{
+    *user = *pw = NULL;
+    *ulen = *plen = 0;
+    *why = NULL;
+    size_t off = 0;
+    while (off < len) {
+        const char *p = body + off;
+        const char *amp = memchr(p, '&', len - off);
+        size_t n = amp ? (size_t)(amp - p) : len - off;
+        const char *eq = memchr(p, '=', n);
+        if (eq) {
+            size_t kl = (size_t)(eq - p), vl = n - kl - 1;
+            const char **dst = NULL;
+            size_t *dlen = NULL;
+            if (kl == 8 && memcmp(p, "username", 8) == 0) {
+                dst = user;
+                dlen = ulen;
+            } else if (kl == 8 && memcmp(p, "password", 8) == 0) {
+                dst = pw;
+                dlen = plen;
+            }
+            if (dst) {
+                int rc = form_decode(pool, eq + 1, vl, dst, dlen);
+                if (rc != 0) {
+                    *user = *pw = NULL;
+                    *why = rc == GH_EINVAL ? "malformed form encoding" : NULL;
+                    return rc;
+                }
+            }
+        }
+        off += n + (amp ? 1 : 0);
+    }
+    if (!*user || !*pw) {
+        *user = *pw = NULL;
+        *why = "\"username\" and \"password\" are required";
+        return GH_EINVAL;
+    }
+    return 0;
 }
 
 /* Reads username and password from a JSON or form body. Replies and returns non-zero on error.
@@ -72,39 +119,14 @@ static int read_credentials(gh_req_t *r, json_t **json, const char **user, size_
     const char *ct = gh_req_header(r, "Content-Type");
     if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
         (ct[33] == '\0' || ct[33] == ';' || ct[33] == ' ')) {
-        *user = *pw = NULL;
-        const char *p = r->body ? r->body : "";
-        while (*p) {
-            size_t len = strcspn(p, "&");
-            const char *eq = memchr(p, '=', len);
-            if (eq) {
-                size_t kl = (size_t)(eq - p), vl = len - kl - 1;
-                const char **dst = NULL;
-                size_t *dlen = NULL;
-                if (kl == 8 && memcmp(p, "username", 8) == 0) {
-                    dst = user;
-                    dlen = ulen;
-                } else if (kl == 8 && memcmp(p, "password", 8) == 0) {
-                    dst = pw;
-                    dlen = plen;
-                }
-                if (dst) {
-                    *dst = form_decode(r, eq + 1, vl, dlen);
-                    if (!*dst) {
-                        gh_reply_error(r, 400, "invalid_request", "malformed form encoding");
-                        return GH_EINVAL;
-                    }
-                }
-            }
-            p += len;
-            if (*p == '&')
-                p++;
-        }
-        if (!*user || !*pw) {
-            gh_reply_error(r, 400, "invalid_request", "\"username\" and \"password\" are required");
-            return GH_EINVAL;
-        }
-        return 0;
+        const char *why;
+        int rc = gh_api_form_credentials(&r->pool, r->body ? r->body : "", r->body_len, user, ulen,
+                                         pw, plen, &why);
+        if (rc == GH_EINVAL)
+            gh_reply_error(r, 400, "invalid_request", why);
+        else if (rc != 0)
+            gh_api_reply_err(r, rc);
+        return rc;
     }
     if (gh_api_json_body(r, json) != 0)
         return GH_EINVAL;

@@ -533,7 +533,7 @@ static void echo_value(char *dst, size_t dstlen, const char *v)
 {
     assert(dstlen > 4);
     size_t i = 0, max = dstlen - 4;
-    for (; v[i] && i < max && i < 64; i++)
+    for (; i < max && i < 64 && v[i]; i++)
         dst[i] = isprint((unsigned char)v[i]) ? v[i] : '?';
     if (v[i]) {
         memcpy(dst + i, "...", 3);

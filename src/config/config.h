@@ -51,19 +51,20 @@ typedef struct {
     uint32_t hash_queue;   /* 64 */
 
     /* accounts and abuse */
-    bool registration_open;          /* "open" | "closed" */
-    uint32_t throttle_ip_count;      /* "20/1m" -> 20; 0 = off */
-    int64_t throttle_ip_window_ms;   /* "20/1m" -> 60000; 0 when off */
-    uint32_t throttle_account;       /* 10 */
-    char trusted_proxies[GH_CONFIG_STR]; /* comma-separated CIDRs, "" = none */
-    char admin_token[GH_CONFIG_STR];     /* "" = admin routes answer 403 forbidden */
-    char admin_token_file[GH_CONFIG_STR];/* read into admin_token by gh_config_load */
+    bool registration_open;               /* "open" | "closed" */
+    uint32_t throttle_ip_count;           /* "20/1m" -> 20; 0 = off */
+    int64_t throttle_ip_window_ms;        /* "20/1m" -> 60000; 0 when off */
+    uint32_t throttle_account;            /* 10 */
+    char trusted_proxies[GH_CONFIG_STR];  /* comma-separated CIDRs, "" = none */
+    char admin_token[GH_CONFIG_STR];      /* "" = admin routes answer 403 forbidden */
+    char admin_token_file[GH_CONFIG_STR]; /* read into admin_token by gh_config_load */
     bool cookie_secure;
 
     /* pages and forward auth (src/api/pages.c) */
-    char allowed_redirect_hosts[GH_CONFIG_STR]; /* hosts besides the request's own a login may
-                                                   send the browser to; ".example.com" = subdomains */
-    bool forward_auth_redirect; /* /v1/auth answers 302 to login_url for Accept: text/html */
+    /* hosts besides the request's own a login may send the browser to; ".example.com" =
+     * subdomains */
+    char allowed_redirect_hosts[GH_CONFIG_STR];
+    bool forward_auth_redirect;    /* /v1/auth answers 302 to login_url for Accept: text/html */
     char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
     char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
 
@@ -85,12 +86,12 @@ typedef struct {
     gh_log_level_t log_level;          /* info */
 
     /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
-    uint32_t http_threads;             /* 0 in the file = number of cores; resolved by load */
-    uint32_t max_connections;          /* 1024 */
-    uint32_t max_connections_per_ip;   /* 64 */
-    int64_t connection_timeout_ms;     /* 30s */
-    uint64_t connection_memory;        /* 64KiB per connection (libmicrohttpd pool) */
-    uint64_t max_body;                 /* 64KiB; larger -> 413 */
+    uint32_t http_threads;                /* 0 in the file = number of cores; resolved by load */
+    uint32_t max_connections;             /* 1024 */
+    uint32_t max_connections_per_ip;      /* 64 */
+    int64_t connection_timeout_ms;        /* 30s */
+    uint64_t connection_memory;           /* 64KiB per connection (libmicrohttpd pool) */
+    uint64_t max_body;                    /* 64KiB; larger -> 413 */
     uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
     int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */
     int64_t body_timeout_ms;   /* 10s: whole body, from the end of the head */
@@ -108,8 +109,8 @@ void gh_config_defaults(gh_config_t *cfg);
  * After an error cfg is not usable (its admin_token is wiped). The file is read with fopen;
  * nothing is allocated and nothing needs freeing.
  */
-int gh_config_load(gh_config_t *cfg, int argc, char **argv, FILE *out, char *err, size_t errlen)
-    GH_WUR;
+int gh_config_load(gh_config_t *cfg, int argc, char **argv, FILE *out, char *err,
+                   size_t errlen) GH_WUR;
 
 /* Prints every key with its default and meaning. */
 void gh_config_usage(FILE *out);

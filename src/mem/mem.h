@@ -53,7 +53,8 @@ void *gh_mem_realloc(gh_mem_component_t c, void *p, size_t n) __attribute__((war
 void gh_mem_free(gh_mem_component_t c, void *p);
 /* Like gh_mem_free, but zeroes the whole block first: for memory that held a secret. */
 void gh_mem_free_secret(gh_mem_component_t c, void *p);
-char *gh_mem_strdup(gh_mem_component_t c, const char *s) __attribute__((malloc, warn_unused_result));
+char *gh_mem_strdup(gh_mem_component_t c, const char *s)
+    __attribute__((malloc, warn_unused_result));
 char *gh_mem_strndup(gh_mem_component_t c, const char *s, size_t n)
     __attribute__((malloc, warn_unused_result));
 
@@ -78,10 +79,10 @@ uint64_t gh_mem_alloc_count(void);
 bool gh_mem_fail_fired(void);
 
 /* Process figures for /metrics and /debug/memory. Each returns 0 when unknown. */
-size_t gh_mem_rss_bytes(void);         /* /proc/self/statm resident pages × page size */
-size_t gh_mem_virtual_bytes(void);     /* /proc/self/statm size */
-size_t gh_mem_allocator_in_use(void);  /* mallinfo2().uordblks + hblkhd */
-size_t gh_mem_physical_bytes(void);    /* RAM of the machine */
+size_t gh_mem_rss_bytes(void);        /* /proc/self/statm resident pages × page size */
+size_t gh_mem_virtual_bytes(void);    /* /proc/self/statm size */
+size_t gh_mem_allocator_in_use(void); /* mallinfo2().uordblks + hblkhd */
+size_t gh_mem_physical_bytes(void);   /* RAM of the machine */
 /* The cgroup memory limit (v2 memory.max, else v1 memory.limit_in_bytes); 0 when none. */
 size_t gh_mem_cgroup_limit(void);
 
@@ -93,9 +94,9 @@ size_t gh_mem_cgroup_limit(void);
 typedef struct gh_pool_chunk gh_pool_chunk_t;
 typedef struct {
     gh_mem_component_t component;
-    size_t limit;    /* bytes this pool may hold in chunks */
-    size_t used;     /* bytes held in chunks */
-    bool wipe;       /* zero every chunk on release (the pool held passwords or tokens) */
+    size_t limit; /* bytes this pool may hold in chunks */
+    size_t used;  /* bytes held in chunks */
+    bool wipe;    /* zero every chunk on release (the pool held passwords or tokens) */
     gh_pool_chunk_t *chunks;
 } gh_pool_t;
 

@@ -1146,7 +1146,7 @@ int gh_watchdog_create(const gh_watch_options_t *opt, gh_watchdog_t **out)
         if (!o.limit_bytes)
             o.limit_bytes = gh_mem_physical_bytes() / 2;
     }
-    if (o.interval_ms < 0 || o.window_ms < o.interval_ms || o.horizon_ms < 0 ||
+    if (o.interval_ms <= 0 || o.window_ms < o.interval_ms || o.horizon_ms < 0 ||
         !(o.warn_ratio > 0) || !(o.critical_ratio >= o.warn_ratio) || o.critical_ratio > 1)
         return GH_EINVAL;
     int64_t cap = o.window_ms / o.interval_ms + 1;

@@ -25,6 +25,11 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+/* cmocka: a sanitizer report in a server's log fails the running test (fail_msg). */
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 
 extern char **environ;
 
@@ -99,11 +104,22 @@ static int binary_path(char out[PATH_MAX])
 
 /* The caller's environment without GATEHOUSE_*, plus extra. Points into environ and extra;
  * the array itself is the caller's. */
+/* True when extra sets the variable of the "NAME=value" entry e: the test's value wins (the first
+ * of two entries is the one getenv finds, so the caller's must go, not just come first). */
+static bool overridden_by(const char *e, const char *const *extra)
+{
+    size_t len = strcspn(e, "=");
+    for (size_t i = 0; extra && extra[i] && i < HT_MAX_ENV; i++)
+        if (strncmp(extra[i], e, len) == 0 && extra[i][len] == '=')
+            return true;
+    return false;
+}
+
 static void build_env(const char **out, size_t cap, const char *const *extra)
 {
     size_t n = 0;
     for (char **e = environ; *e && n + HT_MAX_ENV + 1 < cap; e++)
-        if (strncmp(*e, "GATEHOUSE_", 10) != 0)
+        if (strncmp(*e, "GATEHOUSE_", 10) != 0 && !overridden_by(*e, extra))
             out[n++] = *e;
     for (size_t i = 0; extra && extra[i] && i < HT_MAX_ENV; i++)
         out[n++] = extra[i];
@@ -140,6 +156,95 @@ static void exec_child(const char *bin, const char **argv, const char **envp, in
     execve(bin, (char *const *)argv, (char *const *)envp);
     dprintf(2, "harness: exec %s: %s\n", bin, strerror(errno));
     _exit(127);
+}
+
+/* GATEHOUSE_TEST_TIMEOUT_SCALE=N stretches the start and stop limits (a server under valgrind
+ * runs 20-50 times slower); 1 when unset or not a number from 1 to 100. */
+static int scaled(int ms)
+{
+    const char *s = getenv("GATEHOUSE_TEST_TIMEOUT_SCALE");
+    int k = s ? atoi(s) : 1;
+    return k >= 1 && k <= 100 ? ms * k : ms;
+}
+
+/* The lines by which the sanitizers and valgrind say something went wrong. A server built with
+ * SANITIZER=address writes ASan, LSan (at exit) and UBSan reports to its stderr, which is
+ * server.log; valgrind writes its summary there too when the binary runs under it. */
+static const char *const report_marks[] = {
+    "ERROR SUMMARY: ", /* first: valgrind's "0 errors" is the one line that is not a report */
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",       "runtime error:",
+    "ERROR: ThreadSanitizer",  "blocks are definitely lost", "blocks are indirectly lost",
+};
+
+/* True when line (n bytes) is a report line. "ERROR SUMMARY: 0 errors" is valgrind saying all
+ * is well; any other count is a failure. */
+static bool is_report_line(const char *line, size_t n)
+{
+    for (size_t i = 0; i < sizeof report_marks / sizeof report_marks[0]; i++) {
+        const char *m = memmem(line, n, report_marks[i], strlen(report_marks[i]));
+        if (!m)
+            continue;
+        if (i == 0) {
+            const char *d = m + strlen(report_marks[i]);
+            if (d < line + n && *d == '0' && (d + 1 == line + n || d[1] == ' '))
+                continue;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Offset of the first report line in buf, or -1. */
+static long find_report(const char *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        const char *nl = memchr(buf + off, '\n', len - off);
+        size_t n = nl ? (size_t)(nl - (buf + off)) : len - off;
+        if (is_report_line(buf + off, n))
+            return (long)off;
+        off += n + 1;
+    }
+    return -1;
+}
+
+/* The last 8 KiB of the server log, where a crash leaves its last words. */
+static void dump_log_tail(const ht_server_t *s)
+{
+    const size_t cap = 16u << 20;
+    char *buf = malloc(cap);
+    if (!buf)
+        return;
+    size_t len = ht_server_log(s, buf, cap);
+    size_t from = len > 8192 ? len - 8192 : 0;
+    fprintf(stderr, "---- end of server log (%s) ----\n%s---- (log ends) ----\n", s->log_path,
+            buf + from);
+    free(buf);
+}
+
+/* Reads the whole log of a stopped server (bounded) and prints it from its first report line
+ * on. Returns true when there was a report. */
+static bool server_log_has_report(const ht_server_t *s)
+{
+    const size_t cap = 16u << 20;
+    char *buf = malloc(cap);
+    if (!buf)
+        return false;
+    size_t len = ht_server_log(s, buf, cap);
+    long at = find_report(buf, len);
+    if (at >= 0) {
+        /* Back up to the "=====" banner line before an ASan report, when there is one. */
+        long from = at;
+        for (int lines = 0; from > 0 && lines < 2; lines++) {
+            from--;
+            while (from > 0 && buf[from - 1] != '\n')
+                from--;
+        }
+        fprintf(stderr, "harness: sanitizer/valgrind report in the server log (%s):\n%.65536s\n",
+                s->log_path, buf + from);
+    }
+    free(buf);
+    return at >= 0;
 }
 
 /* Waits for pid up to timeout_ms; returns the decoded status or -2 when still running. */
@@ -315,7 +420,7 @@ int ht_server_startv(ht_server_t *s, const char *const *args)
         exec_child(bin, argv, envp, in_fd, out_fd, log_fd, s->dir, parent);
     s->pid = pid;
 
-    long long deadline = ht_now_ms() + START_TIMEOUT_MS;
+    long long deadline = ht_now_ms() + scaled(START_TIMEOUT_MS);
     char buf[65536];
     for (;;) {
         ht_server_log(s, buf, sizeof buf);
@@ -343,7 +448,8 @@ int ht_server_startv(ht_server_t *s, const char *const *args)
             break;
         }
         if (ht_now_ms() >= deadline) {
-            fprintf(stderr, "harness: no \"listening\" line within %d ms\n", START_TIMEOUT_MS);
+            fprintf(stderr, "harness: no \"listening\" line within %d ms\n",
+                    scaled(START_TIMEOUT_MS));
             break;
         }
         ht_sleep_ms(10);
@@ -381,20 +487,42 @@ int ht_server_start(ht_server_t *s, ...)
     return ht_server_startv(s, args);
 }
 
-int ht_server_stop_sig(ht_server_t *s, int sig)
+/* Stops the server and checks its log; never fails the test itself, so cleanup can finish
+ * first. *report is set when the log holds a sanitizer or valgrind report. */
+static int stop_server(ht_server_t *s, int sig, bool *report)
 {
+    *report = false;
     if (s->pid <= 0)
         return s->exit_status;
     kill(s->pid, sig);
-    int st = wait_bounded(s->pid, STOP_TIMEOUT_MS);
+    int st = wait_bounded(s->pid, scaled(STOP_TIMEOUT_MS));
     if (st == -2) {
-        fprintf(stderr, "harness: server did not stop within %d ms; SIGKILL\n", STOP_TIMEOUT_MS);
+        fprintf(stderr, "harness: server did not stop within %d ms; SIGKILL\n",
+                scaled(STOP_TIMEOUT_MS));
         kill(s->pid, SIGKILL);
         (void)wait_bounded(s->pid, STOP_TIMEOUT_MS);
         st = -1;
     }
     s->pid = 0;
     s->exit_status = st;
+    /* The leak check runs when the process exits: only now is the log complete. */
+    *report = server_log_has_report(s);
+    /* Died of something other than the signal sent (an abort, a crash): show why, whatever the
+     * test then makes of the status. */
+    if (!*report && st > 128 && st != 128 + sig && st != 128 + SIGKILL) {
+        fprintf(stderr, "harness: the server died of signal %d when sent %d\n", st - 128, sig);
+        dump_log_tail(s);
+    }
+    return st;
+}
+
+int ht_server_stop_sig(ht_server_t *s, int sig)
+{
+    bool report;
+    int st = stop_server(s, sig, &report);
+    if (report)
+        fail_msg("the server's log has a sanitizer or valgrind report (printed above; dir %s)",
+                 s->dir);
     return st;
 }
 
@@ -403,9 +531,10 @@ int ht_server_stop(ht_server_t *s)
     return ht_server_stop_sig(s, SIGTERM);
 }
 
-void ht_server_cleanup(ht_server_t *s)
+int ht_server_release(ht_server_t *s)
 {
-    (void)ht_server_stop(s);
+    bool report;
+    (void)stop_server(s, SIGTERM, &report);
     if (s->owns_dir && s->dir[0]) {
         const char *keep = getenv("GATEHOUSE_TEST_KEEP");
         if (keep && *keep && strcmp(keep, "0") != 0)
@@ -415,6 +544,15 @@ void ht_server_cleanup(ht_server_t *s)
         s->dir[0] = '\0';
         s->owns_dir = false;
     }
+    if (report)
+        fprintf(stderr, "harness: the server's log had a sanitizer or valgrind report (above)\n");
+    return report ? -1 : 0;
+}
+
+void ht_server_cleanup(ht_server_t *s)
+{
+    if (ht_server_release(s) != 0)
+        fail_msg("the server's log had a sanitizer or valgrind report (printed above)");
 }
 
 /* ---- HTTP ---- */
@@ -867,7 +1005,7 @@ int ht_run(ht_run_t *r, const char *stdin_data, const char *const *env, ...)
         goto out;
     if (pid == 0)
         exec_child(bin, argv, envp, in_fd, out_fd, err_fd, NULL, parent);
-    int limit = r->timeout_ms > 0 ? r->timeout_ms : RUN_TIMEOUT_MS;
+    int limit = scaled(r->timeout_ms > 0 ? r->timeout_ms : RUN_TIMEOUT_MS);
     int st = wait_bounded(pid, limit);
     if (st == -2) {
         fprintf(stderr, "harness: %s %s did not finish within %d ms; SIGKILL\n", bin,
@@ -888,5 +1026,9 @@ out:
     if (err_fd >= 0)
         close(err_fd);
     free(envp);
+    /* A command's sanitizer report is on its stderr; fail here, with everything released. */
+    if (rc == 0 && find_report(r->err, r->err_len) >= 0)
+        fail_msg("`%s %s` reported (sanitizer or valgrind):\n%s", bin, n > 1 ? argv[1] : "",
+                 r->err);
     return rc;
 }

@@ -10,7 +10,10 @@
  *
  * The binary is $GATEHOUSE_BIN (default build/gatehouse). GATEHOUSE_* variables of the caller's
  * environment are not passed on: a developer's shell must not change what the tests see.
- * Set GATEHOUSE_TEST_KEEP=1 to keep data dirs (and their logs) for a post-mortem.
+ * Set GATEHOUSE_TEST_KEEP=1 to keep data dirs (and their logs) for a post-mortem, and
+ * GATEHOUSE_TEST_TIMEOUT_SCALE=N to give a slow server (valgrind) N times the start and stop
+ * limits. A sanitizer or valgrind report in a server's log or a command's stderr fails the test
+ * (see ht_server_cleanup and ht_run).
  */
 #ifndef GH_TESTS_INTEGRATION_HARNESS_H
 #define GH_TESTS_INTEGRATION_HARNESS_H
@@ -70,8 +73,15 @@ int ht_server_startv(ht_server_t *s, const char *const *args);
 int ht_server_stop_sig(ht_server_t *s, int sig);
 int ht_server_stop(ht_server_t *s); /* SIGTERM */
 
-/* Stops the server if it still runs and removes the data dir when the harness made it. */
+/* Stops the server if it still runs and removes the data dir when the harness made it.
+ * The server's log is checked once it has stopped (LeakSanitizer reports at exit): a report of
+ * AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer ("runtime error:") or valgrind
+ * ("ERROR SUMMARY" above 0) is printed and fails the test — ht_server_stop* and
+ * ht_server_cleanup fail it with fail_msg, after their own work is done. ht_server_release does
+ * the same work and returns -1 instead, for a cmocka teardown (return its result there: a
+ * longjmp out of a teardown would skip the rest of it). */
 void ht_server_cleanup(ht_server_t *s);
+int ht_server_release(ht_server_t *s);
 
 /* Copies the server log into buf (NUL-terminated); returns its length (cut at len - 1). */
 size_t ht_server_log(const ht_server_t *s, char *buf, size_t len);
@@ -137,7 +147,8 @@ typedef struct {
 /*
  * Runs `$GATEHOUSE_BIN ARGS...` to completion (at most r->timeout_ms, then SIGKILL) with stdin_data
  * (or an empty stdin) and the extra environment entries env (NULL-terminated or NULL). Returns 0
- * when the program ran (its status is in r->status), -1 when it could not be started.
+ * when the program ran (its status is in r->status), -1 when it could not be started. A
+ * sanitizer or valgrind report on the program's stderr fails the test (fail_msg).
  */
 int ht_run(ht_run_t *r, const char *stdin_data, const char *const *env, ...)
     __attribute__((sentinel));

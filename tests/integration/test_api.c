@@ -35,10 +35,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
+    int rc = 0;
     for (size_t i = 0; i < 2; i++)
-        ht_server_cleanup(&f->srv[i]);
+        rc |= ht_server_release(&f->srv[i]);
     free(f);
-    return 0;
+    return rc;
 }
 
 #define SRV(state, i) (&((fixture_t *)*(state))->srv[i])

@@ -43,10 +43,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    ht_server_cleanup(&f->srv);
+    int rc = ht_server_release(&f->srv);
     ht_rmtree(f->dir);
     free(f);
-    return 0;
+    return rc;
 }
 
 #define FIX(state) ((fixture_t *)*(state))

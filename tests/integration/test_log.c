@@ -51,10 +51,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    ht_server_cleanup(&f->srv);
+    int rc = ht_server_release(&f->srv);
     free(f->log);
     free(f);
-    return 0;
+    return rc;
 }
 
 static void secret(fixture_t *f, const char *s)

@@ -1,11 +1,11 @@
 /*
  * test_oom.c — allocation failure through the whole request path (SQLite's OOM tests, curl's
- * torture mode). A node runs in this process; for each step of register → login → token check →
- * list → logout → expiry, the n-th allocation is failed for n = 1, 2, ... until a request runs
- * without reaching it. Every answer must be the step's success or the contract's 503
- * `overloaded` body, the node must keep serving, and when everything has ended the sessions and
- * http components must be back at their baseline exactly. (Under `make test-asan`, LeakSanitizer
- * also checks that nothing leaked outside the accounting.)
+ * torture mode). A node runs in this process; for each step of register → login (JSON and HTML
+ * form) → token check → list → logout → expiry, the n-th allocation is failed for n = 1, 2, ...
+ * until a request runs without reaching it. Every answer must be the step's success or the
+ * contract's 503 `overloaded` body, the node must keep serving, and when everything has ended the
+ * sessions and http components must be back at their baseline exactly. (Under `make test-asan`,
+ * LeakSanitizer also checks that nothing leaked outside the accounting.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,8 +47,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static long req(const char *method, const char *path, const char *token, const char *json,
-                resp_t *r)
+static long req_typed(const char *method, const char *path, const char *token,
+                      const char *content_type, const char *body, resp_t *r)
 {
     char url[256], auth[128];
     struct curl_slist *h = NULL;
@@ -64,15 +64,23 @@ static long req(const char *method, const char *path, const char *token, const c
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
         h = curl_slist_append(h, auth);
     }
-    if (json) {
-        h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json);
+    if (body) {
+        char ct[96];
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+        h = curl_slist_append(h, ct);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
     if (curl_easy_perform(curl) == CURLE_OK)
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(h);
     return r->status;
+}
+
+static long req(const char *method, const char *path, const char *token, const char *json,
+                resp_t *r)
+{
+    return req_typed(method, path, token, "application/json", json, r);
 }
 
 static void assert_ok_or_overloaded(const resp_t *r, long ok)
@@ -191,6 +199,14 @@ static long step_login(uint64_t n, resp_t *r)
                r);
 }
 
+/* The HTML form login: its decoder takes request pool memory a JSON login does not. */
+static long step_login_form(uint64_t n, resp_t *r)
+{
+    (void)n;
+    return req_typed("POST", "/v1/sessions", NULL, "application/x-www-form-urlencoded",
+                     "username=oom&password=correct+horse+battery", r);
+}
+
 static long step_auth(uint64_t n, resp_t *r)
 {
     (void)n;
@@ -236,6 +252,8 @@ static void every_step_survives_each_failed_allocation(void **state)
         201);
     n = sweep(step_login, 201);
     printf("login: %d allocations\n", n - 1);
+    n = sweep(step_login_form, 201);
+    printf("login (form): %d allocations\n", n - 1);
     assert_int_equal(login("oom", token), 0);
     printf("auth: %d, whoami: %d, list: %d allocations\n", sweep(step_auth, 200) - 1,
            sweep(step_whoami, 200) - 1, sweep(step_list, 200) - 1);

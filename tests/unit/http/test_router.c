@@ -52,8 +52,7 @@ static void parameters_are_captured(void **state)
     assert_int_equal(match(GH_HTTP_DELETE, "/v1/sessions/AbC-_9", &allowed, p, &np), 2);
     assert_int_equal(np, 1);
     assert_string_equal(p[0], "AbC-_9");
-    assert_int_equal(match(GH_HTTP_DELETE, "/v1/admin/users/42/sessions/xyz", &allowed, p, &np),
-                     4);
+    assert_int_equal(match(GH_HTTP_DELETE, "/v1/admin/users/42/sessions/xyz", &allowed, p, &np), 4);
     assert_int_equal(np, 2);
     assert_string_equal(p[0], "42");
     assert_string_equal(p[1], "xyz");
