@@ -10,7 +10,8 @@
 #      path returns to baseline" test fail on the mutant;
 #   3. valgrind: the plain-built mutant server, run under memcheck by the harness, reports the
 #      chunk as definitely lost and the harness fails the test;
-#   4. the soak verdict: comes with the load tool (scripts/soak.sh); reported as skipped until then.
+#   4. the soak verdict (scripts/soak.sh --short, gatehouse load): the real build passes, the
+#      mutant is a leak (the soak's waves empty the store, which is when the mutant drops a chunk).
 # Prints "planted-leak: CHECK ok" or "planted-leak: CHECK FAILED" per check; exit 1 on any failure.
 set -u
 cd "$(dirname "$0")/.."
