@@ -127,11 +127,18 @@ static void defaults_and_cross_checks(void **state)
         parse(&o, err, sizeof err, "--url", "http://[::1]:1", "--scenario", "soak", NULL), 0);
     assert_int_equal(o.duration_ms, 600000);
     assert_true(o.rate == 100);
+    assert_int_equal(o.wave_ms, 5000); /* soaks run in waves unless told otherwise */
     assert_int_equal(parse(&o, err, sizeof err, "--url=http://[::1]:1", "--scenario=soak",
                            "--rate=2500/s", "--duration=90s", "--max-leak=8KiB/1k", NULL),
                      0);
     assert_true(o.rate == 2500 && o.duration_ms == 90000);
     assert_int_equal(o.max_leak_unit, GH_LOAD_LEAK_PER_1K);
+    assert_int_equal(parse(&o, err, sizeof err, "--url", "http://[::1]:1", "--scenario", "soak",
+                           "--wave", "0", NULL),
+                     0);
+    assert_int_equal(o.wave_ms, 0);
+    assert_int_equal(parse(&o, err, sizeof err, "--url", "http://[::1]:1", NULL), 0);
+    assert_int_equal(o.wave_ms, 0); /* churn is steady */
 
     struct {
         const char *flag, *value, *says;
@@ -144,6 +151,8 @@ static void defaults_and_cross_checks(void **state)
         {"--concurrency", "1025", "--concurrency"},
         {"--duration", "500ms", "--duration"},
         {"--bogus", "1", "--bogus"},
+        {"--wave", "5s", "--wave"},   /* churn has no waves */
+        {"--wave", "50ms", "--wave"}, /* too short to hold a session */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = i == 0 ? parse(&o, err, sizeof err, "--url", "http://127.0.0.1:1", bad[i].flag,
