@@ -139,15 +139,38 @@ bench-flood: $(BUILD)/gatehouse
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
+BENCHES += bench-engine
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
 
-# Test-only LD_PRELOAD library that makes a real server leak (tests/integration/test_watchdog.c).
+# Test-only LD_PRELOAD library that makes a real server leak (tests/integration/test_watchdog.c,
+# test_load.c).
 LEAK_SO := $(BUILD)/tests/integration/leak_preload.so
 $(LEAK_SO): tests/integration/leak_preload.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -O2 -fPIC -shared -o $@ $< -pthread
+
+# ---- gatehouse load (src/load): the engine benchmark and the soak gate ----
+
+# The `gatehouse load` engine against wrk -t1 on the token check (scripts/deps.sh installs wrk).
+.PHONY: bench-engine
+bench-engine: $(BUILD)/gatehouse
+	@bash bench/bench_engine.sh $(BUILD)
+
+# The noise floor the leak verdict's default threshold comes from (about 20 minutes; not in
+# BENCHES). docs/BENCHMARKS.md, "Leak verdict noise floor".
+.PHONY: bench-noise
+bench-noise: $(BUILD)/gatehouse
+	@bash bench/noise_floor.sh $(BUILD)
+
+# `make soak`: a fresh node (cheap hashing), a short churn soak at a fixed rate; fails unless the
+# verdict is pass. The JSON and the HTML report are left in $(BUILD)/soak.json and soak.html.
+SOAK_DURATION ?= 60s
+SOAK_RATE     ?= 3000
+.PHONY: soak
+soak: $(BUILD)/gatehouse
+	@bash scripts/soak.sh $(BUILD) $(SOAK_DURATION) $(SOAK_RATE)
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var

@@ -9,7 +9,8 @@ PACKAGES=(
   libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
-  wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood
+  wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood;
+             # make bench-engine (the gatehouse load engine against wrk -t1)
   nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
   chromium   # tests/integration/test_browser.c: headless Chromium driven by playwright-core
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come

@@ -4,6 +4,7 @@
 
 #include "api/api.h"
 #include "common/version.h"
+#include "load/load.h"
 #include "mem/mem.h"
 
 static void usage(FILE *out)
@@ -16,6 +17,7 @@ static void usage(FILE *out)
             "  user add|del|list|passwd ...    manage users in the configured user store\n"
             "  reload [serve flags]            replace the running node (same data dir) without\n"
             "                                  dropping a connection or a session\n"
+            "  load --url URL [flags]          load and soak a local node, leak verdict\n"
             "  version                         print the version\n"
             "\n"
             "`gatehouse <command> --help` lists a command's flags.\n");
@@ -43,7 +45,9 @@ int main(int argc, char **argv)
         return gh_user_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return gh_reload_cmd_main(argc - 1, argv + 1);
-    fprintf(stderr, "gatehouse: unknown command '%s' (expected serve, user, reload, version)\n",
-            cmd);
+    if (strcmp(cmd, "load") == 0)
+        return gh_load_main(argc - 1, argv + 1);
+    fprintf(stderr,
+            "gatehouse: unknown command '%s' (expected serve, user, reload, load, version)\n", cmd);
     return 2;
 }
