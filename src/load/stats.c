@@ -343,7 +343,7 @@ static int fit_field(const gh_load_sample_t *s, size_t n, size_t offset, double 
 {
     for (size_t i = 0; i < n; i++) {
         tbuf[i] = s[i].t_s;
-        ybuf[i] = *(const double *)((const char *)&s[i] + offset);
+        memcpy(&ybuf[i], (const char *)&s[i] + offset, sizeof ybuf[i]);
     }
     int rc = gh_load_theil_sen(tbuf, ybuf, n, fit);
     if (rc == GH_EINVAL) {
