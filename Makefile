@@ -108,6 +108,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libgatehouse.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+.PHONY: bench-metrics
+bench-metrics: $(BUILD)/bench/bench_metrics
+	./$(BUILD)/bench/bench_metrics
+
 .PHONY: bench-store
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
@@ -134,7 +138,7 @@ bench-flood: $(BUILD)/gatehouse
 
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
-BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog
+BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
