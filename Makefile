@@ -206,10 +206,6 @@ fuzz: $(DEPS_STAMP)
 lint: $(DEPS_STAMP)
 	@$(GATE) lint
 
-# The soak run comes with the load tool (`gatehouse load`); scripts/soak.sh is its hook.
-soak: $(DEPS_STAMP)
-	@$(GATE) soak
-
 format:
 	clang-format -i $$(find src tests bench -name '*.[ch]')
 

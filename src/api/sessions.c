@@ -292,26 +292,32 @@ static void login_step(gh_req_t *r)
     }
 }
 
-void gh_api_whoami(gh_req_t *r)
+/* The caller's session and its user. A session whose user was deleted behind this node's back
+ * (by another process) ends here. On failure replies (401, 503) and returns non-zero. */
+static int authenticate_user(gh_req_t *r, gh_session_info_t *info, gh_user_t *user)
 {
     gh_app_t *app = r->app;
-    gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
-    if (gh_api_authenticate(r, &info, hash) != 0)
-        return;
-    gh_user_t user;
-    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
+    if (gh_api_authenticate(r, info, hash) != 0)
+        return GH_EAUTH;
+    int rc = gh_user_get_by_id(app->users, info->user_id, user);
     if (rc == GH_ENOTFOUND) {
-        /* The user was deleted behind this node's back (another process): the session goes. */
         GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
         (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
-        return;
+        return GH_EAUTH;
     }
-    if (rc != 0) {
+    if (rc != 0)
         gh_api_reply_err(r, rc);
+    return rc;
+}
+
+void gh_api_whoami(gh_req_t *r)
+{
+    gh_session_info_t info;
+    gh_user_t user;
+    if (authenticate_user(r, &info, &user) != 0)
         return;
-    }
     json_t *j = gh_api_json_set(
         json_pack("{s:{s:I, s:s}}", "user", "id", (json_int_t)user.id, "username", user.username),
         "session", gh_api_session_json(&info));
@@ -329,23 +335,10 @@ void gh_api_forward_auth(gh_req_t *r)
 
 static void forward_auth_step(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
-    uint8_t hash[GH_TOKEN_HASH_LEN];
-    if (gh_api_authenticate(r, &info, hash) != 0)
-        return;
     gh_user_t user;
-    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
-    if (rc == GH_ENOTFOUND) {
-        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
-        gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
-        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+    if (authenticate_user(r, &info, &user) != 0)
         return;
-    }
-    if (rc != 0) {
-        gh_api_reply_err(r, rc);
-        return;
-    }
     char uid[24];
     snprintf(uid, sizeof uid, "%llu", (unsigned long long)user.id);
     (void)gh_reply(r, 200, NULL, NULL, 0);
