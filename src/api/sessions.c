@@ -26,48 +26,6 @@ typedef struct {
     gh_api_throttle_t throttle;
 } login_state_t;
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes one application/x-www-form-urlencoded value into the pool: 0, GH_EINVAL for a
- * malformed escape, GH_ENOMEM when the pool is out of room (that is a 503, not the client's
- * fault). */
-static int form_decode(gh_pool_t *pool, const char *s, size_t n, const char **out, size_t *outlen)
-{
-    char *d = gh_pool_alloc(pool, n + 1);
-    if (!d)
-        return GH_ENOMEM;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            d[j++] = ' ';
-        } else if (s[i] == '%') {
-            if (i + 2 >= n)
-                return GH_EINVAL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return GH_EINVAL;
-            d[j++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            d[j++] = s[i];
-        }
-    }
-    assert(j <= n);
-    d[j] = '\0';
-    *out = d;
-    *outlen = j;
-    return 0;
-}
-
 int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const char **user,
                             size_t *ulen, const char **pw, size_t *plen, const char **why)
 {
@@ -92,7 +50,7 @@ int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const
                 dlen = plen;
             }
             if (dst) {
-                int rc = form_decode(pool, eq + 1, vl, dst, dlen);
+                int rc = gh_api_form_decode(pool, eq + 1, vl, dst, dlen);
                 if (rc != 0) {
                     *user = *pw = NULL;
                     *why = rc == GH_EINVAL ? "malformed form encoding" : NULL;
