@@ -2,8 +2,9 @@
 # The promtool checks of the leak gate: starts the real server (BIN, default build/gatehouse) on a
 # free loopback port, has it serve a few requests, and runs `promtool check metrics` on its
 # /metrics page (the exposition format and the metric naming rules), then checks the shipped
-# Prometheus alert rules (deploy/**/*.rules.yml: `promtool check rules`) and their unit tests
-# (deploy/**/*_test.yml: `promtool test rules`) when they exist.
+# Prometheus alert rules (YAML under deploy/ with a top-level `groups:`: `promtool check rules`)
+# and their unit tests (top-level `rule_files:`: `promtool test rules`, run from the test file's
+# directory so its relative rule_files resolve) when they exist.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${1:-build/gatehouse}
@@ -42,18 +43,22 @@ elif ! promtool check metrics <"$dir/metrics.txt" >"$dir/promtool.out" 2>&1; the
 else
   echo "promtool check metrics: /metrics of a live server is clean ($(grep -vc '^#' "$dir/metrics.txt") samples)"
 fi
-rules=$(find deploy -name '*.rules.yml' 2>/dev/null | sort)
-tests=$(find deploy -name '*_test.yml' 2>/dev/null | sort)
+# Rule files and rule tests are found by what they hold, not by name: a Prometheus rule file has
+# a top-level "groups:", a promtool rule test a top-level "rule_files:".
+yamls=$(find deploy \( -name '*.yml' -o -name '*.yaml' \) 2>/dev/null | sort)
+rules=$(for f in $yamls; do grep -q '^groups:' "$f" && echo "$f"; done)
+tests=$(for f in $yamls; do grep -q '^rule_files:' "$f" && echo "$f"; done)
 if [ -n "$rules" ]; then
   # shellcheck disable=SC2086
   promtool check rules $rules || status=1
 else
-  echo "promtool check rules: no deploy/**/*.rules.yml yet"
+  echo "promtool check rules: no rule files under deploy/ yet"
 fi
 if [ -n "$tests" ]; then
-  # shellcheck disable=SC2086
-  promtool test rules $tests || status=1
+  for t in $tests; do
+    (cd "$(dirname "$t")" && promtool test rules "$(basename "$t")") || status=1
+  done
 else
-  echo "promtool test rules: no deploy/**/*_test.yml yet"
+  echo "promtool test rules: no rule tests under deploy/ yet"
 fi
 exit $status

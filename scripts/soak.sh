@@ -5,7 +5,7 @@
 # sessions and empty it again every 5 s — and fails unless the verdict is `pass`. A leak (exit 1),
 # an inconclusive run or a node that could not be driven (exit 2) all fail.
 #
-#   scripts/soak.sh                      60 s against build/gatehouse
+#   scripts/soak.sh                      60 s against build/gatehouse (make soak: its $(BUILD))
 #   scripts/soak.sh --short              40 s (what the planted-leak check runs twice)
 #   scripts/soak.sh ... --against BIN    the same against another binary (the load tool itself is
 #                                        always build/gatehouse)
@@ -46,7 +46,9 @@ NODE=${against:-$LOAD}
 duration=${SOAK_DURATION:-$([ "$short" -eq 1 ] && echo 40s || echo 60s)}
 rate=${SOAK_RATE:-3000}
 name=soak$([ "$short" -eq 1 ] && echo -short)
-[ -n "$against" ] && name="$name-$(basename "$(dirname "$NODE")")"
+if [ -n "$against" ] && [ "$(realpath "$NODE")" != "$(realpath "$LOAD")" ]; then
+  name="$name-$(basename "$(dirname "$NODE")")"
+fi
 
 . scripts/load-node.sh
 trap node_stop EXIT

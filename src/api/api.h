@@ -95,6 +95,11 @@ void gh_api_json_setup(void);
 int gh_api_json_parse(const char *body, size_t len, json_t **out, const char **why) GH_WUR;
 
 /* ---- form bodies (sessions.c) ---- */
+/* Decodes one application/x-www-form-urlencoded value (n bytes at s) into the pool: 0,
+ * GH_EINVAL for a malformed escape, GH_ENOMEM when the pool is out of room (a 503, not the
+ * client's fault). */
+int gh_api_form_decode(gh_pool_t *pool, const char *s, size_t n, const char **out,
+                       size_t *outlen) GH_WUR;
 
 /* Reads `username` and `password` from an application/x-www-form-urlencoded body of len bytes
  * (the login form), decoding each into pool: NUL-terminated, *ulen / *plen without the NUL, and

@@ -241,17 +241,6 @@ bool gh_pages_redirect_ok(const char *rd, const char *host, const char *allowed)
 
 /* ---- form bodies ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_form(gh_req_t *r)
 {
     const char *ct = gh_req_header(r, "Content-Type");
@@ -267,31 +256,7 @@ int gh_pages_form_field(gh_req_t *r, const char *name, const char **out, size_t 
         size_t seg = strcspn(p, "&");
         const char *eq = memchr(p, '=', seg);
         if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
-            size_t vl = seg - nl - 1;
-            char *d = gh_pool_alloc(&r->pool, vl + 1);
-            if (!d)
-                return GH_ENOMEM;
-            size_t j = 0;
-            const char *s = eq + 1;
-            for (size_t i = 0; i < vl; i++) {
-                if (s[i] == '+') {
-                    d[j++] = ' ';
-                } else if (s[i] == '%') {
-                    if (i + 2 >= vl)
-                        return GH_EINVAL;
-                    int h1 = hexval(s[i + 1]), h2 = hexval(s[i + 2]);
-                    if (h1 < 0 || h2 < 0)
-                        return GH_EINVAL;
-                    d[j++] = (char)(h1 << 4 | h2);
-                    i += 2;
-                } else {
-                    d[j++] = s[i];
-                }
-            }
-            d[j] = '\0';
-            *out = d;
-            *len = j;
-            return 0;
+            return gh_api_form_decode(&r->pool, eq + 1, seg - nl - 1, out, len);
         }
         p += seg;
         if (*p == '&')

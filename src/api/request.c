@@ -338,3 +338,42 @@ int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out)
     *out = v;
     return 0;
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int gh_api_form_decode(gh_pool_t *pool, const char *s, size_t n, const char **out, size_t *outlen)
+{
+    char *d = gh_pool_alloc(pool, n + 1);
+    if (!d)
+        return GH_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            d[j++] = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= n)
+                return GH_EINVAL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return GH_EINVAL;
+            d[j++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            d[j++] = s[i];
+        }
+    }
+    assert(j <= n);
+    d[j] = '\0';
+    *out = d;
+    *outlen = j;
+    return 0;
+}

@@ -26,48 +26,6 @@ typedef struct {
     gh_api_throttle_t throttle;
 } login_state_t;
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes one application/x-www-form-urlencoded value into the pool: 0, GH_EINVAL for a
- * malformed escape, GH_ENOMEM when the pool is out of room (that is a 503, not the client's
- * fault). */
-static int form_decode(gh_pool_t *pool, const char *s, size_t n, const char **out, size_t *outlen)
-{
-    char *d = gh_pool_alloc(pool, n + 1);
-    if (!d)
-        return GH_ENOMEM;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            d[j++] = ' ';
-        } else if (s[i] == '%') {
-            if (i + 2 >= n)
-                return GH_EINVAL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return GH_EINVAL;
-            d[j++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            d[j++] = s[i];
-        }
-    }
-    assert(j <= n);
-    d[j] = '\0';
-    *out = d;
-    *outlen = j;
-    return 0;
-}
-
 int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const char **user,
                             size_t *ulen, const char **pw, size_t *plen, const char **why)
 {
@@ -92,7 +50,7 @@ int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const
                 dlen = plen;
             }
             if (dst) {
-                int rc = form_decode(pool, eq + 1, vl, dst, dlen);
+                int rc = gh_api_form_decode(pool, eq + 1, vl, dst, dlen);
                 if (rc != 0) {
                     *user = *pw = NULL;
                     *why = rc == GH_EINVAL ? "malformed form encoding" : NULL;
@@ -292,26 +250,32 @@ static void login_step(gh_req_t *r)
     }
 }
 
-void gh_api_whoami(gh_req_t *r)
+/* The caller's session and its user. A session whose user was deleted behind this node's back
+ * (by another process) ends here. On failure replies (401, 503) and returns non-zero. */
+static int authenticate_user(gh_req_t *r, gh_session_info_t *info, gh_user_t *user)
 {
     gh_app_t *app = r->app;
-    gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
-    if (gh_api_authenticate(r, &info, hash) != 0)
-        return;
-    gh_user_t user;
-    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
+    if (gh_api_authenticate(r, info, hash) != 0)
+        return GH_EAUTH;
+    int rc = gh_user_get_by_id(app->users, info->user_id, user);
     if (rc == GH_ENOTFOUND) {
-        /* The user was deleted behind this node's back (another process): the session goes. */
         GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
         (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
-        return;
+        return GH_EAUTH;
     }
-    if (rc != 0) {
+    if (rc != 0)
         gh_api_reply_err(r, rc);
+    return rc;
+}
+
+void gh_api_whoami(gh_req_t *r)
+{
+    gh_session_info_t info;
+    gh_user_t user;
+    if (authenticate_user(r, &info, &user) != 0)
         return;
-    }
     json_t *j = gh_api_json_set(
         json_pack("{s:{s:I, s:s}}", "user", "id", (json_int_t)user.id, "username", user.username),
         "session", gh_api_session_json(&info));
@@ -329,23 +293,10 @@ void gh_api_forward_auth(gh_req_t *r)
 
 static void forward_auth_step(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
-    uint8_t hash[GH_TOKEN_HASH_LEN];
-    if (gh_api_authenticate(r, &info, hash) != 0)
-        return;
     gh_user_t user;
-    int rc = gh_user_get_by_id(app->users, info.user_id, &user);
-    if (rc == GH_ENOTFOUND) {
-        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
-        gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
-        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+    if (authenticate_user(r, &info, &user) != 0)
         return;
-    }
-    if (rc != 0) {
-        gh_api_reply_err(r, rc);
-        return;
-    }
     char uid[24];
     snprintf(uid, sizeof uid, "%llu", (unsigned long long)user.id);
     (void)gh_reply(r, 200, NULL, NULL, 0);

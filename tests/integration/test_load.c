@@ -199,16 +199,10 @@ static void healthy_node_passes_with_plausible_figures(void **state)
     /* Open loop: what was scheduled is what is sent; a slow machine sends late, not less. */
     if (requests < expected * 0.9 || requests > expected * 1.02 + SOAK_CONCURRENCY)
         fail_msg("requests %.0f, scheduled %.0f", requests, expected);
-    assert_true(jnum(j, "errors") ==
-                0); /* The soak runs in waves: each VU logs in W sessions, checks each 5 times and
-                     * logs it out (7 requests a session cycle); the 5 s waves fit 89 sessions per
-                     * VU at this rate. */
-    double per_vu = jnum(j, "wave.sessions_per_vu");
-    assert_true(fabs(jnum(j, "wave.period_s") - 5) < 0.1);
-    assert_true(per_vu >= 80 && per_vu <= 89);
-    /* Sessions still open when the run ended are the only requests not in a whole cycle. */
+    assert_true(jnum(j, "errors") == 0);
+    /* Every churn cycle is login, 5 checks, logout: 7 requests. */
     double cycles = jnum(j, "cycles");
-    if (cycles < requests / 7 - SOAK_CONCURRENCY * per_vu - 1 || cycles > requests / 7 + 1)
+    if (cycles < requests / 7 - SOAK_CONCURRENCY - 1 || cycles > requests / 7 + SOAK_CONCURRENCY)
         fail_msg("cycles %.0f for %.0f requests", cycles, requests);
     assert_true(jnum(j, "answers_by_status.201") >= cycles);
     assert_true(jnum(j, "answers_by_status.204") == cycles);
@@ -222,10 +216,9 @@ static void healthy_node_passes_with_plausible_figures(void **state)
     double samples = jnum(j, "memory.samples");
     assert_true(samples >= SOAK_SECONDS - 2 && samples <= SOAK_SECONDS + 2);
     if (VERDICTS_MEAN_SOMETHING)
-        assert_true(jnum(j, "memory.slope_bytes_per_s") <
-                    jnum(j, "memory.max_leak.value")); /* No more sessions live than the waves hold:
-                                                          every session the soak starts, it ends. */
-    assert_true(jnum(j, "memory.sessions_end") <= SOAK_CONCURRENCY * per_vu);
+        assert_true(jnum(j, "memory.slope_bytes_per_s") < jnum(j, "memory.max_leak.value"));
+    /* Eight VUs hold at most eight sessions: churn ends what it starts. */
+    assert_true(jnum(j, "memory.sessions_end") <= SOAK_CONCURRENCY);
     json_decref(j);
 }
 
@@ -299,7 +292,7 @@ static void report_has_its_charts(void **state)
         const char *svg = strstr(html, needle);
         if (!svg) {
             fail_msg("the report has no %s", charts[i]);
-            return;
+            continue;
         }
         const char *end = strstr(svg, "</svg>");
         const char *line = strstr(svg, "<polyline");
