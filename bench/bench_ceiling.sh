@@ -11,7 +11,7 @@
 #
 # Usage: bench/bench_ceiling.sh [BUILD_DIR]. Environment: BENCH_SECONDS (per wrk run, default 4),
 # BENCH_ROUNDS (3), BENCH_THREADS (wrk -t, 1), BENCH_CONNECTIONS (wrk -c, 16), BENCH_RATE_SECONDS
-# (the open-loop run, 10), NGINX (/usr/sbin/nginx). Prints every run, then one summary line per
+# (the open-loop run, 10; 0 skips it), NGINX (/usr/sbin/nginx). Prints every run, then one summary line per
 # figure; exits non-zero only when it cannot run, never because a goal is missed.
 # Method and figures: docs/BENCHMARKS.md, "Against the ceilings".
 set -u
@@ -173,6 +173,7 @@ for what in auth session; do
 done
 
 # ---- open loop at half the maximum just measured, on the default node.
+[ "$RATE_SECS" -gt 0 ] || exit 0
 max=$(med "${rps[auth_info]}")
 rate=$(awk -v m="$max" 'BEGIN { printf "%d", m / 2 }')
 json="$tmp/rate.json"
