@@ -5,7 +5,7 @@
 # caller passes, because these benchmarks measure what a deployment gets.
 #
 #   bench_machine NAME              one line: cores, CPU model, kernel, load average
-#   bench_quiet_check NAME          warns when the load average says others share the cores
+#   bench_quiet_check NAME          warns when other work keeps the cores busy
 #   median                          median of the numbers on stdin, one a line
 #   bench_free_port                 a loopback port nothing listens on (racy; callers retry)
 #   node_up VAR BIN DIR [flags...]  starts `BIN serve` on a free 127.0.0.1 port with data dir
@@ -24,13 +24,20 @@ bench_machine() {
     "${model:-unknown CPU}" "$(uname -r)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# How busy the cores are right now, over one second (the load average would still count the
+# previous benchmark of the same `make bench` for a minute).
 bench_quiet_check() {
-  local load
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  if awk -v l="$load" -v c="$(nproc)" 'BEGIN { exit !(l > c * 0.5) }'; then
-    echo "$1: WARNING: load average $load before the run: other work shares these cores;" \
-      "rerun at a quiet moment before recording figures"
-  fi
+  local a b
+  a=$(head -1 /proc/stat) && sleep 1 && b=$(head -1 /proc/stat) || return 0
+  awk -v a="$a" -v b="$b" -v who="$1" 'BEGIN {
+    n = split(a, x); split(b, y); total = 0
+    for (i = 2; i <= n; i++) total += y[i] - x[i]
+    idle = (y[5] - x[5]) + (y[6] - x[6])
+    busy = total > 0 ? 100 * (1 - idle / total) : 0
+    if (busy > 15)
+      printf "%s: WARNING: the cores were %.0f%% busy before the run: other work shares them;" \
+        " rerun at a quiet moment before recording figures\n", who, busy
+  }'
 }
 
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
