@@ -55,8 +55,9 @@ for round in $(seq 1 "$ROUNDS"); do
   elapsed=$(sed -nE 's/.* requests in ([0-9.]+)s,.*/\1/p' "$tmp/wrk.txt")
   { [ -n "$ok" ] && [ -n "$elapsed" ]; } || fail "no successful login: $(cat "$tmp/wrk.txt")"
   r=$(awk -v n="$ok" -v s="$elapsed" 'BEGIN { printf "%.2f", n / s }')
-  printf 'round %d  logins (201)          %7.2f /s  (statuses %s; p50 %s ms, p99 %s ms)\n' \
-    "$round" "$r" "$statuses" "$(wrk_p 50% "$tmp/wrk.txt")" "$(wrk_p 99% "$tmp/wrk.txt")"
+  printf 'round %d  logins (201)          %7.2f /s  ratio %.2f  (statuses %s; p50 %s ms, p99 %s ms)\n' \
+    "$round" "$r" "$(awk -v a="$r" -v b="${raw[-1]}" 'BEGIN { print a / b }')" "$statuses" \
+    "$(wrk_p 50% "$tmp/wrk.txt")" "$(wrk_p 99% "$tmp/wrk.txt")"
   node+=("$r")
 done
 
