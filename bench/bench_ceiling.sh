@@ -22,6 +22,7 @@ SECS=${BENCH_SECONDS:-4} ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-1} CONNS=${BENCH_CONNECTIONS:-16}
 RATE_SECS=${BENCH_RATE_SECONDS:-10}
 NGINX=${NGINX:-/usr/sbin/nginx}
+PIN=${BENCH_PIN:-1} PIN_NODE=${BENCH_PIN_NODE:-0}
 GOAL=0.80
 . bench/bench_lib.sh
 
@@ -49,6 +50,18 @@ printf 'bench-ceiling: %s, %s; wrk -t%s -c%s, %s s per run, %s rounds\n' \
   "$THREADS" "$CONNS" "$SECS" "$ROUNDS"
 bench_quiet_check bench-ceiling
 
+# The client gets the last core and nginx's one worker the first. Unpinned, the scheduler often
+# keeps two processes that wake each other over loopback on ONE core (wake-affine): nginx then
+# measured 84k instead of 140-160k req/s in whole runs, a ceiling that depends on luck.
+CLIENT=() AFFINITY=""
+LAST=$(($(nproc) - 1))
+if [ "$PIN" = 1 ] && [ "$LAST" -ge 1 ] && command -v taskset >/dev/null; then
+  CLIENT=(taskset -c "$LAST")
+  AFFINITY="worker_cpu_affinity 1;"
+  echo "bench-ceiling: wrk and gatehouse load on core $LAST, nginx's worker on core 0" \
+    "$([ "$PIN_NODE" = 1 ] && echo ", gatehouse on cores 0-$((LAST - 1))" || echo ", gatehouse unpinned")"
+fi
+
 # ---- nginx: everything under $tmp, so it runs without root and touches nothing of the system's.
 nginx_up() {
   local port
@@ -57,6 +70,7 @@ nginx_up() {
     port=$(bench_free_port)
     cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes 1;
+$AFFINITY
 daemon off;
 pid $tmp/nginx/nginx.pid;
 error_log $tmp/nginx/logs/error.log warn;
@@ -97,6 +111,11 @@ nginx_up || fail "nginx did not start"
 # the default argon2id cost too (a tenth of a second each).
 node_up INFO "$BIN" "$tmp/info" || fail "gatehouse serve did not start"
 node_up WARN "$BIN" "$tmp/warn" --log-level warn || fail "gatehouse serve did not start"
+if [ ${#CLIENT[@]} -gt 0 ] && [ "$PIN_NODE" = 1 ]; then
+  for pid in "$INFO_PID" "$WARN_PID"; do
+    taskset -a -cp "0-$((LAST - 1))" "$pid" >/dev/null || fail "cannot pin the nodes"
+  done
+fi
 user='{"username":"bench-ceiling","password":"bench-ceiling-password-1"}'
 token_of() {
   curl -sf --noproxy '*' -o /dev/null -X POST "$1/v1/users" -H 'Content-Type: application/json' \
@@ -151,7 +170,7 @@ cpu_ticks() { # PID...: user + system time of these processes (all their threads
 run() {
   local -a auth=()
   [ -n "${token[$1]}" ] && auth=(-H "Authorization: Bearer ${token[$1]}")
-  wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency "${auth[@]}" "${url[$1]}" >"$3" 2>&1 ||
+  "${CLIENT[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency "${auth[@]}" "${url[$1]}" >"$3" 2>&1 ||
     fail "wrk failed: $(cat "$3")"
   if grep -q 'Non-2xx' "$3"; then
     fail "$1: answers other than 2xx: $(grep 'Non-2xx' "$3")"
@@ -205,7 +224,7 @@ max=$(med "${rps[auth_info]}")
 rate=$(awk -v m="$max" 'BEGIN { printf "%d", m / 2 }')
 json="$tmp/rate.json"
 # Four pool users: their registrations stay well inside the default per-IP throttle (20/min).
-"$BIN" load --url "$INFO_URL" --scenario validate --rate "$rate" --concurrency "$CONNS" \
+"${CLIENT[@]}" "$BIN" load --url "$INFO_URL" --scenario validate --rate "$rate" --concurrency "$CONNS" \
   --users 4 --duration "${RATE_SECS}s" --warmup 1s --json "$json" >"$tmp/rate.txt" 2>&1
 [ -s "$json" ] || fail "gatehouse load failed: $(cat "$tmp/rate.txt")"
 field() { sed -nE "s/^ +\"$1\": ([^,]+),?$/\1/p" "$json" | head -1; }
