@@ -14,14 +14,14 @@
 # resident figure then: its sessions were never all in memory); the rounds stop there.
 #
 # Usage: bench/bench_rss.sh [BUILD_DIR]. Environment: BENCH_RSS_SESSIONS (default 1000000),
-# BENCH_ROUNDS (3), BENCH_RSS_SETTLE (2), BENCH_RSS_TIMEOUT (60). Exits non-zero only when it
+# BENCH_ROUNDS (3), BENCH_RSS_SETTLE (2), BENCH_RSS_TIMEOUT (30). Exits non-zero only when it
 # cannot run.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${1:-build}
 BIN=$BUILD/gatehouse FILL=$BUILD/bench/bench_load
 N=${BENCH_RSS_SESSIONS:-1000000} ROUNDS=${BENCH_ROUNDS:-3} SETTLE=${BENCH_RSS_SETTLE:-2}
-NODE_UP_TIMEOUT=${BENCH_RSS_TIMEOUT:-60}
+NODE_UP_TIMEOUT=${BENCH_RSS_TIMEOUT:-30}
 . bench/bench_lib.sh
 
 fail() { echo "bench-rss: $*" >&2; exit 1; }
