@@ -80,8 +80,13 @@ void gh_api_reply_err(gh_req_t *r, int err);
 /* Sets obj[key] = value, taking value even on failure (json_pack's "o" leaks it when the pack
  * fails before reaching it). Returns obj, or NULL (both released) when anything is missing. */
 json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value);
-/* The session object of the contract. NULL on allocation failure. */
+/* The session object of the contract, with "user_agent" and "ip" when s->has_client (listings
+ * and a login; not who-am-I, whose lookup does not read the client). NULL on allocation
+ * failure. */
 json_t *gh_api_session_json(const gh_session_info_t *s);
+/* The client a new session records: the address the login throttle uses (gh_api_client_ip:
+ * the peer, or the client a trusted proxy names) and the User-Agent header, cleaned. */
+void gh_api_request_client(gh_req_t *r, gh_session_client_t *out);
 /* Records the session in the request log as a short salted hash of its id. */
 void gh_api_tag_session(gh_req_t *r, const char *session_id);
 /* Parses a uint64 path parameter; replies 404 and returns non-zero when it is not one. */

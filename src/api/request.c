@@ -312,8 +312,27 @@ json_t *gh_api_session_json(const gh_session_info_t *s)
     gh_clock_rfc3339(s->last_seen_at_ms, l);
     gh_clock_rfc3339(s->expires_at_ms, e);
     gh_clock_rfc3339(s->idle_expires_at_ms, i);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", s->id, "created_at", c, "last_seen_at", l,
-                     "expires_at", e, "idle_expires_at", i);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", s->id, "created_at", c, "last_seen_at",
+                          l, "expires_at", e, "idle_expires_at", i);
+    /* A lookup (who am I) does not read the client: better absent than shown as unknown. The
+     * store keeps it valid UTF-8, so json_string cannot refuse it. */
+    if (j && s->has_client) {
+        j = gh_api_json_set(j, "user_agent", json_string(s->client.user_agent));
+        j = gh_api_json_set(j, "ip", json_string(s->client.ip));
+    }
+    return j;
+}
+
+void gh_api_request_client(gh_req_t *r, gh_session_client_t *out)
+{
+    static const gh_ip_t none;
+    gh_ip_t ip;
+    char text[GH_IP_STR] = "";
+    gh_api_client_ip(r, &ip);
+    if (memcmp(&ip, &none, sizeof ip) != 0) /* all zeros: not an IP peer, no address to show */
+        gh_ip_format(&ip, text);
+    const char *ua = gh_req_header(r, "User-Agent");
+    gh_session_client_make(out, text, ua, ua ? strlen(ua) : 0);
 }
 
 void gh_api_tag_session(gh_req_t *r, const char *session_id)

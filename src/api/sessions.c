@@ -154,8 +154,10 @@ static void login_finish(gh_req_t *r)
     char token[GH_TOKEN_LEN + 1];
     uint8_t hash[GH_TOKEN_HASH_LEN];
     gh_session_info_t info;
+    gh_session_client_t client;
+    gh_api_request_client(r, &client);
     gh_token_new(token, hash);
-    int rc = gh_session_create(app->sessions, st->user.id, hash, gh_clock_now_ms(), &info);
+    int rc = gh_session_create(app->sessions, st->user.id, hash, &client, gh_clock_now_ms(), &info);
     if (rc != 0) {
         sodium_memzero(token, sizeof token);
         gh_api_count_login(app, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
