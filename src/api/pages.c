@@ -104,7 +104,10 @@ static const char STYLE[] =
     "button{font:inherit;padding:.35rem .9rem;margin-top:.6rem;cursor:pointer}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .5rem;"
     "border-bottom:1px solid #ccc}.err{color:#8b0000;font-weight:600}.ok{color:#05603a}"
-    ".cur{font-weight:600}form.inline{display:inline;margin:0}";
+    ".cur{background:#f3f7ff}form.inline{display:inline;margin:0}"
+    "td.ua{overflow-wrap:anywhere;max-width:22rem}.unknown{font-style:italic;color:#555}"
+    "code.sid{font-size:.8rem;color:#555}"
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
 
 /* refresh: NULL, or the URL the page reloads itself to every 5 seconds (no JavaScript). */
 static void page_begin(html_t *h, const char *title, const char *refresh)
@@ -568,7 +571,9 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     char csrf[CSRF_LEN + 1];
     csrf_token(hash, csrf);
     html_t h;
-    if (!html_init(r, &h, 16384 + n * 1024)) {
+    /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
+     * the button. */
+    if (!html_init(r, &h, 16384 + n * 2048)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -592,19 +597,31 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     put(&h, " ");
     put_form(&h, "/account/logout-all", csrf, "Log out everywhere", NULL);
     put(&h, "</p>\n<h2 id=\"sessions-title\">Your sessions</h2>\n"
-            "<table aria-labelledby=\"sessions-title\"><thead><tr><th scope=\"col\">Session</th>"
-            "<th scope=\"col\">Created</th><th scope=\"col\">Last seen</th>"
-            "<th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"sr\">Action</span>"
-            "</th></tr></thead><tbody>\n");
+            "<table aria-labelledby=\"sessions-title\"><thead><tr><th scope=\"col\">Device</th>"
+            "<th scope=\"col\">IP address</th><th scope=\"col\">Created</th>"
+            "<th scope=\"col\">Last seen</th><th scope=\"col\">Expires</th>"
+            "<th scope=\"col\"><span class=\"sr\">Action</span></th></tr></thead><tbody>\n");
     for (size_t i = 0; i < n; i++) {
         bool cur = strcmp(list[i].id, info.id) == 0;
+        const gh_session_client_t *c = &list[i].client;
         put(&h, cur ? "<tr class=\"cur\" data-session=\"" : "<tr data-session=\"");
         put_esc(&h, list[i].id);
-        put(&h, "\"><td><code>");
-        put_esc(&h, list[i].id);
-        put(&h, "</code>");
+        /* The user agent is what the client sent, cleaned by the store (valid UTF-8, no control
+         * or bidi character, 160 bytes at most) and escaped here like every other value. */
+        put(&h, "\"><td class=\"ua\">");
+        if (c->user_agent[0]) {
+            put(&h, "<span class=\"agent\">");
+            put_esc(&h, c->user_agent);
+            put(&h, "</span>");
+        } else {
+            put(&h, "<span class=\"agent unknown\">unknown device</span>");
+        }
         if (cur)
-            put(&h, " (this session)");
+            put(&h, " <strong>(this session)</strong>");
+        put(&h, "<br><code class=\"sid\">");
+        put_esc(&h, list[i].id);
+        put(&h, "</code></td><td class=\"ip\">");
+        put_esc(&h, c->ip[0] ? c->ip : "unknown");
         put(&h, "</td><td>");
         put_time(&h, list[i].created_at_ms);
         put(&h, "</td><td>");

@@ -222,7 +222,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                       .idle_ttl_ms = cfg->idle_ttl_ms,
                                       .max_per_user = cfg->max_sessions_per_user,
                                       .budget_bytes = cfg->session_memory,
-                                      .policy = cfg->session_policy};
+                                      .policy = cfg->session_policy,
+                                      .max_clients = cfg->session_clients};
         if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
                                           &n->loaded, &app->sessions)) != 0) {
             GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));

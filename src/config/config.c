@@ -107,6 +107,11 @@ static const keydesc_t keys[] = {
      .metavar = "evict-idle|refuse",
      .help = "at the session budget: least recently used session goes, or new logins get 503",
      .group = "sessions", .choices = policy_choices},
+    {.name = "session-clients", .kind = K_UINT, FIELD(session_clients), .def = "65536",
+     .metavar = "N",
+     .help = "distinct clients (IP, user agent) the memory store keeps for /account, at most "
+             "128 bytes each on average; past this a session's client is unknown",
+     .group = "sessions", .min = 1, .max = 16777216},
 
     {.name = "hash-memory", .kind = K_SIZE, FIELD(hash_memory), .def = "19MiB", .metavar = "SIZE",
      .help = "argon2id memory cost per hash (minimum 8KiB, for tests)", .group = "passwords",

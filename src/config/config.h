@@ -43,6 +43,7 @@ typedef struct {
                                        gh_config_load resolves it, so after load it is never 0 */
     uint64_t session_memory;        /* bytes; resolved to memory_limit / 2 when not set */
     gh_session_policy_t session_policy;
+    uint32_t session_clients; /* 65536: distinct (IP, user agent) pairs the memory store keeps */
 
     /* passwords */
     uint64_t hash_memory;  /* bytes, 19MiB; minimum 8KiB */

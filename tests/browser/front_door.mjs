@@ -41,11 +41,18 @@ try {
   must(app.includes(`user=[${USERNAME}]`), `the app saw: ${app}`);
   await shot(page, 'app');
 
-  step = 'the account page lists both sessions';
+  step = 'the account page lists both sessions, this one with the browser\'s user agent';
+  // The user agent this browser sends, read where scripts may run (the pages' context has none).
+  const probe = await browser.newPage();
+  const userAgent = await probe.evaluate(() => navigator.userAgent);
+  await probe.close();
   await page.goto(`${FRONT}/account`);
   const account = await page.textContent('body');
   must(account.includes('(this session)'), 'no current session');
   must(account.includes(OTHER_SID), 'the other session is not listed');
+  const current = await page.textContent('tr.cur');
+  must(current.includes(userAgent.slice(0, 160)), `this session's row: ${current}`);
+  must(current.includes('127.0.0.1'), `no address in this session's row: ${current}`);
   await shot(page, 'account');
 
   step = 'logging out the other session from its row';

@@ -386,6 +386,120 @@ static void account_lists_sessions_and_logs_one_out(void **state)
     assert_false(token_works(s, ta));
 }
 
+/* POST /v1/sessions (JSON) with a User-Agent and, when xff is not NULL, X-Forwarded-For;
+ * copies the token and the session id. */
+static void login_from(const ht_server_t *s, const char *ua, const char *xff, char token[64],
+                       char sid[32])
+{
+    ht_response_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    char uah[512], xffh[256];
+    snprintf(uah, sizeof uah, "User-Agent: %s", ua);
+    snprintf(xffh, sizeof xffh, "X-Forwarded-For: %s", xff ? xff : "");
+    const char *hdrs[] = {"Content-Type: application/json", uah, xff ? xffh : NULL, NULL};
+    static const char body[] = "{\"username\":\"ann\",\"password\":\"" PASSWORD "\"}";
+    long st = ht_request(s, "POST", "/v1/sessions", hdrs, body, sizeof body - 1, r);
+    if (st != 201)
+        fail_msg("login from %s -> %ld: %.300s", ua, st, r->body);
+    assert_true(ht_jstr(r, "token", token, 64));
+    assert_true(ht_jstr(r, "session.id", sid, 32));
+    free(r);
+}
+
+/* GET /v1/sessions: the index of session sid, its user_agent and ip. */
+static int listed(const ht_server_t *s, const char *token, const char *sid, char *ua, size_t ualen,
+                  char ip[64])
+{
+    ht_response_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ht_get(s, "/v1/sessions", token, r), 200);
+    long n = ht_jsize(r, "sessions");
+    int found = -1;
+    for (long i = 0; i < n && found < 0; i++) {
+        char path[64], id[32];
+        snprintf(path, sizeof path, "sessions.%ld.id", i);
+        assert_true(ht_jstr(r, path, id, sizeof id));
+        if (strcmp(id, sid) != 0)
+            continue;
+        found = (int)i;
+        snprintf(path, sizeof path, "sessions.%ld.user_agent", i);
+        assert_true(ht_jstr(r, path, ua, ualen));
+        snprintf(path, sizeof path, "sessions.%ld.ip", i);
+        assert_true(ht_jstr(r, path, ip, 64));
+    }
+    free(r);
+    return found;
+}
+
+/* Each session shows the device and the address it was created from — on /account (escaped)
+ * and in GET /v1/sessions — and the address is the client's as the login throttle sees it:
+ * the peer, or behind a trusted proxy the right-most address it does not trust. */
+static void sessions_show_their_device_and_address(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s, "--trusted-proxies", "127.0.0.1/32");
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    static const char firefox[] =
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    static const char hostile[] = "<img src=x onerror=alert(1)> \"Phone\" & Co";
+    char ta[64], sa[32], tb[64], sb[32], tc[64], sc[32], ua[256], ip[64];
+    /* Through a proxy: a forged left-most entry is the client's to choose; the proxy's own
+     * entry (right-most) is the address. */
+    login_from(s, firefox, "203.0.113.99, 198.51.100.23", ta, sa);
+    login_from(s, hostile, NULL, tb, sb);
+    char long_ua[400];
+    memset(long_ua, 'z', sizeof long_ua - 1);
+    long_ua[sizeof long_ua - 1] = '\0';
+    login_from(s, long_ua, "2001:DB8::0:7", tc, sc);
+
+    assert_true(listed(s, ta, sa, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ua, firefox);
+    assert_string_equal(ip, "198.51.100.23");
+    assert_true(listed(s, ta, sb, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ua, hostile);
+    assert_string_equal(ip, "127.0.0.1");
+    assert_true(listed(s, ta, sc, ua, sizeof ua, ip) >= 0);
+    assert_int_equal(strlen(ua), 160);
+    assert_string_equal(ip, "2001:db8::7");
+    /* Who-am-I is the token check, which does not read the client: no fields rather than
+     * empty ones. */
+    EXPECT(r, ht_get(s, "/v1/session", ta, r), 200);
+    assert_false(ht_jhas(r, "session.user_agent"));
+    assert_false(ht_jhas(r, "session.ip"));
+
+    char cookie[128];
+    cookie_for_token(ta, cookie);
+    EXPECT(r, get_h(s, "/account", r, cookie, NULL, NULL), 200);
+    CONTAINS(r, firefox);
+    CONTAINS(r, "198.51.100.23");
+    CONTAINS(r, "&lt;img src=x onerror=alert(1)&gt; &quot;Phone&quot; &amp; Co");
+    assert_null(strstr(r->body, "<img"));
+    CONTAINS(r, "127.0.0.1");
+    CONTAINS(r, "2001:db8::7");
+    CONTAINS(r, "<th scope=\"col\">Device</th>");
+    CONTAINS(r, "<th scope=\"col\">IP address</th>");
+    /* The row of this session carries the marker; a login without a User-Agent is an unknown
+     * device. */
+    const char *row = strstr(r->body, "<tr class=\"cur\"");
+    assert_non_null(row);
+    assert_non_null(strstr(row, firefox));
+    assert_true(strstr(row, "(this session)") < strstr(row, "</tr>"));
+    char tn[64];
+    assert_int_equal(ht_login(s, "ann", PASSWORD, tn, NULL), 201);
+    EXPECT(r, get_h(s, "/account", r, cookie, NULL, NULL), 200);
+    CONTAINS(r, "unknown device");
+
+    /* Without --trusted-proxies, X-Forwarded-For is the client's own claim: ignored. */
+    ht_server_cleanup(s);
+    memset(s, 0, sizeof *s);
+    START(s);
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    login_from(s, firefox, "198.51.100.23", ta, sa);
+    assert_true(listed(s, ta, sa, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ip, "127.0.0.1");
+}
+
 static void account_buttons_check_csrf(void **state)
 {
     ht_server_t *s = &F(state)->srv;
@@ -618,6 +732,7 @@ int main(int argc, char **argv)
         T(form_login_from_another_site_is_refused),
         T(account_without_session_goes_to_login),
         T(account_lists_sessions_and_logs_one_out),
+        T(sessions_show_their_device_and_address),
         T(account_buttons_check_csrf),
         T(logout_and_logout_everywhere),
         T(password_change_form),
