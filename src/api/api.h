@@ -135,6 +135,32 @@ typedef struct {
 } gh_api_totals_t;
 void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out);
 
+/* ---- the memory read-out (ops.c): one reading, two renderings ---- */
+
+/* Samples of the watchdog's ring a read-out carries at most (thinned evenly over the ring). */
+#define GH_API_HISTORY_MAX 240
+
+/* Everything /debug/memory (JSON) and /ops (HTML) show, read once per request. */
+typedef struct {
+    uint64_t rss, allocator, accounted, limit, cgroup_limit, session_budget;
+    const char *session_policy; /* "evict-idle" or "refuse" */
+    uint64_t component_bytes[GH_MEM__COUNT], component_objects[GH_MEM__COUNT];
+    gh_session_stats_t sessions;
+    gh_session_clients_stats_t clients; /* zeros unless sessions are in memory */
+    uint64_t password_queue_depth;
+    gh_api_totals_t totals;
+    bool watching; /* a watchdog runs: watch and history are filled */
+    gh_watch_status_t watch;
+    gh_watch_sample_t *history; /* in the request pool, oldest first; NULL when nhistory is 0 */
+    size_t nhistory;
+} gh_api_memory_t;
+
+/* Reads it all into *out, the history (at most history_max samples) into the request pool.
+ * Returns 0 or GH_ENOMEM (the pool is full). */
+int gh_api_memory_read(gh_req_t *r, size_t history_max, gh_api_memory_t *out) GH_WUR;
+/* /debug/memory's document (a new reference; NULL on allocation failure). */
+json_t *gh_api_memory_json(const gh_api_memory_t *m);
+
 /* ---- abuse throttles (throttle.c) ---- */
 
 /* A login's claim on the throttles, held in the handler's state until the outcome is known. */

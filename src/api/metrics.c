@@ -408,6 +408,9 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     out->failed_logins_total = (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_FAILURE);
     out->rate_limited_total =
         (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_RATE_LIMITED);
+    gh_api_totals_t tot;
+    gh_api_metrics_totals(app, &tot);
+    out->server_errors_total = tot.server_errors;
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
