@@ -2,36 +2,14 @@
  * suite (user_suite.h) through it, so it changes nothing a store promises; then what the cache
  * adds: answers without the hash, writes through it seen at once, a change made by another
  * process seen once the TTL has passed, a full set replacing its oldest entry, many threads. */
-#include <ftw.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "user_suite.h"
 
-static char dir[256];
-
-static int cache_setup(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/gh-ucache-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int cache_teardown(void)
-{
-    return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int open_with(uint32_t entries, int64_t ttl_ms, gh_user_store_t **out)
 {
     gh_user_store_t *inner = NULL;
-    int rc = gh_user_sqlite_open(dir, &inner);
+    int rc = gh_user_sqlite_open(user_suite_dir, &inner);
     if (rc != 0)
         return rc;
     gh_user_cache_options_t o = {.entries = entries, .ttl_ms = ttl_ms};
@@ -45,8 +23,10 @@ static int cache_open(gh_user_store_t **out)
     return open_with(64, 60 * 1000, out);
 }
 
-static const user_backend_t cache_backend = {
-    .name = "cache", .setup = cache_setup, .teardown = cache_teardown, .open = cache_open};
+static const user_backend_t cache_backend = {.name = "cache",
+                                             .setup = user_suite_dir_setup,
+                                             .teardown = user_suite_dir_teardown,
+                                             .open = cache_open};
 
 static void cached_answers_carry_no_hash(void **state)
 {
@@ -70,7 +50,7 @@ static void cached_answers_carry_no_hash(void **state)
 
     /* without a cache the call is get_by_id, answering the same shape */
     gh_user_store_t *plain = NULL;
-    assert_int_equal(gh_user_sqlite_open(dir, &plain), 0);
+    assert_int_equal(gh_user_sqlite_open(user_suite_dir, &plain), 0);
     assert_int_equal(gh_user_get_by_id_cached(plain, u.id, &v), 0);
     assert_string_equal(v.username, "Carol");
     assert_string_equal(v.password_hash, "");
@@ -97,9 +77,9 @@ static void another_process_is_seen_after_the_ttl(void **state)
 {
     (void)state;
     gh_user_store_t *cached = NULL, *other = NULL, *slow = NULL;
-    assert_int_equal(open_with(64, 1, &cached), 0);         /* 1 ms */
-    assert_int_equal(open_with(64, 3600 * 1000, &slow), 0); /* 1 h */
-    assert_int_equal(gh_user_sqlite_open(dir, &other), 0);  /* "gatehouse user del" */
+    assert_int_equal(open_with(64, 1, &cached), 0);                   /* 1 ms */
+    assert_int_equal(open_with(64, 3600 * 1000, &slow), 0);           /* 1 h */
+    assert_int_equal(gh_user_sqlite_open(user_suite_dir, &other), 0); /* "gatehouse user del" */
     gh_user_t u, v;
     assert_int_equal(gh_user_create(other, "erin", "$argon2id$f", 1, &u), 0);
     assert_int_equal(gh_user_get_by_id_cached(cached, u.id, &v), 0);
@@ -147,7 +127,7 @@ static void bad_options_are_refused(void **state)
 {
     (void)state;
     gh_user_store_t *inner = NULL, *s = NULL;
-    assert_int_equal(gh_user_sqlite_open(dir, &inner), 0);
+    assert_int_equal(gh_user_sqlite_open(user_suite_dir, &inner), 0);
     gh_user_cache_options_t o = {.entries = 0, .ttl_ms = 1000};
     assert_int_equal(gh_user_cache_open(inner, &o, &s), GH_EINVAL);
     o = (gh_user_cache_options_t){.entries = 8, .ttl_ms = 0};
