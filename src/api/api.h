@@ -25,6 +25,9 @@
 /* Route flags (gh_route_t.flags). */
 enum {
     GH_ROUTE_ADMIN = 1 << 0, /* needs the admin bearer token */
+    /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not
+     * info; /metrics counts every one of them, and a line each would cost more than the check. */
+    GH_ROUTE_QUIET = 1 << 1,
 };
 
 /* Login outcomes: labels of gatehouse_logins_total{result}. */
@@ -87,7 +90,12 @@ json_t *gh_api_session_json(const gh_session_info_t *s);
 /* The client a new session records: the address the login throttle uses (gh_api_client_ip:
  * the peer, or the client a trusted proxy names) and the User-Agent header, cleaned. */
 void gh_api_request_client(gh_req_t *r, gh_session_client_t *out);
-/* Records the session in the request log as a short salted hash of its id. */
+/* Writes s as the inside of a JSON string (quote, backslash and control characters escaped;
+ * other bytes as they are, so s must be UTF-8) into out, cutting at cap - 1 bytes; out is
+ * always terminated. 6 * strlen(s) + 1 bytes always suffice. */
+void gh_api_json_escape(const char *s, char *out, size_t cap);
+/* Records the caller's session for the request log, which shows a short salted hash of its id
+ * (computed only when the line is written). */
 void gh_api_tag_session(gh_req_t *r, const char *session_id);
 /* Parses a uint64 path parameter; replies 404 and returns non-zero when it is not one. */
 int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out) GH_WUR;

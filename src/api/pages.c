@@ -365,7 +365,7 @@ static int page_session(gh_req_t *r, const char *back, gh_session_info_t *info,
         }
         return GH_EAUTH;
     }
-    int rc = gh_user_get_by_id(app->users, info->user_id, user);
+    int rc = gh_user_get_by_id_cached(app->users, info->user_id, user);
     if (rc == GH_ENOTFOUND) {
         GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         redirect(r, 303, "/login");
@@ -842,6 +842,11 @@ void gh_pages_account_password(gh_req_t *r)
     }
     st->new_password = (char *)next; /* decoded into the pool, which is wiped */
     st->new_len = nlen;
+    /* The session's user came from the user cache, which holds no hash: read it fresh. */
+    if ((rc = gh_user_get_by_id(app->users, st->info.user_id, &st->user)) != 0) {
+        gh_api_reply_err(r, rc == GH_ENOTFOUND ? GH_EAUTH : rc);
+        return;
+    }
     r->phase = 1;
     gh_req_suspend(r);
     rc =

@@ -335,13 +335,39 @@ void gh_api_request_client(gh_req_t *r, gh_session_client_t *out)
     gh_session_client_make(out, text, ua, ua ? strlen(ua) : 0);
 }
 
+void gh_api_json_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    assert(cap > 0);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[7];
+        size_t k = 0;
+        if (ch == '"' || ch == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            esc[k++] = '\\';
+            esc[k++] = 'u';
+            esc[k++] = '0';
+            esc[k++] = '0';
+            esc[k++] = hex[ch >> 4];
+            esc[k++] = hex[ch & 15];
+        } else {
+            esc[k++] = (char)ch;
+        }
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    out[o] = '\0';
+}
+
 void gh_api_tag_session(gh_req_t *r, const char *session_id)
 {
-    gh_app_t *app = r->app;
-    uint8_t h[4];
-    crypto_generichash(h, sizeof h, (const uint8_t *)session_id, strlen(session_id), app->log_salt,
-                       sizeof app->log_salt);
-    sodium_bin2hex(r->session_tag, sizeof r->session_tag, h, sizeof h);
+    snprintf(r->session_id, sizeof r->session_id, "%s", session_id);
 }
 
 int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out)

@@ -72,6 +72,8 @@ typedef struct {
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];
+    uint32_t user_cache;       /* 16384 entries; 0 = off */
+    int64_t user_cache_ttl_ms; /* 1s */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
 
@@ -91,7 +93,7 @@ typedef struct {
     uint32_t max_connections;             /* 1024 */
     uint32_t max_connections_per_ip;      /* 64 */
     int64_t connection_timeout_ms;        /* 30s */
-    uint64_t connection_memory;           /* 64KiB per connection (libmicrohttpd pool) */
+    uint64_t connection_memory;           /* 32KiB per connection (libmicrohttpd pool) */
     uint64_t max_body;                    /* 64KiB; larger -> 413 */
     uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
     int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */
