@@ -256,6 +256,8 @@ static void defaults_match_the_contract(void **state)
     assert_int_equal(c.connection_timeout_ms, 30000);
     assert_int_equal(c.connection_memory, 32 * KIB);
     assert_int_equal(c.max_body, 64 * KIB);
+    assert_int_equal(c.user_cache, 16384);
+    assert_int_equal(c.user_cache_ttl_ms, 1000);
 }
 
 static void load_with_nothing_resolves_auto_values(void **state)
