@@ -1049,9 +1049,10 @@ static forecast_line_t forecast_line(const gh_api_memory_t *m, double ahead)
 static void ops_history_chart(html_t *h, const gh_api_memory_t *m)
 {
     put(h, "<h2 id=\"hist-title\">Memory over time</h2>\n");
-    if (!m->watching || m->nhistory < 2) {
+    if (!m->watching || m->nhistory == 0) {
         put(h, "<p id=\"no-history\">");
-        put(h, m->watching ? "The chart starts with the watchdog's second sample."
+        put(h, m->watching ? "The chart starts with the watchdog's first sample, within "
+                             "--watch-interval of the start."
                            : "No watchdog, no history.");
         put(h, "</p>\n");
         return;
@@ -1138,7 +1139,10 @@ static void ops_history_chart(html_t *h, const gh_api_memory_t *m)
     for (size_t i = 0; i < m->nhistory; i++)
         putf(h, "%.1f,%.1f ", plot_x(&p, sample_t(m, i)),
              plot_y(&p, (double)m->history[i].rss_bytes));
-    put(h, "\"><title>RSS</title></polyline>\n");
+    put(h, "\"><title>RSS</title></polyline>");
+    /* The newest sample as a dot: the line of a node that has just started has one point. */
+    putf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", plot_x(&p, 0),
+         plot_y(&p, (double)m->history[m->nhistory - 1].rss_bytes), RSS_COLOUR);
     if (limit_shown) {
         double y = plot_y(&p, limit);
         putf(h,
