@@ -136,10 +136,29 @@ bench-load: $(BUILD)/bench/bench_load
 bench-flood: $(BUILD)/gatehouse
 	bash bench/bench_flood.sh $(BUILD)/gatehouse
 
+# Against the ceilings of this machine (docs/BENCHMARKS.md, "Against the ceilings"), each on a
+# node with the default serve settings:
+# GET /v1/auth and GET /v1/session against Debian's nginx answering `return 200` (same wrk
+# settings, interleaved), the request log's cost, and token-check latency at half the maximum,
+# open loop.
+.PHONY: bench-ceiling
+bench-ceiling: $(BUILD)/gatehouse
+	@bash bench/bench_ceiling.sh $(BUILD)
+
+# Login throughput against the raw argon2id verify rate at the same cost on as many threads.
+.PHONY: bench-login
+bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
+	@bash bench/bench_login.sh $(BUILD)
+
+# A node on a sessions.db of one million sessions: RSS and accounted bytes per session, start-up.
+.PHONY: bench-rss
+bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
+	@bash bench/bench_rss.sh $(BUILD)
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine
+BENCHES += bench-engine bench-ceiling bench-login bench-rss
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

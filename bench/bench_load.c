@@ -8,6 +8,10 @@
  * the store's own schema (the store creates it first), because a million separate commits would
  * measure the fill, not the load. Prints one "name value" figure per line; exits non-zero only
  * when it cannot run. Usage: bench_load [sessions]
+ *
+ * `bench_load --fill DIR [sessions]` only writes DIR/sessions.db (DIR must exist and hold no
+ * sessions.db yet) and exits: bench/bench_rss.sh starts a real node on it, to measure from the
+ * outside the resident bytes per session and the start-up time with a million sessions.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,8 +122,39 @@ static int create_latency(const char *dir, gh_durability_t d, size_t count, cons
     return 0;
 }
 
+/* The store creates the schema (so the fill writes exactly the format it reads), then one bulk
+ * transaction fills it. */
+static int create_filled(const char *dir, size_t n)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = NULL;
+    if (gh_session_persist_open(dir, &l, GH_DURABILITY_NORMAL, false, NULL, &s) != 0)
+        return -1;
+    gh_session_store_destroy(&s);
+    return fill(dir, n);
+}
+
+static int fill_only(const char *dir, size_t n)
+{
+    int64_t t0 = gh_clock_mono_ns();
+    if (create_filled(dir, n) != 0) {
+        fprintf(stderr, "bench_load: cannot fill %s/sessions.db\n", dir);
+        return 1;
+    }
+    printf("sessions %zu\n", n);
+    printf("fill_s %.2f\n", (double)(gh_clock_mono_ns() - t0) / 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "--fill") == 0) {
+        size_t n = argc > 3 ? (size_t)strtoull(argv[3], NULL, 10) : 1000000;
+        if (sodium_init() < 0 || n == 0)
+            return 1;
+        gh_mem_init();
+        return fill_only(argv[2], n);
+    }
     size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 1000000;
     if (sodium_init() < 0 || n == 0)
         return 1;
@@ -130,11 +165,8 @@ int main(int argc, char **argv)
     gh_session_limits_t l = limits();
     gh_session_store_t *s = NULL;
     int rc = 1;
-    if (gh_session_persist_open(dir, &l, GH_DURABILITY_NORMAL, false, NULL, &s) != 0)
-        goto out;
-    gh_session_store_destroy(&s);
     int64_t t0 = gh_clock_mono_ns();
-    if (fill(dir, n) != 0) {
+    if (create_filled(dir, n) != 0) {
         fprintf(stderr, "bench_load: cannot fill the database\n");
         goto out;
     }

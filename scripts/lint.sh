@@ -59,7 +59,7 @@ result "cppcheck" $? "$OUT/cppcheck.log"
 
 # 4. Shell scripts parse.
 st=0
-for f in scripts/*.sh .ci/run; do bash -n "$f" >>"$OUT/shell.log" 2>&1 || st=1; done
+for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f" >>"$OUT/shell.log" 2>&1 || st=1; done
 result "bash -n" $st "$OUT/shell.log"
 
 exit $failed
