@@ -1065,7 +1065,9 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
         if (lim->policy == GH_POLICY_REFUSE) {
             if (st->bytes + record_capacity_cost(st) > lim->budget_bytes)
                 return GH_EBUSY;
-        } else {
+        } else if (st->bytes + record_capacity_cost(st) > lim->budget_bytes) {
+            /* Sort only when something must go: a restore batch leaves the lists unsorted, and
+             * sorting on every restored session made a million of them quadratic. */
             sort_if_needed(st);
             while (st->n && st->bytes + record_capacity_cost(st) > lim->budget_bytes)
                 release(st, st->lru_head, GH_END_EVICTED);
