@@ -108,7 +108,7 @@ static int create_latency(const char *dir, gh_durability_t d, size_t count, cons
         uint8_t hash[GH_TOKEN_HASH_LEN];
         randombytes_buf(hash, sizeof hash);
         int64_t t0 = gh_clock_mono_ns();
-        if (gh_session_create(s, 1000000000ull + i, hash, gh_clock_now_ms(), NULL) != 0)
+        if (gh_session_create(s, 1000000000ull + i, hash, NULL, gh_clock_now_ms(), NULL) != 0)
             return -1;
         ns[i] = gh_clock_mono_ns() - t0;
     }

@@ -199,7 +199,7 @@ static int checks(const char *name, gh_session_store_t *s, int threads)
 static int fill(gh_session_store_t *s)
 {
     for (size_t i = 0; i < n_sessions; i++) {
-        int rc = gh_session_create(s, i / 2, hashes[i].b, T0 + (int64_t)(i / 1000), NULL);
+        int rc = gh_session_create(s, i / 2, hashes[i].b, NULL, T0 + (int64_t)(i / 1000), NULL);
         if (rc != 0) {
             fprintf(stderr, "bench_redis: create %zu: %s\n", i, gh_strerror(rc));
             return 1;

@@ -3,6 +3,10 @@
  * for create, lookup and expire with one and two threads, lookup and create latency
  * percentiles, and what a session costs in accounted and in resident bytes.
  *
+ * Sessions are created with the unknown client (a record and its table entries, nothing else)
+ * except in the last scenario, where they come from a population of CLIENTS distinct clients
+ * (IP and a browser's user agent) and the client table's bytes count too.
+ *
  * The one decision: each scenario runs in a forked child, so every resident-bytes figure is
  * measured in a heap that no earlier scenario has grown (glibc keeps freed memory, which would
  * hide the next scenario's growth). Prints one "name value" figure per line; exits non-zero only
@@ -23,6 +27,7 @@
 #include "store/session.h"
 
 #define T0 1700000000000LL
+#define CLIENTS 10000 /* distinct clients in the last scenario: many offices, homes, phones */
 
 typedef struct {
     uint8_t b[GH_TOKEN_HASH_LEN];
@@ -116,14 +121,16 @@ typedef struct {
     uint64_t seed;
     int64_t now;
     size_t done;
+    const gh_session_client_t *clients; /* NULL: every session's client is unknown */
 } job_t;
 
 static void *create_job(void *arg)
 {
     job_t *j = arg;
     for (size_t i = j->from; i < j->to; i++)
-        if (gh_session_create(j->s, i / j->per_user, hashes[i].b, j->now + (int64_t)(i / 1000),
-                              NULL) == 0)
+        if (gh_session_create(j->s, i / j->per_user, hashes[i].b,
+                              j->clients ? &j->clients[i % CLIENTS] : NULL,
+                              j->now + (int64_t)(i / 1000), NULL) == 0)
             j->done++;
     return NULL;
 }
@@ -203,7 +210,7 @@ static int scenario_one_per_user(void)
     }
     for (size_t k = 0; k < n / 4; k++) {
         int64_t t = gh_clock_mono_ns();
-        int rc = gh_session_create(s, n + k, hashes[n + k].b, now, NULL);
+        int rc = gh_session_create(s, n + k, hashes[n + k].b, NULL, now, NULL);
         histo_add(&hc, (uint64_t)(gh_clock_mono_ns() - t));
         if (rc != 0)
             return 1;
@@ -246,6 +253,47 @@ static int scenario_two_threads(void)
     return 0;
 }
 
+/* One session per user, each from one of CLIENTS clients: what a session costs with the client
+ * table, and that the table goes back to nothing with the sessions. */
+static int scenario_clients(void)
+{
+    gh_session_store_t *s;
+    if (open_store(&s) != 0)
+        return 1;
+    gh_session_client_t *clients = gh_mem_calloc(GH_MEM_OTHER, CLIENTS, sizeof *clients);
+    if (!clients)
+        return 1;
+    for (unsigned k = 0; k < CLIENTS; k++) {
+        char ip[32], ua[GH_SESSION_UA_MAX + 1];
+        snprintf(ip, sizeof ip, "198.%u.%u.%u", 18 + k / 65536 % 2, k / 256 % 256, k % 256);
+        snprintf(ua, sizeof ua,
+                 "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+                 "Gecko) Chrome/%u.0.%u.%u Safari/537.36",
+                 100 + k % 30, k / 30 % 9000, k % 200);
+        gh_session_client_make(&clients[k], ip, ua, strlen(ua));
+    }
+    size_t n = n_sessions, acc0 = store_bytes(s);
+    job_t c = {.s = s, .from = 0, .to = n, .per_user = 1, .now = T0, .clients = clients};
+    run(create_job, &c, 1);
+    if (c.done != n)
+        return 1;
+    gh_session_clients_stats_t cs;
+    gh_session_memory_clients(s, &cs);
+    printf("accounted_bytes_per_session_1_per_user_%d_clients %.1f\n", CLIENTS,
+           (double)(store_bytes(s) - acc0) / (double)n);
+    printf("client_table_entries %" PRIu64 "\n", cs.entries);
+    printf("client_table_bytes %" PRIu64 "\n", cs.bytes);
+    printf("client_table_bytes_per_entry %.1f\n",
+           cs.entries ? (double)cs.bytes / (double)cs.entries : 0);
+    job_t e = {.s = s, .now = T0 + 13LL * 3600 * 1000};
+    run(expire_job, &e, 1);
+    gh_session_memory_clients(s, &cs);
+    printf("baseline_exact_after_expire_clients %d\n", store_bytes(s) == acc0 && cs.bytes == 0);
+    gh_session_store_destroy(&s);
+    gh_mem_free(GH_MEM_OTHER, clients);
+    return 0;
+}
+
 static int in_child(int (*fn)(void))
 {
     fflush(stdout);
@@ -280,6 +328,8 @@ int main(int argc, char **argv)
     int rc = in_child(scenario_one_per_user);
     if (rc == 0)
         rc = in_child(scenario_two_threads);
+    if (rc == 0)
+        rc = in_child(scenario_clients);
     gh_mem_free(GH_MEM_OTHER, hashes);
     return rc;
 }

@@ -25,6 +25,9 @@
 /* Route flags (gh_route_t.flags). */
 enum {
     GH_ROUTE_ADMIN = 1 << 0, /* needs the admin bearer token */
+    /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not
+     * info; /metrics counts every one of them, and a line each would cost more than the check. */
+    GH_ROUTE_QUIET = 1 << 1,
 };
 
 /* Login outcomes: labels of gatehouse_logins_total{result}. */
@@ -80,9 +83,19 @@ void gh_api_reply_err(gh_req_t *r, int err);
 /* Sets obj[key] = value, taking value even on failure (json_pack's "o" leaks it when the pack
  * fails before reaching it). Returns obj, or NULL (both released) when anything is missing. */
 json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value);
-/* The session object of the contract. NULL on allocation failure. */
+/* The session object of the contract, with "user_agent" and "ip" when s->has_client (listings
+ * and a login; not who-am-I, whose lookup does not read the client). NULL on allocation
+ * failure. */
 json_t *gh_api_session_json(const gh_session_info_t *s);
-/* Records the session in the request log as a short salted hash of its id. */
+/* The client a new session records: the address the login throttle uses (gh_api_client_ip:
+ * the peer, or the client a trusted proxy names) and the User-Agent header, cleaned. */
+void gh_api_request_client(gh_req_t *r, gh_session_client_t *out);
+/* Writes s as the inside of a JSON string (quote, backslash and control characters escaped;
+ * other bytes as they are, so s must be UTF-8) into out, cutting at cap - 1 bytes; out is
+ * always terminated. 6 * strlen(s) + 1 bytes always suffice. */
+void gh_api_json_escape(const char *s, char *out, size_t cap);
+/* Records the caller's session for the request log, which shows a short salted hash of its id
+ * (computed only when the line is written). */
 void gh_api_tag_session(gh_req_t *r, const char *session_id);
 /* Parses a uint64 path parameter; replies 404 and returns non-zero when it is not one. */
 int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out) GH_WUR;
@@ -129,6 +142,32 @@ typedef struct {
     uint64_t logins_failed;
 } gh_api_totals_t;
 void gh_api_metrics_totals(gh_app_t *app, gh_api_totals_t *out);
+
+/* ---- the memory read-out (ops.c): one reading, two renderings ---- */
+
+/* Samples of the watchdog's ring a read-out carries at most (thinned evenly over the ring). */
+#define GH_API_HISTORY_MAX 240
+
+/* Everything /debug/memory (JSON) and /ops (HTML) show, read once per request. */
+typedef struct {
+    uint64_t rss, allocator, accounted, limit, cgroup_limit, session_budget;
+    const char *session_policy; /* "evict-idle" or "refuse" */
+    uint64_t component_bytes[GH_MEM__COUNT], component_objects[GH_MEM__COUNT];
+    gh_session_stats_t sessions;
+    gh_session_clients_stats_t clients; /* zeros unless sessions are in memory */
+    uint64_t password_queue_depth;
+    gh_api_totals_t totals;
+    bool watching; /* a watchdog runs: watch and history are filled */
+    gh_watch_status_t watch;
+    gh_watch_sample_t *history; /* in the request pool, oldest first; NULL when nhistory is 0 */
+    size_t nhistory;
+} gh_api_memory_t;
+
+/* Reads it all into *out, the history (at most history_max samples) into the request pool.
+ * Returns 0 or GH_ENOMEM (the pool is full). */
+int gh_api_memory_read(gh_req_t *r, size_t history_max, gh_api_memory_t *out) GH_WUR;
+/* /debug/memory's document (a new reference; NULL on allocation failure). */
+json_t *gh_api_memory_json(const gh_api_memory_t *m);
 
 /* ---- abuse throttles (throttle.c) ---- */
 

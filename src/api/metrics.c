@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
@@ -408,6 +410,9 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     out->failed_logins_total = (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_FAILURE);
     out->rate_limited_total =
         (uint64_t)gh_metric_value(app->metrics->logins, GH_LOGIN_RATE_LIMITED);
+    gh_api_totals_t tot;
+    gh_api_metrics_totals(app, &tot);
+    out->server_errors_total = tot.server_errors;
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
@@ -440,14 +445,24 @@ void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
         gh_metric_inc(m->requests, GH_METRIC_AT(m->requests, route, method_index(r->method),
                                                 code_index(status)));
     gh_metric_observe_ns(m->durations, route, duration_ns);
+    bool quiet = r->route && (r->route->flags & GH_ROUTE_QUIET) && status >= 200 && status < 300;
+    gh_log_level_t level = quiet ? GH_LOG_DEBUG : GH_LOG_INFO;
+    if (level < gh_log_min_level)
+        return;
     const char *tpl = m->route_labels[route];
     double ms = (double)duration_ns / 1e6;
-    if (r->session_tag[0])
-        GH_LOG(GH_LOG_INFO, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
-               GH_LI("status", status), GH_LD("duration_ms", ms), GH_LS("session", r->session_tag));
-    else
-        GH_LOG(GH_LOG_INFO, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
+    if (r->session_id[0]) {
+        uint8_t h[4];
+        char tag[9];
+        crypto_generichash(h, sizeof h, (const uint8_t *)r->session_id, strlen(r->session_id),
+                           app->log_salt, sizeof app->log_salt);
+        sodium_bin2hex(tag, sizeof tag, h, sizeof h);
+        GH_LOG(level, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
+               GH_LI("status", status), GH_LD("duration_ms", ms), GH_LS("session", tag));
+    } else {
+        GH_LOG(level, "request", GH_LS("method", r->method_name), GH_LS("route", tpl),
                GH_LI("status", status), GH_LD("duration_ms", ms));
+    }
 }
 
 /* GET /metrics */

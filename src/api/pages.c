@@ -6,6 +6,10 @@
  * a token derived from the session (BLAKE2b keyed by the session's token hash), so any node that
  * knows the session can check it, a reload keeps it valid, and it dies with the session. On top,
  * the cookie is SameSite=Lax and a present Origin (else Referer) must name this host.
+ *
+ * /ops draws nothing of its own: it renders the reading /debug/memory renders as JSON
+ * (gh_api_memory_read in ops.c) — the watchdog's alerts, its forecast and its sample ring — so
+ * the page an operator looks at and the document a script reads are the same figures.
  */
 #include "api/pages.h"
 
@@ -104,9 +108,21 @@ static const char STYLE[] =
     "button{font:inherit;padding:.35rem .9rem;margin-top:.6rem;cursor:pointer}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .5rem;"
     "border-bottom:1px solid #ccc}.err{color:#8b0000;font-weight:600}.ok{color:#05603a}"
-    ".cur{font-weight:600}form.inline{display:inline;margin:0}";
+    ".cur{background:#f3f7ff}form.inline{display:inline;margin:0}"
+    "td.ua{overflow-wrap:anywhere;max-width:22rem}.unknown{font-style:italic;color:#555}"
+    "code.sid{font-size:.8rem;color:#555}"
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}"
+    ".alerts{list-style:none;padding:0}.alert{border-left:6px solid;padding:.4rem .7rem;"
+    "margin:.5rem 0;background:#fff8e6}.alert.crit{background:#fdecea}.alert.warn{"
+    "border-color:#b26a00}.alert.crit{border-color:#8b0000}.sev{text-transform:uppercase;"
+    "font-size:.8rem;font-weight:700}.summary{font-family:ui-monospace,monospace;font-size:.85rem}"
+    ".legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1rem;"
+    "font-size:.9rem}.sw{display:inline-block;width:.9rem;height:.9rem;margin-right:.3rem;"
+    "vertical-align:middle}.sw.line{height:.2rem}.sw.dash{height:0;border-top:2px dashed;"
+    "width:1rem}.note{font-size:.85rem;color:#555}";
 
-/* refresh: NULL, or the URL the page reloads itself to every 5 seconds (no JavaScript). */
+/* refresh: NULL, or the URL the page reloads itself to every 5 seconds (no JavaScript). Every
+ * page shares one style sheet, inline in the head (no external asset). */
 static void page_begin(html_t *h, const char *title, const char *refresh)
 {
     put(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -349,7 +365,7 @@ static int page_session(gh_req_t *r, const char *back, gh_session_info_t *info,
         }
         return GH_EAUTH;
     }
-    int rc = gh_user_get_by_id(app->users, info->user_id, user);
+    int rc = gh_user_get_by_id_cached(app->users, info->user_id, user);
     if (rc == GH_ENOTFOUND) {
         GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         redirect(r, 303, "/login");
@@ -568,7 +584,9 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     char csrf[CSRF_LEN + 1];
     csrf_token(hash, csrf);
     html_t h;
-    if (!html_init(r, &h, 16384 + n * 1024)) {
+    /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
+     * the button. */
+    if (!html_init(r, &h, 16384 + n * 2048)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -592,19 +610,31 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     put(&h, " ");
     put_form(&h, "/account/logout-all", csrf, "Log out everywhere", NULL);
     put(&h, "</p>\n<h2 id=\"sessions-title\">Your sessions</h2>\n"
-            "<table aria-labelledby=\"sessions-title\"><thead><tr><th scope=\"col\">Session</th>"
-            "<th scope=\"col\">Created</th><th scope=\"col\">Last seen</th>"
-            "<th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"sr\">Action</span>"
-            "</th></tr></thead><tbody>\n");
+            "<table aria-labelledby=\"sessions-title\"><thead><tr><th scope=\"col\">Device</th>"
+            "<th scope=\"col\">IP address</th><th scope=\"col\">Created</th>"
+            "<th scope=\"col\">Last seen</th><th scope=\"col\">Expires</th>"
+            "<th scope=\"col\"><span class=\"sr\">Action</span></th></tr></thead><tbody>\n");
     for (size_t i = 0; i < n; i++) {
         bool cur = strcmp(list[i].id, info.id) == 0;
+        const gh_session_client_t *c = &list[i].client;
         put(&h, cur ? "<tr class=\"cur\" data-session=\"" : "<tr data-session=\"");
         put_esc(&h, list[i].id);
-        put(&h, "\"><td><code>");
-        put_esc(&h, list[i].id);
-        put(&h, "</code>");
+        /* The user agent is what the client sent, cleaned by the store (valid UTF-8, no control
+         * or bidi character, 160 bytes at most) and escaped here like every other value. */
+        put(&h, "\"><td class=\"ua\">");
+        if (c->user_agent[0]) {
+            put(&h, "<span class=\"agent\">");
+            put_esc(&h, c->user_agent);
+            put(&h, "</span>");
+        } else {
+            put(&h, "<span class=\"agent unknown\">unknown device</span>");
+        }
         if (cur)
-            put(&h, " (this session)");
+            put(&h, " <strong>(this session)</strong>");
+        put(&h, "<br><code class=\"sid\">");
+        put_esc(&h, list[i].id);
+        put(&h, "</code></td><td class=\"ip\">");
+        put_esc(&h, c->ip[0] ? c->ip : "unknown");
         put(&h, "</td><td>");
         put_time(&h, list[i].created_at_ms);
         put(&h, "</td><td>");
@@ -812,6 +842,11 @@ void gh_pages_account_password(gh_req_t *r)
     }
     st->new_password = (char *)next; /* decoded into the pool, which is wiped */
     st->new_len = nlen;
+    /* The session's user came from the user cache, which holds no hash: read it fresh. */
+    if ((rc = gh_user_get_by_id(app->users, st->info.user_id, &st->user)) != 0) {
+        gh_api_reply_err(r, rc == GH_ENOTFOUND ? GH_EAUTH : rc);
+        return;
+    }
     r->phase = 1;
     gh_req_suspend(r);
     rc =
@@ -847,17 +882,36 @@ static bool name_in_list(const char *name, const char *list)
     return false;
 }
 
-static void put_bytes(html_t *h, uint64_t b)
+static void put_bytes(html_t *h, double b)
 {
-    if (b >= 10ull << 20)
-        putf(h, "%.1f MiB", (double)b / (1 << 20));
-    else if (b >= 10ull << 10)
-        putf(h, "%.1f KiB", (double)b / (1 << 10));
-    else
-        putf(h, "%llu B", (unsigned long long)b);
+    char t[32];
+    put(h, gh_watch_fmt_bytes(b, t, sizeof t));
 }
 
-/* One bar of the chart: label, width proportional to bytes / scale. */
+static void put_duration(html_t *h, double s)
+{
+    char t[32];
+    put(h, gh_watch_fmt_duration(s, t, sizeof t));
+}
+
+/* A rate (per second) the way a person reads it at a glance. */
+static void put_rate(html_t *h, double v)
+{
+    if (!isfinite(v) || v < 0)
+        v = 0;
+    putf(h, v < 10 ? "%.2f" : "%.0f", v);
+}
+
+/* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
+ * the limit and the forecast. */
+static const char *const component_colour[GH_MEM__COUNT] = {
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f",
+};
+#define RSS_COLOUR "#1b1b1b"
+#define LIMIT_COLOUR "#8b0000"
+#define FORECAST_COLOUR "#c0392b"
+
+/* One bar of the "memory now" chart: label, width proportional to bytes / scale. */
 static void svg_bar(html_t *h, int row, const char *label, uint64_t bytes, uint64_t scale,
                     const char *colour)
 {
@@ -874,185 +928,394 @@ static void svg_bar(html_t *h, int row, const char *label, uint64_t bytes, uint6
          w, colour);
     put_esc(h, label);
     put(h, ": ");
-    put_bytes(h, bytes);
+    put_bytes(h, (double)bytes);
     putf(h, "</title></rect><text x=\"%.1f\" y=\"%d\" font-size=\"12\">", 156 + w, y + 14);
-    put_bytes(h, bytes);
+    put_bytes(h, (double)bytes);
     put(h, "</text>\n");
 }
 
-/* Memory over time without server state: like the rates, each refresh carries the last
- * HIST_MAX samples (KiB) in its URL, so the chart grows while the page is open. The watchdog's
- * own ring, when there is one, is the longer record (/debug/memory). */
-#define HIST_MAX 60
-#define HIST_AHEAD 15 /* samples the forecast line looks ahead */
+/* ---- the alerts ---- */
+
+static void ops_alerts(html_t *h, const gh_api_memory_t *m, int64_t now_ms)
+{
+    put(h, "<h2 id=\"alerts-title\">Alerts</h2>\n");
+    if (!m->watching) {
+        put(h, "<p id=\"no-alerts\">The memory watchdog is not running on this node: no alerts "
+               "and no forecast.</p>\n");
+        return;
+    }
+    const gh_watch_status_t *w = &m->watch;
+    int firing = 0;
+    for (int a = 0; a < GH_WATCH__NALERTS; a++)
+        firing += w->severity[a] != GH_WATCH_OK;
+    if (!firing) {
+        put(h, "<p class=\"ok\" id=\"no-alerts\">No alerts: memory is below ");
+        putf(h, "%.0f%%", w->warn_ratio * 100);
+        put(h, " of the limit, not forecast to reach it within ");
+        put_duration(h, (double)w->horizon_ms / 1000.0);
+        put(h, ", and no part of it grows while sessions stay flat.</p>\n");
+        return;
+    }
+    put(h, "<ul class=\"alerts\" id=\"alerts\" aria-labelledby=\"alerts-title\">\n");
+    /* Critical first: at 6 a.m. the first line is the one that matters. */
+    for (int sev = GH_WATCH_CRITICAL; sev >= GH_WATCH_WARNING; sev--) {
+        for (int a = 0; a < GH_WATCH__NALERTS; a++) {
+            if ((int)w->severity[a] != sev)
+                continue;
+            bool crit = sev == GH_WATCH_CRITICAL;
+            put(h, crit ? "<li class=\"alert crit\" role=\"alert\">" : "<li class=\"alert warn\">");
+            put(h, "<strong class=\"name\">");
+            put_esc(h, gh_watch_alert_names[a]);
+            put(h, "</strong> <span class=\"sev\">");
+            put(h, gh_watch_severity_name(w->severity[a]));
+            put(h, "</span>");
+            if (w->since_ms[a]) {
+                put(h, " since ");
+                char t[GH_RFC3339_LEN];
+                gh_clock_rfc3339(w->since_ms[a], t);
+                put(h, "<time datetime=\"");
+                put_esc(h, t);
+                put(h, "\">");
+                put_esc(h, t);
+                put(h, "</time> (");
+                put_duration(h, now_ms > w->since_ms[a] ? (double)(now_ms - w->since_ms[a]) / 1000.0
+                                                        : 0);
+                put(h, ")");
+            }
+            put(h, "<br><span class=\"summary\">");
+            put_esc(h, w->alert_summary[a]);
+            put(h, "</span></li>\n");
+        }
+    }
+    put(h, "</ul>\n");
+}
+
+/* ---- memory over time: the watchdog's ring ---- */
 
 typedef struct {
-    uint64_t rss[HIST_MAX], acc[HIST_MAX]; /* KiB, oldest first */
-    size_t n;
-} history_t;
+    double x0, x1, y0, y1; /* the plot area */
+    double t0, t1;         /* seconds relative to the newest sample at x0 and x1 */
+    double top;            /* bytes at y0 */
+} plot_t;
 
-/* "k,k,k" into out; stops at the first entry that is not a plain number. */
-static size_t parse_kib_list(const char *v, uint64_t *out, size_t max)
+static double plot_x(const plot_t *p, double t)
 {
-    size_t n = 0;
-    while (v && *v && n < max) {
-        uint64_t k = 0;
-        size_t digits = 0;
-        while (*v >= '0' && *v <= '9' && digits < 15) {
-            k = k * 10 + (uint64_t)(*v++ - '0');
-            digits++;
-        }
-        if (!digits || (*v && *v != ','))
-            break;
-        out[n++] = k;
-        if (*v == ',')
-            v++;
+    return p->x0 + (t - p->t0) / (p->t1 - p->t0) * (p->x1 - p->x0);
+}
+
+static double plot_y(const plot_t *p, double v)
+{
+    double y = p->y1 - v / p->top * (p->y1 - p->y0);
+    return y < p->y0 ? p->y0 : y > p->y1 ? p->y1 : y;
+}
+
+static double sample_t(const gh_api_memory_t *m, size_t i)
+{
+    return (double)(m->history[i].t_ms - m->history[m->nhistory - 1].t_ms) / 1000.0;
+}
+
+/* Sum of components 0..upto (inclusive) of sample i; upto -1 gives 0. */
+static double stacked(const gh_api_memory_t *m, size_t i, int upto)
+{
+    double v = 0;
+    for (int c = 0; c <= upto; c++)
+        v += (double)m->history[i].component_bytes[c];
+    return v;
+}
+
+/* The forecast line: from the trend's level now to the limit, or to the chart's edge. */
+typedef struct {
+    bool on;
+    double level, slope, eta, t_end, v_end;
+    bool reaches; /* the limit is reached within the chart */
+} forecast_line_t;
+
+static forecast_line_t forecast_line(const gh_api_memory_t *m, double ahead)
+{
+    forecast_line_t f = {0};
+    const gh_watch_status_t *w = &m->watch;
+    if (!m->watching || !(w->forecast_slope > 0) || !isfinite(w->eta_s))
+        return f;
+    f.on = true;
+    f.level = w->forecast_level;
+    f.slope = w->forecast_slope;
+    f.eta = w->eta_s;
+    f.reaches = f.eta <= ahead;
+    f.t_end = f.reaches ? f.eta : ahead;
+    f.v_end = f.level + f.slope * f.t_end;
+    return f;
+}
+
+static void ops_history_chart(html_t *h, const gh_api_memory_t *m)
+{
+    put(h, "<h2 id=\"hist-title\">Memory over time</h2>\n");
+    if (!m->watching || m->nhistory == 0) {
+        put(h, "<p id=\"no-history\">");
+        put(h, m->watching ? "The chart starts with the watchdog's first sample, within "
+                             "--watch-interval of the start."
+                           : "No watchdog, no history.");
+        put(h, "</p>\n");
+        return;
     }
-    return n;
-}
-
-static void history_load(gh_req_t *r, history_t *hi, uint64_t rss, uint64_t acc)
-{
-    size_t nr = parse_kib_list(gh_req_query(r, "hr"), hi->rss, HIST_MAX);
-    size_t na = parse_kib_list(gh_req_query(r, "ha"), hi->acc, HIST_MAX);
-    hi->n = nr < na ? nr : na;
-    if (hi->n == HIST_MAX) {
-        memmove(hi->rss, hi->rss + 1, (HIST_MAX - 1) * sizeof hi->rss[0]);
-        memmove(hi->acc, hi->acc + 1, (HIST_MAX - 1) * sizeof hi->acc[0]);
-        hi->n--;
+    const gh_watch_status_t *w = &m->watch;
+    /* The x axis is the watchdog's window once its ring is full (a scale that stays put from
+     * one refresh to the next); until then, what has been sampled. */
+    double window = (double)w->window_ms / 1000.0, span = -sample_t(m, 0);
+    if (window < span || w->samples < w->capacity)
+        window = span;
+    if (window <= 0)
+        window = 1;
+    plot_t p = {.x0 = 70, .x1 = 700, .y0 = 16, .y1 = 216, .t0 = -window, .t1 = window / 3};
+    forecast_line_t f = forecast_line(m, p.t1);
+    /* Components with bytes at some point are stacked; the top of the stack is the accounted
+     * total, and the gap up to the RSS line is what nothing accounts for. */
+    bool shown[GH_MEM__COUNT] = {0};
+    double top = 1 << 20;
+    for (size_t i = 0; i < m->nhistory; i++) {
+        double rss = (double)m->history[i].rss_bytes, acc = stacked(m, i, GH_MEM__COUNT - 1);
+        top = rss > top ? rss : top;
+        top = acc > top ? acc : top;
+        for (int c = 0; c < GH_MEM__COUNT; c++)
+            shown[c] |= m->history[i].component_bytes[c] > 0;
     }
-    hi->rss[hi->n] = rss / 1024;
-    hi->acc[hi->n] = acc / 1024;
-    hi->n++;
-}
-
-static void put_kib_list(html_t *h, const uint64_t *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        putf(h, i ? ",%llu" : "%llu", (unsigned long long)v[i]);
-}
-
-static void put_duration(html_t *h, double s)
-{
-    if (s < 120)
-        putf(h, "%.0f s", s);
-    else if (s < 7200)
-        putf(h, "%.0f min", s / 60);
-    else if (s < 172800)
-        putf(h, "%.1f h", s / 3600);
-    else
-        putf(h, "%.1f days", s / 86400);
-}
-
-/* Least-squares slope of RSS in KiB per sample; 0 with fewer than 3 samples. */
-static double history_slope(const history_t *hi)
-{
-    if (hi->n < 3)
-        return 0;
-    double sx = 0, sy = 0, sxx = 0, sxy = 0, n = (double)hi->n;
-    for (size_t i = 0; i < hi->n; i++) {
-        sx += (double)i;
-        sy += (double)hi->rss[i];
-        sxx += (double)i * (double)i;
-        sxy += (double)i * (double)hi->rss[i];
-    }
-    double d = n * sxx - sx * sx;
-    return d > 0 ? (n * sxy - sx * sy) / d : 0;
-}
-
-static void history_line(html_t *h, const uint64_t *v, size_t n, double (*x)(size_t, size_t),
-                         double ymax, const char *colour)
-{
-    putf(h, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour);
-    for (size_t i = 0; i < n; i++)
-        putf(h, "%.1f,%.1f ", x(i, n), 170.0 - 160.0 * (double)v[i] / ymax);
-    put(h, "\"/>");
-    /* The newest sample as a dot: a line of one sample would not show at all. */
-    putf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", x(n - 1, n),
-         170.0 - 160.0 * (double)v[n - 1] / ymax, colour);
-}
-
-/* The x of sample i of n: the newest sits at 80% of the plot, leaving room for the forecast. */
-static double history_x(size_t i, size_t n)
-{
-    double step = 520.0 / (HIST_MAX - 1);
-    return 60.0 + 520.0 - step * (double)(n - 1 - i);
-}
-
-static void history_chart(html_t *h, const history_t *hi, uint64_t limit_bytes)
-{
-    double limit = (double)limit_bytes / 1024, top = 1;
-    for (size_t i = 0; i < hi->n; i++) {
-        if ((double)hi->rss[i] > top)
-            top = (double)hi->rss[i];
-        if ((double)hi->acc[i] > top)
-            top = (double)hi->acc[i];
-    }
-    double slope = history_slope(hi), last = (double)hi->rss[hi->n - 1];
-    double ahead = last + slope * HIST_AHEAD;
-    if (ahead > top)
-        top = ahead;
-    top *= 1.25;
-    bool limit_on_chart = limit > 0 && limit <= top * 4;
-    if (limit_on_chart && limit * 1.05 > top)
+    if (f.on && f.v_end > top)
+        top = f.v_end;
+    top *= 1.1;
+    double limit = (double)m->limit;
+    bool limit_shown = limit > 0 && limit <= top * 4;
+    if (limit_shown && limit * 1.05 > top)
         top = limit * 1.05;
-    put(h, "<h2 id=\"hist-title\">Memory over time</h2>\n"
-           "<svg role=\"img\" aria-labelledby=\"hist-title hist-desc\" width=\"720\" "
-           "height=\"200\" viewBox=\"0 0 720 200\" xmlns=\"http://www.w3.org/2000/svg\">"
+    p.top = top;
+
+    char a[32], b[32], c[32];
+    put(h, "<svg role=\"img\" aria-labelledby=\"hist-title hist-desc\" width=\"720\" "
+           "height=\"246\" viewBox=\"0 0 720 246\" xmlns=\"http://www.w3.org/2000/svg\">"
            "<desc id=\"hist-desc\">");
+    putf(h, "Memory over the last %s, %zu samples of the watchdog: RSS ",
+         gh_watch_fmt_duration(span, a, sizeof a), m->nhistory);
+    put_bytes(h, (double)m->history[m->nhistory - 1].rss_bytes);
+    put(h, " (black line) and accounted bytes ");
+    put_bytes(h, stacked(m, m->nhistory - 1, GH_MEM__COUNT - 1));
+    put(h, " stacked by component (coloured areas); the limit ");
+    put_bytes(h, limit);
+    put(h, limit_shown ? " (red line)" : " (above the chart)");
+    if (f.on)
+        putf(h, "; the dashed line is the watchdog's forecast, reaching the limit in %s",
+             gh_watch_fmt_duration(f.eta, b, sizeof b));
+    put(h, ".</desc>\n");
+    /* Axes and their labels. */
     putf(h,
-         "RSS (blue) and accounted bytes (green) over the last %zu samples, 5 seconds apart; "
-         "the dashed line is the RSS trend.",
-         hi->n);
-    put(h, "</desc>\n<line x1=\"60\" y1=\"170\" x2=\"700\" y2=\"170\" stroke=\"#888\"/>"
-           "<text x=\"0\" y=\"16\" font-size=\"11\">");
-    put_bytes(h, (uint64_t)(top * 1024));
-    put(h, "</text><text x=\"0\" y=\"172\" font-size=\"11\">0</text>\n");
-    if (limit_on_chart) {
-        double y = 170.0 - 160.0 * limit / top;
+         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>"
+         "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#bbb\" "
+         "stroke-dasharray=\"2 3\"/>\n",
+         p.x0, p.y1, p.x1, p.y1, plot_x(&p, 0), p.y0, plot_x(&p, 0), p.y1);
+    putf(h, "<text x=\"0\" y=\"%.0f\" font-size=\"11\">", p.y0 + 4);
+    put_bytes(h, top);
+    putf(h, "</text><text x=\"0\" y=\"%.0f\" font-size=\"11\">0</text>\n", p.y1 + 3);
+    putf(h,
+         "<text x=\"%.0f\" y=\"236\" font-size=\"11\">-%s</text>"
+         "<text x=\"%.1f\" y=\"236\" font-size=\"11\" text-anchor=\"middle\">now</text>"
+         "<text x=\"%.0f\" y=\"236\" font-size=\"11\" text-anchor=\"end\">+%s</text>\n",
+         p.x0, gh_watch_fmt_duration(window, a, sizeof a), plot_x(&p, 0), p.x1,
+         gh_watch_fmt_duration(p.t1, c, sizeof c));
+    /* The stacked areas, bottom component first. */
+    int below = -1;
+    for (int k = 0; k < GH_MEM__COUNT; k++) {
+        if (!shown[k])
+            continue;
+        putf(h, "<polygon class=\"area\" fill=\"%s\" fill-opacity=\"0.85\" points=\"",
+             component_colour[k]);
+        for (size_t i = 0; i < m->nhistory; i++)
+            putf(h, "%.1f,%.1f ", plot_x(&p, sample_t(m, i)), plot_y(&p, stacked(m, i, k)));
+        for (size_t i = m->nhistory; i-- > 0;)
+            putf(h, "%.1f,%.1f ", plot_x(&p, sample_t(m, i)), plot_y(&p, stacked(m, i, below)));
+        put(h, "\"><title>");
+        put(h, gh_mem_component_name((gh_mem_component_t)k));
+        put(h, "</title></polygon>\n");
+        below = k;
+    }
+    putf(h, "<polyline class=\"rss\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+         RSS_COLOUR);
+    for (size_t i = 0; i < m->nhistory; i++)
+        putf(h, "%.1f,%.1f ", plot_x(&p, sample_t(m, i)),
+             plot_y(&p, (double)m->history[i].rss_bytes));
+    put(h, "\"><title>RSS</title></polyline>");
+    /* The newest sample as a dot: the line of a node that has just started has one point. */
+    putf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", plot_x(&p, 0),
+         plot_y(&p, (double)m->history[m->nhistory - 1].rss_bytes), RSS_COLOUR);
+    if (limit_shown) {
+        double y = plot_y(&p, limit);
         putf(h,
-             "<line x1=\"60\" y1=\"%.1f\" x2=\"700\" y2=\"%.1f\" stroke=\"#8b0000\"/>"
-             "<text x=\"600\" y=\"%.1f\" font-size=\"11\" fill=\"#8b0000\">limit</text>\n",
-             y, y, y - 3);
+             "<line class=\"limit\" x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" "
+             "stroke=\"%s\" stroke-width=\"1.5\"/><text x=\"%.0f\" y=\"%.1f\" font-size=\"11\" "
+             "fill=\"%s\">limit</text>\n",
+             p.x0, y, p.x1, y, LIMIT_COLOUR, p.x0 + 4, y - 4, LIMIT_COLOUR);
     }
-    history_line(h, hi->acc, hi->n, history_x, top, "#3b7d3b");
-    history_line(h, hi->rss, hi->n, history_x, top, "#1f4e9c");
-    if (hi->n >= 3) {
-        double x0 = history_x(hi->n - 1, hi->n), x1 = x0 + 520.0 / (HIST_MAX - 1) * HIST_AHEAD;
-        double y0 = 170.0 - 160.0 * last / top, y1 = 170.0 - 160.0 * (ahead < 0 ? 0 : ahead) / top;
+    if (f.on) {
+        double x0 = plot_x(&p, 0), y0 = plot_y(&p, f.level);
+        double x1 = plot_x(&p, f.t_end), y1 = plot_y(&p, f.v_end);
         putf(h,
-             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#1f4e9c\" "
-             "stroke-dasharray=\"5 4\"/>\n",
-             x0, y0, x1, y1);
+             "<line class=\"forecast\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+             "stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/>",
+             x0, y0, x1, y1, FORECAST_COLOUR);
+        if (f.reaches)
+            putf(h, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>", x1, y1,
+                 FORECAST_COLOUR);
+        putf(h,
+             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" font-weight=\"600\" fill=\"%s\" "
+             "text-anchor=\"end\">limit in %s</text>\n",
+             x1 - 4, y1 - 8 < p.y0 + 10 ? p.y0 + 10 : y1 - 8, FORECAST_COLOUR,
+             gh_watch_fmt_duration(f.eta, b, sizeof b));
     }
-    put(h, "</svg>\n<p id=\"forecast\">");
-    if (hi->n < 3)
-        put(h, "The trend needs a few refreshes.");
-    else if (slope <= 0 || limit <= last)
-        put(h, "RSS is not growing.");
-    else {
-        put(h, "At this trend RSS reaches the limit in about ");
-        put_duration(h, (limit - last) / slope * 5.0);
-        put(h, ".");
+    put(h, "</svg>\n");
+
+    /* The legend, with today's values: readable without the colours. */
+    put(h, "<ul class=\"legend\" aria-label=\"Chart legend\">");
+    putf(h, "<li><span class=\"sw line\" style=\"background:%s\"></span>RSS ", RSS_COLOUR);
+    put_bytes(h, (double)m->history[m->nhistory - 1].rss_bytes);
+    put(h, "</li>");
+    for (int k = GH_MEM__COUNT - 1; k >= 0; k--) {
+        if (!shown[k])
+            continue;
+        putf(h, "<li><span class=\"sw\" style=\"background:%s\"></span>", component_colour[k]);
+        put(h, gh_mem_component_name((gh_mem_component_t)k));
+        put(h, " ");
+        put_bytes(h, (double)m->history[m->nhistory - 1].component_bytes[k]);
+        put(h, "</li>");
     }
-    if (!limit_on_chart)
-        put(h, " The limit is far above the chart.");
+    putf(h, "<li><span class=\"sw line\" style=\"background:%s\"></span>limit ", LIMIT_COLOUR);
+    put_bytes(h, limit);
+    put(h, limit_shown ? "" : " (above the chart)");
+    put(h, "</li>");
+    if (f.on)
+        putf(h, "<li><span class=\"sw dash\" style=\"border-color:%s\"></span>forecast</li>",
+             FORECAST_COLOUR);
+    put(h, "</ul>\n<p class=\"note\">The gap between the top of the coloured areas and the RSS "
+           "line is memory nothing accounts for (unexplained).</p>\n");
+}
+
+/* The watchdog's forecast in one sentence (its slope, over how long, the ETA, what grows). */
+static void ops_forecast(html_t *h, const gh_api_memory_t *m)
+{
+    if (!m->watching)
+        return;
+    const gh_watch_status_t *w = &m->watch;
+    put(h, "<p id=\"forecast\"><strong>Forecast:</strong> ");
+    if (w->forecast_slope > 0 && isfinite(w->eta_s)) {
+        put(h, "RSS grows +");
+        put_bytes(h, w->forecast_slope);
+        put(h, "/s steadily over the last ");
+        put_duration(h, (double)w->forecast_span_ms / 1000.0);
+        put(h, "; at this rate it reaches the limit ");
+        put_bytes(h, (double)w->limit_bytes);
+        put(h, w->eta_s > 0 ? " in <strong class=\"eta\">" : " <strong class=\"eta\">");
+        if (w->eta_s > 0)
+            put_duration(h, w->eta_s);
+        else
+            put(h, "now");
+        put(h, "</strong>.");
+    } else if (w->samples < w->capacity / 2) {
+        putf(h,
+             "none yet: a trend is trusted after half the window (%zu of %zu samples so "
+             "far).",
+             w->samples, w->capacity / 2);
+    } else {
+        put(h, "RSS is not growing steadily: no exhaustion in sight.");
+    }
+    if (w->growing[0]) {
+        put(h, " Fastest growing part: <strong class=\"growing\">");
+        put_esc(h, w->growing);
+        put(h, "</strong> +");
+        put_bytes(h, w->growing_slope);
+        put(h, "/s.");
+    }
     put(h, "</p>\n");
 }
 
-/* A decimal query parameter; 0 when absent or not a plain number. */
-static uint64_t query_u64(gh_req_t *r, const char *name)
+static void ops_figures(html_t *h, const gh_api_memory_t *m)
 {
-    const char *v = gh_req_query(r, name);
-    uint64_t n = 0;
-    if (!v || !*v || strlen(v) > 19)
-        return 0;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9')
-            return 0;
-        n = n * 10 + (uint64_t)(*v - '0');
+    put(h, "<h2 id=\"fig-title\">Figures</h2>\n<table aria-labelledby=\"fig-title\"><tbody>\n");
+    struct {
+        const char *name;
+        uint64_t v;
+        bool bytes;
+    } rows[] = {
+        {"RSS", m->rss, true},
+        {"accounted", m->accounted, true},
+        {"unexplained (RSS − accounted)", m->rss > m->accounted ? m->rss - m->accounted : 0, true},
+        {"memory limit", m->limit, true},
+        {"session budget", m->session_budget, true},
+        {"session store bytes", m->sessions.bytes, true},
+        {"sessions active", m->sessions.active, false},
+        {"sessions created (total)", m->sessions.created_total, false},
+        {"session clients kept", m->clients.entries, false},
+        {"session client bytes", m->clients.bytes, true},
+        {"password queue depth", m->password_queue_depth, false},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        put(h, "<tr><th scope=\"row\">");
+        put_esc(h, rows[i].name);
+        put(h, "</th><td>");
+        if (rows[i].bytes)
+            put_bytes(h, (double)rows[i].v);
+        else
+            putf(h, "%llu", (unsigned long long)rows[i].v);
+        put(h, "</td></tr>\n");
     }
-    return n;
+    put(h, "</tbody></table>\n");
+}
+
+static void ops_requests(html_t *h, const gh_api_memory_t *m)
+{
+    put(h, "<h2 id=\"req-title\">Requests</h2>\n<table aria-labelledby=\"req-title\"><tbody>\n");
+    if (m->watching) {
+        const gh_watch_status_t *w = &m->watch;
+        struct {
+            const char *name;
+            double v;
+        } rates[] = {
+            {"requests per second", w->request_rate},
+            {"5xx per second", w->server_error_rate},
+            {"failed logins per second", w->failed_login_rate},
+            {"rate-limited logins per second", w->rate_limited_rate},
+        };
+        for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+            put(h, "<tr><th scope=\"row\">");
+            put(h, rates[i].name);
+            put(h, " (last minute)</th><td>");
+            put_rate(h, rates[i].v);
+            put(h, "</td></tr>\n");
+        }
+    }
+    putf(h, "<tr><th scope=\"row\">requests (total)</th><td>%llu</td></tr>\n",
+         (unsigned long long)m->totals.requests);
+    putf(h, "<tr><th scope=\"row\">answered 5xx (total)</th><td>%llu</td></tr>\n",
+         (unsigned long long)m->totals.server_errors);
+    putf(h,
+         "<tr><th scope=\"row\">logins succeeded / failed (total)</th><td>%llu / %llu</td>"
+         "</tr>\n",
+         (unsigned long long)m->totals.logins_ok, (unsigned long long)m->totals.logins_failed);
+    put(h, "</tbody></table>\n");
+}
+
+static void ops_now(html_t *h, const gh_api_memory_t *m)
+{
+    uint64_t scale = m->rss > m->limit ? m->rss : m->limit;
+    put(h, "<h2 id=\"mem-title\">Memory now</h2>\n");
+    int rows = 3 + GH_MEM__COUNT;
+    putf(h,
+         "<svg role=\"img\" aria-labelledby=\"mem-title mem-desc\" width=\"720\" height=\"%d\" "
+         "viewBox=\"0 0 720 %d\" xmlns=\"http://www.w3.org/2000/svg\">"
+         "<desc id=\"mem-desc\">Bars of resident memory, accounted bytes per component and the "
+         "limit, on one logarithmic scale from 1 KiB.</desc>\n",
+         20 + rows * 26, 20 + rows * 26);
+    svg_bar(h, 0, "limit", m->limit, scale, LIMIT_COLOUR);
+    svg_bar(h, 1, "RSS", m->rss, scale, "#1f4e9c");
+    svg_bar(h, 2, "accounted", m->accounted, scale, "#3b7d3b");
+    for (int c = 0; c < GH_MEM__COUNT; c++)
+        svg_bar(h, 3 + c, gh_mem_component_name((gh_mem_component_t)c), m->component_bytes[c],
+                scale, component_colour[c]);
+    put(h, "</svg>\n");
 }
 
 void gh_pages_ops(gh_req_t *r)
@@ -1073,108 +1336,29 @@ void gh_pages_ops(gh_req_t *r)
             return;
         }
     }
-    gh_session_stats_t st;
-    gh_session_stats(app->sessions, &st);
-    uint64_t rss = gh_mem_rss_bytes(), accounted = gh_mem_total_bytes();
-    uint64_t limit = app->cfg.memory_limit;
-    uint64_t scale = rss > limit ? rss : limit;
+    /* The same reading /debug/memory renders as JSON: the figures, the watchdog's alerts and
+     * forecast, and its ring for the chart. */
+    gh_api_memory_t *m = gh_pool_alloc(&r->pool, sizeof *m);
+    int rc = m ? gh_api_memory_read(r, GH_API_HISTORY_MAX, m) : GH_ENOMEM;
     html_t h;
-    if (!html_init(r, &h, 65536)) {
-        gh_api_reply_err(r, GH_ENOMEM);
+    if (rc != 0 || !html_init(r, &h, 256 * 1024)) {
+        gh_api_reply_err(r, rc ? rc : GH_ENOMEM);
         return;
     }
-    /* Rates without server state: each refresh carries the previous sample in its URL, and
-     * this render divides the difference by the time between them. */
-    gh_api_totals_t tot;
-    gh_api_metrics_totals(app, &tot);
-    int64_t now = gh_clock_now_ms();
-    history_t *hist = gh_pool_alloc(&r->pool, sizeof *hist);
-    html_t refresh;
-    if (!hist || !html_init(r, &refresh, 256 + 2 * HIST_MAX * 17)) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
+    page_begin(&h, "Operations", "/ops");
+    put(&h, "<p>This node, refreshed every 5 seconds from the memory watchdog. The same figures "
+            "as JSON: <code>/debug/memory</code>, <code>/metrics</code>.</p>\n");
+    ops_alerts(&h, m, gh_clock_now_ms());
+    if (m->watching) {
+        put(&h, "<p id=\"summary\">");
+        put_esc(&h, m->watch.summary);
+        put(&h, "</p>\n");
     }
-    history_load(r, hist, rss, accounted);
-    putf(&refresh, "/ops?t=%lld&n=%llu&e=%llu&f=%llu&hr=", (long long)now,
-         (unsigned long long)tot.requests, (unsigned long long)tot.server_errors,
-         (unsigned long long)tot.logins_failed);
-    put_kib_list(&refresh, hist->rss, hist->n);
-    put(&refresh, "&ha=");
-    put_kib_list(&refresh, hist->acc, hist->n);
-    put_n(&refresh, "", 1);
-    if (refresh.overflow) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    uint64_t prev_t = query_u64(r, "t"), prev_n = query_u64(r, "n"), prev_e = query_u64(r, "e"),
-             prev_f = query_u64(r, "f");
-    bool have_rates = prev_t > 0 && (int64_t)prev_t < now && prev_n <= tot.requests &&
-                      prev_e <= tot.server_errors && prev_f <= tot.logins_failed;
-    double secs = have_rates ? (double)(now - (int64_t)prev_t) / 1000.0 : 0;
-    page_begin(&h, "Operations", refresh.buf);
-    put(&h, "<p>Refreshes every 5 seconds. Bars use a logarithmic scale. The same figures as JSON: "
-            "<code>/debug/memory</code>, "
-            "<code>/metrics</code>.</p>\n");
-    history_chart(&h, hist, limit);
-    put(&h, "<h2 id=\"mem-title\">Memory now</h2>\n");
-    int rows = 3 + GH_MEM__COUNT;
-    putf(&h,
-         "<svg role=\"img\" aria-labelledby=\"mem-title mem-desc\" width=\"720\" height=\"%d\" "
-         "viewBox=\"0 0 720 %d\" xmlns=\"http://www.w3.org/2000/svg\">"
-         "<desc id=\"mem-desc\">Bars of resident memory, accounted bytes per component and the "
-         "limit, on one logarithmic scale from 1 KiB.</desc>\n",
-         20 + rows * 26, 20 + rows * 26);
-    svg_bar(&h, 0, "limit", limit, scale, "#8b0000");
-    svg_bar(&h, 1, "RSS", rss, scale, "#1f4e9c");
-    svg_bar(&h, 2, "accounted", accounted, scale, "#3b7d3b");
-    for (int c = 0; c < GH_MEM__COUNT; c++)
-        svg_bar(&h, 3 + c, gh_mem_component_name(c), gh_mem_bytes(c), scale, "#7a9a3a");
-    put(&h, "</svg>\n<h2>Figures</h2>\n<table><tbody>\n");
-    struct {
-        const char *name;
-        uint64_t v;
-        bool bytes;
-    } rowsv[] = {
-        {"RSS", rss, true},
-        {"accounted", accounted, true},
-        {"unexplained (RSS − accounted)", rss > accounted ? rss - accounted : 0, true},
-        {"memory limit", limit, true},
-        {"session budget", app->cfg.session_memory, true},
-        {"session store bytes", st.bytes, true},
-        {"sessions active", st.active, false},
-        {"sessions created (total)", st.created_total, false},
-        {"password queue depth", gh_password_queue_depth(app->passwords), false},
-    };
-    for (size_t i = 0; i < sizeof rowsv / sizeof rowsv[0]; i++) {
-        put(&h, "<tr><th scope=\"row\">");
-        put_esc(&h, rowsv[i].name);
-        put(&h, "</th><td>");
-        if (rowsv[i].bytes)
-            put_bytes(&h, rowsv[i].v);
-        else
-            putf(&h, "%llu", (unsigned long long)rowsv[i].v);
-        put(&h, "</td></tr>\n");
-    }
-    put(&h, "</tbody></table>\n<h2>Requests</h2>\n<table><tbody>\n");
-    putf(&h, "<tr><th scope=\"row\">requests (total)</th><td>%llu</td></tr>\n",
-         (unsigned long long)tot.requests);
-    putf(&h, "<tr><th scope=\"row\">answered 5xx (total)</th><td>%llu</td></tr>\n",
-         (unsigned long long)tot.server_errors);
-    putf(&h,
-         "<tr><th scope=\"row\">logins succeeded / failed (total)</th><td>%llu / %llu</td>"
-         "</tr>\n",
-         (unsigned long long)tot.logins_ok, (unsigned long long)tot.logins_failed);
-    if (have_rates) {
-        putf(&h, "<tr><th scope=\"row\">requests per second</th><td>%.2f</td></tr>\n",
-             (double)(tot.requests - prev_n) / secs);
-        putf(&h, "<tr><th scope=\"row\">5xx per second</th><td>%.2f</td></tr>\n",
-             (double)(tot.server_errors - prev_e) / secs);
-        putf(&h, "<tr><th scope=\"row\">failed logins per second</th><td>%.2f</td></tr>\n",
-             (double)(tot.logins_failed - prev_f) / secs);
-    } else {
-        put(&h, "<tr><th scope=\"row\">rates</th><td>after the first refresh</td></tr>\n");
-    }
-    put(&h, "</tbody></table>\n");
+    ops_history_chart(&h, m);
+    ops_forecast(&h, m);
+    ops_requests(&h, m);
+    ops_figures(&h, m);
+    ops_now(&h, m);
     page_end(&h);
     page_send(r, 200, &h);
 }

@@ -312,17 +312,62 @@ json_t *gh_api_session_json(const gh_session_info_t *s)
     gh_clock_rfc3339(s->last_seen_at_ms, l);
     gh_clock_rfc3339(s->expires_at_ms, e);
     gh_clock_rfc3339(s->idle_expires_at_ms, i);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", s->id, "created_at", c, "last_seen_at", l,
-                     "expires_at", e, "idle_expires_at", i);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", s->id, "created_at", c, "last_seen_at",
+                          l, "expires_at", e, "idle_expires_at", i);
+    /* A lookup (who am I) does not read the client: better absent than shown as unknown. The
+     * store keeps it valid UTF-8, so json_string cannot refuse it. */
+    if (j && s->has_client) {
+        j = gh_api_json_set(j, "user_agent", json_string(s->client.user_agent));
+        j = gh_api_json_set(j, "ip", json_string(s->client.ip));
+    }
+    return j;
+}
+
+void gh_api_request_client(gh_req_t *r, gh_session_client_t *out)
+{
+    static const gh_ip_t none;
+    gh_ip_t ip;
+    char text[GH_IP_STR] = "";
+    gh_api_client_ip(r, &ip);
+    if (memcmp(&ip, &none, sizeof ip) != 0) /* all zeros: not an IP peer, no address to show */
+        gh_ip_format(&ip, text);
+    const char *ua = gh_req_header(r, "User-Agent");
+    gh_session_client_make(out, text, ua, ua ? strlen(ua) : 0);
+}
+
+void gh_api_json_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    assert(cap > 0);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[7];
+        size_t k = 0;
+        if (ch == '"' || ch == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            esc[k++] = '\\';
+            esc[k++] = 'u';
+            esc[k++] = '0';
+            esc[k++] = '0';
+            esc[k++] = hex[ch >> 4];
+            esc[k++] = hex[ch & 15];
+        } else {
+            esc[k++] = (char)ch;
+        }
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    out[o] = '\0';
 }
 
 void gh_api_tag_session(gh_req_t *r, const char *session_id)
 {
-    gh_app_t *app = r->app;
-    uint8_t h[4];
-    crypto_generichash(h, sizeof h, (const uint8_t *)session_id, strlen(session_id), app->log_salt,
-                       sizeof app->log_salt);
-    sodium_bin2hex(r->session_tag, sizeof r->session_tag, h, sizeof h);
+    snprintf(r->session_id, sizeof r->session_id, "%s", session_id);
 }
 
 int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out)

@@ -102,6 +102,23 @@ static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
     return rc;
 }
 
+/* The user store with the token check's cache in front (user_cache.c), unless it is off. */
+static int open_cached_user_store(const gh_config_t *cfg, gh_user_store_t **out)
+{
+    gh_user_store_t *backend = NULL;
+    int rc = open_user_store(cfg, &backend);
+    if (rc != 0 || cfg->user_cache == 0) {
+        *out = backend;
+        return rc;
+    }
+    gh_user_cache_options_t o = {.entries = cfg->user_cache, .ttl_ms = cfg->user_cache_ttl_ms};
+    if ((rc = gh_user_cache_open(backend, &o, out)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot open the user cache", GH_LS("error", gh_strerror(rc)));
+        gh_user_store_close(&backend);
+    }
+    return rc;
+}
+
 /* Sessions in Redis, shared with the other nodes (the in-memory store is opened, with its
  * persistence, in gh_node_start_ex). Lookups record last use at most every idle_ttl/100 (capped
  * at 10 s): a token checked many times a second then costs reads, not writes, and the idle
@@ -212,7 +229,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         rc = GH_EIO;
         goto fail;
     }
-    if ((rc = open_user_store(cfg, &app->users)) != 0)
+    if ((rc = open_cached_user_store(cfg, &app->users)) != 0)
         goto fail;
     if (cfg->session_store == GH_SESSION_STORE_REDIS) {
         if ((rc = open_redis_sessions(cfg, &app->sessions)) != 0)
@@ -222,7 +239,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                       .idle_ttl_ms = cfg->idle_ttl_ms,
                                       .max_per_user = cfg->max_sessions_per_user,
                                       .budget_bytes = cfg->session_memory,
-                                      .policy = cfg->session_policy};
+                                      .policy = cfg->session_policy,
+                                      .max_clients = cfg->session_clients};
         if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
                                           &n->loaded, &app->sessions)) != 0) {
             GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));

@@ -7,7 +7,8 @@
  * With --user-store postgres it works on the shared table every node uses.
  *
  * With the embedded default (SQLite users, in-memory sessions) a running node sees a deleted
- * user on the session's next check and ends the session then; a password changed here does not
+ * user on the session's first check after its user cache's TTL (--user-cache-ttl, 1 s) and ends
+ * the session then; a password changed here does not
  * end sessions a running node holds (docs/OPERATIONS.md says so).
  */
 #include "api/api.h"

@@ -43,6 +43,7 @@ typedef struct {
                                        gh_config_load resolves it, so after load it is never 0 */
     uint64_t session_memory;        /* bytes; resolved to memory_limit / 2 when not set */
     gh_session_policy_t session_policy;
+    uint32_t session_clients; /* 65536: distinct (IP, user agent) pairs the memory store keeps */
 
     /* passwords */
     uint64_t hash_memory;  /* bytes, 19MiB; minimum 8KiB */
@@ -71,6 +72,8 @@ typedef struct {
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];
+    uint32_t user_cache;       /* 16384 entries; 0 = off */
+    int64_t user_cache_ttl_ms; /* 1s */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
 
@@ -90,7 +93,7 @@ typedef struct {
     uint32_t max_connections;             /* 1024 */
     uint32_t max_connections_per_ip;      /* 64 */
     int64_t connection_timeout_ms;        /* 30s */
-    uint64_t connection_memory;           /* 64KiB per connection (libmicrohttpd pool) */
+    uint64_t connection_memory;           /* 32KiB per connection (libmicrohttpd pool) */
     uint64_t max_body;                    /* 64KiB; larger -> 413 */
     uint32_t max_requests_per_connection; /* 1000 keep-alive requests, then close; 0 = no limit */
     int64_t header_timeout_ms; /* 10s: whole request head, from accept or the last response */

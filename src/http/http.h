@@ -84,7 +84,7 @@ struct gh_req {
     size_t resp_len;
     gh_header_t headers[GH_REPLY_MAX_HEADERS];
     size_t nheaders;
-    char session_tag[9]; /* short salted hash of the session id, for the request log */
+    char session_id[24]; /* public id of the caller's session, for the request log ("" = none) */
 };
 
 typedef struct gh_http_server gh_http_server_t;

@@ -43,6 +43,31 @@ typedef enum {
 
 const char *gh_session_end_name(gh_session_end_t reason);
 
+/*
+ * The client a session was created for, so people can tell their sessions apart on /account and
+ * in GET /v1/sessions: the IP address as the login throttle saw it (the peer, or the client a
+ * trusted proxy names) and the User-Agent header. Both are "" when unknown. What a client sends is
+ * never kept as it came: gh_session_client_make() bounds and cleans it, and every backend runs
+ * what it is given through it again, so a stored client is always valid UTF-8 with no control
+ * character, whoever built the struct.
+ */
+#define GH_SESSION_IP_MAX 45  /* the longest text form of an IPv6 address (INET6_ADDRSTRLEN - 1) */
+#define GH_SESSION_UA_MAX 160 /* bytes of User-Agent kept, cut at a character boundary */
+typedef struct {
+    char ip[GH_SESSION_IP_MAX + 1];         /* "203.0.113.7", "2001:db8::1" or "" */
+    char user_agent[GH_SESSION_UA_MAX + 1]; /* cleaned and cut (see above), or "" */
+} gh_session_client_t;
+
+/* Fills *out from what a request carried. ip: the text of an IPv4 or IPv6 address (at most
+ * GH_SESSION_IP_MAX + 1 bytes are read); anything else, NULL or "::" gives "". ua: ua_len bytes
+ * of User-Agent (NULL: ""); an invalid UTF-8 byte, a control character (C0, DEL, C1) and a
+ * character that reorders or hides text (bidi overrides and isolates, line and paragraph
+ * separators, zero-width marks) each become '?', and the result is cut to at most
+ * GH_SESSION_UA_MAX bytes without splitting a character. ip and ua may point into *out (cleaning
+ * in place). Idempotent; never fails. */
+void gh_session_client_make(gh_session_client_t *out, const char *ip, const char *ua,
+                            size_t ua_len);
+
 /* A copy of one session, safe to use after the store's lock is gone. */
 typedef struct {
     char id[GH_SESSION_ID_LEN + 1];
@@ -51,6 +76,10 @@ typedef struct {
     int64_t last_seen_at_ms;
     int64_t expires_at_ms;      /* absolute deadline */
     int64_t idle_expires_at_ms; /* last_seen + idle_ttl, capped at expires_at */
+    /* create and list_user fill `client` and set has_client. lookup — the token check, run on
+     * every request — does not copy it: it sets has_client false and leaves both strings "". */
+    bool has_client;
+    gh_session_client_t client;
 } gh_session_info_t;
 
 typedef struct {
@@ -75,20 +104,30 @@ typedef struct {
     gh_session_policy_t policy;
     gh_session_end_hook_t on_end; /* NULL: nobody is told (memory backend only) */
     void *on_end_ctx;
+    /* Memory backend: distinct clients (IP, user agent) it keeps at once, 0 = 65536; their
+     * table holds at most GH_SESSION_CLIENT_AVG_BYTES per client on average besides. */
+    uint32_t max_clients;
 } gh_session_limits_t;
+
+#define GH_SESSION_CLIENTS_DEFAULT 65536
+#define GH_SESSION_CLIENT_AVG_BYTES 128
 
 typedef struct gh_session_store gh_session_store_t;
 
 typedef struct {
     const char *name;
-    /* Creates a session. May evict (per-user cap; budget under evict-idle). Returns 0,
-     * GH_EBUSY at the budget under the refuse policy, GH_ENOMEM, GH_ESTORE; GH_EEXISTS if a
-     * session with this hash exists (a caller bug: tokens are random), GH_ELIMIT past the
-     * backend's hard maximum of sessions. */
+    /* Creates a session for `client` (NULL: unknown; cleaned as by gh_session_client_make).
+     * May evict (per-user cap; budget under evict-idle). Returns 0, GH_EBUSY at the budget under
+     * the refuse policy, GH_ENOMEM, GH_ESTORE; GH_EEXISTS if a session with this hash exists (a
+     * caller bug: tokens are random), GH_ELIMIT past the backend's hard maximum of sessions.
+     * The client never makes a create fail: where a backend cannot keep it (the memory store's
+     * client table is full, or memory for it cannot be had) the session is created with the
+     * unknown client, and out->client says what was kept. */
     int (*create)(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                  int64_t now_ms, gh_session_info_t *out);
+                  const gh_session_client_t *client, int64_t now_ms, gh_session_info_t *out);
     /* Finds a live session and slides its idle deadline. GH_ENOTFOUND when absent or past a
-     * deadline (then it is ended as idle/expired). */
+     * deadline (then it is ended as idle/expired). out->client is left empty (see
+     * gh_session_info_t). */
     int (*lookup)(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN], int64_t now_ms,
                   gh_session_info_t *out);
     /* Ends the session with this token hash. GH_ENOTFOUND when absent. */
@@ -102,7 +141,7 @@ typedef struct {
     int (*end_user)(gh_session_store_t *s, uint64_t user_id,
                     const uint8_t *keep /* GH_TOKEN_HASH_LEN or NULL */, gh_session_end_t reason,
                     size_t *ended);
-    /* Copies up to cap of the user's live sessions, newest first. */
+    /* Copies up to cap of the user's live sessions, newest first, clients included. */
     int (*list_user)(gh_session_store_t *s, uint64_t user_id, int64_t now_ms,
                      gh_session_info_t *out, size_t cap, size_t *n);
     /* Ends sessions past a deadline, doing at most max_work units of work; returns how many
@@ -122,6 +161,9 @@ struct gh_session_store {
 
 /* The in-memory backend (session_memory.c). Charges every byte to GH_MEM_SESSIONS.
  * limits: session_ttl_ms and idle_ttl_ms > 0; max_per_user 0 = no cap; budget_bytes 0 = none.
+ * Clients are interned: sessions with the same (IP, user agent) share one refcounted entry of a
+ * table bounded by limits->max_clients entries and by GH_SESSION_CLIENT_AVG_BYTES per entry;
+ * a session whose client does not fit (or would not fit in the budget) gets the unknown client.
  * Returns 0, GH_EINVAL, GH_ENOMEM. The caller owns *out and frees it with
  * gh_session_store_destroy(), after every other thread has stopped using it; every other
  * operation may be called from any number of threads at once. The store's clock never runs
@@ -130,8 +172,9 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
 
 /*
  * Puts back a session saved earlier (the persistence layer reloading after a restart): `in` is
- * what create/lookup returned (id, user_id, created_at_ms, last_seen_at_ms, expires_at_ms;
- * idle_expires_at_ms is ignored and recomputed from the store's idle TTL).
+ * what create/list_user returned (id, user_id, created_at_ms, last_seen_at_ms, expires_at_ms,
+ * client; idle_expires_at_ms and has_client are ignored, the idle deadline is recomputed from the
+ * store's idle TTL, and the client is interned as on create).
  * The store keeps its rules: expires_at is capped at created_at + session_ttl, last_seen_at is
  * kept between created_at and now, the per-user cap and the budget apply as on create.
  * Sessions may come in any order (the store re-sorts its expiry lists once, on the next expire).
@@ -160,9 +203,21 @@ size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_
                                  gh_session_touch_t *out, size_t cap);
 
 /* Walks every index of a memory store and checks its invariants (for tests and fuzzers; O(n)
- * under the store's lock). Returns 0, or GH_EINTERNAL with *why (may be NULL) naming the first
- * broken invariant. */
+ * under the store's lock), the client table's refcounts included. Returns 0, or GH_EINTERNAL
+ * with *why (may be NULL) naming the first broken invariant. */
 int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
+
+/* The memory store's client table, for tests and /debug/memory: entries in use, bytes it holds
+ * (entries and index, part of the store's bytes), and creates that got the unknown client
+ * because the table was at a bound. Zeros for a store that is not a memory store. */
+typedef struct {
+    uint64_t entries;
+    uint64_t bytes;
+    uint64_t max_entries;
+    uint64_t max_bytes;
+    uint64_t full_total;
+} gh_session_clients_stats_t;
+void gh_session_memory_clients(gh_session_store_t *s, gh_session_clients_stats_t *out);
 
 /*
  * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every operation is
@@ -175,6 +230,7 @@ int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
  * ended session is counted by exactly one node); active is the number of sessions in Redis, the
  * same on every node. bytes is what this node holds for the store (flat: it does not grow with
  * the number of sessions); budget_bytes is 0 (Redis's maxmemory is the budget).
+ * A session's client (IP and user agent, already bounded) is two fields of its hash in Redis.
  */
 typedef struct {
     /* redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket[?db=N]; the password
@@ -189,9 +245,9 @@ typedef struct {
 } gh_session_redis_options_t;
 
 /* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).
- * limits as for the memory store (budget_bytes and policy are ignored). Returns 0; GH_EINVAL for
- * bad limits or an unparsable URL; GH_ESTORE when Redis cannot be reached or refuses us; GH_ENOMEM.
- * Thread safety and ownership as for gh_session_memory_open. */
+ * limits as for the memory store (budget_bytes, policy and max_clients are ignored). Returns 0;
+ * GH_EINVAL for bad limits or an unparsable URL; GH_ESTORE when Redis cannot be reached or refuses
+ * us; GH_ENOMEM. Thread safety and ownership as for gh_session_memory_open. */
 int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_redis_options_t *opt,
                           gh_session_store_t **out) GH_WUR;
 
@@ -210,7 +266,8 @@ int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
  * eviction) are committed before the call returns, so before any response is sent. Idle and
  * absolute expiry write nothing on the request path (an expired row is dropped at load anyway);
  * last-seen times are flushed once a second by a thread of the store, so token checks never
- * write. Tokens are never stored: only their hash, the public id, the user id and the times.
+ * write. Tokens are never stored: only their hash, the public id, the user id, the times and the
+ * client (IP and user agent; rows written before there were clients load with the unknown one).
  *
  * Reload hands the database from one process (the predecessor) to the next (the successor):
  * the successor opens with `successor` set, loads a snapshot while the predecessor still serves,
@@ -251,9 +308,10 @@ gh_session_store_t *gh_session_persist_memory(gh_session_store_t *s);
 
 /* Dispatch helpers: the only way the rest of Gatehouse touches a store. */
 GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, const uint8_t *hash,
-                                           int64_t now, gh_session_info_t *o)
+                                           const gh_session_client_t *client, int64_t now,
+                                           gh_session_info_t *o)
 {
-    return s->ops->create(s, uid, hash, now, o);
+    return s->ops->create(s, uid, hash, client, now, o);
 }
 GH_WUR static inline int gh_session_lookup(gh_session_store_t *s, const uint8_t *hash, int64_t now,
                                            gh_session_info_t *o)

@@ -2,7 +2,7 @@
  * session_memory.c — the in-memory session store: every live session in one process, a fixed
  * and accounted number of bytes each, and every byte back when the session ends.
  *
- * The one decision a reader must know: sessions live in a DENSE array of fixed 108-byte records
+ * The one decision a reader must know: sessions live in a DENSE array of fixed 112-byte records
  * (chunks of 1024), linked to each other by 32-bit indices, and a session that ends is replaced
  * by the last record (swap-remove). So n sessions always occupy exactly ceil(n/1024) chunks, a
  * store never fragments, and its bytes are a function of how many sessions and users it holds —
@@ -10,17 +10,27 @@
  * that live sessions don't explain as a leak. The price is that a record's index changes when it
  * moves; nothing outside this file ever sees an index, and inside, a move fixes every link to it.
  *
- * Record (rec_t, 108 bytes, 4-byte aligned):
+ * Record (rec_t, 112 bytes, 4-byte aligned):
  *   token_hash 32 | public id 16 | user_id 8 | created_ms 8 |
  *   last_seen, expires as 32-bit offsets from created in ticks (1 ms unless session_ttl >
  *   49.7 days) 8 | token-table chain 4 | LRU prev/next 8 | deadline-list prev/next 8 |
- *   per-user ring prev/next 8 | user-table chain 4 + session count 4 (used on the user's newest)
+ *   per-user ring prev/next 8 | user-table chain 4 + session count 4 (used on the user's newest) |
+ *   client id 4
  * Tables: two linear-hashing tables (token hash -> session; user id -> the user's newest
  * session) of 4-byte buckets, load kept in [0.5, 1], so 4..8 bytes each per entry.
- * Accounted bytes per session: 108 + 4..8 (token table) + 4..8 per user (user table), plus
- * chunk/directory overhead below 0.1 — about 117 at one session per user after growth. There is
+ * Accounted bytes per session: 112 + 4..8 (token table) + 4..8 per user (user table), plus
+ * chunk/directory overhead below 0.1 — about 121 at one session per user after growth. There is
  * no separate per-user entry: a user "exists" exactly while the user table chains their newest
  * session, so the user index is bounded by and freed with the sessions.
+ *
+ * Clients (IP, user agent; up to 206 bytes of text) are not in the record: most sessions of a
+ * deployment come from few clients, so each distinct client is one refcounted entry of an
+ * intern table and a record holds its 4-byte id (0 = unknown, no entry). What a client sends is
+ * the key, so the table is bounded — max_clients entries and GH_SESSION_CLIENT_AVG_BYTES each on
+ * average, inside the session budget too — and a create that finds it full gets the unknown
+ * client instead of failing. Its hash is SipHash keyed per store, so no client can aim for one
+ * bucket. An entry goes with the last session naming it, and the table's index with the last
+ * entry, so an empty store is back at its baseline to the byte.
  *
  * Expiry, exact and incremental, without a timer wheel: the idle TTL is the same for every
  * session, so idle-deadline order is least-recently-used order, and the absolute deadline is
@@ -85,8 +95,29 @@ typedef struct {
     uint32_t user_prev, user_next; /* ring of the user's sessions; user_next goes to older */
     uint32_t user_chain;           /* user table chain (meaningful on the user's newest only) */
     uint32_t user_count;           /* the user's sessions (meaningful on the newest only) */
+    uint32_t client;               /* id in the client table; 0 = unknown */
 } rec_t;
-_Static_assert(sizeof(rec_t) == 108, "a session record is 108 bytes");
+_Static_assert(sizeof(rec_t) == 112, "a session record is 112 bytes");
+
+/* One distinct client, shared by every session whose record names its id. */
+typedef struct {
+    uint32_t next; /* hash chain: the next id in the bucket, 0 = end */
+    uint32_t refs; /* records naming this id */
+    uint32_t key;  /* SipHash of the text */
+    uint8_t ip_len, ua_len;
+    char text[]; /* ip, NUL, user agent, NUL */
+} client_t;
+
+/* The client table's index: slot k holds the entry whose id is k + 1 and, independently, the
+ * head of hash bucket k (the table has as many buckets as slots). */
+typedef struct {
+    client_t *entry;    /* NULL when the id is free */
+    uint32_t bucket;    /* first id in bucket k, 0 = empty */
+    uint32_t free_next; /* next free id while entry is NULL, 0 = end */
+} cslot_t;
+
+#define CLIENT_SLOTS_MIN 16
+#define CLIENTS_MAX (1u << 24)
 
 typedef struct {
     uint32_t *seg[LH_NSEG]; /* seg[k] holds buckets [seg_start(k), seg_start(k+1)) */
@@ -115,7 +146,17 @@ typedef struct {
     uint32_t lru_head, lru_tail, dl_head, dl_tail;
     bool unsorted; /* a restore appended out of order: sort before relying on list order */
     lhtable_t tokens, users;
-    size_t bytes;            /* accounted bytes this store holds, its own struct included */
+    size_t bytes; /* accounted bytes this store holds, its own struct included */
+    /* the client table (ids 1..cl_used have been handed out; cl_slots is NULL while empty) */
+    cslot_t *cl_slots;
+    uint32_t cl_cap;   /* slots and buckets: a power of two */
+    uint32_t cl_used;  /* ids handed out so far: 1..cl_used, live or free */
+    uint32_t cl_free;  /* first free id, 0 = none */
+    uint32_t cl_count; /* live entries */
+    uint32_t cl_max;
+    size_t cl_bytes, cl_max_bytes; /* entries and index; part of bytes */
+    uint64_t cl_full_total;
+    uint8_t cl_seed[crypto_shorthash_KEYBYTES];
     uint64_t created_total;  /* creates only: a restored session was created by an earlier run */
     uint64_t restored_total; /* for the invariant check */
     uint64_t ended_total[GH_END__COUNT];
@@ -149,6 +190,184 @@ static void sm_free(store_t *st, void *p)
 static size_t alloc_cost(const store_t *st, size_t n)
 {
     return n < st->page ? n + 16 : (n + 16 + st->page - 1) / st->page * st->page;
+}
+
+/* ---- the client table ---- */
+
+static void *cl_alloc(store_t *st, size_t n)
+{
+    void *p = sm_alloc(st, n);
+    if (p)
+        st->cl_bytes += malloc_usable_size(p);
+    return p;
+}
+
+static void cl_release_mem(store_t *st, void *p)
+{
+    st->cl_bytes -= malloc_usable_size(p);
+    sm_free(st, p);
+}
+
+/* The key of a cleaned client: SipHash-2-4 of "ip NUL user-agent" under the store's seed. */
+static uint32_t client_key(const store_t *st, const gh_session_client_t *c)
+{
+    uint8_t buf[sizeof c->ip + sizeof c->user_agent], h[crypto_shorthash_BYTES];
+    size_t il = strlen(c->ip), ul = strlen(c->user_agent);
+    memcpy(buf, c->ip, il + 1);
+    memcpy(buf + il + 1, c->user_agent, ul);
+    crypto_shorthash(h, buf, il + 1 + ul, st->cl_seed);
+    uint32_t k;
+    memcpy(&k, h, sizeof k);
+    return k;
+}
+
+static inline cslot_t *cl_slot(const store_t *st, uint32_t id)
+{
+    assert(id >= 1 && id <= st->cl_used && st->cl_used <= st->cl_cap);
+    return &st->cl_slots[id - 1];
+}
+
+static uint32_t client_find(const store_t *st, const gh_session_client_t *c, uint32_t key,
+                            size_t il, size_t ul)
+{
+    if (!st->cl_slots)
+        return 0;
+    for (uint32_t id = st->cl_slots[key & (st->cl_cap - 1)].bucket; id;) {
+        const client_t *e = cl_slot(st, id)->entry;
+        if (e->key == key && e->ip_len == il && e->ua_len == ul &&
+            memcmp(e->text, c->ip, il) == 0 && memcmp(e->text + il + 1, c->user_agent, ul) == 0)
+            return id;
+        id = e->next;
+    }
+    return 0;
+}
+
+/* The table's last entry went (or its first could not be made): the index goes too. Frees only. */
+static void client_drop_index(store_t *st)
+{
+    assert(st->cl_count == 0);
+    if (st->cl_slots)
+        cl_release_mem(st, st->cl_slots);
+    st->cl_slots = NULL;
+    st->cl_cap = st->cl_used = st->cl_free = 0;
+}
+
+/* Moves the index to `cap` slots (more than it has, every id in use): entries keep their ids,
+ * buckets are rebuilt. */
+static int client_grow(store_t *st, uint32_t cap)
+{
+    assert(cap > st->cl_cap && (cap & (cap - 1)) == 0 && st->cl_free == 0);
+    cslot_t *slots = cl_alloc(st, cap * sizeof *slots);
+    if (!slots)
+        return GH_ENOMEM;
+    memset(slots, 0, cap * sizeof *slots);
+    for (uint32_t id = 1; id <= st->cl_used; id++) {
+        client_t *e = st->cl_slots[id - 1].entry;
+        uint32_t b = e->key & (cap - 1);
+        slots[id - 1].entry = e;
+        e->next = slots[b].bucket;
+        slots[b].bucket = id;
+    }
+    if (st->cl_slots)
+        cl_release_mem(st, st->cl_slots);
+    st->cl_slots = slots;
+    st->cl_cap = cap;
+    return 0;
+}
+
+/*
+ * The id of the client's entry, with one more reference: an existing entry is shared, a new one
+ * is made. 0 (unknown) for the unknown client and whenever a new entry would pass a bound — the
+ * table's entries or bytes, or the session budget — or memory for it cannot be had: a session
+ * never fails or evicts anything for its client's sake. Lock held.
+ */
+static uint32_t client_acquire(store_t *st, const gh_session_client_t *c, uint32_t key)
+{
+    size_t il = strlen(c->ip), ul = strlen(c->user_agent);
+    assert(il <= GH_SESSION_IP_MAX && ul <= GH_SESSION_UA_MAX);
+    if (il == 0 && ul == 0)
+        return 0;
+    uint32_t id = client_find(st, c, key, il, ul);
+    if (id) {
+        cl_slot(st, id)->entry->refs++;
+        return id;
+    }
+    size_t size = sizeof(client_t) + il + 1 + ul + 1;
+    bool grow = st->cl_free == 0 && st->cl_used == st->cl_cap;
+    uint32_t cap = st->cl_cap ? 2 * st->cl_cap : CLIENT_SLOTS_MIN;
+    while (cap / 2 >= st->cl_max && cap > 1) /* no more slots than entries allowed */
+        cap /= 2;
+    size_t need = alloc_cost(st, size) + (grow ? alloc_cost(st, cap * sizeof(cslot_t)) : 0);
+    if (st->cl_count >= st->cl_max || (grow && cap <= st->cl_cap) ||
+        st->cl_bytes + need > st->cl_max_bytes ||
+        (st->limits.budget_bytes && st->bytes + need > st->limits.budget_bytes)) {
+        st->cl_full_total++;
+        return 0;
+    }
+    if (grow && client_grow(st, cap) != 0) {
+        if (st->cl_count == 0)
+            client_drop_index(st);
+        return 0;
+    }
+    client_t *e = cl_alloc(st, size);
+    if (!e) {
+        if (st->cl_count == 0)
+            client_drop_index(st);
+        return 0;
+    }
+    e->refs = 1;
+    e->key = key;
+    e->ip_len = (uint8_t)il;
+    e->ua_len = (uint8_t)ul;
+    memcpy(e->text, c->ip, il + 1);
+    memcpy(e->text + il + 1, c->user_agent, ul + 1);
+    if (st->cl_free) {
+        id = st->cl_free;
+        st->cl_free = cl_slot(st, id)->free_next;
+    } else {
+        id = ++st->cl_used;
+    }
+    cslot_t *bucket = &st->cl_slots[key & (st->cl_cap - 1)];
+    e->next = bucket->bucket;
+    bucket->bucket = id;
+    cl_slot(st, id)->entry = e;
+    st->cl_count++;
+    return id;
+}
+
+/* One reference fewer; the entry goes with its last one, the index with the last entry. Frees
+ * only: ending sessions never allocates. */
+static void client_release(store_t *st, uint32_t id)
+{
+    if (id == 0)
+        return;
+    cslot_t *sl = cl_slot(st, id);
+    client_t *e = sl->entry;
+    assert(e && e->refs > 0);
+    if (--e->refs > 0)
+        return;
+    uint32_t *pp = &st->cl_slots[e->key & (st->cl_cap - 1)].bucket;
+    while (*pp != id) {
+        assert(*pp != 0);
+        pp = &cl_slot(st, *pp)->entry->next;
+    }
+    *pp = e->next;
+    cl_release_mem(st, e);
+    sl->entry = NULL;
+    sl->free_next = st->cl_free;
+    st->cl_free = id;
+    if (--st->cl_count == 0)
+        client_drop_index(st);
+}
+
+static void client_copy(const store_t *st, uint32_t id, gh_session_client_t *out)
+{
+    out->ip[0] = out->user_agent[0] = '\0';
+    if (id == 0)
+        return;
+    const client_t *e = cl_slot(st, id)->entry;
+    memcpy(out->ip, e->text, (size_t)e->ip_len + 1);
+    memcpy(out->user_agent, e->text + e->ip_len + 1, (size_t)e->ua_len + 1);
 }
 
 /* ---- records ---- */
@@ -207,7 +426,8 @@ static bool session_due(const store_t *st, const rec_t *r, int64_t now, gh_sessi
     return false;
 }
 
-static void fill_info(const store_t *st, const rec_t *r, gh_session_info_t *out)
+/* with_client: create and list copy the client; a lookup (every token check) does not. */
+static void fill_info(const store_t *st, const rec_t *r, bool with_client, gh_session_info_t *out)
 {
     if (!out)
         return;
@@ -217,6 +437,11 @@ static void fill_info(const store_t *st, const rec_t *r, gh_session_info_t *out)
     out->last_seen_at_ms = last_seen_at(st, r);
     out->expires_at_ms = expires_at(st, r);
     out->idle_expires_at_ms = idle_deadline(st, r);
+    out->has_client = with_client;
+    if (with_client)
+        client_copy(st, r->client, &out->client);
+    else
+        out->client.ip[0] = out->client.user_agent[0] = '\0';
 }
 
 static int64_t advance_clock(store_t *st, int64_t now)
@@ -790,6 +1015,7 @@ static void move_record(store_t *st, uint32_t from, uint32_t to)
 static void release(store_t *st, uint32_t i, gh_session_end_t reason)
 {
     assert(i < st->n && (unsigned)reason < GH_END__COUNT);
+    uint32_t client = REC(st, i)->client;
     lh_remove(st, TOKENS, &st->tokens, i);
     list_unlink(st, LRU, i);
     list_unlink(st, DEADLINE, i);
@@ -803,6 +1029,7 @@ static void release(store_t *st, uint32_t i, gh_session_end_t reason)
         move_record(st, last, i);
     sodium_memzero(REC(st, last), sizeof(rec_t));
     st->ended_total[reason]++;
+    client_release(st, client);
     trim(st);
 }
 
@@ -811,13 +1038,16 @@ static void release(store_t *st, uint32_t i, gh_session_end_t reason)
 /*
  * Adds a session (lock held). Order matters for failure: budget decisions first (refuse changes
  * nothing; evict-idle ends least recently used sessions, which stay ended), then every
- * allocation (a failure frees what it took and changes nothing more), then the per-user cap
- * eviction and the insert, which cannot fail. A create that replaces a user's oldest session
- * allocates nothing at all.
+ * allocation (a failure frees what it took and changes nothing more), then the client's entry
+ * (which cannot fail: at worst the client is unknown), then the per-user cap eviction and the
+ * insert, which cannot fail. A create that replaces a user's oldest session allocates nothing
+ * for the session (a client not seen before aside). The client reference is taken before the
+ * cap eviction, so an entry the evicted session shares is never freed and made again.
  */
 static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                       const uint8_t id[GH_SESSION_ID_RAW_LEN], int64_t created, int64_t last_seen,
-                       int64_t expires, bool restoring, gh_session_info_t *out)
+                       const uint8_t id[GH_SESSION_ID_RAW_LEN], const gh_session_client_t *client,
+                       uint32_t client_key, int64_t created, int64_t last_seen, int64_t expires,
+                       bool restoring, gh_session_info_t *out)
 {
     int rc = 0;
     const gh_session_limits_t *lim = &st->limits;
@@ -835,7 +1065,9 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
         if (lim->policy == GH_POLICY_REFUSE) {
             if (st->bytes + record_capacity_cost(st) > lim->budget_bytes)
                 return GH_EBUSY;
-        } else {
+        } else if (st->bytes + record_capacity_cost(st) > lim->budget_bytes) {
+            /* Sort only when something must go: a restore batch leaves the lists unsorted, and
+             * sorting on every restored session made a million of them quadratic. */
             sort_if_needed(st);
             while (st->n && st->bytes + record_capacity_cost(st) > lim->budget_bytes)
                 release(st, st->lru_head, GH_END_EVICTED);
@@ -852,6 +1084,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
         goto out;
     if (h == NIL && (rc = reserve_split(st, &st->users)) != 0)
         goto out;
+    uint32_t cid = client_acquire(st, client, client_key);
     if (cap_evict) {
         h = user_head(st, user_id);
         release(st, REC(st, h)->user_prev, GH_END_EVICTED); /* the user's oldest */
@@ -864,6 +1097,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
     put64(r->created_ms, (uint64_t)created);
     r->expires = (uint32_t)((expires - created) / st->tick_ms);
     r->last_seen = (uint32_t)((last_seen - created) / st->tick_ms);
+    r->client = cid;
     lh_insert(st, TOKENS, &st->tokens, i);
     /* A create appends in order (the store's clock never goes back and restored deadlines are
      * capped at created + session_ttl); only a restore can land out of order. */
@@ -879,7 +1113,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
         st->restored_total++;
     else
         st->created_total++;
-    fill_info(st, r, out);
+    fill_info(st, r, true, out);
 out:
     st->reserving = 0;
     trim(st);
@@ -892,16 +1126,33 @@ out:
     return rc;
 }
 
+/* Cleans a client as every backend must, and keys it; both outside the store's lock. */
+static uint32_t client_prepare(const store_t *st, const gh_session_client_t *in,
+                               gh_session_client_t *out)
+{
+    if (in)
+        gh_session_client_make(out, in->ip, in->user_agent,
+                               strnlen(in->user_agent, sizeof in->user_agent));
+    else
+        out->ip[0] = out->user_agent[0] = '\0';
+    return client_key(st, out);
+}
+
 static int mem_create(gh_session_store_t *s, uint64_t user_id,
-                      const uint8_t hash[GH_TOKEN_HASH_LEN], int64_t now_ms, gh_session_info_t *out)
+                      const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_session_client_t *client,
+                      int64_t now_ms, gh_session_info_t *out)
 {
     store_t *st = (store_t *)s;
     uint8_t id[GH_SESSION_ID_RAW_LEN];
-    randombytes_buf(id, sizeof id); /* outside the lock: it may be a system call */
+    gh_session_client_t c;
+    /* Outside the lock: random bytes may be a system call, and the client is cleaned and
+     * hashed here. */
+    randombytes_buf(id, sizeof id);
+    uint32_t key = client_prepare(st, client, &c);
     pthread_mutex_lock(&st->lock);
     int64_t now = advance_clock(st, now_ms);
-    int rc =
-        add_session(st, user_id, hash, id, now, now, now + st->limits.session_ttl_ms, false, out);
+    int rc = add_session(st, user_id, hash, id, &c, key, now, now, now + st->limits.session_ttl_ms,
+                         false, out);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -919,6 +1170,8 @@ int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN
         gh_base64url_decode(in->id, GH_SESSION_ID_LEN, id, sizeof id, &idlen) != 0 ||
         idlen != sizeof id)
         return GH_EINVAL;
+    gh_session_client_t c;
+    uint32_t key = client_prepare(st, &in->client, &c);
     pthread_mutex_lock(&st->lock);
     int64_t now = advance_clock(st, now_ms);
     int64_t created = in->created_at_ms < now ? in->created_at_ms : now;
@@ -940,7 +1193,7 @@ int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN
         rc = GH_EEXPIRED;
         goto out;
     }
-    rc = add_session(st, in->user_id, hash, id, created, seen, expires, true, NULL);
+    rc = add_session(st, in->user_id, hash, id, &c, key, created, seen, expires, true, NULL);
 out:
     pthread_mutex_unlock(&st->lock);
     sodium_memzero(id, sizeof id);
@@ -968,7 +1221,7 @@ static int mem_lookup(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LE
     r->last_seen = (uint32_t)((now - created_at(r)) / st->tick_ms);
     list_unlink(st, LRU, i);
     list_append(st, LRU, i);
-    fill_info(st, r, out);
+    fill_info(st, r, false, out);
     rc = 0;
 out:
     pthread_mutex_unlock(&st->lock);
@@ -1065,7 +1318,7 @@ static int mem_list_user(gh_session_store_t *s, uint64_t user_id, int64_t now_ms
             gh_session_end_t why;
             /* Past a deadline but not yet swept: not live, so not listed. */
             if (k < cap && !session_due(st, r, now, &why))
-                fill_info(st, r, &out[k++]);
+                fill_info(st, r, true, &out[k++]);
             x = r->user_next;
         } while (x != h && k < cap);
     }
@@ -1120,6 +1373,11 @@ static void mem_destroy(gh_session_store_t **s)
         sm_free(st, st->tokens.seg[k]);
     for (uint32_t k = 1; k < st->users.nseg; k++)
         sm_free(st, st->users.seg[k]);
+    for (uint32_t id = 1; id <= st->cl_used; id++)
+        if (st->cl_slots[id - 1].entry)
+            cl_release_mem(st, st->cl_slots[id - 1].entry);
+    if (st->cl_slots)
+        cl_release_mem(st, st->cl_slots);
     pthread_mutex_destroy(&st->lock);
     gh_mem_free(GH_MEM_SESSIONS, st);
     *s = NULL;
@@ -1144,7 +1402,8 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
     store_t *st = NULL;
     if (!limits || !out || limits->session_ttl_ms <= 0 || limits->idle_ttl_ms <= 0 ||
         limits->session_ttl_ms > MAX_TTL_MS || limits->idle_ttl_ms > MAX_TTL_MS ||
-        (limits->policy != GH_POLICY_EVICT_IDLE && limits->policy != GH_POLICY_REFUSE))
+        (limits->policy != GH_POLICY_EVICT_IDLE && limits->policy != GH_POLICY_REFUSE) ||
+        limits->max_clients > CLIENTS_MAX)
         goto out;
     rc = GH_EINTERNAL;
     if (sodium_init() < 0) /* idempotent; the store needs randombytes for ids and its seed */
@@ -1166,6 +1425,9 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
     st->tick_ms = limits->session_ttl_ms / UINT32_MAX + 1;
     st->clock_ms = INT64_MIN;
     randombytes_buf(&st->user_seed, sizeof st->user_seed);
+    crypto_shorthash_keygen(st->cl_seed);
+    st->cl_max = limits->max_clients ? limits->max_clients : GH_SESSION_CLIENTS_DEFAULT;
+    st->cl_max_bytes = (size_t)st->cl_max * GH_SESSION_CLIENT_AVG_BYTES;
     long page = sysconf(_SC_PAGESIZE);
     st->page = page > 0 ? (size_t)page : 4096;
     st->lru_head = st->lru_tail = st->dl_head = st->dl_tail = NIL;
@@ -1205,6 +1467,86 @@ size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_
 
 /* ---- invariants ---- */
 
+/* The client table: every id either live or on the free list, every entry in its bucket and
+ * named by exactly `refs` records, its bytes counted, its bounds kept; empty means no index. */
+static int check_clients(store_t *st, const char **why)
+{
+#define CHECK(cond, msg)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            *why = msg;                                                                            \
+            return GH_EINTERNAL;                                                                   \
+        }                                                                                          \
+    } while (0)
+    CHECK((st->cl_slots == NULL) == (st->cl_count == 0), "client index without clients");
+    CHECK(st->cl_count <= st->cl_max && st->cl_bytes <= st->cl_max_bytes,
+          "client table past its bounds");
+    size_t bytes = st->cl_slots ? malloc_usable_size(st->cl_slots) : 0;
+    uint64_t live = 0, free_ids = 0, refs = 0, chained = 0;
+    if (st->cl_slots) {
+        CHECK(st->cl_cap && (st->cl_cap & (st->cl_cap - 1)) == 0 && st->cl_used <= st->cl_cap,
+              "client index size");
+        for (uint32_t id = 1; id <= st->cl_used; id++) {
+            const client_t *e = st->cl_slots[id - 1].entry;
+            if (!e)
+                continue;
+            live++;
+            bytes += malloc_usable_size((void *)e);
+            CHECK(e->refs > 0, "a client no session names is kept");
+            CHECK(e->ip_len <= GH_SESSION_IP_MAX && e->ua_len <= GH_SESSION_UA_MAX &&
+                      e->text[e->ip_len] == '\0' && e->text[e->ip_len + 1 + e->ua_len] == '\0' &&
+                      strlen(e->text) == e->ip_len &&
+                      strlen(e->text + e->ip_len + 1) == e->ua_len && (e->ip_len || e->ua_len),
+                  "client text");
+            refs += e->refs;
+        }
+        for (uint32_t id = st->cl_free; id; id = st->cl_slots[id - 1].free_next) {
+            CHECK(id <= st->cl_used && !st->cl_slots[id - 1].entry, "free client id in use");
+            CHECK(++free_ids <= st->cl_used, "client free list loops");
+        }
+        for (uint32_t b = 0; b < st->cl_cap; b++) {
+            for (uint32_t id = st->cl_slots[b].bucket; id;) {
+                CHECK(id <= st->cl_used && st->cl_slots[id - 1].entry, "client chain to a free id");
+                const client_t *e = st->cl_slots[id - 1].entry;
+                CHECK((e->key & (st->cl_cap - 1)) == b, "client in the wrong bucket");
+                gh_session_client_t c;
+                client_copy(st, id, &c);
+                CHECK(e->key == client_key(st, &c), "client key differs from its text");
+                CHECK(++chained <= live, "client chain loops");
+                id = e->next;
+            }
+        }
+    }
+    CHECK(live == st->cl_count && chained == live, "client count");
+    CHECK(live + free_ids == st->cl_used, "client ids lost");
+    CHECK(bytes == st->cl_bytes, "client bytes differ from what is held");
+    /* Refcounts: the sum first (needs nothing), then entry by entry when a scratch array can be
+     * had (charged to `other`, freed before returning). */
+    uint64_t named = 0;
+    for (uint32_t i = 0; i < st->n; i++) {
+        uint32_t c = REC(st, i)->client;
+        if (!c)
+            continue;
+        CHECK(c <= st->cl_used && st->cl_slots[c - 1].entry, "a session names a free client");
+        named++;
+    }
+    CHECK(named == refs, "client refcounts differ from the sessions naming them");
+    uint32_t *count = st->cl_used ? gh_mem_calloc(GH_MEM_OTHER, st->cl_used, sizeof *count) : NULL;
+    if (count) {
+        for (uint32_t i = 0; i < st->n; i++)
+            if (REC(st, i)->client)
+                count[REC(st, i)->client - 1]++;
+        bool same = true;
+        for (uint32_t id = 1; id <= st->cl_used; id++)
+            if (st->cl_slots[id - 1].entry && st->cl_slots[id - 1].entry->refs != count[id - 1])
+                same = false;
+        gh_mem_free(GH_MEM_OTHER, count);
+        CHECK(same, "a client's refcount differs from the sessions naming it");
+    }
+#undef CHECK
+    return 0;
+}
+
 static int check_locked(store_t *st, const char **why)
 {
 #define CHECK(cond, msg)                                                                           \
@@ -1240,6 +1582,10 @@ static int check_locked(store_t *st, const char **why)
         CHECK(seen == t->count, "table count");
     }
     CHECK(st->tokens.count == st->n, "token table does not hold every session");
+    int crc = check_clients(st, why);
+    if (crc != 0)
+        return crc;
+    bytes += st->cl_bytes;
     CHECK(bytes == st->bytes, "accounted bytes differ from what is held");
     for (int w = 0; w < 2; w++) {
         uint64_t seen = 0;
@@ -1306,4 +1652,19 @@ int gh_session_memory_check(gh_session_store_t *s, const char **why)
     int rc = check_locked(st, why);
     pthread_mutex_unlock(&st->lock);
     return rc;
+}
+
+void gh_session_memory_clients(gh_session_store_t *s, gh_session_clients_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s || s->ops != &memory_ops)
+        return;
+    store_t *st = (store_t *)s;
+    pthread_mutex_lock(&st->lock);
+    out->entries = st->cl_count;
+    out->bytes = st->cl_bytes;
+    out->max_entries = st->cl_max;
+    out->max_bytes = st->cl_max_bytes;
+    out->full_total = st->cl_full_total;
+    pthread_mutex_unlock(&st->lock);
 }

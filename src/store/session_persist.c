@@ -1,7 +1,8 @@
 /*
  * session_persist.c — the memory store made durable: <data-dir>/sessions.db (SQLite, WAL) holds
- * every live session's token hash, public id, user id and times, so a restart, a crash or a
- * reload logs nobody out and brings no ended session back.
+ * every live session's token hash, public id, user id, times and client (IP, user agent), so a
+ * restart, a crash or a reload logs nobody out, forgets no session's device and brings no ended
+ * session back.
  *
  * The one design decision: persistence follows the memory store's own order of events through
  * its end hook, called under the store's lock. Every call that can end or create a session
@@ -78,13 +79,13 @@ static const char *const statements[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO sessions (token_hash, id, user_id, created_at, last_seen_at,"
-                  " expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                  " expires_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_DELETE] = "DELETE FROM sessions WHERE token_hash = ?1",
     [ST_LOG_END] = "INSERT INTO ended (token_hash, reason) VALUES (?1, ?2)",
     /* max(): a flush never moves a session's idle clock back. */
     [ST_TOUCH] = "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE token_hash = ?1",
-    [ST_LOAD] = "SELECT seq, token_hash, id, user_id, created_at, last_seen_at, expires_at"
-                " FROM sessions WHERE seq > ?1 ORDER BY seq",
+    [ST_LOAD] = "SELECT seq, token_hash, id, user_id, created_at, last_seen_at, expires_at, ip,"
+                " user_agent FROM sessions WHERE seq > ?1 ORDER BY seq",
     [ST_ENDED] = "SELECT seq, token_hash, reason FROM ended WHERE seq > ?1 ORDER BY seq",
     [ST_ENDED_MAX] = "SELECT coalesce(max(seq), 0) FROM ended",
     [ST_CLEAR_ENDED] = "DELETE FROM ended",
@@ -107,6 +108,9 @@ static const char *const migrations[] = {
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " token_hash BLOB NOT NULL,"
     " reason INTEGER NOT NULL)",
+    /* 1 -> 2: the client a session was created for; older rows have the unknown one. */
+    "ALTER TABLE sessions ADD COLUMN ip TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT ''",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -291,6 +295,12 @@ static int load_rows(persist_t *p, int64_t after, int64_t now, gh_session_load_s
             in.created_at_ms = sqlite3_column_int64(st, 4);
             in.last_seen_at_ms = sqlite3_column_int64(st, 5);
             in.expires_at_ms = sqlite3_column_int64(st, 6);
+            /* Text as it was stored; the restore cleans it again, as a create would. */
+            const unsigned char *ip = sqlite3_column_text(st, 7);
+            const unsigned char *ua = sqlite3_column_text(st, 8);
+            int ualen = sqlite3_column_bytes(st, 8);
+            gh_session_client_make(&in.client, (const char *)ip, (const char *)ua,
+                                   ua && ualen > 0 ? (size_t)ualen : 0);
             r = gh_session_memory_restore(p->mem, hash, &in, now);
         }
         if (r == 0) {
@@ -651,14 +661,22 @@ static int writer_leave(persist_t *p, int rc)
 }
 
 static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                    int64_t now_ms, gh_session_info_t *out)
+                    const gh_session_client_t *client, int64_t now_ms, gh_session_info_t *out)
 {
     persist_t *p = (persist_t *)s;
     gh_session_info_t info;
+    /* The disk keeps the client as it came (cleaned), even when the memory store's table was
+     * full and kept it as unknown: a restart with room brings it back. */
+    gh_session_client_t c;
+    if (client)
+        gh_session_client_make(&c, client->ip, client->user_agent,
+                               strnlen(client->user_agent, sizeof client->user_agent));
+    else
+        c.ip[0] = c.user_agent[0] = '\0';
     int rc = writer_enter(p);
     if (rc != 0)
         return rc;
-    int mrc = gh_session_create(p->mem, user_id, hash, now_ms, &info);
+    int mrc = gh_session_create(p->mem, user_id, hash, &c, now_ms, &info);
     int dbrc = 0;
     if (mrc == 0) {
         uint8_t raw[GH_SESSION_ID_RAW_LEN];
@@ -672,7 +690,9 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
                  sqlite3_bind_int64(st, 3, (int64_t)info.user_id) != SQLITE_OK ||
                  sqlite3_bind_int64(st, 4, info.created_at_ms) != SQLITE_OK ||
                  sqlite3_bind_int64(st, 5, info.last_seen_at_ms) != SQLITE_OK ||
-                 sqlite3_bind_int64(st, 6, info.expires_at_ms) != SQLITE_OK)
+                 sqlite3_bind_int64(st, 6, info.expires_at_ms) != SQLITE_OK ||
+                 sqlite3_bind_text(st, 7, c.ip, -1, SQLITE_STATIC) != SQLITE_OK ||
+                 sqlite3_bind_text(st, 8, c.user_agent, -1, SQLITE_STATIC) != SQLITE_OK)
             dbrc = db_error(p, "bind", SQLITE_ERROR);
         else
             dbrc = exec_stmt(p, ST_INSERT);

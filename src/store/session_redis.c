@@ -10,8 +10,11 @@
  * with GH_ESTORE (the API answers 503 store_unavailable), never with a guess.
  *
  * Keys (P = prefix, "gh:" by default; H = hex of the token hash, never the token):
- *   P s:H        hash {u user id, i public id, c created, l last seen, e absolute deadline};
- *                PEXPIRE at its deadline + GRACE_MS, a backstop for when no node runs
+ *   P s:H        hash {u user id, i public id, c created, l last seen, e absolute deadline,
+ *                ip, ua: the client, cleaned and bounded by this node before it is sent; absent in
+ *                sessions made before clients were kept}; PEXPIRE at its deadline + GRACE_MS, a
+ *                backstop for when no node runs. A lookup never reads ip and ua: only listing
+ *                does, so the token check costs what it did.
  *   P u:<uid>    zset of H by creation time: the user's sessions, for list, cap, revoke-all
  *   P i:<id>     string H: public id -> session, for end_by_id; expires at the absolute deadline
  *   P x          zset of H by deadline min(e, l + idle): the expiry index. A session ends exactly
@@ -45,6 +48,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +105,8 @@ enum { SC_CREATE, SC_LOOKUP, SC_END, SC_END_BY_ID, SC_END_USER, SC_LIST, SC_EXPI
 
 static const char *const scripts[SC__COUNT] = {
     /* ARGV[5] hash, [6] uid, [7] public id, [8] absolute deadline, [9] cap (0 none),
-     * [10] session TTL. Returns {0, evicted, idle, expired}, {-1} if the hash exists, {-2} if
-     * the public id does. */
+     * [10] session TTL, [11] client IP, [12] client user agent. Returns {0, evicted, idle,
+     * expired}, {-1} if the hash exists, {-2} if the public id does. */
     [SC_CREATE] = PRELUDE
     "local h, u, id, e, cap = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])\n"
     "local sk, uk = skey(h), ukey(u)\n"
@@ -133,7 +137,8 @@ static const char *const scripts[SC__COUNT] = {
     "    i = i + 1\n"
     "  end\n"
     "end\n"
-    "redis.call('HSET', sk, 'u', u, 'i', id, 'c', ARGV[3], 'l', ARGV[3], 'e', ARGV[8])\n"
+    "redis.call('HSET', sk, 'u', u, 'i', id, 'c', ARGV[3], 'l', ARGV[3], 'e', ARGV[8], 'ip',"
+    " ARGV[11], 'ua', ARGV[12])\n"
     "local d = dl(NOW, e)\n"
     "redis.call('PEXPIRE', sk, d - NOW + GRACE)\n"
     "redis.call('ZADD', X, d, h)\n"
@@ -182,13 +187,14 @@ static const char *const scripts[SC__COUNT] = {
                             "end\n"
                             "return n\n",
 
-    /* ARGV[5] uid, [6] cap. Read only. Returns {i, c, l, e, ...} of live sessions, newest first. */
+    /* ARGV[5] uid, [6] cap. Read only. Returns {i, c, l, e, ip, ua, ...} of live sessions,
+     * newest first ("" for a client a session does not have). */
     [SC_LIST] = PRELUDE "local out, cap = {}, tonumber(ARGV[6])\n"
                         "for _, m in ipairs(redis.call('ZREVRANGE', ukey(ARGV[5]), 0, -1)) do\n"
-                        "  if #out >= cap * 4 then break end\n"
-                        "  local f = redis.call('HMGET', skey(m), 'i', 'c', 'l', 'e')\n"
+                        "  if #out >= cap * 6 then break end\n"
+                        "  local f = redis.call('HMGET', skey(m), 'i', 'c', 'l', 'e', 'ip', 'ua')\n"
                         "  if f[1] and NOW < dl(tonumber(f[3]), tonumber(f[4])) then\n"
-                        "    for k = 1, 4 do out[#out + 1] = f[k] end\n"
+                        "    for k = 1, 6 do out[#out + 1] = f[k] or '' end\n"
                         "  end\n"
                         "end\n"
                         "return out\n",
@@ -732,10 +738,12 @@ static int malformed(redisReply *r, const char *op)
     return GH_ESTORE;
 }
 
+/* client: what to report (create, list), or NULL for a lookup, which reads no client. */
 static void fill_info(redis_store_t *s, gh_session_info_t *out, uint64_t uid, const char *id,
-                      size_t idlen, long long c, long long l, long long e)
+                      size_t idlen, long long c, long long l, long long e,
+                      const gh_session_client_t *client)
 {
-    memset(out, 0, sizeof *out);
+    memset(out, 0, offsetof(gh_session_info_t, client));
     memcpy(out->id, id, idlen < GH_SESSION_ID_LEN ? idlen : GH_SESSION_ID_LEN);
     out->user_id = uid;
     out->created_at_ms = c;
@@ -743,15 +751,26 @@ static void fill_info(redis_store_t *s, gh_session_info_t *out, uint64_t uid, co
     out->expires_at_ms = e;
     int64_t idle = l + s->limits.idle_ttl_ms;
     out->idle_expires_at_ms = idle < e ? idle : e;
+    out->has_client = client != NULL;
+    if (client)
+        out->client = *client;
+    else
+        out->client.ip[0] = out->client.user_agent[0] = '\0';
 }
 
 /* ---- operations ---- */
 
-static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *hash, int64_t now,
-                    gh_session_info_t *out)
+static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *hash,
+                    const gh_session_client_t *client, int64_t now, gh_session_info_t *out)
 {
     redis_store_t *s = (redis_store_t *)base;
     now = clamp_now(s, now);
+    gh_session_client_t cl;
+    if (client)
+        gh_session_client_make(&cl, client->ip, client->user_agent,
+                               strnlen(client->user_agent, sizeof client->user_agent));
+    else
+        cl.ip[0] = cl.user_agent[0] = '\0';
     char hex[HEX_LEN + 1], uid[24], id[GH_SESSION_ID_LEN + 1], exp[24], cap[16], ttl[24];
     to_hex(hash, hex);
     snprintf(uid, sizeof uid, "%llu", (unsigned long long)user_id);
@@ -764,9 +783,9 @@ static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *h
         randombytes_buf(raw, sizeof raw);
         gh_base64url_encode(raw, sizeof raw, id);
         id[GH_SESSION_ID_LEN] = '\0';
-        const char *extra[] = {hex, uid, id, exp, cap, ttl};
+        const char *extra[] = {hex, uid, id, exp, cap, ttl, cl.ip, cl.user_agent};
         redisReply *r = NULL;
-        int rc = run_script(s, SC_CREATE, now, 6, extra, &r);
+        int rc = run_script(s, SC_CREATE, now, 8, extra, &r);
         if (rc != 0)
             return rc;
         long long status, evicted, idle, expired;
@@ -789,7 +808,7 @@ static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *h
         count_end(s, GH_END_IDLE, (uint64_t)idle);
         count_end(s, GH_END_EXPIRED, (uint64_t)expired);
         if (out)
-            fill_info(s, out, user_id, id, GH_SESSION_ID_LEN, now, now, expires);
+            fill_info(s, out, user_id, id, GH_SESSION_ID_LEN, now, now, expires, &cl);
         return 0;
     }
     return GH_EINTERNAL; /* three random 128-bit ids taken: the generator is broken */
@@ -829,7 +848,7 @@ static int r_lookup(gh_session_store_t *base, const uint8_t *hash, int64_t now,
         idlen != GH_SESSION_ID_LEN || !int_at(r, 3, &c) || !int_at(r, 4, &l) || !int_at(r, 5, &e))
         return malformed(r, "lookup");
     if (out)
-        fill_info(s, out, uid, id, idlen, c, l, e);
+        fill_info(s, out, uid, id, idlen, c, l, e, NULL);
     freeReplyObject(r);
     return 0;
 }
@@ -927,20 +946,27 @@ static int r_list_user(gh_session_store_t *base, uint64_t user_id, int64_t now,
     int rc = run_script(s, SC_LIST, now, 2, extra, &r);
     if (rc != 0)
         return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 4 != 0 || r->elements / 4 > cap)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 6 != 0 || r->elements / 6 > cap)
         return malformed(r, "list");
-    for (size_t i = 0; i < r->elements / 4; i++) {
-        const char *id;
-        size_t idlen;
+    for (size_t i = 0; i < r->elements / 6; i++) {
+        const char *id, *ip, *ua;
+        size_t idlen, iplen, ualen;
         long long c, l, e;
-        if (!str_at(r, 4 * i, &id, &idlen) || idlen != GH_SESSION_ID_LEN ||
-            !int_at(r, 4 * i + 1, &c) || !int_at(r, 4 * i + 2, &l) || !int_at(r, 4 * i + 3, &e)) {
+        if (!str_at(r, 6 * i, &id, &idlen) || idlen != GH_SESSION_ID_LEN ||
+            !int_at(r, 6 * i + 1, &c) || !int_at(r, 6 * i + 2, &l) || !int_at(r, 6 * i + 3, &e) ||
+            !str_at(r, 6 * i + 4, &ip, &iplen) || !str_at(r, 6 * i + 5, &ua, &ualen)) {
             *n = 0;
             return malformed(r, "list");
         }
-        fill_info(s, &out[i], user_id, id, idlen, c, l, e);
+        /* Cleaned again: Redis is shared, and what another writer put there is not trusted. */
+        gh_session_client_t cl;
+        char ipz[GH_SESSION_IP_MAX + 1] = "";
+        if (iplen <= GH_SESSION_IP_MAX)
+            memcpy(ipz, ip, iplen);
+        gh_session_client_make(&cl, ipz, ua, ualen);
+        fill_info(s, &out[i], user_id, id, idlen, c, l, e, &cl);
     }
-    *n = r->elements / 4;
+    *n = r->elements / 6;
     freeReplyObject(r);
     return 0;
 }

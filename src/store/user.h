@@ -78,6 +78,29 @@ typedef struct {
  * Close with gh_user_store_close. */
 int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t **out) GH_WUR;
 
+/*
+ * A cache in front of any user store (user_cache.c) for the token check's "who is this session's
+ * user". The cache is itself a user store: every operation goes to `backend` (get_by_id too,
+ * uncached), and set_password and del drop the user's entry. gh_user_get_by_id_cached answers
+ * from the cache when the entry was fetched within ttl_ms; so a change made by another process
+ * (the `gatehouse user` command, another node) is seen by token checks within ttl_ms.
+ * A fixed table of `entries` (rounded up to a power of two times 8; at most GH_USER_CACHE_MAX),
+ * allocated at open and charged to GH_MEM_USERS (about 96 bytes an entry).
+ */
+#define GH_USER_CACHE_MAX (1u << 24)
+typedef struct {
+    uint32_t entries; /* > 0 */
+    int64_t ttl_ms;   /* > 0 */
+} gh_user_cache_options_t;
+
+/* On success the cache owns backend (closing the cache closes it); on failure the caller still
+ * does. GH_EINVAL for bad options, GH_ENOMEM. */
+int gh_user_cache_open(gh_user_store_t *backend, const gh_user_cache_options_t *opt,
+                       gh_user_store_t **out) GH_WUR;
+/* The user with this id, as get_by_id but with password_hash always empty, from the cache when
+ * it is fresh (on any store: without a cache this is get_by_id). */
+int gh_user_get_by_id_cached(gh_user_store_t *s, uint64_t id, gh_user_t *out) GH_WUR;
+
 GH_WUR static inline int gh_user_create(gh_user_store_t *s, const char *name, const char *hash,
                                         int64_t now, gh_user_t *out)
 {

@@ -79,10 +79,10 @@ typedef struct {
 typedef struct {
     const gh_watch_sample_t *now;
     double rss, accounted, unexplained, limit;
-    double req_rate, failed_rate, limited_rate; /* last minute */
-    double req_rate_window;                     /* whole ring */
+    double req_rate, failed_rate, limited_rate, error_rate; /* last minute */
+    double req_rate_window;                                 /* whole ring */
     /* forecast */
-    double eta_s, forecast_slope, forecast_span_s;
+    double eta_s, forecast_slope, forecast_level, forecast_span_s;
     int forecast_scale; /* -1 none */
     /* fastest steadily growing series (unexplained or a component), any scale */
     int growing; /* series index, -1 none */
@@ -458,6 +458,7 @@ static void evaluate(gh_watchdog_t *wd, eval_t *e)
         rate_between(minute_ago, now, offsetof(gh_watch_sample_t, failed_logins_total));
     e->limited_rate =
         rate_between(minute_ago, now, offsetof(gh_watch_sample_t, rate_limited_total));
+    e->error_rate = rate_between(minute_ago, now, offsetof(gh_watch_sample_t, server_errors_total));
     e->req_rate_window = rate_between(oldest, now, offsetof(gh_watch_sample_t, requests_total));
 
     evaluate_trends(wd);
@@ -469,6 +470,7 @@ static void evaluate(gh_watchdog_t *wd, eval_t *e)
         const trend_t *r = &wd->tr[SER_RSS][k];
         if (wd->scale_m[k] && r->steady && r->slope > e->forecast_slope) {
             e->forecast_slope = r->slope;
+            e->forecast_level = r->level;
             e->forecast_span_s = r->span_s;
             e->forecast_scale = k;
             double left = e->limit - r->level;
@@ -914,6 +916,7 @@ static void publish(gh_watchdog_t *wd, const eval_t *e, const char *summary)
     st.request_rate = e->req_rate;
     st.failed_login_rate = e->failed_rate;
     st.rate_limited_rate = e->limited_rate;
+    st.server_error_rate = e->error_rate;
     if (wd->scale_m[0]) {
         st.rss_slope = wd->tr[SER_RSS][0].slope;
         st.rss_steady = wd->tr[SER_RSS][0].steady;
@@ -922,6 +925,7 @@ static void publish(gh_watchdog_t *wd, const eval_t *e, const char *summary)
             st.component_slope[c] = wd->tr[SER_COMPONENT0 + c][0].slope;
     }
     st.forecast_slope = e->forecast_slope;
+    st.forecast_level = e->forecast_level;
     st.forecast_span_ms = (int64_t)(e->forecast_span_s * 1000);
     st.eta_s = e->eta_s;
     if (e->growing >= 0) {
@@ -957,6 +961,9 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
     assert(wd && s);
     if (wd->count && s->t_ms < at(wd, wd->count - 1)->t_ms)
         return;
+    /* Only this thread writes the ring, so it reads it without the lock; readers of the ring
+     * (gh_watchdog_history) take the lock, so the write does too. */
+    pthread_mutex_lock(&wd->lock);
     if (wd->count == wd->cap) {
         wd->ring[wd->head] = *s;
         wd->head = (wd->head + 1) % wd->cap;
@@ -964,6 +971,7 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
         wd->ring[(wd->head + wd->count) % wd->cap] = *s;
         wd->count++;
     }
+    pthread_mutex_unlock(&wd->lock);
 
     eval_t e;
     evaluate(wd, &e);
@@ -1258,6 +1266,20 @@ void gh_watchdog_status(gh_watchdog_t *wd, gh_watch_status_t *out)
     pthread_mutex_unlock(&wd->lock);
 }
 
+size_t gh_watchdog_history(gh_watchdog_t *wd, gh_watch_sample_t *out, size_t cap)
+{
+    if (!wd || !out || cap == 0)
+        return 0;
+    pthread_mutex_lock(&wd->lock);
+    size_t n = wd->count, k = n < cap ? n : cap;
+    /* Sample j of k is ring sample j(n-1)/(k-1): the oldest first, the newest last, strictly
+     * increasing because k <= n. */
+    for (size_t j = 0; j < k; j++)
+        out[j] = *at(wd, k == 1 ? n - 1 : j * (n - 1) / (k - 1));
+    pthread_mutex_unlock(&wd->lock);
+    return k;
+}
+
 int gh_watchdog_collect_firing(void *ctx, double *values, size_t nseries)
 {
     gh_watch_status_t st;
@@ -1327,6 +1349,7 @@ json_t *gh_watch_status_json(const gh_watch_status_t *st)
     bad |= json_object_set_new(j, "rss_growth_steady", json_boolean(st->rss_steady));
     bad |=
         json_object_set_new(j, "forecast_slope_bytes_per_second", real_or_null(st->forecast_slope));
+    bad |= json_object_set_new(j, "forecast_level_bytes", real_or_null(st->forecast_level));
     bad |= json_object_set_new(j, "forecast_span_seconds",
                                json_real((double)st->forecast_span_ms / 1000.0));
     bad |= json_object_set_new(j, "eta_seconds", real_or_null(st->eta_s));
@@ -1339,6 +1362,7 @@ json_t *gh_watch_status_json(const gh_watch_status_t *st)
     bad |= json_object_set_new(j, "request_rate", real_or_null(st->request_rate));
     bad |= json_object_set_new(j, "failed_login_rate", real_or_null(st->failed_login_rate));
     bad |= json_object_set_new(j, "rate_limited_rate", real_or_null(st->rate_limited_rate));
+    bad |= json_object_set_new(j, "server_error_rate", real_or_null(st->server_error_rate));
     bad |= json_object_set_new(j, "components", comps);
     comps = NULL;
     bad |= json_object_set_new(j, "alerts", alerts);

@@ -41,8 +41,9 @@
  *
  * Threads: create, start, stop and destroy from one thread. gh_watchdog_step/tick are called by
  * one thread at a time (the watchdog thread once started). The read-outs (eta, severities,
- * critical, status) may be called from any thread at any time: they copy state published under a
- * mutex at the end of each evaluation.
+ * critical, status, history) may be called from any thread at any time: they copy, into the
+ * caller's memory, state published under a mutex at the end of each evaluation (and the ring,
+ * which the stepping thread changes under that mutex).
  *
  * Memory: the ring and scratch space are allocated once at create, charged to GH_MEM_METRICS.
  */
@@ -97,11 +98,12 @@ typedef struct {
     uint64_t requests_total;
     uint64_t failed_logins_total;
     uint64_t rate_limited_total;
+    uint64_t server_errors_total; /* requests answered 5xx */
 } gh_watch_sample_t;
 
 /* Fills one sample; returns 0, or nonzero to skip this tick (the figure is unknown now). */
 typedef int (*gh_watch_sampler_fn)(void *ctx, gh_watch_sample_t *out);
-/* The server's part of a real sample: sessions_active and the three cumulative counters.
+/* The server's part of a real sample: sessions_active and the four cumulative counters.
  * Called on the watchdog thread; must only read. */
 typedef void (*gh_watch_counters_fn)(void *ctx, gh_watch_sample_t *out);
 
@@ -203,11 +205,12 @@ typedef struct {
     uint64_t rss_bytes, allocator_bytes, accounted_bytes, unexplained_bytes;
     uint64_t component_bytes[GH_MEM__COUNT];
     uint64_t sessions_active;
-    double request_rate, failed_login_rate, rate_limited_rate;
+    double request_rate, failed_login_rate, rate_limited_rate, server_error_rate; /* last minute */
     /* trends: slopes in bytes/s over the whole ring (Theil-Sen), steady flag per series */
     double rss_slope, unexplained_slope, component_slope[GH_MEM__COUNT];
     bool rss_steady;
     double forecast_slope; /* the steady RSS slope the ETA uses; 0 when none */
+    double forecast_level; /* RSS its line gives at the newest sample: the ETA counts from here */
     int64_t forecast_span_ms;
     double eta_s;
     char growing[GH_WATCH_NAME_LEN]; /* fastest steadily growing series, "" when none */
@@ -224,6 +227,11 @@ typedef struct {
 } gh_watch_status_t;
 
 void gh_watchdog_status(gh_watchdog_t *wd, gh_watch_status_t *out);
+/* The ring for charts: copies min(cap, samples in the ring) samples into out, oldest first —
+ * every sample when they fit, else evenly spaced over the whole ring from its oldest to its
+ * newest, so a chart of any size covers the whole window. Returns how many. Allocates nothing;
+ * holds the watchdog's mutex for the copy only. */
+size_t gh_watchdog_history(gh_watchdog_t *wd, gh_watch_sample_t *out, size_t cap);
 /* The status as a JSON object (new reference; NULL on allocation failure). Infinite ETAs are
  * null. */
 json_t *gh_watch_status_json(const gh_watch_status_t *st);

@@ -70,7 +70,8 @@ int LLVMFuzzerInitialize(int *argc, char **argv[])
     uint8_t hash[GH_TOKEN_HASH_LEN];
     FUZZ_CHECK(gh_token_hash(LIVE_TOKEN, GH_TOKEN_LEN, hash) == 0);
     gh_session_info_t info;
-    FUZZ_CHECK(gh_session_create(app->sessions, user.id, hash, gh_clock_now_ms(), &info) == 0);
+    FUZZ_CHECK(gh_session_create(app->sessions, user.id, hash, NULL, gh_clock_now_ms(), &info) ==
+               0);
     return 0;
 }
 

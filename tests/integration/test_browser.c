@@ -2,8 +2,9 @@
  * test_browser.c — a real browser through the front door: headless Chromium (Debian's package)
  * driven by playwright-core (tests/browser/front_door.mjs) against nginx with the shipped config
  * in front of gatehouse. The browser logs in through the page, lands where it was going, sees its
- * sessions on /account, logs out another session, opens /ops (and watches it refresh itself)
- * and logs out; a screenshot of each page is kept in <build>/browser-artifacts/.
+ * sessions on /account (its own with its user agent), logs out another session, opens /ops (the
+ * watchdog's chart and forecast, "No alerts"; it refreshes itself) and logs out; a screenshot of
+ * each page is kept in <build>/browser-artifacts/.
  *
  * The script runs with JavaScript off in the pages (they must work without it). It is started
  * by PID with a deadline and killed by that PID when it overruns.
@@ -41,7 +42,9 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    if (ht_server_start(&f->gh, "--ops-users", "ann", NULL) != 0)
+    /* The watchdog samples every 250 ms, so /ops has a history to draw by the time the browser
+     * gets there (its chart is the watchdog's ring). */
+    if (ht_server_start(&f->gh, "--ops-users", "ann", "--watch-interval", "250ms", NULL) != 0)
         return -1;
     return tn_nginx_start(&f->nginx, "deploy/nginx/gatehouse.conf", f->gh.addr);
 }

@@ -253,6 +253,72 @@ static void expired_sessions_are_dropped_at_load(void **state)
     assert_non_null(strstr(log, "\"msg\":\"sessions loaded\",\"loaded\":0,\"expired\":1"));
 }
 
+/* ---- the client of each session ---- */
+
+static void login_ua(const ht_server_t *s, const char *user, const char *ua, char token[64],
+                     char sid[32])
+{
+    static ht_response_t r;
+    char uah[256], body[128];
+    snprintf(uah, sizeof uah, "User-Agent: %s", ua);
+    snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"" PASSWORD "\"}", user);
+    const char *hdrs[] = {"Content-Type: application/json", uah, NULL};
+    EXPECT(ht_request(s, "POST", "/v1/sessions", hdrs, body, strlen(body), &r), 201);
+    assert_true(ht_jstr(&r, "token", token, 64));
+    assert_true(ht_jstr(&r, "session.id", sid, 32));
+}
+
+/* GET /v1/sessions lists session sid with this user agent, from 127.0.0.1. */
+static void listed_with(const ht_server_t *s, const char *token, const char *sid, const char *ua)
+{
+    static ht_response_t r;
+    EXPECT(ht_get(s, "/v1/sessions", token, &r), 200);
+    for (long i = 0; i < ht_jsize(&r, "sessions"); i++) {
+        char path[64], id[32], got[256], ip[64];
+        snprintf(path, sizeof path, "sessions.%ld.id", i);
+        assert_true(ht_jstr(&r, path, id, sizeof id));
+        if (strcmp(id, sid) != 0)
+            continue;
+        snprintf(path, sizeof path, "sessions.%ld.user_agent", i);
+        assert_true(ht_jstr(&r, path, got, sizeof got));
+        snprintf(path, sizeof path, "sessions.%ld.ip", i);
+        assert_true(ht_jstr(&r, path, ip, sizeof ip));
+        if (strcmp(got, ua) != 0 || strcmp(ip, "127.0.0.1") != 0)
+            fail_msg("session %s: user agent \"%s\" from %s, want \"%s\" from 127.0.0.1", sid, got,
+                     ip, ua);
+        return;
+    }
+    fail_msg("session %s is not listed: %.500s", sid, r.body);
+}
+
+/* A session's device is part of it: a restart, a kill -9 and a reload keep it, and a session
+ * made by the successor of a reload keeps its own. */
+static void restarts_and_reloads_keep_each_sessions_client(void **state)
+{
+    ht_server_t *s = SRV(state);
+    START(s);
+    register_ok(s, "uma");
+    static const char laptop[] = "Mozilla/5.0 (Macintosh) Firefox/128.0",
+                      phone[] = "Téléphone/2.0 «mobile» (Android 14)";
+    char t1[64], s1[32], t2[64], s2[32], t3[64], s3[32];
+    login_ua(s, "uma", laptop, t1, s1);
+    login_ua(s, "uma", phone, t2, s2);
+    assert_int_equal(ht_server_stop(s), 0);
+    START(s);
+    listed_with(s, t1, s1, laptop);
+    listed_with(s, t1, s2, phone);
+    assert_int_equal(ht_server_stop_sig(s, SIGKILL), 128 + SIGKILL);
+    START(s);
+    listed_with(s, t2, s1, laptop);
+    reload_by_signal(s);
+    listed_with(s, t1, s1, laptop);
+    listed_with(s, t1, s2, phone);
+    login_ua(s, "uma", "curl/8.5.0", t3, s3);
+    reload_by_signal(s);
+    listed_with(s, t3, s3, "curl/8.5.0");
+    listed_with(s, t3, s2, phone);
+}
+
 /* ---- reload ---- */
 
 static void reload_keeps_sessions_revocations_and_counts(void **state)
@@ -484,6 +550,7 @@ int main(int argc, char **argv)
         T(kill_9_keeps_sessions_and_a_revocation_made_just_before),
         T(evictions_stay_evicted_after_a_restart),
         T(expired_sessions_are_dropped_at_load),
+        T(restarts_and_reloads_keep_each_sessions_client),
         T(reload_keeps_sessions_revocations_and_counts),
         T(reload_with_a_broken_config_keeps_the_old_node_serving),
         T(reload_under_wrk_load_drops_nothing),

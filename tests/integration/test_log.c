@@ -194,7 +194,7 @@ static void run_session(fixture_t *f)
 }
 
 typedef struct {
-    int lines, requests, with_session;
+    int lines, requests, with_session, debug;
     bool listening, stopped;
     bool revoke_route; /* a request line with route /v1/sessions/{id} */
 } log_summary_t;
@@ -242,6 +242,15 @@ static void check_line(json_t *j, const char *line, log_summary_t *sum)
     const char *rt = json_string_value(route);
     if (rt && strcmp(rt, "/v1/sessions/{id}") == 0)
         sum->revoke_route = true;
+    /* The bulk of the traffic is logged at debug when it succeeds; everything else at info. */
+    bool quiet = rt && strcmp(method, "GET") == 0 &&
+                 (!strcmp(rt, "/v1/auth") || !strcmp(rt, "/v1/session") ||
+                  !strcmp(rt, "/healthz") || !strcmp(rt, "/readyz") || !strcmp(rt, "/metrics"));
+    long st = (long)json_integer_value(status);
+    const char *want = quiet && st >= 200 && st < 300 ? "debug" : "info";
+    if (strcmp(lv, want) != 0)
+        fail_msg("request line at %s, not %s: %s", lv, want, line);
+    sum->debug += strcmp(lv, "debug") == 0;
     json_t *sess = json_object_get(j, "session");
     if (sess) {
         const char *h = json_string_value(sess);
@@ -255,7 +264,7 @@ static void log_is_json_lines_with_templates_and_no_secrets(void **state)
 {
     fixture_t *f = *state;
     ht_server_t *s = &f->srv;
-    assert_int_equal(ht_server_start(s, "--admin-token", ADMIN, NULL), 0);
+    assert_int_equal(ht_server_start(s, "--admin-token", ADMIN, "--log-level", "debug", NULL), 0);
     run_session(f);
     assert_int_equal(ht_server_stop(s), 0);
 
@@ -292,13 +301,54 @@ static void log_is_json_lines_with_templates_and_no_secrets(void **state)
     if (sum.requests != f->nreq)
         fail_msg("%d request lines in the log for %d requests", sum.requests, f->nreq);
     assert_true(sum.with_session >= 5);
+    assert_true(sum.debug > 0);
+}
+
+/* At the default level (info) a token check that passes writes no line; one that fails does. */
+static void passing_token_checks_are_not_logged_at_info(void **state)
+{
+    fixture_t *f = *state;
+    ht_server_t *s = &f->srv;
+    assert_int_equal(ht_server_start(s, NULL), 0);
+    ht_response_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ht_register(s, "pia", "pia-password-1", NULL), 201);
+    char tok[64];
+    assert_int_equal(ht_login(s, "pia", "pia-password-1", tok, NULL), 201);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(ht_get(s, "/v1/auth", tok, r), 200);
+    assert_int_equal(ht_get(s, "/v1/auth", "gh_not-a-real-token", r), 401);
+    assert_int_equal(ht_get(s, "/healthz", NULL, r), 200);
+    free(r);
+    assert_int_equal(ht_server_stop(s), 0);
+    ht_server_log(s, f->log, LOG_MAX);
+
+    int auth = 0, login = 0, health = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(f->log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        const char *route = json_string_value(json_object_get(j, "route"));
+        if (route && strcmp(json_string_value(json_object_get(j, "msg")), "request") == 0) {
+            if (strcmp(route, "/v1/auth") == 0) {
+                assert_int_equal(json_integer_value(json_object_get(j, "status")), 401);
+                auth++;
+            }
+            login += strcmp(route, "/v1/sessions") == 0;
+            health += strcmp(route, "/healthz") == 0;
+        }
+        json_decref(j);
+    }
+    assert_int_equal(auth, 1);
+    assert_int_equal(login, 1);
+    assert_int_equal(health, 0);
 }
 
 static void session_field_is_a_stable_pseudonym(void **state)
 {
     fixture_t *f = *state;
     ht_server_t *s = &f->srv;
-    assert_int_equal(ht_server_start(s, NULL), 0);
+    assert_int_equal(ht_server_start(s, "--log-level", "debug", NULL), 0);
     ht_response_t *r = malloc(sizeof *r);
     assert_non_null(r);
     assert_int_equal(ht_register(s, "otto", "otto-password-1", NULL), 201);
@@ -347,6 +397,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(log_is_json_lines_with_templates_and_no_secrets, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(session_field_is_a_stable_pseudonym, setup, teardown),
+        cmocka_unit_test_setup_teardown(passing_token_checks_are_not_logged_at_info, setup,
+                                        teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

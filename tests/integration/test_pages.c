@@ -386,6 +386,120 @@ static void account_lists_sessions_and_logs_one_out(void **state)
     assert_false(token_works(s, ta));
 }
 
+/* POST /v1/sessions (JSON) with a User-Agent and, when xff is not NULL, X-Forwarded-For;
+ * copies the token and the session id. */
+static void login_from(const ht_server_t *s, const char *ua, const char *xff, char token[64],
+                       char sid[32])
+{
+    ht_response_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    char uah[512], xffh[256];
+    snprintf(uah, sizeof uah, "User-Agent: %s", ua);
+    snprintf(xffh, sizeof xffh, "X-Forwarded-For: %s", xff ? xff : "");
+    const char *hdrs[] = {"Content-Type: application/json", uah, xff ? xffh : NULL, NULL};
+    static const char body[] = "{\"username\":\"ann\",\"password\":\"" PASSWORD "\"}";
+    long st = ht_request(s, "POST", "/v1/sessions", hdrs, body, sizeof body - 1, r);
+    if (st != 201)
+        fail_msg("login from %s -> %ld: %.300s", ua, st, r->body);
+    assert_true(ht_jstr(r, "token", token, 64));
+    assert_true(ht_jstr(r, "session.id", sid, 32));
+    free(r);
+}
+
+/* GET /v1/sessions: the index of session sid, its user_agent and ip. */
+static int listed(const ht_server_t *s, const char *token, const char *sid, char *ua, size_t ualen,
+                  char ip[64])
+{
+    ht_response_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    assert_int_equal(ht_get(s, "/v1/sessions", token, r), 200);
+    long n = ht_jsize(r, "sessions");
+    int found = -1;
+    for (long i = 0; i < n && found < 0; i++) {
+        char path[64], id[32];
+        snprintf(path, sizeof path, "sessions.%ld.id", i);
+        assert_true(ht_jstr(r, path, id, sizeof id));
+        if (strcmp(id, sid) != 0)
+            continue;
+        found = (int)i;
+        snprintf(path, sizeof path, "sessions.%ld.user_agent", i);
+        assert_true(ht_jstr(r, path, ua, ualen));
+        snprintf(path, sizeof path, "sessions.%ld.ip", i);
+        assert_true(ht_jstr(r, path, ip, 64));
+    }
+    free(r);
+    return found;
+}
+
+/* Each session shows the device and the address it was created from — on /account (escaped)
+ * and in GET /v1/sessions — and the address is the client's as the login throttle sees it:
+ * the peer, or behind a trusted proxy the right-most address it does not trust. */
+static void sessions_show_their_device_and_address(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s, "--trusted-proxies", "127.0.0.1/32");
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    static const char firefox[] =
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    static const char hostile[] = "<img src=x onerror=alert(1)> \"Phone\" & Co";
+    char ta[64], sa[32], tb[64], sb[32], tc[64], sc[32], ua[256], ip[64];
+    /* Through a proxy: a forged left-most entry is the client's to choose; the proxy's own
+     * entry (right-most) is the address. */
+    login_from(s, firefox, "203.0.113.99, 198.51.100.23", ta, sa);
+    login_from(s, hostile, NULL, tb, sb);
+    char long_ua[400];
+    memset(long_ua, 'z', sizeof long_ua - 1);
+    long_ua[sizeof long_ua - 1] = '\0';
+    login_from(s, long_ua, "2001:DB8::0:7", tc, sc);
+
+    assert_true(listed(s, ta, sa, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ua, firefox);
+    assert_string_equal(ip, "198.51.100.23");
+    assert_true(listed(s, ta, sb, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ua, hostile);
+    assert_string_equal(ip, "127.0.0.1");
+    assert_true(listed(s, ta, sc, ua, sizeof ua, ip) >= 0);
+    assert_int_equal(strlen(ua), 160);
+    assert_string_equal(ip, "2001:db8::7");
+    /* Who-am-I is the token check, which does not read the client: no fields rather than
+     * empty ones. */
+    EXPECT(r, ht_get(s, "/v1/session", ta, r), 200);
+    assert_false(ht_jhas(r, "session.user_agent"));
+    assert_false(ht_jhas(r, "session.ip"));
+
+    char cookie[128];
+    cookie_for_token(ta, cookie);
+    EXPECT(r, get_h(s, "/account", r, cookie, NULL, NULL), 200);
+    CONTAINS(r, firefox);
+    CONTAINS(r, "198.51.100.23");
+    CONTAINS(r, "&lt;img src=x onerror=alert(1)&gt; &quot;Phone&quot; &amp; Co");
+    assert_null(strstr(r->body, "<img"));
+    CONTAINS(r, "127.0.0.1");
+    CONTAINS(r, "2001:db8::7");
+    CONTAINS(r, "<th scope=\"col\">Device</th>");
+    CONTAINS(r, "<th scope=\"col\">IP address</th>");
+    /* The row of this session carries the marker; a login without a User-Agent is an unknown
+     * device. */
+    const char *row = strstr(r->body, "<tr class=\"cur\"");
+    assert_non_null(row);
+    assert_non_null(strstr(row, firefox));
+    assert_true(strstr(row, "(this session)") < strstr(row, "</tr>"));
+    char tn[64];
+    assert_int_equal(ht_login(s, "ann", PASSWORD, tn, NULL), 201);
+    EXPECT(r, get_h(s, "/account", r, cookie, NULL, NULL), 200);
+    CONTAINS(r, "unknown device");
+
+    /* Without --trusted-proxies, X-Forwarded-For is the client's own claim: ignored. */
+    ht_server_cleanup(s);
+    memset(s, 0, sizeof *s);
+    START(s);
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    login_from(s, firefox, "198.51.100.23", ta, sa);
+    assert_true(listed(s, ta, sa, ua, sizeof ua, ip) >= 0);
+    assert_string_equal(ip, "127.0.0.1");
+}
+
 static void account_buttons_check_csrf(void **state)
 {
     ht_server_t *s = &F(state)->srv;
@@ -517,44 +631,53 @@ static void ops_page_for_admins_and_operators_only(void **state)
 {
     ht_server_t *s = &F(state)->srv;
     ht_response_t *r = &F(state)->r;
-    START(s, "--admin-token", ADMIN, "--ops-users", "olga, oscar");
+    /* A watchdog sampling every 50 ms: the chart has its history within a moment. */
+    START(s, "--admin-token", ADMIN, "--ops-users", "olga, oscar", "--watch-interval", "50ms",
+          "--watch-window", "10s");
     assert_int_equal(ht_register(s, "olga", PASSWORD, NULL), 201);
     assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
     EXPECT(r, ht_get(s, "/ops", NULL, r), 303);
     LOCATION(r, "/login?rd=/ops");
     EXPECT(r, ht_get(s, "/ops", "wrong-token", r), 403);
+    ht_sleep_ms(500);
     EXPECT(r, ht_get(s, "/ops", ADMIN, r), 200);
-    CONTAINS(r, "<svg role=\"img\"");
-    CONTAINS(r, "RSS");
-    CONTAINS(r, "sessions active");
-    CONTAINS(r, "http-equiv=\"refresh\" content=\"5; url=/ops?t="); /* live without JS */
-    CONTAINS(r, "requests (total)");
-    CONTAINS(r, "rates</th><td>after the first refresh");
+    /* Live without JavaScript, and without state in the URL: the watchdog's ring is the
+     * history. */
+    CONTAINS(r, "<meta http-equiv=\"refresh\" content=\"5; url=/ops\">");
+    assert_null(strstr(r->body, "<script"));
     CONTAINS(r, "Memory over time");
-    CONTAINS(r, "The trend needs a few refreshes.");
-    /* The refresh URL carries the previous sample and the memory history: following it shows
-     * rates, and after three samples a trend. */
-    for (int i = 0; i < 3; i++) {
-        char next[4096];
-        const char *u = strstr(r->body, "url=/ops?t=");
-        assert_non_null(u);
-        snprintf(next, sizeof next, "%.*s", (int)strcspn(u + 4, "\""), u + 4);
-        for (char *a; (a = strstr(next, "&amp;"));) /* un-escape the attribute */
-            memmove(a + 1, a + 5, strlen(a + 5) + 1);
-        ht_sleep_ms(20);
-        EXPECT(r, ht_get(s, next, ADMIN, r), 200);
-        CONTAINS(r, "requests per second");
-        CONTAINS(r, "failed logins per second");
-    }
-    if (!strstr(r->body, "RSS is not growing.") && !strstr(r->body, "At this trend RSS reaches"))
-        fail_msg("no trend after four samples: %.2000s", strstr(r->body, "<svg"));
-    CONTAINS(r, "stroke-dasharray"); /* the forecast line */
-    /* A forged history is read as far as it is well-formed, and never echoed as text. */
-    EXPECT(r, ht_get(s, "/ops?hr=1,2,%3Cscript%3E&ha=1,2,3", ADMIN, r), 200);
+    CONTAINS(r, "<svg role=\"img\" aria-labelledby=\"hist-title hist-desc\"");
+    CONTAINS(r, "<polyline class=\"rss\"");
+    CONTAINS(r, "<polygon class=\"area\""); /* accounted bytes stacked by component */
+    CONTAINS(r, "<title>sessions</title>");
+    CONTAINS(r, "Chart legend");
+    /* A healthy node: no alert, and the forecast says so. */
+    CONTAINS(r, "id=\"no-alerts\">No alerts");
+    assert_null(strstr(r->body, "class=\"alert "));
+    CONTAINS(r, "<p id=\"forecast\"><strong>Forecast:</strong> ");
+    CONTAINS(r, "sessions active");
+    CONTAINS(r, "requests per second (last minute)");
+    CONTAINS(r, "5xx per second (last minute)");
+    CONTAINS(r, "failed logins per second (last minute)");
+    CONTAINS(r, "requests (total)");
+    /* The page and /debug/memory are one reading: the same ring, the same verdict. */
+    const char *auth[] = {"Authorization: Bearer " ADMIN, NULL};
+    ht_response_t *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    assert_int_equal(ht_request(s, "GET", "/debug/memory", auth, NULL, 0, d), 200);
+    long long points = 0;
+    assert_true(ht_jint(d, "watchdog.history.points", &points));
+    assert_true(points >= 2 && points <= 240);
+    assert_int_equal(ht_jsize(d, "watchdog.history.rss_bytes"), points);
+    assert_int_equal(ht_jsize(d, "watchdog.history.components.sessions"), points);
+    assert_true(ht_jhas(d, "watchdog.forecast_level_bytes"));
+    assert_true(ht_jhas(d, "session_clients.entries"));
+    assert_true(ht_jhas(d, "totals.requests"));
+    free(d);
+    /* Query parameters carry nothing any more, and are never echoed. */
+    EXPECT(r, ht_get(s, "/ops?hr=1,2,%3Cscript%3E&t=%3Cx%3E", ADMIN, r), 200);
     assert_null(strstr(r->body, "<script"));
-    EXPECT(r, ht_get(s, "/ops?t=abc&n=-1&e=%3Cx%3E&f=1", ADMIN, r), 200);
-    CONTAINS(r, "after the first refresh");
-    assert_null(strstr(r->body, "<script"));
+    assert_null(strstr(r->body, "<x>"));
     char t[64], cookie[128];
     assert_int_equal(ht_login(s, "ann", PASSWORD, t, NULL), 201);
     cookie_for_token(t, cookie);
@@ -618,6 +741,7 @@ int main(int argc, char **argv)
         T(form_login_from_another_site_is_refused),
         T(account_without_session_goes_to_login),
         T(account_lists_sessions_and_logs_one_out),
+        T(sessions_show_their_device_and_address),
         T(account_buttons_check_csrf),
         T(logout_and_logout_everywhere),
         T(password_change_form),

@@ -6,8 +6,9 @@
  * going. The watchdog (10 s window, 50 ms samples, so the test takes seconds, not minutes) must
  * flag memory_leak_suspected naming the unexplained memory, with a finite ETA; the alert must
  * reach a DogStatsD agent (event and service check on a real UDP socket), a webhook receiver (a
- * real HTTP listener in this test), the log, /metrics and /debug/memory. The same churn on a node
- * that does not leak raises nothing anywhere.
+ * real HTTP listener in this test), the log, /metrics, /debug/memory and the /ops page an operator
+ * opens with their session. The same churn on a node that does not leak raises nothing anywhere,
+ * and /ops says "No alerts".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -230,8 +231,8 @@ static void start(fixture_t *f, bool leak)
     }
     f->srv.env[e] = NULL;
     if (ht_server_start(&f->srv, "--watch-window", "10s", "--watch-interval", "50ms",
-                        "--memory-limit", "2GiB", "--admin-token", ADMIN, f->statsd_flag,
-                        f->webhook_flag, NULL) != 0)
+                        "--memory-limit", "2GiB", "--admin-token", ADMIN, "--ops-users", "olga",
+                        f->statsd_flag, f->webhook_flag, NULL) != 0)
         fail_msg("server did not start");
 }
 
@@ -261,6 +262,31 @@ static void churn(fixture_t *f)
         fail_msg("logout failed");
 }
 
+/* GET /ops as the operator olga would: a form login's cookie. */
+static void ops_page(fixture_t *f)
+{
+    char token[64], cookie[128];
+    if (ht_login(&f->srv, "olga", PASSWORD, token, NULL) != 201)
+        fail_msg("olga's login failed");
+    snprintf(cookie, sizeof cookie, "Cookie: gatehouse_session=%s", token);
+    const char *hdrs[] = {cookie, NULL};
+    if (ht_request(&f->srv, "GET", "/ops", hdrs, NULL, 0, &f->r) != 200)
+        fail_msg("/ops -> %ld: %.300s", f->r.status, f->r.body);
+    ht_response_t *out = calloc(1, sizeof *out); /* f->r keeps the page */
+    assert_non_null(out);
+    long st = ht_delete(&f->srv, "/v1/session", token, out);
+    free(out);
+    if (st != 204)
+        fail_msg("olga's logout failed");
+}
+
+static void page_has(const char *page, const char *needle)
+{
+    if (!strstr(page, needle))
+        fail_msg("/ops lacks \"%s\": %.4000s", needle,
+                 strstr(page, "<h2") ? strstr(page, "<h2") : page);
+}
+
 /* gatehouse_alert_firing{alert="NAME",severity="SEV"} from /metrics; -1 when absent. */
 static double metric(fixture_t *f, const char *series)
 {
@@ -284,6 +310,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     fixture_t *f = *state;
     start(f, true);
     assert_int_equal(ht_register(&f->srv, "alice", PASSWORD, NULL), 201);
+    assert_int_equal(ht_register(&f->srv, "olga", PASSWORD, NULL), 201);
 
     long long deadline = ht_now_ms() + WAIT_ALERT_MS;
     bool firing = false;
@@ -311,6 +338,24 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     if (!strstr(summary, "unexplained memory +") || !strstr(summary, "while sessions are flat") ||
         !strstr(summary, "not an attack") || !strstr(summary, "limit 2 GiB in "))
         fail_msg("summary: %s", summary);
+
+    /* /ops, for an operator: the alert firing with its severity, since when and its summary
+     * naming the growing part; the forecast with its ETA, drawn as a line to the limit. */
+    ops_page(f);
+    char *page = strdup(f->r.body);
+    assert_non_null(page);
+    page_has(page, "<li class=\"alert warn\"><strong class=\"name\">memory_leak_suspected"
+                   "</strong> <span class=\"sev\">warning</span> since <time datetime=\"");
+    page_has(page, "<span class=\"summary\">unexplained memory +");
+    page_has(page, "while sessions are flat");
+    page_has(page, "<strong>Forecast:</strong> RSS grows +");
+    page_has(page, "reaches the limit 2 GiB in <strong class=\"eta\">");
+    page_has(page, "Fastest growing part: <strong class=\"growing\">unexplained</strong>");
+    page_has(page, "<line class=\"forecast\"");
+    page_has(page, ">limit in ");
+    page_has(page, "<polyline class=\"rss\"");
+    assert_null(strstr(page, "No alerts"));
+    free(page);
 
     /* The log has the alert line. */
     assert_true(log_has(f, "\"msg\":\"alert\",\"alert\":\"memory_leak_suspected\","
@@ -364,6 +409,7 @@ static void the_same_churn_without_a_leak_raises_nothing(void **state)
 #endif
     start(f, false);
     assert_int_equal(ht_register(&f->srv, "alice", PASSWORD, NULL), 201);
+    assert_int_equal(ht_register(&f->srv, "olga", PASSWORD, NULL), 201);
     long long until = ht_now_ms() + QUIET_MS;
     while (ht_now_ms() < until) {
         for (int i = 0; i < 10; i++)
@@ -393,6 +439,11 @@ static void the_same_churn_without_a_leak_raises_nothing(void **state)
     assert_true(ht_jint(&f->r, "watchdog.sinks.events", &events));
     assert_int_equal(events, 0);
     assert_int_equal(ht_get(&f->srv, "/readyz", NULL, &f->r), 200);
+    ops_page(f);
+    page_has(f->r.body, "id=\"no-alerts\">No alerts");
+    page_has(f->r.body, "<strong>Forecast:</strong> RSS is not growing steadily");
+    assert_null(strstr(f->r.body, "class=\"alert "));
+    assert_null(strstr(f->r.body, "<line class=\"forecast\""));
 
     /* Nothing reached the sinks but gauges and the OK service check. */
     datagrams_t d = {0};

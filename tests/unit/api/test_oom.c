@@ -266,7 +266,8 @@ static void every_step_survives_each_failed_allocation(void **state)
     char t[GH_TOKEN_LEN + 1];
     for (int i = 0; i < 50; i++) {
         gh_token_new(t, hash);
-        assert_int_equal(gh_session_create(app->sessions, 999, hash, gh_clock_now_ms(), &info), 0);
+        assert_int_equal(
+            gh_session_create(app->sessions, 999, hash, NULL, gh_clock_now_ms(), &info), 0);
     }
     int64_t later = gh_clock_now_ms() + 48LL * 3600 * 1000;
     gh_mem_fail_at(1);

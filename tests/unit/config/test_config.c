@@ -228,6 +228,7 @@ static void defaults_match_the_contract(void **state)
     assert_int_equal(c.memory_limit, 0);
     assert_int_equal(c.session_memory, 0);
     assert_int_equal(c.session_policy, GH_POLICY_EVICT_IDLE);
+    assert_int_equal(c.session_clients, 65536);
     assert_int_equal(c.hash_memory, 19 * MIB);
     assert_int_equal(c.hash_ops, 2);
     assert_int_equal(c.hash_workers, 0);
@@ -253,8 +254,10 @@ static void defaults_match_the_contract(void **state)
     assert_int_equal(c.max_connections, 1024);
     assert_int_equal(c.max_connections_per_ip, 64);
     assert_int_equal(c.connection_timeout_ms, 30000);
-    assert_int_equal(c.connection_memory, 64 * KIB);
+    assert_int_equal(c.connection_memory, 32 * KIB);
     assert_int_equal(c.max_body, 64 * KIB);
+    assert_int_equal(c.user_cache, 16384);
+    assert_int_equal(c.user_cache_ttl_ms, 1000);
 }
 
 static void load_with_nothing_resolves_auto_values(void **state)
@@ -449,6 +452,11 @@ static void range_and_enum_errors(void **state)
     assert_non_null(strstr(err, "--hash-workers"));
     assert_int_equal(LOAD(&c, err, "--hash-queue", "0"), GH_EINVAL);
     assert_int_equal(LOAD(&c, err, "--max-sessions-per-user", "0"), GH_EINVAL);
+    assert_int_equal(LOAD(&c, err, "--session-clients", "0"), GH_EINVAL);
+    assert_int_equal(LOAD(&c, err, "--session-clients", "16777217"), GH_EINVAL);
+    assert_non_null(strstr(err, "--session-clients"));
+    assert_int_equal(LOAD(&c, err, "--session-clients", "100"), 0);
+    assert_int_equal(c.session_clients, 100);
     assert_int_equal(LOAD(&c, err, "--max-body", "1023"), GH_EINVAL);
     assert_non_null(strstr(err, "--max-body"));
     assert_int_equal(LOAD(&c, err, "--hash-queue", "99999999999999999999999"), GH_EINVAL);

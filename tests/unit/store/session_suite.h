@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -124,13 +125,40 @@ static gh_session_store_t *open_store(const gh_session_limits_t *lim)
     return s;
 }
 
+/* Session n for user uid from `client` (NULL: unknown). */
+static void create_from(gh_session_store_t *s, uint64_t uid, uint64_t n,
+                        const gh_session_client_t *client, int64_t now, gh_session_info_t *info)
+{
+    hash_t h = H(n);
+    int rc = gh_session_create(s, uid, h.b, client, now, info);
+    if (rc != 0)
+        fail_msg("create %llu: %s", (unsigned long long)n, gh_errname(rc));
+}
+
 static void create_ok(gh_session_store_t *s, uint64_t uid, uint64_t n, int64_t now,
                       gh_session_info_t *info)
 {
-    hash_t h = H(n);
-    int rc = gh_session_create(s, uid, h.b, now, info);
-    if (rc != 0)
-        fail_msg("create %llu: %s", (unsigned long long)n, gh_errname(rc));
+    create_from(s, uid, n, NULL, now, info);
+}
+
+/* Client k of a made-up population: an address and a browser-like user agent per k. */
+static gh_session_client_t client_of(uint64_t k)
+{
+    gh_session_client_t c;
+    snprintf(c.ip, sizeof c.ip, "10.%u.%u.%u", (unsigned)(k >> 16 & 255), (unsigned)(k >> 8 & 255),
+             (unsigned)(k & 255));
+    snprintf(c.user_agent, sizeof c.user_agent,
+             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/%llu.0 Safari/537.36",
+             (unsigned long long)k);
+    return c;
+}
+
+static void assert_client(const gh_session_info_t *info, const char *ip, const char *ua)
+{
+    assert_true(info->has_client);
+    assert_string_equal(info->client.ip, ip);
+    assert_string_equal(info->client.user_agent, ua);
 }
 
 static int lookup(gh_session_store_t *s, uint64_t n, int64_t now, gh_session_info_t *info)
@@ -175,7 +203,7 @@ static void create_then_lookup(void **state)
 
     assert_int_equal(lookup(s, 2, T0 + 5 * SEC, &b), GH_ENOTFOUND);
     hash_t h = H(1);
-    assert_int_equal(gh_session_create(s, 43, h.b, T0, NULL), GH_EEXISTS);
+    assert_int_equal(gh_session_create(s, 43, h.b, NULL, T0, NULL), GH_EEXISTS);
 
     gh_session_info_t c;
     create_ok(s, 42, 2, T0 + 6 * SEC, &c);
@@ -497,7 +525,7 @@ static void *worker(void *arg)
     for (uint64_t i = 0; i < OPS; i++) {
         uint64_t n = w->base + i, uid = w->base + i % 300;
         int64_t t = T0 + (int64_t)i;
-        if (gh_session_create(w->s, uid, H(n).b, t, NULL) != 0)
+        if (gh_session_create(w->s, uid, H(n).b, NULL, t, NULL) != 0)
             w->failures++;
         if (gh_session_lookup(w->s, H(n).b, t, NULL) != 0)
             w->failures++;
@@ -538,6 +566,59 @@ static void two_threads_smoke(void **state)
     assert_at_mark(m0);
 }
 
+/* The client a session was made for comes back in listings (and from create), cleaned as
+ * gh_session_client_make does; a token check does not copy it. */
+static void clients_are_listed_not_looked_up(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_client_t a = client_of(1), b = client_of(2), hostile;
+    memset(&hostile, 0, sizeof hostile);
+    snprintf(hostile.ip, sizeof hostile.ip, "<script>");
+    /* A control character, a right-to-left override and a lone continuation byte: cleaned
+     * (each becomes '?'), never refused. */
+    char ua[GH_SESSION_UA_MAX + 1];
+    memset(ua, 'x', sizeof ua - 1);
+    ua[GH_SESSION_UA_MAX] = '\0';
+    memcpy(ua,
+           "a\tb\xe2\x80\xae"
+           "c\x80"
+           "d",
+           9);
+    memcpy(hostile.user_agent, ua, sizeof ua);
+    gh_session_info_t made, seen, list[4];
+    create_from(s, 7, 1, &a, T0, &made);
+    assert_client(&made, a.ip, a.user_agent);
+    create_from(s, 7, 2, &b, T0 + 1, NULL);
+    create_from(s, 7, 3, NULL, T0 + 2, NULL);
+    create_from(s, 7, 4, &hostile, T0 + 3, &made);
+    char want[GH_SESSION_UA_MAX + 1];
+    memset(want, 'x', sizeof want - 1);
+    memcpy(want, "a?b?c?d", 7);
+    want[GH_SESSION_UA_MAX - 2] = '\0'; /* 9 bytes became 7 */
+    assert_client(&made, "", want);
+    /* The token check: no client, and it says so. */
+    memset(&seen, 0x55, sizeof seen);
+    assert_int_equal(lookup(s, 1, T0 + SEC, &seen), 0);
+    assert_false(seen.has_client);
+    assert_string_equal(seen.client.ip, "");
+    assert_string_equal(seen.client.user_agent, "");
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 7, T0 + 2 * SEC, list, 4, &n), 0);
+    assert_int_equal(n, 4);
+    assert_client(&list[0], "", want);
+    assert_client(&list[1], "", "");
+    assert_client(&list[2], b.ip, b.user_agent);
+    assert_client(&list[3], a.ip, a.user_agent);
+    assert_consistent(s);
+    assert_int_equal(gh_session_end_user(s, 7, NULL, GH_END_REVOKED, NULL), 0);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
 #define SESSION_SUITE_TEST(f) cmocka_unit_test_setup(f, suite_setup)
 #define SESSION_SUITE_TESTS                                                                        \
     SESSION_SUITE_TEST(create_then_lookup), SESSION_SUITE_TEST(idle_deadline_slides_on_lookup),    \
@@ -549,6 +630,7 @@ static void two_threads_smoke(void **state)
         SESSION_SUITE_TEST(revoke_all_with_and_without_keep),                                      \
         SESSION_SUITE_TEST(list_is_newest_first_and_live_only),                                    \
         SESSION_SUITE_TEST(per_user_cap_evicts_the_oldest),                                        \
-        SESSION_SUITE_TEST(clock_going_back_is_harmless), SESSION_SUITE_TEST(two_threads_smoke)
+        SESSION_SUITE_TEST(clock_going_back_is_harmless), SESSION_SUITE_TEST(two_threads_smoke),   \
+        SESSION_SUITE_TEST(clients_are_listed_not_looked_up)
 
 #endif

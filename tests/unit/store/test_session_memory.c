@@ -65,12 +65,12 @@ static void cap_replacement_allocates_nothing(void **state)
     l.budget_bytes = stats(s).bytes; /* and a store that is exactly at its budget */
     gh_session_store_t *b = open_store(&l);
     for (uint64_t i = 0; i < 1024; i++)
-        assert_int_equal(gh_session_create(b, i, H(i).b, T0, NULL), 0);
-    assert_int_equal(gh_session_create(b, 5000, H(5000).b, T0, NULL), GH_EBUSY);
+        assert_int_equal(gh_session_create(b, i, H(i).b, NULL, T0, NULL), 0);
+    assert_int_equal(gh_session_create(b, 5000, H(5000).b, NULL, T0, NULL), GH_EBUSY);
     mark_t m = mark();
     uint64_t a0 = gh_mem_alloc_count();
     for (uint64_t i = 0; i < 3000; i++) /* each user logs in again: their old session goes */
-        assert_int_equal(gh_session_create(b, i % 1024, H(10000 + i).b, T0 + 1, NULL), 0);
+        assert_int_equal(gh_session_create(b, i % 1024, H(10000 + i).b, NULL, T0 + 1, NULL), 0);
     assert_int_equal(gh_mem_alloc_count(), a0);
     assert_at_mark(m);
     assert_int_equal(stats(b).ended_total[GH_END_EVICTED], 3000);
@@ -131,7 +131,7 @@ static void budget_refuse_says_busy_and_changes_nothing(void **state)
     gh_session_store_t *s = open_store(&l);
     int i = 0, rc;
     while (i < 100000 &&
-           (rc = gh_session_create(s, (uint64_t)i % 50, H((uint64_t)i).b, T0 + i, NULL)) == 0)
+           (rc = gh_session_create(s, (uint64_t)i % 50, H((uint64_t)i).b, NULL, T0 + i, NULL)) == 0)
         i++;
     assert_int_equal(rc, GH_EBUSY);
     assert_true(i > 1000);
@@ -139,7 +139,7 @@ static void budget_refuse_says_busy_and_changes_nothing(void **state)
     assert_true(before.bytes <= l.budget_bytes);
     mark_t m = mark();
     for (int k = 0; k < 10; k++)
-        assert_int_equal(gh_session_create(s, 1, H(1000000 + (uint64_t)k).b, T0 + i, NULL),
+        assert_int_equal(gh_session_create(s, 1, H(1000000 + (uint64_t)k).b, NULL, T0 + i, NULL),
                          GH_EBUSY);
     gh_session_stats_t after = stats(s);
     assert_int_equal(after.active, before.active);
@@ -150,7 +150,7 @@ static void budget_refuse_says_busy_and_changes_nothing(void **state)
     for (int k = 0; k < i; k += 97)
         assert_int_equal(lookup(s, (uint64_t)k, T0 + i, NULL), 0);
     assert_int_equal(end(s, 5, GH_END_LOGOUT), 0);
-    assert_int_equal(gh_session_create(s, 1, H(2000000).b, T0 + i, NULL), 0);
+    assert_int_equal(gh_session_create(s, 1, H(2000000).b, NULL, T0 + i, NULL), 0);
     assert_consistent(s);
     gh_session_store_destroy(&s);
 }
@@ -174,11 +174,25 @@ static big_t big_open(const gh_session_limits_t *l)
     return b;
 }
 
+/* Session i's client in the baseline tests: one of 1,000 clients, and every seventh unknown, so
+ * every way a session ends also drops client references and entries. */
+static gh_session_client_t *big_client(uint64_t i, gh_session_client_t *c)
+{
+    if (i % 7 == 0)
+        return NULL;
+    *c = client_of(i % 1000);
+    return c;
+}
+
 /* Creates BIG sessions for users uid(i), session i created at T0 + i/100 ms steps. */
 static void big_fill(big_t *b, uint64_t users)
 {
+    gh_session_client_t c;
     for (uint64_t i = 0; i < BIG; i++)
-        create_ok(b->s, i % users, i, T0 + (int64_t)(i / 100), &b->info[i]);
+        create_from(b->s, i % users, i, big_client(i, &c), T0 + (int64_t)(i / 100), &b->info[i]);
+    gh_session_clients_stats_t cs;
+    gh_session_memory_clients(b->s, &cs);
+    assert_int_equal(cs.entries, 1000);
     gh_session_stats_t st = stats(b->s);
     assert_int_equal(st.active, BIG);
     assert_true(gh_mem_bytes(GH_MEM_SESSIONS) > b->open.bytes + BIG * 100);
@@ -318,9 +332,12 @@ static void baseline_after_per_user_cap(void **state)
     big_t b = big_open(&l);
     big_fill(&b, BIG / 2); /* every user at the cap */
     mark_t full = mark();
-    /* BIG more logins: each evicts its user's oldest; the store does not grow. */
+    /* BIG more logins from the same clients: each evicts its user's oldest; the store does not
+     * grow. */
+    gh_session_client_t c;
     for (uint64_t i = 0; i < BIG; i++)
-        create_ok(b.s, i % (BIG / 2), BIG + i, T0 + 2 * HOUR / 3 + (int64_t)i / 100, NULL);
+        create_from(b.s, i % (BIG / 2), BIG + i, big_client(i, &c),
+                    T0 + 2 * HOUR / 3 + (int64_t)i / 100, NULL);
     assert_int_equal(stats(b.s).ended_total[GH_END_EVICTED], BIG);
     assert_at_mark(full);
     for (uint64_t i = 0; i < BIG; i++)
@@ -336,8 +353,9 @@ static void baseline_after_budget_eviction(void **state)
     gh_session_limits_t l = limits();
     l.budget_bytes = empty_store_bytes() + BIG / 2 * 128;
     big_t b = big_open(&l);
+    gh_session_client_t c;
     for (uint64_t i = 0; i < 2 * BIG; i++) {
-        create_ok(b.s, i % 5000, i, T0 + (int64_t)(i / 100), NULL);
+        create_from(b.s, i % 5000, i, big_client(i, &c), T0 + (int64_t)(i / 100), NULL);
         assert_true(gh_mem_bytes(GH_MEM_SESSIONS) - b.before_open.bytes <= l.budget_bytes);
     }
     gh_session_stats_t st = stats(b.s);
@@ -401,7 +419,7 @@ static int failure_batch(gh_session_store_t *s, uint64_t base, int count, int *n
         hash_t h = H(base + (uint64_t)i);
         /* every tenth login goes to one of five heavy users, who run into the cap */
         uint64_t uid = i % 10 == 0 ? (uint64_t)(i % 5) : (uint64_t)(i % 1500);
-        int rc = gh_session_create(s, uid, h.b, T0 + i, NULL);
+        int rc = gh_session_create(s, uid, h.b, NULL, T0 + i, NULL);
         if (rc == 0) {
             ok++;
         } else if (rc == GH_ENOMEM) {
@@ -455,7 +473,8 @@ static void allocation_failure_sweep(void **state)
         assert_int_equal(st.active, st.created_total - ended);
         assert_int_equal(st.bytes, gh_mem_bytes(GH_MEM_SESSIONS) - m0.bytes);
         /* Still fully usable after the failure. */
-        assert_int_equal(gh_session_create(s, 1, H(n * 100000 + BATCH).b, T0 + BATCH, NULL), 0);
+        assert_int_equal(gh_session_create(s, 1, H(n * 100000 + BATCH).b, NULL, T0 + BATCH, NULL),
+                         0);
         for (uint64_t u = 0; u < 1500; u++)
             assert_int_equal(gh_session_end_user(s, u, NULL, GH_END_REVOKED, NULL), 0);
         assert_int_equal(stats(s).active, 0);
@@ -486,7 +505,264 @@ static void ending_never_allocates(void **state)
     gh_session_store_destroy(&s);
 }
 
+/* ---- the client table ---- */
+
+static gh_session_clients_stats_t clients(gh_session_store_t *s)
+{
+    gh_session_clients_stats_t cs;
+    gh_session_memory_clients(s, &cs);
+    return cs;
+}
+
+/* Sessions from one client share one entry; the entry goes with the last of them, and the
+ * table's index with the last entry: not a byte stays. */
+static void clients_are_shared_and_go_with_their_last_session(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    mark_t m1 = mark();
+    assert_int_equal(clients(s).entries, 0);
+    gh_session_client_t a = client_of(1), b = client_of(2);
+    create_from(s, 1, 1, &a, T0, NULL);
+    size_t one = clients(s).bytes;
+    assert_true(one > 0);
+    create_from(s, 2, 2, &a, T0, NULL); /* another user, the same browser behind the same NAT */
+    create_from(s, 1, 3, &a, T0, NULL);
+    assert_int_equal(clients(s).entries, 1);
+    assert_int_equal(clients(s).bytes, one); /* shared: no new bytes */
+    create_from(s, 1, 4, &b, T0, NULL);
+    create_from(s, 3, 5, NULL, T0, NULL);
+    assert_int_equal(clients(s).entries, 2);
+    assert_consistent(s);
+    /* a: three references. Two go; the entry stays for the third. */
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_end_user(s, 2, NULL, GH_END_REVOKED, NULL), 0);
+    assert_int_equal(clients(s).entries, 2);
+    assert_consistent(s);
+    gh_session_info_t list[4];
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 1, T0, list, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_client(&list[0], b.ip, b.user_agent);
+    assert_client(&list[1], a.ip, a.user_agent);
+    assert_int_equal(end(s, 3, GH_END_LOGOUT), 0); /* a's last */
+    assert_int_equal(clients(s).entries, 1);
+    assert_consistent(s);
+    assert_int_equal(gh_session_expire(s, T0 + HOUR, SIZE_MAX), 2); /* b's last, and the unknown */
+    assert_int_equal(clients(s).entries, 0);
+    assert_int_equal(clients(s).bytes, 0);
+    assert_consistent(s);
+    assert_at_mark(m1);
+    /* Ids are reused: a table that fills and empties again and again stays put. */
+    for (int round = 0; round < 3; round++) {
+        for (uint64_t k = 0; k < 300; k++) {
+            gh_session_client_t c = client_of(k);
+            create_from(s, k, 1000 * (uint64_t)round + k, &c, T0 + HOUR, NULL);
+        }
+        assert_int_equal(clients(s).entries, 300);
+        assert_consistent(s);
+        for (uint64_t k = 0; k < 300; k++)
+            assert_int_equal(end(s, 1000 * (uint64_t)round + (k * 7) % 300, GH_END_LOGOUT), 0);
+        assert_at_mark(m1);
+    }
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+/* A client whose entry is small: the entry bound binds before the byte bound. */
+static gh_session_client_t short_client(uint64_t k)
+{
+    gh_session_client_t c;
+    snprintf(c.ip, sizeof c.ip, "10.0.0.%u", (unsigned)k);
+    snprintf(c.user_agent, sizeof c.user_agent, "agent %u", (unsigned)k);
+    return c;
+}
+
+/* What a client sends is the key, so the table has bounds; past them a login still succeeds,
+ * with the unknown client, and a freed entry makes room again. */
+static void a_full_client_table_gives_the_unknown_client(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_clients = 4;
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info;
+    for (uint64_t k = 0; k < 6; k++) {
+        gh_session_client_t c = short_client(k);
+        create_from(s, k, k, &c, T0, &info);
+        if (k < 4)
+            assert_client(&info, c.ip, c.user_agent);
+        else
+            assert_client(&info, "", "");
+    }
+    gh_session_clients_stats_t cs = clients(s);
+    assert_int_equal(cs.entries, 4);
+    assert_int_equal(cs.max_entries, 4);
+    assert_int_equal(cs.full_total, 2);
+    assert_true(cs.bytes <= cs.max_bytes);
+    /* A known client is still shared at the bound. */
+    gh_session_client_t c0 = short_client(0), c9 = short_client(9);
+    create_from(s, 50, 50, &c0, T0, &info);
+    assert_client(&info, c0.ip, c0.user_agent);
+    assert_consistent(s);
+    /* One entry goes; the next new client gets in. */
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), 0);
+    create_from(s, 51, 51, &c9, T0, &info);
+    assert_client(&info, c9.ip, c9.user_agent);
+    assert_int_equal(clients(s).entries, 4);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+
+    /* The byte bound: 4 x 128 bytes hold fewer than four user agents of the longest kind. */
+    s = open_store(&l);
+    gh_session_client_t longest;
+    snprintf(longest.ip, sizeof longest.ip, "2001:db8:ffff:ffff:ffff:ffff:ffff:1");
+    int kept = 0;
+    for (int k = 0; k < 4; k++) {
+        memset(longest.user_agent, 'a' + k, GH_SESSION_UA_MAX);
+        longest.user_agent[GH_SESSION_UA_MAX] = '\0';
+        create_from(s, 1, 100 + (uint64_t)k, &longest, T0, &info);
+        kept += info.client.user_agent[0] != '\0';
+    }
+    cs = clients(s);
+    assert_true(kept >= 1 && kept < 4);
+    assert_int_equal(cs.entries, (uint64_t)kept);
+    assert_true(cs.bytes <= cs.max_bytes);
+    assert_int_equal(stats(s).active, 4); /* every login went through */
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
+
+/* A client entry never costs a session: over the session budget it is the unknown client,
+ * and nothing is evicted for it. */
+static void a_client_never_evicts_or_refuses(void **state)
+{
+    (void)state;
+    for (int policy = 0; policy < 2; policy++) {
+        gh_session_limits_t l = limits();
+        l.policy = policy ? GH_POLICY_REFUSE : GH_POLICY_EVICT_IDLE;
+        /* A budget a little above what the first chunk of records costs: the chunk holds 1,024
+         * sessions, but only a few dozen client entries fit beside it. */
+        gh_session_store_t *s = open_store(&l);
+        create_ok(s, 1, 1, T0, NULL);
+        l.budget_bytes = stats(s).bytes + 8192;
+        gh_session_store_destroy(&s);
+        s = open_store(&l);
+        for (uint64_t k = 0; k < 300; k++) {
+            gh_session_client_t c = client_of(k);
+            create_from(s, k, k, &c, T0, NULL);
+        }
+        gh_session_clients_stats_t cs = clients(s);
+        gh_session_stats_t st = stats(s);
+        assert_int_equal(st.active, 300);
+        assert_int_equal(st.ended_total[GH_END_EVICTED], 0);
+        assert_true(cs.entries > 0 && cs.entries < 300);
+        assert_int_equal(cs.full_total, 300 - cs.entries);
+        assert_true(st.bytes <= l.budget_bytes);
+        assert_consistent(s);
+        gh_session_store_destroy(&s);
+    }
+}
+
+/* The user's oldest session and the new one share a client: the reference is taken before the
+ * eviction, so the entry stays (no free and make again) and nothing is allocated. */
+static void a_cap_eviction_keeps_a_shared_client(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    l.max_per_user = 1;
+    gh_session_store_t *s = open_store(&l);
+    gh_session_client_t c = client_of(3);
+    create_from(s, 1, 1, &c, T0, NULL);
+    size_t bytes = clients(s).bytes;
+    uint64_t a0 = gh_mem_alloc_count();
+    gh_session_info_t info;
+    create_from(s, 1, 2, &c, T0 + 1, &info);
+    assert_int_equal(gh_mem_alloc_count(), a0);
+    assert_int_equal(stats(s).ended_total[GH_END_EVICTED], 1);
+    assert_client(&info, c.ip, c.user_agent);
+    assert_int_equal(clients(s).entries, 1);
+    assert_int_equal(clients(s).bytes, bytes);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+}
+
+/* Every allocation of a create with a new client failed in turn: the session is either created
+ * (with its client, or with the unknown one when the client's entry or index failed) or refused
+ * with GH_ENOMEM, and the store stays whole and returns to baseline. */
+static void client_allocation_failures(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    for (uint64_t n = 1; n <= 8; n++) {
+        mark_t m0 = mark();
+        gh_session_store_t *s = open_store(&l);
+        mark_t m1 = mark();
+        gh_session_client_t c = client_of(n);
+        gh_session_info_t info;
+        hash_t h = H(n);
+        gh_mem_fail_at(n);
+        int rc = gh_session_create(s, 1, h.b, &c, T0, &info);
+        gh_mem_fail_at(0);
+        if (rc == 0)
+            assert_true(info.client.user_agent[0] == '\0' ||
+                        strcmp(info.client.user_agent, c.user_agent) == 0);
+        else
+            assert_int_equal(rc, GH_ENOMEM);
+        assert_consistent(s);
+        assert_int_equal(clients(s).entries, rc == 0 && info.client.user_agent[0] ? 1 : 0);
+        assert_int_equal(gh_session_end_user(s, 1, NULL, GH_END_REVOKED, NULL), 0);
+        assert_at_mark(m1);
+        gh_session_store_destroy(&s);
+        assert_at_mark(m0);
+    }
+}
+
 /* ---- restore (persistence reload) ---- */
+
+/* A restored session comes back with its client, cleaned and interned like a new one. */
+static void restore_keeps_the_client(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    mark_t m0 = mark();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t in, list[3];
+    memset(&in, 0, sizeof in);
+    snprintf(in.id, sizeof in.id, "AAAAAAAAAAAAAAAAAAAAAA");
+    in.user_id = 9;
+    in.created_at_ms = in.last_seen_at_ms = T0;
+    in.expires_at_ms = T0 + HOUR;
+    in.client = client_of(5);
+    assert_int_equal(gh_session_memory_restore(s, H(1).b, &in, T0 + 1), 0);
+    snprintf(in.id, sizeof in.id, "AAAAAAAAAAAAAAAAAAAAAQ");
+    in.created_at_ms = in.last_seen_at_ms = T0 + 1;
+    assert_int_equal(gh_session_memory_restore(s, H(2).b, &in, T0 + 1), 0);
+    /* What a disk or another writer holds is cleaned again on the way in. */
+    snprintf(in.id, sizeof in.id, "AAAAAAAAAAAAAAAAAAAAAg");
+    in.created_at_ms = in.last_seen_at_ms = T0 + 2;
+    snprintf(in.client.ip, sizeof in.client.ip, "2001:DB8::0:1");
+    snprintf(in.client.user_agent, sizeof in.client.user_agent,
+             "bad\x01"
+             "agent");
+    assert_int_equal(gh_session_memory_restore(s, H(3).b, &in, T0 + 2), 0);
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 9, T0 + 2, list, 3, &n), 0);
+    assert_int_equal(n, 3);
+    gh_session_client_t c = client_of(5);
+    assert_client(&list[0], "2001:db8::1", "bad?agent");
+    assert_client(&list[1], c.ip, c.user_agent);
+    assert_client(&list[2], c.ip, c.user_agent);
+    assert_int_equal(clients(s).entries, 2);
+    assert_consistent(s);
+    gh_session_store_destroy(&s);
+    assert_at_mark(m0);
+}
 
 static void restore_in_any_order_keeps_deadlines(void **state)
 {
@@ -637,17 +913,17 @@ static void end_hook_hears_every_end_with_its_reason(void **state)
     gh_session_info_t info[6];
     for (int i = 0; i < 6; i++)
         h[i] = H((uint64_t)i);
-    assert_int_equal(gh_session_create(s, 1, h[0].b, T0, &info[0]), 0);
-    assert_int_equal(gh_session_create(s, 1, h[1].b, T0 + 1, &info[1]), 0);
+    assert_int_equal(gh_session_create(s, 1, h[0].b, NULL, T0, &info[0]), 0);
+    assert_int_equal(gh_session_create(s, 1, h[1].b, NULL, T0 + 1, &info[1]), 0);
     assert_int_equal(e.n, 0);
-    assert_int_equal(gh_session_create(s, 1, h[2].b, T0 + 2, &info[2]), 0); /* evicts h0 */
+    assert_int_equal(gh_session_create(s, 1, h[2].b, NULL, T0 + 2, &info[2]), 0); /* evicts h0 */
     assert_int_equal(e.n, 1);
     assert_memory_equal(e.hash[0].b, h[0].b, GH_TOKEN_HASH_LEN);
     assert_int_equal(e.reason[0], GH_END_EVICTED);
     assert_int_equal(gh_session_end(s, h[1].b, GH_END_LOGOUT), 0);
     assert_int_equal(gh_session_end_by_id(s, 1, info[2].id, GH_END_REVOKED), 0);
-    assert_int_equal(gh_session_create(s, 2, h[3].b, T0 + 3, NULL), 0);
-    assert_int_equal(gh_session_create(s, 2, h[4].b, T0 + 4, NULL), 0);
+    assert_int_equal(gh_session_create(s, 2, h[3].b, NULL, T0 + 3, NULL), 0);
+    assert_int_equal(gh_session_create(s, 2, h[4].b, NULL, T0 + 4, NULL), 0);
     size_t ended = 0;
     assert_int_equal(gh_session_end_user(s, 2, h[4].b, GH_END_REVOKED, &ended), 0);
     assert_int_equal(gh_session_expire(s, T0 + 4 + 10 * SEC, 100), 1); /* h4 idles out */
@@ -670,7 +946,7 @@ static void touched_lists_recent_use_newest_first_and_pages(void **state)
     gh_session_store_t *s = NULL;
     assert_int_equal(gh_session_memory_open(&l, &s), 0);
     for (uint64_t i = 0; i < 100; i++)
-        assert_int_equal(gh_session_create(s, i, H(i).b, T0, NULL), 0);
+        assert_int_equal(gh_session_create(s, i, H(i).b, NULL, T0, NULL), 0);
     /* Sessions 10..19 are used later, one ms apart. */
     for (uint64_t i = 10; i < 20; i++)
         assert_int_equal(gh_session_lookup(s, H(i).b, T0 + SEC + (int64_t)i, NULL), 0);
@@ -715,6 +991,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(million_cycles_leave_nothing),
         cmocka_unit_test(allocation_failure_sweep),
         cmocka_unit_test(ending_never_allocates),
+        cmocka_unit_test(clients_are_shared_and_go_with_their_last_session),
+        cmocka_unit_test(a_full_client_table_gives_the_unknown_client),
+        cmocka_unit_test(a_client_never_evicts_or_refuses),
+        cmocka_unit_test(a_cap_eviction_keeps_a_shared_client),
+        cmocka_unit_test(client_allocation_failures),
+        cmocka_unit_test(restore_keeps_the_client),
         cmocka_unit_test(restore_in_any_order_keeps_deadlines),
         cmocka_unit_test(restore_applies_the_store_rules),
         cmocka_unit_test(end_reason_names),

@@ -108,7 +108,7 @@ static void create_ok(gh_session_store_t *s, uint64_t user, int n, int64_t now,
                       gh_session_info_t *info)
 {
     hash_t h = H(n);
-    int rc = gh_session_create(s, user, h.b, now, info);
+    int rc = gh_session_create(s, user, h.b, NULL, now, info);
     if (rc != 0)
         fail_msg("create %d -> %s", n, gh_strerror(rc));
 }
@@ -174,6 +174,114 @@ static void the_public_id_and_times_come_back(void **state)
     assert_int_equal(after.created_at_ms, before.created_at_ms);
     assert_int_equal(after.expires_at_ms, before.expires_at_ms);
     assert_int_equal(after.last_seen_at_ms, before.last_seen_at_ms);
+    gh_session_store_destroy(&s);
+}
+
+static gh_session_client_t client(const char *ip, const char *ua)
+{
+    gh_session_client_t c;
+    gh_session_client_make(&c, ip, ua, strlen(ua));
+    return c;
+}
+
+static void client_of_listed(gh_session_store_t *s, uint64_t user, size_t i,
+                             gh_session_client_t *out)
+{
+    gh_session_info_t list[8];
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, user, gh_clock_now_ms(), list, 8, &n), 0);
+    assert_true(i < n);
+    assert_true(list[i].has_client);
+    *out = list[i].client;
+}
+
+/* The client is on disk with the session. When the memory store's client table was full, the
+ * session lived with the unknown client, but the disk kept the real one: a restart with room
+ * shows it again. */
+static void clients_come_back_after_a_restart(void **state)
+{
+    gh_session_limits_t l = limits();
+    l.max_clients = 1;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    gh_session_client_t a = client("192.0.2.10", "Firefox/128.0"),
+                        b = client("2001:db8::7", "Safari/17.5 «mobile»"), got;
+    hash_t h1 = H(1), h2 = H(2), h3 = H(3);
+    gh_session_info_t info;
+    assert_int_equal(gh_session_create(s, 1, h1.b, &a, now, &info), 0);
+    assert_string_equal(info.client.user_agent, a.user_agent);
+    assert_int_equal(gh_session_create(s, 1, h2.b, &b, now + 1, &info), 0);
+    assert_string_equal(info.client.user_agent, ""); /* the table is full */
+    assert_int_equal(gh_session_create(s, 1, h3.b, NULL, now + 2, NULL), 0);
+    gh_session_store_destroy(&s);
+    l.max_clients = 0;
+    s = open_store(DIR(state), &l, false, NULL);
+    client_of_listed(s, 1, 0, &got);
+    assert_string_equal(got.ip, "");
+    assert_string_equal(got.user_agent, "");
+    client_of_listed(s, 1, 1, &got);
+    assert_string_equal(got.ip, b.ip);
+    assert_string_equal(got.user_agent, b.user_agent);
+    client_of_listed(s, 1, 2, &got);
+    assert_string_equal(got.ip, a.ip);
+    assert_string_equal(got.user_agent, a.user_agent);
+    const char *why = NULL;
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+    gh_session_store_destroy(&s);
+}
+
+/* A sessions.db written before clients were kept (schema 1) is migrated in place: its sessions
+ * load with the unknown client, and new ones keep theirs. */
+static void a_database_from_before_clients_is_migrated(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/sessions.db", DIR(state));
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    int64_t now = gh_clock_now_ms();
+    hash_t h1 = H(1);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE sessions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " token_hash BLOB NOT NULL UNIQUE, id BLOB NOT NULL, user_id INTEGER NOT NULL,"
+             " created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL,"
+             " expires_at INTEGER NOT NULL);"
+             "CREATE TABLE ended (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " token_hash BLOB NOT NULL, reason INTEGER NOT NULL);"
+             "INSERT INTO sessions (token_hash, id, user_id, created_at, last_seen_at, expires_at)"
+             " VALUES (?, x'000102030405060708090a0b0c0d0e0f', 4, %lld, %lld, %lld);"
+             "PRAGMA user_version = 1;",
+             (long long)now, (long long)now, (long long)(now + HOUR));
+    const char *tail = sql;
+    while (tail && *tail) {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, tail, -1, &st, &tail), SQLITE_OK);
+        if (!st)
+            break;
+        if (sqlite3_bind_parameter_count(st) == 1)
+            assert_int_equal(sqlite3_bind_blob(st, 1, h1.b, sizeof h1.b, SQLITE_STATIC), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+
+    gh_session_limits_t l = limits();
+    gh_session_load_stats_t st;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 1);
+    assert_true(live(s, 1));
+    gh_session_client_t got, c = client("198.51.100.4", "curl/8.5.0");
+    client_of_listed(s, 4, 0, &got);
+    assert_string_equal(got.ip, "");
+    assert_string_equal(got.user_agent, "");
+    hash_t h2 = H(2);
+    assert_int_equal(gh_session_create(s, 4, h2.b, &c, now + 1, NULL), 0);
+    gh_session_store_destroy(&s);
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 2);
+    client_of_listed(s, 4, 0, &got);
+    assert_string_equal(got.ip, c.ip);
+    assert_string_equal(got.user_agent, c.user_agent);
     gh_session_store_destroy(&s);
 }
 
@@ -250,15 +358,17 @@ static void handover_catches_up_what_changed_during_the_load(void **state)
     assert_int_equal(st.loaded, 3);
     /* Not the writer yet. */
     hash_t hx = H(99);
-    assert_int_equal(gh_session_create(b, 1, hx.b, now, NULL), GH_ESTORE);
+    assert_int_equal(gh_session_create(b, 1, hx.b, NULL, now, NULL), GH_ESTORE);
 
-    /* The predecessor still serves: a login, a logout, a revocation. */
-    create_ok(a, 1, 3, now + 3, NULL);
+    /* The predecessor still serves: a login (from a browser), a logout, a revocation. */
+    gh_session_client_t c3 = client("203.0.113.3", "Mozilla/5.0 (handover)"), got;
+    hash_t h3 = H(3);
+    assert_int_equal(gh_session_create(a, 1, h3.b, &c3, now + 3, NULL), 0);
     hash_t h0 = H(0);
     assert_int_equal(gh_session_end(a, h0.b, GH_END_LOGOUT), 0);
     assert_int_equal(gh_session_end_user(a, 2, NULL, GH_END_REVOKED, NULL), 0);
     assert_int_equal(gh_session_persist_detach(a), 0);
-    assert_int_equal(gh_session_create(a, 1, hx.b, now, NULL), GH_ESTORE);
+    assert_int_equal(gh_session_create(a, 1, hx.b, NULL, now, NULL), GH_ESTORE);
 
     assert_int_equal(gh_session_persist_takeover(b, &st), 0);
     assert_int_equal(st.loaded, 1);
@@ -268,6 +378,9 @@ static void handover_catches_up_what_changed_during_the_load(void **state)
     assert_false(live(b, 2));
     assert_true(live(b, 3));
     assert_int_equal(active(b), 2);
+    client_of_listed(b, 1, 0, &got); /* taken over with its client */
+    assert_string_equal(got.ip, c3.ip);
+    assert_string_equal(got.user_agent, c3.user_agent);
     gh_session_store_destroy(&a); /* detached: writes nothing on the way out */
     create_ok(b, 1, 4, now + 4, NULL);
     gh_session_store_destroy(&b);
@@ -361,6 +474,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         T(creates_and_every_end_survive_a_reopen),
         T(the_public_id_and_times_come_back),
+        T(clients_come_back_after_a_restart),
+        T(a_database_from_before_clients_is_migrated),
         T(expired_sessions_are_dropped_and_deleted),
         T(last_seen_reaches_the_disk_by_flush),
         T(handover_catches_up_what_changed_during_the_load),

@@ -301,7 +301,7 @@ static void tokens_are_not_stored(void **state)
     char token[GH_TOKEN_LEN + 1];
     uint8_t hash[GH_TOKEN_HASH_LEN];
     gh_token_new(token, hash);
-    assert_int_equal(gh_session_create(s, 5, hash, T0, NULL), 0);
+    assert_int_equal(gh_session_create(s, 5, hash, NULL, T0, NULL), 0);
     /* the store is keyed by the hash; nothing in Redis contains the token's secret part */
     char cmd[160], reply[128];
     snprintf(cmd, sizeof cmd, "KEYS *%s*", token + 3);
@@ -346,7 +346,7 @@ static void redis_going_away_fails_closed_and_recovers(void **state)
     /* Never a guess: not "not found" (a revoked session), not "found" (a stale one). */
     assert_int_equal(lookup(s, 1, T0 + SEC, &info), GH_ESTORE);
     assert_int_equal(gh_session_ping(s), GH_ESTORE);
-    assert_int_equal(gh_session_create(s, 1, H(2).b, T0 + SEC, NULL), GH_ESTORE);
+    assert_int_equal(gh_session_create(s, 1, H(2).b, NULL, T0 + SEC, NULL), GH_ESTORE);
     assert_int_equal(end(s, 1, GH_END_LOGOUT), GH_ESTORE);
     assert_int_equal(gh_session_end_user(s, 1, NULL, GH_END_REVOKED, NULL), GH_ESTORE);
     size_t n = 9;
@@ -382,7 +382,7 @@ static void a_primary_turned_replica_fails_closed_and_recovers(void **state)
     char cmd[64], reply[64];
     snprintf(cmd, sizeof cmd, "REPLICAOF 127.0.0.1 %d", ts_free_port()); /* a primary nobody runs */
     assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
-    assert_int_equal(gh_session_create(s, 1, H(2).b, T0 + 1, NULL), GH_ESTORE);
+    assert_int_equal(gh_session_create(s, 1, H(2).b, NULL, T0 + 1, NULL), GH_ESTORE);
     assert_int_equal(lookup(s, 1, T0 + 2, NULL), GH_ESTORE);
     assert_int_equal(ts_redis_cmd(&redis, "REPLICAOF NO ONE", reply, sizeof reply), 0);
     int rc = GH_ESTORE;

@@ -1,6 +1,7 @@
 /* test_user_sqlite.c — the SQLite user store: the shared user suite (user_suite.h) against it,
- * then what only the embedded store promises: a private data dir and file, WAL mode, the schema
- * version it writes and refuses, and SQLite's own heap reported as the `sqlite` component. */
+ * then what only the embedded store promises: a private data dir and file, WAL mode, the
+ * schema version it writes and refuses, and SQLite's own heap reported as the `sqlite` component.
+ */
 #include <ftw.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -8,39 +9,21 @@
 
 #include "user_suite.h"
 
-static char dir[256];
-
-static int sqlite_setup(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/gh-users-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int sqlite_teardown(void)
-{
-    return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int sqlite_open(gh_user_store_t **out)
 {
-    return gh_user_sqlite_open(dir, out);
+    return gh_user_sqlite_open(user_suite_dir, out);
 }
 
-static const user_backend_t sqlite_backend = {
-    .name = "sqlite", .setup = sqlite_setup, .teardown = sqlite_teardown, .open = sqlite_open};
+static const user_backend_t sqlite_backend = {.name = "sqlite",
+                                              .setup = user_suite_dir_setup,
+                                              .teardown = user_suite_dir_teardown,
+                                              .open = sqlite_open};
 
 static void data_dir_and_file_are_private(void **state)
 {
     (void)state;
     char sub[300];
-    snprintf(sub, sizeof sub, "%s/data", dir);
+    snprintf(sub, sizeof sub, "%s/data", user_suite_dir);
     gh_user_store_t *s = NULL;
     assert_int_equal(gh_user_sqlite_open(sub, &s), 0); /* created when missing */
     struct stat st;
@@ -54,7 +37,7 @@ static void data_dir_and_file_are_private(void **state)
     gh_user_store_close(&s);
 
     char missing[320];
-    snprintf(missing, sizeof missing, "%s/no/such/parent", dir);
+    snprintf(missing, sizeof missing, "%s/no/such/parent", user_suite_dir);
     assert_int_equal(gh_user_sqlite_open(missing, &s), GH_EIO);
     assert_null(s);
 }
@@ -65,7 +48,7 @@ static void wal_mode_and_schema_version_are_set(void **state)
     gh_user_store_t *s = open_store();
     gh_user_store_close(&s);
     char db[300];
-    snprintf(db, sizeof db, "%s/users.db", dir);
+    snprintf(db, sizeof db, "%s/users.db", user_suite_dir);
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
     sqlite3_stmt *st = NULL;
@@ -89,14 +72,14 @@ static void newer_schema_is_refused(void **state)
     gh_user_store_close(&s);
 
     char db[300];
-    snprintf(db, sizeof db, "%s/users.db", dir);
+    snprintf(db, sizeof db, "%s/users.db", user_suite_dir);
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
     assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(raw);
 
     size_t o0 = gh_mem_objects(GH_MEM_USERS);
-    assert_int_equal(gh_user_sqlite_open(dir, &s), GH_ESTORE);
+    assert_int_equal(gh_user_sqlite_open(user_suite_dir, &s), GH_ESTORE);
     assert_null(s);
     assert_int_equal(gh_mem_objects(GH_MEM_USERS), o0);
 }

@@ -9,6 +9,7 @@
 #ifndef GH_TESTS_UNIT_STORE_USER_SUITE_H
 #define GH_TESTS_UNIT_STORE_USER_SUITE_H
 
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "mem/mem.h"
@@ -33,6 +35,30 @@ typedef struct {
 } user_backend_t;
 
 static const user_backend_t *backend;
+
+/* A fresh private directory per test for the backends that live in files (SQLite, the cache in
+ * front of it): user_suite_dir_setup makes user_suite_dir, user_suite_dir_teardown removes it. */
+__attribute__((unused)) static char user_suite_dir[256];
+
+static inline int user_suite_dir_setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(user_suite_dir, sizeof user_suite_dir, "%s/gh-users-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    return mkdtemp(user_suite_dir) ? 0 : -1;
+}
+
+static inline int user_suite_remove_entry(const char *path, const struct stat *sb, int flag,
+                                          struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static inline int user_suite_dir_teardown(void)
+{
+    return nftw(user_suite_dir, user_suite_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static int user_suite_setup(void **state)
 {

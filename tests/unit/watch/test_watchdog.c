@@ -494,7 +494,51 @@ static void eta_is_within_ten_percent_on_a_clean_line(void **state)
     assert_true(isfinite(eta));
     assert_true(fabs(eta - truth) <= 0.1 * truth);
     assert_true(fabs(st.forecast_slope - MiB) < 0.01 * MiB);
+    /* The line's level is where the ETA counts from: on a clean line, RSS now. */
+    assert_true(fabs(st.forecast_level - (double)st.rss_bytes) < 0.01 * MiB);
+    assert_true(fabs(eta - (1 * GiB - st.forecast_level) / st.forecast_slope) < 1e-6 * eta);
     assert_string_equal(st.growing, "unexplained");
+    gh_watchdog_destroy(&wd);
+}
+
+/* The ring for charts: everything when it fits, else evenly spaced from the oldest sample to the
+ * newest; never more than asked, and the 5xx rate comes from the ring too. */
+static void history_copies_the_ring_thinned_to_fit(void **state)
+{
+    (void)state;
+    seen_t seen;
+    counters_t c = {0};
+    gh_watchdog_t *wd = make(&seen, 1 * GiB);
+    gh_watch_sample_t out[700];
+    assert_int_equal(gh_watchdog_history(wd, out, 700), 0); /* nothing sampled yet */
+    for (int64_t t = 0; t < 1000; t++) {
+        shape_t sh;
+        base(&sh);
+        sh.unexplained = 100 * MiB + (double)t * KiB;
+        gh_watch_sample_t s = sample_at(t, &sh, &c);
+        s.server_errors_total = (uint64_t)t * 3; /* 3 per second */
+        gh_watchdog_step(wd, &s);
+    }
+    /* The ring holds the last WINDOW_S + 1 samples: t = 399 .. 999. */
+    size_t n = gh_watchdog_history(wd, out, 700);
+    assert_int_equal(n, WINDOW_S + 1);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(out[i].t_ms, (int64_t)(399 + i) * 1000);
+    n = gh_watchdog_history(wd, out, 7);
+    assert_int_equal(n, 7);
+    assert_int_equal(out[0].t_ms, 399 * 1000);
+    assert_int_equal(out[6].t_ms, 999 * 1000);
+    for (size_t i = 1; i < n; i++) {
+        int64_t gap = out[i].t_ms - out[i - 1].t_ms;
+        assert_true(gap >= 99 * 1000 && gap <= 101 * 1000); /* 600 s in six even steps */
+        assert_true(out[i].rss_bytes > out[i - 1].rss_bytes);
+    }
+    n = gh_watchdog_history(wd, out, 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].t_ms, 999 * 1000); /* one sample: the newest */
+    gh_watch_status_t st;
+    gh_watchdog_status(wd, &st);
+    assert_true(fabs(st.server_error_rate - 3) < 0.01);
     gh_watchdog_destroy(&wd);
 }
 
@@ -853,6 +897,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(a_long_window_is_thinned_and_still_right),
         cmocka_unit_test(eta_is_within_ten_percent_on_a_clean_line),
         cmocka_unit_test(eta_is_infinite_when_flat_or_falling),
+        cmocka_unit_test(history_copies_the_ring_thinned_to_fit),
         cmocka_unit_test(alerts_fire_and_resolve_with_hysteresis),
         cmocka_unit_test(sinks_get_a_log_line_an_event_and_a_service_check),
         cmocka_unit_test(status_json_shows_the_forecast_and_alerts),
