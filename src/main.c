@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/api.h"
+#include "node/node.h"
 #include "common/version.h"
 #include "load/load.h"
 #include "mem/mem.h"

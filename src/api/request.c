@@ -323,6 +323,26 @@ json_t *gh_api_session_json(const gh_session_info_t *s)
     return j;
 }
 
+/* X-Forwarded-For lines read at most (a client may send any number). */
+#define XFF_LINES_MAX 8
+
+void gh_api_client_ip(gh_req_t *r, gh_ip_t *out)
+{
+    gh_app_t *app = r->app;
+    char peer_text[64];
+    gh_ip_t peer;
+    gh_req_peer(r, peer_text);
+    if (gh_ip_parse(peer_text, strlen(peer_text), &peer) != 0)
+        memset(&peer, 0, sizeof peer); /* not an IP socket: one shared bucket */
+    if (app->proxies.n == 0) {
+        *out = peer;
+        return;
+    }
+    const char *xff[XFF_LINES_MAX];
+    size_t nxff = gh_req_header_values(r, "X-Forwarded-For", xff, XFF_LINES_MAX);
+    gh_proxies_client(&app->proxies, &peer, xff, nxff, gh_req_header(r, "X-Real-IP"), out);
+}
+
 void gh_api_request_client(gh_req_t *r, gh_session_client_t *out)
 {
     static const gh_ip_t none;

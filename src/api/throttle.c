@@ -15,29 +15,10 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-#define XFF_LINES_MAX 8
-
 /* Throttle time is monotonic: a wall clock set back must not lock anyone out for the difference. */
 static int64_t now_ms(void)
 {
     return gh_clock_mono_ns() / 1000000;
-}
-
-void gh_api_client_ip(gh_req_t *r, gh_ip_t *out)
-{
-    gh_app_t *app = r->app;
-    char peer_text[64];
-    gh_ip_t peer;
-    gh_req_peer(r, peer_text);
-    if (gh_ip_parse(peer_text, strlen(peer_text), &peer) != 0)
-        memset(&peer, 0, sizeof peer); /* not an IP socket: one shared bucket */
-    if (app->proxies.n == 0) {
-        *out = peer;
-        return;
-    }
-    const char *xff[XFF_LINES_MAX];
-    size_t nxff = gh_req_header_values(r, "X-Forwarded-For", xff, XFF_LINES_MAX);
-    gh_proxies_client(&app->proxies, &peer, xff, nxff, gh_req_header(r, "X-Real-IP"), out);
 }
 
 static void reply_rate_limited(gh_req_t *r, int64_t retry_ms)

@@ -23,17 +23,6 @@
 
 #include "config/config.h"
 
-static const char *const scenario_names[GH_LOAD__SCENARIOS] = {
-    [GH_LOAD_CHURN] = "churn", [GH_LOAD_VALIDATE] = "validate",
-    [GH_LOAD_MIXED] = "mixed", [GH_LOAD_LOGIN_FLOOD] = "login-flood",
-    [GH_LOAD_SOAK] = "soak",
-};
-
-const char *gh_load_scenario_name(gh_load_scenario_t s)
-{
-    return (unsigned)s < GH_LOAD__SCENARIOS ? scenario_names[s] : "?";
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -266,7 +255,7 @@ int gh_load_parse_args(gh_load_opts_t *o, int argc, char **argv, FILE *out, char
         } else if (strcmp(name, "scenario") == 0) {
             int s = -1;
             for (int k = 0; k < GH_LOAD__SCENARIOS; k++)
-                if (strcmp(val, scenario_names[k]) == 0)
+                if (strcmp(val, gh_load_scenario_name((gh_load_scenario_t)k)) == 0)
                     s = k;
             if (s < 0)
                 BAD("gatehouse load: --scenario: expected churn, validate, mixed, login-flood or "

@@ -285,6 +285,17 @@ int gh_load_parse_metrics(const char *text, size_t len, gh_load_sample_t *out)
 
 /* ---- the verdict ---- */
 
+static const char *const scenario_names[GH_LOAD__SCENARIOS] = {
+    [GH_LOAD_CHURN] = "churn", [GH_LOAD_VALIDATE] = "validate",
+    [GH_LOAD_MIXED] = "mixed", [GH_LOAD_LOGIN_FLOOD] = "login-flood",
+    [GH_LOAD_SOAK] = "soak",
+};
+
+const char *gh_load_scenario_name(gh_load_scenario_t s)
+{
+    return (unsigned)s < GH_LOAD__SCENARIOS ? scenario_names[s] : "?";
+}
+
 const char *gh_load_verdict_name(gh_load_verdict_t v)
 {
     switch (v) {

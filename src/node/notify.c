@@ -1,9 +1,9 @@
 /*
  * notify.c — sd_notify(3) by hand: one sendto() of a datagram to the unix socket named by
- * NOTIFY_SOCKET (a path, or an abstract name when it starts with '@'). See notify.h for why
+ * NOTIFY_SOCKET (a path, or an abstract name when it starts with '@'). See node.h for why
  * this is not libsystemd. Nothing here allocates.
  */
-#include "common/notify.h"
+#include "node/node.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -27,7 +27,7 @@
  * Between fork and exec the child only calls async-signal-safe functions: everything it needs
  * (argv, environment) is built before the fork.
  */
-#include "api/api.h"
+#include "node/node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +48,6 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/notify.h"
 #include "mem/mem.h"
 
 extern char **environ;
@@ -114,19 +113,6 @@ void gh_reload_inherited(gh_inherited_t *out)
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
-}
-
-uint16_t gh_reload_socket_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-        return 0;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return 0;
 }
 
 /* ---- files in the data dir ---- */

@@ -1,369 +1,37 @@
 /*
- * serve.c — `gatehouse serve`: configuration, stores, the password pool, the HTTP server and
- * the janitor thread that expires sessions, then an orderly stop on SIGTERM/SIGINT (stop
- * accepting, finish in-flight requests, stop the pool, close the stores, exit 0).
+ * serve.c — `gatehouse serve`: reads the configuration, starts a node (node.c), takes over from a
+ * predecessor when started by a reload, says READY to systemd, then waits for a signal: SIGHUP
+ * hands over to a successor (reload.c), SIGTERM/SIGINT stop in order (stop accepting, finish
+ * in-flight requests, close everything, exit 0).
  *
  * Signals are taken with sigwait on the main thread (blocked everywhere else), so no handler
  * runs at an arbitrary point of another thread.
  */
-#include "api/api.h"
+#include "node/node.h"
 
-#include <errno.h>
-#include <limits.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <netdb.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "common/clock.h"
 #include "common/log.h"
-#include "common/notify.h"
 #include "common/version.h"
-#include "mem/mem.h"
 
-#define JANITOR_PERIOD_MS 100
-#define JANITOR_MAX_WORK 20000
 #define DRAIN_MS 10000
-
-typedef struct {
-    gh_app_t *app;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;
-} janitor_t;
-
-/* Ends expired sessions every 100 ms with bounded work, so every session is gone within a
- * second of its deadline even if nobody presents it again. */
-static void *janitor_main(void *arg)
-{
-    janitor_t *j = arg;
-    pthread_mutex_lock(&j->lock);
-    while (!j->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += JANITOR_PERIOD_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&j->wake, &j->lock, &ts);
-        if (j->stop)
-            break;
-        pthread_mutex_unlock(&j->lock);
-        size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
-        if (n)
-            GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
-        /* systemd's watchdog hears from the thread that proves the session store is alive. */
-        gh_notify_watchdog();
-        pthread_mutex_lock(&j->lock);
-    }
-    pthread_mutex_unlock(&j->lock);
-    return NULL;
-}
 
 static size_t fmt_bytes(uint64_t b, char *out, size_t n)
 {
     return (size_t)snprintf(out, n, "%.1fMiB", (double)b / (1024.0 * 1024.0));
 }
 
-static unsigned clamp_ms(int64_t ms)
-{
-    return ms > (int64_t)UINT_MAX ? UINT_MAX : ms < 0 ? 0 : (unsigned)ms;
-}
-
-/* Connections per network store: one for each HTTP thread, the janitor and /metrics, so a
- * request never waits for a connection another request holds. */
-static unsigned store_pool_size(const gh_config_t *cfg)
-{
-    return cfg->http_threads + 2;
-}
-
-/* The user store the configuration names: SQLite in the data dir, or PostgreSQL. */
-static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
-{
-    int rc;
-    if (cfg->user_store == GH_USER_STORE_POSTGRES) {
-        gh_user_postgres_options_t o = {.url = cfg->postgres_url,
-                                        .pool_size = store_pool_size(cfg)};
-        if ((rc = gh_user_postgres_open(&o, out)) != 0)
-            GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("store", "postgres"),
-                   GH_LS("error", gh_strerror(rc)));
-        return rc;
-    }
-    if ((rc = gh_user_sqlite_open(cfg->data_dir, out)) != 0)
-        GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("data_dir", cfg->data_dir),
-               GH_LS("error", gh_strerror(rc)));
-    return rc;
-}
-
-/* The user store with the token check's cache in front (user_cache.c), unless it is off. */
-static int open_cached_user_store(const gh_config_t *cfg, gh_user_store_t **out)
-{
-    gh_user_store_t *backend = NULL;
-    int rc = open_user_store(cfg, &backend);
-    if (rc != 0 || cfg->user_cache == 0) {
-        *out = backend;
-        return rc;
-    }
-    gh_user_cache_options_t o = {.entries = cfg->user_cache, .ttl_ms = cfg->user_cache_ttl_ms};
-    if ((rc = gh_user_cache_open(backend, &o, out)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot open the user cache", GH_LS("error", gh_strerror(rc)));
-        gh_user_store_close(&backend);
-    }
-    return rc;
-}
-
-/* Sessions in Redis, shared with the other nodes (the in-memory store is opened, with its
- * persistence, in gh_node_start_ex). Lookups record last use at most every idle_ttl/100 (capped
- * at 10 s): a token checked many times a second then costs reads, not writes, and the idle
- * deadline is early by at most that much. */
-static int open_redis_sessions(const gh_config_t *cfg, gh_session_store_t **out)
-{
-    gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
-                                  .idle_ttl_ms = cfg->idle_ttl_ms,
-                                  .max_per_user = cfg->max_sessions_per_user,
-                                  .policy = cfg->session_policy};
-    int64_t touch = cfg->idle_ttl_ms / 100;
-    gh_session_redis_options_t o = {.url = cfg->redis_url,
-                                    .pool_size = store_pool_size(cfg),
-                                    .touch_interval_ms = touch < 10000 ? touch : 10000};
-    int rc = gh_session_redis_open(&limits, &o, out);
-    if (rc != 0)
-        GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("store", "redis"),
-               GH_LS("error", gh_strerror(rc)));
-    return rc;
-}
-
-struct gh_node {
-    gh_app_t app;
-    gh_http_server_t *http;
-    janitor_t janitor;
-    pthread_t janitor_thread;
-    bool janitor_started;
-    uint16_t port;
-    int listen_fd;                  /* owned by http while it runs; by the node otherwise */
-    gh_http_options_t hopt;         /* kept so HTTP can start (again) on listen_fd */
-    gh_session_load_stats_t loaded; /* what the session store brought back at start */
-};
-
-gh_app_t *gh_node_app(gh_node_t *n)
-{
-    return &n->app;
-}
-
-uint16_t gh_node_port(gh_node_t *n)
-{
-    return n->port;
-}
-
-void gh_node_stop(gh_node_t **np, int64_t drain_ms)
-{
-    gh_node_t *n = *np;
-    if (!n)
-        return;
-    atomic_store(&n->app.http, NULL); /* metrics stop reading the server's counters */
-    if (n->http) {
-        gh_http_stop(&n->http, drain_ms); /* closes the listening socket */
-        n->listen_fd = -1;
-    }
-    if (n->listen_fd >= 0)
-        close(n->listen_fd);
-    /* Before the stores and metrics it reads through gh_api_watch_counters. */
-    gh_watchdog_destroy(&n->app.watchdog);
-    if (n->janitor_started) {
-        pthread_mutex_lock(&n->janitor.lock);
-        n->janitor.stop = true;
-        pthread_cond_signal(&n->janitor.wake);
-        pthread_mutex_unlock(&n->janitor.lock);
-        pthread_join(n->janitor_thread, NULL);
-    }
-    gh_password_pool_stop(&n->app.passwords);
-    gh_api_metrics_destroy(&n->app);
-    gh_ratelimit_destroy(&n->app.ratelimit);
-    gh_session_store_destroy(&n->app.sessions);
-    gh_user_store_close(&n->app.users);
-    pthread_mutex_destroy(&n->janitor.lock);
-    pthread_cond_destroy(&n->janitor.wake);
-    sodium_memzero(n->app.cfg.admin_token, sizeof n->app.cfg.admin_token);
-    gh_mem_free(GH_MEM_OTHER, n);
-    *np = NULL;
-}
-
-int gh_node_start(const gh_config_t *config, gh_node_t **out)
-{
-    return gh_node_start_ex(config, NULL, out);
-}
-
-int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_node_t **out)
-{
-    static const gh_node_opts_t defaults = {.listen_fd = -1};
-    if (!opts)
-        opts = &defaults;
-    if (sodium_init() < 0)
-        return GH_EINTERNAL;
-    gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
-    if (!n)
-        return GH_ENOMEM;
-    n->listen_fd = -1;
-    gh_app_t *app = &n->app;
-    app->cfg = *config;
-    gh_config_t *cfg = &app->cfg;
-    gh_api_json_setup();
-    randombytes_buf(app->log_salt, sizeof app->log_salt);
-    app->started_ms = gh_clock_now_ms();
-    app->cookie_name = cfg->cookie_secure ? "__Host-gatehouse_session" : "gatehouse_session";
-    n->janitor.app = app;
-    pthread_mutex_init(&n->janitor.lock, NULL);
-    pthread_cond_init(&n->janitor.wake, NULL);
-
-    int rc, listen_fd = -1;
-    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        GH_LOG(GH_LOG_ERROR, "cannot create the data directory", GH_LS("data_dir", cfg->data_dir),
-               GH_LS("error", strerror(errno)));
-        rc = GH_EIO;
-        goto fail;
-    }
-    if ((rc = open_cached_user_store(cfg, &app->users)) != 0)
-        goto fail;
-    if (cfg->session_store == GH_SESSION_STORE_REDIS) {
-        if ((rc = open_redis_sessions(cfg, &app->sessions)) != 0)
-            goto fail;
-    } else {
-        gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
-                                      .idle_ttl_ms = cfg->idle_ttl_ms,
-                                      .max_per_user = cfg->max_sessions_per_user,
-                                      .budget_bytes = cfg->session_memory,
-                                      .policy = cfg->session_policy,
-                                      .max_clients = cfg->session_clients};
-        if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
-                                          &n->loaded, &app->sessions)) != 0) {
-            GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));
-            goto fail;
-        }
-        GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
-               GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
-               GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
-    }
-    gh_password_params_t pp = {.memory = cfg->hash_memory,
-                               .ops = cfg->hash_ops,
-                               .workers = cfg->hash_workers,
-                               .queue = cfg->hash_queue};
-    if ((rc = gh_password_pool_start(&pp, &app->passwords)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    if ((rc = gh_proxies_parse(cfg->trusted_proxies, &app->proxies)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot use --trusted-proxies", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    gh_ratelimit_params_t rp = {.ip_count = cfg->throttle_ip_count,
-                                .ip_window_ms = cfg->throttle_ip_window_ms,
-                                .account_threshold = cfg->throttle_account,
-                                .account_base_delay_ms = GH_RATELIMIT_BASE_DELAY_MS,
-                                .account_max_delay_ms = GH_RATELIMIT_MAX_DELAY_MS,
-                                .account_forget_ms = GH_RATELIMIT_FORGET_MS,
-                                .ip_slots = GH_RATELIMIT_IP_SLOTS,
-                                .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
-    if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    if ((rc = gh_api_metrics_init(app)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
-                             .window_ms = cfg->watch_window_ms,
-                             .limit_bytes = cfg->memory_limit,
-                             .warn_ratio = cfg->memory_warn_percent / 100.0,
-                             .critical_ratio = cfg->memory_critical_percent / 100.0,
-                             .horizon_ms = cfg->forecast_horizon_ms,
-                             .counters = gh_api_watch_counters,
-                             .counters_ctx = app,
-                             .statsd = cfg->statsd,
-                             .webhook_url = cfg->alert_webhook};
-    if ((rc = gh_watchdog_create(&wo, &app->watchdog)) != 0 ||
-        (rc = gh_watchdog_start(app->watchdog)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot start the memory watchdog", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    if (pthread_create(&n->janitor_thread, NULL, janitor_main, &n->janitor) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot start the expiry thread");
-        rc = GH_EINTERNAL;
-        goto fail;
-    }
-    n->janitor_started = true;
-    if (opts->listen_fd >= 0) {
-        /* Inherited from a predecessor or from systemd: already bound and listening. */
-        listen_fd = opts->listen_fd;
-        n->port = gh_reload_socket_port(listen_fd);
-    } else if (gh_http_listen(cfg->listen_host, cfg->listen_port, &listen_fd, &n->port) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot listen", GH_LS("host", cfg->listen_host),
-               GH_LI("port", cfg->listen_port), GH_LS("error", strerror(errno)));
-        rc = GH_EIO;
-        goto fail;
-    }
-    n->listen_fd = listen_fd;
-    gh_http_options_t hopt = {.listen_fd = listen_fd,
-                              .threads = cfg->http_threads,
-                              .max_connections = cfg->max_connections,
-                              .max_connections_per_ip = cfg->max_connections_per_ip,
-                              .connection_timeout_s =
-                                  (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
-                              .connection_memory = cfg->connection_memory,
-                              .max_body = cfg->max_body,
-                              .max_requests_per_connection = cfg->max_requests_per_connection,
-                              .header_timeout_ms = clamp_ms(cfg->header_timeout_ms),
-                              .body_timeout_ms = clamp_ms(cfg->body_timeout_ms),
-                              .routes = gh_api_routes,
-                              .nroutes = gh_api_nroutes,
-                              .app = app,
-                              .on_complete = gh_api_on_complete,
-                              .on_reply = gh_api_on_reply};
-    n->hopt = hopt;
-    /* A successor serves only after it has taken the session database over (reload.c). */
-    if (!opts->successor && (rc = gh_node_serve(n)) != 0)
-        goto fail;
-    *out = n;
-    return 0;
-fail:
-    gh_node_stop(&n, 0);
-    return rc;
-}
-
-int gh_node_serve(gh_node_t *n)
-{
-    if (n->http)
-        return 0;
-    int rc = gh_http_start(&n->hopt, &n->http);
-    if (rc != 0)
-        GH_LOG(GH_LOG_ERROR, "cannot start the HTTP server", GH_LS("error", gh_strerror(rc)));
-    else
-        atomic_store(&n->app.http, n->http);
-    return rc;
-}
-
-void gh_node_handoff(gh_node_t *n, int64_t drain_ms)
-{
-    atomic_store(&n->app.http, NULL);
-    gh_http_handoff(&n->http, drain_ms); /* listen_fd stays open, owned by the node again */
-}
-
-int gh_node_listen_fd(gh_node_t *n)
-{
-    return n->listen_fd;
-}
-
 static uint64_t active_sessions(gh_node_t *n)
 {
     gh_session_stats_t st;
-    gh_session_stats(n->app.sessions, &st);
+    gh_session_stats(gh_node_app(n)->sessions, &st);
     return st.active;
 }
 
@@ -410,7 +78,7 @@ int gh_serve_main(int argc, char **argv)
 
     char addr[GH_CONFIG_STR + 16], limit[32], budget[32];
     bool v6 = strchr(cfg.listen_host, ':') != NULL;
-    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", cfg.listen_host, node->port);
+    snprintf(addr, sizeof addr, v6 ? "[%s]:%u" : "%s:%u", cfg.listen_host, gh_node_port(node));
     if (inh.listen_fd >= 0) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -419,7 +87,7 @@ int gh_serve_main(int argc, char **argv)
             getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0, NI_NUMERICHOST) ==
                 0)
             snprintf(addr, sizeof addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
-                     node->port);
+                     gh_node_port(node));
     }
     fmt_bytes(cfg.memory_limit, limit, sizeof limit);
     fmt_bytes(cfg.session_memory, budget, sizeof budget);
@@ -449,7 +117,7 @@ int gh_serve_main(int argc, char **argv)
         }
         (void)gh_notify("STOPPING=1");
         GH_LOG(GH_LOG_INFO, "stopping", GH_LS("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-               GH_LI("inflight", node->http ? gh_http_inflight(node->http) : 0));
+               GH_LI("inflight", gh_node_inflight(node)));
         break;
     }
     gh_node_stop(&node, DRAIN_MS);

@@ -11,7 +11,7 @@
  * the session then; a password changed here does not
  * end sessions a running node holds (docs/OPERATIONS.md says so).
  */
-#include "api/api.h"
+#include "node/node.h"
 
 #include <errno.h>
 #include <sodium.h>

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "node/node.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "fuzz.h"

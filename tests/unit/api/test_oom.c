@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "api/api.h"
+#include "node/node.h"
 #include "common/clock.h"
 #include "mem/mem.h"
 
