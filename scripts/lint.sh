@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make lint`: the code must build without a warning under gcc and clang (-Wall -Wextra -Werror,
 # each compiler finds what the other misses), be formatted as .clang-format says, and pass
-# cppcheck with the checked-in settings (.cppcheck-suppressions; options below). Prints
+# cppcheck with the checked-in settings (.cppcheck-suppressions; options below), and keep the
+# dependency rule (scripts/check-layers.py). Prints
 # "lint: NAME ok" or "lint: NAME FAILED" (with the findings) per check; exit 1 on any failure.
 # Fix formatting with `make format`.
 set -u
@@ -57,7 +58,12 @@ cppcheck --quiet --std=c11 -j"$JOBS" --enable=warning,performance,portability --
   --template='{file}:{line}: {severity}: {message} [{id}]' src tests bench >"$OUT/cppcheck.log" 2>&1
 result "cppcheck" $? "$OUT/cppcheck.log"
 
-# 4. Shell scripts parse.
+# 4. The dependency rule (docs/ARCHITECTURE.md): no include that points up, no loop of calls
+# between source files (read from the gcc build's objects, made by check 1).
+python3 scripts/check-layers.py build >"$OUT/layers.log" 2>&1
+result "layers" $? "$OUT/layers.log"
+
+# 5. Shell scripts parse.
 st=0
 for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f" >>"$OUT/shell.log" 2>&1 || st=1; done
 result "bash -n" $st "$OUT/shell.log"

@@ -241,6 +241,17 @@ static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_
     return gh_metrics_add(reg, &d, out);
 }
 
+/* The store probe's observer (store/probe.h): a round trip into the two store families. */
+static void store_observe(void *ctx, gh_store_kind_t store, gh_store_op_t op, int64_t duration_ns,
+                          bool failed)
+{
+    gh_api_metrics_t *m = ctx;
+    gh_metric_observe_ns(m->store_durations,
+                         GH_METRIC_AT(m->store_durations, (size_t)store, (size_t)op), duration_ns);
+    if (failed)
+        gh_metric_inc(m->store_errors, (size_t)store);
+}
+
 int gh_api_metrics_init(gh_app_t *app)
 {
     gh_api_metrics_t *m = gh_mem_calloc(GH_MEM_METRICS, 1, sizeof *m);
@@ -381,7 +392,7 @@ int gh_api_metrics_init(gh_app_t *app)
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
-    (void)gh_store_probe_attach(m->store_durations, m->store_errors);
+    (void)gh_store_probe_attach(store_observe, m);
     app->metrics = m;
     return 0;
 fail:
@@ -394,7 +405,7 @@ void gh_api_metrics_destroy(gh_app_t *app)
 {
     if (!app->metrics)
         return;
-    gh_store_probe_detach(app->metrics->store_durations);
+    gh_store_probe_detach(app->metrics);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;

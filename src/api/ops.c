@@ -56,8 +56,7 @@ int gh_api_memory_read(gh_req_t *r, size_t history_max, gh_api_memory_t *m)
         m->component_objects[c] = gh_mem_objects((gh_mem_component_t)c);
     }
     gh_session_stats(app->sessions, &m->sessions);
-    gh_session_store_t *mem = gh_session_persist_memory(app->sessions);
-    gh_session_memory_clients(mem ? mem : app->sessions, &m->clients);
+    gh_session_clients(app->sessions, &m->clients);
     m->password_queue_depth = gh_password_queue_depth(app->passwords);
     gh_api_metrics_totals(app, &m->totals);
     if (!app->watchdog)

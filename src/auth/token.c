@@ -18,9 +18,6 @@
 
 #include <sodium.h>
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 
 static void sodium_setup(void)
@@ -35,77 +32,6 @@ static void ensure_sodium(void)
     (void)pthread_once(&sodium_once, sodium_setup);
 }
 
-/* Value 0..63 of a base64url character, or -1. Straight-line comparisons: no branch on which
- * class the (secret) character falls in. */
-static int b64url_value(unsigned char c)
-{
-    int v = -1;
-    v = (c >= 'A' && c <= 'Z') ? c - 'A' : v;
-    v = (c >= 'a' && c <= 'z') ? c - 'a' + 26 : v;
-    v = (c >= '0' && c <= '9') ? c - '0' + 52 : v;
-    v = (c == '-') ? 62 : v;
-    v = (c == '_') ? 63 : v;
-    return v;
-}
-
-size_t gh_base64url_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64url_alphabet[(w >> 18) & 63];
-        out[o++] = b64url_alphabet[(w >> 12) & 63];
-        out[o++] = b64url_alphabet[(w >> 6) & 63];
-        out[o++] = b64url_alphabet[w & 63];
-    }
-    if (n - i == 1) {
-        uint32_t w = (uint32_t)in[i] << 16;
-        out[o++] = b64url_alphabet[(w >> 18) & 63];
-        out[o++] = b64url_alphabet[(w >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t w = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64url_alphabet[(w >> 18) & 63];
-        out[o++] = b64url_alphabet[(w >> 12) & 63];
-        out[o++] = b64url_alphabet[(w >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-int gh_base64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
-{
-    int rc = GH_EINVAL;
-    size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
-    if ((!in && len) || len % 4 == 1)
-        goto out;
-    if (need > cap) {
-        rc = GH_ETOOBIG;
-        goto out;
-    }
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
-            goto out;
-        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* Leftover bits (2 or 4) must be zero, or two spellings would decode to the same bytes. */
-    if (acc & ((1u << bits) - 1))
-        goto out;
-    if (out_len)
-        *out_len = o;
-    rc = 0;
-out:
-    return rc;
-}
-
 int gh_token_hash(const char *token, size_t len, uint8_t hash[GH_TOKEN_HASH_LEN])
 {
     int rc = GH_EINVAL;
@@ -115,7 +41,7 @@ int gh_token_hash(const char *token, size_t len, uint8_t hash[GH_TOKEN_HASH_LEN]
     /* Every character is checked (no early exit), so well-formed input costs the same work. */
     int bad = 0, v = 0;
     for (size_t i = plen; i < GH_TOKEN_LEN; i++) {
-        v = b64url_value((unsigned char)token[i]);
+        v = gh_base64url_value((unsigned char)token[i]);
         bad |= v < 0;
     }
     /* 43 characters hold 258 bits for 256: the last character's low 2 bits must be zero. */

@@ -9,15 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/base64url.h"
 #include "common/err.h"
-
-#define GH_TOKEN_PREFIX "gh_"
-#define GH_TOKEN_RAW_LEN 32
-#define GH_TOKEN_LEN 46 /* 3 + 43 */
-#define GH_TOKEN_HASH_LEN 32
-
-/* Characters of the base64url (no padding) rendering of n bytes, without the NUL. */
-#define GH_BASE64URL_LEN(n) (((n)*4 + 2) / 3)
+#include "common/token_format.h"
 
 /* Both functions initialise libsodium themselves (once, through pthread_once: sodium_init() is
  * idempotent and thread-safe but takes a global lock on every call), so callers need not. */
@@ -31,15 +25,5 @@ void gh_token_new(char out[GH_TOKEN_LEN + 1], uint8_t hash[GH_TOKEN_HASH_LEN]);
  * Returns 0, or GH_EINVAL for anything that is not a well-formed token (token may be NULL).
  * Constant work for well-formed input; no allocation. */
 int gh_token_hash(const char *token, size_t len, uint8_t hash[GH_TOKEN_HASH_LEN]) GH_WUR;
-
-/* base64url without padding: out must hold GH_BASE64URL_LEN(n)+1 bytes (4*ceil(n/3)+1 is always
- * enough); writes a NUL and returns the length written (GH_BASE64URL_LEN(n)). */
-size_t gh_base64url_encode(const uint8_t *in, size_t n, char *out);
-
-/* Strict base64url decoding (no padding, no whitespace, no stray bits in the last character):
- * decodes len characters of in into out (cap bytes). *out_len receives the byte count.
- * Returns 0, GH_EINVAL for malformed input, GH_ETOOBIG when cap is too small. */
-int gh_base64url_decode(const char *in, size_t len, uint8_t *out, size_t cap,
-                        size_t *out_len) GH_WUR;
 
 #endif

@@ -18,13 +18,10 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "store/policy.h"
 
-typedef enum { GH_POLICY_EVICT_IDLE = 0, GH_POLICY_REFUSE } gh_session_policy_t;
 typedef enum { GH_USER_STORE_SQLITE = 0, GH_USER_STORE_POSTGRES } gh_user_store_kind_t;
 typedef enum { GH_SESSION_STORE_MEMORY = 0, GH_SESSION_STORE_REDIS } gh_session_store_kind_t;
-/* How sessions.db commits: normal survives a process crash (WAL, synchronous=NORMAL), full also
- * a power loss (synchronous=FULL: an fsync per login and per logout). */
-typedef enum { GH_DURABILITY_NORMAL = 0, GH_DURABILITY_FULL } gh_durability_t;
 
 #define GH_CONFIG_STR 512
 

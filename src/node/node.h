@@ -25,7 +25,7 @@ int gh_node_start(const gh_config_t *cfg, gh_node_t **out) GH_WUR;
 typedef struct {
     int listen_fd;  /* an inherited listening socket the node takes over, or -1 to bind one */
     bool successor; /* reload: load sessions as a successor and do not serve until
-                       gh_session_persist_takeover() and gh_node_serve() */
+                       the session store's handover (TAKEOVER) and gh_node_serve() */
 } gh_node_opts_t;
 int gh_node_start_ex(const gh_config_t *cfg, const gh_node_opts_t *opts, gh_node_t **out) GH_WUR;
 /* Starts serving HTTP on the node's listening socket (no-op when it already does). */

@@ -225,7 +225,7 @@ static bool write_byte(int fd, char c)
  * Redis there is nothing to hand over: both processes see the same sessions there. */
 static bool persisted(gh_app_t *app)
 {
-    return gh_session_persist_memory(app->sessions) != NULL;
+    return gh_session_handover_needed(app->sessions);
 }
 
 /* The successor's environment: ours without what described our own start, plus the fds.
@@ -324,7 +324,7 @@ bool gh_reload_handover(gh_node_t *node)
         reload_failed(node, "cannot make the handover channel");
         return false;
     }
-    if (persisted(app) && gh_session_persist_handover_begin(app->sessions) != 0) {
+    if (persisted(app) && gh_session_handover(app->sessions, GH_HANDOVER_BEGIN, NULL) != 0) {
         close(sv[0]);
         close(sv[1]);
         gh_mem_free(GH_MEM_OTHER, envp);
@@ -347,7 +347,7 @@ bool gh_reload_handover(gh_node_t *node)
     if (pid < 0) {
         close(sv[0]);
         if (persisted(app))
-            gh_session_persist_handover_abort(app->sessions);
+            gh_session_handover_abort(app->sessions);
         reload_failed(node, "cannot start a new process");
         return false;
     }
@@ -358,14 +358,14 @@ bool gh_reload_handover(gh_node_t *node)
         close(sv[0]);
         reap(pid, why, sizeof why);
         if (persisted(app))
-            gh_session_persist_handover_abort(app->sessions);
+            gh_session_handover_abort(app->sessions);
         reload_failed(node, why);
         return false;
     }
     /* Step 2: stop accepting and finish what is in flight; then nothing more is written. */
     int64_t t1 = gh_clock_mono_ns();
     gh_node_handoff(node, HANDOFF_DRAIN_MS);
-    if (persisted(app) && gh_session_persist_detach(app->sessions) != 0)
+    if (persisted(app) && gh_session_handover(app->sessions, GH_HANDOVER_DETACH, NULL) != 0)
         GH_LOG(GH_LOG_WARN, "final flush of session times failed",
                GH_LS("effect", "some sessions may idle out a little early"));
     int64_t t2 = gh_clock_mono_ns();
@@ -375,7 +375,7 @@ bool gh_reload_handover(gh_node_t *node)
         /* Take everything back: the database (the successor committed nothing, or only what
          * it would have to redo) and the socket, which never closed. */
         if (persisted(app))
-            gh_session_persist_handover_abort(app->sessions);
+            gh_session_handover_abort(app->sessions);
         if (gh_node_serve(node) != 0) {
             GH_LOG(GH_LOG_ERROR, "reload failed and serving again failed too: exiting",
                    GH_LS("reason", why));
@@ -404,7 +404,8 @@ int gh_reload_successor(gh_node_t *node, int handover_fd)
     if (c != 'G' && c != 0)
         goto out;
     gh_session_load_stats_t st = {0};
-    if (persisted(app) && (rc = gh_session_persist_takeover(app->sessions, &st)) != 0) {
+    if (persisted(app) &&
+        (rc = gh_session_handover(app->sessions, GH_HANDOVER_TAKEOVER, &st)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot take the session database over",
                GH_LS("error", gh_strerror(rc)));
         goto out;

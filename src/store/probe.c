@@ -1,5 +1,5 @@
-/* probe.c — the process-wide store probe (probe.h): observations go to whichever metric families
- * are attached, and an error count is kept regardless, so tests can read it without a node. */
+/* probe.c — the process-wide store probe (probe.h): observations go to whichever observer is
+ * attached, and an error count is kept regardless, so tests can read it without a node. */
 #include "store/probe.h"
 
 #include <stdatomic.h>
@@ -16,25 +16,24 @@ const char *const gh_store_op_names[GH_STORE_OP__COUNT] = {
 #undef GH__STORE_OP_NAME
 };
 
-static _Atomic(gh_metric_t *) attached_duration;
-static _Atomic(gh_metric_t *) attached_errors;
+static _Atomic(gh_store_observer_t) attached_observer;
+static _Atomic(void *) attached_ctx;
 static atomic_uint_fast64_t error_count[GH_STORE__COUNT];
 
-bool gh_store_probe_attach(gh_metric_t *duration, gh_metric_t *errors)
+bool gh_store_probe_attach(gh_store_observer_t observe, void *ctx)
 {
-    gh_metric_t *none = NULL;
-    if (!atomic_compare_exchange_strong(&attached_duration, &none, duration))
+    void *none = NULL;
+    if (!observe || !ctx || !atomic_compare_exchange_strong(&attached_ctx, &none, ctx))
         return false;
-    atomic_store(&attached_errors, errors);
+    atomic_store(&attached_observer, observe);
     return true;
 }
 
-void gh_store_probe_detach(gh_metric_t *duration)
+void gh_store_probe_detach(void *ctx)
 {
-    gh_metric_t *mine = duration;
-    if (duration && atomic_load(&attached_duration) == mine) {
-        atomic_store(&attached_errors, NULL);
-        atomic_store(&attached_duration, NULL);
+    if (ctx && atomic_load(&attached_ctx) == ctx) {
+        atomic_store(&attached_observer, NULL);
+        atomic_store(&attached_ctx, NULL);
     }
 }
 
@@ -44,12 +43,10 @@ void gh_store_observe(gh_store_kind_t store, gh_store_op_t op, int64_t duration_
         return;
     if (failed)
         atomic_fetch_add_explicit(&error_count[store], 1, memory_order_relaxed);
-    gh_metric_t *d = atomic_load_explicit(&attached_duration, memory_order_acquire);
-    gh_metric_t *e = atomic_load_explicit(&attached_errors, memory_order_acquire);
-    if (d)
-        gh_metric_observe_ns(d, GH_METRIC_AT(d, (size_t)store, (size_t)op), duration_ns);
-    if (e && failed)
-        gh_metric_inc(e, (size_t)store);
+    gh_store_observer_t observe = atomic_load_explicit(&attached_observer, memory_order_acquire);
+    void *ctx = atomic_load_explicit(&attached_ctx, memory_order_acquire);
+    if (observe && ctx)
+        observe(ctx, store, op, duration_ns, failed);
 }
 
 uint64_t gh_store_errors(gh_store_kind_t store)

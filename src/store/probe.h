@@ -4,11 +4,12 @@
  * gatehouse_store_errors_total{store}.
  *
  * The one design decision: stores are opened before the metrics registry exists and know nothing
- * of it, so they report to this process-wide probe, and the registry's owner attaches its two
- * families once they exist (gh_store_probe_attach) and detaches them before destroying them.
- * Until then, observations are dropped. One attachment at a time: a second node in the same
- * process (tests) keeps the first node's. An observation is two relaxed atomic loads and one
- * metric update: no lock, no allocation.
+ * of it (the store is a leaf: it includes nothing of watch/), so they report to this
+ * process-wide probe, and the registry's owner attaches an observer (a function and its context)
+ * once its families exist (gh_store_probe_attach) and detaches it before destroying them. Until
+ * then, observations are dropped. One attachment at a time: a second node in the same process
+ * (tests) keeps the first node's. An observation is two atomic loads and one call: no lock, no
+ * allocation.
  */
 #ifndef GH_STORE_PROBE_H
 #define GH_STORE_PROBE_H
@@ -16,8 +17,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "watch/metrics.h"
 
 /* X(ENUM, "label"): the store label. */
 #define GH_STORE_KIND_MAP(X)                                                                       \
@@ -57,12 +56,16 @@ typedef enum {
 extern const char *const gh_store_kind_names[GH_STORE__COUNT];
 extern const char *const gh_store_op_names[GH_STORE_OP__COUNT];
 
-/* Attaches the families: duration is a histogram labelled {store, op} in that order, errors a
- * counter labelled {store}. Returns false (and attaches nothing) when another pair is attached. */
-bool gh_store_probe_attach(gh_metric_t *duration, gh_metric_t *errors);
-/* Detaches them if `duration` is the attached one. Call before destroying the families, after
- * every thread that uses this node's stores has stopped. */
-void gh_store_probe_detach(gh_metric_t *duration);
+/* Told of every round trip: which store, what it did, how long it took, whether it failed. Must be
+ * quick and must not block (it runs on the request path). */
+typedef void (*gh_store_observer_t)(void *ctx, gh_store_kind_t store, gh_store_op_t op,
+                                    int64_t duration_ns, bool failed);
+/* Attaches an observer (ctx not NULL). Returns false (and attaches nothing) when another is
+ * attached. */
+bool gh_store_probe_attach(gh_store_observer_t observe, void *ctx);
+/* Detaches the observer if ctx is the attached one. Call before freeing what ctx points at,
+ * after every thread that uses this node's stores has stopped. */
+void gh_store_probe_detach(void *ctx);
 
 /* Records one round trip: how long it took and whether it failed (the store did not answer,
  * or answered with an error that is not a normal outcome like "not found"). */

@@ -3,9 +3,9 @@
  * backend answers (memory, or Redis shared by several nodes) is chosen once at start, the way
  * Redis's ae.c picks ae_epoll.c. A backend is a struct whose first member is gh_session_store_t.
  *
- * Sessions are keyed by the BLAKE2b-256 hash of the token (auth/token.h); no backend ever sees or
- * holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated to
- * the token) used to list and revoke it. Deadlines: absolute (created + session_ttl) and idle
+ * Sessions are keyed by the BLAKE2b-256 hash of the token (common/token_format.h); no backend ever
+ * sees or holds a token. Each session also has a random public id (base64url of 16 bytes, unrelated
+ * to the token) used to list and revoke it. Deadlines: absolute (created + session_ttl) and idle
  * (last_seen + idle_ttl, sliding on every successful lookup). A lookup past either deadline ends
  * the session and answers GH_ENOTFOUND, so a deadline holds even before the expiry sweep runs.
  *
@@ -19,9 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth/token.h"
+#include "common/base64url.h"
 #include "common/err.h"
-#include "config/config.h"
+#include "common/token_format.h"
+#include "store/policy.h"
 
 #define GH_SESSION_ID_RAW_LEN 16
 #define GH_SESSION_ID_LEN 22 /* base64url of 16 bytes, no padding */
@@ -112,6 +113,34 @@ typedef struct {
 #define GH_SESSION_CLIENTS_DEFAULT 65536
 #define GH_SESSION_CLIENT_AVG_BYTES 128
 
+/* The memory store's client table, for tests and /debug/memory: entries in use, bytes it holds
+ * (entries and index, part of the store's bytes), and creates that got the unknown client
+ * because the table was at a bound. Zeros for a store that is not a memory store. */
+typedef struct {
+    uint64_t entries;
+    uint64_t bytes;
+    uint64_t max_entries;
+    uint64_t max_bytes;
+    uint64_t full_total;
+} gh_session_clients_stats_t;
+/* What a load or a takeover brought back (gh_session_persist_open, the handover's TAKEOVER). */
+typedef struct {
+    uint64_t loaded;     /* sessions put back in memory */
+    uint64_t expired;    /* past a deadline: dropped */
+    uint64_t dropped;    /* over this configuration's per-user cap or budget, or unreadable */
+    uint64_t ended;      /* takeover only: ended by the predecessor after the snapshot */
+    int64_t duration_ms; /* wall time of the load or the takeover */
+} gh_session_load_stats_t;
+
+/* The steps of a reload's handover of a store that a process holds alone (the persistent
+ * memory store); see "persistence of the memory store" below for what each does. */
+typedef enum {
+    GH_HANDOVER_BEGIN,    /* predecessor, before it starts a successor */
+    GH_HANDOVER_DETACH,   /* predecessor, after it stopped serving */
+    GH_HANDOVER_ABORT,    /* predecessor, when the successor failed */
+    GH_HANDOVER_TAKEOVER, /* successor, once the predecessor detached */
+} gh_session_handover_t;
+
 typedef struct gh_session_store gh_session_store_t;
 
 typedef struct {
@@ -153,6 +182,14 @@ typedef struct {
     /* 0 when the store answers, GH_ESTORE otherwise (for /readyz). NULL for in-process stores,
      * which always answer. */
     int (*ping)(gh_session_store_t *s);
+    /* The client table of a store that interns clients (for /debug/memory and /ops). NULL: the
+     * store keeps none (zeros). */
+    void (*clients)(gh_session_store_t *s, gh_session_clients_stats_t *out);
+    /* One step of a reload's handover (stats: TAKEOVER only, may be NULL). NULL for a store that
+     * needs none (Redis is shared by every process at once). Returns 0 or an error; ABORT
+     * cannot fail. */
+    int (*handover)(gh_session_store_t *s, gh_session_handover_t step,
+                    gh_session_load_stats_t *stats);
 } gh_session_store_ops_t;
 
 struct gh_session_store {
@@ -207,16 +244,8 @@ size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_
  * with *why (may be NULL) naming the first broken invariant. */
 int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
 
-/* The memory store's client table, for tests and /debug/memory: entries in use, bytes it holds
- * (entries and index, part of the store's bytes), and creates that got the unknown client
- * because the table was at a bound. Zeros for a store that is not a memory store. */
-typedef struct {
-    uint64_t entries;
-    uint64_t bytes;
-    uint64_t max_entries;
-    uint64_t max_bytes;
-    uint64_t full_total;
-} gh_session_clients_stats_t;
+/* The memory store's client table (see gh_session_clients_stats_t); zeros for another store.
+ * The rest of Gatehouse reads it through gh_session_clients(). */
 void gh_session_memory_clients(gh_session_store_t *s, gh_session_clients_stats_t *out);
 
 /*
@@ -276,13 +305,6 @@ int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
  * successor starts with exactly the predecessor's final state, and a revocation made during
  * the handover is never lost.
  */
-typedef struct {
-    uint64_t loaded;     /* sessions put back in memory */
-    uint64_t expired;    /* past a deadline: dropped */
-    uint64_t dropped;    /* over this configuration's per-user cap or budget, or unreadable */
-    uint64_t ended;      /* takeover only: ended by the predecessor after the snapshot */
-    int64_t duration_ms; /* wall time of the load or the takeover */
-} gh_session_load_stats_t;
 
 /* Opens (creating it 0600 if needed) <data_dir>/sessions.db, opens a memory store with
  * `limits` (limits->on_end must be NULL: this layer sets it) and loads every saved session into
@@ -349,6 +371,29 @@ static inline void gh_session_stats(gh_session_store_t *s, gh_session_stats_t *o
 GH_WUR static inline int gh_session_ping(gh_session_store_t *s)
 {
     return s->ops->ping ? s->ops->ping(s) : 0;
+}
+static inline void gh_session_clients(gh_session_store_t *s, gh_session_clients_stats_t *o)
+{
+    if (s->ops->clients)
+        s->ops->clients(s, o);
+    else
+        *o = (gh_session_clients_stats_t){0};
+}
+/* True when a reload must hand this store over step by step (gh_session_handover). */
+static inline bool gh_session_handover_needed(gh_session_store_t *s)
+{
+    return s->ops->handover != NULL;
+}
+GH_WUR static inline int gh_session_handover(gh_session_store_t *s, gh_session_handover_t step,
+                                             gh_session_load_stats_t *stats)
+{
+    return s->ops->handover ? s->ops->handover(s, step, stats) : 0;
+}
+/* The ABORT step, which cannot fail. */
+static inline void gh_session_handover_abort(gh_session_store_t *s)
+{
+    if (s->ops->handover)
+        (void)s->ops->handover(s, GH_HANDOVER_ABORT, NULL);
 }
 static inline void gh_session_store_destroy(gh_session_store_t **s)
 {

@@ -1394,6 +1394,7 @@ static const gh_session_store_ops_t memory_ops = {
     .expire = mem_expire,
     .stats = mem_stats,
     .destroy = mem_destroy,
+    .clients = gh_session_memory_clients,
 };
 
 int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t **out)

@@ -810,6 +810,28 @@ static void p_destroy(gh_session_store_t **s)
     *s = NULL;
 }
 
+static void p_clients(gh_session_store_t *s, gh_session_clients_stats_t *out)
+{
+    gh_session_memory_clients(((persist_t *)s)->mem, out);
+}
+
+static int p_handover(gh_session_store_t *s, gh_session_handover_t step,
+                      gh_session_load_stats_t *stats)
+{
+    switch (step) {
+    case GH_HANDOVER_BEGIN:
+        return gh_session_persist_handover_begin(s);
+    case GH_HANDOVER_DETACH:
+        return gh_session_persist_detach(s);
+    case GH_HANDOVER_ABORT:
+        gh_session_persist_handover_abort(s);
+        return 0;
+    case GH_HANDOVER_TAKEOVER:
+        return gh_session_persist_takeover(s, stats);
+    }
+    return GH_EINVAL;
+}
+
 static const gh_session_store_ops_t persist_ops = {
     .name = "memory+sqlite",
     .create = p_create,
@@ -821,6 +843,8 @@ static const gh_session_store_ops_t persist_ops = {
     .expire = p_expire,
     .stats = p_stats,
     .destroy = p_destroy,
+    .clients = p_clients,
+    .handover = p_handover,
 };
 
 static int read_int(sqlite3 *db, const char *sql, int *out)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "auth/token.h"
 #include "session_suite.h"
 #include "store/probe.h"
 #include "../../support/servers.h"
