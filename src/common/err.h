@@ -31,7 +31,8 @@
     X(LIMIT, 10, "limit reached")                                                                  \
     X(EXPIRED, 11, "expired")                                                                      \
     X(TOOBIG, 12, "too large")                                                                     \
-    X(INTERNAL, 13, "internal error")
+    X(INTERNAL, 13, "internal error")                                                              \
+    X(CANCELED, 14, "cancelled: the process is stopping")
 
 enum {
     GH_OK = 0,

@@ -544,6 +544,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->inflight, 1);
 }
 
+/* New connections while a stop drains are turned away at once (gh_http_stop). */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    (void)addr;
+    (void)len;
+    gh_http_server_t *s = cls;
+    return atomic_load_explicit(&s->draining, memory_order_relaxed) ? MHD_NO : MHD_YES;
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -585,7 +594,7 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->reaper_wake, NULL);
     s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        flags, 0, accept_policy, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(opt->threads ? opt->threads : 1), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -640,10 +649,12 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
     gh_http_server_t *s = *sp;
     if (!s)
         return;
+    /* Not MHD_quiesce_daemon: with a pool of epoll threads it races the threads for the
+     * listening socket inside libmicrohttpd (both take it out of the same epoll set; the loser
+     * aborts the process: "Failed to remove listen FD from epoll set", exit 134). Draining
+     * instead makes accept_policy turn every new connection away; libmicrohttpd closes the
+     * listening socket itself when it stops. */
     atomic_store(&s->draining, true);
-    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
     int64_t deadline = gh_clock_mono_ns() + drain_ms * 1000000;
     while (atomic_load(&s->inflight) > 0 && gh_clock_mono_ns() < deadline) {
         struct timespec ts = {0, 10 * 1000000};
@@ -665,9 +676,12 @@ void gh_http_handoff(gh_http_server_t **sp, int64_t drain_ms)
     gh_http_server_t *s = *sp;
     if (!s)
         return;
-    atomic_store(&s->draining, true);
-    /* Not closed: the socket goes on to the next process, and may come back to this one. */
+    /* Not closed: the socket goes on to the next process, and may come back to this one.
+     * Quiesced before draining is set, so that no connection is turned away meanwhile. (The
+     * successor must get every connection this process no longer accepts, so a handoff, unlike
+     * a stop, cannot do without MHD_quiesce_daemon; see gh_http_stop for its race.) */
     (void)MHD_quiesce_daemon(s->daemon);
+    atomic_store(&s->draining, true);
     /* Every reply from now on says Connection: close, so a busy keep-alive client gets one
      * more answer here and reconnects to the queue of the listening socket. A connection
      * that stays quiet is idle, not mid-request: after IDLE_GRACE_MS without any connection

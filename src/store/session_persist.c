@@ -46,6 +46,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/stop.h"
 #include "mem/mem.h"
 
 #define FLUSH_PERIOD_MS 1000
@@ -275,7 +276,13 @@ static int load_rows(persist_t *p, int64_t after, int64_t now, gh_session_load_s
     int rc = 0, src;
     if (sqlite3_bind_int64(st, 1, after) != SQLITE_OK)
         return db_error(p, "bind", SQLITE_ERROR);
+    uint64_t rows = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        /* A stop asked for during a long load is acted on within a few thousand rows. */
+        if ((++rows & 4095) == 0 && gh_stop_requested()) {
+            rc = GH_ECANCELED;
+            break;
+        }
         int64_t seq = sqlite3_column_int64(st, 0);
         const void *hash = sqlite3_column_blob(st, 1);
         int hlen = sqlite3_column_bytes(st, 1);
