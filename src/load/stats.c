@@ -1,6 +1,7 @@
 /*
  * stats.c — the numbers of `gatehouse load`: the log-linear latency histogram, the Theil–Sen
- * slope, reading the target's /metrics text, and the memory analysis that gives the verdict.
+ * slope (common/trend.c, the watchdog's own, over block medians of the samples), reading the
+ * target's /metrics text, and the memory analysis that gives the verdict.
  *
  * The one design decision: the verdict rests on a robust slope of RSS taken only after the
  * warm-up, compared against a threshold that shrinks with the length of the fit window (a bounded
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/trend.h"
 
 /* ---- histogram ---- */
 
@@ -90,20 +93,6 @@ int64_t gh_load_hist_percentile(const gh_load_hist_t *h, double p)
 
 /* ---- Theil–Sen ---- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n-1] (sorts v). n >= 1. */
-static double median_sorting(double *v, size_t n)
-{
-    assert(n >= 1);
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-}
-
 int gh_load_theil_sen(const double *x, const double *y, size_t n, gh_load_fit_t *fit)
 {
     int rc = GH_ENOMEM;
@@ -130,48 +119,33 @@ int gh_load_theil_sen(const double *x, const double *y, size_t n, gh_load_fit_t 
         block[per + in_block] = y[i];
         in_block++;
         if (in_block == per) {
-            px[k] = median_sorting(block, in_block);
-            py[k] = median_sorting(block + per, in_block);
+            px[k] = gh_trend_median(block, in_block);
+            py[k] = gh_trend_median(block + per, in_block);
             k++;
             in_block = 0;
         }
     }
     if (in_block) {
-        px[k] = median_sorting(block, in_block);
-        py[k] = median_sorting(block + per, in_block);
+        px[k] = gh_trend_median(block, in_block);
+        py[k] = gh_trend_median(block + per, in_block);
         k++;
     }
     assert(k == m);
 
-    size_t npairs = m * (m - 1) / 2;
-    /* The buffer holds the pairwise slopes, then the m residuals: m > npairs when m == 2. */
-    pairs = gh_mem_calloc(GH_MEM_OTHER, npairs > m ? npairs : m, sizeof *pairs);
+    /* Every pair of the reduced points, and Sen's interval (common/trend.c). */
+    gh_trend_pairs_t every = {.lag_lo = 1, .lag_hi = m > 1 ? m - 1 : 1};
+    pairs = gh_mem_calloc(GH_MEM_OTHER, gh_trend_scratch(m, &every), sizeof *pairs);
     if (!pairs)
         goto out;
-    size_t np = 0;
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = i + 1; j < m; j++)
-            if (px[j] != px[i])
-                pairs[np++] = (py[j] - py[i]) / (px[j] - px[i]);
-    if (np == 0) {
+    gh_trend_fit_t tf;
+    if (m < 2 || gh_trend_theil_sen(px, py, m, &every, 1, pairs, &tf) != 0) {
         rc = GH_EINVAL;
         goto out;
     }
-    double s = median_sorting(pairs, np); /* pairs is sorted from here on */
-    /* Sen's confidence interval: Kendall's S has variance m(m-1)(2m+5)/18 without ties; the
-     * bounds are the pairwise slopes C/2 ranks either side of the middle. Ties would shrink the
-     * variance, so ignoring them only widens the interval. */
-    double c = 1.959964 * sqrt((double)m * (double)(m - 1) * (double)(2 * m + 5) / 18.0);
-    double lo_rank = floor(((double)np - c) / 2.0), hi_rank = ceil(((double)np + c) / 2.0);
-    size_t lo = lo_rank < 1 ? 0 : (size_t)lo_rank - 1;
-    size_t hi = hi_rank > (double)np ? np - 1 : (size_t)hi_rank - 1;
-    fit->slope = s;
-    fit->low = pairs[lo];
-    fit->high = pairs[hi];
-    assert(fit->low <= fit->slope && fit->slope <= fit->high);
-    for (size_t i = 0; i < m; i++)
-        pairs[i] = py[i] - s * px[i];
-    fit->intercept = median_sorting(pairs, m);
+    fit->slope = tf.slope;
+    fit->low = tf.low;
+    fit->high = tf.high;
+    fit->intercept = gh_trend_level(px, py, m, tf.slope, 0, pairs);
     rc = 0;
 out:
     gh_mem_free(GH_MEM_OTHER, px);

@@ -26,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/trend.h"
 #include "watch/statsd.h"
 #include "watch/webhook.h"
 
@@ -206,52 +207,6 @@ static const char *series_name(int ser)
 
 /* ------------------------------------------------------------------ robust statistics */
 
-/* k-th smallest of a[0..n) (n > 0), rearranging a; afterwards a[0..k) <= a[k]. */
-static double select_k(double *a, size_t n, size_t k)
-{
-    assert(n > 0 && k < n);
-    ptrdiff_t lo = 0, hi = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
-    while (lo < hi) {
-        double x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
-        double pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
-        ptrdiff_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot)
-                i++;
-            while (a[j] > pivot)
-                j--;
-            if (i <= j) {
-                double t = a[i];
-                a[i] = a[j];
-                a[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (kk <= j)
-            hi = j;
-        else if (kk >= i)
-            lo = i;
-        else
-            break;
-    }
-    return a[k];
-}
-
-static double median(double *a, size_t n)
-{
-    if (n == 0)
-        return 0;
-    double upper = select_k(a, n, n / 2);
-    if (n % 2)
-        return upper;
-    double lower = a[0];
-    for (size_t i = 1; i < n / 2; i++)
-        if (a[i] > lower)
-            lower = a[i];
-    return (lower + upper) / 2;
-}
-
 /* Theil-Sen over pairs a quarter to three quarters of the span apart: lags shorter than a GC
  * period would see only the rising edge of a sawtooth; lags spread over several periods see
  * rises and drops symmetrically. At most MAX_LAGS lags and about MAX_PAIRS pairs. */
@@ -264,22 +219,10 @@ static double ts_slope(double *scratch, const double *t, const double *y, size_t
         hi = m - 1;
     if (hi < lo)
         hi = lo;
-    size_t nlags = hi - lo + 1, k_lags = nlags < MAX_LAGS ? nlags : MAX_LAGS;
-    size_t per_lag = MAX_PAIRS / k_lags, ns = 0;
-    for (size_t k = 0; k < k_lags; k++) {
-        size_t lag = k_lags == 1 ? lo : lo + k * (hi - lo) / (k_lags - 1);
-        size_t npairs = m - lag;
-        size_t stride = (npairs + per_lag - 1) / per_lag;
-        if (stride == 0)
-            stride = 1;
-        for (size_t i = k % stride; i + lag < m; i += stride) {
-            double dt = t[i + lag] - t[i];
-            if (dt > 0)
-                scratch[ns++] = (y[i + lag] - y[i]) / dt;
-        }
-    }
-    assert(ns <= MAX_PAIRS + MAX_LAGS);
-    return ns ? median(scratch, ns) : 0;
+    gh_trend_pairs_t pairs = {
+        .lag_lo = lo, .lag_hi = hi, .max_lags = MAX_LAGS, .max_pairs = MAX_PAIRS};
+    gh_trend_fit_t fit;
+    return gh_trend_theil_sen(t, y, m, &pairs, 0, scratch, &fit) == 0 ? fit.slope : 0;
 }
 
 /* Slope, fitted level and steadiness of y over t (seconds, newest last). */
@@ -292,7 +235,7 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
     tr.slope = ts_slope(scratch, t, y, m);
     for (size_t i = 0; i < m; i++)
         scratch[i] = y[i] - tr.slope * (t[i] - t[m - 1]);
-    tr.level = median(scratch, m);
+    tr.level = gh_trend_median(scratch, m);
     if (!(tr.slope > 0) || tr.span_s <= 0 || m < 8)
         return tr;
     double growth = tr.slope * tr.span_s;
@@ -300,7 +243,7 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
         return tr;
     for (size_t i = 0; i < m; i++)
         scratch[i] = fabs(y[i] - (tr.level + tr.slope * (t[i] - t[m - 1])));
-    double mad = median(scratch, m);
+    double mad = gh_trend_median(scratch, m);
     if (growth < 2 * mad)
         return tr;
     /* Growth spread over the span: each quarter's median above the previous one by at least
@@ -310,10 +253,10 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
      * or a trend hardly moves: sigma = 1.4826 MAD(diff) / sqrt(2). */
     for (size_t i = 0; i + 1 < m; i++)
         scratch[i] = y[i + 1] - y[i];
-    double d_med = median(scratch, m - 1);
+    double d_med = gh_trend_median(scratch, m - 1);
     for (size_t i = 0; i + 1 < m; i++)
         scratch[i] = fabs(y[i + 1] - y[i] - d_med);
-    double sigma = 1.4826 * median(scratch, m - 1) / sqrt(2.0);
+    double sigma = 1.4826 * gh_trend_median(scratch, m - 1) / sqrt(2.0);
     double q_med[4], expected = tr.slope * tr.span_s / 4;
     size_t q = m / 4;
     /* median standard error 1.2533 sigma / sqrt(q); a difference of two: sqrt(2) times that */
@@ -321,7 +264,7 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
     for (int j = 0; j < 4; j++) {
         size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
         memcpy(scratch, y + from, (to - from) * sizeof *y);
-        q_med[j] = median(scratch, to - from);
+        q_med[j] = gh_trend_median(scratch, to - from);
     }
     /* ... but never less than a quarter of it: noise must not excuse a flat quarter. */
     double need = 0.5 * expected - allowance;
@@ -338,7 +281,7 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
         size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
         for (size_t i = from; i < to; i++)
             scratch[i - from] = y[i] - (tr.level + tr.slope * (t[i] - t[m - 1]));
-        double r = median(scratch, to - from);
+        double r = gh_trend_median(scratch, to - from);
         if (fabs(r) > 0.15 * growth + 2 * 1.2533 * sigma / sqrt((double)q))
             tr.steady = false;
     }
@@ -419,7 +362,7 @@ static void evaluate_trends(gh_watchdog_t *wd)
                 size_t ne = 0;
                 for (size_t i = first % stride; i < first; i += stride)
                     wd->scratch[ne++] = series_value(at(wd, i), ser);
-                double before = ne ? select_k(wd->scratch, ne, ne - 1 - ne / 50) : -INFINITY;
+                double before = ne ? gh_trend_select(wd->scratch, ne, ne - 1 - ne / 50) : -INFINITY;
                 if (tr->level - before < 0.25 * tr->slope * tr->span_s)
                     tr->steady = false;
             }
