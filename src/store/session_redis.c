@@ -59,6 +59,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/pool.h"
 #include "store/probe.h"
 
 #define DEFAULT_POOL 4
@@ -69,8 +70,6 @@
     60000 /* Redis's own TTL runs this long past the deadline: the sweep goes first                \
            */
 #define SWEEP_BATCH 1000
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
 #define HEX_LEN (GH_TOKEN_HASH_LEN * 2)
 #define MAX_ARGS 12
 
@@ -231,11 +230,6 @@ static const gh_store_op_t script_op[SC__COUNT] = {
 static const gh_session_store_ops_t redis_ops; /* below: the check tells our stores by it */
 
 typedef struct {
-    redisContext *c; /* NULL until connected */
-    unsigned gen;    /* the pool generation it was connected in */
-} conn_t;
-
-typedef struct {
     gh_session_store_t base; /* first: the interface pointer is the struct pointer */
     gh_session_limits_t limits;
     int64_t touch_interval_ms;
@@ -251,15 +245,8 @@ typedef struct {
     char prefix[PREFIX_MAX + 1];
     char idle_arg[24], grace_arg[24]; /* ARGV[2], ARGV[4] */
 
-    /* the pool: conns[free[0 .. nfree-1]] are idle */
-    pthread_mutex_t lock;
-    pthread_cond_t returned;
-    conn_t *conns;
-    unsigned *free;
-    unsigned nconns, nfree;
-    unsigned gen;            /* bumped when a connection fails: older ones are re-made */
-    int64_t down_until_ns;   /* monotonic; operations fail at once before this */
-    int64_t backoff_ms;      /* 0 while healthy */
+    gh_store_pool_t *pool;   /* connections with back-off (store/pool.c) */
+    pthread_mutex_t lock;    /* guards sha */
     char sha[SC__COUNT][41]; /* script digests, the same for every connection */
     bool sha_known;
 
@@ -503,99 +490,19 @@ out:
     return ret;
 }
 
-/* Called with the lock held when a connection of generation `gen` failed. */
-static void mark_down_locked(redis_store_t *s, unsigned gen)
+/* The pool's callbacks (store/pool.h). */
+static int pool_connect(void *ctx, void **conn)
 {
-    if (gen == s->gen)
-        s->gen++;
-    bool was_up = s->backoff_ms == 0;
-    s->backoff_ms = was_up
-                        ? BACKOFF_MIN_MS
-                        : (s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2);
-    s->down_until_ns = gh_clock_mono_ns() + s->backoff_ms * 1000000;
-    if (was_up)
-        GH_LOG(GH_LOG_ERROR, "session store unavailable", GH_LS("store", "redis"),
-               GH_LI("retry_ms", s->backoff_ms));
+    redisContext *c = NULL;
+    int rc = connect_one(ctx, &c);
+    *conn = c;
+    return rc;
 }
 
-static void mark_up_locked(redis_store_t *s)
+static void pool_disconnect(void *ctx, void *conn)
 {
-    if (s->backoff_ms != 0)
-        GH_LOG(GH_LOG_INFO, "session store reachable again", GH_LS("store", "redis"));
-    s->backoff_ms = 0;
-    s->down_until_ns = 0;
-}
-
-/* Takes a connected connection. GH_ESTORE while Redis is down (at once during the backoff),
- * GH_EBUSY when every connection stayed busy for the whole timeout. */
-static int acquire(redis_store_t *s, unsigned *slot)
-{
-    pthread_mutex_lock(&s->lock);
-    if (s->nfree == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += s->timeout_ms / 1000;
-        until.tv_nsec += (long)(s->timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        while (s->nfree == 0)
-            if (pthread_cond_timedwait(&s->returned, &s->lock, &until) != 0)
-                break;
-        if (s->nfree == 0) {
-            pthread_mutex_unlock(&s->lock);
-            return GH_EBUSY;
-        }
-    }
-    unsigned i = s->free[--s->nfree];
-    conn_t *k = &s->conns[i];
-    bool stale = !k->c || k->gen != s->gen;
-    if (stale && gh_clock_mono_ns() < s->down_until_ns) {
-        s->free[s->nfree++] = i;
-        pthread_mutex_unlock(&s->lock);
-        return GH_ESTORE; /* fail closed without waiting for a timeout */
-    }
-    unsigned gen = s->gen;
-    pthread_mutex_unlock(&s->lock);
-    if (stale) {
-        if (k->c) {
-            redisFree(k->c);
-            k->c = NULL;
-        }
-        redisContext *c = NULL;
-        int rc = connect_one(s, &c);
-        pthread_mutex_lock(&s->lock);
-        if (rc != 0) {
-            mark_down_locked(s, gen);
-            s->free[s->nfree++] = i;
-            pthread_cond_signal(&s->returned);
-            pthread_mutex_unlock(&s->lock);
-            return GH_ESTORE;
-        }
-        k->c = c;
-        k->gen = gen;
-        mark_up_locked(s);
-        pthread_mutex_unlock(&s->lock);
-    }
-    *slot = i;
-    return 0;
-}
-
-/* Gives a connection back; `broken` drops it and marks Redis down. */
-static void release(redis_store_t *s, unsigned slot, bool broken)
-{
-    conn_t *k = &s->conns[slot];
-    if (broken && k->c) {
-        redisFree(k->c);
-        k->c = NULL;
-    }
-    pthread_mutex_lock(&s->lock);
-    if (broken)
-        mark_down_locked(s, k->gen);
-    s->free[s->nfree++] = slot;
-    pthread_cond_signal(&s->returned);
-    pthread_mutex_unlock(&s->lock);
+    (void)ctx;
+    redisFree(conn);
 }
 
 /* Errors that mean "this connection leads to the wrong server now", not "this command failed". */
@@ -611,17 +518,18 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
                    const size_t *argvlen, redisReply **reply)
 {
     unsigned slot;
+    void *conn;
     int64_t t0 = gh_clock_mono_ns();
-    int rc = acquire(s, &slot);
+    int rc = gh_store_pool_acquire(s->pool, &slot, &conn);
     if (rc != 0) {
         gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return rc;
     }
-    redisReply *r = redisCommandArgv(s->conns[slot].c, argc, argv, argvlen);
+    redisContext *c = conn;
+    redisReply *r = redisCommandArgv(c, argc, argv, argvlen);
     if (!r) {
-        GH_LOG(GH_LOG_WARN, "session store command failed",
-               GH_LS("detail", s->conns[slot].c->errstr));
-        release(s, slot, true);
+        GH_LOG(GH_LOG_WARN, "session store command failed", GH_LS("detail", c->errstr));
+        gh_store_pool_release(s->pool, slot, true);
         gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return GH_ESTORE;
     }
@@ -630,11 +538,11 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
          * is still loading): drop every connection, so the next ones find the primary anew. */
         GH_LOG(GH_LOG_WARN, "session store refused: reconnecting", GH_LS("detail", r->str));
         freeReplyObject(r);
-        release(s, slot, true);
+        gh_store_pool_release(s->pool, slot, true);
         gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return GH_ESTORE;
     }
-    release(s, slot, false);
+    gh_store_pool_release(s->pool, slot, false);
     gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, r->type == REDIS_REPLY_ERROR);
     *reply = r;
     return 0;
@@ -681,10 +589,12 @@ static int run_script(redis_store_t *s, int sc, int64_t now_ms, int nextra, cons
         freeReplyObject(r);
         /* Reload on some connection; every connection shares Redis's script cache. */
         unsigned slot;
-        if ((rc = acquire(s, &slot)) != 0)
+        void *conn;
+        if ((rc = gh_store_pool_acquire(s->pool, &slot, &conn)) != 0)
             return rc;
-        rc = load_scripts(s, s->conns[slot].c);
-        release(s, slot, rc != 0 && s->conns[slot].c->err != 0);
+        redisContext *c = conn;
+        rc = load_scripts(s, c);
+        gh_store_pool_release(s->pool, slot, rc != 0 && c->err != 0);
         if (rc != 0)
             return rc;
     }
@@ -1094,17 +1004,8 @@ static void r_destroy(gh_session_store_t **base)
     redis_store_t *s = (redis_store_t *)*base;
     if (!s)
         return;
-    if (s->conns) {
-        /* nobody may still hold a connection (a half-built store has no free list yet) */
-        assert(!s->free || s->nfree == s->nconns);
-        for (unsigned i = 0; i < s->nconns; i++)
-            if (s->conns[i].c)
-                redisFree(s->conns[i].c);
-    }
-    gh_mem_free(GH_MEM_SESSIONS, s->conns);
-    gh_mem_free(GH_MEM_SESSIONS, s->free);
+    gh_store_pool_destroy(&s->pool);
     pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->returned);
     sodium_memzero(s->password, sizeof s->password);
     gh_mem_free(GH_MEM_SESSIONS, s);
     *base = NULL;
@@ -1147,7 +1048,6 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
     snprintf(s->idle_arg, sizeof s->idle_arg, "%lld", (long long)limits->idle_ttl_ms);
     snprintf(s->grace_arg, sizeof s->grace_arg, "%d", GRACE_MS);
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->returned, NULL);
     gh_session_store_t *b = &s->base;
     int rc = parse_url(s, opt->url);
     if (rc != 0) {
@@ -1155,17 +1055,18 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
                GH_LS("expected", "redis://[[user]:password@]host[:port][/db] or unix:/path"));
         goto fail;
     }
-    s->nconns = opt->pool_size ? opt->pool_size : DEFAULT_POOL;
-    s->conns = gh_mem_calloc(GH_MEM_SESSIONS, s->nconns, sizeof *s->conns);
-    s->free = gh_mem_calloc(GH_MEM_SESSIONS, s->nconns, sizeof *s->free);
-    for (unsigned i = 0; s->free && i < s->nconns; i++)
-        s->free[s->nfree++] = s->nconns - 1 - i;
-    if (!s->conns || !s->free) {
-        rc = GH_ENOMEM;
+    gh_store_pool_options_t po = {.what = "session store",
+                                  .store = "redis",
+                                  .mem = GH_MEM_SESSIONS,
+                                  .size = opt->pool_size ? opt->pool_size : DEFAULT_POOL,
+                                  .timeout_ms = s->timeout_ms,
+                                  .connect = pool_connect,
+                                  .disconnect = pool_disconnect,
+                                  .ctx = s};
+    if ((rc = gh_store_pool_create(&po, &s->pool)) != 0)
         goto fail;
-    }
     /* What gh_mem charged for us (it counts usable sizes); it never changes after this. */
-    s->bytes = malloc_usable_size(s) + malloc_usable_size(s->conns) + malloc_usable_size(s->free);
+    s->bytes = malloc_usable_size(s) + gh_store_pool_bytes(s->pool);
     /* One connection now: a wrong address or password is a start-up error, not a 503 later. */
     if ((rc = r_ping(b)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot reach Redis", GH_LS("host", s->host), GH_LI("port", s->port));

@@ -37,12 +37,11 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/pool.h"
 #include "store/probe.h"
 
 #define DEFAULT_POOL 4
 #define DEFAULT_TIMEOUT_MS 5000
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 2000
 #define MIGRATION_LOCK_KEY "7451328801944163328" /* any constant; the same in every node */
 
 enum { ST_CREATE, ST_BY_NAME, ST_BY_ID, ST_SET_PASSWORD, ST_DELETE, ST_LIST, ST_PING, ST__COUNT };
@@ -88,22 +87,10 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 typedef struct {
-    PGconn *pg;   /* NULL until connected */
-    unsigned gen; /* the pool generation it was connected in */
-} conn_t;
-
-typedef struct {
     gh_user_store_t base; /* first: the interface pointer is the struct pointer */
     char *url;
     int timeout_ms;
-    pthread_mutex_t lock;
-    pthread_cond_t returned;
-    conn_t *conns;
-    unsigned *free;
-    unsigned nconns, nfree;
-    unsigned gen;
-    int64_t down_until_ns;
-    int64_t backoff_ms;
+    gh_store_pool_t *pool; /* connections with back-off (store/pool.c) */
 } pg_store_t;
 
 /* ---- connections ---- */
@@ -170,97 +157,19 @@ out:
     return ret;
 }
 
-static void mark_down_locked(pg_store_t *s, unsigned gen)
+/* The pool's callbacks (store/pool.h). */
+static int pool_connect(void *ctx, void **conn)
 {
-    if (gen == s->gen)
-        s->gen++;
-    bool was_up = s->backoff_ms == 0;
-    s->backoff_ms = was_up
-                        ? BACKOFF_MIN_MS
-                        : (s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2);
-    s->down_until_ns = gh_clock_mono_ns() + s->backoff_ms * 1000000;
-    if (was_up)
-        GH_LOG(GH_LOG_ERROR, "user store unavailable", GH_LS("store", "postgres"),
-               GH_LI("retry_ms", s->backoff_ms));
+    PGconn *pg = NULL;
+    int rc = connect_one(ctx, &pg);
+    *conn = pg;
+    return rc;
 }
 
-static void mark_up_locked(pg_store_t *s)
+static void pool_disconnect(void *ctx, void *conn)
 {
-    if (s->backoff_ms != 0)
-        GH_LOG(GH_LOG_INFO, "user store reachable again", GH_LS("store", "postgres"));
-    s->backoff_ms = 0;
-    s->down_until_ns = 0;
-}
-
-/* Takes a connected connection: GH_ESTORE while PostgreSQL is down, GH_EBUSY when every
- * connection stayed busy for the whole timeout. */
-static int acquire(pg_store_t *s, unsigned *slot)
-{
-    pthread_mutex_lock(&s->lock);
-    if (s->nfree == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += s->timeout_ms / 1000;
-        until.tv_nsec += (long)(s->timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        while (s->nfree == 0)
-            if (pthread_cond_timedwait(&s->returned, &s->lock, &until) != 0)
-                break;
-        if (s->nfree == 0) {
-            pthread_mutex_unlock(&s->lock);
-            return GH_EBUSY;
-        }
-    }
-    unsigned i = s->free[--s->nfree];
-    conn_t *k = &s->conns[i];
-    bool stale = !k->pg || k->gen != s->gen;
-    if (stale && gh_clock_mono_ns() < s->down_until_ns) {
-        s->free[s->nfree++] = i;
-        pthread_mutex_unlock(&s->lock);
-        return GH_ESTORE;
-    }
-    unsigned gen = s->gen;
-    pthread_mutex_unlock(&s->lock);
-    if (stale) {
-        if (k->pg) {
-            PQfinish(k->pg);
-            k->pg = NULL;
-        }
-        PGconn *pg = NULL;
-        int rc = connect_one(s, &pg);
-        pthread_mutex_lock(&s->lock);
-        if (rc != 0) {
-            mark_down_locked(s, gen);
-            s->free[s->nfree++] = i;
-            pthread_cond_signal(&s->returned);
-            pthread_mutex_unlock(&s->lock);
-            return GH_ESTORE;
-        }
-        k->pg = pg;
-        k->gen = gen;
-        mark_up_locked(s);
-        pthread_mutex_unlock(&s->lock);
-    }
-    *slot = i;
-    return 0;
-}
-
-static void release(pg_store_t *s, unsigned slot, bool broken)
-{
-    conn_t *k = &s->conns[slot];
-    if (broken && k->pg) {
-        PQfinish(k->pg);
-        k->pg = NULL;
-    }
-    pthread_mutex_lock(&s->lock);
-    if (broken)
-        mark_down_locked(s, k->gen);
-    s->free[s->nfree++] = slot;
-    pthread_cond_signal(&s->returned);
-    pthread_mutex_unlock(&s->lock);
+    (void)ctx;
+    PQfinish(conn);
 }
 
 /* The outcome of one statement, mapped. */
@@ -279,17 +188,18 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
     *res = NULL;
     for (int attempt = 0;; attempt++) {
         unsigned slot;
+        void *conn;
         int64_t t0 = gh_clock_mono_ns();
-        if (acquire(s, &slot) != 0) {
+        if (gh_store_pool_acquire(s->pool, &slot, &conn) != 0) {
             gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
             return R_BROKEN;
         }
-        PGconn *pg = s->conns[slot].pg;
+        PGconn *pg = conn;
         PGresult *r =
             PQexecPrepared(pg, statements[st].name, statements[st].nparams, params, NULL, NULL, 0);
         ExecStatusType status = PQresultStatus(r);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-            release(s, slot, false);
+            gh_store_pool_release(s->pool, slot, false);
             gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, false);
             *res = r;
             return R_OK;
@@ -301,7 +211,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
         if (PQstatus(pg) == CONNECTION_BAD || moved) {
             GH_LOG(GH_LOG_WARN, "user store connection lost", GH_LS("detail", PQerrorMessage(pg)));
             PQclear(r);
-            release(s, slot, true);
+            gh_store_pool_release(s->pool, slot, true);
             gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
             if (retry_read && attempt == 0)
                 continue;
@@ -316,7 +226,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
             GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("statement", statements[st].name),
                    GH_LS("sqlstate", state ? state : "?"), GH_LS("detail", PQerrorMessage(pg)));
         PQclear(r);
-        release(s, slot, false);
+        gh_store_pool_release(s->pool, slot, false);
         gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, o == R_FAILED);
         return o;
     }
@@ -488,19 +398,9 @@ static void p_close(gh_user_store_t **base)
     pg_store_t *s = (pg_store_t *)*base;
     if (!s)
         return;
-    if (s->conns) {
-        /* nobody may still hold a connection (a half-built store has no free list yet) */
-        assert(!s->free || s->nfree == s->nconns);
-        for (unsigned i = 0; i < s->nconns; i++)
-            if (s->conns[i].pg)
-                PQfinish(s->conns[i].pg);
-    }
-    gh_mem_free(GH_MEM_USERS, s->conns);
-    gh_mem_free(GH_MEM_USERS, s->free);
+    gh_store_pool_destroy(&s->pool);
     if (s->url)
         gh_mem_free_secret(GH_MEM_USERS, s->url); /* it may carry a password */
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->returned);
     gh_mem_free(GH_MEM_USERS, s);
     *base = NULL;
 }
@@ -583,18 +483,21 @@ int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t
     if (!s)
         return GH_ENOMEM;
     s->base.ops = &postgres_ops;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->returned, NULL);
     gh_user_store_t *b = &s->base;
     int rc = GH_ENOMEM;
     s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
-    s->nconns = opt->pool_size ? opt->pool_size : DEFAULT_POOL;
     s->url = gh_mem_strdup(GH_MEM_USERS, opt->url);
-    s->conns = gh_mem_calloc(GH_MEM_USERS, s->nconns, sizeof *s->conns);
-    s->free = gh_mem_calloc(GH_MEM_USERS, s->nconns, sizeof *s->free);
-    for (unsigned i = 0; s->free && i < s->nconns; i++)
-        s->free[s->nfree++] = s->nconns - 1 - i;
-    if (!s->url || !s->conns || !s->free)
+    if (!s->url)
+        goto fail;
+    gh_store_pool_options_t po = {.what = "user store",
+                                  .store = "postgres",
+                                  .mem = GH_MEM_USERS,
+                                  .size = opt->pool_size ? opt->pool_size : DEFAULT_POOL,
+                                  .timeout_ms = s->timeout_ms,
+                                  .connect = pool_connect,
+                                  .disconnect = pool_disconnect,
+                                  .ctx = s};
+    if ((rc = gh_store_pool_create(&po, &s->pool)) != 0)
         goto fail;
     /* Migrate on a connection of its own: the pool's prepare statements that need the table. */
     PGconn *pg = connect_bare(s);
