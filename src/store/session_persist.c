@@ -48,6 +48,7 @@
 #include "common/log.h"
 #include "common/stop.h"
 #include "mem/mem.h"
+#include "store/sqlite_schema.h"
 
 #define FLUSH_PERIOD_MS 1000
 #define TOUCH_PAGE 4096       /* last-seen times written per transaction */
@@ -854,52 +855,6 @@ static const gh_session_store_ops_t persist_ops = {
     .handover = p_handover,
 };
 
-static int read_int(sqlite3 *db, const char *sql, int *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Same rules as the user database: one transaction, newer schemas refused. */
-static int migrate(persist_t *p)
-{
-    int version = 0;
-    if (read_int(p->db, "PRAGMA user_version", &version) != SQLITE_OK)
-        return GH_ESTORE;
-    if (version > SCHEMA_VERSION) {
-        GH_LOG(GH_LOG_ERROR, "the session database was written by a newer Gatehouse",
-               GH_LS("path", p->path), GH_LI("schema_version", version),
-               GH_LI("supported", SCHEMA_VERSION));
-        return GH_ESTORE;
-    }
-    if (version == SCHEMA_VERSION)
-        return 0;
-    if (sqlite3_exec(p->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return GH_ESTORE;
-    if (read_int(p->db, "PRAGMA user_version", &version) != SQLITE_OK)
-        goto fail;
-    for (int v = version; v < SCHEMA_VERSION; v++)
-        if (sqlite3_exec(p->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK)
-            goto fail;
-    char sql[48];
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-    if (sqlite3_exec(p->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    return 0;
-fail:
-    GH_LOG(GH_LOG_ERROR, "session database migration failed", GH_LS("path", p->path),
-           GH_LS("detail", sqlite3_errmsg(p->db)));
-    sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
-    return GH_ESTORE;
-}
-
 static int open_db(persist_t *p, gh_durability_t durability)
 {
     /* Born 0600, like users.db: it holds token hashes and user ids. */
@@ -932,7 +887,8 @@ static int open_db(persist_t *p, gh_durability_t durability)
                GH_LS("detail", sqlite3_errmsg(p->db)));
         return GH_ESTORE;
     }
-    if ((rc = migrate(p)) != 0)
+    if ((rc = gh_sqlite_migrate(p->db, p->path, "session database", migrations, SCHEMA_VERSION)) !=
+        0)
         return rc;
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(p->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &p->st[i],

@@ -33,6 +33,7 @@
 
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/sqlite_schema.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
 #define SQLITE_CACHE_KIB 2048                     /* page cache of this connection */
@@ -324,61 +325,6 @@ static const gh_user_store_ops_t sqlite_ops = {
     .close = u_close,
 };
 
-static int read_int_pragma(sqlite3 *db, const char *sql, int *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = sqlite3_column_int(st, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* Brings the schema up to SCHEMA_VERSION in one transaction: a crash mid-way leaves the old
- * version intact. A database from a newer Gatehouse is refused rather than half understood. */
-static int migrate(sqlite3 *db, const char *path)
-{
-    int version = 0;
-    if (read_int_pragma(db, "PRAGMA user_version", &version) != SQLITE_OK)
-        return GH_ESTORE;
-    if (version > SCHEMA_VERSION) {
-        GH_LOG(GH_LOG_ERROR, "the user database was written by a newer Gatehouse",
-               GH_LS("path", path), GH_LI("schema_version", version),
-               GH_LI("supported", SCHEMA_VERSION));
-        return GH_ESTORE;
-    }
-    if (version == SCHEMA_VERSION)
-        return 0;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return GH_ESTORE;
-    /* Another process may have migrated between the read above and our write lock. */
-    if (read_int_pragma(db, "PRAGMA user_version", &version) != SQLITE_OK)
-        goto fail;
-    for (int v = version; v < SCHEMA_VERSION; v++) {
-        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK)
-            goto fail;
-    }
-    if (version < SCHEMA_VERSION) {
-        char sql[48];
-        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-        if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-            goto fail;
-    }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
-    if (version < SCHEMA_VERSION)
-        GH_LOG(GH_LOG_INFO, "user database schema migrated", GH_LS("path", path),
-               GH_LI("from", version), GH_LI("to", SCHEMA_VERSION));
-    return 0;
-fail:
-    GH_LOG(GH_LOG_ERROR, "user database migration failed", GH_LS("path", path),
-           GH_LS("detail", sqlite3_errmsg(db)));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return GH_ESTORE;
-}
-
 /* WAL lets readers (the CLI, a backup) run beside the writer; synchronous=NORMAL in WAL mode is
  * durable against a process crash and loses at most the last commits on power loss. */
 static int configure(sqlite3 *db, const char *path)
@@ -449,7 +395,7 @@ int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out)
                GH_LS("detail", sqlite3_errmsg(s->db)));
         goto fail;
     }
-    if (migrate(s->db, path) != 0)
+    if (gh_sqlite_migrate(s->db, path, "user database", migrations, SCHEMA_VERSION) != 0)
         goto fail;
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
