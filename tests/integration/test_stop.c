@@ -206,7 +206,7 @@ static void print_log(const char *path)
  * it exits 0 within the limit. */
 static void term_after(const char *dir, const char *const *args, int delay_ms, long long limit_ms)
 {
-    proc_t p;
+    proc_t p = {0};
     spawn(&p, dir, 0, args);
     long long t0 = ht_now_ms();
     while (!takes_signals(p.pid) && ht_now_ms() - t0 < 10000)
@@ -286,7 +286,7 @@ static void a_low_open_file_limit_is_named_at_start(void **state)
     char dir[HT_PATH_MAX];
     assert_int_equal(ht_tempdir(dir), 0);
     static const char *const args[] = {"--max-connections", "1024", NULL};
-    proc_t p;
+    proc_t p = {0};
     spawn(&p, dir, 256, args);
     char buf[16384] = "";
     long long t0 = ht_now_ms();

@@ -36,7 +36,7 @@ static void select_and_median_agree_with_sorting(void **state)
 {
     (void)state;
     uint64_t seed = 42;
-    double a[101], sorted[101], work[101];
+    double a[101] = {0}, sorted[101] = {0}, work[101] = {0};
     for (size_t n = 1; n <= 101; n += 10) {
         for (size_t i = 0; i < n; i++)
             a[i] = floor(uniform(&seed) * 20); /* ties on purpose */
