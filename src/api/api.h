@@ -125,6 +125,9 @@ int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const
 /* ---- metrics (metrics.c) ---- */
 int gh_api_metrics_init(gh_app_t *app) GH_WUR;
 void gh_api_metrics_destroy(gh_app_t *app);
+/* The probe the network stores report their round trips to (the store families of /metrics);
+ * valid from gh_api_metrics_init until gh_api_metrics_destroy, so open the stores between. */
+gh_store_probe_t gh_api_store_probe(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);

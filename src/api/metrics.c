@@ -252,6 +252,11 @@ static void store_observe(void *ctx, gh_store_kind_t store, gh_store_op_t op, in
         gh_metric_inc(m->store_errors, (size_t)store);
 }
 
+gh_store_probe_t gh_api_store_probe(gh_app_t *app)
+{
+    return (gh_store_probe_t){.observe = app->metrics ? store_observe : NULL, .ctx = app->metrics};
+}
+
 int gh_api_metrics_init(gh_app_t *app)
 {
     gh_api_metrics_t *m = gh_mem_calloc(GH_MEM_METRICS, 1, sizeof *m);
@@ -392,7 +397,6 @@ int gh_api_metrics_init(gh_app_t *app)
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
-    (void)gh_store_probe_attach(store_observe, m);
     app->metrics = m;
     return 0;
 fail:
@@ -405,7 +409,6 @@ void gh_api_metrics_destroy(gh_app_t *app)
 {
     if (!app->metrics)
         return;
-    gh_store_probe_detach(app->metrics);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;

@@ -79,12 +79,12 @@ static unsigned store_pool_size(const gh_config_t *cfg)
 }
 
 /* The user store the configuration names: SQLite in the data dir, or PostgreSQL. */
-static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
+static int open_user_store(const gh_config_t *cfg, gh_store_probe_t probe, gh_user_store_t **out)
 {
     int rc;
     if (cfg->user_store == GH_USER_STORE_POSTGRES) {
-        gh_user_postgres_options_t o = {.url = cfg->postgres_url,
-                                        .pool_size = store_pool_size(cfg)};
+        gh_user_postgres_options_t o = {
+            .url = cfg->postgres_url, .pool_size = store_pool_size(cfg), .probe = probe};
         if ((rc = gh_user_postgres_open(&o, out)) != 0)
             GH_LOG(GH_LOG_ERROR, "cannot open the user store", GH_LS("store", "postgres"),
                    GH_LS("error", gh_strerror(rc)));
@@ -97,10 +97,11 @@ static int open_user_store(const gh_config_t *cfg, gh_user_store_t **out)
 }
 
 /* The user store with the token check's cache in front (user_cache.c), unless it is off. */
-static int open_cached_user_store(const gh_config_t *cfg, gh_user_store_t **out)
+static int open_cached_user_store(const gh_config_t *cfg, gh_store_probe_t probe,
+                                  gh_user_store_t **out)
 {
     gh_user_store_t *backend = NULL;
-    int rc = open_user_store(cfg, &backend);
+    int rc = open_user_store(cfg, probe, &backend);
     if (rc != 0 || cfg->user_cache == 0) {
         *out = backend;
         return rc;
@@ -117,7 +118,8 @@ static int open_cached_user_store(const gh_config_t *cfg, gh_user_store_t **out)
  * persistence, in gh_node_start_ex). Lookups record last use at most every idle_ttl/100 (capped
  * at 10 s): a token checked many times a second then costs reads, not writes, and the idle
  * deadline is early by at most that much. */
-static int open_redis_sessions(const gh_config_t *cfg, gh_session_store_t **out)
+static int open_redis_sessions(const gh_config_t *cfg, gh_store_probe_t probe,
+                               gh_session_store_t **out)
 {
     gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
                                   .idle_ttl_ms = cfg->idle_ttl_ms,
@@ -126,7 +128,8 @@ static int open_redis_sessions(const gh_config_t *cfg, gh_session_store_t **out)
     int64_t touch = cfg->idle_ttl_ms / 100;
     gh_session_redis_options_t o = {.url = cfg->redis_url,
                                     .pool_size = store_pool_size(cfg),
-                                    .touch_interval_ms = touch < 10000 ? touch : 10000};
+                                    .touch_interval_ms = touch < 10000 ? touch : 10000,
+                                    .probe = probe};
     int rc = gh_session_redis_open(&limits, &o, out);
     if (rc != 0)
         GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("store", "redis"),
@@ -197,10 +200,10 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
         pthread_join(n->janitor_thread, NULL);
     }
     gh_password_pool_stop(&n->app.passwords);
-    gh_api_metrics_destroy(&n->app);
     gh_ratelimit_destroy(&n->app.ratelimit);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
+    gh_api_metrics_destroy(&n->app); /* after the stores, which report to it */
     pthread_mutex_destroy(&n->janitor.lock);
     pthread_cond_destroy(&n->janitor.wake);
     sodium_memzero(n->app.cfg.admin_token, sizeof n->app.cfg.admin_token);
@@ -242,10 +245,15 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         rc = GH_EIO;
         goto fail;
     }
-    if ((rc = open_cached_user_store(cfg, &app->users)) != 0)
+    /* Metrics first: the network stores report their round trips to its families. */
+    if ((rc = gh_api_metrics_init(app)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if ((rc = open_cached_user_store(cfg, gh_api_store_probe(app), &app->users)) != 0)
         goto fail;
     if (cfg->session_store == GH_SESSION_STORE_REDIS) {
-        if ((rc = open_redis_sessions(cfg, &app->sessions)) != 0)
+        if ((rc = open_redis_sessions(cfg, gh_api_store_probe(app), &app->sessions)) != 0)
             goto fail;
     } else {
         gh_session_limits_t limits = {.session_ttl_ms = cfg->session_ttl_ms,
@@ -285,10 +293,6 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                 .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
     if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
-    if ((rc = gh_api_metrics_init(app)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,

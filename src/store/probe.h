@@ -3,13 +3,12 @@
  * users), for gatehouse_store_request_duration_seconds{store,op} and
  * gatehouse_store_errors_total{store}.
  *
- * The one design decision: stores are opened before the metrics registry exists and know nothing
- * of it (the store is a leaf: it includes nothing of watch/), so they report to this
- * process-wide probe, and the registry's owner attaches an observer (a function and its context)
- * once its families exist (gh_store_probe_attach) and detaches it before destroying them. Until
- * then, observations are dropped. One attachment at a time: a second node in the same process
- * (tests) keeps the first node's. An observation is two atomic loads and one call: no lock, no
- * allocation.
+ * The one design decision: a store knows nothing of metrics (it includes nothing of watch/). It
+ * is handed a probe in its options — a function and its context, which the node takes from
+ * whoever owns the metric families — and tells it of every round trip; a store opened with no
+ * probe (tests, the `user` command) tells nobody. Errors are also counted per process, whoever
+ * listens, so tests can read them without a node. An observation is one call and one relaxed
+ * atomic add: no lock, no allocation.
  */
 #ifndef GH_STORE_PROBE_H
 #define GH_STORE_PROBE_H
@@ -60,16 +59,18 @@ extern const char *const gh_store_op_names[GH_STORE_OP__COUNT];
  * quick and must not block (it runs on the request path). */
 typedef void (*gh_store_observer_t)(void *ctx, gh_store_kind_t store, gh_store_op_t op,
                                     int64_t duration_ns, bool failed);
-/* Attaches an observer (ctx not NULL). Returns false (and attaches nothing) when another is
- * attached. */
-bool gh_store_probe_attach(gh_store_observer_t observe, void *ctx);
-/* Detaches the observer if ctx is the attached one. Call before freeing what ctx points at,
- * after every thread that uses this node's stores has stopped. */
-void gh_store_probe_detach(void *ctx);
+
+/* What a network store reports to (a member of its options; all zero: nobody). The observer
+ * and its context must outlive the store. */
+typedef struct {
+    gh_store_observer_t observe;
+    void *ctx;
+} gh_store_probe_t;
 
 /* Records one round trip: how long it took and whether it failed (the store did not answer,
  * or answered with an error that is not a normal outcome like "not found"). */
-void gh_store_observe(gh_store_kind_t store, gh_store_op_t op, int64_t duration_ns, bool failed);
+void gh_store_observe(const gh_store_probe_t *probe, gh_store_kind_t store, gh_store_op_t op,
+                      int64_t duration_ns, bool failed);
 
 /* Errors recorded since start (kept even while nothing is attached; for tests). */
 uint64_t gh_store_errors(gh_store_kind_t store);

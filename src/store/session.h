@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/token_format.h"
 #include "store/policy.h"
+#include "store/probe.h"
 
 #define GH_SESSION_ID_RAW_LEN 16
 #define GH_SESSION_ID_LEN 22 /* base64url of 16 bytes, no padding */
@@ -271,6 +272,7 @@ typedef struct {
                                 * write (the idle deadline may then be early by up to this
                                 * much); 0 = every lookup writes */
     const char *prefix;        /* key prefix, at most 32 bytes; NULL = "gh:" */
+    gh_store_probe_t probe;    /* told of every round trip (store/probe.h); zero: nobody */
 } gh_session_redis_options_t;
 
 /* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).

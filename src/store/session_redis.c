@@ -246,6 +246,7 @@ typedef struct {
     char idle_arg[24], grace_arg[24]; /* ARGV[2], ARGV[4] */
 
     gh_store_pool_t *pool;   /* connections with back-off (store/pool.c) */
+    gh_store_probe_t probe;  /* told of every round trip */
     pthread_mutex_t lock;    /* guards sha */
     char sha[SC__COUNT][41]; /* script digests, the same for every connection */
     bool sha_known;
@@ -481,7 +482,8 @@ static int connect_one(redis_store_t *s, redisContext **out)
         goto out;
     ret = 0;
 out:
-    gh_store_observe(GH_STORE_REDIS, GH_STORE_OP_CONNECT, gh_clock_mono_ns() - t0, ret != 0);
+    gh_store_observe(&s->probe, GH_STORE_REDIS, GH_STORE_OP_CONNECT, gh_clock_mono_ns() - t0,
+                     ret != 0);
     if (ret != 0 && c) {
         redisFree(c);
         c = NULL;
@@ -522,7 +524,7 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
     int64_t t0 = gh_clock_mono_ns();
     int rc = gh_store_pool_acquire(s->pool, &slot, &conn);
     if (rc != 0) {
-        gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
+        gh_store_observe(&s->probe, GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return rc;
     }
     redisContext *c = conn;
@@ -530,7 +532,7 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
     if (!r) {
         GH_LOG(GH_LOG_WARN, "session store command failed", GH_LS("detail", c->errstr));
         gh_store_pool_release(s->pool, slot, true);
-        gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
+        gh_store_observe(&s->probe, GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return GH_ESTORE;
     }
     if (r->type == REDIS_REPLY_ERROR && server_moved(r->str)) {
@@ -539,11 +541,12 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
         GH_LOG(GH_LOG_WARN, "session store refused: reconnecting", GH_LS("detail", r->str));
         freeReplyObject(r);
         gh_store_pool_release(s->pool, slot, true);
-        gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
+        gh_store_observe(&s->probe, GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, true);
         return GH_ESTORE;
     }
     gh_store_pool_release(s->pool, slot, false);
-    gh_store_observe(GH_STORE_REDIS, op, gh_clock_mono_ns() - t0, r->type == REDIS_REPLY_ERROR);
+    gh_store_observe(&s->probe, GH_STORE_REDIS, op, gh_clock_mono_ns() - t0,
+                     r->type == REDIS_REPLY_ERROR);
     *reply = r;
     return 0;
 }
@@ -1041,6 +1044,7 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
     s->base.ops = &redis_ops;
     s->limits = *limits;
     s->touch_interval_ms = opt->touch_interval_ms;
+    s->probe = opt->probe;
     s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
     s->timeout.tv_sec = s->timeout_ms / 1000;
     s->timeout.tv_usec = (s->timeout_ms % 1000) * 1000;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "store/probe.h"
 
 #define GH_USERNAME_MAX 64
 #define GH_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
@@ -69,8 +70,9 @@ typedef struct {
     /* libpq connection string or URL (postgresql://user:password@host:port/db?sslmode=...);
      * its own settings win over the defaults below. Required. */
     const char *url;
-    unsigned pool_size; /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
-    int timeout_ms;     /* connect timeout and statement_timeout; 0 = 5000 */
+    unsigned pool_size;     /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
+    int timeout_ms;         /* connect timeout and statement_timeout; 0 = 5000 */
+    gh_store_probe_t probe; /* told of every round trip (store/probe.h); zero: nobody */
 } gh_user_postgres_options_t;
 
 /* Connects, migrates and prepares. GH_EINVAL without a URL, GH_ESTORE when PostgreSQL cannot be

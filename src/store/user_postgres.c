@@ -90,7 +90,8 @@ typedef struct {
     gh_user_store_t base; /* first: the interface pointer is the struct pointer */
     char *url;
     int timeout_ms;
-    gh_store_pool_t *pool; /* connections with back-off (store/pool.c) */
+    gh_store_pool_t *pool;  /* connections with back-off (store/pool.c) */
+    gh_store_probe_t probe; /* told of every round trip */
 } pg_store_t;
 
 /* ---- connections ---- */
@@ -148,7 +149,8 @@ static int connect_one(pg_store_t *s, PGconn **out)
     }
     ret = 0;
 out:
-    gh_store_observe(GH_STORE_POSTGRES, GH_STORE_OP_CONNECT, gh_clock_mono_ns() - t0, ret != 0);
+    gh_store_observe(&s->probe, GH_STORE_POSTGRES, GH_STORE_OP_CONNECT, gh_clock_mono_ns() - t0,
+                     ret != 0);
     if (ret != 0 && pg) {
         PQfinish(pg);
         pg = NULL;
@@ -191,7 +193,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
         void *conn;
         int64_t t0 = gh_clock_mono_ns();
         if (gh_store_pool_acquire(s->pool, &slot, &conn) != 0) {
-            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
+            gh_store_observe(&s->probe, GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
             return R_BROKEN;
         }
         PGconn *pg = conn;
@@ -200,7 +202,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
         ExecStatusType status = PQresultStatus(r);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
             gh_store_pool_release(s->pool, slot, false);
-            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, false);
+            gh_store_observe(&s->probe, GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, false);
             *res = r;
             return R_OK;
         }
@@ -212,7 +214,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
             GH_LOG(GH_LOG_WARN, "user store connection lost", GH_LS("detail", PQerrorMessage(pg)));
             PQclear(r);
             gh_store_pool_release(s->pool, slot, true);
-            gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
+            gh_store_observe(&s->probe, GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, true);
             if (retry_read && attempt == 0)
                 continue;
             return R_BROKEN;
@@ -227,7 +229,7 @@ static outcome_t run(pg_store_t *s, int st, gh_store_op_t op, const char *const 
                    GH_LS("sqlstate", state ? state : "?"), GH_LS("detail", PQerrorMessage(pg)));
         PQclear(r);
         gh_store_pool_release(s->pool, slot, false);
-        gh_store_observe(GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, o == R_FAILED);
+        gh_store_observe(&s->probe, GH_STORE_POSTGRES, op, gh_clock_mono_ns() - t0, o == R_FAILED);
         return o;
     }
 }
@@ -486,6 +488,7 @@ int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t
     gh_user_store_t *b = &s->base;
     int rc = GH_ENOMEM;
     s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
+    s->probe = opt->probe;
     s->url = gh_mem_strdup(GH_MEM_USERS, opt->url);
     if (!s->url)
         goto fail;

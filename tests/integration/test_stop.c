@@ -139,9 +139,18 @@ static void spawn(proc_t *p, const char *dir, rlim_t nofile, const char *const *
             struct rlimit rl = {nofile, nofile};
             setrlimit(RLIMIT_NOFILE, &rl);
         }
-        /* No GATEHOUSE_* setting of the caller's shell leaks in. */
-        clearenv();
-        setenv("PATH", "/usr/bin:/bin", 1);
+        /* No GATEHOUSE_* setting of the caller's shell leaks in (sanitizer settings do). */
+        extern char **environ;
+        for (size_t i = 0; environ[i];) {
+            size_t len = strcspn(environ[i], "=");
+            if (strncmp(environ[i], "GATEHOUSE_", 10) == 0 && len < 128) {
+                char name[128];
+                snprintf(name, sizeof name, "%.*s", (int)len, environ[i]);
+                unsetenv(name);
+            } else {
+                i++;
+            }
+        }
         execv(bin, (char *const *)argv);
         _exit(127);
     }
