@@ -559,7 +559,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    GH_LOG(GH_LOG_WARN, "http", GH_LS("detail", msg));
+    /* libmicrohttpd out of descriptors advises its own option; say what to change here. */
+    if (strstr(msg, "MHD_OPTION_CONNECTION_LIMIT"))
+        GH_LOG(GH_LOG_WARN, "http", GH_LS("detail", msg),
+               GH_LS("hint", "out of file descriptors: raise the open-file limit (ulimit -n, "
+                             "systemd LimitNOFILE=) or lower --max-connections"));
+    else
+        GH_LOG(GH_LOG_WARN, "http", GH_LS("detail", msg));
 }
 
 int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)

@@ -8,7 +8,7 @@
  *   sessions.db loads, while the dummy hash is computed at a high cost — ends the node with
  *   status 0 within a few seconds;
  * - at an open-file limit of 256 with --max-connections 1024 the node says so at start, naming
- *   its own flag.
+ *   its own flag, and again with libmicrohttpd's advice when it runs out of descriptors.
  *
  * Everything runs on 127.0.0.1, bounded in time.
  */
@@ -211,6 +211,17 @@ static void print_log(const char *path)
     fprintf(stderr, "--- %s ---\n%s\n", path, buf);
 }
 
+/* Reads the file into buf (NUL-terminated, cut at len - 1). */
+static void read_file(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
 /* True when the log holds a sanitizer report (an ASan build of the node writes it there). */
 static bool sanitizer_report(const char *path)
 {
@@ -310,20 +321,46 @@ static void a_low_open_file_limit_is_named_at_start(void **state)
     (void)state;
     char dir[HT_PATH_MAX];
     assert_int_equal(ht_tempdir(dir), 0);
-    static const char *const args[] = {"--max-connections", "1024", NULL};
+    static const char *const args[] = {"--max-connections", "1024", "--max-connections-per-ip",
+                                       "1024", NULL};
     proc_t p = {0};
     spawn(&p, dir, 256, args);
-    char buf[16384] = "";
+    static char buf[65536];
+    buf[0] = '\0';
     long long t0 = ht_now_ms();
     while (!strstr(buf, "\"listening\"") && ht_now_ms() - t0 < 10000) {
         ht_sleep_ms(20);
-        FILE *f = fopen(p.log, "r");
-        if (f) {
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            buf[n] = '\0';
-            fclose(f);
+        read_file(p.log, buf, sizeof buf);
+    }
+    /* Past the descriptors it has: libmicrohttpd's own advice comes with ours. */
+    const char *at = strstr(buf, "\"addr\":\"127.0.0.1:");
+    assert_non_null(at);
+    int port = atoi(at + strlen("\"addr\":\"127.0.0.1:"));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fds[300];
+    size_t nfds = 0;
+    for (; nfds < 300; nfds++) {
+        fds[nfds] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[nfds] < 0 || connect(fds[nfds], (struct sockaddr *)&sa, sizeof sa) != 0) {
+            if (fds[nfds] >= 0)
+                close(fds[nfds]);
+            break;
         }
     }
+    t0 = ht_now_ms();
+    while (!strstr(buf, "MHD_OPTION_CONNECTION_LIMIT") && ht_now_ms() - t0 < 10000) {
+        ht_sleep_ms(50);
+        read_file(p.log, buf, sizeof buf);
+    }
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    const char *hint = strstr(buf, "MHD_OPTION_CONNECTION_LIMIT");
+    if (!hint)
+        fprintf(stderr, "%s\n", buf);
+    assert_non_null(hint);
+    assert_non_null(strstr(hint, "\"hint\":\"out of file descriptors"));
     kill(p.pid, SIGTERM);
     long long took = 0;
     int st = reap(p.pid, 15000, &took);
