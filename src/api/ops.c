@@ -24,16 +24,16 @@ void gh_api_readyz(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (gh_user_ping(app->users) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the user store does not answer");
+        gh_api_reply_fail(r, GH_ESTORE, "the user store does not answer", 0);
         return;
     }
     if (gh_session_ping(app->sessions) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
+        gh_api_reply_fail(r, GH_ESTORE, "the session store does not answer", 0);
         return;
     }
     /* A load balancer drains this node before memory runs out (memory_high at critical). */
     if (app->watchdog && gh_watchdog_memory_critical(app->watchdog)) {
-        gh_reply_error(r, 503, "memory_critical", "memory use is critical; see /debug/memory");
+        gh_api_reply_err(r, GH_ECRITICAL);
         return;
     }
     static const char body[] = "{\"status\":\"ready\"}";
@@ -160,10 +160,9 @@ json_t *gh_api_memory_json(const gh_api_memory_t *m)
     return j;
 }
 
+/* GET /debug/memory (GH_ROUTE_ADMIN: the token was checked before this runs). */
 void gh_api_debug_memory(gh_req_t *r)
 {
-    if (gh_api_require_admin(r) != 0)
-        return;
     gh_api_memory_t *m = gh_pool_alloc(&r->pool, sizeof *m);
     int rc = m ? gh_api_memory_read(r, GH_API_HISTORY_MAX, m) : GH_ENOMEM;
     if (rc != 0) {

@@ -278,6 +278,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    gh_api_account_start(app);
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
                              .window_ms = cfg->watch_window_ms,
                              .limit_bytes = cfg->memory_limit,
@@ -325,7 +326,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .nroutes = gh_api_nroutes,
                               .app = app,
                               .on_complete = gh_api_on_complete,
-                              .on_reply = gh_api_on_reply};
+                              .on_reply = gh_api_on_reply,
+                              .admit = gh_api_admit};
     n->hopt = hopt;
     /* A successor serves only after it has taken the session database over (reload.c). */
     if (!opts->successor && (rc = gh_node_serve(n)) != 0)

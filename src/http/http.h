@@ -40,6 +40,12 @@ typedef enum {
 typedef struct gh_req gh_req_t;
 typedef void (*gh_handler_fn)(gh_req_t *r);
 
+/* The one route flag this layer reads (the others are the application's): a guarded route's
+ * handler runs only after gh_http_options_t.admit has let the request through, and
+ * gh_http_start refuses a table with guarded routes but no admit function — a guard that is not
+ * wired fails closed. */
+#define GH_ROUTE_GUARDED (1u << 31)
+
 typedef struct {
     unsigned methods;     /* gh_http_method_t mask */
     const char *template; /* "/v1/sessions/{id}"; a {name} segment matches one path segment */
@@ -111,6 +117,9 @@ typedef struct {
     /* Called once per request as its reply is handed to libmicrohttpd, before the client can
      * see it: counters updated here are already true when the client reads the reply. */
     void (*on_reply)(gh_req_t *r);
+    /* Called before a GH_ROUTE_GUARDED route's handler first runs: 0 lets it run; anything else
+     * means admit has replied (a refusal) and the handler is never called. */
+    int (*admit)(gh_req_t *r);
 } gh_http_options_t;
 
 /* Binds host:port (port 0 = any free port) with SO_REUSEADDR and listens. *bound_port gets the

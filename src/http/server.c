@@ -454,6 +454,8 @@ static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
             r->route = &s->opt.routes[r->route_index];
             if (r->body_too_big)
                 gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+            else if ((r->route->flags & GH_ROUTE_GUARDED) && s->opt.admit(r) != 0 && !r->replied)
+                gh_reply_error(r, 403, "forbidden", "refused");
         }
         if (box->bad_framing) {
             gh_reply_error(r, 400, "invalid_request",
@@ -555,6 +557,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
 {
+    for (size_t i = 0; i < opt->nroutes; i++)
+        if ((opt->routes[i].flags & GH_ROUTE_GUARDED) && !opt->admit)
+            return GH_EINVAL; /* a guard nobody wired: refuse to serve rather than open it */
     gh_http_server_t *s = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *s);
     if (!s)
         return GH_ENOMEM;
