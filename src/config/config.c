@@ -143,7 +143,7 @@ static const keydesc_t keys[] = {
      .group = "accounts and abuse", .check = check_cidrs,
      .expect = "comma-separated CIDRs like 10.0.0.0/8,::1/128"},
     {.name = "admin-token", .kind = K_STR, FIELD(admin_token), .def = "", .metavar = "TOKEN",
-     .help = "bearer token for /v1/admin/ and /debug/ (unset: those routes answer 401)",
+     .help = "bearer token for /v1/admin/ and /debug/ (unset: those routes answer 403)",
      .group = "accounts and abuse", .flags = F_SECRET},
     {.name = "admin-token-file", .kind = K_STR, FIELD(admin_token_file), .def = "",
      .metavar = "FILE", .help = "read the admin token from the first line of FILE",
@@ -160,8 +160,9 @@ static const keydesc_t keys[] = {
      .group = "pages and forward auth"},
     {.name = "login-url", .kind = K_STR, FIELD(login_url), .def = "/login", .metavar = "URL",
      .help = "where /v1/auth sends browsers to log in", .group = "pages and forward auth"},
-    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "USER,...",
-     .help = "users whose session opens /ops (the admin token always does)",
+    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "ID,...",
+     .help = "operators whose session opens /ops, by user id (a listed name cannot be "
+             "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
