@@ -37,8 +37,7 @@ bool gh_account_submit(gh_account_t *a, gh_account_job_t *job, void (*done)(void
         rc = gh_password_verify_async(a->passwords, job->stored_hash, job->password,
                                       job->password_len, job_done, job);
     else if (job->kind == GH_ACCOUNT_JOB_HASH)
-        rc = gh_password_hash_async(a->passwords, job->password, job->password_len, job_done,
-                                    job);
+        rc = gh_password_hash_async(a->passwords, job->password, job->password_len, job_done, job);
     else
         rc = GH_EINTERNAL;
     if (rc != 0)

@@ -137,9 +137,9 @@ typedef struct {
     uint64_t account_key; /* the throttle's claim, settled exactly once */
     bool ip_taken, account_begun;
     /* results */
-    int64_t retry_ms;                /* GH_ELIMIT: seconds to wait, in ms */
-    gh_account_next_t next;          /* 0 on success */
-    char token[GH_TOKEN_LEN + 1];    /* success: the new session's token (wipe after use) */
+    int64_t retry_ms;             /* GH_ELIMIT: seconds to wait, in ms */
+    gh_account_next_t next;       /* 0 on success */
+    char token[GH_TOKEN_LEN + 1]; /* success: the new session's token (wipe after use) */
     uint8_t token_hash[GH_TOKEN_HASH_LEN];
     gh_session_info_t session; /* success: the new session */
 } gh_account_login_t;

@@ -51,8 +51,7 @@ int gh_account_register_admit(gh_account_t *a, const gh_account_client_t *c, int
 }
 
 /* Takes the login's claim on both throttles, or nothing (GH_ELIMIT with st->retry_ms). */
-static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *username,
-                         size_t len)
+static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *username, size_t len)
 {
     if (!a->ratelimit)
         return 0;

@@ -221,7 +221,8 @@ int gh_api_require_admin(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (!app->cfg.admin_token[0]) {
-        gh_api_reply_fail(r, GH_EFORBIDDEN, "the admin API is off: no admin token is configured", 0);
+        gh_api_reply_fail(r, GH_EFORBIDDEN, "the admin API is off: no admin token is configured",
+                          0);
         return GH_EAUTH;
     }
     const char *auth = gh_req_header(r, "Authorization");
@@ -415,8 +416,9 @@ void gh_api_account_start(gh_app_t *app)
     gh_account_t a = {.users = app->users, .operators = app->cfg.ops_users};
     size_t missing = gh_account_check_operators(&a);
     if (missing)
-        GH_LOG(GH_LOG_WARN, "--ops-users: name operators by user id; a listed name that does not "
-                            "exist can be created only by an admin",
+        GH_LOG(GH_LOG_WARN,
+               "--ops-users: name operators by user id; a listed name that does not "
+               "exist can be created only by an admin",
                GH_LI("missing", missing));
 }
 

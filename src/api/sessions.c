@@ -173,7 +173,8 @@ static void login_finish(gh_req_t *r)
     json_t *j = gh_api_json_set(
         gh_api_json_set(json_pack("{s:s}", "token", l->token), "session",
                         gh_api_session_json(&l->session)),
-        "user", json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
+        "user",
+        json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
     gh_api_reply_json(r, 201, j);
     if (r->status == 201)
         set_session_cookie(r, l->token);

@@ -127,8 +127,8 @@ static void every_admin_route_refuses_without_the_admin_token(void **state)
         const char *malformed[] = {ct, "Authorization: Basic Zm9vOmJhcg==", NULL};
         expect_refused(r, ht_request(s, m, path, none, body, blen, r), 401, "unauthenticated",
                        "without a token", m, path);
-        expect_refused(r, ht_request(s, m, path, malformed, body, blen, r), 401,
-                       "unauthenticated", "with Basic auth", m, path);
+        expect_refused(r, ht_request(s, m, path, malformed, body, blen, r), 401, "unauthenticated",
+                       "with Basic auth", m, path);
         expect_refused(r, ht_request(s, m, path, wrong, body, blen, r), 403, "forbidden",
                        "with a wrong token", m, path);
         expect_refused(r, ht_request(s, m, path, user, body, blen, r), 403, "forbidden",

@@ -344,8 +344,7 @@ static void every_form_login_checks_origin(void **state)
            403);
     assert_string_equal(r->error_code, "forbidden");
     assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
-    EXPECT(r,
-           post_form(s, "/v1/sessions", body, r, "Referer: https://evil.example/x", NULL, NULL),
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, "Referer: https://evil.example/x", NULL, NULL),
            403);
     assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
     EXPECT(r, post_form(s, "/v1/sessions", body, r, "Origin: null", NULL, NULL), 403);

@@ -57,6 +57,7 @@ static int setup(void **state)
         return -1;
     snprintf(f->dir, sizeof f->dir, "%s/gh-account-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    *state = f; /* the teardown frees it, whatever happens below */
     if (!mkdtemp(f->dir))
         return -1;
     gh_session_limits_t limits = {.session_ttl_ms = 12 * HOUR,
@@ -79,7 +80,6 @@ static int setup(void **state)
                           .log_salt = f->salt,
                           .count_login = count_login,
                           .count_ctx = f};
-    *state = f;
     return 0;
 }
 
@@ -190,8 +190,8 @@ static int do_login(fixture_t *f, const char *name, const char *pw, const char *
 static int do_password(fixture_t *f, uint64_t user_id, const uint8_t keep[GH_TOKEN_HASH_LEN],
                        const char *cur, const char *next, gh_account_password_t *st)
 {
-    int rc = gh_account_password_begin(&f->a, st, user_id, keep, cur, strlen(cur), next,
-                                       strlen(next));
+    int rc =
+        gh_account_password_begin(&f->a, st, user_id, keep, cur, strlen(cur), next, strlen(next));
     while (rc == 0 || rc == GH_ACCOUNT_PENDING) {
         (void)run_job(&f->a, &st->job);
         rc = gh_account_password_continue(&f->a, st);
@@ -372,9 +372,8 @@ static void login_overloaded_when_the_pool_is_full(void **state)
     int refused = -1;
     for (int i = 0; i < N; i++) {
         gh_account_client_t c = client_at("203.0.113.5");
-        assert_int_equal(gh_account_login_begin(&f->a, &st[i], "ann", 3, PASSWORD,
-                                                strlen(PASSWORD), &c),
-                         0);
+        assert_int_equal(
+            gh_account_login_begin(&f->a, &st[i], "ann", 3, PASSWORD, strlen(PASSWORD), &c), 0);
         w[i] = (waiter_t){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
         queued[i] = gh_account_submit(&f->a, &st[i].job, wake, &w[i]);
         if (!queued[i]) {
@@ -417,8 +416,7 @@ static void logout_and_the_session_user(void **state)
     /* A session whose user was deleted behind the service's back ends when it is used. */
     assert_int_equal(do_login(f, "ann", PASSWORD, "203.0.113.5", &st), 0);
     assert_int_equal(gh_user_del(f->users, id), 0);
-    assert_int_equal(gh_account_session_user(&f->a, &st.session, st.token_hash, &u),
-                     GH_ENOTFOUND);
+    assert_int_equal(gh_account_session_user(&f->a, &st.session, st.token_hash, &u), GH_ENOTFOUND);
     assert_false(token_lives(f, st.token_hash));
 }
 
@@ -489,8 +487,7 @@ static void password_change_refuses_what_it_must(void **state)
     assert_int_equal(do_password(f, id, me.token_hash, "not it at all", "a new password", &st),
                      GH_ECURRENT);
     assert_int_equal(do_password(f, id, me.token_hash, PASSWORD, "short", &st), GH_EPASSWORD);
-    assert_int_equal(do_password(f, 999, me.token_hash, PASSWORD, "a new password", &st),
-                     GH_EAUTH);
+    assert_int_equal(do_password(f, 999, me.token_hash, PASSWORD, "a new password", &st), GH_EAUTH);
     /* Nothing changed: the other session lives, the old password works. */
     assert_true(token_lives(f, other.token_hash));
     gh_account_login_t l;
