@@ -1,9 +1,10 @@
 /*
  * api.h — the HTTP API of DESIGN.md: the application context every handler sees, the route
- * table, and the helpers handlers share (JSON bodies, authentication, replies). Handlers name no
- * backend: they call the store interfaces (store/session.h, store/user.h) and the password pool.
+ * table, and the helpers handlers share (JSON bodies, authentication, replies). Handlers parse a
+ * request, call the account service (account/account.h: every workflow lives there) and render
+ * its answer; they name no backend.
  *
- * Error codes map to the contract's error bodies in one place: gh_api_reply_err().
+ * Error codes map to the contract's error bodies in one place: gh_api_reply_err() (request.c).
  */
 #ifndef GH_API_API_H
 #define GH_API_API_H
@@ -23,15 +24,13 @@
 #include "store/user.h"
 #include "watch/watchdog.h"
 
-/* Route flags (gh_route_t.flags). */
-enum {
-    /* Needs the admin bearer token: the HTTP layer refuses the request (gh_api_admit) before the
-     * handler runs, so an admin handler never checks it itself. */
-    GH_ROUTE_ADMIN = GH_ROUTE_GUARDED | (1u << 0),
-    /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not
-     * info; /metrics counts every one of them, and a line each would cost more than the check. */
-    GH_ROUTE_QUIET = 1 << 1,
-};
+/* Route flags (gh_route_t.flags; unsigned, as GH_ROUTE_GUARDED is the top bit). */
+/* Needs the admin bearer token: the HTTP layer refuses the request (gh_api_admit) before the
+ * handler runs, so an admin handler never checks it itself. */
+#define GH_ROUTE_ADMIN (GH_ROUTE_GUARDED | (1u << 0))
+/* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not info;
+ * /metrics counts every one of them, and a line each would cost more than the check. */
+#define GH_ROUTE_QUIET (1u << 1)
 
 typedef struct gh_api_metrics gh_api_metrics_t;
 
@@ -44,7 +43,7 @@ typedef struct {
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
     const char *cookie_name;          /* "gatehouse_session" or "__Host-gatehouse_session" */
-    gh_ratelimit_t *ratelimit;        /* login and registration throttles (throttle.c) */
+    gh_ratelimit_t *ratelimit;        /* login and registration throttles (account/login.c) */
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
