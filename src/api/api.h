@@ -83,6 +83,10 @@ json_t *gh_api_session_json(const gh_session_info_t *s);
  * other bytes as they are, so s must be UTF-8) into out, cutting at cap - 1 bytes; out is
  * always terminated. 6 * strlen(s) + 1 bytes always suffice. */
 void gh_api_json_escape(const char *s, char *out, size_t cap);
+/* The session cookie (HttpOnly, SameSite=Lax, Secure with --cookie-secure) carrying token for
+ * --session-ttl, and the header that clears it. */
+void gh_api_set_session_cookie(gh_req_t *r, const char *token);
+void gh_api_clear_session_cookie(gh_req_t *r);
 /* Records the caller's session for the request log, which shows a short salted hash of its id
  * (computed only when the line is written). */
 void gh_api_tag_session(gh_req_t *r, const char *session_id);

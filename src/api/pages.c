@@ -327,15 +327,6 @@ static bool csrf_ok(gh_req_t *r, const uint8_t hash[GH_TOKEN_HASH_LEN])
     return ok;
 }
 
-static void clear_cookie(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    char cookie[160];
-    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-}
-
 static void message_page(gh_req_t *r, int status, const char *title, const char *text)
 {
     html_t h;
@@ -369,7 +360,7 @@ static int page_session(gh_req_t *r, const char *back, gh_session_info_t *info,
     int rc = gh_account_session_user(&a, info, hash, user);
     if (rc == GH_ENOTFOUND) {
         redirect(r, 303, "/login");
-        clear_cookie(r);
+        gh_api_clear_session_cookie(r);
         return rc;
     }
     if (rc != 0) {
@@ -708,7 +699,7 @@ void gh_pages_account_revoke(gh_req_t *r)
     }
     if (strcmp(r->params[0], info.id) == 0) {
         redirect(r, 303, "/login");
-        clear_cookie(r);
+        gh_api_clear_session_cookie(r);
         return;
     }
     redirect(r, 303, "/account?done=revoked");
@@ -729,7 +720,7 @@ void gh_pages_account_logout(gh_req_t *r)
         return;
     }
     redirect(r, 303, "/login");
-    clear_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
 
 void gh_pages_account_logout_all(gh_req_t *r)
@@ -748,7 +739,7 @@ void gh_pages_account_logout_all(gh_req_t *r)
         return;
     }
     redirect(r, 303, "/login");
-    clear_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
 
 /* The account service's password change (the workflow PUT /v1/password runs too), rendered as

@@ -452,6 +452,26 @@ void gh_api_json_escape(const char *s, char *out, size_t cap)
     out[o] = '\0';
 }
 
+void gh_api_set_session_cookie(gh_req_t *r, const char *token)
+{
+    gh_app_t *app = r->app;
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, token, (long long)(app->cfg.session_ttl_ms / 1000),
+             app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+}
+
+void gh_api_clear_session_cookie(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    char cookie[160];
+    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+}
+
 void gh_api_tag_session(gh_req_t *r, const char *session_id)
 {
     snprintf(r->session_id, sizeof r->session_id, "%s", session_id);

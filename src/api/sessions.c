@@ -96,26 +96,6 @@ static void resume(void *arg)
     gh_req_resume(arg);
 }
 
-static void set_session_cookie(gh_req_t *r, const char *token)
-{
-    gh_app_t *app = r->app;
-    char cookie[256];
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, token, (long long)(app->cfg.session_ttl_ms / 1000),
-             app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-    sodium_memzero(cookie, sizeof cookie);
-}
-
-static void clear_session_cookie(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    char cookie[160];
-    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-}
-
 /* Phase 0: read the credentials, begin the login, submit the verification. */
 static void login_start(gh_req_t *r)
 {
@@ -164,7 +144,7 @@ static void login_finish(gh_req_t *r)
     if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
         gh_pages_login_done(r);
         if (r->status == 303)
-            set_session_cookie(r, l->token);
+            gh_api_set_session_cookie(r, l->token);
         else /* as below: a session nobody will ever hold must go */
             gh_account_login_abandon(&a, l);
         sodium_memzero(l->token, sizeof l->token);
@@ -177,7 +157,7 @@ static void login_finish(gh_req_t *r)
         json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
     gh_api_reply_json(r, 201, j);
     if (r->status == 201)
-        set_session_cookie(r, l->token);
+        gh_api_set_session_cookie(r, l->token);
     else /* the reply failed: the client never learns the token, so the session must go */
         gh_account_login_abandon(&a, l);
     sodium_memzero(l->token, sizeof l->token);
@@ -285,7 +265,7 @@ void gh_api_logout(gh_req_t *r)
         return;
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);
-    clear_session_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
 
 void gh_api_list_sessions(gh_req_t *r)
@@ -329,7 +309,7 @@ void gh_api_revoke_session(gh_req_t *r)
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);
     if (strcmp(r->params[0], info.id) == 0)
-        clear_session_cookie(r);
+        gh_api_clear_session_cookie(r);
 }
 
 void gh_api_revoke_all(gh_req_t *r)
@@ -347,5 +327,5 @@ void gh_api_revoke_all(gh_req_t *r)
         return;
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);
-    clear_session_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
