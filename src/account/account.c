@@ -283,8 +283,14 @@ int gh_account_password_begin(gh_account_t *a, gh_account_password_t *st, uint64
     st->new_len = nlen;
     /* The session's user may come from the user cache, which holds no hash: read it fresh. */
     int rc = gh_user_get_by_id(a->users, user_id, &st->user);
+    if (rc == GH_ENOTFOUND) {
+        /* The user was deleted behind this node's back (another process): the asking session
+         * must not outlive it (the pages did this, PUT /v1/password did not). */
+        GH_IGNORE(gh_session_end(a->sessions, keep, GH_END_REVOKED));
+        return GH_EAUTH;
+    }
     if (rc != 0)
-        return rc == GH_ENOTFOUND ? GH_EAUTH : rc;
+        return rc;
     st->job.kind = GH_ACCOUNT_JOB_VERIFY;
     st->job.stored_hash = st->user.password_hash;
     st->job.password = current;

@@ -202,7 +202,8 @@ typedef struct {
 
 /* Steps: check the new password → read the user fresh → verify the current one → hash the new
  * one → store it → end every other session of the user.
- * begin: GH_EPASSWORD (weak new password), GH_EAUTH (the user is gone), store errors; on 0 the
+ * begin: GH_EPASSWORD (weak new password), GH_EAUTH (the user is gone: the asking session `keep`
+ * is ended too), store errors; on 0 the
  * state holds the verify job. current and new_pw must live until the workflow ends. */
 int gh_account_password_begin(gh_account_t *a, gh_account_password_t *st, uint64_t user_id,
                               const uint8_t keep[GH_TOKEN_HASH_LEN], const char *current,

@@ -487,11 +487,19 @@ static void password_change_refuses_what_it_must(void **state)
     assert_int_equal(do_password(f, id, me.token_hash, "not it at all", "a new password", &st),
                      GH_ECURRENT);
     assert_int_equal(do_password(f, id, me.token_hash, PASSWORD, "short", &st), GH_EPASSWORD);
-    assert_int_equal(do_password(f, 999, me.token_hash, PASSWORD, "a new password", &st), GH_EAUTH);
     /* Nothing changed: the other session lives, the old password works. */
     assert_true(token_lives(f, other.token_hash));
     gh_account_login_t l;
     assert_int_equal(do_login(f, "ann", PASSWORD, "203.0.113.5", &l), 0);
+    /* A user deleted behind the service's back (another process): refused, and the asking
+     * session ends with its user. */
+    uint64_t bob = registered(f, "bob");
+    gh_account_login_t b;
+    assert_int_equal(do_login(f, "bob", PASSWORD, "203.0.113.5", &b), 0);
+    assert_int_equal(gh_user_del(f->users, bob), 0);
+    assert_int_equal(do_password(f, bob, b.token_hash, PASSWORD, "a new password", &st), GH_EAUTH);
+    assert_false(token_lives(f, b.token_hash));
+    assert_true(token_lives(f, me.token_hash));
 }
 
 /* ---- users (admin) ---- */
