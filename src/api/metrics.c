@@ -31,6 +31,7 @@ struct gh_api_metrics {
     gh_metric_t *requests;  /* route x method x code */
     gh_metric_t *durations; /* route */
     gh_metric_t *logins;    /* result */
+    gh_metric_t *password_durations; /* the pool's jobs (auth/password.c observes them) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
@@ -376,12 +377,21 @@ int gh_api_metrics_init(gh_app_t *app)
                                   .buckets = gh_metric_latency_buckets,
                                   .nbuckets = gh_metric_latency_nbuckets,
                                   .flags = GH_METRIC_SKIP_ZERO};
-    if ((rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
+    gh_metric_desc_t pw_dur = {.name = "gatehouse_password_hash_duration_seconds",
+                               .help = "Argon2 work of one password job (hash or verify), in "
+                                       "seconds.",
+                               .type = GH_METRIC_HISTOGRAM,
+                               .buckets = gh_password_hist_bounds,
+                               .nbuckets = GH_PASSWORD_HIST_BUCKETS};
+    if ((rc = gh_metrics_add(reg, &pw_dur, &m->password_durations)) ||
+        (rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
         (rc = add_family(reg, "gatehouse_store_errors_total",
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
     (void)gh_store_probe_attach(m->store_durations, m->store_errors);
+    if (app->passwords)
+        gh_password_attach_metric(app->passwords, m->password_durations);
     app->metrics = m;
     return 0;
 fail:
@@ -395,6 +405,8 @@ void gh_api_metrics_destroy(gh_app_t *app)
     if (!app->metrics)
         return;
     gh_store_probe_detach(app->metrics->store_durations);
+    if (app->passwords)
+        gh_password_attach_metric(app->passwords, NULL);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;
