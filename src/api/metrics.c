@@ -28,9 +28,9 @@ static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "o
 
 struct gh_api_metrics {
     gh_metrics_t *registry;
-    gh_metric_t *requests;  /* route x method x code */
-    gh_metric_t *durations; /* route */
-    gh_metric_t *logins;    /* result */
+    gh_metric_t *requests;           /* route x method x code */
+    gh_metric_t *durations;          /* route */
+    gh_metric_t *logins;             /* result */
     gh_metric_t *password_durations; /* the pool's jobs (auth/password.c observes them) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;

@@ -50,7 +50,7 @@ typedef struct {
     const char *shown;   /* default as --help words it; NULL = def, "" shown as "none" */
     const char *metavar;
     const char *help;
-    const char *group;          /* --help heading */
+    const char *group; /* --help heading */
     /* K_DURATION (ms), K_SIZE (bytes), K_UINT: the accepted range, both ends included. Every
      * such key names a max that the code using the value is safe with (no overflow in the
      * arithmetic done on it, no start-up that takes forever); a unit test checks none is 0. */

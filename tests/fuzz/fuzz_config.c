@@ -137,7 +137,7 @@ static void check_loaded(int rc, const gh_config_t *cfg, const char *err)
     FUZZ_CHECK((uint64_t)cfg->connection_timeout_ms / 1000 + 1 <= UINT_MAX);
     FUZZ_CHECK(cfg->header_timeout_ms >= 0 && cfg->header_timeout_ms <= (int64_t)UINT_MAX);
     FUZZ_CHECK(cfg->body_timeout_ms >= 0 && cfg->body_timeout_ms <= (int64_t)UINT_MAX);
-    const int64_t durations[] = {cfg->session_ttl_ms,   cfg->idle_ttl_ms,
+    const int64_t durations[] = {cfg->session_ttl_ms,    cfg->idle_ttl_ms,
                                  cfg->user_cache_ttl_ms, cfg->watch_window_ms,
                                  cfg->watch_interval_ms, cfg->forecast_horizon_ms};
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++)

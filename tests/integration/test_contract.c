@@ -110,11 +110,10 @@ static void every_v1_route_answers_as_documented(void **state)
     expect_status(ht_delete(&f->srv, path, a, r), 204, "DELETE /v1/sessions/{id}", r);
     expect_status(ht_get(&f->srv, "/v1/session", b, r), 401, "a revoked session", r);
 
-    expect_status(ht_json(&f->srv, "PUT", "/v1/password", a,
-                          "{\"current_password\":\"" PASSWORD "\",\"new_password\":\"" NEW_PASSWORD
-                          "\"}",
-                          r),
-                  204, "PUT /v1/password", r);
+    expect_status(
+        ht_json(&f->srv, "PUT", "/v1/password", a,
+                "{\"current_password\":\"" PASSWORD "\",\"new_password\":\"" NEW_PASSWORD "\"}", r),
+        204, "PUT /v1/password", r);
 
     expect_status(ht_delete(&f->srv, "/v1/sessions", a, r), 204, "DELETE /v1/sessions", r);
     assert_int_equal(ht_login(&f->srv, "contract", NEW_PASSWORD, a, NULL), 201);
@@ -327,10 +326,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(every_v1_route_answers_as_documented, setup, teardown),
-        cmocka_unit_test_setup_teardown(every_key_of_the_table_is_in_serve_help, setup,
+        cmocka_unit_test_setup_teardown(every_key_of_the_table_is_in_serve_help, setup, teardown),
+        cmocka_unit_test_setup_teardown(every_metric_of_the_table_is_exported_with_its_type, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(every_metric_of_the_table_is_exported_with_its_type,
-                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

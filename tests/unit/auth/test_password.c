@@ -330,9 +330,8 @@ static void failed_verify_costs_the_configured_work(void **state)
     assert_int_equal(gh_password_hash_sync(&low, "correct horse", 13, old), 0);
     assert_int_equal(gh_password_hash_sync(&high, "correct horse", 13, above), 0);
     char old_i[crypto_pwhash_STRBYTES]; /* another algorithm at another cost: 8KiB x 3 */
-    assert_int_equal(crypto_pwhash_str_alg(old_i, "correct horse", 13, 3, 8192,
-                                           crypto_pwhash_ALG_ARGON2I13),
-                     0);
+    assert_int_equal(
+        crypto_pwhash_str_alg(old_i, "correct horse", 13, 3, 8192, crypto_pwhash_ALG_ARGON2I13), 0);
 
     gh_password_pool_t *p = NULL;
     assert_int_equal(gh_password_pool_start(&now, &p), 0);
@@ -364,7 +363,7 @@ static int cmp_i64(const void *a, const void *b)
 /* Median wall time of n failed verifies of `hash`, in ns. */
 static int64_t median_fail_ns(gh_password_pool_t *p, const char *hash, int n)
 {
-    int64_t t[9];
+    int64_t t[9] = {0};
     assert_true(n <= 9);
     for (int i = 0; i < n; i++) {
         struct timespec a, b;

@@ -823,9 +823,9 @@ static void every_numeric_key_has_a_finite_range(void **state)
 static void plain_value(const char *name, uint64_t v, char *buf, size_t len)
 {
     static const char *const durations[] = {
-        "session-ttl",    "idle-ttl",         "user-cache-ttl",     "watch-window",
-        "watch-interval", "forecast-horizon", "connection-timeout", "header-timeout",
-        "body-timeout"};
+        "session-ttl",        "idle-ttl",       "user-cache-ttl",
+        "watch-window",       "watch-interval", "forecast-horizon",
+        "connection-timeout", "header-timeout", "body-timeout"};
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         if (strcmp(name, durations[i]) == 0) {
             snprintf(buf, len, "%llums", (unsigned long long)v);
@@ -870,13 +870,13 @@ static void out_of_range_values_are_refused_with_the_range(void **state)
     gh_config_t c;
     char err[256];
     assert_int_equal(LOAD(&c, err, "--max-body", "18446744073709551615"), GH_EINVAL);
-    assert_string_equal(err,
-                        "--max-body: expected a size from 1KiB to 64MiB, got \"18446744073709551615\"");
+    assert_string_equal(
+        err, "--max-body: expected a size from 1KiB to 64MiB, got \"18446744073709551615\"");
     assert_int_equal(LOAD(&c, err, "--hash-ops", "4294967295"), GH_EINVAL);
     assert_string_equal(err, "--hash-ops: expected an integer from 1 to 64, got \"4294967295\"");
     assert_int_equal(LOAD(&c, err, "--session-ttl", "99999999999h"), GH_EINVAL);
-    assert_string_equal(err,
-                        "--session-ttl: expected a duration from 1ms to 365d, got \"99999999999h\"");
+    assert_string_equal(
+        err, "--session-ttl: expected a duration from 1ms to 365d, got \"99999999999h\"");
     assert_int_equal(LOAD(&c, err, "--connection-timeout", "4294967296s"), GH_EINVAL);
     assert_string_equal(
         err, "--connection-timeout: expected a duration from 1ms to 1d, got \"4294967296s\"");
@@ -902,8 +902,8 @@ static void out_of_range_values_are_refused_with_the_range(void **state)
     char path[64], want[160];
     temp_file(path, sizeof path, "idle-ttl = 366d\n");
     assert_int_equal(LOAD(&c, err, "--config", path), GH_EINVAL);
-    snprintf(want, sizeof want, "%s:1: idle-ttl: expected a duration from 1ms to 365d, got \"366d\"",
-             path);
+    snprintf(want, sizeof want,
+             "%s:1: idle-ttl: expected a duration from 1ms to 365d, got \"366d\"", path);
     assert_string_equal(err, want);
 }
 
