@@ -28,10 +28,9 @@ static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "o
 
 struct gh_api_metrics {
     gh_metrics_t *registry;
-    gh_metric_t *requests;           /* route x method x code */
-    gh_metric_t *durations;          /* route */
-    gh_metric_t *logins;             /* result */
-    gh_metric_t *password_durations; /* the pool's jobs (auth/password.c observes them) */
+    gh_metric_t *requests;  /* route x method x code */
+    gh_metric_t *durations; /* route */
+    gh_metric_t *logins;    /* result */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
@@ -39,6 +38,9 @@ struct gh_api_metrics {
     /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
     gh_metric_t *store_durations;
     gh_metric_t *store_errors;
+
+    /* The password pool's jobs (auth/password.c observes them once attached). */
+    gh_metric_t *password_durations;
 };
 
 static size_t code_index(int status)
