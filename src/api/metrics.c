@@ -38,6 +38,9 @@ struct gh_api_metrics {
     /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
     gh_metric_t *store_durations;
     gh_metric_t *store_errors;
+
+    /* The password pool's jobs (auth/password.c observes them once attached). */
+    gh_metric_t *password_durations;
 };
 
 static size_t code_index(int status)
@@ -376,12 +379,21 @@ int gh_api_metrics_init(gh_app_t *app)
                                   .buckets = gh_metric_latency_buckets,
                                   .nbuckets = gh_metric_latency_nbuckets,
                                   .flags = GH_METRIC_SKIP_ZERO};
-    if ((rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
+    gh_metric_desc_t pw_dur = {.name = "gatehouse_password_hash_duration_seconds",
+                               .help = "Argon2 work of one password job (hash or verify), in "
+                                       "seconds.",
+                               .type = GH_METRIC_HISTOGRAM,
+                               .buckets = gh_password_hist_bounds,
+                               .nbuckets = GH_PASSWORD_HIST_BUCKETS};
+    if ((rc = gh_metrics_add(reg, &pw_dur, &m->password_durations)) ||
+        (rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
         (rc = add_family(reg, "gatehouse_store_errors_total",
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
     (void)gh_store_probe_attach(m->store_durations, m->store_errors);
+    if (app->passwords)
+        gh_password_attach_metric(app->passwords, m->password_durations);
     app->metrics = m;
     return 0;
 fail:
@@ -395,6 +407,8 @@ void gh_api_metrics_destroy(gh_app_t *app)
     if (!app->metrics)
         return;
     gh_store_probe_detach(app->metrics->store_durations);
+    if (app->passwords)
+        gh_password_attach_metric(app->passwords, NULL);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;

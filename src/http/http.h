@@ -36,6 +36,10 @@ typedef enum {
 #define GH_ROUTE_MAX_PARAMS 3
 #define GH_ROUTE_PARAM_MAX 64
 #define GH_REPLY_MAX_HEADERS 8
+/* The largest max_body a server accepts: a request's pool holds up to twice the body plus
+ * GH_HTTP_POOL_EXTRA, and that sum must not wrap (config.c caps --max-body far lower). */
+#define GH_HTTP_MAX_BODY ((size_t)1 << 30)
+#define GH_HTTP_POOL_EXTRA ((size_t)512 * 1024)
 
 typedef struct gh_req gh_req_t;
 typedef void (*gh_handler_fn)(gh_req_t *r);
@@ -102,7 +106,7 @@ typedef struct {
     unsigned max_connections_per_ip;
     unsigned connection_timeout_s;
     size_t connection_memory;
-    size_t max_body;
+    size_t max_body; /* at most GH_HTTP_MAX_BODY, else gh_http_start answers GH_EINVAL */
     unsigned max_requests_per_connection; /* then "Connection: close"; 0 = no limit */
     /* Total time (not gaps between bytes) a connection may take to deliver a request head,
      * counted from its accept or its previous response (so it also ends idle keep-alive), and

@@ -385,7 +385,8 @@ static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
 
 static bool append_body(gh_http_server_t *s, gh_req_t *r, const char *data, size_t n, size_t *cap)
 {
-    if (r->body_len + n > s->opt.max_body) {
+    /* body_len <= max_body <= GH_HTTP_MAX_BODY, so neither side of a comparison below wraps. */
+    if (n > s->opt.max_body - r->body_len) {
         r->body_too_big = true;
         return true;
     }
@@ -489,7 +490,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         gh_req_t *r = &box->req;
         r->conn = conn;
         r->app = s->opt.app;
-        gh_pool_init(&r->pool, GH_MEM_HTTP, 2 * s->opt.max_body + 512 * 1024);
+        gh_pool_init(&r->pool, GH_MEM_HTTP, 2 * s->opt.max_body + GH_HTTP_POOL_EXTRA);
         r->method = gh_http_method_parse(method);
         r->method_name = method;
         r->path = url;
@@ -560,6 +561,8 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
     for (size_t i = 0; i < opt->nroutes; i++)
         if ((opt->routes[i].flags & GH_ROUTE_GUARDED) && !opt->admit)
             return GH_EINVAL; /* a guard nobody wired: refuse to serve rather than open it */
+    if (opt->max_body > GH_HTTP_MAX_BODY)
+        return GH_EINVAL; /* 2 * max_body + GH_HTTP_POOL_EXTRA must not wrap */
     gh_http_server_t *s = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *s);
     if (!s)
         return GH_ENOMEM;

@@ -449,6 +449,14 @@ static pid_t wrk_start(const ht_server_t *s, const char *token, int seconds, con
     return pid;
 }
 
+/*
+ * The claim docs/OPERATIONS.md makes, under its conditions: 16 connections from one address
+ * (below --max-connections-per-ip, 64) at the default --max-requests-per-connection (1000, named
+ * here so the condition is visible), so every connection is also closed and reopened many times
+ * during the reloads — and wrk sees no socket error and no non-2xx answer. (At 64 connections a
+ * reopen can race the per-address cap, which wrk counts as a read error; that is documented,
+ * not tested here.)
+ */
 static void reload_under_wrk_load_drops_nothing(void **state)
 {
     ht_server_t *s = SRV(state);
@@ -456,7 +464,7 @@ static void reload_under_wrk_load_drops_nothing(void **state)
         fprintf(stderr, "wrk is not installed (scripts/deps.sh installs it): skipped\n");
         skip();
     }
-    START(s);
+    START(s, "--max-requests-per-connection", "1000", "--max-connections-per-ip", "64");
     register_ok(s, "wes");
     char t1[64];
     login_ok(s, "wes", t1, NULL);
@@ -485,6 +493,11 @@ static void reload_under_wrk_load_drops_nothing(void **state)
     while (req > text && req[-1] != '\n' && req[-1] != ' ')
         req--;
     assert_true(atol(req) > 1000);
+    /* The cap was in play: on average each of the 16 connections was closed at 1000 requests
+     * and reopened at least twice. (Below this on a very slow machine, the run proves less.) */
+    if (atol(req) < 2 * 16 * 1000)
+        fprintf(stderr, "only %ld requests: --max-requests-per-connection was barely exercised\n",
+                atol(req));
     assert_true(token_works(s, t1));
     assert_true(metric(s, "gatehouse_sessions_active") == 1);
 }
