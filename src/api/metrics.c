@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
+#include "store/writes.h"
 #include "watch/metrics.h"
 
 #define MAX_ROUTE_LABELS 32
@@ -227,6 +228,22 @@ static int collect_deadline_cuts(void *ctx, double *v, size_t n)
     return 0;
 }
 
+static int collect_write_failures(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = (double)gh_store_write_failures((gh_store_db_t)i);
+    return 0;
+}
+
+static int collect_writable(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = gh_store_writable((gh_store_db_t)i) ? 1 : 0;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -380,6 +397,16 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_store_errors_total",
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
+        goto fail;
+    const gh_metric_label_t db_label[] = {{"store", gh_store_db_names, GH_STORE_DB__COUNT}};
+    if ((rc = add_family(reg, "gatehouse_store_write_failures_total",
+                         "Writes to a local database (sessions.db, users.db) that failed: a full "
+                         "disk, an I/O error.",
+                         GH_METRIC_COUNTER, db_label, 1, collect_write_failures, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_store_writable",
+                         "0 from a failed write to a local database until a write succeeds "
+                         "(/readyz answers 503 meanwhile), else 1.",
+                         GH_METRIC_GAUGE, db_label, 1, collect_writable, NULL, NULL)))
         goto fail;
     (void)gh_store_probe_attach(m->store_durations, m->store_errors);
     app->metrics = m;

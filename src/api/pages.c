@@ -804,11 +804,15 @@ void gh_pages_account_password(gh_req_t *r)
             password_busy(r);
             return;
         }
-        rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
-        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
-        size_t n = 0;
+        /* Other sessions end before and after the change (as in users.c). */
+        size_t n = 0, n2 = 0;
+        rc = gh_session_end_user(app->sessions, st->user.id, st->hash, GH_END_REVOKED, &n);
         if (rc == 0)
-            rc = gh_session_end_user(app->sessions, st->user.id, st->hash, GH_END_REVOKED, &n);
+            rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
+        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
+        if (rc == 0)
+            rc = gh_session_end_user(app->sessions, st->user.id, st->hash, GH_END_REVOKED, &n2);
+        n += n2;
         if (rc != 0) {
             gh_api_reply_err(r, rc);
             return;

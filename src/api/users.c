@@ -160,14 +160,17 @@ void gh_api_change_password(gh_req_t *r)
             gh_api_reply_err(r, st->verdict.result == GH_EBUSY ? GH_EBUSY : GH_ENOMEM);
             return;
         }
-        rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
-        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
-        if (rc != 0) {
-            gh_api_reply_err(r, rc);
-            return;
-        }
-        size_t n = 0;
+        /* Other sessions end before and after the change: a failed write then never leaves the
+         * new password with the old sessions (the retry, with the old password, still works). */
+        size_t n = 0, n2 = 0;
         rc = gh_session_end_user(app->sessions, st->user.id, st->token_hash, GH_END_REVOKED, &n);
+        if (rc == 0)
+            rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
+        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
+        if (rc == 0)
+            rc = gh_session_end_user(app->sessions, st->user.id, st->token_hash, GH_END_REVOKED,
+                                     &n2);
+        n += n2;
         if (rc != 0) {
             gh_api_reply_err(r, rc);
             return;
