@@ -244,6 +244,26 @@ static int collect_writable(void *ctx, double *v, size_t n)
     return 0;
 }
 
+static int collect_user_stale(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_total;
+    return 0;
+}
+
+static int collect_user_stale_age(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_age_max_ms / 1000.0;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -406,7 +426,15 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_store_writable",
                          "0 from a failed write to a local database until a write succeeds "
                          "(/readyz answers 503 meanwhile), else 1.",
-                         GH_METRIC_GAUGE, db_label, 1, collect_writable, NULL, NULL)))
+                         GH_METRIC_GAUGE, db_label, 1, collect_writable, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_lookups_stale_total",
+                         "Token checks answered from a cached user record past its TTL because "
+                         "the user store did not answer (at most --user-stale-max old).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_user_stale, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_stale_age_seconds",
+                         "Age of the oldest user record a token check answered from since the "
+                         "user store last answered (0 while it answers).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)))
         goto fail;
     (void)gh_store_probe_attach(m->store_durations, m->store_errors);
     app->metrics = m;
