@@ -64,8 +64,8 @@
 #define PURGE_PERIOD_MS 60000 /* at most one full purge of expired rows a minute */
 #define BUSY_TIMEOUT_MS 5000
 #define CACHE_KIB 2048
-#define END_BATCH 256    /* a user's sessions deleted per transaction by end_user */
-#define UNDO_SLOTS 256   /* evictions one create can take back when its commit fails */
+#define END_BATCH 256  /* a user's sessions deleted per transaction by end_user */
+#define UNDO_SLOTS 256 /* evictions one create can take back when its commit fails */
 
 enum {
     ST_BEGIN,
@@ -154,10 +154,10 @@ typedef struct {
     hash_t *batch;                 /* END_BATCH, fixed: hashes an end deletes before it ends */
     hash_t *undo;                  /* UNDO_SLOTS, fixed: rows the running create deleted */
     size_t nundo;
-    bool undo_on;                  /* a create is the writer: the hook records its evictions */
-    sqlite3_int64 changes_at_begin;   /* total changes when the write transaction began */
-    bool probing;                  /* the open transaction is the probe write */
-    sqlite3_stmt *probe;           /* rewrites user_version with its own value: one page */
+    bool undo_on;                   /* a create is the writer: the hook records its evictions */
+    sqlite3_int64 changes_at_begin; /* total changes when the write transaction began */
+    bool probing;                   /* the open transaction is the probe write */
+    sqlite3_stmt *probe;            /* rewrites user_version with its own value: one page */
 
     /* Whether the database takes writes (readiness, gatehouse_store_writable): set by any
      * failed statement, cleared by a commit that wrote something (a probe write included). */
@@ -199,8 +199,7 @@ static void note_failure(persist_t *p)
     atomic_fetch_add_explicit(&p->write_failures, 1, memory_order_relaxed);
     gh_store_write_outcome(GH_STORE_DB_SESSIONS, false);
     if (!atomic_exchange(&p->failing, true))
-        GH_LOG(GH_LOG_ERROR, "the session database cannot write",
-               GH_LS("path", p->path),
+        GH_LOG(GH_LOG_ERROR, "the session database cannot write", GH_LS("path", p->path),
                GH_LS("effect", "logins and revocations answer 503 and change nothing; "
                                "/readyz answers 503 until a write succeeds"));
 }
@@ -718,9 +717,7 @@ void gh_session_persist_handover_abort(gh_session_store_t *s)
 
 uint64_t gh_session_persist_write_failures(gh_session_store_t *s)
 {
-    return s && s->ops == &persist_ops
-               ? atomic_load(&((persist_t *)s)->write_failures)
-               : 0;
+    return s && s->ops == &persist_ops ? atomic_load(&((persist_t *)s)->write_failures) : 0;
 }
 
 gh_session_store_t *gh_session_persist_memory(gh_session_store_t *s)
@@ -860,8 +857,7 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
  * nothing, so the client's retry finds its session as it was; an end that answered success is on
  * disk. db_lock held (writer_enter), no transaction open. *ended: how many ended in memory.
  */
-static int end_rows(persist_t *p, hash_t *hashes, size_t n, gh_session_end_t reason,
-                    size_t *ended)
+static int end_rows(persist_t *p, hash_t *hashes, size_t n, gh_session_end_t reason, size_t *ended)
 {
     *ended = 0;
     int rc = begin(p);

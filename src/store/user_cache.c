@@ -169,9 +169,9 @@ int gh_user_get_by_id_cached(gh_user_store_t *base, uint64_t id, gh_user_t *out)
         }
         atomic_fetch_add_explicit(&c->stale_total, 1, memory_order_relaxed);
         int_fast64_t cur = atomic_load_explicit(&c->stale_age_max_ms, memory_order_relaxed);
-        while (age > cur && !atomic_compare_exchange_weak_explicit(
-                                &c->stale_age_max_ms, &cur, age, memory_order_relaxed,
-                                memory_order_relaxed))
+        while (age > cur &&
+               !atomic_compare_exchange_weak_explicit(&c->stale_age_max_ms, &cur, age,
+                                                      memory_order_relaxed, memory_order_relaxed))
             ;
         return 0;
     }

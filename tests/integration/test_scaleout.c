@@ -32,7 +32,7 @@ static ts_server_t pg = {.kind = TS_POSTGRES};
 static char pg_url[256];
 static ht_server_t node[2];
 static ht_server_t node_c; /* started by one test with a short --user-stale-max */
-static ht_response_t r; /* big: kept off the stack */
+static ht_response_t r;    /* big: kept off the stack */
 
 static int start_node(ht_server_t *n)
 {
