@@ -468,6 +468,12 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     gh_api_totals_t tot;
     gh_api_metrics_totals(app, &tot);
     out->server_errors_total = tot.server_errors;
+    out->stores_not_writable = 0;
+    out->store_write_failures_total = 0;
+    for (int d = 0; d < GH_STORE_DB__COUNT; d++) {
+        out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
+        out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
+    }
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

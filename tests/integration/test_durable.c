@@ -675,6 +675,15 @@ static void full_disk_logout_fails_whole_and_a_204_holds_across_restarts(void **
     EXPECT(readyz(s), 503);
     assert_true(metric(s, "gatehouse_store_writable{store=\"sessions\"}") == 0);
     assert_true(metric(s, "gatehouse_store_write_failures_total{store=\"sessions\"}") >= 2);
+    /* The watchdog raises store_writes_failing (after 5 one-second samples). */
+    const char *alert =
+        "gatehouse_alert_firing{alert=\"store_writes_failing\",severity=\"critical\"}";
+    long long until = ht_now_ms() + 15000;
+    while (metric(s, alert) != 1 && ht_now_ms() < until)
+        ht_sleep_ms(200);
+    assert_true(metric(s, alert) == 1);
+    EXPECT(readyz(s), 503);
+    EXPECT(ht_get(s, "/v1/session", t[failed], r), 200);
     long again = ht_delete(s, "/v1/session", t[failed], r);
     if (again != 503 && again != 204)
         fail_msg("the retry on a full disk -> %ld, want 503 (or 204)", again);
