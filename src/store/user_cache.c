@@ -156,7 +156,10 @@ int gh_user_get_by_id_cached(gh_user_store_t *base, uint64_t id, gh_user_t *out)
     if (hit)
         return 0;
     int rc = c->backend->ops->get_by_id(c->backend, id, out);
-    if (rc == GH_ESTORE && c->stale_max_ms > 0) {
+    /* GH_ESTORE: no answer or an error; GH_EBUSY: every connection is stuck (a store that
+     * hangs rather than refuses). */
+    bool unreachable = rc == GH_ESTORE || rc == GH_EBUSY;
+    if (unreachable && c->stale_max_ms > 0) {
         /* The store does not answer: the last known record, if it is young enough. An entry
          * dropped by a write (invalidate) is gone, so a deleted user never comes back here. */
         int64_t age = 0;
@@ -175,7 +178,7 @@ int gh_user_get_by_id_cached(gh_user_store_t *base, uint64_t id, gh_user_t *out)
             ;
         return 0;
     }
-    if (rc == GH_ESTORE)
+    if (unreachable)
         atomic_fetch_add_explicit(&c->refused_total, 1, memory_order_relaxed);
     if (rc != 0)
         return rc;
