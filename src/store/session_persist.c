@@ -954,7 +954,9 @@ static int p_end_user(gh_session_store_t *s, uint64_t user_id, const uint8_t *ke
         if (n == 0 || (rc = end_rows(p, p->batch, n, reason, &done)) != 0)
             break;
         total += done;
-        if (done == 0) /* cannot happen (they were there under db_lock); never loop on it */
+        /* A batch that ended nothing had idled out meanwhile (the janitor ended them): the
+         * next batch holds others. A short batch was the last one. */
+        if (n < END_BATCH)
             break;
     }
     pthread_mutex_unlock(&p->db_lock);

@@ -473,6 +473,33 @@ static void refuses_bad_arguments_and_newer_schemas(void **state)
     assert_null(s);
 }
 
+/* "Log out everywhere" for a user with more sessions than one batch of deletes (256). */
+static void ending_many_sessions_of_a_user_goes_in_batches(void **state)
+{
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    for (int n = 0; n < 600; n++)
+        create_ok(s, 7, n, now + n, NULL);
+    create_ok(s, 8, 1000, now, NULL);
+    size_t ended = 0;
+    assert_int_equal(gh_session_end_user(s, 7, H(599).b, GH_END_REVOKED, &ended), 0);
+    assert_int_equal(ended, 599);
+    assert_int_equal(active(s), 2);
+    const char *why = NULL;
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+    gh_session_store_destroy(&s);
+    gh_session_load_stats_t st;
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 2);
+    assert_true(live(s, 599));
+    assert_true(live(s, 1000));
+    assert_false(live(s, 0));
+    assert_false(live(s, 300));
+    gh_session_store_destroy(&s);
+}
+
 /* Fills the filesystem of `path` with zeros until it says ENOSPC. */
 static void fill_disk(const char *path)
 {
@@ -606,6 +633,7 @@ int main(int argc, char **argv)
         T(an_aborted_handover_leaves_the_predecessor_in_charge),
         T(a_smaller_cap_at_load_drops_the_oldest_for_good),
         T(refuses_bad_arguments_and_newer_schemas),
+        T(ending_many_sessions_of_a_user_goes_in_batches),
         T(a_full_disk_changes_nothing_it_cannot_write),
     };
 #undef T
