@@ -24,11 +24,13 @@ void gh_api_readyz(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (gh_user_ping(app->users) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the user store does not answer");
+        gh_reply_error(r, 503, "store_unavailable",
+                       "the user store does not answer or cannot write");
         return;
     }
     if (gh_session_ping(app->sessions) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
+        gh_reply_error(r, 503, "store_unavailable",
+                       "the session store does not answer or cannot write");
         return;
     }
     /* A load balancer drains this node before memory runs out (memory_high at critical). */
