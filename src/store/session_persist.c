@@ -213,6 +213,8 @@ static void note_success(persist_t *p)
 
 static int db_error(persist_t *p, const char *op, int rc)
 {
+    if (p->probing)
+        return GH_ESTORE; /* already known not to write: neither logged nor counted again */
     GH_LOG(GH_LOG_ERROR, "session database error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
            GH_LS("detail", sqlite3_errmsg(p->db)));
     note_failure(p);
@@ -650,6 +652,7 @@ int gh_session_persist_flush(gh_session_store_t *s)
 static void *flusher_main(void *arg)
 {
     persist_t *p = arg;
+    bool warned = false;
     pthread_mutex_lock(&p->fl_lock);
     while (!p->fl_stop) {
         struct timespec ts;
@@ -659,8 +662,13 @@ static void *flusher_main(void *arg)
         if (p->fl_stop)
             break;
         pthread_mutex_unlock(&p->fl_lock);
-        if (gh_session_persist_flush(&p->base) != 0)
-            GH_LOG(GH_LOG_WARN, "session flush failed; retrying in a second");
+        /* Said once per outage: while the disk is full this fails every second. */
+        if (gh_session_persist_flush(&p->base) == 0) {
+            warned = false;
+        } else if (!warned) {
+            GH_LOG(GH_LOG_WARN, "session flush failed; retrying every second");
+            warned = true;
+        }
         pthread_mutex_lock(&p->fl_lock);
     }
     pthread_mutex_unlock(&p->fl_lock);
