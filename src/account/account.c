@@ -322,10 +322,18 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
         rc = hash_failure(v);
         goto out;
     }
+    /* The other sessions end before and after the new hash is written: a failed write then
+     * never leaves the new password with the old sessions still valid (and the retry, with the
+     * old password, still works). */
+    size_t after = 0;
+    rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &st->revoked);
+    if (rc != 0)
+        goto out;
     rc = gh_user_set_password(a->users, st->user.id, st->job.verdict.new_hash);
     if (rc != 0)
         goto out;
-    rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &st->revoked);
+    rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &after);
+    st->revoked += after;
     if (rc != 0)
         goto out;
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
+#include "store/writes.h"
 #include "watch/metrics.h"
 
 #define MAX_ROUTE_LABELS 32
@@ -230,6 +231,42 @@ static int collect_deadline_cuts(void *ctx, double *v, size_t n)
     return 0;
 }
 
+static int collect_write_failures(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = (double)gh_store_write_failures((gh_store_db_t)i);
+    return 0;
+}
+
+static int collect_writable(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = gh_store_writable((gh_store_db_t)i) ? 1 : 0;
+    return 0;
+}
+
+static int collect_user_stale(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_total;
+    return 0;
+}
+
+static int collect_user_stale_age(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_age_max_ms / 1000.0;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -391,6 +428,24 @@ int gh_api_metrics_init(gh_app_t *app)
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
+    const gh_metric_label_t db_label[] = {{"store", gh_store_db_names, GH_STORE_DB__COUNT}};
+    if ((rc = add_family(reg, "gatehouse_store_write_failures_total",
+                         "Writes to a local database (sessions.db, users.db) that failed: a full "
+                         "disk, an I/O error.",
+                         GH_METRIC_COUNTER, db_label, 1, collect_write_failures, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_store_writable",
+                         "0 from a failed write to a local database until a write succeeds "
+                         "(/readyz answers 503 meanwhile), else 1.",
+                         GH_METRIC_GAUGE, db_label, 1, collect_writable, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_lookups_stale_total",
+                         "Token checks answered from a cached user record past its TTL because "
+                         "the user store did not answer (at most --user-stale-max old).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_user_stale, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_stale_age_seconds",
+                         "Age of the oldest user record a token check answered from since the "
+                         "user store last answered (0 while it answers).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)))
+        goto fail;
     (void)gh_store_probe_attach(m->store_durations, m->store_errors);
     if (app->passwords)
         gh_password_attach_metric(app->passwords, m->password_durations);
@@ -427,6 +482,12 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     gh_api_totals_t tot;
     gh_api_metrics_totals(app, &tot);
     out->server_errors_total = tot.server_errors;
+    out->stores_not_writable = 0;
+    out->store_write_failures_total = 0;
+    for (int d = 0; d < GH_STORE_DB__COUNT; d++) {
+        out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
+        out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
+    }
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

@@ -24,11 +24,11 @@ void gh_api_readyz(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (gh_user_ping(app->users) != 0) {
-        gh_api_reply_fail(r, GH_ESTORE, "the user store does not answer", 0);
+        gh_api_reply_fail(r, GH_ESTORE, "the user store does not answer or cannot write", 0);
         return;
     }
     if (gh_session_ping(app->sessions) != 0) {
-        gh_api_reply_fail(r, GH_ESTORE, "the session store does not answer", 0);
+        gh_api_reply_fail(r, GH_ESTORE, "the session store does not answer or cannot write", 0);
         return;
     }
     /* A load balancer drains this node before memory runs out (memory_high at critical). */

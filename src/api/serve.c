@@ -111,7 +111,9 @@ static int open_cached_user_store(const gh_config_t *cfg, gh_user_store_t **out)
         *out = backend;
         return rc;
     }
-    gh_user_cache_options_t o = {.entries = cfg->user_cache, .ttl_ms = cfg->user_cache_ttl_ms};
+    gh_user_cache_options_t o = {.entries = cfg->user_cache,
+                                 .ttl_ms = cfg->user_cache_ttl_ms,
+                                 .stale_max_ms = cfg->user_stale_max_ms};
     if ((rc = gh_user_cache_open(backend, &o, out)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot open the user cache", GH_LS("error", gh_strerror(rc)));
         gh_user_store_close(&backend);

@@ -191,6 +191,11 @@ static const keydesc_t keys[] = {
      .metavar = "DURATION",
      .help = "a user deleted by another process is refused by token checks within this",
      .group = "stores", .min = 1, .max = DAY_MS},
+    {.name = "user-stale-max", .kind = K_DURATION, FIELD(user_stale_max_ms), .def = "1h",
+     .metavar = "DURATION",
+     .help = "while the user store does not answer, token checks answer from a cached user "
+             "record up to this old (0 = never; logins still fail)",
+     .group = "stores", .min = 0, .max = 7 * DAY_MS},
     {.name = "session-store", .kind = K_ENUM, FIELD(session_store), .def = "memory",
      .metavar = "memory|redis", .help = "where sessions live", .group = "stores",
      .choices = session_store_choices},

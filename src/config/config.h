@@ -74,6 +74,8 @@ typedef struct {
     char postgres_url[GH_CONFIG_STR];
     uint32_t user_cache;       /* 16384 entries; 0 = off */
     int64_t user_cache_ttl_ms; /* 1s */
+    int64_t user_stale_max_ms; /* 1h: token checks answer from a record this old while the user
+                                * store does not answer; 0 = never */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
 
