@@ -33,7 +33,11 @@ fi
 browser_deps() {
   local dir
   dir="$(dirname "$0")/../tests/browser"
-  [ -d "$dir/node_modules/playwright-core" ] && return 0
+  # installed already at the version package.json pins (a checkout that moved the pin reinstalls)
+  local want have
+  want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$dir/package.json")
+  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
+  [ -n "$want" ] && [ "$have" = "$want" ] && return 0
   echo "deps: npm ci in tests/browser" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
