@@ -21,6 +21,7 @@
 
 #include "common/err.h"
 #include "mem/mem.h"
+#include "ratelimit/ratelimit.h"
 
 typedef enum {
     GH_HTTP_GET = 1 << 0,
@@ -93,7 +94,17 @@ typedef struct {
     int listen_fd; /* a bound, listening socket the server takes over */
     unsigned threads;
     unsigned max_connections;
+    /* Per client address (IPv6 by its /64), counted by Gatehouse at accept, not by
+     * libmicrohttpd: at most this many open connections that have not waited on the password
+     * pool, plus — a separate budget — at most this many that have (a connection moves there
+     * the first time one of its requests suspends, and stays; past that budget it is closed
+     * after its reply). So a login storm from one address cannot use up the connections its
+     * token checks need. 0 = no per-address cap. */
     unsigned max_connections_per_ip;
+    /* Peers in this list (a reverse proxy carrying many clients on its connections) are not
+     * capped per address; the global max_connections and the timeouts still bound them. May be
+     * NULL. The list must outlive the server. */
+    const gh_proxies_t *uncapped_peers;
     unsigned connection_timeout_s;
     size_t connection_memory;
     size_t max_body;
