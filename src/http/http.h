@@ -41,6 +41,11 @@ typedef enum {
 typedef struct gh_req gh_req_t;
 typedef void (*gh_handler_fn)(gh_req_t *r);
 
+/* Route flag read by the HTTP layer (the others are the application's, api.h): the route may
+ * wait on the password pool (login, registration, password change). The first such request on
+ * a connection moves it to its address's second connection budget (max_connections_per_ip). */
+#define GH_ROUTE_PASSWORD (1u << 15)
+
 typedef struct {
     unsigned methods;     /* gh_http_method_t mask */
     const char *template; /* "/v1/sessions/{id}"; a {name} segment matches one path segment */
@@ -95,11 +100,11 @@ typedef struct {
     unsigned threads;
     unsigned max_connections;
     /* Per client address (IPv6 by its /64), counted by Gatehouse at accept, not by
-     * libmicrohttpd: at most this many open connections that have not waited on the password
-     * pool, plus — a separate budget — at most this many that have (a connection moves there
-     * the first time one of its requests suspends, and stays; past that budget it is closed
-     * after its reply). So a login storm from one address cannot use up the connections its
-     * token checks need. 0 = no per-address cap. */
+     * libmicrohttpd: at most this many open connections that have carried no password request,
+     * plus — a separate budget — at most this many that have (a connection moves there with its
+     * first request on a GH_ROUTE_PASSWORD route or its first suspended request, and stays;
+     * past that budget it is closed after its reply). So a login storm from one address cannot
+     * use up the connections its token checks need. 0 = no per-address cap. */
     unsigned max_connections_per_ip;
     /* Peers in this list (a reverse proxy carrying many clients on its connections) are not
      * capped per address; the global max_connections and the timeouts still bound them. May be

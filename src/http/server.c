@@ -37,16 +37,29 @@
 typedef struct conn_state conn_state_t;
 
 #define REAPER_PERIOD_MS 250
+/* A SPARE connection (over its address's cap, for one quick request) that has not sent its
+ * request head within this is cut: the spare budget absorbs bursts, not idle connections. */
+#define SPARE_HEAD_MS 1000
 
-/* One client address (IPv6 by its /64) with open connections; free when both counts are 0. */
+/* The budgets of one address, each max_connections_per_ip connections:
+ *   OPEN: connections that have carried no password request (token checks, pages, probes);
+ *   PASSWORD: connections that have (login, registration, password change), for good;
+ *   SPARE: taken at accept when OPEN is full — answered once and closed, and a password
+ *     request on one is refused (503) at once: a burst of new connections from a storm
+ *     (reconnecting after keep-alive limits) cannot keep the address's token checks out. */
+enum { BUDGET_OPEN, BUDGET_PASSWORD, BUDGET_SPARE, BUDGETS, BUDGET_NONE = BUDGETS };
+
+/* One client address (IPv6 by its /64) with open connections; free when every count is 0. */
 typedef struct {
     gh_ip_t key;
-    uint32_t home;     /* hash bucket, for the backward-shift delete */
-    uint32_t open;     /* connections in the first budget (never waited on the password pool) */
-    uint32_t password; /* connections that have waited on the password pool */
+    uint32_t home;           /* hash bucket, for the backward-shift delete */
+    uint32_t count[BUDGETS]; /* connections in each budget */
 } ip_slot_t;
 
-enum { BUDGET_NONE, BUDGET_OPEN, BUDGET_PASSWORD };
+static bool slot_free(const ip_slot_t *e)
+{
+    return !e->count[BUDGET_OPEN] && !e->count[BUDGET_PASSWORD] && !e->count[BUDGET_SPARE];
+}
 
 struct gh_http_server {
     struct MHD_Daemon *daemon;
@@ -275,7 +288,7 @@ struct conn_state {
     gh_http_server_t *srv;
     gh_ip_t ip;        /* the peer's key in s->ips (under s->conns_lock) */
     uint8_t budget;    /* BUDGET_*: which count of s->ips holds it (under s->conns_lock) */
-    bool close_after;  /* over its address's password budget: close after this reply */
+    bool close_after;  /* over its address's budgets: close after this reply */
     unsigned requests; /* answered so far, for the keep-alive limit (its MHD thread only) */
     _Atomic int phase;
     _Atomic int64_t since_ms; /* monotonic; when the phase began */
@@ -347,7 +360,7 @@ static ip_slot_t *ip_find(gh_http_server_t *s, const gh_ip_t *key, bool create)
     uint32_t home = ip_home(s, key);
     for (size_t n = 0, i = home; n <= s->ips_mask; n++, i = (i + 1) & s->ips_mask) {
         ip_slot_t *e = &s->ips[i];
-        if (e->open == 0 && e->password == 0) {
+        if (slot_free(e)) {
             if (!create)
                 return NULL;
             e->key = *key;
@@ -364,20 +377,20 @@ static ip_slot_t *ip_find(gh_http_server_t *s, const gh_ip_t *key, bool create)
  * every lookup still finds them (backward-shift delete; no tombstones). */
 static void ip_release(gh_http_server_t *s, ip_slot_t *e)
 {
-    if (e->open || e->password)
+    if (!slot_free(e))
         return;
     size_t i = (size_t)(e - s->ips), j = i;
     for (;;) {
         j = (j + 1) & s->ips_mask;
         ip_slot_t *n = &s->ips[j];
-        if (n->open == 0 && n->password == 0)
+        if (slot_free(n))
             break;
         size_t k = n->home;
         bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
             continue;
         s->ips[i] = *n;
-        n->open = n->password = 0;
+        memset(n->count, 0, sizeof n->count);
         i = j;
     }
 }
@@ -393,24 +406,26 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
         return MHD_YES;
     pthread_mutex_lock(&s->conns_lock);
     const ip_slot_t *e = ip_find(s, &key, false);
-    bool full = e && e->open >= s->opt.max_connections_per_ip;
+    unsigned cap = s->opt.max_connections_per_ip;
+    bool full = e && e->count[BUDGET_OPEN] >= cap && e->count[BUDGET_SPARE] >= cap;
     pthread_mutex_unlock(&s->conns_lock);
     if (full)
         atomic_fetch_add_explicit(&s->refused_per_ip, 1, memory_order_relaxed);
     return full ? MHD_NO : MHD_YES;
 }
 
-/* The connection's first request suspended (it waits on the password pool): from now on it
- * counts in its address's password budget, or, that budget full, it is closed after its reply. */
+/* The connection carries a password request (a GH_ROUTE_PASSWORD route, or a request that
+ * suspended to wait on the password pool): from now on it counts in its address's password
+ * budget, or, that budget full, it is closed after its reply. */
 static void conn_to_password_budget(conn_state_t *cs)
 {
     gh_http_server_t *s = cs->srv;
     pthread_mutex_lock(&s->conns_lock);
     if (cs->budget == BUDGET_OPEN) {
         ip_slot_t *e = ip_find(s, &cs->ip, false);
-        if (e && e->password < s->opt.max_connections_per_ip) {
-            e->open--;
-            e->password++;
+        if (e && e->count[BUDGET_PASSWORD] < s->opt.max_connections_per_ip) {
+            e->count[BUDGET_OPEN]--;
+            e->count[BUDGET_PASSWORD]++;
             cs->budget = BUDGET_PASSWORD;
         } else {
             cs->close_after = true;
@@ -445,12 +460,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             cs->close_after = false;
             set_phase(cs, PHASE_WAITING);
             ip_slot_t *e = capped ? ip_find(s, &key, true) : NULL;
-            if (e && e->open >= s->opt.max_connections_per_ip) {
+            unsigned cap = s->opt.max_connections_per_ip;
+            int b = !e                             ? BUDGET_NONE
+                    : e->count[BUDGET_OPEN] < cap  ? BUDGET_OPEN
+                    : e->count[BUDGET_SPARE] < cap ? BUDGET_SPARE
+                                                   : -1;
+            if (b < 0) {
                 over = cs->cut = true; /* a race past on_accept: cut at once, never counted */
-            } else if (e) {
-                e->open++;
+            } else if (b != BUDGET_NONE) {
+                e->count[b]++;
                 cs->ip = key;
-                cs->budget = BUDGET_OPEN;
+                cs->budget = (uint8_t)b;
+                cs->close_after = b == BUDGET_SPARE;
             }
         }
         pthread_mutex_unlock(&s->conns_lock);
@@ -468,11 +489,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     pthread_mutex_lock(&s->conns_lock);
     if (cs->budget != BUDGET_NONE) {
         ip_slot_t *e = ip_find(s, &cs->ip, false);
-        if (e) {
-            if (cs->budget == BUDGET_OPEN && e->open)
-                e->open--;
-            else if (cs->budget == BUDGET_PASSWORD && e->password)
-                e->password--;
+        if (e && e->count[cs->budget]) {
+            e->count[cs->budget]--;
             ip_release(s, e);
         }
         cs->budget = BUDGET_NONE;
@@ -518,6 +536,9 @@ static void *reaper_main(void *arg)
             int64_t limit = phase == PHASE_WAITING ? (int64_t)s->opt.header_timeout_ms
                             : phase == PHASE_BODY  ? (int64_t)s->opt.body_timeout_ms
                                                    : 0;
+            if (phase == PHASE_WAITING && cs->budget == BUDGET_SPARE &&
+                (limit == 0 || limit > SPARE_HEAD_MS))
+                limit = SPARE_HEAD_MS;
             if (cs->cut || limit == 0 || age <= limit || cs->fd < 0)
                 continue;
             /* shutdown, not close: libmicrohttpd sees the end of the stream and cleans up. */
@@ -632,7 +653,14 @@ static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
             }
         } else {
             r->route = &s->opt.routes[r->route_index];
-            if (r->body_too_big)
+            conn_state_t *cs = conn_of(r->conn);
+            bool password = r->route->flags & GH_ROUTE_PASSWORD;
+            if (password && cs && cs->budget == BUDGET_OPEN)
+                conn_to_password_budget(cs);
+            if (password && cs && cs->budget == BUDGET_SPARE)
+                gh_reply_error(r, 503, "overloaded",
+                               "too many connections from this address, try again later");
+            else if (r->body_too_big)
                 gh_reply_error(r, 413, "payload_too_large", "request body is too large");
         }
         if (box->bad_framing) {
@@ -788,12 +816,12 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon)
         goto fail;
-    if ((opt->header_timeout_ms || opt->body_timeout_ms) &&
-        pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+    bool reaper = opt->header_timeout_ms || opt->body_timeout_ms || s->ips;
+    if (reaper && pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
         MHD_stop_daemon(s->daemon);
         goto fail;
     }
-    s->reaper_started = opt->header_timeout_ms || opt->body_timeout_ms;
+    s->reaper_started = reaper;
     *out = s;
     return 0;
 fail:
