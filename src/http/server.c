@@ -460,18 +460,19 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             cs->close_after = false;
             set_phase(cs, PHASE_WAITING);
             ip_slot_t *e = capped ? ip_find(s, &key, true) : NULL;
-            unsigned cap = s->opt.max_connections_per_ip;
-            int b = !e                             ? BUDGET_NONE
-                    : e->count[BUDGET_OPEN] < cap  ? BUDGET_OPEN
-                    : e->count[BUDGET_SPARE] < cap ? BUDGET_SPARE
-                                                   : -1;
-            if (b < 0) {
-                over = cs->cut = true; /* a race past on_accept: cut at once, never counted */
-            } else if (b != BUDGET_NONE) {
-                e->count[b]++;
-                cs->ip = key;
-                cs->budget = (uint8_t)b;
-                cs->close_after = b == BUDGET_SPARE;
+            if (e) {
+                unsigned cap = s->opt.max_connections_per_ip;
+                int b = e->count[BUDGET_OPEN] < cap    ? BUDGET_OPEN
+                        : e->count[BUDGET_SPARE] < cap ? BUDGET_SPARE
+                                                       : BUDGET_NONE;
+                if (b == BUDGET_NONE) {
+                    over = cs->cut = true; /* a race past on_accept: cut, never counted */
+                } else {
+                    e->count[b]++;
+                    cs->ip = key;
+                    cs->budget = (uint8_t)b;
+                    cs->close_after = b == BUDGET_SPARE;
+                }
             }
         }
         pthread_mutex_unlock(&s->conns_lock);
