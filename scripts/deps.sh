@@ -34,10 +34,14 @@ browser_deps() {
   local dir
   dir="$(dirname "$0")/../tests/browser"
   # installed already at the version package.json pins (a checkout that moved the pin reinstalls)
-  local want have
+  local want have="" installed="$dir/node_modules/playwright-core/package.json"
   want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$dir/package.json")
-  have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$dir/node_modules/playwright-core/package.json" 2>/dev/null | head -1)
-  [ -n "$want" ] && [ "$have" = "$want" ] && return 0
+  if [ -f "$installed" ]; then
+    have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$installed" | head -1)
+  fi
+  if [ -n "$want" ] && [ "$have" = "$want" ]; then
+    return 0
+  fi
   echo "deps: npm ci in tests/browser" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
