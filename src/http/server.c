@@ -68,7 +68,6 @@ struct gh_http_server {
     ip_slot_t *ips;
     size_t ips_mask;
     unsigned char ips_key[crypto_shorthash_KEYBYTES];
-    _Atomic uint64_t refused_per_ip; /* connections refused by the per-address cap */
     /* Every open connection, for the header and body deadlines (reaper_main). */
     pthread_mutex_t conns_lock;
     pthread_cond_t reaper_wake;
@@ -409,8 +408,6 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     unsigned cap = s->opt.max_connections_per_ip;
     bool full = e && e->count[BUDGET_OPEN] >= cap && e->count[BUDGET_SPARE] >= cap;
     pthread_mutex_unlock(&s->conns_lock);
-    if (full)
-        atomic_fetch_add_explicit(&s->refused_per_ip, 1, memory_order_relaxed);
     return full ? MHD_NO : MHD_YES;
 }
 
@@ -476,10 +473,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             }
         }
         pthread_mutex_unlock(&s->conns_lock);
-        if (over) {
-            atomic_fetch_add_explicit(&s->refused_per_ip, 1, memory_order_relaxed);
+        if (over)
             (void)shutdown(cs->fd, SHUT_RDWR);
-        }
         *socket_context = cs;
         return;
     }
