@@ -317,6 +317,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,
                               .max_connections_per_ip = cfg->max_connections_per_ip,
+                              .uncapped_peers = &app->proxies,
                               .connection_timeout_s =
                                   (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
                               .connection_memory = cfg->connection_memory,

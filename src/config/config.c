@@ -239,7 +239,9 @@ static const keydesc_t keys[] = {
      .metavar = "N", .help = "open connections at once; more are refused",
      .group = "HTTP limits", .min = 1, .max = 1048576},
     {.name = "max-connections-per-ip", .kind = K_UINT, FIELD(max_connections_per_ip),
-     .def = "64", .metavar = "N", .help = "open connections from one client IP",
+     .def = "64", .metavar = "N",
+     .help = "open connections from one client IP (an IPv6 /64), in each of its budgets: "
+             "without and with password requests, and spare; --trusted-proxies are not capped",
      .group = "HTTP limits", .min = 1, .max = 1048576},
     {.name = "connection-timeout", .kind = K_DURATION, FIELD(connection_timeout_ms),
      .def = "30s", .metavar = "DURATION", .help = "a connection silent both ways this long is closed",
