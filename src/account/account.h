@@ -159,6 +159,11 @@ int gh_account_login_begin(gh_account_t *a, gh_account_login_t *st, const char *
 /* continue: 0 with st->token / st->session / st->user (and st->next); GH_EAUTH invalid
  * credentials (counted failure); GH_EBUSY / GH_ENOMEM overloaded; session store errors. */
 int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st) GH_WUR;
+/* The verify job was not queued (gh_account_submit returned false: the pool is full): gives the
+ * throttles' claims back at once, before the caller's reply is sent later (continue then reports
+ * overloaded). Without it, refused logins waiting for their reply still counted as in flight
+ * against the account, and a burst could turn "overloaded" into "rate limited". */
+void gh_account_login_unqueued(gh_account_t *a, gh_account_login_t *st);
 /* The caller could not hand the token over (its reply failed): ends the session just made, so
  * none lives that nobody holds, and wipes the token. */
 void gh_account_login_abandon(gh_account_t *a, gh_account_login_t *st);

@@ -140,6 +140,11 @@ int gh_account_login_begin(gh_account_t *a, gh_account_login_t *st, const char *
     return 0;
 }
 
+void gh_account_login_unqueued(gh_account_t *a, gh_account_login_t *st)
+{
+    throttle_settle(a, st, GH_LOGIN_OVERLOADED);
+}
+
 int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
 {
     int v = st->job.verdict.result;

@@ -123,8 +123,10 @@ static void login_start(gh_req_t *r)
     }
     r->phase = 1;
     gh_req_suspend(r);
-    if (!gh_account_submit(&a, &st->login.job, resume, r))
+    if (!gh_account_submit(&a, &st->login.job, resume, r)) {
+        gh_account_login_unqueued(&a, &st->login);
         gh_req_resume(r); /* not queued: phase 1 reports why */
+    }
     json_decref(json);
 }
 
