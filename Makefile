@@ -136,6 +136,18 @@ bench-load: $(BUILD)/bench/bench_load
 bench-flood: $(BUILD)/gatehouse
 	bash bench/bench_flood.sh $(BUILD)/gatehouse
 
+# Guarded pages per second through the shipped nginx config against the same nginx proxying the
+# same app without auth (and without upstream keep-alive).
+.PHONY: bench-proxy
+bench-proxy: $(BUILD)/gatehouse
+	@bash bench/bench_proxy.sh $(BUILD)
+
+# A login storm and the token checks of its own address, at every default: direct and through
+# the shipped nginx config.
+.PHONY: bench-storm
+bench-storm: $(BUILD)/gatehouse
+	@bash bench/bench_storm.sh $(BUILD)
+
 # Against the ceilings of this machine (docs/BENCHMARKS.md, "Against the ceilings"), each on a
 # node with the default serve settings:
 # GET /v1/auth and GET /v1/session against Debian's nginx answering `return 200` (same wrk
@@ -158,7 +170,7 @@ bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine bench-ceiling bench-login bench-rss
+BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

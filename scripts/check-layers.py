@@ -28,7 +28,9 @@ ALLOWED = {
     "ratelimit": BASE,
     "store": BASE,
     "watch": BASE,
-    "http": BASE,
+    # The HTTP layer counts connections per client, and a trusted proxy's clients each on their
+    # own: it reads the trusted-proxy list (ratelimit/proxy.c).
+    "http": BASE | {"ratelimit"},
     # The configuration reads settings into the types of what it configures (store/policy.h).
     "config": BASE | {"store"},
     # The account service: workflows over the stores, the password pool and the throttles. It

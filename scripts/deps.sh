@@ -33,7 +33,15 @@ fi
 browser_deps() {
   local dir
   dir="$(dirname "$0")/../tests/browser"
-  [ -d "$dir/node_modules/playwright-core" ] && return 0
+  # installed already at the version package.json pins (a checkout that moved the pin reinstalls)
+  local want have="" installed="$dir/node_modules/playwright-core/package.json"
+  want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' "$dir/package.json")
+  if [ -f "$installed" ]; then
+    have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$installed" | head -1)
+  fi
+  if [ -n "$want" ] && [ "$have" = "$want" ]; then
+    return 0
+  fi
   echo "deps: npm ci in tests/browser" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }

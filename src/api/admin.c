@@ -1,6 +1,8 @@
 /*
- * admin.c — the admin API under /v1/admin/: list and delete users, list and revoke a user's
- * sessions. Every route checks the admin bearer token first (constant-time, request.c).
+ * admin.c — the HTTP side of the admin API under /v1/admin/: list and delete users, list and
+ * revoke a user's sessions (creating one is users.c's). Every route here is GH_ROUTE_ADMIN: the
+ * HTTP layer checks the admin bearer token (gh_api_admit) before a handler runs, so none of them
+ * checks it. The workflows are the account service's (src/account/).
  */
 #include "api/api.h"
 
@@ -8,15 +10,11 @@
 #include <string.h>
 
 #include "common/clock.h"
-#include "common/log.h"
 
 #define ADMIN_LIST_MAX 1000
 
 void gh_api_admin_list_users(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
-    if (gh_api_require_admin(r) != 0)
-        return;
     uint64_t after = 0;
     size_t limit = 100;
     const char *a = gh_req_query(r, "after"), *l = gh_req_query(r, "limit");
@@ -24,14 +22,14 @@ void gh_api_admin_list_users(gh_req_t *r)
     if (a) {
         after = strtoull(a, &end, 10);
         if (!*a || *end || *a == '-') {
-            gh_reply_error(r, 400, "invalid_request", "\"after\" must be a user id");
+            gh_api_reply_fail(r, GH_EINVAL, "\"after\" must be a user id", 0);
             return;
         }
     }
     if (l) {
         unsigned long long v = strtoull(l, &end, 10);
         if (!*l || *end || *l == '-' || v == 0 || v > ADMIN_LIST_MAX) {
-            gh_reply_error(r, 400, "invalid_request", "\"limit\" must be 1 to 1000");
+            gh_api_reply_fail(r, GH_EINVAL, "\"limit\" must be 1 to 1000", 0);
             return;
         }
         limit = (size_t)v;
@@ -42,7 +40,9 @@ void gh_api_admin_list_users(gh_req_t *r)
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    int rc = gh_user_list(app->users, after, users, limit, &n);
+    gh_account_t acct;
+    gh_api_account(r, &acct);
+    int rc = gh_account_users_list(&acct, after, users, limit, &n);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
@@ -61,64 +61,49 @@ void gh_api_admin_list_users(gh_req_t *r)
     gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "users", arr));
 }
 
-/* Finds the user named by the {id} parameter; replies 404 when there is none. */
-static int load_user(gh_req_t *r, gh_user_t *user)
+/* The {id} parameter as a user id; replies 404 when it is not one. */
+static int user_param(gh_req_t *r, uint64_t *id)
 {
-    gh_app_t *app = r->app;
-    uint64_t id;
-    if (gh_api_param_id(r, 0, &id) != 0)
-        return GH_ENOTFOUND;
-    int rc = gh_user_get_by_id(app->users, id, user);
-    if (rc == GH_ENOTFOUND)
-        gh_reply_error(r, 404, "not_found", "no such user");
-    else if (rc != 0)
-        gh_api_reply_err(r, rc);
-    return rc;
+    return gh_api_param_id(r, 0, id);
+}
+
+static void reply_err(gh_req_t *r, int rc, const char *not_found)
+{
+    gh_api_reply_fail(r, rc, rc == GH_ENOTFOUND ? not_found : NULL, 0);
 }
 
 void gh_api_admin_delete_user(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
-    gh_user_t user;
-    if (gh_api_require_admin(r) != 0 || load_user(r, &user) != 0)
+    uint64_t id;
+    if (user_param(r, &id) != 0)
         return;
-    /* Sessions first: a session must never outlive its user, even for a moment. */
+    gh_account_t a;
+    gh_api_account(r, &a);
     size_t n = 0;
-    int rc = gh_session_end_user(app->sessions, user.id, NULL, GH_END_REVOKED, &n);
-    if (rc == 0)
-        rc = gh_user_del(app->users, user.id);
-    if (rc == GH_ENOTFOUND) {
-        gh_reply_error(r, 404, "not_found", "no such user");
-        return;
-    }
+    int rc = gh_account_user_delete(&a, id, &n);
     if (rc != 0) {
-        gh_api_reply_err(r, rc);
+        reply_err(r, rc, "no such user");
         return;
     }
-    GH_LOG(GH_LOG_INFO, "user deleted", GH_LI("user_id", user.id), GH_LI("sessions_revoked", n));
     (void)gh_reply(r, 204, NULL, NULL, 0);
 }
 
 void gh_api_admin_user_sessions(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
-    gh_user_t user;
-    if (gh_api_require_admin(r) != 0 || load_user(r, &user) != 0)
+    uint64_t id;
+    if (user_param(r, &id) != 0)
         return;
-    size_t cap = app->cfg.max_sessions_per_user, n = 0;
-    gh_session_info_t *list = gh_pool_alloc(&r->pool, cap * sizeof *list);
-    if (!list) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    int rc = gh_session_list_user(app->sessions, user.id, gh_clock_now_ms(), list, cap, &n);
+    gh_account_t a;
+    gh_account_sessions_t out;
+    gh_api_account(r, &a);
+    int rc = gh_account_sessions_list(&a, &r->pool, id, true, &out);
     if (rc != 0) {
-        gh_api_reply_err(r, rc);
+        reply_err(r, rc, "no such user");
         return;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (json_array_append_new(arr, gh_api_session_json(&list[i]))) {
+    for (size_t i = 0; arr && i < out.n; i++) {
+        if (json_array_append_new(arr, gh_api_session_json(&out.list[i]))) {
             json_decref(arr);
             arr = NULL;
         }
@@ -128,34 +113,36 @@ void gh_api_admin_user_sessions(gh_req_t *r)
 
 void gh_api_admin_revoke_user_sessions(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
-    gh_user_t user;
-    if (gh_api_require_admin(r) != 0 || load_user(r, &user) != 0)
+    uint64_t id;
+    if (user_param(r, &id) != 0)
         return;
+    gh_account_t a;
+    gh_api_account(r, &a);
     size_t n = 0;
-    int rc = gh_session_end_user(app->sessions, user.id, NULL, GH_END_REVOKED, &n);
+    int rc = gh_account_sessions_revoke_all(&a, id, true, &n);
     if (rc != 0) {
-        gh_api_reply_err(r, rc);
+        reply_err(r, rc, "no such user");
         return;
     }
-    GH_LOG(GH_LOG_INFO, "sessions revoked", GH_LI("user_id", user.id), GH_LI("count", n),
-           GH_LS("by", "admin"));
     (void)gh_reply(r, 204, NULL, NULL, 0);
 }
 
 void gh_api_admin_revoke_user_session(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
+    uint64_t id;
     gh_user_t user;
-    if (gh_api_require_admin(r) != 0 || load_user(r, &user) != 0)
+    if (user_param(r, &id) != 0)
         return;
-    int rc = gh_session_end_by_id(app->sessions, user.id, r->params[1], GH_END_REVOKED);
-    if (rc == GH_ENOTFOUND) {
-        gh_reply_error(r, 404, "not_found", "no such session");
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_user_get(&a, id, &user);
+    if (rc != 0) {
+        reply_err(r, rc, "no such user");
         return;
     }
+    rc = gh_account_sessions_revoke(&a, user.id, r->params[1]);
     if (rc != 0) {
-        gh_api_reply_err(r, rc);
+        reply_err(r, rc, "no such session");
         return;
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);

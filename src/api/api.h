@@ -1,9 +1,10 @@
 /*
  * api.h — the HTTP API of DESIGN.md: the application context every handler sees, the route
- * table, and the helpers handlers share (JSON bodies, authentication, replies). Handlers name no
- * backend: they call the store interfaces (store/session.h, store/user.h) and the password pool.
+ * table, and the helpers handlers share (JSON bodies, authentication, replies). Handlers parse a
+ * request, call the account service (account/account.h: every workflow lives there) and render
+ * its answer; they name no backend.
  *
- * Error codes map to the contract's error bodies in one place: gh_api_reply_err().
+ * Error codes map to the contract's error bodies in one place: gh_api_reply_err() (request.c).
  */
 #ifndef GH_API_API_H
 #define GH_API_API_H
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "account/account.h"
 #include "auth/password.h"
 #include "auth/token.h"
 #include "config/config.h"
@@ -22,27 +24,13 @@
 #include "store/user.h"
 #include "watch/watchdog.h"
 
-/* Route flags (gh_route_t.flags). */
-enum {
-    GH_ROUTE_ADMIN = 1 << 0, /* needs the admin bearer token */
-    /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not
-     * info; /metrics counts every one of them, and a line each would cost more than the check. */
-    GH_ROUTE_QUIET = 1 << 1,
-};
-
-/* Login outcomes: labels of gatehouse_logins_total{result}. */
-#define GH_LOGIN_RESULT_MAP(X)                                                                     \
-    X(SUCCESS, "success")                                                                          \
-    X(FAILURE, "failure")                                                                          \
-    X(RATE_LIMITED, "rate_limited")                                                                \
-    X(OVERLOADED, "overloaded")
-
-typedef enum {
-#define GH__LOGIN_ENUM(e, n) GH_LOGIN_##e,
-    GH_LOGIN_RESULT_MAP(GH__LOGIN_ENUM)
-#undef GH__LOGIN_ENUM
-        GH_LOGIN__COUNT
-} gh_login_result_t;
+/* Route flags (gh_route_t.flags; unsigned, as GH_ROUTE_GUARDED is the top bit). */
+/* Needs the admin bearer token: the HTTP layer refuses the request (gh_api_admit) before the
+ * handler runs, so an admin handler never checks it itself. */
+#define GH_ROUTE_ADMIN (GH_ROUTE_GUARDED | (1u << 0))
+/* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not info;
+ * /metrics counts every one of them, and a line each would cost more than the check. */
+#define GH_ROUTE_QUIET (1u << 1)
 
 typedef struct gh_api_metrics gh_api_metrics_t;
 
@@ -55,7 +43,7 @@ typedef struct {
     uint8_t log_salt[16]; /* salts the session tags in the request log */
     int64_t started_ms;
     const char *cookie_name;          /* "gatehouse_session" or "__Host-gatehouse_session" */
-    gh_ratelimit_t *ratelimit;        /* login and registration throttles (throttle.c) */
+    gh_ratelimit_t *ratelimit;        /* login and registration throttles (account/login.c) */
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
@@ -78,8 +66,12 @@ int gh_api_authenticate(gh_req_t *r, gh_session_info_t *info,
 int gh_api_require_admin(gh_req_t *r) GH_WUR;
 /* Replies with j (dumped into the request pool) and releases j. */
 void gh_api_reply_json(gh_req_t *r, int status, json_t *j);
-/* Maps a GH_E* code to the contract's status and error code and replies. */
+/* Maps a GH_E* code to the contract's status and error code and replies: the one table of
+ * error bodies (request.c). No handler writes an error code itself. */
 void gh_api_reply_err(gh_req_t *r, int err);
+/* The same with a message of the caller's (NULL: the table's) and, for a 429 or 503, the seconds
+ * to wait in Retry-After (retry_ms rounded up; <= 0: 1 s). */
+void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms);
 /* Sets obj[key] = value, taking value even on failure (json_pack's "o" leaks it when the pack
  * fails before reaching it). Returns obj, or NULL (both released) when anything is missing. */
 json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value);
@@ -87,13 +79,14 @@ json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value);
  * and a login; not who-am-I, whose lookup does not read the client). NULL on allocation
  * failure. */
 json_t *gh_api_session_json(const gh_session_info_t *s);
-/* The client a new session records: the address the login throttle uses (gh_api_client_ip:
- * the peer, or the client a trusted proxy names) and the User-Agent header, cleaned. */
-void gh_api_request_client(gh_req_t *r, gh_session_client_t *out);
 /* Writes s as the inside of a JSON string (quote, backslash and control characters escaped;
  * other bytes as they are, so s must be UTF-8) into out, cutting at cap - 1 bytes; out is
  * always terminated. 6 * strlen(s) + 1 bytes always suffice. */
 void gh_api_json_escape(const char *s, char *out, size_t cap);
+/* The session cookie (HttpOnly, SameSite=Lax, Secure with --cookie-secure) carrying token for
+ * --session-ttl, and the header that clears it. */
+void gh_api_set_session_cookie(gh_req_t *r, const char *token);
+void gh_api_clear_session_cookie(gh_req_t *r);
 /* Records the caller's session for the request log, which shows a short salted hash of its id
  * (computed only when the line is written). */
 void gh_api_tag_session(gh_req_t *r, const char *session_id);
@@ -128,6 +121,11 @@ void gh_api_metrics_destroy(gh_app_t *app);
 /* The probe the network stores report their round trips to (the store families of /metrics);
  * valid from gh_api_metrics_init until gh_api_metrics_destroy, so open the stores between. */
 gh_store_probe_t gh_api_store_probe(gh_app_t *app);
+/* The Prometheus text of every family (GET /metrics, ops.c); free with gh_metrics_text_free. */
+int gh_api_metrics_render(gh_app_t *app, char **text, size_t *len) GH_WUR;
+/* Hands the password pool the hash-duration histogram, once both exist (metrics start before
+ * the stores and the pool, so that the stores can report to them). */
+void gh_api_metrics_attach_passwords(gh_app_t *app);
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result);
 /* Called by the HTTP layer when a request completes: metrics and the request log line. */
 void gh_api_on_complete(gh_req_t *r, int64_t duration_ns);
@@ -172,34 +170,21 @@ int gh_api_memory_read(gh_req_t *r, size_t history_max, gh_api_memory_t *out) GH
 /* /debug/memory's document (a new reference; NULL on allocation failure). */
 json_t *gh_api_memory_json(const gh_api_memory_t *m);
 
-/* ---- abuse throttles (throttle.c) ---- */
+/* ---- the account service from a request (request.c) ---- */
 
-/* A login's claim on the throttles, held in the handler's state until the outcome is known. */
-typedef struct {
-    gh_ip_t client;
-    uint64_t account;
-    bool ip_taken;      /* an attempt was taken from the client's budget */
-    bool account_begun; /* an attempt was begun on the account */
-} gh_api_throttle_t;
-
+/* The account service over this node's stores, pool, throttles and counters. */
+void gh_api_account(gh_req_t *r, gh_account_t *out);
+/* Who the request came from: the throttled address (gh_api_client_ip), the client a new session
+ * records, and the route for log lines. */
+void gh_api_account_client(gh_req_t *r, gh_account_client_t *out);
+/* At start: warns about --ops-users entries that name no user (the node calls it once). */
+void gh_api_account_start(gh_app_t *app);
 /* The address the request is throttled as: the peer, or the client a trusted proxy names
  * (X-Forwarded-For, X-Real-IP; see gh_proxies_client). */
 void gh_api_client_ip(gh_req_t *r, gh_ip_t *out);
-/* Before a login looks anything up or hashes: takes an attempt from the client's budget
- * (--throttle-ip) and begins one on the account (--throttle-account). Over either limit it
- * replies 429 rate_limited with Retry-After, counts the login as rate_limited, and returns
- * GH_ELIMIT holding nothing. */
-int gh_api_throttle_login(gh_req_t *r, const char *username, size_t len,
-                          gh_api_throttle_t *t) GH_WUR;
-/* Settles a login's claim once its outcome is known (idempotent): success gives the attempt back
- * and clears the account's failures; failure keeps it spent and counts against the account,
- * logging and counting a lockout when back-off starts; overloaded gives everything back. user_id
- * is 0 for an unknown user (only the log differs). */
-void gh_api_throttle_login_done(gh_req_t *r, gh_api_throttle_t *t, gh_login_result_t result,
-                                uint64_t user_id);
-/* Before a registration hashes: takes an attempt from the client's budget; 429 and GH_ELIMIT when
- * it is spent. Registrations are never given back. */
-int gh_api_throttle_register(gh_req_t *r) GH_WUR;
+/* The HTTP layer's guard (gh_http_options_t.admit): refuses a GH_ROUTE_ADMIN route without the
+ * admin token (401/403, the contract's body) before its handler runs. */
+int gh_api_admit(gh_req_t *r);
 
 /* ---- handlers ---- */
 void gh_api_register(gh_req_t *r);        /* POST /v1/users */

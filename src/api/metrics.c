@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
+#include "store/writes.h"
 #include "watch/metrics.h"
 
 #define MAX_ROUTE_LABELS 32
@@ -38,6 +39,10 @@ struct gh_api_metrics {
     /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
     gh_metric_t *store_durations;
     gh_metric_t *store_errors;
+
+    /* The password pool's jobs (auth/password.c observes them once attached). */
+    gh_metric_t *password_durations;
+    gh_password_observer_t password_observer; /* into password_durations */
 };
 
 static size_t code_index(int status)
@@ -227,6 +232,42 @@ static int collect_deadline_cuts(void *ctx, double *v, size_t n)
     return 0;
 }
 
+static int collect_write_failures(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = (double)gh_store_write_failures((gh_store_db_t)i);
+    return 0;
+}
+
+static int collect_writable(void *ctx, double *v, size_t n)
+{
+    (void)ctx;
+    for (size_t i = 0; i < n && i < GH_STORE_DB__COUNT; i++)
+        v[i] = gh_store_writable((gh_store_db_t)i) ? 1 : 0;
+    return 0;
+}
+
+static int collect_user_stale(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_total;
+    return 0;
+}
+
+static int collect_user_stale_age(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_user_cache_stats_t st;
+    (void)n;
+    gh_user_cache_stats(app->users, &st);
+    v[0] = (double)st.stale_age_max_ms / 1000.0;
+    return 0;
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -255,6 +296,19 @@ static void store_observe(void *ctx, gh_store_kind_t store, gh_store_op_t op, in
 gh_store_probe_t gh_api_store_probe(gh_app_t *app)
 {
     return (gh_store_probe_t){.observe = app->metrics ? store_observe : NULL, .ctx = app->metrics};
+}
+
+/* The password pool's observer (auth/password.h): a job's duration into its histogram. */
+static void password_observe(void *ctx, int64_t duration_ns)
+{
+    gh_api_metrics_t *m = ctx;
+    gh_metric_observe_ns(m->password_durations, 0, duration_ns);
+}
+
+void gh_api_metrics_attach_passwords(gh_app_t *app)
+{
+    if (app->metrics && app->passwords)
+        gh_password_attach_observer(app->passwords, &app->metrics->password_observer);
 }
 
 int gh_api_metrics_init(gh_app_t *app)
@@ -392,11 +446,39 @@ int gh_api_metrics_init(gh_app_t *app)
                                   .buckets = gh_metric_latency_buckets,
                                   .nbuckets = gh_metric_latency_nbuckets,
                                   .flags = GH_METRIC_SKIP_ZERO};
-    if ((rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
+    gh_metric_desc_t pw_dur = {.name = "gatehouse_password_hash_duration_seconds",
+                               .help = "Argon2 work of one password job (hash or verify), in "
+                                       "seconds.",
+                               .type = GH_METRIC_HISTOGRAM,
+                               .buckets = gh_password_hist_bounds,
+                               .nbuckets = GH_PASSWORD_HIST_BUCKETS};
+    m->password_observer = (gh_password_observer_t){.observe = password_observe, .ctx = m};
+    if ((rc = gh_metrics_add(reg, &pw_dur, &m->password_durations)) ||
+        (rc = gh_metrics_add(reg, &store_dur, &m->store_durations)) ||
         (rc = add_family(reg, "gatehouse_store_errors_total",
                          "Store round trips that failed (no answer, or an error answer).",
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
+    const gh_metric_label_t db_label[] = {{"store", gh_store_db_names, GH_STORE_DB__COUNT}};
+    if ((rc = add_family(reg, "gatehouse_store_write_failures_total",
+                         "Writes to a local database (sessions.db, users.db) that failed: a full "
+                         "disk, an I/O error.",
+                         GH_METRIC_COUNTER, db_label, 1, collect_write_failures, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_store_writable",
+                         "0 from a failed write to a local database until a write succeeds "
+                         "(/readyz answers 503 meanwhile), else 1.",
+                         GH_METRIC_GAUGE, db_label, 1, collect_writable, NULL, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_lookups_stale_total",
+                         "Token checks answered from a cached user record past its TTL because "
+                         "the user store did not answer (at most --user-stale-max old).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_user_stale, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_user_stale_age_seconds",
+                         "Age of the oldest user record a token check answered from since the "
+                         "user store last answered (0 while it answers).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)))
+        goto fail;
+    if (app->passwords)
+        gh_password_attach_observer(app->passwords, &m->password_observer);
     app->metrics = m;
     return 0;
 fail:
@@ -409,6 +491,8 @@ void gh_api_metrics_destroy(gh_app_t *app)
 {
     if (!app->metrics)
         return;
+    if (app->passwords)
+        gh_password_attach_observer(app->passwords, NULL);
     gh_metrics_destroy(&app->metrics->registry);
     gh_mem_free(GH_MEM_METRICS, app->metrics);
     app->metrics = NULL;
@@ -427,6 +511,12 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     gh_api_totals_t tot;
     gh_api_metrics_totals(app, &tot);
     out->server_errors_total = tot.server_errors;
+    out->stores_not_writable = 0;
+    out->store_write_failures_total = 0;
+    for (int d = 0; d < GH_STORE_DB__COUNT; d++) {
+        out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
+        out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
+    }
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
@@ -480,18 +570,9 @@ void gh_api_on_complete(gh_req_t *r, int64_t duration_ns)
 }
 
 /* GET /metrics */
-void gh_api_metrics(gh_req_t *r)
+int gh_api_metrics_render(gh_app_t *app, char **text, size_t *len)
 {
-    gh_app_t *app = r->app;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = gh_metrics_render(app->metrics->registry, GH_METRICS_RENDER_MAX, &text, &len);
-    if (rc != 0) {
-        gh_api_reply_err(r, rc == GH_ETOOBIG ? GH_EINTERNAL : rc);
-        return;
-    }
-    (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    gh_metrics_text_free(&text);
+    return gh_metrics_render(app->metrics->registry, GH_METRICS_RENDER_MAX, text, len);
 }
 
 /* For /ops: the request family's series are route x method x code, row-major, so a series'

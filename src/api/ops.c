@@ -1,7 +1,7 @@
 /*
- * ops.c — the operator's routes: liveness, readiness, and /debug/memory, which says in one JSON
- * document where every accounted byte is, how much of RSS nothing explains, how close the
- * session store is to its budget, what the watchdog forecasts and which alerts fire — the page
+ * ops.c — the operator's routes: liveness, readiness, /metrics, and /debug/memory, which says
+ * in one JSON document where every accounted byte is, how much of RSS nothing explains, how close
+ * the session store is to its budget, what the watchdog forecasts and which alerts fire — the page
  * the postmortem's first hour needed.
  *
  * The design decision: what an operator sees is read in one place, gh_api_memory_read, and
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mem/mem.h"
+#include "watch/metrics.h"
 
 void gh_api_healthz(gh_req_t *r)
 {
@@ -24,16 +25,16 @@ void gh_api_readyz(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (gh_user_ping(app->users) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the user store does not answer");
+        gh_api_reply_fail(r, GH_ESTORE, "the user store does not answer or cannot write", 0);
         return;
     }
     if (gh_session_ping(app->sessions) != 0) {
-        gh_reply_error(r, 503, "store_unavailable", "the session store does not answer");
+        gh_api_reply_fail(r, GH_ESTORE, "the session store does not answer or cannot write", 0);
         return;
     }
     /* A load balancer drains this node before memory runs out (memory_high at critical). */
     if (app->watchdog && gh_watchdog_memory_critical(app->watchdog)) {
-        gh_reply_error(r, 503, "memory_critical", "memory use is critical; see /debug/memory");
+        gh_api_reply_err(r, GH_ECRITICAL);
         return;
     }
     static const char body[] = "{\"status\":\"ready\"}";
@@ -159,10 +160,9 @@ json_t *gh_api_memory_json(const gh_api_memory_t *m)
     return j;
 }
 
+/* GET /debug/memory (GH_ROUTE_ADMIN: the token was checked before this runs). */
 void gh_api_debug_memory(gh_req_t *r)
 {
-    if (gh_api_require_admin(r) != 0)
-        return;
     gh_api_memory_t *m = gh_pool_alloc(&r->pool, sizeof *m);
     int rc = m ? gh_api_memory_read(r, GH_API_HISTORY_MAX, m) : GH_ENOMEM;
     if (rc != 0) {
@@ -170,4 +170,18 @@ void gh_api_debug_memory(gh_req_t *r)
         return;
     }
     gh_api_reply_json(r, 200, gh_api_memory_json(m));
+}
+
+/* GET /metrics: the Prometheus text of every family (metrics.c), rendered per scrape. */
+void gh_api_metrics(gh_req_t *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = gh_api_metrics_render(r->app, &text, &len);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc == GH_ETOOBIG ? GH_EINTERNAL : rc);
+        return;
+    }
+    (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    gh_metrics_text_free(&text);
 }

@@ -257,7 +257,7 @@ bool gh_pages_redirect_ok(const char *rd, const char *host, const char *allowed)
 
 /* ---- form bodies ---- */
 
-static bool is_form(gh_req_t *r)
+bool gh_pages_is_form(gh_req_t *r)
 {
     const char *ct = gh_req_header(r, "Content-Type");
     return ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
@@ -267,7 +267,7 @@ static bool is_form(gh_req_t *r)
 int gh_pages_form_field(gh_req_t *r, const char *name, const char **out, size_t *len)
 {
     size_t nl = strlen(name);
-    const char *p = r->body && is_form(r) ? r->body : "";
+    const char *p = r->body && gh_pages_is_form(r) ? r->body : "";
     while (*p) {
         size_t seg = strcspn(p, "&");
         const char *eq = memchr(p, '=', seg);
@@ -327,15 +327,6 @@ static bool csrf_ok(gh_req_t *r, const uint8_t hash[GH_TOKEN_HASH_LEN])
     return ok;
 }
 
-static void clear_cookie(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    char cookie[160];
-    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-}
-
 static void message_page(gh_req_t *r, int status, const char *title, const char *text)
 {
     html_t h;
@@ -356,7 +347,6 @@ static void message_page(gh_req_t *r, int status, const char *title, const char 
 static int page_session(gh_req_t *r, const char *back, gh_session_info_t *info,
                         uint8_t hash[GH_TOKEN_HASH_LEN], gh_user_t *user)
 {
-    gh_app_t *app = r->app;
     if (gh_api_authenticate(r, info, hash) != 0) {
         if (r->status == 401) {
             char loc[64];
@@ -365,11 +355,12 @@ static int page_session(gh_req_t *r, const char *back, gh_session_info_t *info,
         }
         return GH_EAUTH;
     }
-    int rc = gh_user_get_by_id_cached(app->users, info->user_id, user);
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_session_user(&a, info, hash, user);
     if (rc == GH_ENOTFOUND) {
-        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
         redirect(r, 303, "/login");
-        clear_cookie(r);
+        gh_api_clear_session_cookie(r);
         return rc;
     }
     if (rc != 0) {
@@ -426,7 +417,7 @@ bool gh_pages_login_is_form(gh_req_t *r)
 {
     const char *rd;
     size_t n;
-    return is_form(r) && (accepts_html(r) || gh_pages_form_field(r, "rd", &rd, &n) == 0);
+    return gh_pages_is_form(r) && (accepts_html(r) || gh_pages_form_field(r, "rd", &rd, &n) == 0);
 }
 
 static const char *form_rd(gh_req_t *r)
@@ -441,7 +432,10 @@ bool gh_pages_login_refused(gh_req_t *r)
     if (same_origin(r))
         return false;
     GH_LOG(GH_LOG_WARN, "login form refused", GH_LS("reason", "cross_origin"));
-    login_page(r, 403, NULL, "This form was sent from another site. Log in here instead.");
+    if (gh_pages_login_is_form(r))
+        login_page(r, 403, NULL, "This form was sent from another site. Log in here instead.");
+    else /* a form login of another client: refused all the same, no cookie, the JSON body */
+        gh_api_reply_fail(r, GH_EFORBIDDEN, "a form login must come from this site", 0);
     return true;
 }
 
@@ -567,20 +561,18 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
                          const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
                          const char *error)
 {
-    gh_app_t *app = r->app;
     const gh_session_info_t info = *cur_session;
     const gh_user_t user = *u;
-    size_t cap = app->cfg.max_sessions_per_user, n = 0;
-    gh_session_info_t *list = gh_pool_alloc(&r->pool, cap * sizeof *list);
-    if (!list) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    int rc = gh_session_list_user(app->sessions, info.user_id, gh_clock_now_ms(), list, cap, &n);
+    gh_account_t a;
+    gh_account_sessions_t sessions;
+    gh_api_account(r, &a);
+    int rc = gh_account_sessions_list(&a, &r->pool, info.user_id, false, &sessions);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
     }
+    const gh_session_info_t *list = sessions.list;
+    size_t n = sessions.n;
     char csrf[CSRF_LEN + 1];
     csrf_token(hash, csrf);
     html_t h;
@@ -693,20 +685,21 @@ static int button_start(gh_req_t *r, gh_session_info_t *info, uint8_t hash[GH_TO
 
 void gh_pages_account_revoke(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     gh_user_t user;
     if (button_start(r, &info, hash, &user) != 0)
         return;
-    int rc = gh_session_end_by_id(app->sessions, info.user_id, r->params[0], GH_END_REVOKED);
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_sessions_revoke(&a, info.user_id, r->params[0]);
     if (rc != 0 && rc != GH_ENOTFOUND) { /* already gone is what the user asked for */
         gh_api_reply_err(r, rc);
         return;
     }
     if (strcmp(r->params[0], info.id) == 0) {
         redirect(r, 303, "/login");
-        clear_cookie(r);
+        gh_api_clear_session_cookie(r);
         return;
     }
     redirect(r, 303, "/account?done=revoked");
@@ -714,58 +707,55 @@ void gh_pages_account_revoke(gh_req_t *r)
 
 void gh_pages_account_logout(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     gh_user_t user;
     if (button_start(r, &info, hash, &user) != 0)
         return;
-    int rc = gh_session_end(app->sessions, hash, GH_END_LOGOUT);
-    if (rc != 0 && rc != GH_ENOTFOUND) {
-        gh_api_reply_err(r, rc);
-        return;
-    }
-    redirect(r, 303, "/login");
-    clear_cookie(r);
-}
-
-void gh_pages_account_logout_all(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    gh_session_info_t info;
-    uint8_t hash[GH_TOKEN_HASH_LEN];
-    gh_user_t user;
-    if (button_start(r, &info, hash, &user) != 0)
-        return;
-    size_t n = 0;
-    int rc = gh_session_end_user(app->sessions, info.user_id, NULL, GH_END_REVOKED, &n);
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_logout(&a, hash);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
     }
-    GH_LOG(GH_LOG_INFO, "sessions revoked", GH_LI("user_id", info.user_id), GH_LI("count", n));
     redirect(r, 303, "/login");
-    clear_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
 
-/* Phase 0 checks the session, the CSRF token and the new password and queues the verify of the
- * current one; phase 1 queues the hash of the new one; phase 2 stores it and ends every other
- * session of the user (like PUT /v1/password, whose JSON contract this form leaves alone). */
+void gh_pages_account_logout_all(gh_req_t *r)
+{
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_user_t user;
+    if (button_start(r, &info, hash, &user) != 0)
+        return;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    size_t n = 0;
+    int rc = gh_account_sessions_revoke_all(&a, info.user_id, false, &n);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    redirect(r, 303, "/login");
+    gh_api_clear_session_cookie(r);
+}
+
+/* The account service's password change (the workflow PUT /v1/password runs too), rendered as
+ * pages: phase 0 checks the session and the CSRF token, reads the form and begins; each later
+ * phase continues it, submitting again while the service asks (the hash of the new password). */
 typedef struct {
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     gh_user_t user;
-    gh_password_result_t verdict;
-    char *new_password; /* in the request pool, wiped with it */
-    size_t new_len;
+    gh_account_password_t pw;
 } password_state_t;
 
-static void password_done(void *arg, const gh_password_result_t *res)
+/* The password pool's completion callback (a pool worker): the handler goes on. */
+static void password_resume(void *arg)
 {
-    gh_req_t *r = arg;
-    password_state_t *st = r->state;
-    st->verdict = *res;
-    gh_req_resume(r);
+    gh_req_resume(arg);
 }
 
 static void password_busy(gh_req_t *r)
@@ -773,114 +763,72 @@ static void password_busy(gh_req_t *r)
     message_page(r, 503, "Try again", "The service is busy. Try again in a moment.");
 }
 
-void gh_pages_account_password(gh_req_t *r)
+/* A failed step as the page shows it; anything else is the contract's error body. */
+static void password_failed(gh_req_t *r, password_state_t *st, int rc)
 {
-    gh_app_t *app = r->app;
-    r->pool.wipe = true;
-    password_state_t *st = r->state;
-    int rc;
-    if (r->phase == 1) {
-        if (st->verdict.result == GH_EBUSY || st->verdict.result == GH_ENOMEM) {
-            password_busy(r);
-            return;
-        }
-        if (st->verdict.result != 0) {
-            account_page(r, 401, &st->info, st->hash, &st->user,
-                         "The current password is wrong. Your password was not changed.");
-            return;
-        }
-        r->phase = 2;
-        gh_req_suspend(r);
-        rc =
-            gh_password_hash_async(app->passwords, st->new_password, st->new_len, password_done, r);
-        if (rc != 0) {
-            st->verdict.result = rc;
-            gh_req_resume(r);
-        }
-        return;
-    }
-    if (r->phase == 2) {
-        if (st->verdict.result != 0) {
-            password_busy(r);
-            return;
-        }
-        rc = gh_user_set_password(app->users, st->user.id, st->verdict.new_hash);
-        sodium_memzero(st->verdict.new_hash, sizeof st->verdict.new_hash);
-        size_t n = 0;
-        if (rc == 0)
-            rc = gh_session_end_user(app->sessions, st->user.id, st->hash, GH_END_REVOKED, &n);
-        if (rc != 0) {
-            gh_api_reply_err(r, rc);
-            return;
-        }
-        GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
-               GH_LI("sessions_revoked", n));
-        redirect(r, 303, "/account?done=password");
-        return;
-    }
-    st = gh_pool_alloc(&r->pool, sizeof *st);
-    if (!st) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    memset(st, 0, sizeof *st);
-    r->state = st;
-    if (button_start(r, &st->info, st->hash, &st->user) != 0)
-        return;
-    const char *cur, *next;
-    size_t clen, nlen;
-    if (gh_pages_form_field(r, "current_password", &cur, &clen) != 0 ||
-        gh_pages_form_field(r, "new_password", &next, &nlen) != 0) {
-        account_page(r, 400, &st->info, st->hash, &st->user,
-                     "Enter your current password and a new one.");
-        return;
-    }
-    if (!gh_auth_password_valid(next, nlen)) {
+    if (rc == GH_EBUSY || rc == GH_ENOMEM)
+        password_busy(r);
+    else if (rc == GH_ECURRENT)
+        account_page(r, 401, &st->info, st->hash, &st->user,
+                     "The current password is wrong. Your password was not changed.");
+    else if (rc == GH_EPASSWORD)
         account_page(r, 400, &st->info, st->hash, &st->user,
                      "The new password must be 8 to 1024 bytes of valid UTF-8.");
-        return;
-    }
-    st->new_password = (char *)next; /* decoded into the pool, which is wiped */
-    st->new_len = nlen;
-    /* The session's user came from the user cache, which holds no hash: read it fresh. */
-    if ((rc = gh_user_get_by_id(app->users, st->info.user_id, &st->user)) != 0) {
-        gh_api_reply_err(r, rc == GH_ENOTFOUND ? GH_EAUTH : rc);
-        return;
+    else
+        gh_api_reply_err(r, rc);
+}
+
+void gh_pages_account_password(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    password_state_t *st = r->state;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc;
+    if (r->phase == 0) {
+        st = gh_pool_alloc(&r->pool, sizeof *st);
+        if (!st) {
+            gh_api_reply_err(r, GH_ENOMEM);
+            return;
+        }
+        memset(st, 0, sizeof *st);
+        r->state = st;
+        if (button_start(r, &st->info, st->hash, &st->user) != 0)
+            return;
+        const char *cur, *next;
+        size_t clen, nlen;
+        if (gh_pages_form_field(r, "current_password", &cur, &clen) != 0 ||
+            gh_pages_form_field(r, "new_password", &next, &nlen) != 0) {
+            account_page(r, 400, &st->info, st->hash, &st->user,
+                         "Enter your current password and a new one.");
+            return;
+        }
+        /* Both were decoded into the request pool, which lives as long as the workflow and is
+         * wiped. */
+        rc = gh_account_password_begin(&a, &st->pw, st->info.user_id, st->hash, cur, clen, next,
+                                       nlen);
+        if (rc != 0) {
+            password_failed(r, st, rc);
+            return;
+        }
+    } else {
+        rc = gh_account_password_continue(&a, &st->pw);
+        if (rc == 0) {
+            redirect(r, 303, "/account?done=password");
+            return;
+        }
+        if (rc != GH_ACCOUNT_PENDING) {
+            password_failed(r, st, rc);
+            return;
+        }
     }
     r->phase = 1;
     gh_req_suspend(r);
-    rc =
-        gh_password_verify_async(app->passwords, st->user.password_hash, cur,
-                                 clen > GH_PASSWORD_MAX ? GH_PASSWORD_MAX : clen, password_done, r);
-    if (rc != 0) {
-        st->verdict.result = rc;
-        gh_req_resume(r);
-    }
+    if (!gh_account_submit(&a, &st->pw.job, password_resume, r))
+        gh_req_resume(r); /* not queued: the next phase reports why */
 }
 
 /* ---- /ops ---- */
-
-static bool name_in_list(const char *name, const char *list)
-{
-    size_t nl = strlen(name);
-    for (const char *p = list; p && *p;) {
-        size_t n = strcspn(p, ",");
-        const char *e = p;
-        size_t en = n;
-        while (en && *e == ' ') {
-            e++;
-            en--;
-        }
-        while (en && e[en - 1] == ' ')
-            en--;
-        if (en == nl && memcmp(e, name, nl) == 0)
-            return true;
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    return false;
-}
 
 static void put_bytes(html_t *h, double b)
 {
@@ -1320,7 +1268,6 @@ static void ops_now(html_t *h, const gh_api_memory_t *m)
 
 void gh_pages_ops(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     if (gh_req_header(r, "Authorization")) {
         if (gh_api_require_admin(r) != 0)
             return;
@@ -1330,7 +1277,9 @@ void gh_pages_ops(gh_req_t *r)
         gh_user_t user;
         if (page_session(r, "/ops", &info, hash, &user) != 0)
             return;
-        if (!name_in_list(user.username, app->cfg.ops_users)) {
+        gh_account_t a;
+        gh_api_account(r, &a);
+        if (!gh_account_is_operator(&a, &user)) {
             message_page(r, 403, "Operations",
                          "Only operators may open this page (--ops-users or the admin token).");
             return;

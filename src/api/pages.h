@@ -6,7 +6,8 @@
  * The one decision a reader must know: pages never call the JSON handlers over HTTP. A browser
  * login posts to POST /v1/sessions itself (sessions.c asks gh_pages_login_is_form() and lets this
  * file turn the outcome into a 303 or the page again); the account buttons are page routes that
- * call the session store directly, each checked against a CSRF token derived from the session.
+ * call the account service (src/account/) directly, each checked against a CSRF token derived
+ * from the session.
  */
 #ifndef GH_API_PAGES_H
 #define GH_API_PAGES_H
@@ -29,9 +30,13 @@ bool gh_pages_redirect_ok(const char *rd, const char *host, const char *allowed)
  * GH_EINVAL (bad encoding) / GH_ENOMEM. */
 int gh_pages_form_field(gh_req_t *r, const char *name, const char **out, size_t *len) GH_WUR;
 
+/* The body is application/x-www-form-urlencoded. */
+bool gh_pages_is_form(gh_req_t *r);
 /* POST /v1/sessions from the login page: a form body with an "rd" field or Accept: text/html. */
 bool gh_pages_login_is_form(gh_req_t *r);
-/* Before a form login: refuses (403 page) a cross-origin Origin. Returns true when it replied. */
+/* Before every form login (any form-encoded body): refuses a cross-origin Origin (else Referer)
+ * — the login page again with 403 for the page's login, the JSON 403 forbidden for another
+ * client's. Returns true when it replied. */
 bool gh_pages_login_refused(gh_req_t *r);
 /* A form login succeeded: 303 to the checked rd, else /account (the caller adds the cookie). */
 void gh_pages_login_done(gh_req_t *r);

@@ -1,6 +1,7 @@
 /*
- * request.c — what every handler needs: JSON bodies, the caller's session, the admin check, and
- * replies, including the one table that maps GH_E* codes to the contract's error bodies.
+ * request.c — what every handler needs: JSON bodies, the caller's session, the admin check (the
+ * route guard), the account service built over the node, and replies, including the one table
+ * that maps GH_E* codes to the contract's error bodies (no other file writes an error code).
  */
 #include "api/api.h"
 
@@ -14,7 +15,10 @@
 #include <strings.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "mem/mem.h"
+
+#define XFF_LINES_MAX 8
 
 /*
  * jansson and allocation failure. jansson does not tell an allocation failure from bad syntax,
@@ -147,15 +151,13 @@ int gh_api_json_parse(const char *body, size_t len, json_t **out, const char **w
 int gh_api_json_body(gh_req_t *r, json_t **out)
 {
     if (!media_type_is(gh_req_header(r, "Content-Type"), "application/json")) {
-        gh_reply_error(r, 415, "unsupported_media_type", "expected Content-Type: application/json");
+        gh_api_reply_err(r, GH_EMEDIATYPE);
         return GH_EINVAL;
     }
     const char *why;
     int rc = gh_api_json_parse(r->body, r->body_len, out, &why);
-    if (rc == GH_EINVAL)
-        gh_reply_error(r, 400, "invalid_request", why);
-    else if (rc != 0)
-        gh_api_reply_err(r, rc);
+    if (rc != 0)
+        gh_api_reply_fail(r, rc, why, 0);
     return rc;
 }
 
@@ -165,7 +167,7 @@ int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, s
     if (!v || !json_is_string(v)) {
         char msg[128];
         snprintf(msg, sizeof msg, "\"%s\" is required and must be a string", key);
-        gh_reply_error(r, 400, "invalid_request", msg);
+        gh_api_reply_fail(r, GH_EINVAL, msg, 0);
         return GH_EINVAL;
     }
     *s = json_string_value(v);
@@ -175,8 +177,7 @@ int gh_api_json_str(gh_req_t *r, json_t *obj, const char *key, const char **s, s
 
 static void reply_unauthenticated(gh_req_t *r, const char *message)
 {
-    gh_reply_error(r, 401, "unauthenticated", message);
-    (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+    gh_api_reply_fail(r, GH_EUNAUTH, message, 0);
 }
 
 int gh_api_authenticate(gh_req_t *r, gh_session_info_t *info, uint8_t hash[GH_TOKEN_HASH_LEN])
@@ -220,7 +221,8 @@ int gh_api_require_admin(gh_req_t *r)
 {
     gh_app_t *app = r->app;
     if (!app->cfg.admin_token[0]) {
-        gh_reply_error(r, 403, "forbidden", "the admin API is off: no admin token is configured");
+        gh_api_reply_fail(r, GH_EFORBIDDEN, "the admin API is off: no admin token is configured",
+                          0);
         return GH_EAUTH;
     }
     const char *auth = gh_req_header(r, "Authorization");
@@ -238,9 +240,16 @@ int gh_api_require_admin(gh_req_t *r)
     sodium_memzero(given, sizeof given);
     sodium_memzero(want, sizeof want);
     if (same != 0) {
-        gh_reply_error(r, 403, "forbidden", "the admin token is not valid");
+        gh_api_reply_fail(r, GH_EFORBIDDEN, "the admin token is not valid", 0);
         return GH_EAUTH;
     }
+    return 0;
+}
+
+int gh_api_admit(gh_req_t *r)
+{
+    if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
+        return gh_api_require_admin(r);
     return 0;
 }
 
@@ -261,34 +270,64 @@ void gh_api_reply_json(gh_req_t *r, int status, json_t *j)
     (void)gh_reply(r, status, "application/json", buf, n);
 }
 
+/* The contract's error bodies (docs/API.md "Errors"): one row per code. */
+static const struct {
+    int err;
+    int status;
+    const char *code;
+    const char *message; /* the default; a caller may say more */
+} error_bodies[] = {
+    {GH_ENOMEM, 503, "overloaded", "out of memory, try again later"},
+    {GH_EBUSY, 503, "overloaded", "the service is at capacity, try again later"},
+    {GH_ESTORE, 503, "store_unavailable", "a store is unavailable, try again later"},
+    {GH_EIO, 503, "store_unavailable", "a store is unavailable, try again later"},
+    {GH_ECRITICAL, 503, "memory_critical", "memory use is critical; see /debug/memory"},
+    {GH_ENOTFOUND, 404, "not_found", "not found"},
+    {GH_EAUTH, 401, "invalid_credentials", "invalid username or password"},
+    {GH_ECURRENT, 401, "invalid_credentials", "the current password is wrong"},
+    {GH_EUNAUTH, 401, "unauthenticated", "a session token is required"},
+    {GH_EFORBIDDEN, 403, "forbidden", "forbidden"},
+    {GH_ECLOSED, 403, "registration_closed", "registration is closed"},
+    {GH_EINVAL, 400, "invalid_request", "invalid request"},
+    {GH_EUSERNAME, 400, "invalid_username",
+     "usernames are 1 to 64 characters of A-Z a-z 0-9 . _ @ -"},
+    {GH_EPASSWORD, 400, "weak_password", "passwords are 8 to 1024 bytes of valid UTF-8"},
+    {GH_EEXISTS, 409, "username_taken", "that username is taken"},
+    {GH_ETOOBIG, 413, "payload_too_large", "request body is too large"},
+    {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json"},
+    {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later"},
+};
+
+void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms)
+{
+    for (size_t i = 0; i < sizeof error_bodies / sizeof error_bodies[0]; i++) {
+        if (error_bodies[i].err != err)
+            continue;
+        int status = error_bodies[i].status;
+        gh_reply_error(r, status, error_bodies[i].code,
+                       message ? message : error_bodies[i].message);
+        if (status == 401 && err == GH_EUNAUTH)
+            (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+        if ((status == 429 || status == 503) && retry_ms > 0) {
+            long long secs = (retry_ms + 999) / 1000;
+            char retry[24];
+            snprintf(retry, sizeof retry, "%lld", secs < 1 ? 1 : secs);
+            /* gh_reply_error said "Retry-After: 1"; say the real wait instead. */
+            for (size_t h = 0; h < r->nheaders; h++)
+                if (strcmp(r->headers[h].name, "Retry-After") == 0) {
+                    r->headers[h] = r->headers[--r->nheaders];
+                    break;
+                }
+            (void)gh_reply_header(r, "Retry-After", retry);
+        }
+        return;
+    }
+    gh_reply_error(r, 500, "internal_error", gh_strerror(err));
+}
+
 void gh_api_reply_err(gh_req_t *r, int err)
 {
-    switch (err) {
-    case GH_ENOMEM:
-        gh_reply_error(r, 503, "overloaded", "out of memory, try again later");
-        break;
-    case GH_EBUSY:
-        gh_reply_error(r, 503, "overloaded", "the service is at capacity, try again later");
-        break;
-    case GH_ESTORE:
-    case GH_EIO:
-        gh_reply_error(r, 503, "store_unavailable", "a store is unavailable, try again later");
-        break;
-    case GH_ENOTFOUND:
-        gh_reply_error(r, 404, "not_found", "not found");
-        break;
-    case GH_EAUTH:
-        gh_reply_error(r, 401, "invalid_credentials", "invalid username or password");
-        break;
-    case GH_EINVAL:
-        gh_reply_error(r, 400, "invalid_request", "invalid request");
-        break;
-    case GH_ETOOBIG:
-        gh_reply_error(r, 413, "payload_too_large", "request body is too large");
-        break;
-    default:
-        gh_reply_error(r, 500, "internal_error", gh_strerror(err));
-    }
+    gh_api_reply_fail(r, err, NULL, 0);
 }
 
 json_t *gh_api_json_set(json_t *obj, const char *key, json_t *value)
@@ -323,9 +362,6 @@ json_t *gh_api_session_json(const gh_session_info_t *s)
     return j;
 }
 
-/* X-Forwarded-For lines read at most (a client may send any number). */
-#define XFF_LINES_MAX 8
-
 void gh_api_client_ip(gh_req_t *r, gh_ip_t *out)
 {
     gh_app_t *app = r->app;
@@ -343,16 +379,47 @@ void gh_api_client_ip(gh_req_t *r, gh_ip_t *out)
     gh_proxies_client(&app->proxies, &peer, xff, nxff, gh_req_header(r, "X-Real-IP"), out);
 }
 
-void gh_api_request_client(gh_req_t *r, gh_session_client_t *out)
+static void count_login(void *app, gh_login_result_t result)
+{
+    gh_api_count_login(app, result);
+}
+
+void gh_api_account(gh_req_t *r, gh_account_t *out)
+{
+    gh_app_t *app = r->app;
+    *out = (gh_account_t){.users = app->users,
+                          .sessions = app->sessions,
+                          .passwords = app->passwords,
+                          .ratelimit = app->ratelimit,
+                          .registration_open = app->cfg.registration_open,
+                          .max_sessions_per_user = app->cfg.max_sessions_per_user,
+                          .operators = app->cfg.ops_users,
+                          .log_salt = app->log_salt,
+                          .count_login = count_login,
+                          .count_ctx = app};
+}
+
+void gh_api_account_client(gh_req_t *r, gh_account_client_t *out)
 {
     static const gh_ip_t none;
-    gh_ip_t ip;
     char text[GH_IP_STR] = "";
-    gh_api_client_ip(r, &ip);
-    if (memcmp(&ip, &none, sizeof ip) != 0) /* all zeros: not an IP peer, no address to show */
-        gh_ip_format(&ip, text);
+    gh_api_client_ip(r, &out->ip);
+    if (memcmp(&out->ip, &none, sizeof out->ip) != 0) /* all zeros: no address to show */
+        gh_ip_format(&out->ip, text);
     const char *ua = gh_req_header(r, "User-Agent");
-    gh_session_client_make(out, text, ua, ua ? strlen(ua) : 0);
+    gh_session_client_make(&out->client, text, ua, ua ? strlen(ua) : 0);
+    out->via = r->route ? r->route->template : NULL;
+}
+
+void gh_api_account_start(gh_app_t *app)
+{
+    gh_account_t a = {.users = app->users, .operators = app->cfg.ops_users};
+    size_t missing = gh_account_check_operators(&a);
+    if (missing)
+        GH_LOG(GH_LOG_WARN,
+               "--ops-users: name operators by user id; a listed name that does not "
+               "exist can be created only by an admin",
+               GH_LI("missing", missing));
 }
 
 void gh_api_json_escape(const char *s, char *out, size_t cap)
@@ -385,6 +452,26 @@ void gh_api_json_escape(const char *s, char *out, size_t cap)
     out[o] = '\0';
 }
 
+void gh_api_set_session_cookie(gh_req_t *r, const char *token)
+{
+    gh_app_t *app = r->app;
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, token, (long long)(app->cfg.session_ttl_ms / 1000),
+             app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+    sodium_memzero(cookie, sizeof cookie);
+}
+
+void gh_api_clear_session_cookie(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    char cookie[160];
+    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
+             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
+    (void)gh_reply_header(r, "Set-Cookie", cookie);
+}
+
 void gh_api_tag_session(gh_req_t *r, const char *session_id)
 {
     snprintf(r->session_id, sizeof r->session_id, "%s", session_id);
@@ -397,7 +484,7 @@ int gh_api_param_id(gh_req_t *r, size_t idx, uint64_t *out)
     errno = 0;
     unsigned long long v = strtoull(p, &end, 10);
     if (!*p || *end || errno || *p == '-' || *p == '+') {
-        gh_reply_error(r, 404, "not_found", "no such user");
+        gh_api_reply_fail(r, GH_ENOTFOUND, "no such user", 0);
         return GH_ENOTFOUND;
     }
     *out = v;

@@ -3,14 +3,14 @@
 #include "api/pages.h"
 
 const gh_route_t gh_api_routes[] = {
-    {GH_HTTP_POST, "/v1/users", gh_api_register, 0},
-    {GH_HTTP_POST, "/v1/sessions", gh_api_login, 0},
+    {GH_HTTP_POST, "/v1/users", gh_api_register, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/v1/sessions", gh_api_login, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/v1/sessions", gh_api_list_sessions, 0},
     {GH_HTTP_DELETE, "/v1/sessions", gh_api_revoke_all, 0},
     {GH_HTTP_DELETE, "/v1/sessions/{id}", gh_api_revoke_session, 0},
     {GH_HTTP_GET, "/v1/session", gh_api_whoami, GH_ROUTE_QUIET},
     {GH_HTTP_DELETE, "/v1/session", gh_api_logout, 0},
-    {GH_HTTP_PUT, "/v1/password", gh_api_change_password, 0},
+    {GH_HTTP_PUT, "/v1/password", gh_api_change_password, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/v1/auth", gh_api_forward_auth, GH_ROUTE_QUIET},
     {GH_HTTP_GET, "/healthz", gh_api_healthz, GH_ROUTE_QUIET},
     {GH_HTTP_GET, "/readyz", gh_api_readyz, GH_ROUTE_QUIET},
@@ -30,7 +30,7 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/sessions/{id}/delete", gh_pages_account_revoke, 0},
     {GH_HTTP_POST, "/account/logout", gh_pages_account_logout, 0},
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
-    {GH_HTTP_POST, "/account/password", gh_pages_account_password, 0},
+    {GH_HTTP_POST, "/account/password", gh_pages_account_password, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
 };
 

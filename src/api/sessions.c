@@ -1,11 +1,11 @@
 /*
- * sessions.c — logging in and out, "who am I", listing and revoking sessions, and the forward
- * auth check that reverse proxies call on every request.
+ * sessions.c — the HTTP side of logging in and out, "who am I", listing and revoking sessions,
+ * and the forward auth check that reverse proxies call on every request. The workflows are the
+ * account service's (src/account/); this file parses requests and renders answers.
  *
- * A login never blocks a polling thread: the handler looks the user up, suspends the request,
- * queues the argon2id verification on the password pool, and is called again (phase 1) when
- * the pool resumes it. Unknown users are verified against the pool's dummy hash, so status,
- * body and timing match a wrong password.
+ * A login never blocks a polling thread: the handler begins the login (throttle, user lookup),
+ * suspends the request, submits the argon2id verification to the password pool, and is called
+ * again (phase 1) when the pool's callback resumes it, to finish (session, counters) and reply.
  */
 #include "api/api.h"
 #include "api/pages.h"
@@ -20,10 +20,7 @@
 #include "common/log.h"
 
 typedef struct {
-    gh_user_t user;
-    bool user_found;
-    gh_password_result_t verdict;
-    gh_api_throttle_t throttle;
+    gh_account_login_t login;
 } login_state_t;
 
 int gh_api_form_credentials(gh_pool_t *pool, const char *body, size_t len, const char **user,
@@ -74,16 +71,12 @@ static int read_credentials(gh_req_t *r, json_t **json, const char **user, size_
                             const char **pw, size_t *plen)
 {
     *json = NULL;
-    const char *ct = gh_req_header(r, "Content-Type");
-    if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
-        (ct[33] == '\0' || ct[33] == ';' || ct[33] == ' ')) {
+    if (gh_pages_is_form(r)) {
         const char *why;
         int rc = gh_api_form_credentials(&r->pool, r->body ? r->body : "", r->body_len, user, ulen,
                                          pw, plen, &why);
-        if (rc == GH_EINVAL)
-            gh_reply_error(r, 400, "invalid_request", why);
-        else if (rc != 0)
-            gh_api_reply_err(r, rc);
+        if (rc != 0)
+            gh_api_reply_fail(r, rc, why, 0);
         return rc;
     }
     if (gh_api_json_body(r, json) != 0)
@@ -97,119 +90,15 @@ static int read_credentials(gh_req_t *r, json_t **json, const char **user, size_
     return 0;
 }
 
-static void login_verified(void *arg, const gh_password_result_t *res)
+/* The password pool's completion callback (a pool worker): the handler goes on in phase 1. */
+static void resume(void *arg)
 {
-    gh_req_t *r = arg;
-    login_state_t *st = r->state;
-    st->verdict = *res;
-    gh_req_resume(r);
+    gh_req_resume(arg);
 }
 
-static void set_session_cookie(gh_req_t *r, const char *token)
+/* Phase 0: read the credentials, begin the login, submit the verification. */
+static void login_start(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
-    char cookie[256];
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, token, (long long)(app->cfg.session_ttl_ms / 1000),
-             app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-    sodium_memzero(cookie, sizeof cookie);
-}
-
-static void clear_session_cookie(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    char cookie[160];
-    snprintf(cookie, sizeof cookie, "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             app->cookie_name, app->cfg.cookie_secure ? "; Secure" : "");
-    (void)gh_reply_header(r, "Set-Cookie", cookie);
-}
-
-static void login_finish(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    login_state_t *st = r->state;
-    int v = st->verdict.result;
-    gh_api_throttle_login_done(r, &st->throttle,
-                               v == GH_EBUSY || v == GH_ENOMEM ? GH_LOGIN_OVERLOADED
-                               : v != 0 || !st->user_found     ? GH_LOGIN_FAILURE
-                                                               : GH_LOGIN_SUCCESS,
-                               st->user_found ? st->user.id : 0);
-    if (v == GH_EBUSY || v == GH_ENOMEM) {
-        gh_api_count_login(app, GH_LOGIN_OVERLOADED);
-        gh_api_reply_err(r, v);
-        return;
-    }
-    if (v != 0 || !st->user_found) {
-        gh_api_count_login(app, GH_LOGIN_FAILURE);
-        GH_LOG(GH_LOG_INFO, "login failed", GH_LS("reason", "invalid_credentials"));
-        gh_reply_error(r, 401, "invalid_credentials", "invalid username or password");
-        return;
-    }
-    if (st->verdict.new_hash[0]) {
-        /* The stored hash had an outdated cost: keep the new one (best effort). */
-        if (gh_user_set_password(app->users, st->user.id, st->verdict.new_hash) == 0)
-            GH_LOG(GH_LOG_INFO, "password rehashed", GH_LI("user_id", st->user.id));
-    }
-    char token[GH_TOKEN_LEN + 1];
-    uint8_t hash[GH_TOKEN_HASH_LEN];
-    gh_session_info_t info;
-    gh_session_client_t client;
-    gh_api_request_client(r, &client);
-    gh_token_new(token, hash);
-    int rc = gh_session_create(app->sessions, st->user.id, hash, &client, gh_clock_now_ms(), &info);
-    if (rc != 0) {
-        sodium_memzero(token, sizeof token);
-        gh_api_count_login(app, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
-                                                                  : GH_LOGIN_FAILURE);
-        gh_api_reply_err(r, rc);
-        return;
-    }
-    gh_api_tag_session(r, info.id);
-    if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
-        gh_api_count_login(app, GH_LOGIN_SUCCESS);
-        gh_pages_login_done(r);
-        if (r->status == 303)
-            set_session_cookie(r, token);
-        else /* as below: a session nobody will ever hold must go */
-            GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
-        sodium_memzero(token, sizeof token);
-        return;
-    }
-    json_t *j = gh_api_json_set(
-        gh_api_json_set(json_pack("{s:s}", "token", token), "session", gh_api_session_json(&info)),
-        "user",
-        json_pack("{s:I, s:s}", "id", (json_int_t)st->user.id, "username", st->user.username));
-    gh_api_count_login(app, GH_LOGIN_SUCCESS);
-    gh_api_reply_json(r, 201, j);
-    if (r->status == 201)
-        set_session_cookie(r, token);
-    else /* the reply failed: the client never learns the token, so the session must go */
-        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
-    sodium_memzero(token, sizeof token);
-}
-
-static void login_step(gh_req_t *r);
-
-/* The login page posts here too: a form login is refused cross-origin, and its errors become
- * the page again (pages.c); the JSON contract is untouched for every other client. */
-void gh_api_login(gh_req_t *r)
-{
-    if (r->phase == 0 && gh_pages_login_is_form(r) && gh_pages_login_refused(r))
-        return;
-    login_step(r);
-    if (!r->suspended && r->replied && r->status >= 400 && gh_pages_login_is_form(r))
-        gh_pages_login_failed(r);
-}
-
-static void login_step(gh_req_t *r)
-{
-    gh_app_t *app = r->app;
-    r->pool.wipe = true;
-    if (r->phase == 1) {
-        login_finish(r);
-        return;
-    }
     json_t *json;
     const char *user, *pw;
     size_t ulen, plen;
@@ -221,50 +110,88 @@ static void login_step(gh_req_t *r)
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    memset(st, 0, sizeof *st);
     r->state = st;
-    if (gh_api_throttle_login(r, user, ulen, &st->throttle) != 0) {
+    gh_account_t a;
+    gh_account_client_t client;
+    gh_api_account(r, &a);
+    gh_api_account_client(r, &client);
+    int rc = gh_account_login_begin(&a, &st->login, user, ulen, pw, plen, &client);
+    if (rc != 0) {
         json_decref(json);
+        gh_api_reply_fail(r, rc, NULL, st->login.retry_ms);
         return;
     }
-    if (gh_auth_username_valid(user, ulen) && plen <= GH_PASSWORD_MAX) {
-        int rc = gh_user_get_by_name(app->users, user, &st->user);
-        if (rc == 0) {
-            st->user_found = true;
-        } else if (rc != GH_ENOTFOUND) {
-            gh_api_throttle_login_done(r, &st->throttle, GH_LOGIN_OVERLOADED, 0);
-            json_decref(json);
-            gh_api_reply_err(r, rc);
-            return;
-        }
-    }
-    if (plen > GH_PASSWORD_MAX)
-        plen = GH_PASSWORD_MAX; /* a verify against the dummy hash; never a match */
     r->phase = 1;
     gh_req_suspend(r);
-    int rc =
-        gh_password_verify_async(app->passwords, st->user_found ? st->user.password_hash : NULL, pw,
-                                 plen, login_verified, r);
-    json_decref(json);
-    if (rc != 0) {
-        st->verdict.result = rc;
-        gh_req_resume(r);
+    if (!gh_account_submit(&a, &st->login.job, resume, r)) {
+        gh_account_login_unqueued(&a, &st->login);
+        gh_req_resume(r); /* not queued: phase 1 reports why */
     }
+    json_decref(json);
+}
+
+/* Phase 1: finish the login and hand the session over (JSON, or the login page's redirect). */
+static void login_finish(gh_req_t *r)
+{
+    login_state_t *st = r->state;
+    gh_account_login_t *l = &st->login;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_login_continue(&a, l);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    gh_api_tag_session(r, l->session.id);
+    if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
+        gh_pages_login_done(r);
+        if (r->status == 303)
+            gh_api_set_session_cookie(r, l->token);
+        else /* as below: a session nobody will ever hold must go */
+            gh_account_login_abandon(&a, l);
+        sodium_memzero(l->token, sizeof l->token);
+        return;
+    }
+    json_t *j = gh_api_json_set(
+        gh_api_json_set(json_pack("{s:s}", "token", l->token), "session",
+                        gh_api_session_json(&l->session)),
+        "user",
+        json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
+    gh_api_reply_json(r, 201, j);
+    if (r->status == 201)
+        gh_api_set_session_cookie(r, l->token);
+    else /* the reply failed: the client never learns the token, so the session must go */
+        gh_account_login_abandon(&a, l);
+    sodium_memzero(l->token, sizeof l->token);
+}
+
+/* The login page posts here too: every form login is refused cross-origin, and a page login's
+ * errors become the page again (pages.c); the JSON contract is untouched for other clients. */
+void gh_api_login(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    if (r->phase == 0 && gh_pages_is_form(r) && gh_pages_login_refused(r))
+        return;
+    if (r->phase == 0)
+        login_start(r);
+    else
+        login_finish(r);
+    if (!r->suspended && r->replied && r->status >= 400 && gh_pages_login_is_form(r))
+        gh_pages_login_failed(r);
 }
 
 /* The caller's session and its user. A session whose user was deleted behind this node's back
  * (by another process) ends here. On failure replies (401, 503) and returns non-zero. */
 static int authenticate_user(gh_req_t *r, gh_session_info_t *info, gh_user_t *user)
 {
-    gh_app_t *app = r->app;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (gh_api_authenticate(r, info, hash) != 0)
         return GH_EAUTH;
-    int rc = gh_user_get_by_id_cached(app->users, info->user_id, user);
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_session_user(&a, info, hash, user);
     if (rc == GH_ENOTFOUND) {
-        GH_IGNORE(gh_session_end(app->sessions, hash, GH_END_REVOKED));
-        gh_reply_error(r, 401, "unauthenticated", "the session has ended or never existed");
-        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+        gh_api_reply_fail(r, GH_EUNAUTH, "the session has ended or never existed", 0);
         return GH_EAUTH;
     }
     if (rc != 0)
@@ -328,42 +255,39 @@ static void forward_auth_step(gh_req_t *r)
 
 void gh_api_logout(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (gh_api_authenticate(r, &info, hash) != 0)
         return;
-    int rc = gh_session_end(app->sessions, hash, GH_END_LOGOUT);
-    if (rc != 0 && rc != GH_ENOTFOUND) {
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_logout(&a, hash);
+    if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);
-    clear_session_cookie(r);
+    gh_api_clear_session_cookie(r);
 }
 
 void gh_api_list_sessions(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (gh_api_authenticate(r, &info, hash) != 0)
         return;
-    size_t cap = app->cfg.max_sessions_per_user, n = 0;
-    gh_session_info_t *list = gh_pool_alloc(&r->pool, cap * sizeof *list);
-    if (!list) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    int rc = gh_session_list_user(app->sessions, info.user_id, gh_clock_now_ms(), list, cap, &n);
+    gh_account_t a;
+    gh_account_sessions_t out;
+    gh_api_account(r, &a);
+    int rc = gh_account_sessions_list(&a, &r->pool, info.user_id, false, &out);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        json_t *one = gh_api_json_set(gh_api_session_json(&list[i]), "current",
-                                      json_boolean(strcmp(list[i].id, info.id) == 0));
+    for (size_t i = 0; arr && i < out.n; i++) {
+        json_t *one = gh_api_json_set(gh_api_session_json(&out.list[i]), "current",
+                                      json_boolean(strcmp(out.list[i].id, info.id) == 0));
         if (!one || json_array_append_new(arr, one) != 0) {
             json_decref(arr);
             arr = NULL;
@@ -374,39 +298,36 @@ void gh_api_list_sessions(gh_req_t *r)
 
 void gh_api_revoke_session(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (gh_api_authenticate(r, &info, hash) != 0)
         return;
-    int rc = gh_session_end_by_id(app->sessions, info.user_id, r->params[0], GH_END_REVOKED);
-    if (rc == GH_ENOTFOUND) {
-        gh_reply_error(r, 404, "not_found", "no such session");
-        return;
-    }
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_sessions_revoke(&a, info.user_id, r->params[0]);
     if (rc != 0) {
-        gh_api_reply_err(r, rc);
+        gh_api_reply_fail(r, rc, rc == GH_ENOTFOUND ? "no such session" : NULL, 0);
         return;
     }
     (void)gh_reply(r, 204, NULL, NULL, 0);
     if (strcmp(r->params[0], info.id) == 0)
-        clear_session_cookie(r);
+        gh_api_clear_session_cookie(r);
 }
 
 void gh_api_revoke_all(gh_req_t *r)
 {
-    gh_app_t *app = r->app;
     gh_session_info_t info;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (gh_api_authenticate(r, &info, hash) != 0)
         return;
+    gh_account_t a;
+    gh_api_account(r, &a);
     size_t n = 0;
-    int rc = gh_session_end_user(app->sessions, info.user_id, NULL, GH_END_REVOKED, &n);
+    int rc = gh_account_sessions_revoke_all(&a, info.user_id, false, &n);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         return;
     }
-    GH_LOG(GH_LOG_INFO, "sessions revoked", GH_LI("user_id", info.user_id), GH_LI("count", n));
     (void)gh_reply(r, 204, NULL, NULL, 0);
-    clear_session_cookie(r);
+    gh_api_clear_session_cookie(r);
 }

@@ -9,6 +9,13 @@
  *
  * Each job owns a copy of the password in memory charged to `password`; the whole job (password
  * and stored hash) is zeroed when it is freed, right after its callback returns.
+ *
+ * A failed verify costs the configured argon2 work whoever the user is: an unknown user is
+ * checked against a dummy made at the configured cost, and a stored hash of a lower cost (made
+ * before the cost was raised) is topped up with argon2 work of the difference after a mismatch,
+ * so "known user with an old hash" cannot be told from "no such user" by timing. Work is counted
+ * in argon2 blocks (1 KiB compressed once per pass); a hash above the configured cost costs its
+ * own work (a failure then costs max(stored, configured)).
  */
 #include "auth/password.h"
 
@@ -58,12 +65,24 @@ struct gh_password_pool {
     char dummy_hash[GH_PWHASH_STR_MAX];
     _Atomic uint64_t hist[GH_PASSWORD_HIST_BUCKETS + 1];
     _Atomic uint64_t sum_ns;
+    _Atomic uint64_t verify_blocks;                 /* argon2 blocks computed by verify jobs */
+    const gh_password_observer_t *_Atomic observer; /* the /metrics histogram, once attached */
 };
 
 static bool cost_valid(const gh_password_params_t *c)
 {
     return c->ops >= crypto_pwhash_OPSLIMIT_MIN && c->ops <= crypto_pwhash_OPSLIMIT_MAX &&
            c->memory >= crypto_pwhash_MEMLIMIT_MIN && c->memory <= crypto_pwhash_MEMLIMIT_MAX;
+}
+
+/* Argon2 work of one hash at a cost, in blocks: argon2 uses max(8, memory / 1 KiB) blocks
+ * rounded down to a multiple of 4 (one lane, four slices) and compresses each once per pass. */
+static uint64_t cost_blocks(uint64_t ops, uint64_t memory)
+{
+    uint64_t m = memory / 1024;
+    if (m < 8)
+        m = 8;
+    return ops * (m - m % 4);
 }
 
 static void observe(gh_password_pool_t *p, int64_t ns)
@@ -74,6 +93,9 @@ static void observe(gh_password_pool_t *p, int64_t ns)
         b++;
     atomic_fetch_add_explicit(&p->hist[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->sum_ns, ns > 0 ? (uint64_t)ns : 0, memory_order_relaxed);
+    const gh_password_observer_t *o = atomic_load_explicit(&p->observer, memory_order_acquire);
+    if (o && o->observe)
+        o->observe(o->ctx, ns);
 }
 
 /* crypto_pwhash_str at a cost. libsodium reports bad limits with EINVAL/EFBIG; the only other
@@ -147,11 +169,25 @@ static bool phc_parse(const char *s, phc_t *out)
  * toward the account's back-off). So the hash is recomputed with crypto_pwhash, which leaves the
  * allocator's ENOMEM, and compared in constant time — the same work argon2_verify does.
  */
-static int check_password(const char *hash, const char *pw, size_t pwlen)
+/* The cost a hash string names ("...$m=M,t=T,..."), read loosely, as argon2 blocks; 0 when the
+ * string names none. For hashes phc_parse leaves to libsodium (p > 1, other salt sizes). */
+static uint64_t named_blocks(const char *hash)
+{
+    const char *m = strstr(hash, "$m="), *t = strstr(hash, ",t=");
+    unsigned long long mv, tv;
+    if (!m || !t || sscanf(m + 3, "%llu", &mv) != 1 || sscanf(t + 3, "%llu", &tv) != 1 ||
+        mv > (1ULL << 32) || tv > (1ULL << 32))
+        return 0;
+    return cost_blocks(tv, mv * 1024);
+}
+
+static int check_password(const char *hash, const char *pw, size_t pwlen, uint64_t *blocks)
 {
     phc_t phc;
     int ret;
+    *blocks = 0;
     if (!phc_parse(hash, &phc)) {
+        *blocks = named_blocks(hash);
         errno = 0;
         if (crypto_pwhash_str_verify(hash, pw, pwlen) == 0)
             ret = 0;
@@ -160,6 +196,7 @@ static int check_password(const char *hash, const char *pw, size_t pwlen)
         goto out;
     }
     unsigned char computed[sizeof phc.hash];
+    *blocks = cost_blocks(phc.ops, phc.memory);
     errno = 0;
     if (crypto_pwhash(computed, phc.hash_len, pw, pwlen, phc.salt, phc.ops, phc.memory, phc.alg) !=
         0)
@@ -173,19 +210,54 @@ out:
 }
 
 /*
- * Verifies job->pw. Every outcome that is not a memory failure costs one argon2 run at a real
- * cost: an unknown user (no stored hash) and a malformed stored hash are both checked against
- * the dummy, so neither is faster than a wrong password.
+ * Argon2 work of `blocks` blocks whose result nobody reads: the top-up after a mismatch against a
+ * hash cheaper than the configured cost. Spread over the configured passes like a real hash (so
+ * it touches about as much memory per pass); below argon2's minimum of 8 blocks it is skipped
+ * (microseconds). 0, or GH_ENOMEM when argon2 could not get its memory, like a real verify.
+ */
+static int pad_work(const gh_password_params_t *c, const job_t *job, uint64_t blocks,
+                    uint64_t *done)
+{
+    uint64_t ops = c->ops, m = blocks / c->ops;
+    if (m < 8) {
+        ops = 1;
+        m = blocks;
+    }
+    m -= m % 4;
+    *done = 0;
+    if (m < 8)
+        return 0;
+    static const unsigned char salt[crypto_pwhash_SALTBYTES];
+    unsigned char out[32];
+    errno = 0;
+    int rc = crypto_pwhash(out, sizeof out, job->pw, job->pwlen, salt, ops, (size_t)(m * 1024),
+                           crypto_pwhash_ALG_ARGON2ID13);
+    sodium_memzero(out, sizeof out);
+    if (rc != 0)
+        return GH_ENOMEM;
+    *done = ops * m;
+    return 0;
+}
+
+/*
+ * Verifies job->pw. Every outcome that is not a memory failure costs at least the configured
+ * argon2 work: an unknown user (no stored hash) and a malformed stored hash are both checked
+ * against the dummy, and a mismatch against a cheaper stored hash is topped up to the configured
+ * work (pad_work), so none is faster than a wrong password for a user with a current hash.
  */
 static int verify(gh_password_pool_t *p, const job_t *job, char new_hash[GH_PWHASH_STR_MAX])
 {
     const gh_password_params_t *c = &p->params;
+    uint64_t configured = cost_blocks(c->ops, c->memory), spent = 0, padded = 0;
     /* -1: not a hash libsodium can read; 0: current cost; 1: other cost or algorithm */
     int stale = job->has_hash
                     ? crypto_pwhash_str_needs_rehash(job->stored_hash, c->ops, (size_t)c->memory)
                     : 0;
     bool dummy = !job->has_hash || stale < 0;
-    int rc = check_password(dummy ? p->dummy_hash : job->stored_hash, job->pw, job->pwlen);
+    int rc = check_password(dummy ? p->dummy_hash : job->stored_hash, job->pw, job->pwlen, &spent);
+    if (rc == GH_EAUTH && !dummy && stale > 0 && spent < configured)
+        rc = pad_work(c, job, configured - spent, &padded) == 0 ? GH_EAUTH : GH_ENOMEM;
+    atomic_fetch_add_explicit(&p->verify_blocks, spent + padded, memory_order_relaxed);
     if (rc == GH_ENOMEM) {
         GH_LOG(GH_LOG_WARN, "argon2 could not get its memory for a verify");
         return GH_ENOMEM;
@@ -198,8 +270,12 @@ static int verify(gh_password_pool_t *p, const job_t *job, char new_hash[GH_PWHA
     }
     if (rc != 0)
         return GH_EAUTH;
-    if (stale > 0 && hash_at(c->ops, c->memory, job->pw, job->pwlen, new_hash) != 0)
-        new_hash[0] = '\0'; /* keep the old hash; the login itself still succeeds */
+    if (stale > 0) {
+        if (hash_at(c->ops, c->memory, job->pw, job->pwlen, new_hash) != 0)
+            new_hash[0] = '\0'; /* keep the old hash; the login itself still succeeds */
+        else
+            atomic_fetch_add_explicit(&p->verify_blocks, configured, memory_order_relaxed);
+    }
     return 0;
 }
 
@@ -404,6 +480,16 @@ int gh_password_hash_sync(const gh_password_params_t *params, const char *pw, si
     if (sodium_init() < 0)
         return GH_EINTERNAL;
     return hash_at(params->ops, params->memory, pw, pwlen, out);
+}
+
+uint64_t gh_password_verify_work(gh_password_pool_t *p)
+{
+    return atomic_load_explicit(&p->verify_blocks, memory_order_relaxed);
+}
+
+void gh_password_attach_observer(gh_password_pool_t *p, const gh_password_observer_t *o)
+{
+    atomic_store_explicit(&p->observer, o, memory_order_release);
 }
 
 size_t gh_password_queue_depth(gh_password_pool_t *p)

@@ -6,7 +6,9 @@
  *
  * Unknown usernames are verified against a dummy hash made at start with the same cost, so a
  * wrong password and an unknown user take the same time. A stored hash whose cost differs from
- * the configured one is rehashed during a successful verify (result.new_hash).
+ * the configured one is rehashed during a successful verify (result.new_hash); a mismatch against
+ * one of a lower cost is topped up with argon2 work to the configured cost, so every failed
+ * verify costs the configured work (or, for a hash above it, the hash's own).
  *
  * Callbacks run on a worker thread, exactly once per accepted job, and must not block long.
  * Password copies held by jobs are wiped with sodium_memzero when the job ends. Workers run at a
@@ -66,6 +68,19 @@ int gh_password_hash_async(gh_password_pool_t *pool, const char *pw, size_t pwle
  * libsodium's limits or pwlen over GH_PASSWORD_MAX. */
 int gh_password_hash_sync(const gh_password_params_t *params, const char *pw, size_t pwlen,
                           char out[GH_PWHASH_STR_MAX]) GH_WUR;
+/* Argon2 work done by verify jobs since start, in blocks (1 KiB compressed once per pass; a hash
+ * at memory M bytes and T passes is T x M / 1024 blocks, rounded as argon2 rounds). For tests:
+ * what a failure costs must not depend on who the user is. */
+uint64_t gh_password_verify_work(gh_password_pool_t *pool);
+/* Told the duration of every job's argon2 work (from a pool worker: quick, no blocking). The
+ * pool knows nothing of metrics: whoever owns the histogram hands it this. */
+typedef struct {
+    void (*observe)(void *ctx, int64_t duration_ns);
+    void *ctx;
+} gh_password_observer_t;
+/* From now on every job's duration is also told to o (NULL: nobody), until the pool stops or
+ * another is attached. o must stay valid until then. */
+void gh_password_attach_observer(gh_password_pool_t *pool, const gh_password_observer_t *o);
 /* Jobs waiting or running. */
 size_t gh_password_queue_depth(gh_password_pool_t *pool);
 /* Durations of every job's argon2 work since start, for metrics. counts[i] is the number of

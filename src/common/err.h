@@ -4,7 +4,7 @@
  * Functions that can fail return int: 0 on success or a negative GH_E* code, and write their
  * results through out parameters (libuv's convention). The codes live in one X-macro table so
  * that the enum, gh_strerror() and gh_errname() can never drift apart. The HTTP layer maps codes
- * to the API contract's error bodies in one place (src/api/reply.c).
+ * to the API contract's error bodies in one place (gh_api_reply_err in src/api/request.c).
  */
 #ifndef GH_COMMON_ERR_H
 #define GH_COMMON_ERR_H
@@ -32,7 +32,15 @@
     X(EXPIRED, 11, "expired")                                                                      \
     X(TOOBIG, 12, "too large")                                                                     \
     X(INTERNAL, 13, "internal error")                                                              \
-    X(CANCELED, 14, "cancelled: the process is stopping")
+    X(USERNAME, 14, "invalid username")                                                            \
+    X(PASSWORD, 15, "weak password")                                                               \
+    X(CLOSED, 16, "registration is closed")                                                        \
+    X(CURRENT, 17, "the current password is wrong")                                                \
+    X(UNAUTH, 18, "a valid session is required")                                                   \
+    X(FORBIDDEN, 19, "forbidden")                                                                  \
+    X(MEDIATYPE, 20, "unsupported media type")                                                     \
+    X(CRITICAL, 21, "memory use is critical")                                                      \
+    X(CANCELED, 22, "cancelled: the process is stopping")
 
 enum {
     GH_OK = 0,

@@ -50,8 +50,11 @@ typedef struct {
     const char *shown;   /* default as --help words it; NULL = def, "" shown as "none" */
     const char *metavar;
     const char *help;
-    const char *group;          /* --help heading */
-    uint64_t min, max;          /* K_DURATION, K_SIZE, K_UINT; max 0 = the field's own maximum */
+    const char *group; /* --help heading */
+    /* K_DURATION (ms), K_SIZE (bytes), K_UINT: the accepted range, both ends included. Every
+     * such key names a max that the code using the value is safe with (no overflow in the
+     * arithmetic done on it, no start-up that takes forever); a unit test checks none is 0. */
+    uint64_t min, max;
     const char *const *choices; /* K_ENUM, NULL-terminated */
     const char *expect;         /* what a valid value looks like (K_STR with check) */
     bool (*check)(const char *v);
@@ -75,6 +78,14 @@ static bool check_http_url(const char *v);
 
 #define KIB 1024ULL
 #define MIB (1024ULL * 1024ULL)
+#define GIB (1024ULL * MIB)
+#define TIB (1024ULL * GIB)
+#define SEC_MS 1000ULL
+#define HOUR_MS (3600ULL * SEC_MS)
+#define DAY_MS (24ULL * HOUR_MS)
+/* --hash-memory x --hash-ops at most this: libsodium's "sensitive" preset is 1GiB x 4; this is
+ * four times that, seconds per hash on today's machines. */
+#define HASH_WORK_MAX (16ULL * GIB)
 
 /* clang-format off */
 static const keydesc_t keys[] = {
@@ -89,20 +100,22 @@ static const keydesc_t keys[] = {
      .group = "network", .choices = durability_choices},
 
     {.name = "session-ttl", .kind = K_DURATION, FIELD(session_ttl_ms), .def = "12h",
-     .metavar = "DURATION", .help = "absolute session lifetime", .group = "sessions", .min = 1},
+     .metavar = "DURATION", .help = "absolute session lifetime", .group = "sessions", .min = 1,
+     .max = 365 * DAY_MS},
     {.name = "idle-ttl", .kind = K_DURATION, FIELD(idle_ttl_ms), .def = "30m",
-     .metavar = "DURATION", .help = "idle timeout", .group = "sessions", .min = 1},
+     .metavar = "DURATION", .help = "idle timeout", .group = "sessions", .min = 1,
+     .max = 365 * DAY_MS},
     {.name = "max-sessions-per-user", .kind = K_UINT, FIELD(max_sessions_per_user), .def = "100",
      .metavar = "N", .help = "sessions one user may hold; the oldest is evicted past this",
-     .group = "sessions", .min = 1},
+     .group = "sessions", .min = 1, .max = 16777216},
     {.name = "memory-limit", .kind = K_SIZE, FIELD(memory_limit), .def = "auto",
      .shown = "cgroup limit, else 50% of RAM", .metavar = "SIZE",
      .help = "effective limit for the watchdog and budgets; never above the cgroup limit",
-     .group = "sessions", .min = 1 * MIB, .flags = F_AUTO},
+     .group = "sessions", .min = 1 * MIB, .max = 64 * TIB, .flags = F_AUTO},
     {.name = "session-memory", .kind = K_SIZE, FIELD(session_memory), .def = "auto",
      .shown = "half of --memory-limit", .metavar = "SIZE",
      .help = "budget for the session store's accounted bytes", .group = "sessions",
-     .min = 64 * KIB, .flags = F_AUTO},
+     .min = 64 * KIB, .max = 64 * TIB, .flags = F_AUTO},
     {.name = "session-policy", .kind = K_ENUM, FIELD(session_policy), .def = "evict-idle",
      .metavar = "evict-idle|refuse",
      .help = "at the session budget: least recently used session goes, or new logins get 503",
@@ -115,17 +128,17 @@ static const keydesc_t keys[] = {
 
     {.name = "hash-memory", .kind = K_SIZE, FIELD(hash_memory), .def = "19MiB", .metavar = "SIZE",
      .help = "argon2id memory cost per hash (minimum 8KiB, for tests)", .group = "passwords",
-     .min = 8 * KIB, .max = SIZE_MAX},
+     .min = 8 * KIB, .max = 4 * GIB},
     {.name = "hash-ops", .kind = K_UINT, FIELD(hash_ops), .def = "2", .metavar = "N",
      .help = "argon2id time cost (minimum 1, for tests)", .group = "passwords", .min = 1,
-     .max = UINT32_MAX},
+     .max = 64},
     {.name = "hash-workers", .kind = K_UINT, FIELD(hash_workers), .def = "auto",
      .shown = "half the cores, at least 1", .metavar = "N|auto",
      .help = "password hashing threads (leave cores free for token checks under a login flood)",
      .group = "passwords", .min = 1, .max = 1024, .flags = F_AUTO},
     {.name = "hash-queue", .kind = K_UINT, FIELD(hash_queue), .def = "64", .metavar = "N",
      .help = "password requests that may wait for a worker; past this, 503",
-     .group = "passwords", .min = 1},
+     .group = "passwords", .min = 1, .max = 65536},
 
     {.name = "registration", .kind = K_ENUM, FIELD(registration_open), .def = "open",
      .metavar = "open|closed", .help = "closed: only admins create users",
@@ -143,7 +156,7 @@ static const keydesc_t keys[] = {
      .group = "accounts and abuse", .check = check_cidrs,
      .expect = "comma-separated CIDRs like 10.0.0.0/8,::1/128"},
     {.name = "admin-token", .kind = K_STR, FIELD(admin_token), .def = "", .metavar = "TOKEN",
-     .help = "bearer token for /v1/admin/ and /debug/ (unset: those routes answer 401)",
+     .help = "bearer token for /v1/admin/ and /debug/ (unset: those routes answer 403)",
      .group = "accounts and abuse", .flags = F_SECRET},
     {.name = "admin-token-file", .kind = K_STR, FIELD(admin_token_file), .def = "",
      .metavar = "FILE", .help = "read the admin token from the first line of FILE",
@@ -160,8 +173,9 @@ static const keydesc_t keys[] = {
      .group = "pages and forward auth"},
     {.name = "login-url", .kind = K_STR, FIELD(login_url), .def = "/login", .metavar = "URL",
      .help = "where /v1/auth sends browsers to log in", .group = "pages and forward auth"},
-    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "USER,...",
-     .help = "users whose session opens /ops (the admin token always does)",
+    {.name = "ops-users", .kind = K_STR, FIELD(ops_users), .def = "", .metavar = "ID,...",
+     .help = "operators whose session opens /ops, by user id (a listed name cannot be "
+             "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
@@ -176,7 +190,12 @@ static const keydesc_t keys[] = {
     {.name = "user-cache-ttl", .kind = K_DURATION, FIELD(user_cache_ttl_ms), .def = "1s",
      .metavar = "DURATION",
      .help = "a user deleted by another process is refused by token checks within this",
-     .group = "stores", .min = 1},
+     .group = "stores", .min = 1, .max = DAY_MS},
+    {.name = "user-stale-max", .kind = K_DURATION, FIELD(user_stale_max_ms), .def = "1h",
+     .metavar = "DURATION",
+     .help = "while the user store does not answer, token checks answer from a cached user "
+             "record up to this old (0 = never; logins still fail)",
+     .group = "stores", .min = 0, .max = 7 * DAY_MS},
     {.name = "session-store", .kind = K_ENUM, FIELD(session_store), .def = "memory",
      .metavar = "memory|redis", .help = "where sessions live", .group = "stores",
      .choices = session_store_choices},
@@ -192,10 +211,10 @@ static const keydesc_t keys[] = {
      .check = check_http_url, .expect = "an http:// or https:// URL", .flags = F_SECRET},
     {.name = "watch-window", .kind = K_DURATION, FIELD(watch_window_ms), .def = "10m",
      .metavar = "DURATION", .help = "memory watchdog forecast window", .group = "observability",
-     .min = 1},
+     .min = 1, .max = 30 * DAY_MS},
     {.name = "watch-interval", .kind = K_DURATION, FIELD(watch_interval_ms), .def = "1s",
      .metavar = "DURATION", .help = "memory watchdog sample period", .group = "observability",
-     .min = 1},
+     .min = 1, .max = HOUR_MS},
     {.name = "memory-warn", .kind = K_UINT, FIELD(memory_warn_percent), .def = "70",
      .metavar = "PERCENT", .help = "memory_high alert (warning) at this % of --memory-limit",
      .group = "observability", .min = 1, .max = 100},
@@ -205,7 +224,7 @@ static const keydesc_t keys[] = {
      .group = "observability", .min = 1, .max = 100},
     {.name = "forecast-horizon", .kind = K_DURATION, FIELD(forecast_horizon_ms), .def = "2h",
      .metavar = "DURATION", .help = "alert when memory is forecast to run out within this",
-     .group = "observability", .min = 1},
+     .group = "observability", .min = 1, .max = 365 * DAY_MS},
     {.name = "log-format", .kind = K_ENUM, FIELD(log_format), .def = "json",
      .metavar = "json|text", .help = "log lines as JSON objects or key=value text",
      .group = "observability", .choices = log_format_choices},
@@ -218,33 +237,35 @@ static const keydesc_t keys[] = {
      .group = "HTTP limits", .min = 0, .max = 1024, .flags = F_AUTO},
     {.name = "max-connections", .kind = K_UINT, FIELD(max_connections), .def = "1024",
      .metavar = "N", .help = "open connections at once; more are refused",
-     .group = "HTTP limits", .min = 1},
+     .group = "HTTP limits", .min = 1, .max = 1048576},
     {.name = "max-connections-per-ip", .kind = K_UINT, FIELD(max_connections_per_ip),
-     .def = "64", .metavar = "N", .help = "open connections from one client IP",
-     .group = "HTTP limits", .min = 1},
+     .def = "64", .metavar = "N",
+     .help = "open connections from one client IP (an IPv6 /64), in each of its budgets: "
+             "without and with password requests, and spare; --trusted-proxies are not capped",
+     .group = "HTTP limits", .min = 1, .max = 1048576},
     {.name = "connection-timeout", .kind = K_DURATION, FIELD(connection_timeout_ms),
      .def = "30s", .metavar = "DURATION", .help = "a connection silent both ways this long is closed",
-     .group = "HTTP limits", .min = 1},
+     .group = "HTTP limits", .min = 1, .max = DAY_MS},
     {.name = "connection-memory", .kind = K_SIZE, FIELD(connection_memory), .def = "32KiB",
      .metavar = "SIZE",
      .help = "memory pool per connection: bounds the request line and the size and number of "
              "headers (past it: 431, or 414 for the URL)",
-     .group = "HTTP limits", .min = 4 * KIB, .max = SIZE_MAX},
+     .group = "HTTP limits", .min = 4 * KIB, .max = 16 * MIB},
     {.name = "max-body", .kind = K_SIZE, FIELD(max_body), .def = "64KiB", .metavar = "SIZE",
      .help = "largest request body; larger gets 413", .group = "HTTP limits", .min = 1 * KIB,
-     .max = SIZE_MAX},
+     .max = 64 * MIB},
     {.name = "max-requests-per-connection", .kind = K_UINT, FIELD(max_requests_per_connection),
      .def = "1000", .metavar = "N",
      .help = "keep-alive requests on one connection before it is closed (0 = no limit)",
-     .group = "HTTP limits", .min = 0},
+     .group = "HTTP limits", .min = 0, .max = 1000000000},
     {.name = "header-timeout", .kind = K_DURATION, FIELD(header_timeout_ms), .def = "10s",
      .metavar = "DURATION",
      .help = "whole request head must arrive within this of the connection opening or the "
              "previous response, however slowly it trickles; also ends idle keep-alive (0 = off)",
-     .group = "HTTP limits", .min = 0},
+     .group = "HTTP limits", .min = 0, .max = HOUR_MS},
     {.name = "body-timeout", .kind = K_DURATION, FIELD(body_timeout_ms), .def = "10s",
      .metavar = "DURATION", .help = "whole request body must arrive within this of the head (0 = off)",
-     .group = "HTTP limits", .min = 0},
+     .group = "HTTP limits", .min = 0, .max = HOUR_MS},
 };
 /* clang-format on */
 
@@ -420,6 +441,10 @@ uint64_t gh_config_effective_memory_limit(uint64_t configured, uint64_t cgroup, 
     return limit;
 }
 
+/* --throttle-ip's bounds: a window of at most a day, at most a million attempts in it. */
+#define RATE_MAX_COUNT 1000000
+#define RATE_MAX_WINDOW_MS DAY_MS
+
 /* "20/1m" -> 20, 60000; "0" -> off. */
 static bool parse_rate(const char *s, uint32_t *count, int64_t *window_ms)
 {
@@ -430,10 +455,11 @@ static bool parse_rate(const char *s, uint32_t *count, int64_t *window_ms)
     }
     uint64_t c;
     int n = parse_digits(s, &c);
-    if (n <= 0 || s[n] != '/' || c > UINT32_MAX)
+    if (n <= 0 || s[n] != '/' || c > RATE_MAX_COUNT)
         return false;
     int64_t w;
-    if (gh_config_parse_duration(s + n + 1, &w) != 0 || (w == 0 && c != 0))
+    if (gh_config_parse_duration(s + n + 1, &w) != 0 || (w == 0 && c != 0) ||
+        (uint64_t)w > RATE_MAX_WINDOW_MS)
         return false;
     *count = (uint32_t)c;
     *window_ms = c ? w : 0;
@@ -608,12 +634,37 @@ static void format_duration(int64_t ms, char *buf, size_t len)
     snprintf(buf, len, "%lldms", (long long)ms);
 }
 
-/* What a valid value of k looks like, for "expected ...". With `range` the value had the right
- * form but was out of bounds, so the bounds are what the reader needs. */
-static void expected(const keydesc_t *k, bool range, char *buf, size_t len)
+static uint64_t key_max(const keydesc_t *k)
+{
+    return k->max ? k->max : (k->size == sizeof(uint32_t) ? UINT32_MAX : UINT64_MAX);
+}
+
+/* "1KiB to 64MiB", "1ms to 365d", "1 to 64": the range of a numeric key as a person writes it. */
+static void format_range(const keydesc_t *k, char *buf, size_t len)
 {
     char lo[32], hi[32];
-    uint64_t max = k->max ? k->max : (k->size == sizeof(uint32_t) ? UINT32_MAX : UINT64_MAX);
+    switch (k->kind) {
+    case K_DURATION:
+        format_duration((int64_t)k->min, lo, sizeof lo);
+        format_duration((int64_t)key_max(k), hi, sizeof hi);
+        break;
+    case K_SIZE:
+        format_size(k->min, lo, sizeof lo);
+        format_size(key_max(k), hi, sizeof hi);
+        break;
+    default:
+        snprintf(lo, sizeof lo, "%llu", (unsigned long long)k->min);
+        snprintf(hi, sizeof hi, "%llu", (unsigned long long)key_max(k));
+        break;
+    }
+    snprintf(buf, len, "%s to %s", lo, hi);
+}
+
+/* What a valid value of k looks like, for "expected ...". With `range` the value had the right
+ * form but was out of bounds (or too large to read), so the bounds are what the reader needs. */
+static void expected(const keydesc_t *k, bool range, char *buf, size_t len)
+{
+    char r[80];
     const char *or_auto = (k->flags & F_AUTO) ? " or auto" : "";
     switch (k->kind) {
     case K_STR:
@@ -623,23 +674,22 @@ static void expected(const keydesc_t *k, bool range, char *buf, size_t len)
         snprintf(buf, len, "true or false");
         break;
     case K_DURATION:
-        format_duration((int64_t)k->min, lo, sizeof lo);
+        format_range(k, r, sizeof r);
         if (range)
-            snprintf(buf, len, "a duration of at least %s", lo);
+            snprintf(buf, len, "a duration from %s", r);
         else
             snprintf(buf, len, "a duration like 500ms, 30m or 12h");
         break;
     case K_SIZE:
-        format_size(k->min, lo, sizeof lo);
+        format_range(k, r, sizeof r);
         if (range)
-            snprintf(buf, len, "a size of at least %s%s", lo, or_auto);
+            snprintf(buf, len, "a size from %s%s", r, or_auto);
         else
             snprintf(buf, len, "a size like 512KiB or 256MiB%s", or_auto);
         break;
     case K_UINT:
-        snprintf(lo, sizeof lo, "%llu", (unsigned long long)k->min);
-        snprintf(hi, sizeof hi, "%llu", (unsigned long long)max);
-        snprintf(buf, len, "an integer from %s to %s%s", lo, hi, or_auto);
+        format_range(k, r, sizeof r);
+        snprintf(buf, len, "an integer from %s%s", r, or_auto);
         break;
     case K_ENUM: {
         size_t used = (size_t)snprintf(buf, len, "one of");
@@ -652,7 +702,10 @@ static void expected(const keydesc_t *k, bool range, char *buf, size_t len)
                  "host:port like 127.0.0.1:8080, localhost:8080 or [::1]:8080 (port 0-65535)");
         break;
     case K_RATE:
-        snprintf(buf, len, "count/duration like 20/1m, or 0 to turn it off");
+        snprintf(buf, len,
+                 "count/duration like 20/1m (count 1 to %d, duration up to 1d), or 0 to turn it "
+                 "off",
+                 RATE_MAX_COUNT);
         break;
     }
 }
@@ -663,7 +716,7 @@ static void bad_value(load_t *ld, size_t ki, const char *v, bad_t why)
 {
     char label[GH_CONFIG_STR + 64], want[160], shown[72];
     key_label(ld, ki, label, sizeof label);
-    expected(&keys[ki], why == BAD_RANGE, want, sizeof want);
+    expected(&keys[ki], why != BAD_FORM, want, sizeof want);
     if (keys[ki].flags & F_SECRET) {
         set_err(ld, "%s: expected %s (the value is not shown: it may be secret)", label, want);
         return;
@@ -722,7 +775,7 @@ static int apply_value(load_t *ld, size_t ki, const char *v, src_t src)
             why = rc == GH_ERANGE ? BAD_TOO_LARGE : BAD_FORM;
             goto bad;
         }
-        if ((uint64_t)ms < k->min) {
+        if ((uint64_t)ms < k->min || (uint64_t)ms > key_max(k)) {
             why = BAD_RANGE;
             goto bad;
         }
@@ -740,7 +793,7 @@ static int apply_value(load_t *ld, size_t ki, const char *v, src_t src)
             }
             /* 0 means auto for auto keys (config.h: "0 in the file = auto"). */
             bool zero_is_auto = n == 0 && (k->flags & F_AUTO);
-            if ((n < k->min && !zero_is_auto) || (k->max && n > k->max)) {
+            if ((n < k->min && !zero_is_auto) || n > key_max(k)) {
                 why = BAD_RANGE;
                 goto bad;
             }
@@ -750,7 +803,7 @@ static int apply_value(load_t *ld, size_t ki, const char *v, src_t src)
     }
     case K_UINT: {
         uint64_t n = 0;
-        uint64_t max = k->max ? k->max : (k->size == sizeof(uint32_t) ? UINT32_MAX : UINT64_MAX);
+        uint64_t max = key_max(k);
         if (!is_auto) {
             int digits = parse_digits(v, &n);
             if (digits < 0 && strspn(v, "0123456789") == strlen(v)) {
@@ -1092,6 +1145,18 @@ static int resolve_and_check(load_t *ld)
         set_err(ld, "%s: expected 7 to 86399 times --watch-interval (%s), got %s", label, b, a);
         return GH_EINVAL;
     }
+    /* Each cost is bounded alone; their product is what a hash costs. The pool hashes its dummy
+     * at start, so a cost of minutes would be a start-up of minutes. */
+    if (cfg->hash_memory * cfg->hash_ops > HASH_WORK_MAX) {
+        key_label(ld, (size_t)find_key("hash-ops", 8), label, sizeof label);
+        format_size(cfg->hash_memory, a, sizeof a);
+        format_size(HASH_WORK_MAX, b, sizeof b);
+        set_err(ld,
+                "%s: expected --hash-memory x --hash-ops at most %s (1GiB x 16, 4GiB x 4), got "
+                "%s x %llu",
+                label, b, a, (unsigned long long)cfg->hash_ops);
+        return GH_EINVAL;
+    }
     if (cfg->memory_warn_percent > cfg->memory_critical_percent) {
         key_label(ld, (size_t)find_key("memory-warn", 11), label, sizeof label);
         set_err(ld, "%s: expected at most --memory-critical (%u), got %u", label,
@@ -1157,6 +1222,34 @@ out:
     return rc;
 }
 
+size_t gh_config_ranges(const gh_config_t *cfg, gh_config_range_t *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const keydesc_t *k = &keys[i];
+        if (k->kind != K_DURATION && k->kind != K_SIZE && k->kind != K_UINT)
+            continue;
+        if (n < max) {
+            const void *f = (const char *)cfg + k->offset;
+            uint64_t v;
+            if (k->kind == K_DURATION) {
+                int64_t ms;
+                memcpy(&ms, f, sizeof ms);
+                v = (uint64_t)ms;
+            } else if (k->size == sizeof(uint32_t)) {
+                uint32_t u;
+                memcpy(&u, f, sizeof u);
+                v = u;
+            } else {
+                memcpy(&v, f, sizeof v);
+            }
+            out[n] = (gh_config_range_t){.name = k->name, .min = k->min, .max = k->max, .value = v};
+        }
+        n++;
+    }
+    return n;
+}
+
 /* ---- --help ---- */
 
 void gh_config_usage(FILE *out)
@@ -1200,6 +1293,12 @@ void gh_config_usage(FILE *out)
         const char *shown = k->shown ? k->shown : k->def;
         if (*shown == '\0')
             shown = "none";
-        fprintf(out, "  %-*s   %s (default: %s)\n", w, left[i], k->help, shown);
+        char range[80] = "";
+        if (k->kind == K_DURATION || k->kind == K_SIZE || k->kind == K_UINT) {
+            char r[72];
+            format_range(k, r, sizeof r);
+            snprintf(range, sizeof range, " [%s]", r);
+        }
+        fprintf(out, "  %-*s   %s%s (default: %s)\n", w, left[i], k->help, range, shown);
     }
 }

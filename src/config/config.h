@@ -71,6 +71,8 @@ typedef struct {
     char postgres_url[GH_CONFIG_STR];
     uint32_t user_cache;       /* 16384 entries; 0 = off */
     int64_t user_cache_ttl_ms; /* 1s */
+    int64_t user_stale_max_ms; /* 1h: token checks answer from a record this old while the user
+                                * store does not answer; 0 = never */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
 
@@ -124,6 +126,17 @@ int gh_config_parse_size(const char *s, uint64_t *out_bytes) GH_WUR;
 /* "host:port" (IPv4, "localhost" or "[v6]"), port 0..65535. host receives the address without
  * brackets ("::1" for "[::1]:8080"); GH_ERANGE when it does not fit in hostlen. */
 int gh_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *port) GH_WUR;
+
+/* One numeric key (duration, size or integer): its accepted range, both ends included, and its
+ * value in a configuration (ms, bytes or a count). For tests and the config fuzz target: every
+ * value gh_config_load accepts lies in its key's range, and every such key has a finite max. */
+typedef struct {
+    const char *name;
+    uint64_t min, max, value;
+} gh_config_range_t;
+/* Fills out[0 .. max-1] with the numeric keys of cfg in table order; returns how many numeric
+ * keys there are (only the first max are filled when that is more). */
+size_t gh_config_ranges(const gh_config_t *cfg, gh_config_range_t *out, size_t max);
 
 /* The memory limit rule of gh_config_load, apart so it can be tested on any machine:
  * configured 0 (auto) -> the cgroup limit, else physical / 2; a configured value is lowered to

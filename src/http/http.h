@@ -21,6 +21,7 @@
 
 #include "common/err.h"
 #include "mem/mem.h"
+#include "ratelimit/ratelimit.h"
 
 typedef enum {
     GH_HTTP_GET = 1 << 0,
@@ -36,9 +37,23 @@ typedef enum {
 #define GH_ROUTE_MAX_PARAMS 3
 #define GH_ROUTE_PARAM_MAX 64
 #define GH_REPLY_MAX_HEADERS 8
+/* The largest max_body a server accepts: a request's pool holds up to twice the body plus
+ * GH_HTTP_POOL_EXTRA, and that sum must not wrap (config.c caps --max-body far lower). */
+#define GH_HTTP_MAX_BODY ((size_t)1 << 30)
+#define GH_HTTP_POOL_EXTRA ((size_t)512 * 1024)
 
 typedef struct gh_req gh_req_t;
 typedef void (*gh_handler_fn)(gh_req_t *r);
+
+/* The route flags this layer reads (the others are the application's, api.h).
+ * GH_ROUTE_GUARDED: the route's handler runs only after gh_http_options_t.admit has let the
+ * request through, and gh_http_start refuses a table with guarded routes but no admit function —
+ * a guard that is not wired fails closed.
+ * GH_ROUTE_PASSWORD: the route may wait on the password pool (login, registration, password
+ * change). The first such request on a connection moves it to its address's second connection
+ * budget (max_connections_per_ip). */
+#define GH_ROUTE_GUARDED (1u << 31)
+#define GH_ROUTE_PASSWORD (1u << 15)
 
 typedef struct {
     unsigned methods;     /* gh_http_method_t mask */
@@ -93,10 +108,20 @@ typedef struct {
     int listen_fd; /* a bound, listening socket the server takes over */
     unsigned threads;
     unsigned max_connections;
+    /* Per client address (IPv6 by its /64), counted by Gatehouse at accept, not by
+     * libmicrohttpd: at most this many open connections that have carried no password request,
+     * plus — a separate budget — at most this many that have (a connection moves there with its
+     * first request on a GH_ROUTE_PASSWORD route or its first suspended request, and stays;
+     * past that budget it is closed after its reply). So a login storm from one address cannot
+     * use up the connections its token checks need. 0 = no per-address cap. */
     unsigned max_connections_per_ip;
+    /* Peers in this list (a reverse proxy carrying many clients on its connections) are not
+     * capped per address; the global max_connections and the timeouts still bound them. May be
+     * NULL. The list must outlive the server. */
+    const gh_proxies_t *uncapped_peers;
     unsigned connection_timeout_s;
     size_t connection_memory;
-    size_t max_body;
+    size_t max_body; /* at most GH_HTTP_MAX_BODY, else gh_http_start answers GH_EINVAL */
     unsigned max_requests_per_connection; /* then "Connection: close"; 0 = no limit */
     /* Total time (not gaps between bytes) a connection may take to deliver a request head,
      * counted from its accept or its previous response (so it also ends idle keep-alive), and
@@ -111,6 +136,9 @@ typedef struct {
     /* Called once per request as its reply is handed to libmicrohttpd, before the client can
      * see it: counters updated here are already true when the client reads the reply. */
     void (*on_reply)(gh_req_t *r);
+    /* Called before a GH_ROUTE_GUARDED route's handler first runs: 0 lets it run; anything else
+     * means admit has replied (a refusal) and the handler is never called. */
+    int (*admit)(gh_req_t *r);
 } gh_http_options_t;
 
 /* Binds host:port (port 0 = any free port) with SO_REUSEADDR and listens. *bound_port gets the

@@ -6,6 +6,12 @@
  * Design decision: we create the listening socket ourselves (gh_http_listen) and hand it to
  * libmicrohttpd, so port 0 can be resolved and logged, and so a later reload can pass the same
  * socket to a new process.
+ *
+ * The per-address connection cap is ours, not libmicrohttpd's (which counts by peer address and
+ * nothing else): a fixed table of addresses, sized at start to twice --max-connections, checked
+ * at accept (the accept policy) and exactly when the connection starts. Trusted proxies are not
+ * capped, and a connection that has waited on the password pool is counted in a second budget of
+ * its address, so a login storm cannot take the connections its address's token checks need.
  */
 #include "http/http.h"
 
@@ -31,9 +37,37 @@
 typedef struct conn_state conn_state_t;
 
 #define REAPER_PERIOD_MS 250
+/* A SPARE connection (over its address's cap, for one quick request) that has not sent its
+ * request head within this is cut: the spare budget absorbs bursts, not idle connections. */
+#define SPARE_HEAD_MS 1000
+
+/* The budgets of one address, each max_connections_per_ip connections:
+ *   OPEN: connections that have carried no password request (token checks, pages, probes);
+ *   PASSWORD: connections that have (login, registration, password change), for good;
+ *   SPARE: taken at accept when OPEN is full — answered once and closed, and a password
+ *     request on one is refused (503) at once: a burst of new connections from a storm
+ *     (reconnecting after keep-alive limits) cannot keep the address's token checks out. */
+enum { BUDGET_OPEN, BUDGET_PASSWORD, BUDGET_SPARE, BUDGETS, BUDGET_NONE = BUDGETS };
+
+/* One client address (IPv6 by its /64) with open connections; free when every count is 0. */
+typedef struct {
+    gh_ip_t key;
+    uint32_t home;           /* hash bucket, for the backward-shift delete */
+    uint32_t count[BUDGETS]; /* connections in each budget */
+} ip_slot_t;
+
+static bool slot_free(const ip_slot_t *e)
+{
+    return !e->count[BUDGET_OPEN] && !e->count[BUDGET_PASSWORD] && !e->count[BUDGET_SPARE];
+}
 
 struct gh_http_server {
     struct MHD_Daemon *daemon;
+    /* Per-address connection counts (under conns_lock): open addressing, linear probing, at
+     * most one live slot per open connection, so never more than half full. */
+    ip_slot_t *ips;
+    size_t ips_mask;
+    unsigned char ips_key[crypto_shorthash_KEYBYTES];
     /* Every open connection, for the header and body deadlines (reaper_main). */
     pthread_mutex_t conns_lock;
     pthread_cond_t reaper_wake;
@@ -164,12 +198,6 @@ void gh_req_peer(gh_req_t *r, char out[64])
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, 64);
 }
 
-void gh_req_suspend(gh_req_t *r)
-{
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
-}
-
 void gh_req_resume(gh_req_t *r)
 {
     MHD_resume_connection(r->conn);
@@ -256,6 +284,10 @@ struct conn_state {
     bool in_use;             /* under s->conns_lock */
     bool cut;                /* the reaper has shut it down (under s->conns_lock) */
     int fd;
+    gh_http_server_t *srv;
+    gh_ip_t ip;        /* the peer's key in s->ips (under s->conns_lock) */
+    uint8_t budget;    /* BUDGET_*: which count of s->ips holds it (under s->conns_lock) */
+    bool close_after;  /* over its address's budgets: close after this reply */
     unsigned requests; /* answered so far, for the keep-alive limit (its MHD thread only) */
     _Atomic int phase;
     _Atomic int64_t since_ms; /* monotonic; when the phase began */
@@ -281,6 +313,127 @@ static void set_phase(conn_state_t *cs, int phase)
     atomic_store_explicit(&cs->phase, phase, memory_order_relaxed);
 }
 
+/* The key an address is capped as (IPv4 as ::ffff:a.b.c.d, IPv6 by its /64) and the full
+ * address (for the trusted-proxy test). False for a family we do not cap. */
+static bool peer_key(const struct sockaddr *sa, gh_ip_t *full, gh_ip_t *key)
+{
+    memset(full, 0, sizeof *full);
+    if (!sa)
+        return false;
+    if (sa->sa_family == AF_INET) {
+        full->b[10] = full->b[11] = 0xff;
+        memcpy(full->b + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(full->b, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    } else {
+        return false;
+    }
+    *key = *full;
+    if (!gh_ip_is_v4(key))
+        memset(key->b + 8, 0, 8);
+    return true;
+}
+
+/* True when the peer is counted: a cap is set and it is not an uncapped (trusted) proxy. */
+static bool peer_capped(gh_http_server_t *s, const struct sockaddr *sa, gh_ip_t *key)
+{
+    gh_ip_t full;
+    if (!s->ips || !peer_key(sa, &full, key))
+        return false;
+    return !(s->opt.uncapped_peers && gh_proxies_contains(s->opt.uncapped_peers, &full));
+}
+
+static uint32_t ip_home(gh_http_server_t *s, const gh_ip_t *key)
+{
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, key->b, sizeof key->b, s->ips_key);
+    uint32_t v;
+    memcpy(&v, h, sizeof v);
+    return v & (uint32_t)s->ips_mask;
+}
+
+/* The address's slot (under conns_lock); with create, a fresh one when absent. NULL when absent
+ * (or, never in practice, when the table is full). */
+static ip_slot_t *ip_find(gh_http_server_t *s, const gh_ip_t *key, bool create)
+{
+    uint32_t home = ip_home(s, key);
+    for (size_t n = 0, i = home; n <= s->ips_mask; n++, i = (i + 1) & s->ips_mask) {
+        ip_slot_t *e = &s->ips[i];
+        if (slot_free(e)) {
+            if (!create)
+                return NULL;
+            e->key = *key;
+            e->home = home;
+            return e;
+        }
+        if (memcmp(e->key.b, key->b, sizeof key->b) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Frees a slot whose counts are both 0, moving later entries of its probe run back so that
+ * every lookup still finds them (backward-shift delete; no tombstones). */
+static void ip_release(gh_http_server_t *s, ip_slot_t *e)
+{
+    if (!slot_free(e))
+        return;
+    size_t i = (size_t)(e - s->ips), j = i;
+    for (;;) {
+        j = (j + 1) & s->ips_mask;
+        ip_slot_t *n = &s->ips[j];
+        if (slot_free(n))
+            break;
+        size_t k = n->home;
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        s->ips[i] = *n;
+        memset(n->count, 0, sizeof n->count);
+        i = j;
+    }
+}
+
+/* libmicrohttpd's accept policy: refuses a connection from an address already at its cap before
+ * a connection is made for it. on_connection checks again, exactly. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    gh_http_server_t *s = cls;
+    /* A stop drains: every new connection is turned away at once (gh_http_stop). */
+    if (atomic_load_explicit(&s->draining, memory_order_relaxed))
+        return MHD_NO;
+    gh_ip_t key;
+    if (!peer_capped(s, addr, &key))
+        return MHD_YES;
+    pthread_mutex_lock(&s->conns_lock);
+    const ip_slot_t *e = ip_find(s, &key, false);
+    unsigned cap = s->opt.max_connections_per_ip;
+    bool full = e && e->count[BUDGET_OPEN] >= cap && e->count[BUDGET_SPARE] >= cap;
+    pthread_mutex_unlock(&s->conns_lock);
+    return full ? MHD_NO : MHD_YES;
+}
+
+/* The connection carries a password request (a GH_ROUTE_PASSWORD route, or a request that
+ * suspended to wait on the password pool): from now on it counts in its address's password
+ * budget, or, that budget full, it is closed after its reply. */
+static void conn_to_password_budget(conn_state_t *cs)
+{
+    gh_http_server_t *s = cs->srv;
+    pthread_mutex_lock(&s->conns_lock);
+    if (cs->budget == BUDGET_OPEN) {
+        ip_slot_t *e = ip_find(s, &cs->ip, false);
+        if (e && e->count[BUDGET_PASSWORD] < s->opt.max_connections_per_ip) {
+            e->count[BUDGET_OPEN]--;
+            e->count[BUDGET_PASSWORD]++;
+            cs->budget = BUDGET_PASSWORD;
+        } else {
+            cs->close_after = true;
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -289,6 +442,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        gh_ip_t key;
+        bool capped = peer_capped(s, ai ? ai->client_addr : NULL, &key);
+        bool over = false;
         pthread_mutex_lock(&s->conns_lock);
         cs = s->free_slots;
         if (cs) { /* never empty while libmicrohttpd keeps to the connection limit */
@@ -297,9 +455,29 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             cs->cut = false;
             cs->requests = 0;
             cs->fd = ci ? ci->connect_fd : -1;
+            cs->srv = s;
+            cs->budget = BUDGET_NONE;
+            cs->close_after = false;
             set_phase(cs, PHASE_WAITING);
+            ip_slot_t *e = capped ? ip_find(s, &key, true) : NULL;
+            if (e) {
+                unsigned cap = s->opt.max_connections_per_ip;
+                int b = e->count[BUDGET_OPEN] < cap    ? BUDGET_OPEN
+                        : e->count[BUDGET_SPARE] < cap ? BUDGET_SPARE
+                                                       : BUDGET_NONE;
+                if (b == BUDGET_NONE) {
+                    over = cs->cut = true; /* a race past on_accept: cut, never counted */
+                } else {
+                    e->count[b]++;
+                    cs->ip = key;
+                    cs->budget = (uint8_t)b;
+                    cs->close_after = b == BUDGET_SPARE;
+                }
+            }
         }
         pthread_mutex_unlock(&s->conns_lock);
+        if (over)
+            (void)shutdown(cs->fd, SHUT_RDWR);
         *socket_context = cs;
         return;
     }
@@ -308,11 +486,28 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     /* libmicrohttpd closes the socket after this returns: once the slot is free, the reaper can
      * no longer reach an fd number that may be reused. */
     pthread_mutex_lock(&s->conns_lock);
+    if (cs->budget != BUDGET_NONE) {
+        ip_slot_t *e = ip_find(s, &cs->ip, false);
+        if (e && e->count[cs->budget]) {
+            e->count[cs->budget]--;
+            ip_release(s, e);
+        }
+        cs->budget = BUDGET_NONE;
+    }
     cs->in_use = false;
     cs->next_free = s->free_slots;
     s->free_slots = cs;
     pthread_mutex_unlock(&s->conns_lock);
     *socket_context = NULL;
+}
+
+void gh_req_suspend(gh_req_t *r)
+{
+    r->suspended = true;
+    conn_state_t *cs = conn_of(r->conn);
+    if (cs && cs->budget == BUDGET_OPEN) /* read here on the connection's own thread */
+        conn_to_password_budget(cs);
+    MHD_suspend_connection(r->conn);
 }
 
 /* Cuts connections that take too long to send a request head or body (slowloris): the total
@@ -340,6 +535,9 @@ static void *reaper_main(void *arg)
             int64_t limit = phase == PHASE_WAITING ? (int64_t)s->opt.header_timeout_ms
                             : phase == PHASE_BODY  ? (int64_t)s->opt.body_timeout_ms
                                                    : 0;
+            if (phase == PHASE_WAITING && cs->budget == BUDGET_SPARE &&
+                (limit == 0 || limit > SPARE_HEAD_MS))
+                limit = SPARE_HEAD_MS;
             if (cs->cut || limit == 0 || age <= limit || cs->fd < 0)
                 continue;
             /* shutdown, not close: libmicrohttpd sees the end of the stream and cleans up. */
@@ -376,7 +574,9 @@ static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     for (size_t i = 0; i < r->nheaders; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
-    if (last_on_connection(s, r) || atomic_load_explicit(&s->draining, memory_order_relaxed))
+    conn_state_t *cs = conn_of(r->conn);
+    if (last_on_connection(s, r) || (cs && cs->close_after) ||
+        atomic_load_explicit(&s->draining, memory_order_relaxed))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -385,7 +585,8 @@ static enum MHD_Result queue_reply(gh_http_server_t *s, gh_req_t *r)
 
 static bool append_body(gh_http_server_t *s, gh_req_t *r, const char *data, size_t n, size_t *cap)
 {
-    if (r->body_len + n > s->opt.max_body) {
+    /* body_len <= max_body <= GH_HTTP_MAX_BODY, so neither side of a comparison below wraps. */
+    if (n > s->opt.max_body - r->body_len) {
         r->body_too_big = true;
         return true;
     }
@@ -452,8 +653,17 @@ static enum MHD_Result dispatch(gh_http_server_t *s, req_box_t *box)
             }
         } else {
             r->route = &s->opt.routes[r->route_index];
-            if (r->body_too_big)
+            conn_state_t *cs = conn_of(r->conn);
+            bool password = r->route->flags & GH_ROUTE_PASSWORD;
+            if (password && cs && cs->budget == BUDGET_OPEN)
+                conn_to_password_budget(cs);
+            if (password && cs && cs->budget == BUDGET_SPARE)
+                gh_reply_error(r, 503, "overloaded",
+                               "too many connections from this address, try again later");
+            else if (r->body_too_big)
                 gh_reply_error(r, 413, "payload_too_large", "request body is too large");
+            else if ((r->route->flags & GH_ROUTE_GUARDED) && s->opt.admit(r) != 0 && !r->replied)
+                gh_reply_error(r, 403, "forbidden", "refused");
         }
         if (box->bad_framing) {
             gh_reply_error(r, 400, "invalid_request",
@@ -487,7 +697,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         gh_req_t *r = &box->req;
         r->conn = conn;
         r->app = s->opt.app;
-        gh_pool_init(&r->pool, GH_MEM_HTTP, 2 * s->opt.max_body + 512 * 1024);
+        gh_pool_init(&r->pool, GH_MEM_HTTP, 2 * s->opt.max_body + GH_HTTP_POOL_EXTRA);
         r->method = gh_http_method_parse(method);
         r->method_name = method;
         r->path = url;
@@ -544,15 +754,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&s->inflight, 1);
 }
 
-/* New connections while a stop drains are turned away at once (gh_http_stop). */
-static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
-{
-    (void)addr;
-    (void)len;
-    gh_http_server_t *s = cls;
-    return atomic_load_explicit(&s->draining, memory_order_relaxed) ? MHD_NO : MHD_YES;
-}
-
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -570,6 +771,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
 {
+    for (size_t i = 0; i < opt->nroutes; i++)
+        if ((opt->routes[i].flags & GH_ROUTE_GUARDED) && !opt->admit)
+            return GH_EINVAL; /* a guard nobody wired: refuse to serve rather than open it */
+    if (opt->max_body > GH_HTTP_MAX_BODY)
+        return GH_EINVAL; /* 2 * max_body + GH_HTTP_POOL_EXTRA must not wrap */
     gh_http_server_t *s = gh_mem_calloc(GH_MEM_HTTP, 1, sizeof *s);
     if (!s)
         return GH_ENOMEM;
@@ -597,30 +803,44 @@ int gh_http_start(const gh_http_options_t *opt, gh_http_server_t **out)
         s->slots[i].next_free = s->free_slots;
         s->free_slots = &s->slots[i];
     }
+    if (opt->max_connections_per_ip) {
+        size_t cap = 16;
+        while (cap < 2 * s->nslots)
+            cap *= 2;
+        s->ips = gh_mem_calloc(GH_MEM_HTTP, cap, sizeof *s->ips);
+        if (!s->ips) {
+            gh_mem_free(GH_MEM_HTTP, s->slots);
+            MHD_destroy_response(s->nomem);
+            gh_mem_free(GH_MEM_HTTP, s);
+            return GH_ENOMEM;
+        }
+        s->ips_mask = cap - 1;
+        randombytes_buf(s->ips_key, sizeof s->ips_key);
+    }
     pthread_mutex_init(&s->conns_lock, NULL);
     pthread_cond_init(&s->reaper_wake, NULL);
     s->daemon = MHD_start_daemon(
-        flags, 0, accept_policy, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        flags, 0, on_accept, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_LISTEN_SOCKET, opt->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(opt->threads ? opt->threads : 1), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)opt->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)opt->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)opt->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)opt->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)opt->connection_memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon)
         goto fail;
-    if ((opt->header_timeout_ms || opt->body_timeout_ms) &&
-        pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+    bool reaper = opt->header_timeout_ms || opt->body_timeout_ms || s->ips;
+    if (reaper && pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
         MHD_stop_daemon(s->daemon);
         goto fail;
     }
-    s->reaper_started = opt->header_timeout_ms || opt->body_timeout_ms;
+    s->reaper_started = reaper;
     *out = s;
     return 0;
 fail:
     pthread_cond_destroy(&s->reaper_wake);
     pthread_mutex_destroy(&s->conns_lock);
+    gh_mem_free(GH_MEM_HTTP, s->ips);
     gh_mem_free(GH_MEM_HTTP, s->slots);
     MHD_destroy_response(s->nomem);
     gh_mem_free(GH_MEM_HTTP, s);
@@ -645,6 +865,7 @@ static void destroy(gh_http_server_t *s)
     MHD_stop_daemon(s->daemon);
     pthread_cond_destroy(&s->reaper_wake);
     pthread_mutex_destroy(&s->conns_lock);
+    gh_mem_free(GH_MEM_HTTP, s->ips);
     gh_mem_free(GH_MEM_HTTP, s->slots);
     MHD_destroy_response(s->nomem);
     gh_mem_free(GH_MEM_HTTP, s);
@@ -658,7 +879,7 @@ void gh_http_stop(gh_http_server_t **sp, int64_t drain_ms)
     /* Not MHD_quiesce_daemon: with a pool of epoll threads it races the threads for the
      * listening socket inside libmicrohttpd (both take it out of the same epoll set; the loser
      * aborts the process: "Failed to remove listen FD from epoll set", exit 134). Draining
-     * instead makes accept_policy turn every new connection away; libmicrohttpd closes the
+     * instead makes on_accept turn every new connection away; libmicrohttpd closes the
      * listening socket itself when it stops. */
     atomic_store(&s->draining, true);
     int64_t deadline = gh_clock_mono_ns() + drain_ms * 1000000;

@@ -106,7 +106,9 @@ static int open_cached_user_store(const gh_config_t *cfg, gh_store_probe_t probe
         *out = backend;
         return rc;
     }
-    gh_user_cache_options_t o = {.entries = cfg->user_cache, .ttl_ms = cfg->user_cache_ttl_ms};
+    gh_user_cache_options_t o = {.entries = cfg->user_cache,
+                                 .ttl_ms = cfg->user_cache_ttl_ms,
+                                 .stale_max_ms = cfg->user_stale_max_ms};
     if ((rc = gh_user_cache_open(backend, &o, out)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot open the user cache", GH_LS("error", gh_strerror(rc)));
         gh_user_store_close(&backend);
@@ -279,6 +281,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot start the password pool", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    gh_api_metrics_attach_passwords(app);
     if ((rc = gh_proxies_parse(cfg->trusted_proxies, &app->proxies)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot use --trusted-proxies", GH_LS("error", gh_strerror(rc)));
         goto fail;
@@ -295,6 +298,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    gh_api_account_start(app);
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
                              .window_ms = cfg->watch_window_ms,
                              .limit_bytes = cfg->memory_limit,
@@ -331,6 +335,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,
                               .max_connections_per_ip = cfg->max_connections_per_ip,
+                              .uncapped_peers = &app->proxies,
                               .connection_timeout_s =
                                   (unsigned)((cfg->connection_timeout_ms + 999) / 1000),
                               .connection_memory = cfg->connection_memory,
@@ -342,7 +347,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                               .nroutes = gh_api_nroutes,
                               .app = app,
                               .on_complete = gh_api_on_complete,
-                              .on_reply = gh_api_on_reply};
+                              .on_reply = gh_api_on_reply,
+                              .admit = gh_api_admit};
     n->hopt = hopt;
     /* A successor serves only after it has taken the session database over (reload.c). */
     if (!opts->successor && (rc = gh_node_serve(n)) != 0)

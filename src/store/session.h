@@ -240,6 +240,17 @@ typedef struct {
 size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_t before_ms,
                                  gh_session_touch_t *out, size_t cap);
 
+/*
+ * Copies the token hashes of up to cap of the user's sessions, newest first, and returns how
+ * many: only the one whose public id is `id` when id is not NULL (0 for a malformed id), and
+ * never the one whose hash is `keep` (NULL: none kept). Sessions past a deadline but not yet
+ * swept are included. 0 for a store that is not a memory store. The persistence layer deletes
+ * these rows before it ends the sessions in memory, so an end that cannot be written changes
+ * nothing.
+ */
+size_t gh_session_memory_hashes(gh_session_store_t *s, uint64_t user_id, const char *id,
+                                const uint8_t *keep, uint8_t (*out)[GH_TOKEN_HASH_LEN], size_t cap);
+
 /* Walks every index of a memory store and checks its invariants (for tests and fuzzers; O(n)
  * under the store's lock), the client table's refcounts included. Returns 0, or GH_EINTERNAL
  * with *why (may be NULL) naming the first broken invariant. */
@@ -327,6 +338,10 @@ void gh_session_persist_handover_abort(gh_session_store_t *s);
 int gh_session_persist_takeover(gh_session_store_t *s, gh_session_load_stats_t *stats) GH_WUR;
 /* Writes pending last-seen times and expiry deletes now (the flusher does it every second). */
 int gh_session_persist_flush(gh_session_store_t *s) GH_WUR;
+/* Writes (and statements of writes) that failed since open; 0 when s is not a persistent store.
+ * While the last write failed, gh_session_ping answers GH_ESTORE (so /readyz answers 503) until
+ * a write succeeds: the flusher tries a one-page write every second meanwhile. */
+uint64_t gh_session_persist_write_failures(gh_session_store_t *s);
 /* The memory store inside (for checks in tests); NULL when s is not a persistent store. */
 gh_session_store_t *gh_session_persist_memory(gh_session_store_t *s);
 

@@ -1466,6 +1466,36 @@ size_t gh_session_memory_touched(gh_session_store_t *s, int64_t since_ms, int64_
     return k;
 }
 
+/* Token hashes of a user's sessions, newest first, for the persistence layer to delete rows
+ * before the sessions end in memory (session.h). */
+size_t gh_session_memory_hashes(gh_session_store_t *s, uint64_t user_id, const char *id,
+                                const uint8_t *keep, uint8_t (*out)[GH_TOKEN_HASH_LEN], size_t cap)
+{
+    if (!s || s->ops != &memory_ops || !out || cap == 0)
+        return 0;
+    store_t *st = (store_t *)s;
+    uint8_t raw[GH_SESSION_ID_RAW_LEN];
+    size_t len = 0, k = 0;
+    if (id && (strnlen(id, GH_SESSION_ID_LEN + 1) != GH_SESSION_ID_LEN ||
+               gh_base64url_decode(id, GH_SESSION_ID_LEN, raw, sizeof raw, &len) != 0 ||
+               len != sizeof raw))
+        return 0;
+    pthread_mutex_lock(&st->lock);
+    uint32_t h = user_head(st, user_id);
+    if (h != NIL) {
+        uint32_t x = h;
+        do {
+            const rec_t *r = REC(st, x);
+            if ((!id || memcmp(r->id, raw, sizeof raw) == 0) &&
+                (!keep || memcmp(r->token_hash, keep, GH_TOKEN_HASH_LEN) != 0))
+                memcpy(out[k++], r->token_hash, GH_TOKEN_HASH_LEN);
+            x = r->user_next;
+        } while (x != h && k < cap);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return k;
+}
+
 /* ---- invariants ---- */
 
 /* The client table: every id either live or on the free list, every entry in its bucket and

@@ -4,17 +4,24 @@
  * restart, a crash or a reload logs nobody out, forgets no session's device and brings no ended
  * session back.
  *
- * The one design decision: persistence follows the memory store's own order of events through
- * its end hook, called under the store's lock. Every call that can end or create a session
- * (create, end, end_by_id, end_user) runs as "the writer": it holds this layer's db_lock, opens
- * a write transaction, calls the memory store — whose hook, on this same thread, deletes each
- * ended row inside that transaction, evictions included — then inserts the new row and commits,
- * all before returning. Because writers are serialized and the hook runs in the store's order, the
- * database can never disagree with memory about which of two racing events came last (a session
- * created and at once revoked by "log out everywhere" is deleted, never re-inserted after).
- * The hook doing SQL under the store lock is the price: a DELETE by primary key into an open
- * transaction is a few microseconds with no I/O (the commit, with its write or fsync, happens
- * after the store lock is released), and only writers ever do it; token checks never do.
+ * The one design decision: persistence follows the memory store's own order of events, and
+ * nothing is acknowledged or kept in memory that is not on disk. Every call that can end or
+ * create a session runs as "the writer", holding this layer's db_lock, so writers are serialized.
+ * An end (logout, revocation, "log out everywhere", a password change's revocations) deletes the
+ * rows first and commits, and only then ends the sessions in memory: an end that cannot be
+ * written (a full disk) leaves every session as it was, so the client's retry works, and an end
+ * that answered success holds across a restart. A create opens a write transaction and calls the
+ * memory store, whose end hook, on this same thread, deletes the rows of the sessions it evicts
+ * inside that transaction; then it inserts the new row and commits. If that commit fails, the new
+ * session is taken back and the evicted ones are put back from their rows (still on disk, since
+ * the transaction rolled back). Because writers are serialized, the database can never disagree
+ * with memory about which of two racing events came last (a session created and at once revoked
+ * by "log out everywhere" is deleted, never re-inserted after). The hook doing SQL under the store
+ * lock is the price: a DELETE by primary key into an open transaction is a few microseconds with
+ * no I/O, and only creates do it; token checks never do.
+ *
+ * A failed write marks the store not writable (ping answers GH_ESTORE, so /readyz answers 503)
+ * until a write succeeds; while it is marked, the flusher tries a one-page write every second.
  *
  * Idle and absolute expiry (the janitor, or a lookup past a deadline) happen on any thread and
  * need no write before anything: a row past its deadline is dropped at load, because its
@@ -36,6 +43,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,6 +57,7 @@
 #include "common/stop.h"
 #include "mem/mem.h"
 #include "store/sqlite_schema.h"
+#include "store/writes.h"
 
 #define FLUSH_PERIOD_MS 1000
 #define TOUCH_PAGE 4096       /* last-seen times written per transaction */
@@ -57,6 +66,8 @@
 #define PURGE_PERIOD_MS 60000 /* at most one full purge of expired rows a minute */
 #define BUSY_TIMEOUT_MS 5000
 #define CACHE_KIB 2048
+#define END_BATCH 256  /* a user's sessions deleted per transaction by end_user */
+#define UNDO_SLOTS 256 /* evictions one create can take back when its commit fails */
 
 enum {
     ST_BEGIN,
@@ -72,6 +83,7 @@ enum {
     ST_ENDED_MAX,
     ST_CLEAR_ENDED,
     ST_PURGE,
+    ST_GET,
     ST__COUNT
 };
 
@@ -92,6 +104,8 @@ static const char *const statements[ST__COUNT] = {
     [ST_ENDED_MAX] = "SELECT coalesce(max(seq), 0) FROM ended",
     [ST_CLEAR_ENDED] = "DELETE FROM ended",
     [ST_PURGE] = "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
+    [ST_GET] = "SELECT id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
+               " FROM sessions WHERE token_hash = ?1",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit. `seq` is
@@ -139,6 +153,18 @@ typedef struct {
     int64_t last_purge_ms;
     gh_session_touch_t *touch_buf; /* TOUCH_PAGE, fixed */
     hash_t *ring_copy;             /* RING_SLOTS, fixed: the flusher's copy of the ring */
+    hash_t *batch;                 /* END_BATCH, fixed: hashes an end deletes before it ends */
+    hash_t *undo;                  /* UNDO_SLOTS, fixed: rows the running create deleted */
+    size_t nundo;
+    bool undo_on;                   /* a create is the writer: the hook records its evictions */
+    sqlite3_int64 changes_at_begin; /* total changes when the write transaction began */
+    bool probing;                   /* the open transaction is the probe write */
+    sqlite3_stmt *probe;            /* rewrites user_version with its own value: one page */
+
+    /* Whether the database takes writes (readiness, gatehouse_store_writable): set by any
+     * failed statement, cleared by a commit that wrote something (a probe write included). */
+    atomic_bool failing;
+    atomic_uint_fast64_t write_failures;
 
     pthread_mutex_t ring_lock;
     hash_t *ring; /* RING_SLOTS, fixed */
@@ -156,6 +182,9 @@ typedef struct {
 static _Thread_local persist_t *tls_writer;
 /* Set while a create that could not be written is taken back outside the writer. */
 static _Thread_local persist_t *tls_quiet;
+/* Set while sessions whose rows this thread has already deleted (and committed) end in memory:
+ * the hook has nothing left to write. */
+static _Thread_local persist_t *tls_written;
 
 static const gh_session_store_ops_t persist_ops;
 
@@ -165,10 +194,32 @@ static size_t sqlite_bytes(void)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* A write that failed (or a statement of one): the store is not writable until a later write
+ * (or the flusher's probe) succeeds. */
+static void note_failure(persist_t *p)
+{
+    atomic_fetch_add_explicit(&p->write_failures, 1, memory_order_relaxed);
+    gh_store_write_outcome(GH_STORE_DB_SESSIONS, false);
+    if (!atomic_exchange(&p->failing, true))
+        GH_LOG(GH_LOG_ERROR, "the session database cannot write", GH_LS("path", p->path),
+               GH_LS("effect", "logins and revocations answer 503 and change nothing; "
+                               "/readyz answers 503 until a write succeeds"));
+}
+
+static void note_success(persist_t *p)
+{
+    gh_store_write_outcome(GH_STORE_DB_SESSIONS, true);
+    if (atomic_exchange(&p->failing, false))
+        GH_LOG(GH_LOG_WARN, "the session database writes again", GH_LS("path", p->path));
+}
+
 static int db_error(persist_t *p, const char *op, int rc)
 {
+    if (p->probing)
+        return GH_ESTORE; /* already known not to write: neither logged nor counted again */
     GH_LOG(GH_LOG_ERROR, "session database error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
            GH_LS("detail", sqlite3_errmsg(p->db)));
+    note_failure(p);
     return GH_ESTORE;
 }
 
@@ -184,14 +235,19 @@ static int exec_stmt(persist_t *p, int which)
 
 static int begin(persist_t *p)
 {
+    p->changes_at_begin = sqlite3_total_changes64(p->db);
     return exec_stmt(p, ST_BEGIN);
 }
 
+/* A commit that wrote rows (or the probe's page) proves the database takes writes again. */
 static int commit(persist_t *p)
 {
+    bool wrote = p->probing || sqlite3_total_changes64(p->db) != p->changes_at_begin;
     int rc = exec_stmt(p, ST_COMMIT);
     if (rc != 0 && !sqlite3_get_autocommit(p->db))
         (void)exec_stmt(p, ST_ROLLBACK);
+    if (rc == 0 && wrote)
+        note_success(p);
     return rc;
 }
 
@@ -238,6 +294,8 @@ static void ring_push(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LEN])
 static void on_end(void *ctx, const uint8_t hash[GH_TOKEN_HASH_LEN], gh_session_end_t reason)
 {
     persist_t *p = ctx;
+    if (tls_written == p)
+        return; /* its row is already gone, committed */
     if (reason == GH_END_IDLE || reason == GH_END_EXPIRED || tls_quiet == p) {
         ring_push(p, hash);
         return;
@@ -252,6 +310,15 @@ static void on_end(void *ctx, const uint8_t hash[GH_TOKEN_HASH_LEN], gh_session_
     if (p->loading) {
         rc = defer_delete(p, hash);
     } else {
+        /* A create's evictions: if its commit fails, these rows are still on disk and the
+         * sessions come back from them (take_back); past UNDO_SLOTS they stay ended and the
+         * flusher deletes their rows later. */
+        if (p->undo_on) {
+            if (p->nundo < UNDO_SLOTS)
+                memcpy(p->undo[p->nundo++], hash, GH_TOKEN_HASH_LEN);
+            else
+                ring_push(p, hash);
+        }
         rc = delete_row(p, hash);
         if (rc == 0 && p->log_ends) {
             sqlite3_stmt *st = p->st[ST_LOG_END];
@@ -540,11 +607,39 @@ static int flush_locked(persist_t *p)
             rc = commit(p);
         else
             rollback(p);
+        if (rc != 0) {
+            /* Those hashes are gone from the ring: the purge sweeps their rows later. */
+            pthread_mutex_lock(&p->ring_lock);
+            p->purge_needed = true;
+            pthread_mutex_unlock(&p->ring_lock);
+        }
     }
     /* The WAL is checkpointed here, off the request path, rather than inside some login's
      * commit (wal_autocheckpoint is off). */
     if (rc == 0)
         (void)sqlite3_wal_checkpoint_v2(p->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc;
+}
+
+/* While writes fail, one small write a second says when they work again (nothing else might
+ * write for a long time). db_lock held. */
+static int probe_locked(persist_t *p)
+{
+    if (p->detached || p->successor || !atomic_load(&p->failing))
+        return 0;
+    int rc = begin(p);
+    if (rc == 0) {
+        p->probing = true;
+        int src = sqlite3_step(p->probe);
+        sqlite3_reset(p->probe);
+        if (src != SQLITE_DONE && src != SQLITE_ROW)
+            rc = db_error(p, "probe", src);
+        if (rc == 0)
+            rc = commit(p);
+        else
+            rollback(p);
+        p->probing = false;
+    }
     return rc;
 }
 
@@ -554,7 +649,10 @@ int gh_session_persist_flush(gh_session_store_t *s)
         return GH_EINVAL;
     persist_t *p = (persist_t *)s;
     pthread_mutex_lock(&p->db_lock);
-    int rc = flush_locked(p);
+    int rc = probe_locked(p);
+    int frc = flush_locked(p);
+    if (rc == 0)
+        rc = frc;
     pthread_mutex_unlock(&p->db_lock);
     return rc;
 }
@@ -562,6 +660,7 @@ int gh_session_persist_flush(gh_session_store_t *s)
 static void *flusher_main(void *arg)
 {
     persist_t *p = arg;
+    bool warned = false;
     pthread_mutex_lock(&p->fl_lock);
     while (!p->fl_stop) {
         struct timespec ts;
@@ -571,8 +670,13 @@ static void *flusher_main(void *arg)
         if (p->fl_stop)
             break;
         pthread_mutex_unlock(&p->fl_lock);
-        if (gh_session_persist_flush(&p->base) != 0)
-            GH_LOG(GH_LOG_WARN, "session flush failed; retrying in a second");
+        /* Said once per outage: while the disk is full this fails every second. */
+        if (gh_session_persist_flush(&p->base) == 0) {
+            warned = false;
+        } else if (!warned) {
+            GH_LOG(GH_LOG_WARN, "session flush failed; retrying every second");
+            warned = true;
+        }
         pthread_mutex_lock(&p->fl_lock);
     }
     pthread_mutex_unlock(&p->fl_lock);
@@ -627,6 +731,11 @@ void gh_session_persist_handover_abort(gh_session_store_t *s)
     pthread_mutex_unlock(&p->db_lock);
 }
 
+uint64_t gh_session_persist_write_failures(gh_session_store_t *s)
+{
+    return s && s->ops == &persist_ops ? atomic_load(&((persist_t *)s)->write_failures) : 0;
+}
+
 gh_session_store_t *gh_session_persist_memory(gh_session_store_t *s)
 {
     return s && s->ops == &persist_ops ? ((persist_t *)s)->mem : NULL;
@@ -653,19 +762,36 @@ static int writer_enter(persist_t *p)
     return 0;
 }
 
-/* Commits (or rolls back after a failure) and releases db_lock. */
-static int writer_leave(persist_t *p, int rc)
+/* Puts back, from its row, a session the running create evicted before its commit failed (the
+ * rollback left the row on disk; db_lock held, no transaction open). Whatever the restore itself
+ * evicts goes the expiry way: ended in memory, row deleted by the flusher. */
+static void take_back_eviction(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LEN], int64_t now)
 {
-    tls_writer = NULL;
-    if (rc == 0 && p->txn_rc != 0)
-        rc = p->txn_rc;
-    if (rc == 0)
-        rc = commit(p);
-    else
-        rollback(p);
-    p->txn_rc = 0;
-    pthread_mutex_unlock(&p->db_lock);
-    return rc;
+    sqlite3_stmt *st = p->st[ST_GET];
+    gh_session_info_t in = {0};
+    int r = GH_ENOTFOUND;
+    if (sqlite3_bind_blob(st, 1, hash, GH_TOKEN_HASH_LEN, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == GH_SESSION_ID_RAW_LEN) {
+        gh_base64url_encode(sqlite3_column_blob(st, 0), GH_SESSION_ID_RAW_LEN, in.id);
+        in.user_id = (uint64_t)sqlite3_column_int64(st, 1);
+        in.created_at_ms = sqlite3_column_int64(st, 2);
+        in.last_seen_at_ms = sqlite3_column_int64(st, 3);
+        in.expires_at_ms = sqlite3_column_int64(st, 4);
+        const unsigned char *ip = sqlite3_column_text(st, 5);
+        const unsigned char *ua = sqlite3_column_text(st, 6);
+        int ualen = sqlite3_column_bytes(st, 6);
+        gh_session_client_make(&in.client, (const char *)ip, (const char *)ua,
+                               ua && ualen > 0 ? (size_t)ualen : 0);
+        tls_quiet = p;
+        r = gh_session_memory_restore(p->mem, hash, &in, now);
+        tls_quiet = NULL;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (r != 0 && r != GH_EEXISTS) {
+        /* Gone from memory for good (past a deadline, or no room): its row must go too. */
+        ring_push(p, hash);
+    }
 }
 
 static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
@@ -684,7 +810,10 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
     int rc = writer_enter(p);
     if (rc != 0)
         return rc;
+    p->nundo = 0;
+    p->undo_on = true;
     int mrc = gh_session_create(p->mem, user_id, hash, &c, now_ms, &info);
+    p->undo_on = false;
     int dbrc = 0;
     if (mrc == 0) {
         uint8_t raw[GH_SESSION_ID_RAW_LEN];
@@ -706,55 +835,158 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
             dbrc = exec_stmt(p, ST_INSERT);
         sodium_memzero(raw, sizeof raw);
     }
-    /* Evictions made on the way commit even when the create itself was refused. */
-    dbrc = writer_leave(p, dbrc);
-    if (dbrc != 0 && mrc == 0) {
-        /* Not on disk, so not a session: a restart would log it out. Take it back (the hook
-         * only queues a delete of a row that is not there). */
-        tls_quiet = p;
-        GH_IGNORE(gh_session_end(p->mem, hash, GH_END_REVOKED));
-        tls_quiet = NULL;
+    /* Evictions made on the way commit even when the create itself was refused. Keep db_lock
+     * past the commit: a failure is undone before any other writer runs. */
+    tls_writer = NULL;
+    if (dbrc == 0 && p->txn_rc != 0)
+        dbrc = p->txn_rc;
+    if (dbrc == 0)
+        dbrc = commit(p);
+    else
+        rollback(p);
+    p->txn_rc = 0;
+    if (dbrc != 0) {
+        /* Nothing of this create is on disk, so none of it may stay in memory: the new session
+         * goes (a restart would log it out; the hook only queues a delete of a row that is not
+         * there), and the sessions it evicted come back from their rows. */
+        if (mrc == 0) {
+            tls_quiet = p;
+            GH_IGNORE(gh_session_end(p->mem, hash, GH_END_REVOKED));
+            tls_quiet = NULL;
+        }
+        for (size_t i = 0; i < p->nundo; i++)
+            take_back_eviction(p, p->undo[i], now_ms);
+        p->nundo = 0;
+        pthread_mutex_unlock(&p->db_lock);
         return dbrc;
     }
+    p->nundo = 0;
+    pthread_mutex_unlock(&p->db_lock);
     if (mrc == 0 && out)
         *out = info;
     return mrc;
+}
+
+/*
+ * Ends sessions whose rows go first: deletes the n rows (logging the ends during a handover) and
+ * commits, and only then ends the sessions in memory. An end that cannot be written changes
+ * nothing, so the client's retry finds its session as it was; an end that answered success is on
+ * disk. db_lock held (writer_enter), no transaction open. *ended: how many ended in memory.
+ */
+static int end_rows(persist_t *p, hash_t *hashes, size_t n, gh_session_end_t reason, size_t *ended)
+{
+    *ended = 0;
+    int rc = begin(p);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = delete_row(p, hashes[i]);
+        if (rc == 0 && p->log_ends) {
+            sqlite3_stmt *st = p->st[ST_LOG_END];
+            if (sqlite3_bind_blob(st, 1, hashes[i], GH_TOKEN_HASH_LEN, SQLITE_STATIC) !=
+                    SQLITE_OK ||
+                sqlite3_bind_int(st, 2, (int)reason) != SQLITE_OK)
+                rc = db_error(p, "bind", SQLITE_ERROR);
+            else
+                rc = exec_stmt(p, ST_LOG_END);
+        }
+    }
+    if (rc == 0)
+        rc = commit(p);
+    else
+        rollback(p);
+    if (rc != 0)
+        return rc;
+    tls_written = p;
+    for (size_t i = 0; i < n; i++)
+        if (gh_session_end(p->mem, hashes[i], reason) == 0)
+            (*ended)++;
+    tls_written = NULL;
+    return 0;
+}
+
+/* Takes db_lock for an end: refused where this process does not own the database. */
+static int ender_enter(persist_t *p)
+{
+    pthread_mutex_lock(&p->db_lock);
+    if (p->detached || p->successor) {
+        pthread_mutex_unlock(&p->db_lock);
+        GH_LOG(GH_LOG_ERROR, "session change refused: this process does not own the database");
+        return GH_ESTORE;
+    }
+    return 0;
 }
 
 static int p_end(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
                  gh_session_end_t reason)
 {
     persist_t *p = (persist_t *)s;
-    int rc = writer_enter(p);
+    if ((unsigned)reason >= GH_END__COUNT)
+        return GH_EINVAL;
+    int rc = ender_enter(p);
     if (rc != 0)
         return rc;
-    int mrc = gh_session_end(p->mem, hash, reason);
-    rc = writer_leave(p, 0);
-    return rc != 0 ? rc : mrc;
+    size_t n = 0;
+    memcpy(p->batch[0], hash, GH_TOKEN_HASH_LEN);
+    rc = end_rows(p, p->batch, 1, reason, &n);
+    pthread_mutex_unlock(&p->db_lock);
+    return rc != 0 ? rc : n ? 0 : GH_ENOTFOUND;
 }
 
 static int p_end_by_id(gh_session_store_t *s, uint64_t user_id, const char *id,
                        gh_session_end_t reason)
 {
     persist_t *p = (persist_t *)s;
-    int rc = writer_enter(p);
+    if ((unsigned)reason >= GH_END__COUNT)
+        return GH_EINVAL;
+    if (!id)
+        return GH_ENOTFOUND;
+    int rc = ender_enter(p);
     if (rc != 0)
         return rc;
-    int mrc = gh_session_end_by_id(p->mem, user_id, id, reason);
-    rc = writer_leave(p, 0);
-    return rc != 0 ? rc : mrc;
+    size_t n = 0;
+    /* Writers are serialized by db_lock, so the session found here is the one that ends (or it
+     * idled out meanwhile, which ends it as well). */
+    if (gh_session_memory_hashes(p->mem, user_id, id, NULL, p->batch, 1) == 1)
+        rc = end_rows(p, p->batch, 1, reason, &n);
+    pthread_mutex_unlock(&p->db_lock);
+    return rc != 0 ? rc : n ? 0 : GH_ENOTFOUND;
 }
 
 static int p_end_user(gh_session_store_t *s, uint64_t user_id, const uint8_t *keep,
                       gh_session_end_t reason, size_t *ended)
 {
     persist_t *p = (persist_t *)s;
-    int rc = writer_enter(p);
+    size_t total = 0;
+    if ((unsigned)reason >= GH_END__COUNT)
+        return GH_EINVAL;
+    int rc = ender_enter(p);
     if (rc != 0)
         return rc;
-    int mrc = gh_session_end_user(p->mem, user_id, keep, reason, ended);
-    rc = writer_leave(p, 0);
-    return rc != 0 ? rc : mrc;
+    /* In batches of END_BATCH, each committed before its sessions end: a failure leaves the
+     * sessions not yet ended as they were, and a retry ends them. No create can add one of the
+     * user's sessions meanwhile (creates are writers too). */
+    for (;;) {
+        size_t n = gh_session_memory_hashes(p->mem, user_id, NULL, keep, p->batch, END_BATCH);
+        size_t done = 0;
+        if (n == 0 || (rc = end_rows(p, p->batch, n, reason, &done)) != 0)
+            break;
+        total += done;
+        /* A batch that ended nothing had idled out meanwhile (the janitor ended them): the
+         * next batch holds others. A short batch was the last one. */
+        if (n < END_BATCH)
+            break;
+    }
+    pthread_mutex_unlock(&p->db_lock);
+    if (ended)
+        *ended = total;
+    return rc;
+}
+
+/* Ready while the database takes writes: a failed write makes this GH_ESTORE until a later one
+ * (the flusher probes once a second) succeeds. */
+static int p_ping(gh_session_store_t *s)
+{
+    persist_t *p = (persist_t *)s;
+    return atomic_load(&p->failing) ? GH_ESTORE : 0;
 }
 
 /* ---- the read side: straight to memory ---- */
@@ -800,6 +1032,7 @@ static void p_destroy(gh_session_store_t **s)
                GH_LS("effect", "sessions may idle out a little early after the restart"));
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(p->st[i]);
+    sqlite3_finalize(p->probe);
     if (p->db) {
         int rc = sqlite3_close(p->db);
         assert(rc == SQLITE_OK);
@@ -810,6 +1043,8 @@ static void p_destroy(gh_session_store_t **s)
     gh_mem_free(GH_MEM_OTHER, p->touch_buf);
     gh_mem_free(GH_MEM_OTHER, p->ring_copy);
     gh_mem_free(GH_MEM_OTHER, p->ring);
+    gh_mem_free(GH_MEM_OTHER, p->batch);
+    gh_mem_free(GH_MEM_OTHER, p->undo);
     pthread_mutex_destroy(&p->db_lock);
     pthread_mutex_destroy(&p->ring_lock);
     pthread_mutex_destroy(&p->fl_lock);
@@ -851,6 +1086,7 @@ static const gh_session_store_ops_t persist_ops = {
     .expire = p_expire,
     .stats = p_stats,
     .destroy = p_destroy,
+    .ping = p_ping,
     .clients = p_clients,
     .handover = p_handover,
 };
@@ -898,6 +1134,15 @@ static int open_db(persist_t *p, gh_durability_t durability)
             return GH_ESTORE;
         }
     }
+    /* The probe rewrites the schema version with its own value: one page, nothing changed. */
+    char probe[48];
+    snprintf(probe, sizeof probe, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    if (sqlite3_prepare_v3(p->db, probe, -1, SQLITE_PREPARE_PERSISTENT, &p->probe, NULL) !=
+        SQLITE_OK) {
+        GH_LOG(GH_LOG_ERROR, "cannot prepare the session probe", GH_LS("path", p->path),
+               GH_LS("detail", sqlite3_errmsg(p->db)));
+        return GH_ESTORE;
+    }
     return 0;
 }
 
@@ -927,7 +1172,9 @@ int gh_session_persist_open(const char *data_dir, const gh_session_limits_t *lim
     p->touch_buf = gh_mem_calloc(GH_MEM_OTHER, TOUCH_PAGE, sizeof *p->touch_buf);
     p->ring = gh_mem_calloc(GH_MEM_OTHER, RING_SLOTS, sizeof *p->ring);
     p->ring_copy = gh_mem_calloc(GH_MEM_OTHER, RING_SLOTS, sizeof *p->ring_copy);
-    if (!p->touch_buf || !p->ring || !p->ring_copy)
+    p->batch = gh_mem_calloc(GH_MEM_OTHER, END_BATCH, sizeof *p->batch);
+    p->undo = gh_mem_calloc(GH_MEM_OTHER, UNDO_SLOTS, sizeof *p->undo);
+    if (!p->touch_buf || !p->ring || !p->ring_copy || !p->batch || !p->undo)
         goto fail;
     gh_session_limits_t ml = *limits;
     ml.on_end = on_end;

@@ -86,14 +86,31 @@ int gh_user_postgres_open(const gh_user_postgres_options_t *opt, gh_user_store_t
  * uncached), and set_password and del drop the user's entry. gh_user_get_by_id_cached answers
  * from the cache when the entry was fetched within ttl_ms; so a change made by another process
  * (the `gatehouse user` command, another node) is seen by token checks within ttl_ms.
+ * When the backend fails (GH_ESTORE: PostgreSQL away; GH_EBUSY: its pool stuck on a server that
+ * hangs), it answers from an expired entry fetched within stale_max_ms instead, and counts it
+ * (ending a user also ends their sessions, so a session that still exists belongs to a user that
+ * existed when it was last seen).
  * A fixed table of `entries` (rounded up to a power of two times 8; at most GH_USER_CACHE_MAX),
  * allocated at open and charged to GH_MEM_USERS (about 96 bytes an entry).
  */
 #define GH_USER_CACHE_MAX (1u << 24)
+#define GH_USER_STALE_MAX_MS ((int64_t)7 * 24 * 3600 * 1000)
 typedef struct {
-    uint32_t entries; /* > 0 */
-    int64_t ttl_ms;   /* > 0 */
+    uint32_t entries;     /* > 0 */
+    int64_t ttl_ms;       /* > 0 */
+    int64_t stale_max_ms; /* 0 = never answer stale; at most GH_USER_STALE_MAX_MS */
 } gh_user_cache_options_t;
+
+/* What the cache answered from stale entries. */
+typedef struct {
+    uint64_t stale_total;     /* lookups answered stale because the backend failed */
+    int64_t stale_age_max_ms; /* age of the oldest entry answered stale since the backend last
+                               * answered a lookup (0 once it answers again) */
+    uint64_t refused_total;   /* backend failures with no entry young enough (the error out) */
+} gh_user_cache_stats_t;
+
+/* Zeros for a store that is not a cache. */
+void gh_user_cache_stats(gh_user_store_t *s, gh_user_cache_stats_t *out);
 
 /* On success the cache owns backend (closing the cache closes it); on failure the caller still
  * does. GH_EINVAL for bad options, GH_ENOMEM. */

@@ -12,6 +12,13 @@
  * A cached answer carries id, username and created_at, never the password hash: what needs the
  * hash (login, password change) asks the store itself.
  *
+ * When the user store does not answer (a PostgreSQL outage), a token check may answer from an
+ * expired entry up to --user-stale-max old (1 h): ending a user (delete, disable) ends their
+ * sessions in the session store too, so a session that still exists belongs to a user who
+ * existed, and APIs keep working while logins and registrations — which need the store itself —
+ * fail closed. Such answers are counted (gatehouse_user_lookups_stale_total) and the age of the
+ * oldest is a gauge; entries are never kept longer than the fixed table holds them anyway.
+ *
  * Layout: a fixed, set-associative table (8 ways a set; the oldest entry of a full set is
  * replaced), allocated once at open and charged to GH_MEM_USERS, so its memory never depends on
  * how many users exist or who asks. Sets are guarded by 64 striped mutexes, so token checks on
@@ -20,6 +27,7 @@
  * so an answer read before a write can never be cached after the write dropped its entry.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -49,7 +57,10 @@ typedef struct {
     uint32_t nsets;   /* a power of two */
     uint32_t nstripes;
     int64_t ttl_ms;
+    int64_t stale_max_ms;
     uint64_t seed;
+    atomic_uint_fast64_t stale_total, refused_total;
+    atomic_int_fast64_t stale_age_max_ms;
     stripe_t stripes[MAX_STRIPES];
 } cache_t;
 
@@ -68,16 +79,20 @@ static stripe_t *stripe_of(cache_t *c, uint32_t set)
     return &c->stripes[set & (c->nstripes - 1)];
 }
 
-/* Copies a fresh entry for id into out; false when there is none. Stripe lock held. */
-static bool find_fresh(cache_t *c, uint32_t set, uint64_t id, int64_t now, gh_user_t *out)
+/* Copies an entry for id fetched less than max_age_ms ago into out (its age in *age_ms, may be
+ * NULL); false when there is none. Stripe lock held. */
+static bool find_fresh(cache_t *c, uint32_t set, uint64_t id, int64_t now, int64_t max_age_ms,
+                       gh_user_t *out, int64_t *age_ms)
 {
     entry_t *e = &c->entries[(size_t)set * WAYS];
     for (int w = 0; w < WAYS; w++) {
         if (e[w].id != id)
             continue;
         /* Unsigned: a clock that stepped back makes the entry stale, not immortal. */
-        if ((uint64_t)(now - e[w].fetched_ms) >= (uint64_t)c->ttl_ms)
+        if ((uint64_t)(now - e[w].fetched_ms) >= (uint64_t)max_age_ms)
             return false;
+        if (age_ms)
+            *age_ms = now - e[w].fetched_ms;
         memset(out, 0, sizeof *out);
         out->id = id;
         out->created_at_ms = e[w].created_at_ms;
@@ -135,14 +150,40 @@ int gh_user_get_by_id_cached(gh_user_store_t *base, uint64_t id, gh_user_t *out)
     stripe_t *st = stripe_of(c, set);
     int64_t now = gh_clock_now_ms();
     pthread_mutex_lock(&st->lock);
-    bool hit = find_fresh(c, set, id, now, out);
+    bool hit = find_fresh(c, set, id, now, c->ttl_ms, out, NULL);
     uint64_t gen = st->generation;
     pthread_mutex_unlock(&st->lock);
     if (hit)
         return 0;
     int rc = c->backend->ops->get_by_id(c->backend, id, out);
+    /* GH_ESTORE: no answer or an error; GH_EBUSY: every connection is stuck (a store that
+     * hangs rather than refuses). */
+    bool unreachable = rc == GH_ESTORE || rc == GH_EBUSY;
+    if (unreachable && c->stale_max_ms > 0) {
+        /* The store does not answer: the last known record, if it is young enough. An entry
+         * dropped by a write (invalidate) is gone, so a deleted user never comes back here. */
+        int64_t age = 0;
+        pthread_mutex_lock(&st->lock);
+        hit = find_fresh(c, set, id, now, c->stale_max_ms, out, &age);
+        pthread_mutex_unlock(&st->lock);
+        if (!hit) {
+            atomic_fetch_add_explicit(&c->refused_total, 1, memory_order_relaxed);
+            return rc;
+        }
+        atomic_fetch_add_explicit(&c->stale_total, 1, memory_order_relaxed);
+        int_fast64_t cur = atomic_load_explicit(&c->stale_age_max_ms, memory_order_relaxed);
+        while (age > cur &&
+               !atomic_compare_exchange_weak_explicit(&c->stale_age_max_ms, &cur, age,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
+        return 0;
+    }
+    if (unreachable)
+        atomic_fetch_add_explicit(&c->refused_total, 1, memory_order_relaxed);
     if (rc != 0)
         return rc;
+    if (atomic_load_explicit(&c->stale_age_max_ms, memory_order_relaxed) != 0)
+        atomic_store_explicit(&c->stale_age_max_ms, 0, memory_order_relaxed);
     memset(out->password_hash, 0, sizeof out->password_hash);
     pthread_mutex_lock(&st->lock);
     if (st->generation == gen)
@@ -227,7 +268,8 @@ int gh_user_cache_open(gh_user_store_t *backend, const gh_user_cache_options_t *
                        gh_user_store_t **out)
 {
     if (!backend || !opt || opt->entries == 0 || opt->entries > GH_USER_CACHE_MAX ||
-        opt->ttl_ms <= 0 || !out)
+        opt->ttl_ms <= 0 || opt->stale_max_ms < 0 || opt->stale_max_ms > GH_USER_STALE_MAX_MS ||
+        !out)
         return GH_EINVAL;
     uint32_t nsets = 1;
     while ((uint64_t)nsets * WAYS < opt->entries)
@@ -245,9 +287,21 @@ int gh_user_cache_open(gh_user_store_t *backend, const gh_user_cache_options_t *
     c->nsets = nsets;
     c->nstripes = nsets < MAX_STRIPES ? nsets : MAX_STRIPES;
     c->ttl_ms = opt->ttl_ms;
+    c->stale_max_ms = opt->stale_max_ms;
     c->seed = (uint64_t)gh_clock_mono_ns() * 0x9e3779b97f4a7c15ULL;
     for (uint32_t i = 0; i < c->nstripes; i++)
         pthread_mutex_init(&c->stripes[i].lock, NULL);
     *out = &c->base;
     return 0;
+}
+
+void gh_user_cache_stats(gh_user_store_t *base, gh_user_cache_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!base || base->ops != &cache_ops)
+        return;
+    cache_t *c = (cache_t *)base;
+    out->stale_total = atomic_load_explicit(&c->stale_total, memory_order_relaxed);
+    out->refused_total = atomic_load_explicit(&c->refused_total, memory_order_relaxed);
+    out->stale_age_max_ms = atomic_load_explicit(&c->stale_age_max_ms, memory_order_relaxed);
 }

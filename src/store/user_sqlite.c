@@ -34,12 +34,23 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/sqlite_schema.h"
+#include "store/writes.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
 #define SQLITE_CACHE_KIB 2048                     /* page cache of this connection */
 #define SQLITE_BUSY_TIMEOUT_MS 5000               /* another process (the CLI) holds the lock */
 
-enum { ST_CREATE, ST_BY_NAME, ST_BY_ID, ST_SET_PASSWORD, ST_DELETE, ST_LIST, ST_PING, ST__COUNT };
+enum {
+    ST_CREATE,
+    ST_BY_NAME,
+    ST_BY_ID,
+    ST_SET_PASSWORD,
+    ST_DELETE,
+    ST_LIST,
+    ST_PING,
+    ST_PROBE,
+    ST__COUNT
+};
 
 static const char *const statements[ST__COUNT] = {
     [ST_CREATE] = "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
@@ -50,6 +61,9 @@ static const char *const statements[ST__COUNT] = {
     [ST_LIST] = "SELECT id, username, '', created_at FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
     /* Reads the database file (not just "SELECT 1"), so /readyz notices a broken or locked db. */
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
+    /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
+     * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
+    [ST_PROBE] = "PRAGMA user_version = 1",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -62,12 +76,14 @@ static const char *const migrations[] = {
     " created_at INTEGER NOT NULL)",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(SCHEMA_VERSION == 1, "update ST_PROBE's user_version with the schema");
 
 typedef struct {
     gh_user_store_t base; /* first: the interface pointer is the struct pointer */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     pthread_mutex_t lock; /* serializes every use of db and st[] */
+    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
 } sqlite_store_t;
 
 static size_t sqlite_bytes(void)
@@ -82,6 +98,20 @@ static int store_error(sqlite_store_t *s, const char *op, int rc)
     GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
            GH_LS("detail", sqlite3_errmsg(s->db)));
     return GH_ESTORE;
+}
+
+/* A write's outcome (lock held): a failure makes the store unready until a write succeeds. */
+static void note_write(sqlite_store_t *s, int ret)
+{
+    bool ok = ret != GH_ESTORE;
+    gh_store_write_outcome(GH_STORE_DB_USERS, ok);
+    if (!ok && !s->failing)
+        GH_LOG(GH_LOG_ERROR, "the user database cannot write",
+               GH_LS("effect", "registrations and password changes answer 503; /readyz answers "
+                               "503 until a write succeeds"));
+    else if (ok && s->failing)
+        GH_LOG(GH_LOG_WARN, "the user database writes again");
+    s->failing = !ok;
 }
 
 /* Leaves a statement ready for its next use and drops pointers to the caller's strings. */
@@ -169,6 +199,7 @@ static int u_create(gh_user_store_t *base, const char *username, const char *has
         ret = store_error(s, "create", rc);
     }
     finish(st);
+    note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -231,6 +262,7 @@ static int u_set_password(gh_user_store_t *base, uint64_t id, const char *hash)
         ret = store_error(s, "set_password", rc);
         finish(st);
     }
+    note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -250,6 +282,7 @@ static int u_del(gh_user_store_t *base, uint64_t id)
         ret = store_error(s, "delete", rc);
         finish(st);
     }
+    note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -293,6 +326,13 @@ static int u_ping(gh_user_store_t *base)
     int rc = sqlite3_step(st);
     int ret = rc == SQLITE_ROW ? 0 : store_error(s, "ping", rc);
     finish(st);
+    if (ret == 0 && s->failing) {
+        st = s->st[ST_PROBE];
+        rc = sqlite3_step(st);
+        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(s, "probe", rc);
+        finish(st);
+        note_write(s, ret);
+    }
     pthread_mutex_unlock(&s->lock);
     return ret;
 }

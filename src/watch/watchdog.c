@@ -500,6 +500,8 @@ static gh_watch_severity_t candidate(const gh_watchdog_t *wd, const eval_t *e, g
     }
     case GH_WATCH_LEAK_SUSPECTED:
         return e->leak >= 0 ? GH_WATCH_WARNING : GH_WATCH_OK;
+    case GH_WATCH_STORE_WRITES_FAILING:
+        return e->now->stores_not_writable ? GH_WATCH_CRITICAL : GH_WATCH_OK;
     default:
         return GH_WATCH_OK;
     }
@@ -622,6 +624,18 @@ static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t 
             isfinite(e->leak_eta_s) ? "in " : "", isfinite(e->leak_eta_s) ? eta : "not in sight");
         break;
     }
+    case GH_WATCH_STORE_WRITES_FAILING:
+        if (e->now->stores_not_writable)
+            say(out, n,
+                "%u local database%s cannot be written (%llu failed writes since start): logins, "
+                "logouts and revocations answer 503 and change nothing, /readyz answers 503; "
+                "free space in --data-dir",
+                (unsigned)e->now->stores_not_writable, e->now->stores_not_writable == 1 ? "" : "s",
+                (unsigned long long)e->now->store_write_failures_total);
+        else
+            say(out, n, "the local databases take writes again (%llu failed writes since start)",
+                (unsigned long long)e->now->store_write_failures_total);
+        break;
     default:
         out[0] = '\0';
     }
@@ -678,6 +692,8 @@ static int worst_severity(const gh_watchdog_t *wd, const char **summary)
     int worst = 0;
     *summary = NULL;
     for (int a = 0; a < GH_WATCH__NALERTS; a++) {
+        if (a == GH_WATCH_STORE_WRITES_FAILING) /* not about memory */
+            continue;
         if ((int)wd->alerts[a].level > worst) {
             worst = (int)wd->alerts[a].level;
             *summary = wd->alerts[a].summary;
@@ -927,7 +943,8 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
         /* Trend alerts judge minutes of samples; one noisy stretch must not resolve them, so
          * they stay until a quarter window has been clear. */
         unsigned resolve_after = wd->opt.resolve_after;
-        if (a != GH_WATCH_MEMORY_HIGH && resolve_after < wd->min_trend)
+        if (a != GH_WATCH_MEMORY_HIGH && a != GH_WATCH_STORE_WRITES_FAILING &&
+            resolve_after < wd->min_trend)
             resolve_after = (unsigned)wd->min_trend;
         bool changed = advance(st, candidate(wd, &e, (gh_watch_alert_t)a), wd->opt.fire_after,
                                resolve_after, &prev);

@@ -29,6 +29,9 @@
  *   at least half the window, by at least leak_min_growth per window, while live sessions grow by
  *   less than 10% (or 10 sessions). Accounted bytes that grow while sessions stay flat are bytes
  *   per live session growing.
+ * - store_writes_failing (critical): the sample says a local database (sessions.db, users.db)
+ *   failed its last write — a full disk — so logins and revocations answer 503 and /readyz too.
+ *   Not a memory alert: it is left out of the gatehouse.memory service check.
  * - Hysteresis: a higher severity takes fire_after consecutive evaluations, a lower one (or
  *   resolving) resolve_after consecutive evaluations — for the two trend alerts at least a
  *   quarter window's worth, since one noisy stretch of a leak must not resolve it.
@@ -62,7 +65,8 @@
 #define GH_WATCH_ALERT_MAP(X)                                                                      \
     X(MEMORY_HIGH, "memory_high")                                                                  \
     X(EXHAUSTION_FORECAST, "memory_exhaustion_forecast")                                           \
-    X(LEAK_SUSPECTED, "memory_leak_suspected")
+    X(LEAK_SUSPECTED, "memory_leak_suspected")                                                     \
+    X(STORE_WRITES_FAILING, "store_writes_failing")
 
 typedef enum {
 #define GH__WATCH_ALERT_ENUM(e, n) GH_WATCH_##e,
@@ -98,12 +102,15 @@ typedef struct {
     uint64_t requests_total;
     uint64_t failed_logins_total;
     uint64_t rate_limited_total;
-    uint64_t server_errors_total; /* requests answered 5xx */
+    uint64_t server_errors_total;        /* requests answered 5xx */
+    uint32_t stores_not_writable;        /* local databases whose last write failed */
+    uint64_t store_write_failures_total; /* failed writes to them since start */
 } gh_watch_sample_t;
 
 /* Fills one sample; returns 0, or nonzero to skip this tick (the figure is unknown now). */
 typedef int (*gh_watch_sampler_fn)(void *ctx, gh_watch_sample_t *out);
-/* The server's part of a real sample: sessions_active and the four cumulative counters.
+/* The server's part of a real sample: sessions_active, the four cumulative counters and the
+ * local databases' write state.
  * Called on the watchdog thread; must only read. */
 typedef void (*gh_watch_counters_fn)(void *ctx, gh_watch_sample_t *out);
 

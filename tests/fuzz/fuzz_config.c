@@ -5,11 +5,16 @@
  * The first byte picks the parser (mod 5); the rest is its input. Properties: parsers answer
  * 0, GH_EINVAL or GH_ERANGE; an accepted value, written back in its plainest form ("<ms>ms",
  * "<bytes>", "host:port"), parses to the same value; a configuration either loads with every
- * automatic value resolved or fails with exactly one line naming what was wrong.
+ * automatic value resolved or fails with exactly one line naming what was wrong. A configuration
+ * that loads has every numeric key within its declared range (each key has a finite max), and
+ * the arithmetic the node does on those values cannot wrap: the request pool of 2 x max-body +
+ * 512KiB, timeouts in whole seconds for libmicrohttpd and in nanoseconds for the stores, the
+ * hash cost memory x passes.
  *
  * Inputs that name /dev, /proc or /sys are skipped: a file key pointing at a terminal would
  * block the fuzzer on a read, and reading such files tests nothing of ours.
  */
+#include <limits.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -113,6 +118,32 @@ static void check_loaded(int rc, const gh_config_t *cfg, const char *err)
     FUZZ_CHECK(cfg->watch_interval_ms <= cfg->watch_window_ms);
     FUZZ_CHECK(memchr(cfg->data_dir, '\0', sizeof cfg->data_dir) != NULL);
     FUZZ_CHECK(memchr(cfg->admin_token, '\0', sizeof cfg->admin_token) != NULL);
+
+    gh_config_range_t r[64];
+    size_t n = gh_config_ranges(cfg, r, 64);
+    FUZZ_CHECK(n > 0 && n <= 64);
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(r[i].max != 0 && r[i].min <= r[i].max);
+        FUZZ_CHECK(r[i].value >= r[i].min && r[i].value <= r[i].max);
+    }
+    /* Independently of the table: the sums and products the node computes stay far from
+     * wrapping. */
+    const uint64_t day_ms = 86400000, year_ms = 366 * day_ms;
+    FUZZ_CHECK(cfg->max_body >= 1024 && cfg->max_body <= (1ULL << 30));
+    FUZZ_CHECK(cfg->connection_memory <= (1ULL << 30));
+    FUZZ_CHECK(cfg->hash_ops >= 1 && cfg->hash_ops <= 64 && cfg->hash_memory <= (4ULL << 30));
+    FUZZ_CHECK(cfg->hash_memory * cfg->hash_ops <= (16ULL << 30));
+    FUZZ_CHECK(cfg->connection_timeout_ms > 0 && (uint64_t)cfg->connection_timeout_ms <= day_ms);
+    FUZZ_CHECK((uint64_t)cfg->connection_timeout_ms / 1000 + 1 <= UINT_MAX);
+    FUZZ_CHECK(cfg->header_timeout_ms >= 0 && cfg->header_timeout_ms <= (int64_t)UINT_MAX);
+    FUZZ_CHECK(cfg->body_timeout_ms >= 0 && cfg->body_timeout_ms <= (int64_t)UINT_MAX);
+    const int64_t durations[] = {cfg->session_ttl_ms,    cfg->idle_ttl_ms,
+                                 cfg->user_cache_ttl_ms, cfg->watch_window_ms,
+                                 cfg->watch_interval_ms, cfg->forecast_horizon_ms};
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++)
+        FUZZ_CHECK(durations[i] > 0 && (uint64_t)durations[i] <= year_ms); /* x 1e6 fits ns */
+    FUZZ_CHECK((uint64_t)cfg->throttle_ip_window_ms <= day_ms && cfg->throttle_ip_count <= 1000000);
+    FUZZ_CHECK(cfg->max_connections >= 1 && cfg->max_connections <= (1u << 20));
 }
 
 static void ini_file(const uint8_t *data, size_t size)

@@ -229,6 +229,39 @@ static void bad_flags_and_values_exit_2_naming_the_key(void **state)
     EXPECT_USAGE_ERROR(r, "session-ttl", NULL);
 }
 
+/* Values that once wrapped or hung the node at start (a 5 KB body corrupting the heap after
+ * --max-body 2^64-1, a dummy hash that never ended, a timeout wrapped to none) are refused
+ * before anything starts: exit 2, one line naming the key and its range. */
+static void out_of_range_values_exit_2_naming_the_key_and_range(void **state)
+{
+    fixture_t *f = FIX(state);
+    ht_run_t *r = &f->run;
+    r->timeout_ms = 5000;
+    struct {
+        const char *flag, *value, *want;
+    } cases[] = {
+        {"--max-body", "18446744073709551615", "--max-body: expected a size from 1KiB to 64MiB"},
+        {"--hash-ops", "4294967295", "--hash-ops: expected an integer from 1 to 64"},
+        {"--session-ttl", "99999999999h", "--session-ttl: expected a duration from 1ms to 365d"},
+        {"--connection-timeout", "4294967296s",
+         "--connection-timeout: expected a duration from 1ms to 1d"},
+        {"--connection-memory", "18446744073709551615B",
+         "--connection-memory: expected a size from 4KiB to 16MiB"},
+        {"--hash-memory", "1TiB", "--hash-memory: expected a size from 8KiB to 4GiB"},
+        {"--max-connections", "4294967295", "--max-connections: expected an integer from 1 to"},
+        {"--header-timeout", "50d", "--header-timeout: expected a duration from 0ms to 1h"},
+        {"--throttle-ip", "20/9999999d", "--throttle-ip: expected count/duration"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(ht_run(r, NULL, NULL, "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                                f->dir, cases[i].flag, cases[i].value, NULL),
+                         0);
+        if (r->status != 2 || ht_count_lines(r->err) != 1 || !strstr(r->err, cases[i].want))
+            fail_msg("serve %s %s: exit %d, stderr \"%s\"; want exit 2 and one line with \"%s\"",
+                     cases[i].flag, cases[i].value, r->status, r->err, cases[i].want);
+    }
+}
+
 static void bad_config_files_exit_2_naming_the_key(void **state)
 {
     fixture_t *f = FIX(state);
@@ -468,6 +501,7 @@ int main(int argc, char **argv)
         T(version_prints_the_version),
         T(serve_help_lists_every_key_with_its_default),
         T(bad_flags_and_values_exit_2_naming_the_key),
+        T(out_of_range_values_exit_2_naming_the_key_and_range),
         T(bad_config_files_exit_2_naming_the_key),
         T(environment_and_config_file_are_honoured),
         T(sigterm_and_sigint_stop_with_status_0),

@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -449,6 +451,14 @@ static pid_t wrk_start(const ht_server_t *s, const char *token, int seconds, con
     return pid;
 }
 
+/*
+ * The claim docs/OPERATIONS.md makes, under its conditions: 16 connections from one address
+ * (below --max-connections-per-ip, 64) at the default --max-requests-per-connection (1000, named
+ * here so the condition is visible), so every connection is also closed and reopened many times
+ * during the reloads — and wrk sees no socket error and no non-2xx answer. (At 64 connections a
+ * reopen can race the per-address cap, which wrk counts as a read error; that is documented,
+ * not tested here.)
+ */
 static void reload_under_wrk_load_drops_nothing(void **state)
 {
     ht_server_t *s = SRV(state);
@@ -456,7 +466,7 @@ static void reload_under_wrk_load_drops_nothing(void **state)
         fprintf(stderr, "wrk is not installed (scripts/deps.sh installs it): skipped\n");
         skip();
     }
-    START(s);
+    START(s, "--max-requests-per-connection", "1000", "--max-connections-per-ip", "64");
     register_ok(s, "wes");
     char t1[64];
     login_ok(s, "wes", t1, NULL);
@@ -485,6 +495,11 @@ static void reload_under_wrk_load_drops_nothing(void **state)
     while (req > text && req[-1] != '\n' && req[-1] != ' ')
         req--;
     assert_true(atol(req) > 1000);
+    /* The cap was in play: on average each of the 16 connections was closed at 1000 requests
+     * and reopened at least twice. (Below this on a very slow machine, the run proves less.) */
+    if (atol(req) < 2 * 16 * 1000)
+        fprintf(stderr, "only %ld requests: --max-requests-per-connection was barely exercised\n",
+                atol(req));
     assert_true(token_works(s, t1));
     assert_true(metric(s, "gatehouse_sessions_active") == 1);
 }
@@ -540,6 +555,219 @@ static void serves_on_a_socket_activated_listener(void **state)
     assert_int_equal(ht_server_stop(s), 0);
 }
 
+/* ---- a full disk ---- */
+
+/* The full-disk test's mount: a small tmpfs that is the node's --data-dir (the server log stays
+ * outside it, in base). Unmounted by its teardown whatever happened. */
+static char full_base[HT_PATH_MAX], full_mnt[HT_PATH_MAX + 8], full_fill[HT_PATH_MAX + 16];
+
+static int teardown_full(void **state)
+{
+    fixture_t *f = *state;
+    int rc = ht_server_release(&f->srv);
+    if (full_mnt[0]) {
+        if (umount2(full_mnt, MNT_DETACH) != 0)
+            fprintf(stderr, "umount %s: %s\n", full_mnt, strerror(errno));
+        full_mnt[0] = '\0';
+    }
+    if (full_base[0]) {
+        const char *keep = getenv("GATEHOUSE_TEST_KEEP");
+        if (keep && strcmp(keep, "1") == 0)
+            fprintf(stderr, "kept %s\n", full_base);
+        else
+            ht_rmtree(full_base);
+        full_base[0] = '\0';
+    }
+    free(f);
+    return rc;
+}
+
+/* Writes zeros to `path` until the filesystem says ENOSPC; the bytes written. */
+static long long fill_disk(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail_msg("open %s: %s", path, strerror(errno));
+    static char zeros[4096];
+    long long n = 0;
+    for (;;) {
+        ssize_t w = write(fd, zeros, sizeof zeros);
+        if (w > 0) {
+            n += w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != ENOSPC)
+            fail_msg("write %s: %s", path, strerror(errno));
+        break;
+    }
+    /* The last partial block too: a 1-byte write until that fails as well. */
+    while (write(fd, zeros, 1) == 1)
+        n++;
+    close(fd);
+    return n;
+}
+
+static long readyz(const ht_server_t *s)
+{
+    static ht_response_t r;
+    return ht_get(s, "/readyz", NULL, &r);
+}
+
+static void start_on(ht_server_t *s, const char *data_dir)
+{
+    START(s, "--data-dir", data_dir);
+}
+
+/* Logins (of "cat") until one answers 503: the database's log cannot grow any more. */
+static void logins_until_one_fails(const ht_server_t *s)
+{
+    long st = 0;
+    for (int k = 0; k < 200 && (st = ht_login(s, "cat", PASSWORD, NULL, NULL)) == 201; k++)
+        ;
+    if (st != 503)
+        fail_msg("logins on a full disk never failed (last %ld)", st);
+}
+
+#define NFULL 8
+
+/*
+ * The data dir on a real full filesystem (a 2 MiB tmpfs filled with dd-like writes). SQLite
+ * can still commit small writes into WAL space it reuses after a checkpoint, so a logout may
+ * succeed on a full disk — then it must be on disk (it is checked after the restarts). Logins
+ * are driven until one fails (the WAL must grow), and then a logout must fail: 503, the
+ * session still works, the retry while full is 503 again (never 401), /readyz is 503 and the
+ * write gauges say so; after the space is freed /readyz comes back by itself and the retry
+ * answers 204; after a kill -9 and after a clean stop, every 204'd logout stays logged out and
+ * every other session still works.
+ */
+static void full_disk_logout_fails_whole_and_a_204_holds_across_restarts(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ht_response_t *r = RESP(state);
+    if (ht_tempdir(full_base) != 0)
+        fail_msg("no temp dir");
+    snprintf(full_mnt, sizeof full_mnt, "%s/data", full_base);
+    snprintf(full_fill, sizeof full_fill, "%s/fill", full_mnt);
+    assert_int_equal(mkdir(full_mnt, 0700), 0);
+    if (mount("gatehouse-test", full_mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0700") !=
+        0) {
+        int e = errno;
+        full_mnt[0] = '\0';
+        if (e == EPERM) {
+            fprintf(stderr, "SKIPPED: mounting a tmpfs is not permitted here (run as root for "
+                            "the full-disk test)\n");
+            skip();
+        }
+        fail_msg("mount tmpfs: %s", strerror(e));
+    }
+    s->data_dir = full_base; /* the server log lives outside the full filesystem */
+    start_on(s, full_mnt);
+    register_ok(s, "ann");
+    register_ok(s, "bob");
+    register_ok(s, "cat"); /* whose logins fill the WAL (and hit her per-user cap) */
+    char t[NFULL][64], b1[64], b2[64];
+    for (int i = 0; i < NFULL; i++)
+        login_ok(s, "ann", t[i], NULL);
+    login_ok(s, "bob", b1, NULL);
+    login_ok(s, "bob", b2, NULL);
+    EXPECT(readyz(s), 200);
+    assert_true(fill_disk(full_fill) > 0);
+
+    bool out[NFULL] = {false}; /* logged out with a 204 */
+    int failed = -1;
+    for (int i = 0; i < NFULL && failed < 0; i++) {
+        logins_until_one_fails(s);
+        long d = ht_delete(s, "/v1/session", t[i], r);
+        if (d == 204) {
+            out[i] = true;
+            assert_false(token_works(s, t[i]));
+            continue;
+        }
+        if (d != 503)
+            fail_msg("DELETE /v1/session on a full disk -> %ld, want 503 or 204", d);
+        assert_string_equal(r->error_code, "store_unavailable");
+        failed = i;
+    }
+    if (failed < 0)
+        fail_msg("no logout failed on a full disk");
+    /* Nothing was done: the session works, and a retry is answered the same way (not 401). */
+    EXPECT(ht_get(s, "/v1/session", t[failed], r), 200);
+    EXPECT(readyz(s), 503);
+    assert_true(metric(s, "gatehouse_store_writable{store=\"sessions\"}") == 0);
+    assert_true(metric(s, "gatehouse_store_write_failures_total{store=\"sessions\"}") >= 2);
+    /* The watchdog raises store_writes_failing after 5 one-second samples of a failed last
+     * write. A small write can succeed meanwhile (SQLite reuses log space it has checkpointed),
+     * and then the store is writable again, rightly: keep logins coming, as traffic would. */
+    const char *alert =
+        "gatehouse_alert_firing{alert=\"store_writes_failing\",severity=\"critical\"}";
+    long long until = ht_now_ms() + 30000;
+    while (metric(s, alert) != 1 && ht_now_ms() < until) {
+        if (metric(s, "gatehouse_store_writable{store=\"sessions\"}") == 1)
+            logins_until_one_fails(s);
+        ht_sleep_ms(200);
+    }
+    assert_true(metric(s, alert) == 1);
+    EXPECT(ht_get(s, "/v1/session", t[failed], r), 200);
+    logins_until_one_fails(s);
+    long again = ht_delete(s, "/v1/session", t[failed], r);
+    if (again != 503 && again != 204)
+        fail_msg("the retry on a full disk -> %ld, want 503 (or 204)", again);
+    /* A registration on the full disk: users.db cannot grow either (or it fits, and is kept). */
+    long reg = ht_register(s, "dan", PASSWORD, NULL);
+    if (reg != 503 && reg != 201)
+        fail_msg("a registration on a full disk -> %ld, want 503 or 201", reg);
+    if (reg == 503)
+        assert_true(metric(s, "gatehouse_store_writable{store=\"users\"}") == 0);
+    /* "Log out everywhere" on a full disk: all of bob's sessions end, or none. */
+    long all = ht_delete(s, "/v1/sessions", b1, r);
+    if (all == 204) {
+        assert_false(token_works(s, b1));
+        assert_false(token_works(s, b2));
+    } else {
+        if (all != 503)
+            fail_msg("DELETE /v1/sessions on a full disk -> %ld, want 503 or 204", all);
+        assert_true(token_works(s, b1));
+        assert_true(token_works(s, b2));
+    }
+
+    print_message("on the full disk: logout %d of %d failed first, its retry %ld, registration "
+                  "%ld, log out everywhere %ld\n",
+                  failed + 1, NFULL, again, reg, all);
+    /* Space again: /readyz recovers by itself (the store's probe write), and the retry works. */
+    assert_int_equal(unlink(full_fill), 0);
+    long long deadline = ht_now_ms() + 10000;
+    while (readyz(s) != 200 && ht_now_ms() < deadline)
+        ht_sleep_ms(50);
+    EXPECT(readyz(s), 200);
+    assert_true(metric(s, "gatehouse_store_writable{store=\"sessions\"}") == 1);
+    assert_true(metric(s, "gatehouse_store_writable{store=\"users\"}") == 1);
+    EXPECT(ht_register(s, "dan", PASSWORD, NULL), reg == 503 ? 201 : 409);
+    if (again == 503) {
+        EXPECT(ht_delete(s, "/v1/session", t[failed], r), 204);
+    }
+    out[failed] = true;
+    assert_false(token_works(s, t[failed]));
+    if (all == 503)
+        EXPECT(ht_delete(s, "/v1/sessions", b1, r), 204);
+    assert_false(token_works(s, b2));
+
+    /* Every 204 holds after a kill -9, and after a clean stop; every other session works. */
+    for (int round = 0; round < 2; round++) {
+        int code = ht_server_stop_sig(s, round == 0 ? SIGKILL : SIGTERM);
+        assert_int_equal(code, round == 0 ? 128 + SIGKILL : 0);
+        start_on(s, full_mnt);
+        for (int i = 0; i < NFULL; i++)
+            if (token_works(s, t[i]) == out[i])
+                fail_msg("after %s: session %d %s", round == 0 ? "kill -9" : "SIGTERM", i,
+                         out[i] ? "was logged out (204) and works again" : "was lost");
+        assert_false(token_works(s, b1));
+        assert_false(token_works(s, b2));
+        EXPECT(readyz(s), 200);
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* Reloaded servers are grandchildren; make them ours when their parent exits. */
@@ -555,6 +783,8 @@ int main(int argc, char **argv)
         T(reload_with_a_broken_config_keeps_the_old_node_serving),
         T(reload_under_wrk_load_drops_nothing),
         T(serves_on_a_socket_activated_listener),
+        cmocka_unit_test_setup_teardown(
+            full_disk_logout_fails_whole_and_a_204_holds_across_restarts, setup, teardown_full),
 #undef T
     };
     if (argc > 1)

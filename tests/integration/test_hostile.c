@@ -2,8 +2,10 @@
  * test_hostile.c — the hostile input battery of issue 7 against the real binary: malformed,
  * truncated, deeply nested and huge JSON; NUL bytes and invalid UTF-8; SQL metacharacters; wrong
  * types; lying Content-Length; garbage instead of HTTP; a 200 KB header and 20,000 headers;
- * hundreds of half-open slow connections; the keep-alive request limit; and thousands of failed
- * logins from distinct addresses through a trusted proxy.
+ * hundreds of half-open slow connections; the keep-alive request limit; thousands of failed
+ * logins from distinct addresses through a trusted proxy; and a login storm holding twice the
+ * per-address connection cap, at every default, during which token checks from the same
+ * address are still answered.
  *
  * After each attack the same checks run (still_standing): /healthz answers, a user can log in,
  * a session made before the attack still works, and resident memory (process_resident_memory_bytes
@@ -23,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -823,6 +827,101 @@ static void distinct_address_flood_through_a_trusted_proxy(void **state)
     still_standing("the proxy flood (other server)");
 }
 
+/* ---- a login storm and the token checks of the same address ---- */
+
+#define STORM_CONNS 128 /* twice the default --max-connections-per-ip (64) */
+#define STORM_SECONDS 6
+
+static const char storm_lua[] =
+    "local body\n"
+    "init = function(args)\n"
+    "  body = string.format('{\"username\":\"%s\",\"password\":\"%s\"}', args[1], args[2])\n"
+    "end\n"
+    "request = function()\n"
+    "  return wrk.format('POST', '/v1/sessions', {['Content-Type'] = 'application/json'}, body)\n"
+    "end\n";
+
+static void a_login_storm_leaves_token_checks_of_its_address_answered(void **state)
+{
+    (void)state;
+    if (system("command -v wrk >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "wrk is not installed (scripts/deps.sh installs it): skipped\n");
+        skip();
+    }
+    /* Every default: the real password hash cost, the per-IP login throttle, the connection
+     * caps (the harness's cheap hashing and throttle-off are put back to the defaults). */
+    ht_server_t b = {0};
+    assert_int_equal(ht_server_start(&b, "--hash-memory", "19MiB", "--hash-ops", "2",
+                                     "--throttle-ip", "20/1m", NULL),
+                     0);
+    assert_int_equal(ht_register(&b, RESIDENT, PASSWORD, NULL), 201);
+    assert_int_equal(ht_register(&b, VISITOR, PASSWORD, NULL), 201);
+    char token[64];
+    assert_int_equal(ht_login(&b, RESIDENT, PASSWORD, token, NULL), 201);
+
+    /* The storm: correct logins of another user (its oldest sessions make way for new ones;
+     * the resident's session is not touched), from 127.0.0.1 on STORM_CONNS connections for
+     * STORM_SECONDS. The per-IP throttle refunds successes; the account throttle answers most
+     * of them 429 at once (attempts in flight count as failures-to-be), the rest wait on the
+     * password pool: both kinds hold connections of the address. */
+    char lua[HT_PATH_MAX + 16], out[HT_PATH_MAX + 16], url[96], dur[16], conns[16];
+    snprintf(lua, sizeof lua, "%s/storm.lua", b.dir);
+    snprintf(out, sizeof out, "%s/storm.out", b.dir);
+    snprintf(url, sizeof url, "http://%s/v1/sessions", b.addr);
+    snprintf(dur, sizeof dur, "%ds", STORM_SECONDS);
+    snprintf(conns, sizeof conns, "-c%d", STORM_CONNS);
+    FILE *lf = fopen(lua, "w");
+    assert_non_null(lf);
+    assert_true(fputs(storm_lua, lf) >= 0);
+    assert_int_equal(fclose(lf), 0);
+    pid_t storm = fork();
+    assert_true(storm >= 0);
+    if (storm == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execlp("wrk", "wrk", "-t1", conns, "-d", dur, "--timeout", "10s", "-s", lua, url, "--",
+               VISITOR, PASSWORD, (char *)NULL);
+        _exit(127);
+    }
+    ht_sleep_ms(1500); /* the storm holds its connections and the password queue is full */
+    double depth = metric(&b, "gatehouse_password_queue_depth");
+
+    /* Token checks from the same address, each on a new connection, while the storm goes on:
+     * every one is answered, and answered 200. */
+    int checks = 0, ok = 0;
+    long long t0 = ht_now_ms(), worst = 0;
+    while (ht_now_ms() - t0 < (STORM_SECONDS - 2) * 1000LL) {
+        long long t = ht_now_ms();
+        long st = ht_get(&b, "/v1/auth", token, &resp);
+        if (ht_now_ms() - t > worst)
+            worst = ht_now_ms() - t;
+        checks++;
+        if (st == 200)
+            ok++;
+        else
+            print_message("token check %d during the storm: %ld %s\n", checks, st, resp.curl_error);
+        ht_sleep_ms(50);
+    }
+    int wst = 0;
+    assert_int_equal(waitpid(storm, &wst, 0), storm);
+    char text[4096] = {0};
+    int fd = open(out, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    assert_true(n > 0);
+    fprintf(stderr, "%s", text);
+    print_message("login storm on %d connections (queue depth %.0f): %d of %d token checks from "
+                  "the same address answered 200, slowest %lld ms\n",
+                  STORM_CONNS, depth, ok, checks, worst);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    assert_true(depth > 0); /* it was a storm: logins were waiting for the password pool */
+    assert_true(checks >= 10);
+    assert_int_equal(ok, checks);
+    ht_server_cleanup(&b);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -837,6 +936,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(half_open_slow_connections),
         cmocka_unit_test(keep_alive_requests_are_limited),
         cmocka_unit_test(distinct_address_flood_through_a_trusted_proxy),
+        cmocka_unit_test(a_login_storm_leaves_token_checks_of_its_address_answered),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -331,6 +331,72 @@ static void form_login_from_another_site_is_refused(void **state)
            303);
 }
 
+/* A form login without rd and without Accept: text/html is another client's, not the page's; it
+ * sets the cookie all the same, so it is a login CSRF unless Origin is checked on it too. */
+static void every_form_login_checks_origin(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s);
+    assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
+    const char *body = "username=ann&password=correct+horse+battery";
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, "Origin: https://evil.example", NULL, NULL),
+           403);
+    assert_string_equal(r->error_code, "forbidden");
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, "Referer: https://evil.example/x", NULL, NULL),
+           403);
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, "Origin: null", NULL, NULL), 403);
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 0);
+    /* From this origin, or from a client that names none: the JSON answer and the cookie. */
+    char origin[128];
+    snprintf(origin, sizeof origin, "Origin: http://%s", s->addr);
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, origin, NULL, NULL), 201);
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 1);
+    EXPECT(r, post_form(s, "/v1/sessions", body, r, NULL, NULL, NULL), 201);
+    assert_int_equal(ht_header_count(r, "Set-Cookie"), 1);
+}
+
+/* --ops-users names operators by id; a name it lists can never be taken by registering it, and
+ * the node says at start which entries name nobody. */
+static void ops_users_names_cannot_be_claimed(void **state)
+{
+    ht_server_t *s = &F(state)->srv;
+    ht_response_t *r = &F(state)->r;
+    START(s, "--admin-token", ADMIN, "--ops-users", "olga, 2, 99");
+    assert_true(ht_server_wait_log(s, "--ops-users names no existing user", 5000));
+    char *log = calloc(1, 65536);
+    assert_non_null(log);
+    ht_server_log(s, log, 65536);
+    assert_non_null(strstr(log, "\"entry\":\"olga\""));
+    assert_non_null(strstr(log, "\"entry\":\"99\""));
+    assert_non_null(strstr(log, "\"entry\":\"2\""));
+    free(log);
+    /* Open registration cannot claim a listed name, in any case. */
+    assert_int_equal(ht_register(s, "olga", PASSWORD, NULL), 409);
+    assert_int_equal(ht_register(s, "OLGA", PASSWORD, NULL), 409);
+    long long ann = 0, bob = 0;
+    assert_int_equal(ht_register(s, "ann", PASSWORD, &ann), 201);
+    assert_int_equal(ht_register(s, "bob", PASSWORD, &bob), 201);
+    assert_true(ann == 1 && bob == 2);
+    char t[64], cookie[128];
+    assert_int_equal(ht_login(s, "ann", PASSWORD, t, NULL), 201);
+    cookie_for_token(t, cookie);
+    EXPECT(r, get_h(s, "/ops", r, cookie, NULL, NULL), 403);
+    assert_int_equal(ht_login(s, "bob", PASSWORD, t, NULL), 201); /* user 2 is listed */
+    cookie_for_token(t, cookie);
+    EXPECT(r, get_h(s, "/ops", r, cookie, NULL, NULL), 200);
+    /* An admin may create the listed name: that user is the operator. */
+    EXPECT(r,
+           ht_json(s, "POST", "/v1/admin/users", ADMIN,
+                   "{\"username\":\"olga\",\"password\":\"" PASSWORD "\"}", r),
+           201);
+    assert_int_equal(ht_login(s, "olga", PASSWORD, t, NULL), 201);
+    cookie_for_token(t, cookie);
+    EXPECT(r, get_h(s, "/ops", r, cookie, NULL, NULL), 200);
+}
+
 /* ---- /account and its buttons ---- */
 
 static void account_without_session_goes_to_login(void **state)
@@ -631,8 +697,10 @@ static void ops_page_for_admins_and_operators_only(void **state)
 {
     ht_server_t *s = &F(state)->srv;
     ht_response_t *r = &F(state)->r;
-    /* A watchdog sampling every 50 ms: the chart has its history within a moment. */
-    START(s, "--admin-token", ADMIN, "--ops-users", "olga, oscar", "--watch-interval", "50ms",
+    /* A watchdog sampling every 50 ms: the chart has its history within a moment. Operators are
+     * named by user id (olga registers first: user 1); a listed name could be registered by
+     * anyone (ops_users_names_cannot_be_claimed). */
+    START(s, "--admin-token", ADMIN, "--ops-users", "1, 77", "--watch-interval", "50ms",
           "--watch-window", "10s");
     assert_int_equal(ht_register(s, "olga", PASSWORD, NULL), 201);
     assert_int_equal(ht_register(s, "ann", PASSWORD, NULL), 201);
@@ -739,6 +807,8 @@ int main(int argc, char **argv)
         T(form_login_failure_is_the_page_again_with_401),
         T(form_login_throttled_is_the_page_with_429),
         T(form_login_from_another_site_is_refused),
+        T(every_form_login_checks_origin),
+        T(ops_users_names_cannot_be_claimed),
         T(account_without_session_goes_to_login),
         T(account_lists_sessions_and_logs_one_out),
         T(sessions_show_their_device_and_address),

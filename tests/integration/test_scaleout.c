@@ -4,12 +4,16 @@
  * ports (tests/support/servers.h). What one node does, the other sees at once: a name taken, a
  * login, a logout, a password change, a revocation. A restarted node sees every session. When a
  * store is stopped in the middle, both nodes answer 503 store_unavailable (never a guess) and
- * come back by themselves when it returns, without a restart of either node.
+ * come back by themselves when it returns, without a restart of either node — except token
+ * checks of users a node has already seen while PostgreSQL is away, which answer from the last
+ * known user record (bounded by --user-stale-max).
  *
  * The stores and nodes are started once for the group; each test uses its own users.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,7 +31,8 @@ static ts_server_t redis = {.kind = TS_REDIS, .persist = true};
 static ts_server_t pg = {.kind = TS_POSTGRES};
 static char pg_url[256];
 static ht_server_t node[2];
-static ht_response_t r; /* big: kept off the stack */
+static ht_server_t node_c; /* started by one test with a short --user-stale-max */
+static ht_response_t r;    /* big: kept off the stack */
 
 static int start_node(ht_server_t *n)
 {
@@ -311,6 +316,113 @@ static void postgres_away_means_503_then_recovery(void **state)
     EXPECT(ht_register(B, "Jack", PASSWORD, NULL), 409);
 }
 
+/* Token checks in a loop on one node (loopback, bounded by `stop`), counting what they got. */
+typedef struct {
+    const ht_server_t *n;
+    const char *token;
+    atomic_bool stop;
+    long ok, other, last_other;
+    pthread_t thread;
+} checker_t;
+
+static void *check_loop(void *arg)
+{
+    checker_t *c = arg;
+    ht_response_t *resp = malloc(sizeof *resp);
+    if (!resp)
+        return NULL;
+    while (!atomic_load(&c->stop)) {
+        long st = ht_get(c->n, "/v1/auth", c->token, resp);
+        if (st == 200) {
+            c->ok++;
+        } else {
+            c->other++;
+            c->last_other = st;
+        }
+        ht_sleep_ms(2);
+    }
+    free(resp);
+    return NULL;
+}
+
+/*
+ * A PostgreSQL outage under load: token checks of users the nodes have already seen keep
+ * answering 200 the whole time (from the last known user record), logins and registrations
+ * answer 503, the stale answers are counted, and when PostgreSQL is back everything works again
+ * by itself. A node started with --user-stale-max 2s answers from a record only that long.
+ */
+static void postgres_away_token_checks_of_seen_users_keep_working(void **state)
+{
+    (void)state;
+    char t_kit[64], t_lou[64];
+    register_user(A, "kit");
+    register_user(A, "lou");
+    login(A, "kit", PASSWORD, t_kit);
+    login(B, "lou", PASSWORD, t_lou);
+    if (ht_server_start(&node_c, "--user-store", "postgres", "--postgres-url", pg_url,
+                        "--session-store", "redis", "--redis-url", redis.url, "--admin-token",
+                        ADMIN, "--user-stale-max", "2s", NULL) != 0)
+        fail_msg("node C did not start");
+    /* Seen: each node has looked each user up once. */
+    for (int i = 0; i < 2; i++) {
+        EXPECT(ht_get(&node[i], "/v1/session", t_kit, &r), 200);
+        EXPECT(ht_get(&node[i], "/v1/auth", t_lou, &r), 200);
+    }
+    EXPECT(ht_get(&node_c, "/v1/auth", t_kit, &r), 200);
+    double stale0 = metric(A, "gatehouse_user_lookups_stale_total");
+    assert_true(stale0 >= 0);
+
+    checker_t ck[2] = {{.n = A, .token = t_kit}, {.n = B, .token = t_lou}};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&ck[i].thread, NULL, check_loop, &ck[i]), 0);
+    ht_sleep_ms(300);
+    assert_int_equal(ts_server_stop(&pg), 0);
+    long long t_stop = ht_now_ms();
+
+    /* During the outage: checks go on; logins and registrations fail closed. */
+    ht_sleep_ms(1500);
+    EXPECT(ht_get(A, "/v1/session", t_kit, &r), 200);
+    EXPECT(ht_get(B, "/v1/session", t_kit, &r), 200);
+    ht_json(A, "POST", "/v1/sessions", NULL, "{\"username\":\"kit\",\"password\":\"" PASSWORD "\"}",
+            &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.error_code, "store_unavailable");
+    ht_json(B, "POST", "/v1/users", NULL, "{\"username\":\"max\",\"password\":\"" PASSWORD "\"}",
+            &r);
+    assert_int_equal(r.status, 503);
+    assert_true(metric(A, "gatehouse_user_lookups_stale_total") > stale0);
+    assert_true(metric(A, "gatehouse_user_stale_age_seconds") >= 1);
+    /* Node C's records are older than its 2 s bound now: it fails closed. */
+    long long wait_c = t_stop + 2500 - ht_now_ms();
+    if (wait_c > 0)
+        ht_sleep_ms(wait_c);
+    EXPECT(ht_get(&node_c, "/v1/auth", t_kit, &r), 503);
+    assert_string_equal(r.error_code, "store_unavailable");
+
+    assert_int_equal(ts_server_start(&pg), 0);
+    wait_ready(A, 200);
+    wait_ready(B, 200);
+    ht_sleep_ms(300);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&ck[i].stop, true);
+        pthread_join(ck[i].thread, NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (ck[i].other != 0 || ck[i].ok < 50)
+            fail_msg("token checks on %s during the outage: %ld answered 200, %ld did not (last "
+                     "%ld)",
+                     ck[i].n->addr, ck[i].ok, ck[i].other, ck[i].last_other);
+        print_message("token checks on node %d across the outage: %ld, all 200\n", i, ck[i].ok);
+    }
+    /* Everything recovers by itself. */
+    EXPECT(ht_get(&node_c, "/v1/auth", t_kit, &r), 200);
+    EXPECT(ht_login(B, "kit", PASSWORD, NULL, NULL), 201);
+    EXPECT(ht_register(A, "max", PASSWORD, NULL), 201);
+    EXPECT(ht_get(A, "/v1/auth", t_lou, &r), 200);
+    assert_true(metric(A, "gatehouse_user_stale_age_seconds") == 0);
+    ht_server_cleanup(&node_c);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -326,6 +438,7 @@ static int group_teardown(void **state)
     (void)state;
     ht_server_cleanup(A);
     ht_server_cleanup(B);
+    ht_server_cleanup(&node_c);
     ts_server_cleanup(&redis);
     ts_server_cleanup(&pg);
     return 0;
@@ -344,6 +457,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(the_command_line_works_on_the_shared_table),
         cmocka_unit_test(redis_away_means_503_then_recovery),
         cmocka_unit_test(postgres_away_means_503_then_recovery),
+        cmocka_unit_test(postgres_away_token_checks_of_seen_users_keep_working),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

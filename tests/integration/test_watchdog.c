@@ -231,8 +231,8 @@ static void start(fixture_t *f, bool leak)
     }
     f->srv.env[e] = NULL;
     if (ht_server_start(&f->srv, "--watch-window", "10s", "--watch-interval", "50ms",
-                        "--memory-limit", "2GiB", "--admin-token", ADMIN, "--ops-users", "olga",
-                        f->statsd_flag, f->webhook_flag, NULL) != 0)
+                        "--memory-limit", "2GiB", "--admin-token", ADMIN, "--ops-users",
+                        "2" /* olga */, f->statsd_flag, f->webhook_flag, NULL) != 0)
         fail_msg("server did not start");
 }
 

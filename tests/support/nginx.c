@@ -92,7 +92,9 @@ static int write_configs(tn_nginx_t *n, const char *conf_path, const char *gateh
     const char *d = n->dir;
     fprintf(out,
             "pid %s/nginx.pid;\nerror_log %s info;\ndaemon off;\nmaster_process off;\n"
-            "events { worker_connections 256; }\n"
+            /* 512 clients (test_nginx.c) each hold a client connection, an upstream one to
+             * gatehouse and two for the stand-in app (out and back in): room for all of them. */
+            "worker_rlimit_nofile 10240;\nevents { worker_connections 4096; }\n"
             "http {\n  access_log %s/access.log;\n"
             "  client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
             "  fastcgi_temp_path %s/fcgi; uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;\n"

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -297,6 +298,105 @@ static void foreign_argon2_hashes_verify_and_are_rehashed(void **state)
     assert_int_equal(r.result, 0);
     assert_memory_equal(r.new_hash, "$argon2id$", 10);
     assert_int_equal(verify_once(p, ref, "passwore").result, GH_EAUTH);
+    gh_password_pool_stop(&p);
+}
+
+/* Runs one verify and returns the argon2 work it did (gh_password_verify_work's growth). */
+static uint64_t work_of(gh_password_pool_t *p, const char *hash, const char *pw, int want)
+{
+    uint64_t before = gh_password_verify_work(p);
+    rec_t r = verify_once(p, hash, pw);
+    if (r.result != want)
+        fail_msg("verify of %s gave %s, want %s", hash ? hash : "(unknown user)",
+                 gh_errname(r.result), gh_errname(want));
+    return gh_password_verify_work(p) - before;
+}
+
+/*
+ * After the cost is raised, a user whose stored hash still has the old cost must not fail
+ * faster than an unknown user (issue: 0.2 ms against 8 ms, 8KiB/1 -> 16MiB/2). Every failed
+ * verify does the configured work: counted in argon2 blocks, so nothing here depends on timing.
+ * Configured 64KiB x 2 = 128 blocks; old 8KiB x 1 = 8 blocks; a hash above the configured cost
+ * (256KiB x 3 = 768 blocks) costs its own work.
+ */
+static void failed_verify_costs_the_configured_work(void **state)
+{
+    (void)state;
+    const gh_password_params_t now = {.memory = 64 * 1024, .ops = 2, .workers = 1, .queue = 8};
+    const gh_password_params_t low = {.memory = 8192, .ops = 1, .workers = 1, .queue = 8};
+    const gh_password_params_t high = {.memory = 256 * 1024, .ops = 3, .workers = 1, .queue = 8};
+    char cur[GH_PWHASH_STR_MAX], old[GH_PWHASH_STR_MAX], above[GH_PWHASH_STR_MAX];
+    assert_int_equal(gh_password_hash_sync(&now, "correct horse", 13, cur), 0);
+    assert_int_equal(gh_password_hash_sync(&low, "correct horse", 13, old), 0);
+    assert_int_equal(gh_password_hash_sync(&high, "correct horse", 13, above), 0);
+    char old_i[crypto_pwhash_STRBYTES]; /* another algorithm at another cost: 8KiB x 3 */
+    assert_int_equal(
+        crypto_pwhash_str_alg(old_i, "correct horse", 13, 3, 8192, crypto_pwhash_ALG_ARGON2I13), 0);
+
+    gh_password_pool_t *p = NULL;
+    assert_int_equal(gh_password_pool_start(&now, &p), 0);
+    assert_int_equal(gh_password_verify_work(p), 0); /* the dummy is made, not verified */
+    /* Every failure: exactly the configured work. */
+    assert_int_equal(work_of(p, NULL, "wrong horse", GH_EAUTH), 128);
+    assert_int_equal(work_of(p, cur, "wrong horse", GH_EAUTH), 128);
+    assert_int_equal(work_of(p, old, "wrong horse", GH_EAUTH), 128);
+    assert_int_equal(work_of(p, old_i, "wrong horse", GH_EAUTH), 128);
+    assert_int_equal(work_of(p, "not-a-hash", "wrong horse", GH_EINVAL), 128);
+    /* Above the configured cost: its own work, never less than the configured. */
+    assert_int_equal(work_of(p, above, "wrong horse", GH_EAUTH), 768);
+    /* Success with an old hash: its own work, then a rehash at the configured cost, as before. */
+    uint64_t before = gh_password_verify_work(p);
+    rec_t r = verify_once(p, old, "correct horse");
+    assert_int_equal(r.result, 0);
+    assert_non_null(strstr(r.new_hash, "m=64,t=2,p=1"));
+    assert_int_equal(gh_password_verify_work(p) - before, 8 + 128);
+    assert_int_equal(work_of(p, cur, "correct horse", 0), 128);
+    gh_password_pool_stop(&p);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median wall time of n failed verifies of `hash`, in ns. */
+static int64_t median_fail_ns(gh_password_pool_t *p, const char *hash, int n)
+{
+    int64_t t[9] = {0};
+    assert_true(n <= 9);
+    for (int i = 0; i < n; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        rec_t r = verify_once(p, hash, "wrong horse");
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        assert_int_equal(r.result, GH_EAUTH);
+        t[i] = (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec);
+    }
+    qsort(t, (size_t)n, sizeof t[0], cmp_i64);
+    return t[n / 2];
+}
+
+/* The same in wall time, within one run and with a wide margin: before the top-up the old-hash
+ * user failed about 500 times faster (8KiB x 1 against 4MiB x 2). Medians of interleaved runs,
+ * so a busy machine slows both sides alike. */
+static void failed_verify_takes_as_long_for_an_old_hash_as_for_no_user(void **state)
+{
+    (void)state;
+    const gh_password_params_t now = {.memory = 4 << 20, .ops = 2, .workers = 1, .queue = 8};
+    char old[GH_PWHASH_STR_MAX];
+    assert_int_equal(gh_password_hash_sync(&cheap, "correct horse", 13, old), 0);
+    gh_password_pool_t *p = NULL;
+    assert_int_equal(gh_password_pool_start(&now, &p), 0);
+    int64_t unknown = 0, stale = 0;
+    for (int round = 0; round < 3; round++) {
+        unknown += median_fail_ns(p, NULL, 3);
+        stale += median_fail_ns(p, old, 3);
+    }
+    double ratio = (double)stale / (double)unknown;
+    if (ratio < 0.5 || ratio > 2.0)
+        fail_msg("failed verify: old-cost user %.2f ms, unknown user %.2f ms (ratio %.2f)",
+                 (double)stale / 3e6, (double)unknown / 3e6, ratio);
     gh_password_pool_stop(&p);
 }
 
@@ -617,6 +717,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(unknown_user_and_malformed_hash_fail, reset),
         cmocka_unit_test_setup(other_cost_is_rehashed_same_cost_is_not, reset),
         cmocka_unit_test_setup(foreign_argon2_hashes_verify_and_are_rehashed, reset),
+        cmocka_unit_test_setup(failed_verify_costs_the_configured_work, reset),
+        cmocka_unit_test_setup(failed_verify_takes_as_long_for_an_old_hash_as_for_no_user, reset),
         cmocka_unit_test_setup(full_queue_refuses_and_every_job_calls_back_once, reset),
         cmocka_unit_test_setup(stop_runs_queued_jobs_and_frees_everything, reset),
         cmocka_unit_test_setup(allocation_failure_leaks_nothing, reset),

@@ -402,7 +402,7 @@ static void bad_duration_error_is_one_exact_line(void **state)
     assert_string_equal(err,
                         "--session-ttl: expected a duration like 500ms, 30m or 12h, got \"abc\"");
     assert_int_equal(LOAD(&c, err, "--idle-ttl=0"), GH_EINVAL);
-    assert_string_equal(err, "--idle-ttl: expected a duration of at least 1ms, got \"0\"");
+    assert_string_equal(err, "--idle-ttl: expected a duration from 1ms to 365d, got \"0\"");
     assert_int_equal(LOAD(&c, err, "--idle-ttl", "99999999999999999999h"), GH_EINVAL);
     assert_non_null(strstr(err, "(too large)"));
     /* A value with a newline in it still makes one line. */
@@ -445,7 +445,7 @@ static void range_and_enum_errors(void **state)
     gh_config_t c;
     char err[256];
     assert_int_equal(LOAD(&c, err, "--hash-memory", "4KiB"), GH_EINVAL);
-    assert_string_equal(err, "--hash-memory: expected a size of at least 8KiB, got \"4KiB\"");
+    assert_string_equal(err, "--hash-memory: expected a size from 8KiB to 4GiB, got \"4KiB\"");
     assert_int_equal(LOAD(&c, err, "--hash-ops", "0"), GH_EINVAL);
     assert_non_null(strstr(err, "--hash-ops: expected an integer from 1"));
     assert_int_equal(LOAD(&c, err, "--hash-workers", "0"), GH_EINVAL);
@@ -793,6 +793,172 @@ static void durability_normal_or_full(void **state)
     assert_string_equal(err, "--durability: expected one of normal, full, got \"fsync\"");
 }
 
+/* ---- ranges: every numeric key has a finite maximum, enforced at parse time ---- */
+
+#define MAX_RANGES 64
+
+/* Every duration, size and integer key names a max (none left to the field's own limit), its
+ * min is not above it, and the defaults lie inside. */
+static void every_numeric_key_has_a_finite_range(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err), 0);
+    gh_config_range_t r[MAX_RANGES];
+    size_t n = gh_config_ranges(&c, r, MAX_RANGES);
+    assert_true(n >= 20 && n <= MAX_RANGES);
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].max == 0 || r[i].min > r[i].max)
+            fail_msg("--%s: range %llu..%llu", r[i].name, (unsigned long long)r[i].min,
+                     (unsigned long long)r[i].max);
+        if (r[i].value < r[i].min || r[i].value > r[i].max)
+            fail_msg("--%s: default %llu outside %llu..%llu", r[i].name,
+                     (unsigned long long)r[i].value, (unsigned long long)r[i].min,
+                     (unsigned long long)r[i].max);
+    }
+}
+
+/* The key's max as a value in its plainest form: "<ms>ms" for durations, else the number. */
+static void plain_value(const char *name, uint64_t v, char *buf, size_t len)
+{
+    static const char *const durations[] = {
+        "session-ttl",        "idle-ttl",       "user-cache-ttl",
+        "watch-window",       "watch-interval", "forecast-horizon",
+        "connection-timeout", "header-timeout", "body-timeout"};
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        if (strcmp(name, durations[i]) == 0) {
+            snprintf(buf, len, "%llums", (unsigned long long)v);
+            return;
+        }
+    }
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* For every numeric key: max + 1 is refused with one line naming the key and its range; max
+ * itself is never refused by its own range (a check across keys may still object). */
+static void every_numeric_key_refuses_max_plus_one(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256], flag[96], value[32];
+    assert_int_equal(LOAD(&c, err), 0);
+    gh_config_range_t r[MAX_RANGES];
+    size_t n = gh_config_ranges(&c, r, MAX_RANGES);
+    assert_true(n <= MAX_RANGES);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(flag, sizeof flag, "--%s", r[i].name);
+        plain_value(r[i].name, r[i].max + 1, value, sizeof value);
+        if (LOAD(&c, err, flag, value) != GH_EINVAL)
+            fail_msg("%s %s was accepted", flag, value);
+        char want[128];
+        snprintf(want, sizeof want, "%s: expected ", flag);
+        if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, " from ") ||
+            !strstr(err, " to ") || strchr(err, '\n'))
+            fail_msg("%s %s: \"%s\" does not state the key and its range", flag, value, err);
+        plain_value(r[i].name, r[i].max, value, sizeof value);
+        if (LOAD(&c, err, flag, value) != 0 && strstr(err, " from "))
+            fail_msg("%s %s (its max) was refused: %s", flag, value, err);
+    }
+}
+
+/* The values of issue 23: each wrapped or hung the node at start; now each is refused with
+ * the key and its range. */
+static void out_of_range_values_are_refused_with_the_range(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err, "--max-body", "18446744073709551615"), GH_EINVAL);
+    assert_string_equal(
+        err, "--max-body: expected a size from 1KiB to 64MiB, got \"18446744073709551615\"");
+    assert_int_equal(LOAD(&c, err, "--hash-ops", "4294967295"), GH_EINVAL);
+    assert_string_equal(err, "--hash-ops: expected an integer from 1 to 64, got \"4294967295\"");
+    assert_int_equal(LOAD(&c, err, "--session-ttl", "99999999999h"), GH_EINVAL);
+    assert_string_equal(
+        err, "--session-ttl: expected a duration from 1ms to 365d, got \"99999999999h\"");
+    assert_int_equal(LOAD(&c, err, "--connection-timeout", "4294967296s"), GH_EINVAL);
+    assert_string_equal(
+        err, "--connection-timeout: expected a duration from 1ms to 1d, got \"4294967296s\"");
+    assert_int_equal(LOAD(&c, err, "--connection-memory", "1TiB"), GH_EINVAL);
+    assert_non_null(strstr(err, "--connection-memory: expected a size from 4KiB to 16MiB"));
+    /* Too large to read at all: still the range, and why. */
+    assert_int_equal(LOAD(&c, err, "--max-body", "99999999999999999999999"), GH_EINVAL);
+    assert_non_null(strstr(err, "--max-body: expected a size from 1KiB to 64MiB"));
+    assert_non_null(strstr(err, "(too large)"));
+    /* The maxima themselves load. */
+    assert_int_equal(LOAD(&c, err, "--max-body", "64MiB", "--session-ttl", "365d",
+                          "--connection-timeout", "1d", "--hash-ops", "64"),
+                     0);
+    assert_int_equal(c.max_body, 64 * MIB);
+    assert_int_equal(c.session_ttl_ms, 365LL * 86400000);
+    assert_int_equal(c.connection_timeout_ms, 86400000);
+    assert_int_equal(c.hash_ops, 64);
+    /* The same bounds hold in the environment and in a file. */
+    setenv("GATEHOUSE_HASH_OPS", "65", 1);
+    assert_int_equal(LOAD(&c, err), GH_EINVAL);
+    assert_string_equal(err, "GATEHOUSE_HASH_OPS: expected an integer from 1 to 64, got \"65\"");
+    unsetenv("GATEHOUSE_HASH_OPS");
+    char path[64], want[160];
+    temp_file(path, sizeof path, "idle-ttl = 366d\n");
+    assert_int_equal(LOAD(&c, err, "--config", path), GH_EINVAL);
+    snprintf(want, sizeof want,
+             "%s:1: idle-ttl: expected a duration from 1ms to 365d, got \"366d\"", path);
+    assert_string_equal(err, want);
+}
+
+/* What one hash costs is memory x passes: each within its range can still multiply into a
+ * start-up of minutes (the dummy hash is made at start). */
+static void hash_cost_product_is_bounded(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err, "--hash-memory", "1GiB", "--hash-ops", "32"), GH_EINVAL);
+    assert_string_equal(err, "--hash-ops: expected --hash-memory x --hash-ops at most 16GiB "
+                             "(1GiB x 16, 4GiB x 4), got 1GiB x 32");
+    assert_int_equal(LOAD(&c, err, "--hash-memory", "4GiB", "--hash-ops", "4"), 0);
+    assert_int_equal(LOAD(&c, err, "--hash-memory", "19MiB", "--hash-ops", "64"), 0);
+}
+
+static void throttle_ip_rate_is_bounded(void **state)
+{
+    (void)state;
+    gh_config_t c;
+    char err[256];
+    assert_int_equal(LOAD(&c, err, "--throttle-ip", "1000000/1d"), 0);
+    assert_int_equal(c.throttle_ip_count, 1000000);
+    assert_int_equal(c.throttle_ip_window_ms, 86400000);
+    const char *bad[] = {"1000001/1m", "20/2d", "20/9223372036854775807ms", "4294967296/1m"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(LOAD(&c, err, "--throttle-ip", (char *)bad[i]), GH_EINVAL);
+        assert_non_null(strstr(err, "--throttle-ip: expected count/duration like 20/1m (count 1 "
+                                    "to 1000000, duration up to 1d)"));
+    }
+}
+
+/* --help states each numeric key's range beside its default. */
+static void help_shows_ranges(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    gh_config_t c;
+    char err[256];
+    char *argv[] = {"serve", "--help", NULL};
+    assert_int_equal(gh_config_load(&c, 2, argv, out, err, sizeof err), 1);
+    fclose(out);
+    assert_non_null(strstr(buf, "[1KiB to 64MiB] (default: 64KiB)"));
+    assert_non_null(strstr(buf, "[1ms to 365d] (default: 12h)"));
+    assert_non_null(strstr(buf, "[1 to 64] (default: 2)"));
+    /* The admin routes answer 403 when no token is set (request.c), not 401. */
+    assert_non_null(strstr(buf, "(unset: those routes answer 403)"));
+    assert_null(strstr(buf, "answer 401"));
+    free(buf);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, cleanup)
 
 int main(int argc, char **argv)
@@ -826,6 +992,12 @@ int main(int argc, char **argv)
         T(memory_limit_rule),
         T(memory_limit_loaded_respects_cgroup),
         T(durability_normal_or_full),
+        T(every_numeric_key_has_a_finite_range),
+        T(every_numeric_key_refuses_max_plus_one),
+        T(out_of_range_values_are_refused_with_the_range),
+        T(hash_cost_product_is_bounded),
+        T(throttle_ip_rate_is_bounded),
+        T(help_shows_ranges),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -115,6 +115,37 @@ static void method_names(void **state)
     assert_int_equal(gh_http_method_parse("BREW"), GH_HTTP_OTHER);
 }
 
+static int admit_nobody(gh_req_t *r)
+{
+    (void)r;
+    return GH_EAUTH;
+}
+
+/* A guarded route with no admit function to guard it: the server refuses to start rather than
+ * serve the route open. */
+static void guarded_routes_need_an_admit_function(void **state)
+{
+    (void)state;
+    static const gh_route_t guarded[] = {
+        {GH_HTTP_GET, "/healthz", h, 0},
+        {GH_HTTP_GET, "/v1/admin/users", h, GH_ROUTE_GUARDED | 1u},
+    };
+    gh_http_options_t opt = {
+        .listen_fd = -1, .threads = 1, .max_connections = 4, .routes = guarded, .nroutes = 2};
+    gh_http_server_t *s = NULL;
+    assert_int_equal(gh_http_start(&opt, &s), GH_EINVAL);
+    assert_null(s);
+    /* With one, it starts (on a socket of its own) and stops. */
+    int fd = -1;
+    uint16_t port = 0;
+    assert_int_equal(gh_http_listen("127.0.0.1", 0, &fd, &port), 0);
+    opt.listen_fd = fd;
+    opt.admit = admit_nobody;
+    assert_int_equal(gh_http_start(&opt, &s), 0);
+    gh_http_stop(&s, 0);
+    assert_null(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +154,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(wrong_method_lists_allowed),
         cmocka_unit_test(unknown_and_hostile_paths_do_not_match),
         cmocka_unit_test(method_names),
+        cmocka_unit_test(guarded_routes_need_an_admit_function),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

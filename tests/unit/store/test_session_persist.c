@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <sodium.h>
@@ -29,6 +33,7 @@
 
 typedef struct {
     char dir[256];
+    char mnt[300]; /* a tmpfs mounted by the test, unmounted by teardown */
 } fixture_t;
 
 static int setup(void **state)
@@ -49,6 +54,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
+    if (f->mnt[0] && umount2(f->mnt, MNT_DETACH) != 0)
+        fprintf(stderr, "could not unmount %s\n", f->mnt);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     if (system(cmd) != 0)
@@ -466,6 +473,150 @@ static void refuses_bad_arguments_and_newer_schemas(void **state)
     assert_null(s);
 }
 
+/* "Log out everywhere" for a user with more sessions than one batch of deletes (256). */
+static void ending_many_sessions_of_a_user_goes_in_batches(void **state)
+{
+    gh_session_limits_t l = limits();
+    l.max_per_user = 0;
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    for (int n = 0; n < 600; n++)
+        create_ok(s, 7, n, now + n, NULL);
+    create_ok(s, 8, 1000, now, NULL);
+    size_t ended = 0;
+    assert_int_equal(gh_session_end_user(s, 7, H(599).b, GH_END_REVOKED, &ended), 0);
+    assert_int_equal(ended, 599);
+    assert_int_equal(active(s), 2);
+    const char *why = NULL;
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+    gh_session_store_destroy(&s);
+    gh_session_load_stats_t st;
+    s = open_store(DIR(state), &l, false, &st);
+    assert_int_equal(st.loaded, 2);
+    assert_true(live(s, 599));
+    assert_true(live(s, 1000));
+    assert_false(live(s, 0));
+    assert_false(live(s, 300));
+    gh_session_store_destroy(&s);
+}
+
+/* Fills the filesystem of `path` with zeros until it says ENOSPC. */
+static void fill_disk(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    static char zeros[4096];
+    while (write(fd, zeros, sizeof zeros) > 0)
+        ;
+    while (write(fd, zeros, 1) == 1)
+        ;
+    close(fd);
+}
+
+/*
+ * On a real full filesystem (a 1 MiB tmpfs), every write either happens whole or changes nothing:
+ * a create that cannot commit leaves neither its session nor its evictions' absence in memory;
+ * an end, a revocation by id, a "log out everywhere" that cannot commit leaves the sessions live.
+ * Whatever answered 0 is on disk: after the space comes back and the store reopens, memory is
+ * exactly what it was. The store says it cannot write (ping) until a write succeeds again.
+ */
+static void a_full_disk_changes_nothing_it_cannot_write(void **state)
+{
+    fixture_t *f = *state;
+    snprintf(f->mnt, sizeof f->mnt, "%s/data", f->dir);
+    assert_int_equal(mkdir(f->mnt, 0700), 0);
+    if (mount("gatehouse-test", f->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0700") != 0) {
+        int e = errno;
+        f->mnt[0] = '\0';
+        if (e == EPERM) {
+            fprintf(stderr, "SKIPPED: mounting a tmpfs is not permitted here (run as root)\n");
+            skip();
+        }
+        fail_msg("mount tmpfs: %s", strerror(e));
+    }
+    gh_session_limits_t l = limits();
+    l.max_per_user = 3;
+    gh_session_store_t *s = open_store(f->mnt, &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    gh_session_info_t info[3];
+    for (int n = 0; n < 3; n++)
+        create_ok(s, 1, n, now + n, &info[n]);
+    create_ok(s, 3, 10, now, NULL);
+    create_ok(s, 3, 11, now + 1, NULL);
+    assert_int_equal(gh_session_ping(s), 0);
+    char fill[400];
+    snprintf(fill, sizeof fill, "%s/fill", f->mnt);
+    fill_disk(fill);
+
+    /* User 2 is at the cap of 3 after three creates, so every later create evicts the oldest:
+     * create until one fails (the log cannot grow any more). */
+    int n = 100, rc = 0;
+    for (; n < 3100 && (rc = gh_session_create(s, 2, H(n).b, NULL, now + n, NULL)) == 0; n++)
+        ;
+    assert_int_equal(rc, GH_ESTORE);
+    assert_int_equal(gh_session_ping(s), GH_ESTORE);
+    assert_true(gh_session_persist_write_failures(s) >= 1);
+    assert_false(live(s, n));
+    if (n >= 103) { /* its eviction was put back: user 2's three newest are all live */
+        for (int k = n - 3; k < n; k++)
+            if (!live(s, k))
+                fail_msg("session %d was evicted by a create that failed", k);
+    }
+    const char *why = NULL;
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+
+    /* Ends on the full disk: all or nothing, never the memory alone. */
+    int failed = 0;
+    rc = gh_session_end(s, H(0).b, GH_END_LOGOUT);
+    assert_true(rc == 0 || rc == GH_ESTORE);
+    failed += rc == GH_ESTORE;
+    assert_true(live(s, 0) == (rc == GH_ESTORE));
+    rc = gh_session_end_by_id(s, 1, info[1].id, GH_END_REVOKED);
+    assert_true(rc == 0 || rc == GH_ESTORE);
+    failed += rc == GH_ESTORE;
+    assert_true(live(s, 1) == (rc == GH_ESTORE));
+    size_t ended = 99;
+    rc = gh_session_end_user(s, 3, NULL, GH_END_REVOKED, &ended);
+    assert_true(rc == 0 || rc == GH_ESTORE);
+    failed += rc == GH_ESTORE;
+    assert_true(live(s, 10) == (rc == GH_ESTORE) && live(s, 11) == (rc == GH_ESTORE));
+    assert_int_equal(ended, rc == 0 ? 2 : 0);
+    /* A create for user 1 (at the cap: it would evict session 0 or 1). */
+    bool before[3] = {live(s, 0), live(s, 1), live(s, 2)};
+    rc = gh_session_create(s, 1, H(20).b, NULL, now + 20, NULL);
+    assert_true(rc == 0 || rc == GH_ESTORE);
+    failed += rc == GH_ESTORE;
+    if (rc == GH_ESTORE) {
+        assert_false(live(s, 20));
+        for (int k = 0; k < 3; k++)
+            assert_true(live(s, k) == before[k]);
+    }
+    print_message("first failed create after %d; %d of the 4 later writes failed\n", n - 100,
+                  failed);
+    assert_true(failed >= 1); /* the log could not grow: at least one of these had to fail */
+    assert_int_equal(gh_session_memory_check(gh_session_persist_memory(s), &why), 0);
+
+    /* What memory holds now is what the disk must give back. */
+    bool want[3200];
+    for (int k = 0; k < 3200; k++)
+        want[k] = live(s, k);
+    uint64_t count = active(s);
+
+    /* Space again: the next flush's probe write clears the failure. */
+    assert_int_equal(unlink(fill), 0);
+    assert_int_equal(gh_session_persist_flush(s), 0);
+    assert_int_equal(gh_session_ping(s), 0);
+    gh_session_store_destroy(&s);
+    gh_session_load_stats_t st;
+    s = open_store(f->mnt, &l, false, &st);
+    assert_int_equal(active(s), count);
+    for (int k = 0; k < 3200; k++)
+        if (live(s, k) != want[k])
+            fail_msg("session %d: %s before the reopen, %s after", k, want[k] ? "live" : "gone",
+                     want[k] ? "gone" : "live");
+    gh_session_store_destroy(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
@@ -482,6 +633,8 @@ int main(int argc, char **argv)
         T(an_aborted_handover_leaves_the_predecessor_in_charge),
         T(a_smaller_cap_at_load_drops_the_oldest_for_good),
         T(refuses_bad_arguments_and_newer_schemas),
+        T(ending_many_sessions_of_a_user_goes_in_batches),
+        T(a_full_disk_changes_nothing_it_cannot_write),
     };
 #undef T
     if (argc > 1)

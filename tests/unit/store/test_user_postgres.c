@@ -155,6 +155,83 @@ static void server_going_away_fails_closed_and_recovers(void **state)
     gh_user_store_close(&s);
 }
 
+/*
+ * The token check's cache over PostgreSQL while the server is away: a user looked up before
+ * answers from the last known record up to stale_max_ms old, counted; a user deleted through the
+ * cache, or never looked up, answers GH_ESTORE; logins (by name) fail closed; past stale_max_ms
+ * even the known user fails closed; with the server back, answers are fresh again by themselves.
+ */
+static void the_cache_answers_stale_while_the_server_is_away(void **state)
+{
+    (void)state;
+    gh_user_store_t *inner = open_store(), *s = NULL, *strict = NULL;
+    /* Generous bounds: the test also runs under valgrind. */
+    gh_user_cache_options_t o = {.entries = 64, .ttl_ms = 50, .stale_max_ms = 4000};
+    gh_user_cache_options_t bad = o;
+    bad.stale_max_ms = -1;
+    assert_int_equal(gh_user_cache_open(inner, &bad, &s), GH_EINVAL);
+    bad.stale_max_ms = GH_USER_STALE_MAX_MS + 1;
+    assert_int_equal(gh_user_cache_open(inner, &bad, &s), GH_EINVAL);
+    assert_int_equal(gh_user_cache_open(inner, &o, &s), 0);
+    gh_user_store_t *inner2 = open_store();
+    gh_user_cache_options_t o0 = {.entries = 64, .ttl_ms = 50, .stale_max_ms = 0};
+    assert_int_equal(gh_user_cache_open(inner2, &o0, &strict), 0);
+
+    gh_user_t una, vic, wes, u;
+    assert_int_equal(gh_user_create(s, "una", "h", 1, &una), 0);
+    assert_int_equal(gh_user_create(s, "vic", "h", 1, &vic), 0);
+    assert_int_equal(gh_user_create(s, "wes", "h", 1, &wes), 0);
+    assert_int_equal(gh_user_get_by_id_cached(s, una.id, &u), 0);
+    assert_int_equal(gh_user_get_by_id_cached(s, vic.id, &u), 0);
+    assert_int_equal(gh_user_get_by_id_cached(strict, una.id, &u), 0);
+    struct timespec t0; /* when una's record was read */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(gh_user_del(s, vic.id), 0);
+    gh_user_cache_stats_t st;
+    gh_user_cache_stats(s, &st);
+    assert_int_equal(st.stale_total, 0);
+    assert_int_equal(st.stale_age_max_ms, 0);
+
+    assert_int_equal(ts_server_stop(&pg), 0);
+    sleep_ms(200); /* past the TTL */
+    memset(&u, 0, sizeof u);
+    assert_int_equal(gh_user_get_by_id_cached(s, una.id, &u), 0);
+    assert_int_equal(u.id, una.id);
+    assert_string_equal(u.username, "una");
+    assert_string_equal(u.password_hash, "");
+    assert_int_equal(gh_user_get_by_id_cached(s, vic.id, &u), GH_ESTORE); /* deleted */
+    assert_int_equal(gh_user_get_by_id_cached(s, wes.id, &u), GH_ESTORE); /* never seen */
+    assert_int_equal(gh_user_get_by_name(s, "una", &u), GH_ESTORE);       /* logins fail */
+    assert_int_equal(gh_user_get_by_id(s, una.id, &u), GH_ESTORE); /* the uncached read too */
+    assert_int_equal(gh_user_get_by_id_cached(strict, una.id, &u), GH_ESTORE);
+    gh_user_cache_stats(s, &st);
+    assert_int_equal(st.stale_total, 1);
+    assert_true(st.stale_age_max_ms >= 200 && st.stale_age_max_ms < 4000);
+    assert_true(st.refused_total >= 2);
+
+    /* Past stale_max_ms since the record was read: fail closed. */
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (spent < 4100)
+        sleep_ms(4100 - spent);
+    assert_int_equal(gh_user_get_by_id_cached(s, una.id, &u), GH_ESTORE);
+
+    assert_int_equal(ts_server_start(&pg), 0);
+    int rc = GH_ESTORE;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        rc = gh_user_get_by_id_cached(s, una.id, &u);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    gh_user_cache_stats(s, &st);
+    assert_int_equal(st.stale_age_max_ms, 0);
+    assert_int_equal(gh_user_get_by_id_cached(s, vic.id, &u), GH_ENOTFOUND);
+    gh_user_store_close(&strict);
+    gh_user_store_close(&s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -178,6 +255,7 @@ int main(int argc, char **argv)
         USER_SUITE_TEST(bad_address_fails_at_open),
         USER_SUITE_TEST(bytes_postgres_refuses_are_not_a_store_error),
         USER_SUITE_TEST(server_going_away_fails_closed_and_recovers),
+        USER_SUITE_TEST(the_cache_answers_stale_while_the_server_is_away),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

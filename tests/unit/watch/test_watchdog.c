@@ -580,6 +580,59 @@ static void feed_rss(gh_watchdog_t *wd, seen_t *seen, int64_t *t, double rss, in
     }
 }
 
+/* A local database that cannot write (a full disk) raises store_writes_failing at critical
+ * after fire_after samples and resolves after resolve_after clear ones; it is not a memory alert:
+ * /readyz's memory_critical stays false. */
+static void store_writes_failing_fires_and_resolves(void **state)
+{
+    (void)state;
+    seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    gh_watch_options_t o = {.interval_ms = 1000,
+                            .window_ms = 60000,
+                            .limit_bytes = 1000 * 1000,
+                            .fire_after = 3,
+                            .resolve_after = 4,
+                            .wall_clock_ms = fixed_wall_clock,
+                            .on_event = on_event,
+                            .event_ctx = &seen};
+    gh_watchdog_t *wd = NULL;
+    assert_int_equal(gh_watchdog_create(&o, &wd), 0);
+    int64_t t = 0;
+    uint64_t failures = 0;
+    for (int i = 0; i < 12; i++, t++) {
+        gh_watch_sample_t s;
+        memset(&s, 0, sizeof s);
+        s.t_ms = t * 1000;
+        s.rss_bytes = 100 * 1000;
+        s.stores_not_writable = i >= 2 && i < 6; /* failing for 4 samples */
+        failures += s.stores_not_writable ? 5 : 0;
+        s.store_write_failures_total = failures;
+        seen.now_t = t;
+        gh_watchdog_step(wd, &s);
+        if (i == 3)
+            assert_int_equal(seen.n, 0); /* two failing samples: not yet */
+        if (i == 4) {
+            assert_int_equal(seen.n, 1);
+            assert_int_equal(seen.ev[0].alert, GH_WATCH_STORE_WRITES_FAILING);
+            assert_string_equal(seen.ev[0].name, "store_writes_failing");
+            assert_int_equal(seen.ev[0].severity, GH_WATCH_CRITICAL);
+            assert_true(seen.ev[0].firing);
+            assert_non_null(strstr(seen.ev[0].summary, "1 local database cannot be written"));
+            assert_non_null(strstr(seen.ev[0].summary, "15 failed writes"));
+            assert_false(gh_watchdog_memory_critical(wd));
+        }
+        if (i == 8)
+            assert_int_equal(seen.n, 1); /* three clear: still firing */
+    }
+    assert_int_equal(seen.n, 2);
+    assert_false(seen.ev[1].firing);
+    assert_int_equal(seen.ev[1].previous, GH_WATCH_CRITICAL);
+    assert_non_null(strstr(seen.ev[1].summary, "resolved: the local databases take writes"));
+    assert_int_equal(gh_watchdog_severity(wd, GH_WATCH_STORE_WRITES_FAILING), GH_WATCH_OK);
+    gh_watchdog_destroy(&wd);
+}
+
 static void alerts_fire_and_resolve_with_hysteresis(void **state)
 {
     (void)state;
@@ -901,6 +954,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(alerts_fire_and_resolve_with_hysteresis),
         cmocka_unit_test(sinks_get_a_log_line_an_event_and_a_service_check),
         cmocka_unit_test(status_json_shows_the_forecast_and_alerts),
+        cmocka_unit_test(store_writes_failing_fires_and_resolves),
         cmocka_unit_test(formats_read_well),
         cmocka_unit_test(the_thread_samples_and_stops_promptly),
         cmocka_unit_test(bad_options_are_refused_and_memory_comes_back),
