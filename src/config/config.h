@@ -133,6 +133,7 @@ int gh_config_parse_listen(const char *s, char *host, size_t hostlen, uint16_t *
 typedef struct {
     const char *name;
     uint64_t min, max, value;
+    bool duration; /* min, max and value are milliseconds */
 } gh_config_range_t;
 /* Fills out[0 .. max-1] with the numeric keys of cfg in table order; returns how many numeric
  * keys there are (only the first max are filled when that is more). */
