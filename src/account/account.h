@@ -57,6 +57,13 @@ typedef enum {
  * never mistaken for a GH_E… code. */
 #define GH_ACCOUNT_PENDING 1
 
+/* Who a request came from, filled by the caller. */
+typedef struct {
+    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
+    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
+    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
+} gh_account_client_t;
+
 /* Everything the workflows use. The caller owns every pointer (the node, or a test) and keeps
  * them alive while workflows run. */
 typedef struct {
@@ -75,14 +82,13 @@ typedef struct {
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
     struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
+    /* Who asks, for the audit trail: the API fills these in each request's copy (the client of
+     * the request; actor "token" for the admin bearer token, "admin:<id>" for an admin user's
+     * console session), the command line sets actor "cli". actor "": the subject user acts on
+     * their own account. */
+    gh_account_client_t caller;
+    char actor[80];
 } gh_account_t;
-
-/* Who a request came from, filled by the caller. */
-typedef struct {
-    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
-    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
-    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
-} gh_account_client_t;
 
 /* The pending argon2 job of a workflow's state (its fields are the service's). */
 typedef struct {

@@ -47,6 +47,7 @@ typedef struct {
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
+    struct gh_audit *audit;           /* the audit trail (account/audit.h); NULL: none */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
