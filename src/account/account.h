@@ -235,6 +235,13 @@ int gh_account_user_get(gh_account_t *a, uint64_t user_id, gh_user_t *out) GH_WU
  * GH_ENOTFOUND, store errors; *revoked how many sessions ended. */
 int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked) GH_WUR;
 
+/* Sets the user's roles (admin, disabled: -1 leaves one as it is, 0 or 1 sets it) into out (no
+ * hash). Disabling ends every session of the user first (a disabled user's login then fails as
+ * a wrong password does). Each change is audited (user.disabled / user.enabled, admin.<action>).
+ * GH_ENOTFOUND, store errors. */
+int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
+                              gh_user_t *out) GH_WUR;
+
 /* ---- operators (--ops-users) ---- */
 
 /* True when the user is named in a->operators (by id, or by name exactly as listed). */

@@ -110,6 +110,33 @@ void gh_audit_event_detail(gh_audit_event_t *ev, const char *fmt, ...)
     va_end(ap);
 }
 
+void gh_account_audit_event(gh_account_t *a, gh_audit_event_t *ev, gh_audit_type_t type,
+                            gh_audit_outcome_t outcome, uint64_t user_id)
+{
+    gh_audit_event_init(ev, type, outcome, user_id, &a->caller);
+    if (a->actor[0])
+        gh_audit_event_actor(ev, a->actor);
+}
+
+bool gh_account_by_admin(const gh_account_t *a)
+{
+    return strcmp(a->actor, "token") == 0 || strncmp(a->actor, "admin:", 6) == 0;
+}
+
+int gh_account_audit_admin(gh_account_t *a, const char *action, uint64_t user_id,
+                           const char *session_id, const char *detail)
+{
+    if (!a->audit || !gh_account_by_admin(a))
+        return 0;
+    gh_audit_event_t ev;
+    gh_audit_event_init_admin(&ev, action, 0, user_id, GH_AUDIT_SUCCESS, &a->caller);
+    gh_audit_event_actor(&ev, a->actor);
+    gh_audit_event_session(&ev, session_id);
+    if (detail)
+        gh_audit_event_detail(&ev, "%s", detail);
+    return gh_account_audit(a, &ev);
+}
+
 int gh_account_audit(gh_account_t *a, gh_audit_event_t *ev)
 {
     if (!a || !a->audit)

@@ -101,6 +101,17 @@ int gh_account_audit(gh_account_t *a, gh_audit_event_t *ev) GH_WUR;
 /* Queued emit (see above): never blocks, never fails; a full queue counts a drop. */
 void gh_account_audit_queued(gh_account_t *a, const gh_audit_event_t *ev);
 
+/* An event of a workflow run for account a: like gh_audit_event_init with a's caller (client and
+ * actor, account.h) — the way the account service's workflows start their events. */
+void gh_account_audit_event(gh_account_t *a, gh_audit_event_t *ev, gh_audit_type_t type,
+                            gh_audit_outcome_t outcome, uint64_t user_id);
+/* True when a's caller is an administrator (the bearer token or an admin user's session). */
+bool gh_account_by_admin(const gh_account_t *a);
+/* When a's caller is an administrator: stores admin.<action> on user_id (session_id and detail
+ * may be NULL). Otherwise 0 and nothing. Durable, as gh_account_audit. */
+int gh_account_audit_admin(gh_account_t *a, const char *action, uint64_t user_id,
+                           const char *session_id, const char *detail) GH_WUR;
+
 /* ---- the trail itself (the node opens it; the account service holds it in a->audit) ---- */
 
 typedef struct gh_audit gh_audit_t;
