@@ -207,10 +207,11 @@ int gh_audit_event_json(const gh_audit_event_t *ev, char *buf, size_t cap)
     if (cap < 64)
         return GH_ETOOBIG;
     char *p = buf, *end = buf + cap - 1;
-    char user[24];
+    char user[24], time[GH_RFC3339_LEN];
     snprintf(user, sizeof user, "%llu", (unsigned long long)ev->user_id);
-    p += snprintf(p, (size_t)(end - p), "{\"id\":%lld,\"time\":%lld,\"type\":", (long long)ev->id,
-                  (long long)ev->time_ms);
+    gh_clock_rfc3339(ev->time_ms, time);
+    p += snprintf(p, (size_t)(end - p), "{\"id\":\"%lld\",\"time\":\"%s\",\"type\":",
+                  (long long)ev->id, time);
     struct {
         const char *key, *val;
         bool null_when_empty;

@@ -181,6 +181,8 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
         gh_audit_event_t ev;
         gh_account_audit_event(a, &ev, GH_AUDIT_LOGIN_FAILED, GH_AUDIT_FAILURE,
                                st->user_found ? st->user.id : 0);
+        if (!a->actor[0])
+            gh_audit_event_actor(&ev, "anonymous"); /* whoever typed it: not the user, yet */
         gh_audit_event_detail(&ev, "reason=%s", !st->user_found ? "unknown_user"
                                                 : disabled      ? "disabled"
                                                                 : "invalid_credentials");

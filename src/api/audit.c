@@ -40,56 +40,23 @@ static bool parse_id(const char *s, int64_t *out)
     return true;
 }
 
-/* RFC 3339 UTC ("2026-12-06T00:00:00Z", optional .mmm) or milliseconds since the epoch. */
-static bool parse_time(const char *s, int64_t *out)
-{
-    int64_t ms;
-    if (parse_id(s, &ms)) {
-        *out = ms;
-        return true;
-    }
-    size_t n = strlen(s);
-    if (n < 20 || n > 24)
-        return false;
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
-        return false;
-    int frac = 0;
-    if (*end == '.') {
-        end++;
-        int digits = 0;
-        while (*end >= '0' && *end <= '9' && digits < 3) {
-            frac = frac * 10 + (*end++ - '0');
-            digits++;
-        }
-        if (digits != 3)
-            return false;
-    }
-    if (strcmp(end, "Z") != 0)
-        return false;
-    time_t t = timegm(&tm);
-    if (t < 0)
-        return false;
-    *out = (int64_t)t * 1000 + frac;
-    return true;
-}
-
 static json_t *event_json(const gh_audit_event_t *ev)
 {
     char time[GH_RFC3339_LEN], id[24];
     gh_clock_rfc3339(ev->time_ms, time);
     snprintf(id, sizeof id, "%lld", (long long)ev->id);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "time", time, "type",
-                          ev->type, "actor", ev->actor, "node", ev->node, "outcome", ev->outcome,
-                          "detail", ev->detail);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", id, "time", time, "type", ev->type,
+                          "actor", ev->actor);
     o = gh_api_json_set(o, "user", ev->user_id ? json_integer((json_int_t)ev->user_id)
                                                : json_null());
     o = gh_api_json_set(o, "session_id",
                         ev->session_id[0] ? json_string(ev->session_id) : json_null());
     o = gh_api_json_set(o, "ip", ev->ip[0] ? json_string(ev->ip) : json_null());
-    return gh_api_json_set(o, "user_agent",
-                           ev->user_agent[0] ? json_string(ev->user_agent) : json_null());
+    o = gh_api_json_set(o, "user_agent",
+                        ev->user_agent[0] ? json_string(ev->user_agent) : json_null());
+    o = gh_api_json_set(o, "node", json_string(ev->node));
+    o = gh_api_json_set(o, "outcome", json_string(ev->outcome));
+    return gh_api_json_set(o, "detail", json_string(ev->detail));
 }
 
 static json_t *events_json(const gh_audit_event_t *evs, size_t n)
@@ -128,11 +95,11 @@ void gh_api_admin_audit(gh_req_t *r)
         }
         snprintf(q.type, sizeof q.type, "%s", type);
     }
-    if (since && !parse_time(since, &q.since_ms)) {
+    if (since && !gh_clock_parse_time(since, &q.since_ms)) {
         gh_api_reply_fail(r, GH_EINVAL, "\"since\" must be an RFC 3339 UTC time", 0);
         return;
     }
-    if (until && !parse_time(until, &q.until_ms)) {
+    if (until && !gh_clock_parse_time(until, &q.until_ms)) {
         gh_api_reply_fail(r, GH_EINVAL, "\"until\" must be an RFC 3339 UTC time", 0);
         return;
     }
