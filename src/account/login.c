@@ -51,11 +51,21 @@ int gh_account_register_admit(gh_account_t *a, const gh_account_client_t *c, int
     return GH_ELIMIT;
 }
 
+/* A login's event, from the login's own client (what the throttles saw). */
+static void login_event(gh_account_t *a, gh_audit_event_t *ev, gh_audit_type_t type,
+                        gh_audit_outcome_t outcome, uint64_t user_id, const gh_account_client_t *c)
+{
+    gh_audit_event_init(ev, type, outcome, user_id, c);
+    if (a->actor[0])
+        gh_audit_event_actor(ev, a->actor);
+}
+
 /* A refused login's event: queued (an attacker makes these as fast as they like). */
-static void audit_throttled(gh_account_t *a, const char *kind, int64_t retry_ms)
+static void audit_throttled(gh_account_t *a, const gh_account_client_t *c, const char *kind,
+                            int64_t retry_ms)
 {
     gh_audit_event_t ev;
-    gh_account_audit_event(a, &ev, GH_AUDIT_LOGIN_THROTTLED, GH_AUDIT_FAILURE, 0);
+    login_event(a, &ev, GH_AUDIT_LOGIN_THROTTLED, GH_AUDIT_FAILURE, 0, c);
     gh_audit_event_detail(&ev, "limit=%s retry_after_ms=%lld", kind, (long long)retry_ms);
     gh_account_audit_queued(a, &ev);
 }
@@ -68,7 +78,7 @@ static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *us
     int64_t now = now_ms(), retry = 0;
     if (gh_ratelimit_ip_take(a->ratelimit, &st->client.ip, now, &retry) != 0) {
         log_limited(&st->client, "ip", retry);
-        audit_throttled(a, "ip", retry);
+        audit_throttled(a, &st->client, "ip", retry);
         st->retry_ms = retry;
         return GH_ELIMIT;
     }
@@ -78,7 +88,7 @@ static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *us
          * people behind one address must not lose their logins to one locked account. */
         gh_ratelimit_ip_refund(a->ratelimit, &st->client.ip, now);
         log_limited(&st->client, "account", retry);
-        audit_throttled(a, "account", retry);
+        audit_throttled(a, &st->client, "account", retry);
         st->retry_ms = retry;
         return GH_ELIMIT;
     }
@@ -179,8 +189,8 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
         count(a, GH_LOGIN_FAILURE);
         GH_LOG(GH_LOG_INFO, "login failed", GH_LS("reason", "invalid_credentials"));
         gh_audit_event_t ev;
-        gh_account_audit_event(a, &ev, GH_AUDIT_LOGIN_FAILED, GH_AUDIT_FAILURE,
-                               st->user_found ? st->user.id : 0);
+        login_event(a, &ev, GH_AUDIT_LOGIN_FAILED, GH_AUDIT_FAILURE,
+                    st->user_found ? st->user.id : 0, &st->client);
         if (!a->actor[0])
             gh_audit_event_actor(&ev, "anonymous"); /* whoever typed it: not the user, yet */
         gh_audit_event_detail(&ev, "reason=%s", !st->user_found ? "unknown_user"
@@ -206,7 +216,7 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
     }
     /* Stored before the token is handed out: no session exists that the trail does not know. */
     gh_audit_event_t ev;
-    gh_account_audit_event(a, &ev, GH_AUDIT_LOGIN_SUCCEEDED, GH_AUDIT_SUCCESS, st->user.id);
+    login_event(a, &ev, GH_AUDIT_LOGIN_SUCCEEDED, GH_AUDIT_SUCCESS, st->user.id, &st->client);
     gh_audit_event_session(&ev, st->session.id);
     if ((rc = gh_account_audit(a, &ev)) != 0) {
         GH_IGNORE(gh_session_end(a->sessions, st->token_hash, GH_END_REVOKED));
