@@ -473,3 +473,23 @@ int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int 
     }
     return gh_account_user_get(a, user_id, out);
 }
+
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked)
+{
+    gh_user_t user;
+    *was_locked = false;
+    int rc = gh_account_user_get(a, user_id, &user);
+    if (rc != 0)
+        return rc;
+    if (a->ratelimit)
+        *was_locked = gh_ratelimit_account_reset(
+            a->ratelimit, gh_ratelimit_account_key(a->ratelimit, user.username,
+                                                   strlen(user.username)),
+            gh_clock_mono_ns() / 1000000);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_THROTTLE_UNLOCKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "was_locked=%s", *was_locked ? "true" : "false");
+    if ((rc = gh_account_audit(a, &ev)) != 0)
+        return rc;
+    return gh_account_audit_admin(a, "throttle_unlock", user_id, NULL, ev.detail);
+}

@@ -242,6 +242,11 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked) G
 int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
                               gh_user_t *out) GH_WUR;
 
+/* Unlocks the user's account throttle on this node (its failures and back-off are forgotten);
+ * audited (throttle.unlocked, admin.throttle_unlock). *was_locked: it had failures. GH_ENOTFOUND
+ * when the user does not exist; 0 with *was_locked false without throttles. */
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked) GH_WUR;
+
 /* ---- operators (--ops-users) ---- */
 
 /* True when the user is named in a->operators (by id, or by name exactly as listed). */

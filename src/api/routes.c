@@ -35,6 +35,11 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
     {GH_HTTP_POST, "/account/password", gh_pages_account_password, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
+    /* the admin console (admin_pages.c): an admin user's session, not the bearer token */
+    {GH_HTTP_GET, "/admin", gh_pages_admin, 0},
+    {GH_HTTP_GET, "/admin/audit", gh_pages_admin_audit, 0},
+    {GH_HTTP_GET, "/admin/users/{id}", gh_pages_admin_user, 0},
+    {GH_HTTP_POST, "/admin/users/{id}/{action}", gh_pages_admin_action, 0},
 };
 
 const size_t gh_api_nroutes = sizeof gh_api_routes / sizeof gh_api_routes[0];

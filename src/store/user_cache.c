@@ -42,6 +42,7 @@ typedef struct {
     int64_t fetched_ms;
     int64_t created_at_ms;
     char username[GH_USERNAME_MAX + 1];
+    bool admin, disabled; /* fit the entry's padding: still 96 bytes */
 } entry_t;
 
 typedef struct {
@@ -97,6 +98,8 @@ static bool find_fresh(cache_t *c, uint32_t set, uint64_t id, int64_t now, int64
         out->id = id;
         out->created_at_ms = e[w].created_at_ms;
         memcpy(out->username, e[w].username, sizeof out->username);
+        out->admin = e[w].admin;
+        out->disabled = e[w].disabled;
         return true;
     }
     return false;
@@ -119,6 +122,8 @@ static void insert(cache_t *c, uint32_t set, const gh_user_t *u, int64_t now)
     victim->fetched_ms = now;
     victim->created_at_ms = u->created_at_ms;
     memcpy(victim->username, u->username, sizeof victim->username);
+    victim->admin = u->admin;
+    victim->disabled = u->disabled;
 }
 
 /* Drops id's entry and tells misses in flight on its stripe not to insert what they read. */
