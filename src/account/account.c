@@ -429,6 +429,8 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
         gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
         rc = gh_account_audit(a, &ev);
         if (rc == 0)
+            rc = audit_revoked(a, user.id, *revoked, "user_delete");
+        if (rc == 0)
             rc = gh_account_audit_admin(a, "user_delete", user.id, NULL, NULL);
     }
     return rc;
@@ -457,7 +459,8 @@ int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int 
         gh_account_audit_event(a, &ev, disabled ? GH_AUDIT_USER_DISABLED : GH_AUDIT_USER_ENABLED,
                                GH_AUDIT_SUCCESS, user_id);
         gh_audit_event_detail(&ev, "sessions_revoked=%zu", ended);
-        if ((rc = gh_account_audit(a, &ev)) != 0)
+        if ((rc = gh_account_audit(a, &ev)) != 0 ||
+            (rc = audit_revoked(a, user_id, ended, "disable")) != 0)
             return rc;
         if ((rc = gh_account_audit_admin(a, disabled ? "user_disable" : "user_enable", user_id,
                                          NULL, NULL)) != 0)
