@@ -563,6 +563,9 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
         out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
         out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
     }
+    gh_audit_stats_t au;
+    gh_audit_stats(app->audit, &au);
+    out->audit_dropped_total = au.dropped_total;
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
