@@ -215,8 +215,8 @@ out:
 int gh_account_logout(gh_account_t *a, const uint8_t token_hash[GH_TOKEN_HASH_LEN])
 {
     gh_session_info_t info;
-    bool known = a->audit && gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(),
-                                               &info) == 0;
+    bool known =
+        a->audit && gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(), &info) == 0;
     int rc = gh_session_end(a->sessions, token_hash, GH_END_LOGOUT);
     if (rc == GH_ENOTFOUND)
         return 0;
@@ -465,12 +465,12 @@ int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int 
         if ((rc = gh_account_audit_admin(a, disabled ? "user_disable" : "user_enable", user_id,
                                          NULL, NULL)) != 0)
             return rc;
-        GH_LOG(GH_LOG_INFO, disabled ? "user disabled" : "user enabled",
-               GH_LI("user_id", user_id), GH_LI("sessions_revoked", ended));
+        GH_LOG(GH_LOG_INFO, disabled ? "user disabled" : "user enabled", GH_LI("user_id", user_id),
+               GH_LI("sessions_revoked", ended));
     }
     if (admin >= 0 && (admin == 1) != before.admin) {
-        rc = gh_account_audit_admin(a, admin ? "role_grant_admin" : "role_revoke_admin",
-                                    user_id, NULL, NULL);
+        rc = gh_account_audit_admin(a, admin ? "role_grant_admin" : "role_revoke_admin", user_id,
+                                    NULL, NULL);
         if (rc != 0)
             return rc;
     }
@@ -486,8 +486,8 @@ int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_lock
         return rc;
     if (a->ratelimit)
         *was_locked = gh_ratelimit_account_reset(
-            a->ratelimit, gh_ratelimit_account_key(a->ratelimit, user.username,
-                                                   strlen(user.username)),
+            a->ratelimit,
+            gh_ratelimit_account_key(a->ratelimit, user.username, strlen(user.username)),
             gh_clock_mono_ns() / 1000000);
     gh_audit_event_t ev;
     gh_account_audit_event(a, &ev, GH_AUDIT_THROTTLE_UNLOCKED, GH_AUDIT_SUCCESS, user_id);

@@ -64,8 +64,7 @@ void gh_audit_event_init(gh_audit_event_t *ev, gh_audit_type_t type, gh_audit_ou
     memset(ev, 0, sizeof *ev);
     ev->time_ms = gh_clock_now_ms();
     copy_str(ev->type, sizeof ev->type, gh_audit_type_name(type));
-    copy_str(ev->outcome, sizeof ev->outcome,
-             outcome == GH_AUDIT_SUCCESS ? "success" : "failure");
+    copy_str(ev->outcome, sizeof ev->outcome, outcome == GH_AUDIT_SUCCESS ? "success" : "failure");
     ev->user_id = user_id;
     if (user_id)
         snprintf(ev->actor, sizeof ev->actor, "user:%llu", (unsigned long long)user_id);
@@ -151,7 +150,6 @@ void gh_account_audit_queued(gh_account_t *a, const gh_audit_event_t *ev)
     gh_audit_emit_queued(a->audit, ev);
 }
 
-
 /* ---- the trail ---- */
 
 #define DEFAULT_QUEUE 1024
@@ -210,15 +208,15 @@ int gh_audit_event_json(const gh_audit_event_t *ev, char *buf, size_t cap)
     char user[24], time[GH_RFC3339_LEN];
     snprintf(user, sizeof user, "%llu", (unsigned long long)ev->user_id);
     gh_clock_rfc3339(ev->time_ms, time);
-    p += snprintf(p, (size_t)(end - p), "{\"id\":\"%lld\",\"time\":\"%s\",\"type\":",
-                  (long long)ev->id, time);
+    p += snprintf(p, (size_t)(end - p),
+                  "{\"id\":\"%lld\",\"time\":\"%s\",\"type\":", (long long)ev->id, time);
     struct {
         const char *key, *val;
         bool null_when_empty;
-    } f[] = {{NULL, ev->type, false},        {"actor", ev->actor, false},
-             {"user", user, false},          {"session_id", ev->session_id, true},
-             {"ip", ev->ip, true},           {"user_agent", ev->user_agent, true},
-             {"node", ev->node, false},      {"outcome", ev->outcome, false},
+    } f[] = {{NULL, ev->type, false},      {"actor", ev->actor, false},
+             {"user", user, false},        {"session_id", ev->session_id, true},
+             {"ip", ev->ip, true},         {"user_agent", ev->user_agent, true},
+             {"node", ev->node, false},    {"outcome", ev->outcome, false},
              {"detail", ev->detail, false}};
     for (size_t i = 0; i < sizeof f / sizeof f[0] && p < end; i++) {
         if (f[i].key)

@@ -193,9 +193,10 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
                     st->user_found ? st->user.id : 0, &st->client);
         if (!a->actor[0])
             gh_audit_event_actor(&ev, "anonymous"); /* whoever typed it: not the user, yet */
-        gh_audit_event_detail(&ev, "reason=%s", !st->user_found ? "unknown_user"
-                                                : disabled      ? "disabled"
-                                                                : "invalid_credentials");
+        gh_audit_event_detail(&ev, "reason=%s",
+                              !st->user_found ? "unknown_user"
+                              : disabled      ? "disabled"
+                                              : "invalid_credentials");
         gh_account_audit_queued(a, &ev);
         return GH_EAUTH;
     }

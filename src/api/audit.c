@@ -45,10 +45,10 @@ static json_t *event_json(const gh_audit_event_t *ev)
     char time[GH_RFC3339_LEN], id[24];
     gh_clock_rfc3339(ev->time_ms, time);
     snprintf(id, sizeof id, "%lld", (long long)ev->id);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", id, "time", time, "type", ev->type,
-                          "actor", ev->actor);
-    o = gh_api_json_set(o, "user", ev->user_id ? json_integer((json_int_t)ev->user_id)
-                                               : json_null());
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", id, "time", time, "type", ev->type, "actor",
+                          ev->actor);
+    o = gh_api_json_set(o, "user",
+                        ev->user_id ? json_integer((json_int_t)ev->user_id) : json_null());
     o = gh_api_json_set(o, "session_id",
                         ev->session_id[0] ? json_string(ev->session_id) : json_null());
     o = gh_api_json_set(o, "ip", ev->ip[0] ? json_string(ev->ip) : json_null());
@@ -129,8 +129,8 @@ void gh_api_admin_audit(gh_req_t *r)
     char nc[24];
     snprintf(nc, sizeof nc, "%lld", (long long)next);
     json_t *o = gh_api_json_set(json_object(), "events", events_json(evs, n));
-    gh_api_reply_json(r, 200, gh_api_json_set(o, "next_cursor", next ? json_string(nc)
-                                                                      : json_null()));
+    gh_api_reply_json(r, 200,
+                      gh_api_json_set(o, "next_cursor", next ? json_string(nc) : json_null()));
 }
 
 void gh_api_account_activity(gh_req_t *r)
@@ -161,9 +161,8 @@ json_t *gh_api_user_json(const gh_user_t *u)
 {
     char created[GH_RFC3339_LEN];
     gh_clock_rfc3339(u->created_at_ms, created);
-    return json_pack("{s:I, s:s, s:s, s:b, s:b}", "id", (json_int_t)u->id, "username",
-                     u->username, "created_at", created, "admin", u->admin, "disabled",
-                     u->disabled);
+    return json_pack("{s:I, s:s, s:s, s:b, s:b}", "id", (json_int_t)u->id, "username", u->username,
+                     "created_at", created, "admin", u->admin, "disabled", u->disabled);
 }
 
 void gh_api_admin_patch_user(gh_req_t *r)

@@ -509,8 +509,8 @@ int gh_api_metrics_init(gh_app_t *app)
                          "user store last answered (0 while it answers).",
                          GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_audit_events_total",
-                         "Audit events stored in the user store's audit trail.",
-                         GH_METRIC_COUNTER, NULL, 0, collect_audit_stored, app, NULL)) ||
+                         "Audit events stored in the user store's audit trail.", GH_METRIC_COUNTER,
+                         NULL, 0, collect_audit_stored, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_audit_dropped_total",
                          "Failed or throttled login events dropped because the audit queue was "
                          "full (--audit-queue): the trail misses them.",
@@ -520,8 +520,8 @@ int gh_api_metrics_init(gh_app_t *app)
                          "one answered an error).",
                          GH_METRIC_COUNTER, NULL, 0, collect_audit_failed, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_audit_queue_length",
-                         "Failed or throttled login events waiting to be stored.",
-                         GH_METRIC_GAUGE, NULL, 0, collect_audit_queue, app, NULL)))
+                         "Failed or throttled login events waiting to be stored.", GH_METRIC_GAUGE,
+                         NULL, 0, collect_audit_queue, app, NULL)))
         goto fail;
     if (app->passwords)
         gh_password_attach_observer(app->passwords, &m->password_observer);

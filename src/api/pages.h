@@ -85,9 +85,9 @@ void gh_pages_account_logout_all(gh_req_t *r); /* POST /account/logout-all */
 void gh_pages_account_password(gh_req_t *r);   /* POST /account/password */
 void gh_pages_ops(gh_req_t *r);                /* GET /ops */
 /* The admin console (admin_pages.c): an admin user's session, the role read on every request. */
-void gh_pages_admin(gh_req_t *r);              /* GET /admin */
-void gh_pages_admin_user(gh_req_t *r);         /* GET /admin/users/{id} */
-void gh_pages_admin_action(gh_req_t *r);       /* POST /admin/users/{id}/{action} */
-void gh_pages_admin_audit(gh_req_t *r);        /* GET /admin/audit */
+void gh_pages_admin(gh_req_t *r);        /* GET /admin */
+void gh_pages_admin_user(gh_req_t *r);   /* GET /admin/users/{id} */
+void gh_pages_admin_action(gh_req_t *r); /* POST /admin/users/{id}/{action} */
+void gh_pages_admin_audit(gh_req_t *r);  /* GET /admin/audit */
 
 #endif

@@ -101,4 +101,3 @@ bool gh_clock_parse_time(const char *s, int64_t *out)
     *out = (int64_t)t * 1000 + frac;
     return true;
 }
-

@@ -31,7 +31,7 @@
 
 #define JANITOR_PERIOD_MS 100
 #define JANITOR_MAX_WORK 20000
-#define AUDIT_PRUNE_EVERY 10    /* janitor ticks between two retention steps (1 s) */
+#define AUDIT_PRUNE_EVERY 10     /* janitor ticks between two retention steps (1 s) */
 #define AUDIT_PRUNE_MAX_WORK 500 /* audit events removed per retention step at most */
 
 typedef struct {
@@ -66,8 +66,8 @@ static void *janitor_main(void *arg)
         /* Audit retention, incrementally: a backlog (a long-stopped node) drains over ticks. */
         if (j->app->audit && ++j->ticks % AUDIT_PRUNE_EVERY == 0) {
             size_t pruned = 0;
-            if (gh_audit_prune(j->app->audit, gh_clock_now_ms(), AUDIT_PRUNE_MAX_WORK,
-                               &pruned) == 0 &&
+            if (gh_audit_prune(j->app->audit, gh_clock_now_ms(), AUDIT_PRUNE_MAX_WORK, &pruned) ==
+                    0 &&
                 pruned)
                 GH_LOG(GH_LOG_DEBUG, "audit events pruned", GH_LI("count", pruned));
         }

@@ -87,7 +87,7 @@ static void done(sqlite3_stmt *st)
 int gh_audit_sqlite_append(sqlite3 *db, gh_audit_sqlite_t *a, gh_audit_event_t *ev)
 {
     sqlite3_stmt *st = a->append;
-    const char *texts[] = {ev->type,       ev->actor, NULL,         ev->session_id, ev->ip,
+    const char *texts[] = {ev->type,       ev->actor, NULL,        ev->session_id, ev->ip,
                            ev->user_agent, ev->node,  ev->outcome, ev->detail};
     int rc = sqlite3_bind_int64(st, 1, ev->time_ms);
     for (int i = 0; rc == SQLITE_OK && i < 9; i++)

@@ -169,8 +169,7 @@ GH_WUR static inline int gh_user_ping(gh_user_store_t *s)
 {
     return s->ops->ping(s);
 }
-GH_WUR static inline int gh_user_set_flags(gh_user_store_t *s, uint64_t id, int admin,
-                                           int disabled)
+GH_WUR static inline int gh_user_set_flags(gh_user_store_t *s, uint64_t id, int admin, int disabled)
 {
     return s->ops->set_flags(s, id, admin, disabled);
 }

@@ -56,9 +56,9 @@ enum {
 static const char *const statements[ST__COUNT] = {
     [ST_CREATE] = "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
     [ST_BY_NAME] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
-                    "WHERE username = ?1",
+                   "WHERE username = ?1",
     [ST_BY_ID] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
-                  "WHERE id = ?1",
+                 "WHERE id = ?1",
     [ST_SET_PASSWORD] = "UPDATE users SET password_hash = ?2 WHERE id = ?1",
     [ST_DELETE] = "DELETE FROM users WHERE id = ?1",
     [ST_LIST] = "SELECT id, username, '', created_at, admin, disabled FROM users WHERE id > ?1 "
@@ -88,8 +88,8 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     gh_audit_sqlite_t audit; /* audit_events and the role columns (audit_sqlite.c) */
-    pthread_mutex_t lock; /* serializes every use of db and st[] */
-    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
+    pthread_mutex_t lock;    /* serializes every use of db and st[] */
+    bool failing;            /* the last write failed: ping answers GH_ESTORE until one succeeds */
 } sqlite_store_t;
 
 static size_t sqlite_bytes(void)

@@ -66,7 +66,7 @@
     X(MEMORY_HIGH, "memory_high")                                                                  \
     X(EXHAUSTION_FORECAST, "memory_exhaustion_forecast")                                           \
     X(LEAK_SUSPECTED, "memory_leak_suspected")                                                     \
-    X(STORE_WRITES_FAILING, "store_writes_failing")                                               \
+    X(STORE_WRITES_FAILING, "store_writes_failing")                                                \
     X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")
 
 typedef enum {

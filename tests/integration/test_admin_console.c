@@ -99,8 +99,15 @@ static void an_admin_uses_the_console(void **state)
     snprintf(id, sizeof id, "VICTIM_ID=%lld", victim);
     snprintf(sid, sizeof sid, "OTHER_SID=%s", other_sid);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
-    const char *env[] = {base, id, sid, dir, "ADMIN_USER=root", "NON_ADMIN=mallory",
-                         "VICTIM=annika", "PASSWORD=" PASSWORD, NULL};
+    const char *env[] = {base,
+                         id,
+                         sid,
+                         dir,
+                         "ADMIN_USER=root",
+                         "NON_ADMIN=mallory",
+                         "VICTIM=annika",
+                         "PASSWORD=" PASSWORD,
+                         NULL};
     int rc = run_script(env, 120000);
     if (rc != 0)
         fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
@@ -122,7 +129,7 @@ static void an_admin_uses_the_console(void **state)
     char path[128], actor[64], got[64];
     snprintf(actor, sizeof actor, "admin:%lld", root_id);
     const char *types[] = {"admin.session_revoke", "admin.user_disable", "admin.user_enable",
-                           "session.revoked", "user.disabled", "user.enabled"};
+                           "session.revoked",      "user.disabled",      "user.enabled"};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         snprintf(path, sizeof path, "/v1/admin/audit?type=%s&user=%lld", types[i], victim);
         assert_int_equal(ht_get(&f->gh, path, ADMIN, &f->r), 200);

@@ -48,8 +48,7 @@ static void start(fixture_t *f)
         f->srv.data_dir = dir;
         snprintf(f->log, sizeof f->log, "%s/audit.jsonl", dir);
     }
-    assert_int_equal(ht_server_start(&f->srv, "--admin-token", ADMIN, "--audit-log", f->log,
-                                     NULL),
+    assert_int_equal(ht_server_start(&f->srv, "--admin-token", ADMIN, "--audit-log", f->log, NULL),
                      0);
 }
 
@@ -113,7 +112,7 @@ static void requests_make_their_events_once(void **state)
     long long user;
     assert_true(ht_jint(&f->r, "events.0.user", &user) && user == alice);
     /* every field of the contract, on every event */
-    const char *fields[] = {"id", "time", "type", "actor", "user", "session_id",
+    const char *fields[] = {"id", "time",       "type", "actor",   "user",  "session_id",
                             "ip", "user_agent", "node", "outcome", "detail"};
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
         char p[64];
@@ -132,7 +131,7 @@ static void requests_make_their_events_once(void **state)
     assert_int_equal(ht_jsize(&f->r, "events"), 7);
     str_at(f, "events.0.type", "login.succeeded");
     str_at(f, "events.1.type", "logout");
-    assert_true(strstr(f->r.body, "\"user\":" ) != NULL);
+    assert_true(strstr(f->r.body, "\"user\":") != NULL);
     char bobs[32];
     snprintf(bobs, sizeof bobs, "\"user\":%lld", bob);
     assert_null(strstr(f->r.body, bobs));
@@ -173,7 +172,10 @@ static void pages_walk_the_trail_once(void **state)
         long n = events(f, query);
         seen += (int)n;
         /* an event arriving mid-walk is newer than the cursor: never in this walk */
-        assert_int_equal(ht_register(&f->srv, page == 0 ? "late0" : page == 1 ? "late1" : "late2",
+        assert_int_equal(ht_register(&f->srv,
+                                     page == 0   ? "late0"
+                                     : page == 1 ? "late1"
+                                                 : "late2",
                                      PASSWORD, NULL),
                          page < 3 ? 201 : 409);
         char cursor[32];
@@ -192,13 +194,25 @@ static void hostile_filters_are_a_clear_400(void **state)
     static char huge[6000]; /* the harness's URLs stop at 8 KiB */
     memset(huge, 'a', sizeof huge - 1);
     const char *bad[] = {
-        "user=1%27%20OR%201%3D1",  "user=-1",          "user=99999999999999999999999",
-        "user=",                   "user=0x10",        "type=login.failed%27--",
-        "type=%25",                "type=admin.",      "type=LOGIN.FAILED",
-        "since=yesterday",         "since=2026-13-45T00:00:00Z",
-        "until=2026-01-01T00:00:00+01:00",             "cursor=abc",
-        "cursor=0",                "cursor=1%3BDROP%20TABLE%20users", "cursor=-5",
-        "limit=0",                 "limit=1000",       "limit=abc",
+        "user=1%27%20OR%201%3D1",
+        "user=-1",
+        "user=99999999999999999999999",
+        "user=",
+        "user=0x10",
+        "type=login.failed%27--",
+        "type=%25",
+        "type=admin.",
+        "type=LOGIN.FAILED",
+        "since=yesterday",
+        "since=2026-13-45T00:00:00Z",
+        "until=2026-01-01T00:00:00+01:00",
+        "cursor=abc",
+        "cursor=0",
+        "cursor=1%3BDROP%20TABLE%20users",
+        "cursor=-5",
+        "limit=0",
+        "limit=1000",
+        "limit=abc",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char path[256];
@@ -292,13 +306,12 @@ static void the_command_line_reads_the_trail(void **state)
     assert_int_equal(r->status, 0);
     assert_int_equal(ht_count_lines(r->out), 2);
     assert_non_null(strstr(r->out, "\"type\":\"login.succeeded\""));
-    assert_int_equal(ht_run(r, NULL, NULL, "audit", "--data-dir", f->srv.dir, "--type",
-                            "user.created", NULL),
-                     0);
+    assert_int_equal(
+        ht_run(r, NULL, NULL, "audit", "--data-dir", f->srv.dir, "--type", "user.created", NULL),
+        0);
     assert_int_equal(ht_count_lines(r->out), 1);
-    assert_int_equal(ht_run(r, NULL, NULL, "audit", "--data-dir", f->srv.dir, "--type",
-                            "x' OR 1=1", NULL),
-                     0);
+    assert_int_equal(
+        ht_run(r, NULL, NULL, "audit", "--data-dir", f->srv.dir, "--type", "x' OR 1=1", NULL), 0);
     assert_int_equal(r->status, 2);
     assert_non_null(strstr(r->err, "--type"));
     /* an admin made on the command line is audited as the command line's act */

@@ -84,8 +84,8 @@ static int setup(void **state)
                           .log_salt = f->salt,
                           .count_login = count_login,
                           .count_ctx = f};
-    gh_audit_options_t ao = {.users = f->users, .node = "unit", .queue_cap = 64,
-                             .retention_ms = HOUR};
+    gh_audit_options_t ao = {
+        .users = f->users, .node = "unit", .queue_cap = 64, .retention_ms = HOUR};
     if (gh_audit_open(&ao, &f->audit) != 0)
         return -1;
     f->a.audit = f->audit;
@@ -217,7 +217,6 @@ static bool token_lives(fixture_t *f, const uint8_t hash[GH_TOKEN_HASH_LEN])
     return gh_session_lookup(f->sessions, hash, gh_clock_now_ms(), &info) == 0;
 }
 
-
 /* ---- reading the trail ---- */
 
 /* Waits until the queue's writer has stored everything queued so far. */
@@ -259,8 +258,7 @@ static void expect_one(fixture_t *f, const char *type, uint64_t user, const char
     static gh_audit_event_t evs[64];
     size_t n = all_events(f, type, user, evs, 64);
     if (n != 1)
-        fail_msg("%zu events of type %s for user %llu, want 1", n, type,
-                 (unsigned long long)user);
+        fail_msg("%zu events of type %s for user %llu, want 1", n, type, (unsigned long long)user);
     assert_string_equal(evs[0].actor, actor);
     assert_string_equal(evs[0].outcome, outcome);
     assert_string_equal(evs[0].node, "unit");
@@ -287,7 +285,7 @@ static void each_workflow_emits_its_event_once(void **state)
     assert_string_equal(ev.user_agent, "unit-test/1.0");
     static gh_audit_event_t evs[64];
     assert_int_equal(all_events(f, "login.failed", 0, evs, 64), 2); /* user 0: every user */
-    assert_int_equal(evs[0].user_id, 0);                               /* "nobody": no user */
+    assert_int_equal(evs[0].user_id, 0);                            /* "nobody": no user */
     assert_string_equal(evs[0].detail, "reason=unknown_user");
 
     assert_int_equal(do_login(f, "ann", PASSWORD, "203.0.113.5", &st), 0);
@@ -487,12 +485,9 @@ int main(int argc, char **argv)
         return 1;
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(each_workflow_emits_its_event_once),
-        T(throttled_logins_are_audited),
-        T(pages_are_stable_while_events_arrive),
-        T(retention_prunes_the_old_and_keeps_the_rest),
-        T(the_queue_is_bounded_and_counts_drops),
-        cmocka_unit_test(types_and_json),
+        T(each_workflow_emits_its_event_once),    T(throttled_logins_are_audited),
+        T(pages_are_stable_while_events_arrive),  T(retention_prunes_the_old_and_keeps_the_rest),
+        T(the_queue_is_bounded_and_counts_drops), cmocka_unit_test(types_and_json),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

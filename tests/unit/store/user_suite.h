@@ -463,7 +463,7 @@ static void audit_events_append_filter_page_and_prune(void **state)
         USER_SUITE_TEST(injection_looking_names_are_literal),                                      \
         USER_SUITE_TEST(list_pages_in_id_order), USER_SUITE_TEST(out_of_bounds_input_is_refused),  \
         USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
-        USER_SUITE_TEST(memory_returns_to_baseline),                                              \
+        USER_SUITE_TEST(memory_returns_to_baseline),                                               \
         USER_SUITE_TEST(roles_are_kept_and_search_is_a_literal_prefix),                            \
         USER_SUITE_TEST(audit_events_append_filter_page_and_prune)
 
