@@ -2,8 +2,9 @@
  * test_audit.c — the account service's audit events, with no HTTP: each workflow's events appear
  * exactly once with the right actor, subject and outcome; throttled and failed logins go through
  * the bounded queue, which counts what it drops; pages stay stable while events arrive; retention
- * prunes the old and keeps the rest. SQLite user store in a temporary directory, the real
- * password pool at libsodium's minimum cost.
+ * prunes the old and keeps the rest. Every test runs twice: on the SQLite user store in a
+ * temporary directory, then on PostgreSQL (a real server from tests/support, a fresh schema per
+ * test); the real password pool at libsodium's minimum cost.
  */
 #include <ftw.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "../../support/servers.h"
 #include "account/account.h"
 #include "account/audit.h"
 #include "mem/mem.h"
@@ -54,6 +56,9 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
+static ts_server_t pg = {.kind = TS_POSTGRES};
+static bool on_postgres; /* the second round */
+
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
@@ -69,8 +74,13 @@ static int setup(void **state)
                                   .max_per_user = 10,
                                   .budget_bytes = 0,
                                   .policy = GH_POLICY_EVICT_IDLE};
-    if (gh_user_sqlite_open(f->dir, &f->users) != 0 ||
-        gh_session_memory_open(&limits, &f->sessions) != 0 ||
+    char url[256];
+    gh_user_postgres_options_t po = {.url = url, .pool_size = 3, .timeout_ms = 5000};
+    if (on_postgres ? ts_postgres_fresh_url(&pg, url, sizeof url) != 0 ||
+                          gh_user_postgres_open(&po, &f->users) != 0
+                    : gh_user_sqlite_open(f->dir, &f->users) != 0)
+        return -1;
+    if (gh_session_memory_open(&limits, &f->sessions) != 0 ||
         gh_password_pool_start(&cheap, &f->passwords) != 0)
         return -1;
     randombytes_buf(f->salt, sizeof f->salt);
@@ -491,5 +501,11 @@ int main(int argc, char **argv)
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    if (ts_server_start(&pg) != 0)
+        return 1;
+    on_postgres = true;
+    failed += cmocka_run_group_tests_name("postgres", tests, NULL, NULL);
+    ts_server_cleanup(&pg);
+    return failed;
 }
