@@ -44,6 +44,12 @@ try {
   must(await page.locator('a[href="/ops"]').count() === 1, 'no link to /ops');
   await shot(page, 'admin-users');
 
+  step = '/ops is reachable from the console for an admin user';
+  await click(page, page.getByRole('link', { name: 'Operations' }));
+  must(new URL(page.url()).pathname === '/ops', `at ${page.url()}`);
+  must(await page.locator('svg[role=img]').count() === 2, 'no /ops charts');
+  await page.goto(`${BASE}/admin`);
+
   step = 'the admin finds the user by a name prefix';
   await page.getByLabel('Find users by name prefix').fill(VICTIM.slice(0, 2).toUpperCase());
   await click(page, page.getByRole('button', { name: 'Search' }));
@@ -106,7 +112,8 @@ try {
   const other = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
   await logIn(other, NON_ADMIN, '/account');
   const theirCsrf = await other.locator('input[name=csrf]').first().getAttribute('value');
-  for (const path of ['/admin', '/admin/audit', `/admin/users/${VICTIM_ID}`, '/admin?q=a']) {
+  for (const path of ['/admin', '/admin/audit', `/admin/users/${VICTIM_ID}`, '/admin?q=a',
+                      '/ops']) {
     const r = await other.goto(`${BASE}${path}`);
     must(r.status() === 403, `${path}: ${r.status()}`);
   }
