@@ -186,6 +186,27 @@ int gh_account_register_begin(gh_account_t *a, gh_account_register_t *st, const 
     return 0;
 }
 
+/* The user and its user.created event: one transaction where the store allows. */
+typedef struct {
+    gh_account_t *a;
+    gh_account_register_t *st;
+    gh_audit_event_t *ev;
+} create_arg_t;
+
+static int create_change(gh_user_store_t *users, void *p)
+{
+    create_arg_t *c = p;
+    int rc = gh_user_create(users, c->st->username, c->st->job.verdict.new_hash, gh_clock_now_ms(),
+                            &c->st->user);
+    if (rc == 0) {
+        c->ev->user_id = c->st->user.id;
+        if (!c->a->actor[0])
+            snprintf(c->ev->actor, sizeof c->ev->actor, "user:%llu",
+                     (unsigned long long)c->st->user.id);
+    }
+    return rc;
+}
+
 int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st)
 {
     int rc;
@@ -194,15 +215,13 @@ int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st)
         rc = hash_failure(st->job.verdict.result);
         goto out;
     }
-    rc = gh_user_create(a->users, st->username, st->job.verdict.new_hash, gh_clock_now_ms(),
-                        &st->user);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_USER_CREATED, GH_AUDIT_SUCCESS, 0);
+    create_arg_t ca = {.a = a, .st = st, .ev = &ev};
+    rc = gh_account_audit_change(a, &ev, create_change, &ca);
     if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user created", GH_LI("user_id", st->user.id));
-        gh_audit_event_t ev;
-        gh_account_audit_event(a, &ev, GH_AUDIT_USER_CREATED, GH_AUDIT_SUCCESS, st->user.id);
-        rc = gh_account_audit(a, &ev);
-        if (rc == 0)
-            rc = gh_account_audit_admin(a, "user_create", st->user.id, NULL, NULL);
+        rc = gh_account_audit_admin(a, "user_create", st->user.id, NULL, NULL);
     }
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
@@ -345,6 +364,12 @@ int gh_account_password_begin(gh_account_t *a, gh_account_password_t *st, uint64
     return 0;
 }
 
+static int set_password_change(gh_user_store_t *users, void *p)
+{
+    gh_account_password_t *st = p;
+    return gh_user_set_password(users, st->user.id, st->job.verdict.new_hash);
+}
+
 int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
 {
     int v = st->job.verdict.result, rc;
@@ -376,7 +401,10 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
     rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &st->revoked);
     if (rc != 0)
         goto out;
-    rc = gh_user_set_password(a->users, st->user.id, st->job.verdict.new_hash);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_PASSWORD_CHANGED, GH_AUDIT_SUCCESS, st->user.id);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", st->revoked);
+    rc = gh_account_audit_change(a, &ev, set_password_change, st);
     if (rc != 0)
         goto out;
     rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &after);
@@ -385,12 +413,7 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
         goto out;
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
            GH_LI("sessions_revoked", st->revoked));
-    gh_audit_event_t ev;
-    gh_account_audit_event(a, &ev, GH_AUDIT_PASSWORD_CHANGED, GH_AUDIT_SUCCESS, st->user.id);
-    gh_audit_event_detail(&ev, "sessions_revoked=%zu", st->revoked);
-    rc = gh_account_audit(a, &ev);
-    if (rc == 0)
-        rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
+    rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     return rc;
@@ -410,6 +433,11 @@ int gh_account_user_get(gh_account_t *a, uint64_t user_id, gh_user_t *out)
     return rc;
 }
 
+static int delete_change(gh_user_store_t *users, void *p)
+{
+    return gh_user_del(users, *(const uint64_t *)p);
+}
+
 int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
 {
     gh_user_t user;
@@ -419,21 +447,30 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
         return rc;
     /* Sessions first: a session must never outlive its user, even for a moment. */
     rc = gh_session_end_user(a->sessions, user.id, NULL, GH_END_REVOKED, revoked);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_USER_DELETED, GH_AUDIT_SUCCESS, user.id);
+    gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
     if (rc == 0)
-        rc = gh_user_del(a->users, user.id);
+        rc = gh_account_audit_change(a, &ev, delete_change, &user.id);
     if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user deleted", GH_LI("user_id", user.id),
                GH_LI("sessions_revoked", *revoked));
-        gh_audit_event_t ev;
-        gh_account_audit_event(a, &ev, GH_AUDIT_USER_DELETED, GH_AUDIT_SUCCESS, user.id);
-        gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
-        rc = gh_account_audit(a, &ev);
-        if (rc == 0)
-            rc = audit_revoked(a, user.id, *revoked, "user_delete");
+        rc = audit_revoked(a, user.id, *revoked, "user_delete");
         if (rc == 0)
             rc = gh_account_audit_admin(a, "user_delete", user.id, NULL, NULL);
     }
     return rc;
+}
+
+typedef struct {
+    uint64_t id;
+    int admin, disabled;
+} flags_arg_t;
+
+static int flags_change(gh_user_store_t *users, void *p)
+{
+    const flags_arg_t *f = p;
+    return gh_user_set_flags(users, f->id, f->admin, f->disabled);
 }
 
 int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
@@ -449,18 +486,21 @@ int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int 
         if (rc != 0)
             return rc;
     }
-    rc = gh_user_set_flags(a->users, user_id, admin, disabled);
+    /* A change of the disabled state is stored with its event, in one transaction. */
+    bool toggles = disabled >= 0 && (disabled == 1) != before.disabled;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, disabled == 1 ? GH_AUDIT_USER_DISABLED : GH_AUDIT_USER_ENABLED,
+                           GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", ended);
+    flags_arg_t fa = {.id = user_id, .admin = admin, .disabled = disabled};
+    rc = toggles ? gh_account_audit_change(a, &ev, flags_change, &fa)
+                 : gh_user_set_flags(a->users, user_id, admin, disabled);
     if (rc == 0 && disabled == 1) /* a login that raced the first pass */
         rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &(size_t){0});
     if (rc != 0)
         return rc;
-    gh_audit_event_t ev;
-    if (disabled >= 0 && (disabled == 1) != before.disabled) {
-        gh_account_audit_event(a, &ev, disabled ? GH_AUDIT_USER_DISABLED : GH_AUDIT_USER_ENABLED,
-                               GH_AUDIT_SUCCESS, user_id);
-        gh_audit_event_detail(&ev, "sessions_revoked=%zu", ended);
-        if ((rc = gh_account_audit(a, &ev)) != 0 ||
-            (rc = audit_revoked(a, user_id, ended, "disable")) != 0)
+    if (toggles) {
+        if ((rc = audit_revoked(a, user_id, ended, "disable")) != 0)
             return rc;
         if ((rc = gh_account_audit_admin(a, disabled ? "user_disable" : "user_enable", user_id,
                                          NULL, NULL)) != 0)

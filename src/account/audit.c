@@ -143,6 +143,14 @@ int gh_account_audit(gh_account_t *a, gh_audit_event_t *ev)
     return gh_audit_emit(a->audit, ev);
 }
 
+int gh_account_audit_change(gh_account_t *a, gh_audit_event_t *ev,
+                            int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    if (!a->audit)
+        return change(a->users, arg);
+    return gh_audit_emit_with(a->audit, ev, change, arg);
+}
+
 void gh_account_audit_queued(gh_account_t *a, const gh_audit_event_t *ev)
 {
     if (!a || !a->audit)
@@ -258,14 +266,32 @@ static void ship(gh_audit_t *au, const gh_audit_event_t *ev)
         au->on_admin(au->on_admin_ctx, ev);
 }
 
-int gh_audit_emit(gh_audit_t *au, gh_audit_event_t *ev)
+/* Remembers what the change itself answered, so a refused change (not found, taken) is told
+ * apart from an event the store could not take. */
+typedef struct {
+    int (*change)(gh_user_store_t *s, void *arg);
+    void *arg;
+    int rc;
+} tramp_t;
+
+static int run_change(gh_user_store_t *s, void *p)
 {
-    if (!au)
-        return 0;
+    tramp_t *t = p;
+    t->rc = t->change(s, t->arg);
+    return t->rc;
+}
+
+static int emit(gh_audit_t *au, gh_audit_event_t *ev, int (*change)(gh_user_store_t *s, void *arg),
+                void *arg)
+{
     snprintf(ev->node, sizeof ev->node, "%s", au->node);
     if (ev->time_ms == 0)
         ev->time_ms = gh_clock_now_ms();
-    int rc = gh_user_audit_append(au->users, ev);
+    tramp_t t = {.change = change, .arg = arg, .rc = 1};
+    int rc = change ? gh_user_audited(au->users, ev, run_change, &t)
+                    : gh_user_audit_append(au->users, ev);
+    if (change && rc != 0 && t.rc != 0)
+        return rc; /* the change itself failed (not found, taken): no event to count */
     if (rc != 0) {
         atomic_fetch_add(&au->failed, 1);
         GH_LOG(GH_LOG_ERROR, "audit event not stored", GH_LS("type", ev->type),
@@ -275,6 +301,17 @@ int gh_audit_emit(gh_audit_t *au, gh_audit_event_t *ev)
     atomic_fetch_add(&au->stored, 1);
     ship(au, ev);
     return 0;
+}
+
+int gh_audit_emit(gh_audit_t *au, gh_audit_event_t *ev)
+{
+    return au ? emit(au, ev, NULL, NULL) : 0;
+}
+
+int gh_audit_emit_with(gh_audit_t *au, gh_audit_event_t *ev,
+                       int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    return emit(au, ev, change, arg);
 }
 
 void gh_audit_emit_queued(gh_audit_t *au, const gh_audit_event_t *ev)

@@ -100,6 +100,11 @@ void gh_audit_event_detail(gh_audit_event_t *ev, const char *fmt, ...)
 int gh_account_audit(gh_account_t *a, gh_audit_event_t *ev) GH_WUR;
 /* Queued emit (see above): never blocks, never fails; a full queue counts a drop. */
 void gh_account_audit_queued(gh_account_t *a, const gh_audit_event_t *ev);
+/* Durable emit WITH the user-store change it records: change(users, arg) and the event in one
+ * transaction where the store allows (gh_user_audited: SQLite yes; PostgreSQL the change, then
+ * the event). Without a trail: change alone. Returns change's error, or the store's. */
+int gh_account_audit_change(gh_account_t *a, gh_audit_event_t *ev,
+                            int (*change)(gh_user_store_t *s, void *arg), void *arg) GH_WUR;
 
 /* An event of a workflow run for account a: like gh_audit_event_init with a's caller (client and
  * actor, account.h) — the way the account service's workflows start their events. */
@@ -144,6 +149,9 @@ void gh_audit_close(gh_audit_t **au);
 
 /* Stores one event now (fills node and, when 0, time): the durable path. */
 int gh_audit_emit(gh_audit_t *au, gh_audit_event_t *ev) GH_WUR;
+/* The same, with the user-store change it records (gh_account_audit_change). */
+int gh_audit_emit_with(gh_audit_t *au, gh_audit_event_t *ev,
+                       int (*change)(gh_user_store_t *s, void *arg), void *arg) GH_WUR;
 /* Queues one event for the writer thread: the non-blocking path. */
 void gh_audit_emit_queued(gh_audit_t *au, const gh_audit_event_t *ev);
 

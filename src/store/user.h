@@ -64,6 +64,13 @@ typedef struct {
                       size_t cap, size_t *n);
     /* Deletes at most max of the oldest events with time < before_ms; *removed how many. */
     int (*audit_prune)(gh_user_store_t *s, int64_t before_ms, size_t max, size_t *removed);
+    /* Runs change(s, arg) — calls of this store's own operations on s — and appends ev, in ONE
+     * transaction where the backend can (SQLite: both or neither; PostgreSQL: the change, then
+     * the event, each committed, since its calls may take different connections). change's
+     * error is returned and nothing is appended; when the append fails the change is rolled back
+     * (SQLite) and its error returned. change may fill ev (the id of a user it created). */
+    int (*audited)(gh_user_store_t *s, gh_audit_event_t *ev,
+                   int (*change)(gh_user_store_t *s, void *arg), void *arg);
     void (*close)(gh_user_store_t **s);
 } gh_user_store_ops_t;
 
@@ -186,6 +193,11 @@ GH_WUR static inline int gh_user_audit_read(gh_user_store_t *s, const gh_audit_q
                                             gh_audit_event_t *out, size_t cap, size_t *n)
 {
     return s->ops->audit_read(s, q, out, cap, n);
+}
+GH_WUR static inline int gh_user_audited(gh_user_store_t *s, gh_audit_event_t *ev,
+                                         int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    return s->ops->audited(s, ev, change, arg);
 }
 GH_WUR static inline int gh_user_audit_prune(gh_user_store_t *s, int64_t before_ms, size_t max,
                                              size_t *removed)

@@ -274,6 +274,18 @@ static int c_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, s
     return c->backend->ops->audit_prune(c->backend, before_ms, max, removed);
 }
 
+/* The change runs on the backend (its operations, not the cache's), so the user it touched is
+ * dropped from the cache afterwards, as set_password, set_flags and del do. */
+static int c_audited(gh_user_store_t *base, gh_audit_event_t *ev,
+                     int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    cache_t *c = (cache_t *)base;
+    int rc = c->backend->ops->audited(c->backend, ev, change, arg);
+    if (ev->user_id)
+        invalidate(c, ev->user_id);
+    return rc;
+}
+
 static int c_ping(gh_user_store_t *base)
 {
     cache_t *c = (cache_t *)base;
@@ -298,6 +310,7 @@ static const gh_user_store_ops_t cache_ops = {
     .audit_append = c_audit_append,
     .audit_read = c_audit_read,
     .audit_prune = c_audit_prune,
+    .audited = c_audited,
     .create = c_create,
     .get_by_name = c_get_by_name,
     .get_by_id = c_get_by_id,

@@ -574,6 +574,15 @@ static int p_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, s
     return 0;
 }
 
+/* Calls go to pool connections one at a time, so the change and the event commit separately:
+ * the change first, then the event; the caller answers only when both are stored. */
+static int p_audited(gh_user_store_t *base, gh_audit_event_t *ev,
+                     int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    int rc = change(base, arg);
+    return rc != 0 ? rc : p_audit_append(base, ev);
+}
+
 static void p_close(gh_user_store_t **base)
 {
     pg_store_t *s = (pg_store_t *)*base;
@@ -600,6 +609,7 @@ static const gh_user_store_ops_t postgres_ops = {
     .audit_append = p_audit_append,
     .audit_read = p_audit_read,
     .audit_prune = p_audit_prune,
+    .audited = p_audited,
     .close = p_close,
 };
 

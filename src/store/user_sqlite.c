@@ -437,6 +437,35 @@ static int u_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, s
     return ret;
 }
 
+/* The change and its event in one transaction: the lock is held throughout (it is recursive, so
+ * the change's own operations take it again), so no other caller's statement joins it. */
+static int u_audited(gh_user_store_t *base, gh_audit_event_t *ev,
+                     int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL), ret;
+    if (rc != SQLITE_OK) {
+        ret = store_error(s, "audited_begin", rc);
+        note_write(s, ret);
+        goto out;
+    }
+    ret = change(base, arg);
+    if (ret == 0) {
+        rc = gh_audit_sqlite_append(s->db, &s->audit, ev);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            ret = store_error(s, "audited_commit", rc);
+        note_write(s, ret);
+    }
+    if (ret != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 static void u_close(gh_user_store_t **base)
 {
     sqlite_store_t *s = (sqlite_store_t *)*base;
@@ -468,6 +497,7 @@ static const gh_user_store_ops_t sqlite_ops = {
     .audit_append = u_audit_append,
     .audit_read = u_audit_read,
     .audit_prune = u_audit_prune,
+    .audited = u_audited,
     .close = u_close,
 };
 
@@ -527,7 +557,12 @@ int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out)
     if (!s)
         return GH_ENOMEM;
     s->base.ops = &sqlite_ops;
-    pthread_mutex_init(&s->lock, NULL);
+    /* Recursive: gh_user_audited runs the store's own operations inside its transaction. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     /* NOMUTEX: our own mutex already serializes the connection. */
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

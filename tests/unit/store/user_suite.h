@@ -456,6 +456,38 @@ static void audit_events_append_filter_page_and_prune(void **state)
     gh_user_store_close(&s);
 }
 
+static int suite_delete(gh_user_store_t *s, void *arg)
+{
+    return gh_user_del(s, *(uint64_t *)arg);
+}
+
+/* gh_user_audited: a change that succeeds is stored with its event; one that fails stores none
+ * and answers its own error. */
+static void audited_changes_come_with_their_event(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "kim", "h", 1, &u), 0);
+    gh_audit_event_t ev, out[4];
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.type, sizeof ev.type, "user.deleted");
+    ev.user_id = u.id;
+    uint64_t missing = u.id + 1000;
+    assert_int_equal(gh_user_audited(s, &ev, suite_delete, &missing), GH_ENOTFOUND);
+    gh_audit_query_t q;
+    memset(&q, 0, sizeof q);
+    size_t n;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_audited(s, &ev, suite_delete, &u.id), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].type, "user.deleted");
+    gh_user_store_close(&s);
+}
+
 #define USER_SUITE_TEST(f) cmocka_unit_test_setup_teardown(f, user_suite_setup, user_suite_teardown)
 #define USER_SUITE_TESTS                                                                           \
     USER_SUITE_TEST(create_and_find_case_insensitively), USER_SUITE_TEST(set_password_and_delete), \
@@ -465,6 +497,7 @@ static void audit_events_append_filter_page_and_prune(void **state)
         USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
         USER_SUITE_TEST(memory_returns_to_baseline),                                               \
         USER_SUITE_TEST(roles_are_kept_and_search_is_a_literal_prefix),                            \
-        USER_SUITE_TEST(audit_events_append_filter_page_and_prune)
+        USER_SUITE_TEST(audit_events_append_filter_page_and_prune),                                \
+        USER_SUITE_TEST(audited_changes_come_with_their_event)
 
 #endif
