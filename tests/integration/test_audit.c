@@ -4,6 +4,7 @@
  * lines of --audit-log; hostile filters get a clear 400; a revocation answered 204 is in the
  * trail after kill -9 and a restart; PATCH /v1/admin/users/{id} disables (every session ends, the
  * login answers exactly as a wrong password) and enables; `gatehouse audit` prints JSON lines.
+ * The first test runs again on a node whose user store is PostgreSQL.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "../support/servers.h"
 #include "harness.h"
 
 #define PASSWORD "correct horse battery"
@@ -39,6 +41,8 @@ static int teardown(void **state)
     free(f);
     return rc;
 }
+
+static char pg_url[256]; /* set: the node's user store is this PostgreSQL schema */
 
 static void start(fixture_t *f)
 {
@@ -325,6 +329,19 @@ static void the_command_line_reads_the_trail(void **state)
     free(r);
 }
 
+/* The same requests on a node whose user store is PostgreSQL (a real server, tests/support). */
+static void requests_make_their_events_once_on_postgresql(void **state)
+{
+    static ts_server_t pg = {.kind = TS_POSTGRES};
+    if (ts_server_start(&pg) != 0 || ts_postgres_fresh_url(&pg, pg_url, sizeof pg_url) != 0)
+        fail_msg("cannot start PostgreSQL");
+    requests_make_their_events_once(state);
+    fixture_t *f = *state;
+    assert_int_equal(ht_server_stop(&f->srv), 0);
+    pg_url[0] = '\0';
+    ts_server_cleanup(&pg);
+}
+
 int main(int argc, char **argv)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -335,6 +352,7 @@ int main(int argc, char **argv)
         T(a_revocation_survives_kill_9),
         T(disabling_ends_sessions_and_login_fails_as_a_wrong_password),
         T(the_command_line_reads_the_trail),
+        T(requests_make_their_events_once_on_postgresql),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
