@@ -365,6 +365,28 @@ static void throttled_logins_are_audited(void **state)
     assert_string_equal(ev.ip, "192.0.2.1");
 }
 
+static void an_admin_unlocks_the_account_throttle(void **state)
+{
+    fixture_t *f = *state;
+    throttle(f, 1000, 2); /* back-off after 2 failures */
+    uint64_t id = registered(f, "cleo");
+    gh_account_login_t st;
+    for (int i = 0; i < 3; i++)
+        (void)do_login(f, "cleo", "wrong password", "198.51.100.1", &st);
+    assert_int_equal(do_login(f, "cleo", PASSWORD, "198.51.100.1", &st), GH_ELIMIT);
+    gh_account_t admin = f->a;
+    snprintf(admin.actor, sizeof admin.actor, "admin:7");
+    bool was = false;
+    assert_int_equal(gh_account_throttle_unlock(&admin, id, &was), 0);
+    assert_true(was);
+    assert_int_equal(do_login(f, "cleo", PASSWORD, "198.51.100.1", &st), 0); /* admitted */
+    gh_audit_event_t ev;
+    expect_one(f, "throttle.unlocked", id, "admin:7", "success", &ev);
+    assert_string_equal(ev.detail, "was_locked=true");
+    expect_one(f, "admin.throttle_unlock", id, "admin:7", "success", NULL);
+    assert_int_equal(gh_account_throttle_unlock(&admin, 999999, &was), GH_ENOTFOUND);
+}
+
 static void pages_are_stable_while_events_arrive(void **state)
 {
     fixture_t *f = *state;
@@ -495,9 +517,13 @@ int main(int argc, char **argv)
         return 1;
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(each_workflow_emits_its_event_once),    T(throttled_logins_are_audited),
-        T(pages_are_stable_while_events_arrive),  T(retention_prunes_the_old_and_keeps_the_rest),
-        T(the_queue_is_bounded_and_counts_drops), cmocka_unit_test(types_and_json),
+        T(each_workflow_emits_its_event_once),
+        T(throttled_logins_are_audited),
+        T(an_admin_unlocks_the_account_throttle),
+        T(pages_are_stable_while_events_arrive),
+        T(retention_prunes_the_old_and_keeps_the_rest),
+        T(the_queue_is_bounded_and_counts_drops),
+        cmocka_unit_test(types_and_json),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
