@@ -317,7 +317,7 @@ void gh_pages_admin_user(gh_req_t *r)
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
-    gh_pages_begin(&h, "User");
+    gh_pages_begin(&h, u.username); /* escaped by the page */
     nav(&h);
     const char *done = done_text(gh_req_query(r, "done"));
     if (done) {
