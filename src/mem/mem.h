@@ -32,6 +32,7 @@
     X(PASSWORD, "password")                                                                        \
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
+    X(AUDIT, "audit")                                                                              \
     X(OTHER, "other")
 
 typedef enum {
