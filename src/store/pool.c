@@ -166,6 +166,15 @@ int gh_store_pool_acquire(gh_store_pool_t *p, unsigned *slot, void **conn)
     return 0;
 }
 
+void gh_store_pool_reset(gh_store_pool_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->gen++;
+    p->backoff_ms = 0;
+    p->down_until_ns = 0;
+    pthread_mutex_unlock(&p->lock);
+}
+
 void gh_store_pool_release(gh_store_pool_t *p, unsigned slot, bool broken)
 {
     conn_t *k = &p->conns[slot];

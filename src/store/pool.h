@@ -50,6 +50,10 @@ int gh_store_pool_acquire(gh_store_pool_t *p, unsigned *slot, void **conn) GH_WU
 /* Gives a connection back; broken: it failed (it is closed, and the pool backs off). */
 void gh_store_pool_release(gh_store_pool_t *p, unsigned slot, bool broken);
 
+/* The server moved (a failover was announced): every connection is re-made on its next use,
+ * and the back-off ends now instead of after its delay. */
+void gh_store_pool_reset(gh_store_pool_t *p);
+
 /* Bytes the pool holds, as gh_mem counts them (constant after create). */
 size_t gh_store_pool_bytes(const gh_store_pool_t *p);
 

@@ -217,7 +217,7 @@ static void user_index_stays_bounded(void **state)
     /* A client that logs in and walks away, again and again: its sessions idle out unseen. */
     for (uint64_t i = 0; i < 50; i++, t += 31 * MIN)
         create_ok(s, 42, i, t, NULL);
-    assert_true(redis_int("ZCARD gh:u:42") <= 3);
+    assert_true(redis_int("ZCARD gh:U:42") <= 3);
     /* sessions past the absolute deadline leave the index too */
     gh_session_limits_t l2 = limits();
     l2.max_per_user = 0;
@@ -225,7 +225,7 @@ static void user_index_stays_bounded(void **state)
     gh_session_store_t *s2 = open_store(&l2);
     for (uint64_t i = 0; i < 50; i++, t += 20 * MIN)
         create_ok(s2, 43, 1000 + i, t, NULL);
-    assert_true(redis_int("ZCARD gh:u:43") <= 4);
+    assert_true(redis_int("ZCARD gh:U:43") <= 4);
     assert_consistent(s2);
     gh_session_store_destroy(&s2);
     gh_session_store_destroy(&s);
@@ -308,7 +308,7 @@ static void tokens_are_not_stored(void **state)
     snprintf(cmd, sizeof cmd, "KEYS *%s*", token + 3);
     assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
     assert_string_equal(reply, "*0");
-    assert_int_equal(redis_int("EXISTS gh:u:5"), 1);
+    assert_int_equal(redis_int("EXISTS gh:U:5"), 1);
     sodium_memzero(token, sizeof token);
     gh_session_store_destroy(&s);
 }
