@@ -29,6 +29,7 @@ typedef struct {
     gh_mem_component_t mem; /* what the pool's memory is charged to */
     unsigned size;          /* connections, > 0 */
     int timeout_ms;         /* how long a caller waits for a free connection */
+    int backoff_max_ms;     /* the longest back-off; 0 = GH_STORE_POOL_BACKOFF_MAX_MS */
     /* Makes a connection: 0 with *conn set, or GH_ESTORE (the pool backs off). */
     int (*connect)(void *ctx, void **conn);
     /* Closes a connection the pool holds (never NULL). */

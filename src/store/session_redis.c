@@ -81,6 +81,7 @@
 #define KEY_HASH_LEN 24 /* bytes of the token hash in a key */
 #define MAX_ARGS 12
 #define MAX_SENTINELS 8
+#define SENTINEL_BACKOFF_MAX_MS 200
 
 /* the packed value */
 #define V_LAYOUT 1
@@ -893,7 +894,8 @@ static bool server_moved(const char *err)
 }
 
 /* Runs one command on a pooled connection, and with `wait` then WAIT for wait_replicas
- * replicas (pipelined: one round trip). On success *reply is the reply (free it with
+ * replicas (pipelined: one round trip; WAIT gives up after half the command timeout, so a
+ * replica that is away costs a refused write, never a connection timed out). On success *reply is the reply (free it with
  * freeReplyObject); an error reply is returned as a reply, for the caller to judge. */
 static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **argv,
                    const size_t *argvlen, bool wait, redisReply **reply)
@@ -910,7 +912,8 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
     redisReply *r = NULL, *w = NULL;
     wait = wait && s->wait_replicas > 0;
     bool sent = redisAppendCommandArgv(c, argc, argv, argvlen) == REDIS_OK &&
-                (!wait || redisAppendCommand(c, "WAIT %u %d", s->wait_replicas, s->timeout_ms) ==
+                (!wait || redisAppendCommand(c, "WAIT %u %d", s->wait_replicas,
+                                                 s->timeout_ms / 2 > 0 ? s->timeout_ms / 2 : 1) ==
                               REDIS_OK);
     if (sent && redisGetReply(c, (void **)&r) == REDIS_OK && r && wait &&
         (redisGetReply(c, (void **)&w) != REDIS_OK || !w)) {
@@ -1501,6 +1504,9 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
                                   .mem = GH_MEM_SESSIONS,
                                   .size = opt->pool_size ? opt->pool_size : DEFAULT_POOL,
                                   .timeout_ms = s->timeout_ms,
+                                  /* with sentinels, asking again is cheap and a failover
+                                   * takes about a second: retry often */
+                                  .backoff_max_ms = s->n_sentinels ? SENTINEL_BACKOFF_MAX_MS : 0,
                                   .connect = pool_connect,
                                   .disconnect = pool_disconnect,
                                   .ctx = s};
