@@ -186,19 +186,21 @@ static void failover_under_load(void **state)
     /* the master dies without a word */
     long long t_kill = ht_now_ms();
     ts_server_kill(&master);
-    /* the sentinels promote the replica; wait until they name it (at most 30 s) */
+    /* the sentinels promote the replica: wait until every one of them names it (at most 30 s);
+     * from the kill to then is the failover's own time */
     char want[32], reply[160];
-    snprintf(want, sizeof want, "%d", replica.port);
+    snprintf(want, sizeof want, "127.0.0.1 %d", replica.port);
     long long t_switch = 0;
-    for (int i = 0; i < 300 && !t_switch; i++) {
-        if (ts_redis_cmd(&sentinel[0], "SENTINEL get-master-addr-by-name gh", reply,
-                         sizeof reply) == 0 &&
-            strstr(reply, "*2") && /* and the promoted replica says so */
-            redis_int(&replica, "EVAL \"return redis.call('INFO', 'replication')"
-                                ":match('role:master') and 1 or 0\" 0") == 1)
+    for (int i = 0; i < 1500 && !t_switch; i++) {
+        int named = 0;
+        for (int k = 0; k < 3; k++)
+            named += ts_redis_array(&sentinel[k], "SENTINEL get-master-addr-by-name gh", reply,
+                                    sizeof reply) == 0 &&
+                     strcmp(reply, want) == 0;
+        if (named == 3)
             t_switch = ht_now_ms();
         else
-            ht_sleep_ms(100);
+            ht_sleep_ms(20);
     }
     /* the old master comes back as a replica of the new one (what the sentinels would make of
      * it within their 10 s INFO period), so WAIT 1 can be satisfied again */
@@ -223,8 +225,8 @@ static void failover_under_load(void **state)
     assert_int_equal(atomic_load(&bad_200), 0); /* never a revoked or unknown token */
     assert_int_equal(atomic_load(&bad_401), 0); /* never a live one refused as unknown */
     assert_true(total > before);
-    /* 503s only for the failover's own time (with the 2 s of back-off at most on top) */
-    assert_true(atomic_load(&longest_503_ms) <= (t_switch - t_kill) + 3000);
+    /* 503s only for the failover's own time (plus a reconnect, and this test's polling) */
+    assert_true(atomic_load(&longest_503_ms) <= (t_switch - t_kill) + 500);
 
     /* the same processes serve from the new master */
     assert_int_equal(node[0].pid, pids[0]);

@@ -272,6 +272,60 @@ out:
     return ret;
 }
 
+int ts_redis_array(const ts_server_t *s, const char *cmd, char *out, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)s->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char buf[1024];
+    int ret = -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        goto out;
+    int n = snprintf(buf, sizeof buf, "%s\r\n", cmd);
+    if (write(fd, buf, (size_t)n) != n)
+        goto out;
+    /* "*N\r\n" then N bulk strings of two lines each: read until that many lines came */
+    size_t got = 0;
+    int want = -1, lines = 0;
+    while (got < sizeof buf - 1 && (want < 0 || lines < want)) {
+        ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
+        if (r <= 0)
+            goto out;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (buf[0] != '*')
+            goto out;
+        want = 1 + 2 * atoi(buf + 1);
+        lines = 0;
+        for (const char *p = buf; (p = strstr(p, "\r\n")); p += 2)
+            lines++;
+    }
+    size_t o = 0;
+    out[0] = '\0';
+    const char *p = strstr(buf, "\r\n");
+    for (int i = 0; p && i < (want - 1) / 2; i++) {
+        p = strstr(p + 2, "\r\n"); /* past "$len" */
+        if (!p)
+            break;
+        const char *e = strstr(p + 2, "\r\n");
+        if (!e)
+            break;
+        o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%.*s", i ? " " : "",
+                              (int)(e - p - 2), p + 2);
+        p = e;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
 int ts_redis_cmd(const ts_server_t *s, const char *cmd, char *reply, size_t len)
 {
     return redis_roundtrip(s->port, cmd, reply, len);

@@ -73,6 +73,10 @@ int ts_postgres_exec(const char *url, const char *sql);
  * reply (may be NULL). Returns 0 when the reply is not an error. */
 int ts_redis_cmd(const ts_server_t *s, const char *cmd, char *reply, size_t len);
 
+/* Redis or a sentinel: sends one inline command whose reply is an array of bulk strings and
+ * writes them space-separated into out ("127.0.0.1 6379"). Returns 0 or -1. */
+int ts_redis_array(const ts_server_t *s, const char *cmd, char *out, size_t len);
+
 /* A loopback TCP port that was free a moment ago. */
 int ts_free_port(void);
 
