@@ -89,8 +89,8 @@ static void mark_down_locked(gh_store_pool_t *p, unsigned gen)
         p->gen++;
     bool was_up = p->backoff_ms == 0;
     int64_t max = p->o.backoff_max_ms > 0 ? p->o.backoff_max_ms : GH_STORE_POOL_BACKOFF_MAX_MS;
-    p->backoff_ms = was_up ? GH_STORE_POOL_BACKOFF_MIN_MS
-                           : (p->backoff_ms * 2 > max ? max : p->backoff_ms * 2);
+    p->backoff_ms =
+        was_up ? GH_STORE_POOL_BACKOFF_MIN_MS : (p->backoff_ms * 2 > max ? max : p->backoff_ms * 2);
     p->down_until_ns = gh_clock_mono_ns() + p->backoff_ms * 1000000;
     if (was_up) {
         char msg[64];

@@ -99,13 +99,13 @@
 #define PRELUDE                                                                                    \
     "local P, IDLE, NOW, OLD = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'\n"    \
     "local E, NK = P .. 'E', P .. 'N'\n"                                                           \
-    "local function skey(h) return P .. 'k' .. h end\n"                                           \
+    "local function skey(h) return P .. 'k' .. h end\n"                                            \
     "local function ukey(u) return P .. 'U:' .. u end\n"                                           \
     "local function dl(l, e) if e <= l + IDLE then return e, 'expired' end "                       \
     "return l + IDLE, 'idle' end\n"                                                                \
     "local function times(v) return struct.unpack('<I6I6I6', v, 2) end\n"                          \
     "local function uid(v) return string.sub(v, 37, 36 + string.byte(v, 36)) end\n"                \
-    /* ends one session everywhere; 1 when it was there to end */                                  \
+    "-- ends one session everywhere; 1 when it was there to end\n"                                 \
     "local function finish(h)\n"                                                                   \
     "  local sk = skey(h)\n"                                                                       \
     "  local v = redis.call('GET', sk)\n"                                                          \
@@ -124,8 +124,8 @@
     "  redis.call('ZADD', E, 'LT', d, u)\n"                                                        \
     "  redis.call('INCR', NK)\n"                                                                   \
     "end\n"                                                                                        \
-    /* the old layout, converted on read */                                                        \
-    "local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'\n"              \
+    "-- the old layout, converted on read\n"                                                       \
+    "local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'\n"             \
     "local function b64d(s)\n"                                                                     \
     "  local out, acc, bits = {}, 0, 0\n"                                                          \
     "  for i = 1, #s do\n"                                                                         \
@@ -144,15 +144,15 @@
     "local function unhex(x) return (string.gsub(x, '..', function(c) "                            \
     "return string.char(tonumber(c, 16)) end)) end\n"                                              \
     "local function pack(c, l, e, id, u, ip, ua)\n"                                                \
-    "  return '\\1' .. struct.pack('<I6I6I6', c, l, e) .. id .. string.char(#u) .. u .. "         \
+    "  return '\\1' .. struct.pack('<I6I6I6', c, l, e) .. id .. string.char(#u) .. u .. "          \
     "string.char(#ip) .. ip .. ua\n"                                                               \
     "end\n"                                                                                        \
-    /* converts one old session (hex of its whole hash); it leaves a session that is gone to     \
-     * the sweep, which counts it */                                                              \
+    "-- converts one old session (hex of its whole hash); one that is gone is left to the\n"       \
+    "-- sweep, which counts it\n"                                                                  \
     "local function migrate(x)\n"                                                                  \
     "  local ok = P .. 's:' .. x\n"                                                                \
     "  local f = redis.call('HMGET', ok, 'u', 'i', 'c', 'l', 'e', 'ip', 'ua')\n"                   \
-    "  if not f[1] then return 0 end\n"                                                           \
+    "  if not f[1] then return 0 end\n"                                                            \
     "  redis.call('DEL', ok)\n"                                                                    \
     "  redis.call('ZREM', P .. 'x', x)\n"                                                          \
     "  redis.call('ZREM', P .. 'u:' .. f[1], x)\n"                                                 \
@@ -160,7 +160,7 @@
     "  local id = f[2] and b64d(f[2])\n"                                                           \
     "  local c, l, e = tonumber(f[3]), tonumber(f[4]), tonumber(f[5])\n"                           \
     "  if not (id and #id == 16 and c and l and e and #f[1] <= 20 and #x == 64) then\n"            \
-    "    return -1\n" /* unreadable: dropped, counted by the caller */                            \
+    "    return -1\n" /* unreadable: dropped, counted by the caller */                             \
     "  end\n"                                                                                      \
     "  local h = string.sub(unhex(x), 1, 24)\n"                                                    \
     "  if redis.call('EXISTS', skey(h)) == 0 then\n"                                               \
@@ -331,10 +331,10 @@ static const char *const scripts[SC__COUNT] = {
 };
 
 static const gh_store_op_t script_op[SC__COUNT] = {
-    [SC_CREATE] = GH_STORE_OP_CREATE,     [SC_TOUCH] = GH_STORE_OP_LOOKUP,
-    [SC_MIGRATE] = GH_STORE_OP_LOOKUP,    [SC_END] = GH_STORE_OP_END,
-    [SC_END_BY_ID] = GH_STORE_OP_END,     [SC_END_USER] = GH_STORE_OP_END_USER,
-    [SC_LIST] = GH_STORE_OP_LIST,         [SC_EXPIRE] = GH_STORE_OP_EXPIRE,
+    [SC_CREATE] = GH_STORE_OP_CREATE,  [SC_TOUCH] = GH_STORE_OP_LOOKUP,
+    [SC_MIGRATE] = GH_STORE_OP_LOOKUP, [SC_END] = GH_STORE_OP_END,
+    [SC_END_BY_ID] = GH_STORE_OP_END,  [SC_END_USER] = GH_STORE_OP_END_USER,
+    [SC_LIST] = GH_STORE_OP_LIST,      [SC_EXPIRE] = GH_STORE_OP_EXPIRE,
     [SC_COUNT] = GH_STORE_OP_STATS,
 };
 
@@ -449,8 +449,8 @@ static size_t pack(uint8_t *out, uint64_t uid, int64_t c, int64_t l, int64_t e,
     int n = snprintf((char *)out + V_UIDLEN + 1, 21, "%llu", (unsigned long long)uid);
     out[V_UIDLEN] = (uint8_t)n;
     size_t o = V_UIDLEN + 1 + (size_t)n;
-    size_t iplen = strnlen(cl->ip, GH_SESSION_IP_MAX), ualen =
-                                                          strnlen(cl->user_agent, GH_SESSION_UA_MAX);
+    size_t iplen = strnlen(cl->ip, GH_SESSION_IP_MAX),
+           ualen = strnlen(cl->user_agent, GH_SESSION_UA_MAX);
     out[o++] = (uint8_t)iplen;
     memcpy(out + o, cl->ip, iplen);
     o += iplen;
@@ -549,7 +549,6 @@ static int parse_db(const char *p, int *db)
     *db = (int)v;
     return 0;
 }
-
 
 /* host[:port] or [v6]:port in [p, end) */
 static int parse_hostport(const char *p, const char *end, char *host, size_t cap, int *port)
@@ -756,7 +755,8 @@ static int check_master(redisContext *c)
 {
     redisReply *r = redisCommand(c, "ROLE");
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-              r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              strcmp(r->element[0]->str, "master") == 0;
     if (r && !ok)
         GH_LOG(GH_LOG_WARN, "the session store's server is not a master: not using it");
     if (r)
@@ -895,8 +895,9 @@ static bool server_moved(const char *err)
 
 /* Runs one command on a pooled connection, and with `wait` then WAIT for wait_replicas
  * replicas (pipelined: one round trip; WAIT gives up after half the command timeout, so a
- * replica that is away costs a refused write, never a connection timed out). On success *reply is the reply (free it with
- * freeReplyObject); an error reply is returned as a reply, for the caller to judge. */
+ * replica that is away costs a refused write, never a connection timed out). On success *reply is
+ * the reply (free it with freeReplyObject); an error reply is returned as a reply, for the caller
+ * to judge. */
 static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **argv,
                    const size_t *argvlen, bool wait, redisReply **reply)
 {
@@ -911,10 +912,10 @@ static int command(redis_store_t *s, gh_store_op_t op, int argc, const char **ar
     redisContext *c = conn;
     redisReply *r = NULL, *w = NULL;
     wait = wait && s->wait_replicas > 0;
-    bool sent = redisAppendCommandArgv(c, argc, argv, argvlen) == REDIS_OK &&
-                (!wait || redisAppendCommand(c, "WAIT %u %d", s->wait_replicas,
-                                                 s->timeout_ms / 2 > 0 ? s->timeout_ms / 2 : 1) ==
-                              REDIS_OK);
+    bool sent =
+        redisAppendCommandArgv(c, argc, argv, argvlen) == REDIS_OK &&
+        (!wait || redisAppendCommand(c, "WAIT %u %d", s->wait_replicas,
+                                     s->timeout_ms / 2 > 0 ? s->timeout_ms / 2 : 1) == REDIS_OK);
     if (sent && redisGetReply(c, (void **)&r) == REDIS_OK && r && wait &&
         (redisGetReply(c, (void **)&w) != REDIS_OK || !w)) {
         freeReplyObject(r);

@@ -219,8 +219,8 @@ static void failover_under_load(void **state)
     printf("failover: master killed; sentinels switched after %lld ms; %ld token checks "
            "(%ld before the kill), %ld answered 503; longest window of 503s: %lld ms; "
            "%d logins acknowledged (%d before the kill)\n",
-           t_switch - t_kill, total, before, atomic_load(&checks_503),
-           atomic_load(&longest_503_ms), atomic_load(&n_acked), acked_before);
+           t_switch - t_kill, total, before, atomic_load(&checks_503), atomic_load(&longest_503_ms),
+           atomic_load(&n_acked), acked_before);
     fflush(stdout);
     assert_int_equal(atomic_load(&bad_200), 0); /* never a revoked or unknown token */
     assert_int_equal(atomic_load(&bad_401), 0); /* never a live one refused as unknown */
@@ -263,8 +263,8 @@ static int group_setup(void **state)
         return -1;
     int n = snprintf(sentinel_url, sizeof sentinel_url, "redis-sentinel://");
     for (int i = 0; i < 3; i++) {
-        sentinel[i] = (ts_server_t){
-            .kind = TS_SENTINEL, .monitor_port = master.port, .down_after_ms = 500};
+        sentinel[i] =
+            (ts_server_t){.kind = TS_SENTINEL, .monitor_port = master.port, .down_after_ms = 500};
         if (ts_server_start(&sentinel[i]) != 0)
             return -1;
         n += snprintf(sentinel_url + n, sizeof sentinel_url - (size_t)n, "%s%s", i ? "," : "",

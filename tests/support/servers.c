@@ -408,7 +408,9 @@ static int make_dir(ts_server_t *s)
     if (pw || !tmp || !*tmp)
         tmp = "/tmp";
     snprintf(s->dir, sizeof s->dir, "%s/gatehouse-%s-XXXXXX", tmp,
-             s->kind == TS_REDIS ? "redis" : s->kind == TS_SENTINEL ? "sentinel" : "pg");
+             s->kind == TS_REDIS      ? "redis"
+             : s->kind == TS_SENTINEL ? "sentinel"
+                                      : "pg");
     if (!mkdtemp(s->dir)) {
         fprintf(stderr, "servers: mkdtemp: %s\n", strerror(errno));
         s->dir[0] = '\0';
@@ -474,7 +476,9 @@ int ts_server_start(ts_server_t *s)
             break; /* a restart keeps its port: clients know it */
     }
     fprintf(stderr, "servers: %s did not start\n",
-            s->kind == TS_REDIS ? "redis" : s->kind == TS_SENTINEL ? "sentinel" : "postgres");
+            s->kind == TS_REDIS      ? "redis"
+            : s->kind == TS_SENTINEL ? "sentinel"
+                                     : "postgres");
     print_log_tail(s->log_path);
     return -1;
 }

@@ -31,7 +31,7 @@ typedef enum { TS_REDIS = 1, TS_POSTGRES, TS_SENTINEL } ts_kind_t;
 /* Zero-initialize and set `kind` (and for Redis, `persist`); ts_server_cleanup when done. */
 typedef struct {
     ts_kind_t kind;
-    bool persist; /* Redis: append-only file, so a restart keeps every key */
+    bool persist;      /* Redis: append-only file, so a restart keeps every key */
     int replica_of;    /* Redis: the port of a master on 127.0.0.1 to replicate (0: a master) */
     int monitor_port;  /* Sentinel: the port of the master it watches */
     int down_after_ms; /* Sentinel: see TS_SENTINEL */

@@ -108,8 +108,8 @@ static void open_rejects_bad_input(void **state)
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/99999", redis.port); /* no such db */
     assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
     /* Sentinels nobody runs: nobody names a master, a start-up error as well. */
-    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster",
-             ts_free_port(), ts_free_port());
+    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster", ts_free_port(),
+             ts_free_port());
     assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
     assert_null(s);
     assert_at_mark(m0);
@@ -340,8 +340,8 @@ static void scripts_come_back_after_a_flush(void **state)
 
 /* Writes one session the way the store before the packed layout did (a hash per session, a
  * zset per user, a public-id key and the global expiry zset, with Redis TTLs). */
-static void put_old(uint64_t uid, uint64_t n, const char *id, int64_t c, int64_t l,
-                    const char *ip, const char *ua)
+static void put_old(uint64_t uid, uint64_t n, const char *id, int64_t c, int64_t l, const char *ip,
+                    const char *ua)
 {
     char hex[65], cmd[512], reply[64];
     hash_t h = H(n);
@@ -429,7 +429,7 @@ static void a_session_is_small_in_redis(void **state)
                      0);
     assert_string_equal(reply, "$6"); /* "embstr" */
     assert_int_equal(ts_redis_cmd(&redis, "OBJECT ENCODING gh:U:12345", reply, sizeof reply), 0);
-    assert_string_equal(reply, "$8"); /* "listpack" */
+    assert_string_equal(reply, "$8");             /* "listpack" */
     assert_int_equal(redis_int("ZCARD gh:E"), 1); /* one expiry entry for the user */
     gh_session_store_destroy(&s);
 }
