@@ -243,9 +243,11 @@ static const char *const scripts[SC__COUNT] = {
                          "end\n"
                          "return {2, l}\n",
 
-    /* ARGV[5] hex of the whole hash. A lookup that missed while old data exists: converts the
-     * session if it is in the old layout. Returns 1 when converted. */
-    [SC_MIGRATE] = PRELUDE "return migrate(ARGV[5])\n",
+    /* ARGV[5] hex of the whole hash, [6] h. A lookup that missed while old data exists:
+     * converts the session if it is in the old layout. Returns 1 when the session is in the
+     * new layout now (converted here, or by another node since the lookup's GET). */
+    [SC_MIGRATE] = PRELUDE "migrate(ARGV[5])\n"
+                           "return redis.call('EXISTS', skey(ARGV[6]))\n",
 
     /* ARGV[5] h, [6] hex of the whole hash. Returns 1 when ended, 0 when absent. */
     [SC_END] = PRELUDE "if OLD then migrate(ARGV[6]) end\n"
@@ -1174,9 +1176,10 @@ static int r_lookup(gh_session_store_t *base, const uint8_t *hash, int64_t now,
         r = NULL;
         char hex[HEX_LEN + 1];
         to_hex(hash, hex);
-        const char *extra[] = {hex};
+        const char *extra[] = {hex, (const char *)hash};
+        size_t lens[] = {HEX_LEN, KEY_HASH_LEN};
         redisReply *m = NULL;
-        if ((rc = run_script(s, SC_MIGRATE, now, 1, extra, NULL, &m)) != 0)
+        if ((rc = run_script(s, SC_MIGRATE, now, 2, extra, lens, &m)) != 0)
             return rc;
         bool converted = m->type == REDIS_REPLY_INTEGER && m->integer == 1;
         freeReplyObject(m);
