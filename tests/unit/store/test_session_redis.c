@@ -434,6 +434,41 @@ static void a_session_is_small_in_redis(void **state)
     gh_session_store_destroy(&s);
 }
 
+/* ---- acknowledged writes ---- */
+
+/* With wait_replicas, a create or an end is acknowledged only once a replica has it. */
+static void writes_wait_for_replicas(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_redis_options_t o = options();
+    o.wait_replicas = 1;
+    o.timeout_ms = 400;
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), 0);
+    /* no replica: written on the master, but not acknowledged */
+    assert_int_equal(gh_session_create(s, 1, H(1).b, NULL, T0, NULL), GH_ESTORE);
+    assert_int_equal(lookup(s, 1, T0 + 1, NULL), 0); /* a check never waits */
+    ts_server_t replica = {.kind = TS_REDIS, .replica_of = redis.port};
+    assert_int_equal(ts_server_start(&replica), 0);
+    char reply[64];
+    for (int i = 0; i < 200; i++) {
+        if (ts_redis_cmd(&replica,
+                         "EVAL \"return redis.call('INFO', 'replication')"
+                         ":match('master_link_status:up') and 1 or 0\" 0",
+                         reply, sizeof reply) == 0 &&
+            strcmp(reply, ":1") == 0)
+            break;
+        sleep_ms(50);
+    }
+    assert_string_equal(reply, ":1");
+    create_ok(s, 1, 2, T0 + 2, NULL);
+    assert_int_equal(end(s, 2, GH_END_LOGOUT), 0);
+    ts_server_cleanup(&replica);
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), GH_ESTORE); /* the replica is gone again */
+    gh_session_store_destroy(&s);
+}
+
 /* ---- failure: fail closed, recover by itself ---- */
 
 static void redis_going_away_fails_closed_and_recovers(void **state)
@@ -535,6 +570,7 @@ int main(int argc, char **argv)
         SESSION_SUITE_TEST(scripts_come_back_after_a_flush),
         SESSION_SUITE_TEST(old_layout_is_converted_on_read),
         SESSION_SUITE_TEST(a_session_is_small_in_redis),
+        SESSION_SUITE_TEST(writes_wait_for_replicas),
         SESSION_SUITE_TEST(redis_going_away_fails_closed_and_recovers),
         SESSION_SUITE_TEST(a_primary_turned_replica_fails_closed_and_recovers),
     };
