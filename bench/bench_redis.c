@@ -143,8 +143,8 @@ static void *lookup_job(void *arg)
         for (int k = 0; k < 64; k++) {
             const uint8_t *h = hashes[xorshift(&j->seed) % n_sessions].b;
             int64_t t = gh_clock_mono_ns();
-            if (gh_session_lookup(j->s, h, j->advance ? j->now + (int64_t)j->ops : j->now,
-                                  NULL) != 0)
+            if (gh_session_lookup(j->s, h, j->advance ? j->now + (int64_t)j->ops : j->now, NULL) !=
+                0)
                 j->failures++;
             histo_add(&j->h, (uint64_t)(gh_clock_mono_ns() - t));
             j->ops++;

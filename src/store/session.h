@@ -264,9 +264,9 @@ void gh_session_memory_clients(gh_session_store_t *s, gh_session_clients_stats_t
  * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every write is one
  * atomic server-side script (EVALSHA) on one pooled connection, and a token check is one GET of a
  * packed value (a script only when it must end the session or record its last use); nothing is
- * cached locally, so a session ended on one node is refused by every node at once. When Redis does not answer, every
- * operation fails with GH_ESTORE (fail closed), the pool reconnects with a growing backoff, and
- * service resumes by itself when Redis is back.
+ * cached locally, so a session ended on one node is refused by every node at once. When Redis does
+ * not answer, every operation fails with GH_ESTORE (fail closed), the pool reconnects with a
+ * growing backoff, and service resumes by itself when Redis is back.
  *
  * Counters in gh_session_stats_t: created_total and ended_total count what THIS node did (each
  * ended session is counted by exactly one node); active is the number of sessions in Redis, the
