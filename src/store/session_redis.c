@@ -1410,8 +1410,7 @@ static const char check_script[] = PRELUDE
     "if n ~= tonumber(redis.call('GET', NK) or '0') then return bad('count', tostring(n)) end\n"
     "for _, u in ipairs(redis.call('ZRANGE', E, 0, -1)) do\n"
     "  if redis.call('ZCARD', ukey(u)) ~= (users[u] or 0) then return bad('user members', u) end\n"
-    "  if redis.call('OBJECT', 'ENCODING', ukey(u)) ~= 'listpack' and (users[u] or 0) <= 128 then\n"
-    "    return bad('encoding', u) end\n"
+
     "  users[u] = nil\n"
     "end\n"
     "if next(users) then return bad('user not in expiry index', next(users)) end\n"
