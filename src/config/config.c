@@ -211,6 +211,11 @@ static const keydesc_t keys[] = {
      .choices = session_store_choices},
     {.name = "redis-url", .kind = K_STR, FIELD(redis_url), .def = "", .metavar = "URL",
      .help = "Redis URL for --session-store redis", .group = "stores", .flags = F_SECRET},
+    {.name = "redis-wait-replicas", .kind = K_UINT, FIELD(redis_wait_replicas), .def = "0",
+     .metavar = "N",
+     .help = "after each session create and revocation, wait until N Redis replicas have it "
+             "(else 503); 0 = do not wait",
+     .group = "stores", .min = 0, .max = 16},
 
     {.name = "statsd", .kind = K_STR, FIELD(statsd), .def = "", .shown = "off",
      .metavar = "HOST:PORT", .help = "DogStatsD agent to send metrics to",

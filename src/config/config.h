@@ -78,6 +78,7 @@ typedef struct {
                                     * store does not answer; 0 = never */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
+    uint32_t redis_wait_replicas; /* 0: a write is acknowledged once the master has it */
 
     /* observability */
     char statsd[GH_CONFIG_STR];        /* "host:port" or "" */

@@ -144,6 +144,7 @@ static int open_redis_sessions(const gh_config_t *cfg, gh_store_probe_t probe,
     gh_session_redis_options_t o = {.url = cfg->redis_url,
                                     .pool_size = store_pool_size(cfg),
                                     .touch_interval_ms = touch < 10000 ? touch : 10000,
+                                    .wait_replicas = cfg->redis_wait_replicas,
                                     .probe = probe};
     int rc = gh_session_redis_open(&limits, &o, out);
     if (rc != 0)
