@@ -10,7 +10,6 @@
  * is checked at once — and phase 1 runs the route's action only when the proof holds.
  */
 #include "api/api.h"
-#include "api/pages.h"
 
 #include <qrencode.h>
 #include <sodium.h>
@@ -21,27 +20,6 @@
 #include "common/log.h"
 
 /* ---- the second step of a login ---- */
-
-void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l)
-{
-    if (gh_pages_login_is_form(r)) {
-        gh_pages_login_second_step(r, l->pending, l->methods, NULL);
-        return;
-    }
-    char exp[GH_RFC3339_LEN];
-    gh_clock_rfc3339(l->pending_expires_ms, exp);
-    json_t *methods = json_array();
-    if (l->methods & GH_PENDING_TOTP)
-        json_array_append_new(methods, json_string(GH_MFA_TOTP));
-    if (l->methods & GH_PENDING_RECOVERY)
-        json_array_append_new(methods, json_string(GH_MFA_RECOVERY));
-    if (l->methods & GH_PENDING_WEBAUTHN)
-        json_array_append_new(methods, json_string(GH_MFA_WEBAUTHN));
-    json_t *j = gh_api_json_set(json_pack("{s:b, s:s, s:s}", "mfa_required", 1, "pending",
-                                          l->pending, "expires_at", exp),
-                                "methods", methods);
-    gh_api_reply_json(r, 202, j);
-}
 
 /* An optional string member: 0 (absent: *s NULL), or replies 400 when it is not a string. */
 static int opt_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len)

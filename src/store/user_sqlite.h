@@ -1,7 +1,7 @@
 /*
  * user_sqlite.h — what the SQLite user store's files share (user_sqlite.c, the users;
- * user_factors_sqlite.c, second factors and recovery codes): the store is one connection behind
- * one mutex, and a file of its own reaches it only through lock/unlock.
+ * user_factors_sqlite.c, second factors and recovery codes; user_sqlite_common.c, what both
+ * use): the store is one connection behind one mutex.
  */
 #ifndef GH_STORE_USER_SQLITE_H
 #define GH_STORE_USER_SQLITE_H
@@ -10,7 +10,18 @@
 
 #include "store/user.h"
 
-typedef struct gh_user_sqlite gh_user_sqlite_t;
+#include <pthread.h>
+#include <stdbool.h>
+
+#define GH_USER_SQLITE_STATEMENTS 16 /* prepared at open (user_sqlite.c's list) */
+
+typedef struct gh_user_sqlite {
+    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
+    sqlite3 *db;
+    sqlite3_stmt *st[GH_USER_SQLITE_STATEMENTS];
+    pthread_mutex_t lock; /* serializes every use of db and st[] */
+    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
+} gh_user_sqlite_t;
 
 /* Takes the store's mutex and answers its connection; gh_user_sqlite_unlock gives it back. */
 sqlite3 *gh_user_sqlite_lock(gh_user_sqlite_t *s);
