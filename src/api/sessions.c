@@ -189,9 +189,9 @@ void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l)
         json_array_append_new(methods, json_string(GH_MFA_RECOVERY));
     if (l->methods & GH_PENDING_WEBAUTHN)
         json_array_append_new(methods, json_string(GH_MFA_WEBAUTHN));
-    json_t *j = gh_api_json_set(json_pack("{s:b, s:s, s:s}", "mfa_required", 1, "pending",
-                                          l->pending, "expires_at", exp),
-                                "methods", methods);
+    json_t *j = gh_api_json_set(
+        json_pack("{s:b, s:s, s:s}", "mfa_required", 1, "pending", l->pending, "expires_at", exp),
+        "methods", methods);
     gh_api_reply_json(r, 202, j);
 }
 

@@ -87,7 +87,8 @@ struct gh_pending_store {
 };
 
 /* The memory backend: at most cap entries (> 0), the policy at the cap. GH_EINVAL, GH_ENOMEM. */
-int gh_pending_memory_create(size_t cap, gh_session_policy_t policy, gh_pending_store_t **out) GH_WUR;
+int gh_pending_memory_create(size_t cap, gh_session_policy_t policy,
+                             gh_pending_store_t **out) GH_WUR;
 
 GH_WUR static inline int gh_pending_put(gh_pending_store_t *s, const uint8_t *key,
                                         const gh_pending_t *p, int64_t now)

@@ -33,10 +33,9 @@ void gh_user_sqlite_note_write(gh_user_sqlite_t *s, int ret);
 
 /* The factor operations of gh_user_store_ops_t (user.h), for user_sqlite.c's table. */
 int gh_user_sqlite_factor_add(gh_user_store_t *s, gh_factor_t *f);
-int gh_user_sqlite_factor_list(gh_user_store_t *s, uint64_t user_id, gh_factor_t *out,
-                               size_t cap, size_t *n);
-int gh_user_sqlite_factor_get(gh_user_store_t *s, uint64_t user_id, uint64_t id,
-                              gh_factor_t *out);
+int gh_user_sqlite_factor_list(gh_user_store_t *s, uint64_t user_id, gh_factor_t *out, size_t cap,
+                               size_t *n);
+int gh_user_sqlite_factor_get(gh_user_store_t *s, uint64_t user_id, uint64_t id, gh_factor_t *out);
 int gh_user_sqlite_factor_by_credential(gh_user_store_t *s, const uint8_t *cred, size_t len,
                                         gh_factor_t *out);
 int gh_user_sqlite_factor_confirm(gh_user_store_t *s, uint64_t user_id, uint64_t id);
