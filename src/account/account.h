@@ -82,6 +82,7 @@ typedef struct {
     const uint8_t *secret_key; /* GH_SECRET_KEY_LEN bytes */
     /* Told of each second step's outcome (gatehouse_mfa_total); NULL: nobody. */
     void (*count_mfa)(void *ctx, const char *method, const char *result);
+    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
 } gh_account_t;
 
 /* Who a request came from, filled by the caller. */

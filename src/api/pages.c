@@ -894,7 +894,7 @@ static void put_rate(html_t *h, double v)
  * the limit and the forecast. */
 static const char *const component_colour[GH_MEM__COUNT] = {
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+    "#edc948", "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f",
 };
 #define RSS_COLOUR "#1b1b1b"
 #define LIMIT_COLOUR "#8b0000"
