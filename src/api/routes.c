@@ -39,6 +39,11 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/logout", gh_pages_account_logout, 0},
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
     {GH_HTTP_POST, "/account/password", gh_pages_account_password, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/factors/totp", gh_pages_account_totp, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/factors/totp/{id}/confirm", gh_pages_account_totp_confirm, 0},
+    {GH_HTTP_POST, "/account/factors/{id}/delete", gh_pages_account_factor_delete,
+     GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/recovery-codes", gh_pages_account_recovery, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
 };
 
