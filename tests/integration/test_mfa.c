@@ -17,6 +17,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "../support/servers.h"
 #include "harness.h"
 
 #define PASSWORD "correct horse battery"
@@ -435,6 +436,53 @@ static void hostile_second_steps(void **state)
     EXPECT(r, finish(f, pending, "totp", code), 201);
 }
 
+/* With --session-store redis the pending login lives in Redis: started on node A, finished on
+ * node B; and the wrong steps count across nodes. (Both nodes share one SQLite data dir, in WAL
+ * mode, and so the secret key in it.) */
+static void a_login_started_on_one_node_finishes_on_another(void **state)
+{
+    fixture_t *f = *state;
+    ht_response_t *r = &f->r;
+    ts_server_t redis = {.kind = TS_REDIS};
+    if (ts_server_start(&redis) != 0)
+        fail_msg("cannot start redis-server");
+    assert_int_equal(
+        ht_server_start(&f->srv, "--session-store", "redis", "--redis-url", redis.url, NULL), 0);
+    ht_server_t b = {.data_dir = f->srv.dir};
+    assert_int_equal(
+        ht_server_start(&b, "--session-store", "redis", "--redis-url", redis.url, NULL), 0);
+    user_t u;
+    enrolled(f, "ivan", &u);
+    char pending[64], code[7], wrong[7] = "000000";
+    pending_login(f, "ivan", pending); /* on A */
+    totp(u.secret, 30, code);
+    if (strcmp(code, wrong) == 0)
+        wrong[0] = '1';
+    char body[256];
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}", pending,
+             code);
+    EXPECT(r, ht_json(&b, "POST", "/v1/sessions/mfa", NULL, body, r), 201); /* on B */
+    char token[64];
+    assert_true(ht_jstr(r, "token", token, sizeof token));
+    EXPECT(r, ht_get(&f->srv, "/v1/session", token, r), 200); /* a session for both */
+    /* finished on B: spent on A too */
+    EXPECT_ERR(r, finish(f, pending, "totp", code), 401, "pending_expired");
+    /* wrong steps on both nodes add up: 3 on A and 2 on B end it */
+    pending_login(f, "ivan", pending);
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}", pending,
+             wrong);
+    for (int i = 0; i < 3; i++)
+        EXPECT_ERR(r, finish(f, pending, "totp", wrong), 401, "invalid_code");
+    EXPECT_ERR(r, ht_json(&b, "POST", "/v1/sessions/mfa", NULL, body, r), 401, "invalid_code");
+    EXPECT_ERR(r, ht_json(&b, "POST", "/v1/sessions/mfa", NULL, body, r), 401, "pending_expired");
+    /* the gauge reads Redis: one pending login left from neither node */
+    pending_login(f, "ivan", pending);
+    EXPECT(r, ht_get(&b, "/metrics", NULL, r), 200);
+    assert_non_null(strstr(r->body, "gatehouse_pending_logins 1\n"));
+    assert_int_equal(ht_server_release(&b), 0);
+    ts_server_cleanup(&redis);
+}
+
 static void the_secret_key_file(void **state)
 {
     (void)state;
@@ -492,6 +540,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(removing_a_factor_needs_the_password, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_reset_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_second_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_login_started_on_one_node_finishes_on_another, setup,
+                                        teardown),
         cmocka_unit_test(the_secret_key_file),
         cmocka_unit_test_setup_teardown(the_default_key_is_made_once, setup, teardown),
     };
