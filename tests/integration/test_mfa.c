@@ -155,7 +155,7 @@ static void pending_login(fixture_t *f, const char *name, char pending[64])
     assert_true(ht_jstr(r, "pending", pending, 64));
     assert_true(ht_is_token(pending));
     char exp[64];
-    time_t t;
+    time_t t = 0;
     assert_true(ht_jstr(r, "expires_at", exp, sizeof exp) && ht_parse_time(exp, &t));
     assert_true(t > time(NULL) + 240 && t <= time(NULL) + 301);
     assert_non_null(strstr(r->body, "\"methods\":[\"totp\",\"recovery_code\"]"));
