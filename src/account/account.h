@@ -264,6 +264,9 @@ int gh_account_totp_enrol(gh_account_t *a, const gh_user_t *user, const char *na
 int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id, const char *code,
                             size_t clen, gh_factor_t *factor,
                             char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *ncodes) GH_WUR;
+/* Renames a factor: 0 with *factor (no secret); GH_ENOTFOUND, GH_EINVAL (1 to 64 bytes). */
+int gh_account_factor_rename(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const char *name, gh_factor_t *factor) GH_WUR;
 /* Removes a factor (after a proof). Removing the last confirmed one ends every other session of
  * the user (keep survives) and drops the recovery codes: *revoked. GH_ENOTFOUND. */
 int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_id,

@@ -473,6 +473,16 @@ out:
     return rc;
 }
 
+int gh_account_factor_rename(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const char *name, gh_factor_t *factor)
+{
+    int rc = gh_user_factor_rename(a->users, user_id, factor_id, name);
+    if (rc == 0)
+        rc = gh_user_factor_get(a->users, user_id, factor_id, factor);
+    sodium_memzero(factor->secret, sizeof factor->secret);
+    return rc;
+}
+
 int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
                              const uint8_t keep[GH_TOKEN_HASH_LEN], size_t *revoked)
 {

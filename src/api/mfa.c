@@ -336,6 +336,40 @@ void gh_api_totp_confirm(gh_req_t *r)
     json_decref(json);
 }
 
+/* PATCH /v1/factors/{id} {"name"}: the session is enough (a name changes no security). */
+void gh_api_factor_rename(gh_req_t *r)
+{
+    gh_session_info_t session;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &session, hash) != 0)
+        return;
+    uint64_t id;
+    if (gh_api_param_id(r, 0, &id) != 0)
+        return;
+    json_t *json;
+    if (gh_api_json_body(r, &json) != 0)
+        return;
+    const char *name;
+    size_t nlen;
+    if (gh_api_json_str(r, json, "name", &name, &nlen) == 0) {
+        gh_account_t a;
+        gh_api_account(r, &a);
+        gh_factor_t *f = gh_pool_alloc(&r->pool, sizeof *f);
+        int rc = !f ? GH_ENOMEM
+                 : nlen == 0 || nlen > GH_FACTOR_NAME_MAX || strlen(name) != nlen
+                     ? GH_EINVAL
+                     : gh_account_factor_rename(&a, session.user_id, id, name, f);
+        if (rc == GH_EINVAL)
+            gh_api_reply_fail(r, GH_EINVAL, "\"name\" must be 1 to 64 bytes", 0);
+        else if (rc != 0)
+            gh_api_reply_err(r, rc);
+        else
+            gh_api_reply_json(r, 200,
+                              gh_api_json_set(json_object(), "factor", gh_api_factor_json(f)));
+    }
+    json_decref(json);
+}
+
 /* DELETE /v1/admin/users/{id}/factors (GH_ROUTE_ADMIN). */
 void gh_api_admin_reset_factors(gh_req_t *r)
 {

@@ -216,6 +216,17 @@ static void two_step_login_with_an_authenticator(void **state)
     pending_login(f, "alice", pending);
     EXPECT_ERR(r, finish(f, pending, "totp", code), 401, "invalid_code");
 
+    /* renaming needs only the session */
+    char fpath[64];
+    snprintf(fpath, sizeof fpath, "/v1/factors/%lld", u.factor_id);
+    EXPECT(r, ht_json(s, "PATCH", fpath, u.token, "{\"name\":\"work phone\"}", r), 200);
+    char fname[32];
+    assert_true(ht_jstr(r, "factor.name", fname, sizeof fname));
+    assert_string_equal(fname, "work phone");
+    EXPECT_ERR(r, ht_json(s, "PATCH", fpath, u.token, "{\"name\":\"\"}", r), 400,
+               "invalid_request");
+    EXPECT(r, ht_json(s, "PATCH", "/v1/factors/424242", u.token, "{\"name\":\"x\"}", r), 404);
+    EXPECT(r, ht_json(s, "PATCH", fpath, NULL, "{\"name\":\"x\"}", r), 401);
     /* the factor list shows the use */
     EXPECT(r, ht_get(s, "/v1/factors", u.token, r), 200);
     char used[64];
