@@ -14,7 +14,7 @@ CC        ?= cc
 SANITIZER ?=
 VARIANT   ?=
 PLANT_LEAK ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -171,10 +171,16 @@ bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
 bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 	@bash bench/bench_rss.sh $(BUILD)
 
+# What the second factor adds to a login: one-step against two-step logins (TOTP from oathtool).
+.PHONY: bench-mfa
+bench-mfa: $(BUILD)/gatehouse
+	@bash bench/bench_mfa.sh $(BUILD)
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
+BENCHES += bench-mfa
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

@@ -66,6 +66,10 @@ typedef struct {
     char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
     char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
 
+    /* second factors */
+    char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */
+    uint32_t pending_logins;             /* 10000: the pending-login table's cap */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];

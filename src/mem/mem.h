@@ -32,6 +32,7 @@
     X(PASSWORD, "password")                                                                        \
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
+    X(PENDING, "pending")                                                                          \
     X(AUDIT, "audit")                                                                              \
     X(OTHER, "other")
 

@@ -303,7 +303,14 @@ static void c_close(gh_user_store_t **base)
     *base = NULL;
 }
 
+/* Factors are not cached: every factor operation goes to the backend. */
+static gh_user_store_t *c_inner(gh_user_store_t *base)
+{
+    return ((cache_t *)base)->backend;
+}
+
 static const gh_user_store_ops_t cache_ops = {
+    .inner = c_inner,
     .name = "cache",
     .set_flags = c_set_flags,
     .search = c_search,

@@ -35,7 +35,7 @@
 #include "mem/mem.h"
 #include "store/audit_sqlite.h"
 #include "store/sqlite_schema.h"
-#include "store/writes.h"
+#include "store/user_sqlite.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
 #define SQLITE_CACHE_KIB 2048                     /* page cache of this connection */
@@ -67,7 +67,7 @@ static const char *const statements[ST__COUNT] = {
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 2",
+    [ST_PROBE] = "PRAGMA user_version = 3",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -79,45 +79,36 @@ static const char *const migrations[] = {
     " password_hash TEXT NOT NULL,"
     " created_at INTEGER NOT NULL)",
     gh_audit_sqlite_migration, /* 2: users.admin, users.disabled, audit_events */
+    /* 3: second factors and recovery codes (user_factors_sqlite.c) */
+    "CREATE TABLE factors ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL CHECK (type IN ('totp', 'webauthn')),"
+    " name TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER NOT NULL DEFAULT 0,"
+    " secret BLOB NOT NULL,"
+    " credential_id BLOB UNIQUE,"
+    " confirmed INTEGER NOT NULL DEFAULT 0,"
+    " counter INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX factors_user ON factors (user_id);"
+    "CREATE TABLE recovery_codes ("
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " hash BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " used_at INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (user_id, hash)) WITHOUT ROWID",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 2, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 3, "update ST_PROBE's user_version with the schema");
 
-typedef struct {
-    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
-    sqlite3 *db;
-    sqlite3_stmt *st[ST__COUNT];
-    gh_audit_sqlite_t audit; /* audit_events and the role columns (audit_sqlite.c) */
-    pthread_mutex_t lock;    /* serializes every use of db and st[] */
-    bool failing;            /* the last write failed: ping answers GH_ESTORE until one succeeds */
-} sqlite_store_t;
+_Static_assert(ST__COUNT <= GH_USER_SQLITE_STATEMENTS, "raise GH_USER_SQLITE_STATEMENTS");
+typedef gh_user_sqlite_t sqlite_store_t;
 
 static size_t sqlite_bytes(void)
 {
     sqlite3_int64 n = sqlite3_memory_used();
     return n > 0 ? (size_t)n : 0;
-}
-
-/* Logs a SQLite failure (never a value that was bound: it could be a hash) and maps it. */
-static int store_error(sqlite_store_t *s, const char *op, int rc)
-{
-    GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
-           GH_LS("detail", sqlite3_errmsg(s->db)));
-    return GH_ESTORE;
-}
-
-/* A write's outcome (lock held): a failure makes the store unready until a write succeeds. */
-static void note_write(sqlite_store_t *s, int ret)
-{
-    bool ok = ret != GH_ESTORE;
-    gh_store_write_outcome(GH_STORE_DB_USERS, ok);
-    if (!ok && !s->failing)
-        GH_LOG(GH_LOG_ERROR, "the user database cannot write",
-               GH_LS("effect", "registrations and password changes answer 503; /readyz answers "
-                               "503 until a write succeeds"));
-    else if (ok && s->failing)
-        GH_LOG(GH_LOG_WARN, "the user database writes again");
-    s->failing = !ok;
 }
 
 /* Leaves a statement ready for its next use and drops pointers to the caller's strings. */
@@ -134,7 +125,7 @@ static int copy_row(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_user
     const unsigned char *name = sqlite3_column_text(st, 1);
     const unsigned char *hash = sqlite3_column_text(st, 2);
     if (!name || !hash)
-        return store_error(s, op, sqlite3_errcode(s->db));
+        return gh_user_sqlite_error(s, op, sqlite3_errcode(s->db));
     memset(out, 0, sizeof *out);
     out->id = (uint64_t)sqlite3_column_int64(st, 0);
     snprintf(out->username, sizeof out->username, "%s", (const char *)name);
@@ -154,7 +145,7 @@ static int fetch_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_use
     else if (rc == SQLITE_DONE)
         ret = GH_ENOTFOUND;
     else
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     finish(st);
     return ret;
 }
@@ -164,7 +155,7 @@ static int change_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op)
 {
     int rc = sqlite3_step(st), ret = 0;
     if (rc != SQLITE_DONE)
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     else if (sqlite3_changes(s->db) == 0)
         ret = GH_ENOTFOUND;
     finish(st);
@@ -204,10 +195,10 @@ static int u_create(gh_user_store_t *base, const char *username, const char *has
     } else if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE) {
         ret = GH_EEXISTS;
     } else {
-        ret = store_error(s, "create", rc);
+        ret = gh_user_sqlite_error(s, "create", rc);
     }
     finish(st);
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -225,7 +216,7 @@ static int u_get_by_name(gh_user_store_t *base, const char *username, gh_user_t 
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_name", out);
     } else {
-        ret = store_error(s, "get_by_name", rc);
+        ret = gh_user_sqlite_error(s, "get_by_name", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -244,7 +235,7 @@ static int u_get_by_id(gh_user_store_t *base, uint64_t id, gh_user_t *out)
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_id", out);
     } else {
-        ret = store_error(s, "get_by_id", rc);
+        ret = gh_user_sqlite_error(s, "get_by_id", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -267,10 +258,10 @@ static int u_set_password(gh_user_store_t *base, uint64_t id, const char *hash)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "set_password");
     } else {
-        ret = store_error(s, "set_password", rc);
+        ret = gh_user_sqlite_error(s, "set_password", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -287,10 +278,10 @@ static int u_del(gh_user_store_t *base, uint64_t id)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "delete");
     } else {
-        ret = store_error(s, "delete", rc);
+        ret = gh_user_sqlite_error(s, "delete", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -308,7 +299,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 2, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
     if (rc != SQLITE_OK) {
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
         goto out;
     }
     while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -317,7 +308,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
         ++*n;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
 out:
     finish(st);
     pthread_mutex_unlock(&s->lock);
@@ -332,14 +323,14 @@ static int u_ping(gh_user_store_t *base)
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = s->st[ST_PING];
     int rc = sqlite3_step(st);
-    int ret = rc == SQLITE_ROW ? 0 : store_error(s, "ping", rc);
+    int ret = rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "ping", rc);
     finish(st);
     if (ret == 0 && s->failing) {
         st = s->st[ST_PROBE];
         rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(s, "probe", rc);
+        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "probe", rc);
         finish(st);
-        note_write(s, ret);
+        gh_user_sqlite_note_write(s, ret);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
@@ -361,10 +352,10 @@ static int u_set_flags(gh_user_store_t *base, uint64_t id, int admin, int disabl
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "set_flags");
     } else {
-        ret = store_error(s, "set_flags", rc);
+        ret = gh_user_sqlite_error(s, "set_flags", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -386,7 +377,7 @@ static int u_search(gh_user_store_t *base, const char *prefix, uint64_t after, g
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 3, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
     if (rc != SQLITE_OK) {
-        ret = store_error(s, "search", rc);
+        ret = gh_user_sqlite_error(s, "search", rc);
         goto out;
     }
     while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -395,7 +386,7 @@ static int u_search(gh_user_store_t *base, const char *prefix, uint64_t after, g
         ++*n;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        ret = store_error(s, "search", rc);
+        ret = gh_user_sqlite_error(s, "search", rc);
 out:
     finish(st);
     pthread_mutex_unlock(&s->lock);
@@ -409,8 +400,8 @@ static int u_audit_append(gh_user_store_t *base, gh_audit_event_t *ev)
     sqlite_store_t *s = (sqlite_store_t *)base;
     pthread_mutex_lock(&s->lock);
     int rc = gh_audit_sqlite_append(s->db, &s->audit, ev);
-    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_append", rc);
-    note_write(s, ret);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_append", rc);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -421,7 +412,7 @@ static int u_audit_read(gh_user_store_t *base, const gh_audit_query_t *q, gh_aud
     sqlite_store_t *s = (sqlite_store_t *)base;
     pthread_mutex_lock(&s->lock);
     int rc = gh_audit_sqlite_read(&s->audit, q, out, cap, n);
-    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_read", rc);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_read", rc);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -431,8 +422,8 @@ static int u_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, s
     sqlite_store_t *s = (sqlite_store_t *)base;
     pthread_mutex_lock(&s->lock);
     int rc = gh_audit_sqlite_prune(s->db, &s->audit, before_ms, max, removed);
-    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_prune", rc);
-    note_write(s, ret);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_prune", rc);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -446,8 +437,8 @@ static int u_audited(gh_user_store_t *base, gh_audit_event_t *ev,
     pthread_mutex_lock(&s->lock);
     int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL), ret;
     if (rc != SQLITE_OK) {
-        ret = store_error(s, "audited_begin", rc);
-        note_write(s, ret);
+        ret = gh_user_sqlite_error(s, "audited_begin", rc);
+        gh_user_sqlite_note_write(s, ret);
         goto out;
     }
     ret = change(base, arg);
@@ -456,8 +447,8 @@ static int u_audited(gh_user_store_t *base, gh_audit_event_t *ev,
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-            ret = store_error(s, "audited_commit", rc);
-        note_write(s, ret);
+            ret = gh_user_sqlite_error(s, "audited_commit", rc);
+        gh_user_sqlite_note_write(s, ret);
     }
     if (ret != 0 && !sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -498,6 +489,18 @@ static const gh_user_store_ops_t sqlite_ops = {
     .audit_read = u_audit_read,
     .audit_prune = u_audit_prune,
     .audited = u_audited,
+    .factor_add = gh_user_sqlite_factor_add,
+    .factor_list = gh_user_sqlite_factor_list,
+    .factor_get = gh_user_sqlite_factor_get,
+    .factor_by_credential = gh_user_sqlite_factor_by_credential,
+    .factor_rename = gh_user_sqlite_factor_rename,
+    .factor_confirm = gh_user_sqlite_factor_confirm,
+    .factor_use = gh_user_sqlite_factor_use,
+    .factor_del = gh_user_sqlite_factor_del,
+    .factor_del_all = gh_user_sqlite_factor_del_all,
+    .recovery_set = gh_user_sqlite_recovery_set,
+    .recovery_use = gh_user_sqlite_recovery_use,
+    .recovery_state = gh_user_sqlite_recovery_state,
     .close = u_close,
 };
 
