@@ -7,6 +7,7 @@ PACKAGES=(
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
   libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
+  libcbor-dev libssl-dev   # passkeys (src/auth/webauthn.c): CBOR of WebAuthn, ES256 signatures
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
   wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood;
