@@ -252,7 +252,14 @@ static void c_close(gh_user_store_t **base)
     *base = NULL;
 }
 
+/* Factors are not cached: every factor operation goes to the backend. */
+static gh_user_store_t *c_inner(gh_user_store_t *base)
+{
+    return ((cache_t *)base)->backend;
+}
+
 static const gh_user_store_ops_t cache_ops = {
+    .inner = c_inner,
     .name = "cache",
     .create = c_create,
     .get_by_name = c_get_by_name,

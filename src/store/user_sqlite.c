@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/sqlite_schema.h"
+#include "store/user_sqlite.h"
 #include "store/writes.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
@@ -63,7 +64,7 @@ static const char *const statements[ST__COUNT] = {
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 1",
+    [ST_PROBE] = "PRAGMA user_version = 2",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -74,17 +75,48 @@ static const char *const migrations[] = {
     " username TEXT NOT NULL UNIQUE COLLATE NOCASE,"
     " password_hash TEXT NOT NULL,"
     " created_at INTEGER NOT NULL)",
+    /* 2: second factors and recovery codes (user_factors_sqlite.c) */
+    "CREATE TABLE factors ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL CHECK (type IN ('totp', 'webauthn')),"
+    " name TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER NOT NULL DEFAULT 0,"
+    " secret BLOB NOT NULL,"
+    " credential_id BLOB UNIQUE,"
+    " confirmed INTEGER NOT NULL DEFAULT 0,"
+    " counter INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX factors_user ON factors (user_id);"
+    "CREATE TABLE recovery_codes ("
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " hash BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " used_at INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (user_id, hash)) WITHOUT ROWID",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 1, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 2, "update ST_PROBE's user_version with the schema");
 
-typedef struct {
+struct gh_user_sqlite {
     gh_user_store_t base; /* first: the interface pointer is the struct pointer */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     pthread_mutex_t lock; /* serializes every use of db and st[] */
     bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
-} sqlite_store_t;
+};
+typedef gh_user_sqlite_t sqlite_store_t;
+
+sqlite3 *gh_user_sqlite_lock(sqlite_store_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    return s->db;
+}
+
+void gh_user_sqlite_unlock(sqlite_store_t *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
 
 static size_t sqlite_bytes(void)
 {
@@ -93,7 +125,7 @@ static size_t sqlite_bytes(void)
 }
 
 /* Logs a SQLite failure (never a value that was bound: it could be a hash) and maps it. */
-static int store_error(sqlite_store_t *s, const char *op, int rc)
+int gh_user_sqlite_error(sqlite_store_t *s, const char *op, int rc)
 {
     GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
            GH_LS("detail", sqlite3_errmsg(s->db)));
@@ -101,7 +133,7 @@ static int store_error(sqlite_store_t *s, const char *op, int rc)
 }
 
 /* A write's outcome (lock held): a failure makes the store unready until a write succeeds. */
-static void note_write(sqlite_store_t *s, int ret)
+void gh_user_sqlite_note_write(sqlite_store_t *s, int ret)
 {
     bool ok = ret != GH_ESTORE;
     gh_store_write_outcome(GH_STORE_DB_USERS, ok);
@@ -128,7 +160,7 @@ static int copy_row(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_user
     const unsigned char *name = sqlite3_column_text(st, 1);
     const unsigned char *hash = sqlite3_column_text(st, 2);
     if (!name || !hash)
-        return store_error(s, op, sqlite3_errcode(s->db));
+        return gh_user_sqlite_error(s, op, sqlite3_errcode(s->db));
     memset(out, 0, sizeof *out);
     out->id = (uint64_t)sqlite3_column_int64(st, 0);
     snprintf(out->username, sizeof out->username, "%s", (const char *)name);
@@ -146,7 +178,7 @@ static int fetch_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_use
     else if (rc == SQLITE_DONE)
         ret = GH_ENOTFOUND;
     else
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     finish(st);
     return ret;
 }
@@ -156,7 +188,7 @@ static int change_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op)
 {
     int rc = sqlite3_step(st), ret = 0;
     if (rc != SQLITE_DONE)
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     else if (sqlite3_changes(s->db) == 0)
         ret = GH_ENOTFOUND;
     finish(st);
@@ -196,10 +228,10 @@ static int u_create(gh_user_store_t *base, const char *username, const char *has
     } else if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE) {
         ret = GH_EEXISTS;
     } else {
-        ret = store_error(s, "create", rc);
+        ret = gh_user_sqlite_error(s, "create", rc);
     }
     finish(st);
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -217,7 +249,7 @@ static int u_get_by_name(gh_user_store_t *base, const char *username, gh_user_t 
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_name", out);
     } else {
-        ret = store_error(s, "get_by_name", rc);
+        ret = gh_user_sqlite_error(s, "get_by_name", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -236,7 +268,7 @@ static int u_get_by_id(gh_user_store_t *base, uint64_t id, gh_user_t *out)
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_id", out);
     } else {
-        ret = store_error(s, "get_by_id", rc);
+        ret = gh_user_sqlite_error(s, "get_by_id", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -259,10 +291,10 @@ static int u_set_password(gh_user_store_t *base, uint64_t id, const char *hash)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "set_password");
     } else {
-        ret = store_error(s, "set_password", rc);
+        ret = gh_user_sqlite_error(s, "set_password", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -279,10 +311,10 @@ static int u_del(gh_user_store_t *base, uint64_t id)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "delete");
     } else {
-        ret = store_error(s, "delete", rc);
+        ret = gh_user_sqlite_error(s, "delete", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -300,7 +332,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 2, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
     if (rc != SQLITE_OK) {
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
         goto out;
     }
     while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -309,7 +341,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
         ++*n;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
 out:
     finish(st);
     pthread_mutex_unlock(&s->lock);
@@ -324,14 +356,14 @@ static int u_ping(gh_user_store_t *base)
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = s->st[ST_PING];
     int rc = sqlite3_step(st);
-    int ret = rc == SQLITE_ROW ? 0 : store_error(s, "ping", rc);
+    int ret = rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "ping", rc);
     finish(st);
     if (ret == 0 && s->failing) {
         st = s->st[ST_PROBE];
         rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(s, "probe", rc);
+        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "probe", rc);
         finish(st);
-        note_write(s, ret);
+        gh_user_sqlite_note_write(s, ret);
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
@@ -362,6 +394,17 @@ static const gh_user_store_ops_t sqlite_ops = {
     .del = u_del,
     .list = u_list,
     .ping = u_ping,
+    .factor_add = gh_user_sqlite_factor_add,
+    .factor_list = gh_user_sqlite_factor_list,
+    .factor_get = gh_user_sqlite_factor_get,
+    .factor_by_credential = gh_user_sqlite_factor_by_credential,
+    .factor_confirm = gh_user_sqlite_factor_confirm,
+    .factor_use = gh_user_sqlite_factor_use,
+    .factor_del = gh_user_sqlite_factor_del,
+    .factor_del_all = gh_user_sqlite_factor_del_all,
+    .recovery_set = gh_user_sqlite_recovery_set,
+    .recovery_use = gh_user_sqlite_recovery_use,
+    .recovery_state = gh_user_sqlite_recovery_state,
     .close = u_close,
 };
 
