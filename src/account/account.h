@@ -74,6 +74,7 @@ typedef struct {
     /* Told of each login's outcome (gatehouse_logins_total); NULL: nobody. */
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
+    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
 } gh_account_t;
 
 /* Who a request came from, filled by the caller. */
