@@ -75,6 +75,9 @@ typedef struct {
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
     struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
+    /* passkeys (account/passkey.h): the relying party and the challenge table; NULL: none */
+    const struct gh_webauthn_rp_s *webauthn;
+    struct gh_webauthn_challenges *webauthn_challenges;
 } gh_account_t;
 
 /* Who a request came from, filled by the caller. */

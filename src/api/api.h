@@ -17,6 +17,7 @@
 #include "account/account.h"
 #include "auth/password.h"
 #include "auth/token.h"
+#include "auth/webauthn.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "ratelimit/ratelimit.h"
@@ -47,6 +48,11 @@ typedef struct {
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
+    /* passkeys (api/passkey.c): the relying party (rp_id and origin point into cfg and
+     * webauthn_origin) and the challenge table; NULL table: passkeys off */
+    gh_webauthn_rp_t webauthn_rp;
+    char webauthn_origin[GH_CONFIG_STR + 32];
+    gh_webauthn_challenges_t *webauthn_challenges;
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -206,5 +212,9 @@ void gh_api_admin_delete_user(gh_req_t *r);
 void gh_api_admin_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_session(gh_req_t *r);
+void gh_api_passkey_register_options(gh_req_t *r); /* POST /v1/factors/webauthn/options */
+void gh_api_passkey_register(gh_req_t *r);         /* POST /v1/factors/webauthn */
+void gh_api_passkey_login_options(gh_req_t *r);    /* POST /v1/sessions/passkey/options */
+void gh_api_passkey_login(gh_req_t *r);            /* POST /v1/sessions/passkey */
 
 #endif

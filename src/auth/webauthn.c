@@ -623,45 +623,69 @@ static int att_stmt_check(const attestation_t *a, const auth_data_t *ad, const u
     return 0;
 }
 
-int gh_webauthn_verify_registration(const gh_webauthn_rp_t *rp,
-                                    const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
-                                    const json_t *credential, gh_webauthn_credential_t *out,
-                                    const char **why)
+int gh_webauthn_parse_registration(const json_t *credential, gh_webauthn_registration_t *out,
+                                   const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    const json_t *resp = NULL;
+    int rc;
+    if (!out)
+        return GH_EINVAL;
+    memset(out, 0, sizeof *out);
+    rc = credential_head(credential, out->id, &out->id_len, &resp, why);
+    if (rc != 0)
+        goto out;
+    rc = b64_member(resp, "clientDataJSON", true, out->client_data, sizeof out->client_data,
+                    &out->client_data_len, why, "response.clientDataJSON is missing",
+                    "response.clientDataJSON is too long",
+                    "response.clientDataJSON is not base64url");
+    if (rc != 0)
+        goto out;
+    rc = b64_member(resp, "attestationObject", true, out->attestation, sizeof out->attestation,
+                    &out->attestation_len, why, "response.attestationObject is missing",
+                    "response.attestationObject is too long",
+                    "response.attestationObject is not base64url");
+    if (rc != 0)
+        goto out;
+    rc = client_data_read(NULL, "webauthn.create", out->client_data, out->client_data_len,
+                          out->challenge, why);
+out:
+    if (rc != 0)
+        memset(out, 0, sizeof *out);
+    else
+        *why = NULL;
+    return rc;
+}
+
+int gh_webauthn_check_registration(const gh_webauthn_rp_t *rp,
+                                   const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                   const gh_webauthn_registration_t *reg,
+                                   gh_webauthn_credential_t *out, const char **why)
 {
     static const char *dummy;
     if (!why)
         why = &dummy;
     *why = NULL;
     int rc;
-    const json_t *resp = NULL;
-    /* Decoded members: on the heap of the caller's struct would be larger than needed; these
-     * fit a thread's stack comfortably (about 7 KiB). */
-    uint8_t cd[GH_WEBAUTHN_CLIENT_DATA_MAX], att[GH_WEBAUTHN_ATTESTATION_MAX];
-    size_t cd_len = 0, att_len = 0;
     uint8_t got[GH_WEBAUTHN_CHALLENGE_LEN];
     attestation_t a;
     auth_data_t ad;
 
-    if (!rp || !rp->rp_id || !rp->origin || !challenge || !out) {
+    if (!rp || !rp->rp_id || !rp->origin || !challenge || !reg || !out) {
         *why = "no relying party configured";
         return GH_EINVAL;
     }
     memset(out, 0, sizeof *out);
-    rc = credential_head(credential, out->id, &out->id_len, &resp, why);
-    if (rc != 0)
-        goto out;
-    rc = b64_member(resp, "clientDataJSON", true, cd, sizeof cd, &cd_len, why,
-                    "response.clientDataJSON is missing", "response.clientDataJSON is too long",
-                    "response.clientDataJSON is not base64url");
-    if (rc != 0)
-        goto out;
-    rc = b64_member(resp, "attestationObject", true, att, sizeof att, &att_len, why,
-                    "response.attestationObject is missing",
-                    "response.attestationObject is too long",
-                    "response.attestationObject is not base64url");
-    if (rc != 0)
-        goto out;
-    rc = client_data_read(rp, "webauthn.create", cd, cd_len, got, why);
+    if (reg->id_len == 0 || reg->id_len > sizeof reg->id ||
+        reg->client_data_len > sizeof reg->client_data ||
+        reg->attestation_len > sizeof reg->attestation) {
+        *why = "registration is malformed";
+        return GH_EINVAL;
+    }
+    rc = client_data_read(rp, "webauthn.create", reg->client_data, reg->client_data_len, got, why);
     if (rc != 0)
         goto out;
     if (sodium_memcmp(got, challenge, GH_WEBAUTHN_CHALLENGE_LEN) != 0) {
@@ -669,7 +693,7 @@ int gh_webauthn_verify_registration(const gh_webauthn_rp_t *rp,
         rc = GH_EAUTH;
         goto out;
     }
-    rc = attestation_read(att, att_len, &a, why);
+    rc = attestation_read(reg->attestation, reg->attestation_len, &a, why);
     if (rc != 0)
         goto out;
     if (a.auth_data_len > GH_WEBAUTHN_AUTH_DATA_MAX) {
@@ -683,14 +707,16 @@ int gh_webauthn_verify_registration(const gh_webauthn_rp_t *rp,
     rc = auth_data_check(rp, &ad, why);
     if (rc != 0)
         goto out;
-    if (ad.cred_id_len != out->id_len || memcmp(ad.cred_id, out->id, out->id_len) != 0) {
+    if (ad.cred_id_len != reg->id_len || memcmp(ad.cred_id, reg->id, reg->id_len) != 0) {
         *why = "credential id differs from the attested one";
         rc = GH_EAUTH;
         goto out;
     }
-    rc = att_stmt_check(&a, &ad, cd, cd_len, why);
+    rc = att_stmt_check(&a, &ad, reg->client_data, reg->client_data_len, why);
     if (rc != 0)
         goto out;
+    memcpy(out->id, reg->id, reg->id_len);
+    out->id_len = reg->id_len;
     memcpy(out->cose_key, ad.cose, ad.key.len);
     out->cose_key_len = ad.key.len;
     out->alg = ad.key.alg;
@@ -701,6 +727,29 @@ out:
         memset(out, 0, sizeof *out);
     else
         *why = NULL;
+    return rc;
+}
+
+int gh_webauthn_verify_registration(const gh_webauthn_rp_t *rp,
+                                    const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                    const json_t *credential, gh_webauthn_credential_t *out,
+                                    const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    if (!rp || !rp->rp_id || !rp->origin || !challenge || !out) {
+        *why = "no relying party configured";
+        return GH_EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    /* About 7 KiB: on the heap of no one, the caller's stack holds it for the call. */
+    gh_webauthn_registration_t reg;
+    int rc = gh_webauthn_parse_registration(credential, &reg, why);
+    if (rc == 0)
+        rc = gh_webauthn_check_registration(rp, challenge, &reg, out, why);
+    sodium_memzero(&reg, sizeof reg);
     return rc;
 }
 

@@ -52,7 +52,7 @@
 
 /* The relying party: the RP ID (a domain: "localhost", "example.com") and the one origin its
  * pages are served from ("https://login.example.com", "http://localhost:8080"). */
-typedef struct {
+typedef struct gh_webauthn_rp_s {
     const char *rp_id;
     const char *origin;
     bool require_uv; /* demand user verification (passwordless sign-in does) */
@@ -84,6 +84,28 @@ typedef struct {
     size_t user_handle_len; /* 0: none given */
     uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN]; /* from clientDataJSON, to find the ceremony */
 } gh_webauthn_assertion_t;
+
+/* A registration as the browser sent it, decoded but not yet verified. */
+typedef struct {
+    uint8_t id[GH_WEBAUTHN_CRED_ID_MAX];
+    size_t id_len;
+    uint8_t client_data[GH_WEBAUTHN_CLIENT_DATA_MAX];
+    size_t client_data_len;
+    uint8_t attestation[GH_WEBAUTHN_ATTESTATION_MAX];
+    size_t attestation_len;
+    uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN]; /* from clientDataJSON, to find the ceremony */
+} gh_webauthn_registration_t;
+
+/* Decodes a registration credential JSON (below) into *out, reading the challenge out of
+ * clientDataJSON. Returns 0, GH_EINVAL, GH_ETOOBIG (with *why). Verifies nothing. */
+int gh_webauthn_parse_registration(const json_t *credential, gh_webauthn_registration_t *out,
+                                   const char **why) GH_WUR;
+
+/* Verifies a parsed registration (everything gh_webauthn_verify_registration checks). */
+int gh_webauthn_check_registration(const gh_webauthn_rp_t *rp,
+                                   const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                   const gh_webauthn_registration_t *reg,
+                                   gh_webauthn_credential_t *out, const char **why) GH_WUR;
 
 /* Verifies a registration: `credential` is the PublicKeyCredential JSON object
  * ({"id","rawId","type":"public-key","response":{"clientDataJSON","attestationObject"}}).

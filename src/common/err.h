@@ -40,7 +40,8 @@
     X(FORBIDDEN, 19, "forbidden")                                                                  \
     X(MEDIATYPE, 20, "unsupported media type")                                                     \
     X(CRITICAL, 21, "memory use is critical")                                                      \
-    X(CANCELED, 22, "cancelled: the process is stopping")
+    X(CANCELED, 22, "cancelled: the process is stopping")                                          \
+    X(PASSKEY, 60, "the passkey was refused")
 
 enum {
     GH_OK = 0,

@@ -178,6 +178,15 @@ static const keydesc_t keys[] = {
              "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
+    {.name = "webauthn-rp-id", .kind = K_STR, FIELD(webauthn_rp_id), .def = "localhost",
+     .metavar = "DOMAIN",
+     .help = "passkeys: the relying party ID, the domain passkeys are bound to (not an IP address)",
+     .group = "pages and forward auth"},
+    {.name = "webauthn-origin", .kind = K_STR, FIELD(webauthn_origin), .def = "",
+     .metavar = "URL",
+     .help = "passkeys: the origin the pages are served from (default http://RP-ID:PORT)",
+     .group = "pages and forward auth"},
+
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",
      .choices = user_store_choices},

@@ -1,0 +1,240 @@
+/*
+ * passkey.c — the HTTP side of passkeys (WebAuthn): creation and request options, registering a
+ * passkey (with proof), passwordless sign-in, and the one static script the pages use.
+ * The workflows are the account service's (src/account/passkey.c); this file decodes the
+ * browser's credential JSON into auth/webauthn.h's fixed structs, calls it and renders.
+ *
+ * The one design decision: options are the WebAuthn dictionaries in their JSON form (every
+ * binary member base64url, the shape of PublicKeyCredentialCreationOptionsJSON), under
+ * "publicKey", so a browser script turns them into navigator.credentials arguments with a few
+ * lines and no library; and every credential comes back in the same JSON form.
+ */
+#include "api/api.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "account/passkey.h"
+#include "common/base64url.h"
+#include "common/log.h"
+
+#define CEREMONY_TIMEOUT_MS 300000 /* what the browser is told; the table's TTL is the same */
+
+static void resume(void *arg)
+{
+    gh_req_resume(arg);
+}
+
+static json_t *b64_json(const uint8_t *p, size_t n)
+{
+    char buf[GH_BASE64URL_LEN(GH_WEBAUTHN_CHALLENGE_LEN) + 8];
+    if (n > GH_WEBAUTHN_CHALLENGE_LEN)
+        return NULL;
+    gh_base64url_encode(p, n, buf);
+    return json_string(buf);
+}
+
+/* The caller's session and its user; replies and returns non-zero on failure. */
+static int session_user(gh_req_t *r, gh_user_t *user)
+{
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &info, hash) != 0)
+        return GH_EAUTH;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_session_user(&a, &info, hash, user);
+    if (rc == GH_ENOTFOUND) {
+        gh_api_reply_fail(r, GH_EUNAUTH, "the session has ended or never existed", 0);
+        return GH_EAUTH;
+    }
+    if (rc != 0)
+        gh_api_reply_err(r, rc);
+    return rc;
+}
+
+static int issue(gh_req_t *r, gh_webauthn_ceremony_t kind, const uint8_t *subject,
+                 uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN])
+{
+    gh_account_t a;
+    gh_api_account(r, &a);
+    int rc = gh_account_passkey_challenge(&a, kind, subject, challenge);
+    if (rc == GH_EINVAL)
+        gh_api_reply_fail(r, GH_EINVAL, "passkeys are not configured (--webauthn-rp-id)", 0);
+    else if (rc != 0)
+        gh_api_reply_err(r, rc);
+    return rc;
+}
+
+/* POST /v1/factors/webauthn/options — creation options for the session's user. */
+void gh_api_passkey_register_options(gh_req_t *r)
+{
+    gh_user_t user;
+    if (session_user(r, &user) != 0)
+        return;
+    gh_app_t *app = r->app;
+    uint8_t subject[GH_WEBAUTHN_SUBJECT_LEN], challenge[GH_WEBAUTHN_CHALLENGE_LEN];
+    uint8_t handle[GH_PASSKEY_USER_HANDLE_LEN];
+    gh_account_passkey_subject(user.id, subject);
+    gh_account_passkey_user_handle(user.id, handle);
+    if (issue(r, GH_WEBAUTHN_REGISTER, subject, challenge) != 0)
+        return;
+    json_t *pk = json_pack(
+        "{s:{s:s,s:s}, s:{s:o,s:s,s:s}, s:o, s:[{s:s,s:i},{s:s,s:i}], s:i, s:s,"
+        " s:{s:s,s:b,s:s}, s:[]}",
+        "rp", "id", app->webauthn_rp.rp_id, "name", "Gatehouse",
+        "user", "id", b64_json(handle, sizeof handle), "name", user.username, "displayName",
+        user.username,
+        "challenge", b64_json(challenge, sizeof challenge),
+        "pubKeyCredParams", "type", "public-key", "alg", GH_WEBAUTHN_ALG_ES256, "type",
+        "public-key", "alg", GH_WEBAUTHN_ALG_EDDSA,
+        "timeout", CEREMONY_TIMEOUT_MS, "attestation", "none",
+        "authenticatorSelection", "residentKey", "preferred", "requireResidentKey", 0,
+        "userVerification", "preferred",
+        "excludeCredentials");
+    sodium_memzero(challenge, sizeof challenge);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
+}
+
+typedef struct {
+    gh_account_passkey_add_t add;
+    char *current; /* a copy in the (wiped) request pool: the hash job outlives the JSON */
+} add_state_t;
+
+static json_t *factor_json(const gh_factor_t *f)
+{
+    return json_pack("{s:I,s:s,s:s,s:I,s:I}", "id", (json_int_t)f->id, "type", "webauthn", "name",
+                     f->name, "created_at", (json_int_t)(f->created_at_ms / 1000), "last_used_at",
+                     (json_int_t)(f->last_used_at_ms / 1000));
+}
+
+/* Replies to a refused credential: the reason is the message. */
+static void reply_refused(gh_req_t *r, int rc, const char *why)
+{
+    if (why && (rc == GH_EINVAL || rc == GH_ETOOBIG || rc == GH_EPASSKEY || rc == GH_EEXISTS ||
+                rc == GH_ELIMIT))
+        gh_api_reply_fail(r, rc == GH_EEXISTS ? GH_EINVAL : rc, why, 0);
+    else
+        gh_api_reply_err(r, rc);
+}
+
+/* POST /v1/factors/webauthn {"current_password","name","credential"} */
+void gh_api_passkey_register(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    add_state_t *st = r->state;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    json_t *json = NULL;
+    int rc;
+    if (r->phase == 0) {
+        gh_user_t user;
+        if (session_user(r, &user) != 0)
+            return;
+        if (gh_api_json_body(r, &json) != 0)
+            return;
+        const char *cur, *name;
+        size_t clen, nlen;
+        if (gh_api_json_str(r, json, "current_password", &cur, &clen) != 0 ||
+            gh_api_json_str(r, json, "name", &name, &nlen) != 0)
+            goto out;
+        st = gh_pool_alloc(&r->pool, sizeof *st);
+        if (!st || !(st->current = gh_pool_strndup(&r->pool, cur, clen))) {
+            gh_api_reply_err(r, GH_ENOMEM);
+            goto out;
+        }
+        r->state = st;
+        const char *why = NULL;
+        rc = gh_webauthn_parse_registration(json_object_get(json, "credential"), &st->add.reg,
+                                            &why);
+        if (rc != 0) {
+            reply_refused(r, rc == GH_EAUTH ? GH_EPASSKEY : rc, why);
+            goto out;
+        }
+        gh_account_client_t client;
+        gh_api_account_client(r, &client);
+        rc = gh_account_passkey_add_begin(&a, &st->add, user.id, st->current, clen, name, nlen,
+                                          &client);
+        if (rc != 0) {
+            reply_refused(r, rc, st->add.why);
+            goto out;
+        }
+    } else {
+        rc = gh_account_passkey_add_continue(&a, &st->add);
+        if (rc != 0) {
+            reply_refused(r, rc, st->add.why);
+            return;
+        }
+        gh_api_reply_json(r, 201, gh_api_json_set(json_object(), "factor",
+                                                  factor_json(&st->add.factor)));
+        return;
+    }
+    r->phase = 1;
+    gh_req_suspend(r);
+    if (!gh_account_submit(&a, &st->add.job, resume, r))
+        gh_req_resume(r); /* not queued: the next phase reports why */
+out:
+    json_decref(json);
+}
+
+/* POST /v1/sessions/passkey/options — request options for a passwordless sign-in. */
+void gh_api_passkey_login_options(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN];
+    if (issue(r, GH_WEBAUTHN_PASSWORDLESS, NULL, challenge) != 0)
+        return;
+    json_t *pk = json_pack("{s:o,s:s,s:i,s:s,s:[]}", "challenge",
+                           b64_json(challenge, sizeof challenge), "rpId", app->webauthn_rp.rp_id,
+                           "timeout", CEREMONY_TIMEOUT_MS, "userVerification", "required",
+                           "allowCredentials");
+    sodium_memzero(challenge, sizeof challenge);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
+}
+
+/* POST /v1/sessions/passkey {"credential"} — 201 with the body of a password login. */
+void gh_api_passkey_login(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    json_t *json = NULL;
+    if (gh_api_json_body(r, &json) != 0)
+        return;
+    gh_account_login_t *l = gh_pool_alloc(&r->pool, sizeof *l);
+    gh_webauthn_assertion_t *as = gh_pool_alloc(&r->pool, sizeof *as);
+    if (!l || !as) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        goto out;
+    }
+    const char *why = NULL;
+    int rc = gh_webauthn_parse_assertion(json_object_get(json, "credential"), as, &why);
+    if (rc != 0) {
+        reply_refused(r, rc == GH_EAUTH ? GH_EPASSKEY : rc, why);
+        goto out;
+    }
+    gh_account_t a;
+    gh_account_client_t client;
+    gh_api_account(r, &a);
+    gh_api_account_client(r, &client);
+    rc = gh_account_passkey_login(&a, l, as, &client, &why);
+    if (rc != 0) {
+        if (rc == GH_ELIMIT)
+            gh_api_reply_fail(r, rc, NULL, l->retry_ms);
+        else
+            reply_refused(r, rc, why);
+        goto out;
+    }
+    gh_api_tag_session(r, l->session.id);
+    json_t *j = gh_api_json_set(
+        gh_api_json_set(json_pack("{s:s}", "token", l->token), "session",
+                        gh_api_session_json(&l->session)),
+        "user", json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
+    gh_api_reply_json(r, 201, j);
+    if (r->status == 201)
+        gh_api_set_session_cookie(r, l->token);
+    else /* the reply failed: the client never learns the token, so the session must go */
+        gh_account_login_abandon(&a, l);
+    sodium_memzero(l->token, sizeof l->token);
+out:
+    json_decref(json);
+}
