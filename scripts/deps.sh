@@ -17,6 +17,8 @@ PACKAGES=(
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
   # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
   clang libclang-rt-14-dev clang-format cppcheck valgrind
+  liboath-dev libqrencode-dev # second factors (#18): TOTP's HMAC-SHA-1, the enrolment QR code
+  oathtool                    # tests compute authenticator codes with a real implementation
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

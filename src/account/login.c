@@ -152,6 +152,21 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
     sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
     bool overloaded = v == GH_EBUSY || v == GH_ENOMEM;
     bool failed = !overloaded && (v != 0 || !st->user_found);
+    if (!overloaded && !failed && a->pending) {
+        /* The right password of a user with a second factor: a pending login, not a session.
+         * Its throttle claim is settled as neither success nor failure, so the account's
+         * failures (wrong codes among them, mfa.c) are not cleared by knowing the password. */
+        int rc = gh_account_mfa_gate(a, st);
+        if (rc != 0 || st->next == GH_ACCOUNT_NEXT_MFA) {
+            /* an outdated hash is kept when the login completes with a one-step login */
+            sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
+            throttle_settle(a, st, GH_LOGIN_OVERLOADED);
+            if (rc != 0)
+                count(a, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
+                                                           : GH_LOGIN_FAILURE);
+            return rc;
+        }
+    }
     throttle_settle(a, st,
                     overloaded ? GH_LOGIN_OVERLOADED
                     : failed   ? GH_LOGIN_FAILURE
@@ -171,7 +186,6 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
             GH_LOG(GH_LOG_INFO, "password rehashed", GH_LI("user_id", st->user.id));
         sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     }
-    /* A second factor would stop here: st->next = GH_ACCOUNT_NEXT_…, no session yet. */
     gh_token_new(st->token, st->token_hash);
     int rc = gh_session_create(a->sessions, st->user.id, st->token_hash, &st->client.client,
                                gh_clock_now_ms(), &st->session);

@@ -53,6 +53,8 @@ typedef struct {
     gh_webauthn_rp_t webauthn_rp;
     char webauthn_origin[GH_CONFIG_STR + 32];
     gh_webauthn_challenges_t *webauthn_challenges;
+    gh_pending_store_t *pending;      /* logins waiting for a second factor (store/pending.h) */
+    uint8_t secret_key[32];           /* --secret-key-file (auth/secretkey.h) */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];
@@ -216,5 +218,23 @@ void gh_api_passkey_register_options(gh_req_t *r); /* POST /v1/factors/webauthn/
 void gh_api_passkey_register(gh_req_t *r);         /* POST /v1/factors/webauthn */
 void gh_api_passkey_login_options(gh_req_t *r);    /* POST /v1/sessions/passkey/options */
 void gh_api_passkey_login(gh_req_t *r);            /* POST /v1/sessions/passkey */
+/* second factors (mfa.c) */
+void gh_api_login_mfa(gh_req_t *r);          /* POST /v1/sessions/mfa */
+void gh_api_factors_list(gh_req_t *r);       /* GET /v1/factors */
+void gh_api_totp_enrol(gh_req_t *r);         /* POST /v1/factors/totp */
+void gh_api_totp_confirm(gh_req_t *r);       /* POST /v1/factors/totp/{id}/confirm */
+void gh_api_factor_delete(gh_req_t *r);      /* DELETE /v1/factors/{id} */
+void gh_api_recovery_codes(gh_req_t *r);     /* POST /v1/recovery-codes */
+void gh_api_admin_reset_factors(gh_req_t *r); /* DELETE /v1/admin/users/{id}/factors */
+/* The 202 of a login that needs its second factor (sessions.c calls it; mfa.c). */
+void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l);
+/* Renders a finished login (token, session, user) as 201 with the cookie: one-step and
+ * two-step logins alike (sessions.c). */
+void gh_api_reply_login(gh_req_t *r, gh_account_t *a, gh_account_login_t *l);
+void gh_api_count_mfa(void *app, const char *method, const char *result);
+/* A factor as the API shows it (no secret); NULL on allocation failure. */
+json_t *gh_api_factor_json(const gh_factor_t *f);
+/* The QR code of text as an inline SVG document, into pool; NULL when it cannot be made. */
+char *gh_api_qr_svg(gh_pool_t *pool, const char *text);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
@@ -25,6 +26,12 @@ static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "
                                            "415", "429", "500", "503", "other"};
 #define NCODES (sizeof status_codes / sizeof status_codes[0])
 static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "other"};
+/* gatehouse_mfa_total's labels; the last of each list catches anything else */
+static const char *const mfa_methods[] = {"totp", "recovery_code", "webauthn", "none"};
+#define NMFA_METHODS (sizeof mfa_methods / sizeof mfa_methods[0])
+static const char *const mfa_results[] = {"success", "failure", "expired", "rate_limited",
+                                          "error"};
+#define NMFA_RESULTS (sizeof mfa_results / sizeof mfa_results[0])
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
 struct gh_api_metrics {
@@ -32,6 +39,7 @@ struct gh_api_metrics {
     gh_metric_t *requests;  /* route x method x code */
     gh_metric_t *durations; /* route */
     gh_metric_t *logins;    /* result */
+    gh_metric_t *mfa;       /* method x result: second steps (issue #18) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
@@ -71,6 +79,19 @@ static size_t method_index(unsigned m)
     default:
         return 5;
     }
+}
+
+static int collect_pending(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_pending_stats_t st = {0};
+    (void)n;
+    if (app->pending) {
+        gh_pending_expire(app->pending, gh_clock_now_ms(), SIZE_MAX);
+        gh_pending_stats(app->pending, &st);
+    }
+    v[0] = (double)st.live;
+    return 0;
 }
 
 static int collect_sessions_active(void *ctx, double *v, size_t n)
@@ -358,6 +379,8 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
     static const char *const deadlines[] = {"header", "body"};
     const gh_metric_label_t deadline_label[] = {{"deadline", deadlines, 2}};
+    const gh_metric_label_t mfa_labels[] = {{"method", mfa_methods, NMFA_METHODS},
+                                            {"result", mfa_results, NMFA_RESULTS}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -378,6 +401,13 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = gh_metrics_add(reg, &dur, &m->durations)) ||
         (rc = add_family(reg, "gatehouse_logins_total", "Login attempts by outcome.",
                          GH_METRIC_COUNTER, result_label, 1, NULL, NULL, &m->logins)) ||
+        (rc = add_family(reg, "gatehouse_mfa_total",
+                         "Second login steps by method and outcome (expired: the pending login "
+                         "had ended, or the 5th wrong step ended it).",
+                         GH_METRIC_COUNTER, mfa_labels, 2, NULL, NULL, &m->mfa)) ||
+        (rc = add_family(reg, "gatehouse_pending_logins",
+                         "Logins waiting for their second factor.", GH_METRIC_GAUGE, NULL, 0,
+                         collect_pending, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_sessions_active",
                          "Live sessions held by this node's store.", GH_METRIC_GAUGE, NULL, 0,
                          collect_sessions_active, app, NULL)) ||
@@ -517,6 +547,22 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
         out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
         out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
     }
+}
+
+static size_t index_of(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return n - 1;
+}
+
+void gh_api_count_mfa(void *ctx, const char *method, const char *result)
+{
+    gh_app_t *app = ctx;
+    gh_metric_t *f = app->metrics->mfa;
+    gh_metric_inc(f, GH_METRIC_AT(f, index_of(mfa_methods, NMFA_METHODS, method),
+                                  index_of(mfa_results, NMFA_RESULTS, result)));
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

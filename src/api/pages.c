@@ -467,6 +467,93 @@ void gh_pages_login_failed(gh_req_t *r)
         (void)gh_reply_header(r, "Retry-After", retry);
 }
 
+/* ---- the second step of a login (issue #18) ---- */
+
+void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t methods,
+                                const char *message)
+{
+    html_t h;
+    if (!html_init(r, &h, 16384)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    const char *rd = form_rd(r);
+    gh_app_t *app = r->app;
+    if (rd && !gh_pages_redirect_ok(rd, gh_req_header(r, "Host"), app->cfg.allowed_redirect_hosts))
+        rd = NULL;
+    page_begin(&h, "Second step", NULL);
+    if (message) {
+        put(&h, "<p class=\"err\" role=\"alert\" id=\"mfa-error\">");
+        put_esc(&h, message);
+        put(&h, "</p>\n");
+    }
+    put(&h, "<p>Your password was right. Enter the 6-digit code from your authenticator app, "
+            "or one of your recovery codes.</p>\n");
+    put(&h, "<form method=\"post\" action=\"/login/mfa\" aria-label=\"Second step\">\n"
+            "<input type=\"hidden\" name=\"rd\" value=\"");
+    put_esc(&h, rd ? rd : "");
+    put(&h, "\">\n<input type=\"hidden\" name=\"pending\" value=\"");
+    put_esc(&h, pending);
+    put(&h, "\">\n<label for=\"method\">Method</label>\n<select id=\"method\" name=\"method\">");
+    if (methods & GH_PENDING_TOTP)
+        put(&h, "<option value=\"totp\" selected>Authenticator code</option>");
+    if (methods & GH_PENDING_RECOVERY)
+        put(&h, "<option value=\"recovery_code\">Recovery code</option>");
+    put(&h, "</select>\n<label for=\"code\">Code</label>\n"
+            "<input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" "
+            "required autofocus maxlength=\"64\">\n"
+            "<div><button type=\"submit\">Continue</button></div>\n</form>\n");
+    page_end(&h);
+    page_send(r, message ? 401 : 200, &h);
+}
+
+/* POST /login/mfa (form: pending, method, code, rd): the page's second step. */
+void gh_pages_login_mfa(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    if (!same_origin(r)) {
+        login_page(r, 403, NULL, "This form was sent from another site. Log in here instead.");
+        return;
+    }
+    const char *pending = NULL, *method = NULL, *code = NULL;
+    size_t plen = 0, mlen = 0, clen = 0;
+    if (gh_pages_form_field(r, "pending", &pending, &plen) != 0 ||
+        gh_pages_form_field(r, "method", &method, &mlen) != 0 ||
+        gh_pages_form_field(r, "code", &code, &clen) != 0) {
+        login_page(r, 400, form_rd(r), "Log in again.");
+        return;
+    }
+    gh_account_t a;
+    gh_account_client_t client;
+    gh_api_account(r, &a);
+    gh_api_account_client(r, &client);
+    gh_account_login_t *l = gh_pool_alloc(&r->pool, sizeof *l);
+    if (!l) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    gh_account_mfa_proof_t proof = {.method = method, .code = code, .code_len = clen};
+    int rc = gh_account_mfa_finish(&a, l, pending, plen, &proof, &client);
+    if (rc == GH_ECODE || rc == GH_EINVAL) {
+        gh_pending_t p;
+        uint8_t key[GH_TOKEN_HASH_LEN];
+        uint32_t methods = GH_PENDING_TOTP | GH_PENDING_RECOVERY;
+        if (gh_token_hash(pending, plen, key) == 0 &&
+            gh_pending_get(a.pending, key, gh_clock_now_ms(), &p) == 0)
+            methods = p.methods;
+        gh_pages_login_second_step(r, pending, methods, "That code is not right. Try again.");
+        return;
+    }
+    if (rc != 0) {
+        login_page(r, rc == GH_ELIMIT ? 429 : rc == GH_EPENDING ? 401 : 503, form_rd(r),
+                   rc == GH_EPENDING ? "That login has expired. Log in again."
+                   : rc == GH_ELIMIT ? "Too many attempts. Wait a moment and try again."
+                                     : "The service is busy. Try again in a moment.");
+        return;
+    }
+    gh_api_reply_login(r, &a, l);
+}
+
 /* ---- forward auth for browsers ---- */
 
 static void put_urlenc(html_t *h, const char *s)
@@ -853,7 +940,8 @@ static void put_rate(html_t *h, double v)
 /* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
  * the limit and the forecast. */
 static const char *const component_colour[GH_MEM__COUNT] = {
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
 };
 #define RSS_COLOUR "#1b1b1b"
 #define LIMIT_COLOUR "#8b0000"

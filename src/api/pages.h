@@ -42,6 +42,11 @@ bool gh_pages_login_refused(gh_req_t *r);
 void gh_pages_login_done(gh_req_t *r);
 /* A form login ended in an error reply: replaces it by the login page with one generic message. */
 void gh_pages_login_failed(gh_req_t *r);
+/* The login's second step as a page (the password was right; issue #18): a form posting the
+ * pending token, the method and the code to /login/mfa; message: the error shown (then 401). */
+void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t methods,
+                                const char *message);
+void gh_pages_login_mfa(gh_req_t *r); /* POST /login/mfa */
 /* /v1/auth replied 401: with ?rd= or (Accept: text/html and --forward-auth-redirect) and an
  * original GET/HEAD, turns it into 302 to --login-url?rd=<the original URL>. */
 void gh_pages_forward_auth_redirect(gh_req_t *r);

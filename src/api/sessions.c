@@ -142,13 +142,22 @@ static void login_finish(gh_req_t *r)
         gh_api_reply_err(r, rc);
         return;
     }
+    if (l->next == GH_ACCOUNT_NEXT_MFA) {
+        gh_api_reply_mfa_required(r, l);
+        return;
+    }
+    gh_api_reply_login(r, &a, l);
+}
+
+void gh_api_reply_login(gh_req_t *r, gh_account_t *a, gh_account_login_t *l)
+{
     gh_api_tag_session(r, l->session.id);
     if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
         gh_pages_login_done(r);
         if (r->status == 303)
             gh_api_set_session_cookie(r, l->token);
         else /* as below: a session nobody will ever hold must go */
-            gh_account_login_abandon(&a, l);
+            gh_account_login_abandon(a, l);
         sodium_memzero(l->token, sizeof l->token);
         return;
     }
@@ -161,7 +170,7 @@ static void login_finish(gh_req_t *r)
     if (r->status == 201)
         gh_api_set_session_cookie(r, l->token);
     else /* the reply failed: the client never learns the token, so the session must go */
-        gh_account_login_abandon(&a, l);
+        gh_account_login_abandon(a, l);
     sodium_memzero(l->token, sizeof l->token);
 }
 

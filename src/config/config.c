@@ -186,6 +186,17 @@ static const keydesc_t keys[] = {
      .metavar = "URL",
      .help = "passkeys: the origin the pages are served from (default http://RP-ID:PORT)",
      .group = "pages and forward auth"},
+    /* second factors (issue #18) */
+    {.name = "secret-key-file", .kind = K_STR, FIELD(secret_key_file), .def = "",
+     .metavar = "FILE",
+     .help = "32 random bytes in base64 (openssl rand -base64 32) sealing TOTP secrets; "
+             "default DATA_DIR/secret.key, created on first start",
+     .group = "accounts and abuse"},
+    {.name = "pending-logins", .kind = K_UINT, FIELD(pending_logins), .def = "10000",
+     .metavar = "N",
+     .help = "logins waiting for their second factor (5 minutes each, ~300 bytes); past this "
+             "--session-policy applies (oldest goes, or 503)",
+     .group = "accounts and abuse", .min = 1, .max = 1u << 24},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",

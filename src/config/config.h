@@ -68,6 +68,10 @@ typedef struct {
     char webauthn_rp_id[GH_CONFIG_STR];  /* passkeys: relying party ID ("localhost") */
     char webauthn_origin[GH_CONFIG_STR]; /* passkeys: "" = http://RP-ID:PORT */
 
+    /* second factors */
+    char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */
+    uint32_t pending_logins;             /* 10000: the pending-login table's cap */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];

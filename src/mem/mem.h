@@ -34,6 +34,7 @@
     X(SQLITE, "sqlite")                                                                            \
     X(WEBAUTHN, "webauthn")                                                                        \
     X(AUDIT, "audit")                                                                              \
+    X(PENDING, "pending")                                                                          \
     X(OTHER, "other")
 
 typedef enum {

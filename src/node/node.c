@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
@@ -209,12 +210,30 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_webauthn_challenges_free(&n->app.webauthn_challenges);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
+    gh_pending_destroy(&n->app.pending);
+    sodium_memzero(n->app.secret_key, sizeof n->app.secret_key);
     gh_api_metrics_destroy(&n->app); /* after the stores, which report to it */
     pthread_mutex_destroy(&n->janitor.lock);
     pthread_cond_destroy(&n->janitor.wake);
     sodium_memzero(n->app.cfg.admin_token, sizeof n->app.cfg.admin_token);
     gh_mem_free(GH_MEM_OTHER, n);
     *np = NULL;
+}
+
+/* --secret-key-file: the default (DATA_DIR/secret.key) is made on first start; a named file
+ * that is missing or not a key stops the start (GH_EINVAL: exit 2), never a new key. */
+static int load_secret_key(const gh_config_t *cfg, uint8_t key[GH_SECRET_KEY_LEN])
+{
+    char path[GH_CONFIG_STR + 16], why[GH_CONFIG_STR + 160];
+    bool dflt = cfg->secret_key_file[0] == '\0';
+    if (dflt)
+        snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
+    else
+        snprintf(path, sizeof path, "%s", cfg->secret_key_file);
+    int rc = gh_secret_key_load(path, dflt, key, why, sizeof why);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, why);
+    return rc;
 }
 
 int gh_node_start(const gh_config_t *config, gh_node_t **out)
@@ -254,6 +273,13 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     /* Metrics first: the network stores report their round trips to its families. */
     if ((rc = gh_api_metrics_init(app)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    if ((rc = load_secret_key(cfg, app->secret_key)) != 0)
+        goto fail;
+    if ((rc = gh_pending_memory_create(cfg->pending_logins, cfg->session_policy,
+                                       &app->pending)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     if ((rc = open_cached_user_store(cfg, gh_api_store_probe(app), &app->users)) != 0)

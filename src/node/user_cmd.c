@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "       gatehouse user del NAME [flags]      delete a user\n"
             "       gatehouse user list [flags]          list users\n"
             "       gatehouse user passwd NAME [flags]   set a user's password\n"
+            "       gatehouse user mfa-reset NAME [flags] remove a user's second factors and "
+            "recovery codes (a lost device)\n"
             "\n"
             "Flags, environment and --config are those of `gatehouse serve` (see its --help);\n"
             "--data-dir, --user-store, --hash-memory and --hash-ops matter here.\n");
@@ -105,8 +107,10 @@ int gh_user_cmd_main(int argc, char **argv)
     const char *action = argv[1];
     bool needs_name = strcmp(action, "list") != 0;
     if (strcmp(action, "add") && strcmp(action, "del") && strcmp(action, "list") &&
-        strcmp(action, "passwd")) {
-        fprintf(stderr, "gatehouse: user: unknown action '%s' (expected add, del, list, passwd)\n",
+        strcmp(action, "passwd") && strcmp(action, "mfa-reset")) {
+        fprintf(stderr,
+                "gatehouse: user: unknown action '%s' (expected add, del, list, passwd, "
+                "mfa-reset)\n",
                 action);
         return 2;
     }
@@ -196,6 +200,21 @@ int gh_user_cmd_main(int argc, char **argv)
         if (rc != 0)
             goto fail;
         printf("deleted user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+        code = 0;
+        goto out;
+    }
+    if (strcmp(action, "mfa-reset") == 0) {
+        size_t removed = 0;
+        if ((rc = gh_user_get_by_name(store, name, &user)) == 0)
+            rc = gh_user_factor_del_all(store, user.id, &removed);
+        if (rc == GH_ENOTFOUND) {
+            fprintf(stderr, "gatehouse: user mfa-reset: no user named %s\n", name);
+            goto out;
+        }
+        if (rc != 0)
+            goto fail;
+        printf("removed %zu second factor(s) and the recovery codes of %s (id %llu)\n", removed,
+               user.username, (unsigned long long)user.id);
         code = 0;
         goto out;
     }
