@@ -160,26 +160,13 @@ out:
 
 /* ---- assertions ---- */
 
-int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
-                              const uint8_t subject[GH_WEBAUTHN_SUBJECT_LEN], uint64_t user_id,
-                              const gh_webauthn_assertion_t *as, gh_factor_t *factor,
-                              const char **why)
+/* Everything after the challenge: the passkey (of user_id, or of anyone when 0), the user handle,
+ * the assertion against `challenge`, the counter. */
+static int verify_factor(gh_account_t *a, const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                         uint64_t user_id, bool require_uv, const gh_webauthn_assertion_t *as,
+                         gh_factor_t *factor, const char **why)
 {
-    static const char *dummy;
-    if (!why)
-        why = &dummy;
-    *why = NULL;
-    if (!a->webauthn || !a->webauthn_challenges) {
-        *why = "passkeys are not configured";
-        return GH_EINVAL;
-    }
-    int rc = gh_webauthn_challenge_take(a->webauthn_challenges, kind, subject, mono_ms(),
-                                        as->challenge);
-    if (rc != 0) {
-        *why = challenge_why(rc);
-        return GH_EPASSKEY;
-    }
-    rc = gh_user_factor_by_credential(a->users, as->id, as->id_len, factor);
+    int rc = gh_user_factor_by_credential(a->users, as->id, as->id_len, factor);
     if (rc == GH_ENOTFOUND || (rc == 0 && (factor->type != GH_FACTOR_WEBAUTHN ||
                                            (user_id != 0 && factor->user_id != user_id)))) {
         *why = "no such passkey is registered";
@@ -197,10 +184,10 @@ int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
         }
     }
     gh_webauthn_rp_t rp = *a->webauthn;
-    rp.require_uv = rp.require_uv || kind == GH_WEBAUTHN_PASSWORDLESS;
+    rp.require_uv = rp.require_uv || require_uv;
     uint32_t count = 0;
     uint32_t stored = factor->counter > UINT32_MAX ? UINT32_MAX : (uint32_t)factor->counter;
-    rc = gh_webauthn_verify_assertion(&rp, as->challenge, as, factor->secret, factor->secret_len,
+    rc = gh_webauthn_verify_assertion(&rp, challenge, as, factor->secret, factor->secret_len,
                                       stored, &count, why);
     if (rc == 0) {
         rc = gh_user_factor_use(a->users, factor->user_id, factor->id, count, gh_clock_now_ms());
@@ -220,6 +207,45 @@ int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
     }
     factor->counter = count;
     return 0;
+}
+
+int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
+                              const uint8_t subject[GH_WEBAUTHN_SUBJECT_LEN], uint64_t user_id,
+                              const gh_webauthn_assertion_t *as, gh_factor_t *factor,
+                              const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    if (!a->webauthn || !a->webauthn_challenges) {
+        *why = "passkeys are not configured";
+        return GH_EINVAL;
+    }
+    int rc = gh_webauthn_challenge_take(a->webauthn_challenges, kind, subject, mono_ms(),
+                                        as->challenge);
+    if (rc != 0) {
+        *why = challenge_why(rc);
+        return GH_EPASSKEY;
+    }
+    return verify_factor(a, as->challenge, user_id, kind == GH_WEBAUTHN_PASSWORDLESS, as, factor,
+                         why);
+}
+
+int gh_account_passkey_verify_with(gh_account_t *a,
+                                   const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                   uint64_t user_id, const gh_webauthn_assertion_t *as,
+                                   gh_factor_t *factor, const char **why)
+{
+    static const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    if (!a->webauthn) {
+        *why = "passkeys are not configured";
+        return GH_EINVAL;
+    }
+    return verify_factor(a, challenge, user_id, false, as, factor, why);
 }
 
 int gh_account_passkey_login(gh_account_t *a, gh_account_login_t *st,

@@ -68,6 +68,27 @@ int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
                               const gh_webauthn_assertion_t *as, gh_factor_t *factor,
                               const char **why) GH_WUR;
 
+/* The same after the challenge, for a ceremony whose challenge the caller keeps itself (the
+ * second step: the pending login holds it): `challenge` is the one issued, user_id the user. */
+int gh_account_passkey_verify_with(gh_account_t *a,
+                                   const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                   uint64_t user_id, const gh_webauthn_assertion_t *as,
+                                   gh_factor_t *factor, const char **why) GH_WUR;
+
+/* ---- the second step of a login ---- */
+/* Request options for a pending login: issues a challenge and keeps it on the pending login
+ * (so a login started on one node finishes on another with a shared pending store), and lists
+ * the user's passkeys (credential ids into ids[], *n of them, at most GH_FACTORS_MAX).
+ * GH_EPENDING (unknown or expired pending login, or it offers no passkey), GH_EINVAL (passkeys
+ * not configured), store errors. */
+typedef struct {
+    uint8_t id[GH_FACTOR_CREDENTIAL_MAX];
+    size_t len;
+} gh_account_passkey_id_t;
+int gh_account_passkey_mfa_options(gh_account_t *a, const char *pending, size_t plen,
+                                   uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN],
+                                   gh_account_passkey_id_t *ids, size_t *n) GH_WUR;
+
 /* ---- signing in with a passkey alone ---- */
 /* The IP throttle, gh_account_passkey_verify (passwordless, user verification required), the
  * user, a new session — the result in st as a password login leaves it (st->token, st->session,

@@ -238,3 +238,50 @@ void gh_api_passkey_login(gh_req_t *r)
 out:
     json_decref(json);
 }
+
+/* POST /v1/sessions/mfa/options {"pending"} — request options for the second step. */
+void gh_api_passkey_mfa_options(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    json_t *json = NULL;
+    if (gh_api_json_body(r, &json) != 0)
+        return;
+    const char *pending;
+    size_t plen;
+    if (gh_api_json_str(r, json, "pending", &pending, &plen) != 0)
+        goto out;
+    gh_account_passkey_id_t *ids = gh_pool_alloc(&r->pool, GH_FACTORS_MAX * sizeof *ids);
+    if (!ids) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        goto out;
+    }
+    gh_account_t a;
+    gh_api_account(r, &a);
+    uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN];
+    size_t n = 0;
+    int rc = gh_account_passkey_mfa_options(&a, pending, plen, challenge, ids, &n);
+    if (rc == GH_EINVAL) {
+        gh_api_reply_fail(r, GH_EINVAL, "passkeys are not configured (--webauthn-rp-id)", 0);
+        goto out;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        goto out;
+    }
+    json_t *allow = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char *id = gh_pool_alloc(&r->pool, GH_BASE64URL_LEN(ids[i].len) + 1);
+        if (!id)
+            break;
+        gh_base64url_encode(ids[i].id, ids[i].len, id);
+        json_array_append_new(allow, json_pack("{s:s,s:s}", "type", "public-key", "id", id));
+    }
+    json_t *pk = json_pack("{s:o,s:s,s:i,s:s,s:o}", "challenge",
+                           b64_json(challenge, sizeof challenge), "rpId", app->webauthn_rp.rp_id,
+                           "timeout", CEREMONY_TIMEOUT_MS, "userVerification", "preferred",
+                           "allowCredentials", allow);
+    sodium_memzero(challenge, sizeof challenge);
+    gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
+out:
+    json_decref(json);
+}

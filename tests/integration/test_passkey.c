@@ -380,6 +380,85 @@ static void hostile_credentials_are_refused_and_nothing_is_stored(void **state)
     free(r);
 }
 
+static long mfa_step(ht_server_t *s, const char *pending, const char *credential, ht_response_t *r)
+{
+    size_t cap = strlen(credential) + 256;
+    char *body = malloc(cap);
+    snprintf(body, cap, "{\"pending\":\"%s\",\"method\":\"webauthn\",\"credential\":%s}",
+             pending, credential);
+    long st = ht_json(s, "POST", "/v1/sessions/mfa", NULL, body, r);
+    free(body);
+    return st;
+}
+
+static void mfa_options(ht_server_t *s, const char *pending, char challenge[64], ht_response_t *r)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"pending\":\"%s\"}", pending);
+    EXPECT(r, ht_json(s, "POST", "/v1/sessions/mfa/options", NULL, body, r), 200);
+    assert_true(ht_jstr(r, "publicKey.challenge", challenge, 64));
+}
+
+static void a_passkey_is_the_second_step_of_a_password_login(void **state)
+{
+    ht_server_t *s = SRV(state);
+    if (ht_server_start(s, "--webauthn-rp-id", "localhost", "--webauthn-origin", ORIGIN, NULL) != 0)
+        fail_msg("server did not start");
+    ht_response_t *r = malloc(sizeof *r);
+    long long uid = 0;
+    assert_int_equal(ht_register(s, "max", PASSWORD, &uid), 201);
+    char token[64], ch[64];
+    assert_int_equal(ht_login(s, "max", PASSWORD, token, NULL), 201);
+    authn_t a = {0};
+    crypto_sign_keypair(a.pk, a.sk);
+    randombytes_buf(a.id, sizeof a.id);
+    register_options(s, token, ch);
+    char *cred = make_registration(&a, ch, ORIGIN);
+    EXPECT(r, add_passkey(s, token, PASSWORD, cred, r), 201);
+    free(cred);
+
+    /* The password alone is no longer a session: 202 with webauthn among the methods. */
+    char body[256], pending[128];
+    snprintf(body, sizeof body, "{\"username\":\"max\",\"password\":\"%s\"}", PASSWORD);
+    EXPECT(r, ht_json(s, "POST", "/v1/sessions", NULL, body, r), 202);
+    assert_true(ht_jstr(r, "pending", pending, sizeof pending));
+    assert_non_null(strstr(r->body, "\"webauthn\""));
+
+    /* Options for the step: a challenge, and this passkey allowed. */
+    mfa_options(s, pending, ch, r);
+    char *id = b64(a.id, sizeof a.id);
+    char allowed[64];
+    assert_true(ht_jstr(r, "publicKey.allowCredentials.0.id", allowed, sizeof allowed));
+    assert_string_equal(allowed, id);
+    free(id);
+
+    /* A wrong signature (another key): 401 invalid_code; the pending login lives on. */
+    authn_t other = a;
+    crypto_sign_keypair(other.pk, other.sk);
+    char *as = make_assertion(&other, ch, 1, (uint64_t)uid);
+    EXPECT(r, mfa_step(s, pending, as, r), 401);
+    assert_string_equal(r->error_code, "invalid_code");
+    free(as);
+    /* Garbage for a credential: the same. */
+    EXPECT(r, mfa_step(s, pending, "{\"type\":\"public-key\",\"rawId\":\"@@\"}", r), 401);
+    assert_string_equal(r->error_code, "invalid_code");
+
+    /* The passkey: 201, a session like a one-step login's. */
+    as = make_assertion(&a, ch, 3, (uint64_t)uid);
+    EXPECT(r, mfa_step(s, pending, as, r), 201);
+    char tok2[64];
+    assert_true(ht_jstr(r, "token", tok2, sizeof tok2));
+    EXPECT(r, ht_get(s, "/v1/session", tok2, r), 200);
+    /* The pending login is gone: the same assertion again is refused. */
+    EXPECT(r, mfa_step(s, pending, as, r), 401);
+    assert_string_equal(r->error_code, "pending_expired");
+    free(as);
+    /* Options for a pending login that does not exist: 401. */
+    EXPECT(r, ht_json(s, "POST", "/v1/sessions/mfa/options", NULL, "{\"pending\":\"gh_nope\"}", r),
+           401);
+    free(r);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
@@ -388,6 +467,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(register_and_sign_in_with_a_passkey, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_credentials_are_refused_and_nothing_is_stored,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(a_passkey_is_the_second_step_of_a_password_login, setup,
+                                        teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
