@@ -215,8 +215,8 @@ int gh_account_mfa_gate(gh_account_t *a, gh_account_login_t *st) GH_WUR;
  * GH_EPENDING) and the account's back-off; GH_EPENDING expired or unknown; GH_ELIMIT the
  * account's back-off (st->retry_ms); GH_EINVAL an unknown method; session store errors.
  * client is copied (the session records the client that finished the login). */
-int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending,
-                          size_t plen, const gh_account_mfa_proof_t *proof,
+int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending, size_t plen,
+                          const gh_account_mfa_proof_t *proof,
                           const gh_account_client_t *client) GH_WUR;
 
 /* Extension point for passkeys: checks a WebAuthn assertion (`proof->credential`) against the
@@ -236,8 +236,7 @@ typedef struct {
 /* GH_EINVAL when neither is given, GH_EAUTH when the user is gone; then job.kind is VERIFY
  * (submit it) or NONE (decided: call continue at once). password / code must live until then. */
 int gh_account_proof_begin(gh_account_t *a, gh_account_proof_t *st, uint64_t user_id,
-                           const char *password, size_t plen, const char *code,
-                           size_t clen) GH_WUR;
+                           const char *password, size_t plen, const char *code, size_t clen) GH_WUR;
 /* 0 proven; GH_ECURRENT (wrong password), GH_ECODE (wrong code), GH_EBUSY / GH_ENOMEM. */
 int gh_account_proof_continue(gh_account_t *a, gh_account_proof_t *st) GH_WUR;
 
@@ -265,8 +264,8 @@ int gh_account_totp_enrol(gh_account_t *a, const gh_user_t *user, const char *na
 /* Confirms it with a first correct code: 0 with *factor; when it is the user's first confirmed
  * factor, *ncodes = GH_RECOVERY_CODES new recovery codes in codes (shown once). GH_ENOTFOUND,
  * GH_ECODE. */
-int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
-                            const char *code, size_t clen, gh_factor_t *factor,
+int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id, const char *code,
+                            size_t clen, gh_factor_t *factor,
                             char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *ncodes) GH_WUR;
 /* Removes a factor (after a proof). Removing the last confirmed one ends every other session of
  * the user (keep survives) and drops the recovery codes: *revoked. GH_ENOTFOUND. */
@@ -276,8 +275,7 @@ int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_
  * GH_EINVAL when the user has no confirmed factor. */
 int gh_account_recovery_regenerate(gh_account_t *a, uint64_t user_id,
                                    const uint8_t keep[GH_TOKEN_HASH_LEN],
-                                   char (*codes)[GH_RECOVERY_CODE_LEN + 1],
-                                   size_t *revoked) GH_WUR;
+                                   char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *revoked) GH_WUR;
 /* Admin: removes every factor and recovery code of the user: GH_ENOTFOUND (no such user). */
 int gh_account_factors_reset(gh_account_t *a, uint64_t user_id, size_t *removed) GH_WUR;
 

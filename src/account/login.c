@@ -162,8 +162,8 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
             sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
             throttle_settle(a, st, GH_LOGIN_OVERLOADED);
             if (rc != 0)
-                count(a, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
-                                                           : GH_LOGIN_FAILURE);
+                count(a,
+                      rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED : GH_LOGIN_FAILURE);
             return rc;
         }
     }

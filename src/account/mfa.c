@@ -148,9 +148,8 @@ static int use_recovery(gh_account_t *a, uint64_t user_id, const char *code, siz
     return rc == GH_ENOTFOUND ? GH_ECODE : rc;
 }
 
-int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending,
-                          size_t plen, const gh_account_mfa_proof_t *proof,
-                          const gh_account_client_t *client)
+int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending, size_t plen,
+                          const gh_account_mfa_proof_t *proof, const gh_account_client_t *client)
 {
     memset(st, 0, sizeof *st);
     st->client = *client;
@@ -180,7 +179,7 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
         begun = true;
     }
     uint64_t factor_id = 0;
-    int rc = totp ? check_totp(a, p.user_id, proof->code, proof->code_len, &factor_id)
+    int rc = totp  ? check_totp(a, p.user_id, proof->code, proof->code_len, &factor_id)
              : rec ? use_recovery(a, p.user_id, proof->code, proof->code_len)
                    : gh_account_mfa_webauthn(a, &p, proof, &factor_id);
     gh_ratelimit_verdict_t v;
@@ -382,15 +381,15 @@ static int new_codes(gh_account_t *a, uint64_t user_id, char (*codes)[GH_RECOVER
         gh_secret_code_hash(a->secret_key, user_id, norm, 10, h[i]);
         sodium_memzero(norm, sizeof norm);
     }
-    int rc = gh_user_recovery_set(a->users, user_id, (const uint8_t (*)[GH_RECOVERY_HASH_LEN])h,
+    int rc = gh_user_recovery_set(a->users, user_id, (const uint8_t(*)[GH_RECOVERY_HASH_LEN])h,
                                   GH_RECOVERY_CODES, gh_clock_now_ms());
     if (rc != 0)
         sodium_memzero(codes, GH_RECOVERY_CODES * sizeof *codes);
     return rc;
 }
 
-int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
-                            const char *code, size_t clen, gh_factor_t *factor,
+int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id, const char *code,
+                            size_t clen, gh_factor_t *factor,
                             char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *ncodes)
 {
     *ncodes = 0;

@@ -29,8 +29,7 @@ static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "o
 /* gatehouse_mfa_total's labels; the last of each list catches anything else */
 static const char *const mfa_methods[] = {"totp", "recovery_code", "webauthn", "none"};
 #define NMFA_METHODS (sizeof mfa_methods / sizeof mfa_methods[0])
-static const char *const mfa_results[] = {"success", "failure", "expired", "rate_limited",
-                                          "error"};
+static const char *const mfa_results[] = {"success", "failure", "expired", "rate_limited", "error"};
 #define NMFA_RESULTS (sizeof mfa_results / sizeof mfa_results[0])
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
@@ -405,9 +404,8 @@ int gh_api_metrics_init(gh_app_t *app)
                          "Second login steps by method and outcome (expired: the pending login "
                          "had ended, or the 5th wrong step ended it).",
                          GH_METRIC_COUNTER, mfa_labels, 2, NULL, NULL, &m->mfa)) ||
-        (rc = add_family(reg, "gatehouse_pending_logins",
-                         "Logins waiting for their second factor.", GH_METRIC_GAUGE, NULL, 0,
-                         collect_pending, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_pending_logins", "Logins waiting for their second factor.",
+                         GH_METRIC_GAUGE, NULL, 0, collect_pending, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_sessions_active",
                          "Live sessions held by this node's store.", GH_METRIC_GAUGE, NULL, 0,
                          collect_sessions_active, app, NULL)) ||

@@ -10,7 +10,6 @@
  * is checked at once — and phase 1 runs the route's action only when the proof holds.
  */
 #include "api/api.h"
-#include "api/pages.h"
 
 #include <qrencode.h>
 #include <sodium.h>
@@ -21,27 +20,6 @@
 #include "common/log.h"
 
 /* ---- the second step of a login ---- */
-
-void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l)
-{
-    if (gh_pages_login_is_form(r)) {
-        gh_pages_login_second_step(r, l->pending, l->methods, NULL);
-        return;
-    }
-    char exp[GH_RFC3339_LEN];
-    gh_clock_rfc3339(l->pending_expires_ms, exp);
-    json_t *methods = json_array();
-    if (l->methods & GH_PENDING_TOTP)
-        json_array_append_new(methods, json_string(GH_MFA_TOTP));
-    if (l->methods & GH_PENDING_RECOVERY)
-        json_array_append_new(methods, json_string(GH_MFA_RECOVERY));
-    if (l->methods & GH_PENDING_WEBAUTHN)
-        json_array_append_new(methods, json_string(GH_MFA_WEBAUTHN));
-    json_t *j = gh_api_json_set(json_pack("{s:b, s:s, s:s}", "mfa_required", 1, "pending",
-                                          l->pending, "expires_at", exp),
-                                "methods", methods);
-    gh_api_reply_json(r, 202, j);
-}
 
 /* An optional string member: 0 (absent: *s NULL), or replies 400 when it is not a string. */
 static int opt_str(gh_req_t *r, json_t *obj, const char *key, const char **s, size_t *len)
@@ -152,12 +130,13 @@ char *gh_api_qr_svg(gh_pool_t *pool, const char *text)
     size_t cap = 256 + (size_t)w * (size_t)w * 14;
     char *out = gh_pool_alloc(pool, cap);
     if (out) {
-        size_t o = (size_t)snprintf(out, cap,
-                                    "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" "
-                                    "width=\"%d\" height=\"%d\" shape-rendering=\"crispEdges\">"
-                                    "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>"
-                                    "<path fill=\"#000\" d=\"",
-                                    size, size, size * 5, size * 5);
+        size_t o =
+            (size_t)snprintf(out, cap,
+                             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" "
+                             "width=\"%d\" height=\"%d\" shape-rendering=\"crispEdges\">"
+                             "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>"
+                             "<path fill=\"#000\" d=\"",
+                             size, size, size * 5, size * 5);
         for (int y = 0; y < w; y++)
             for (int x = 0; x < w; x++)
                 if (q->data[y * w + x] & 1)
@@ -269,8 +248,9 @@ static void proved(gh_req_t *r, action_t action)
         opt_str(r, json, "code", &code, &clen) != 0 || opt_str(r, json, "name", &name, &nlen) != 0)
         goto out;
     if (!pw && !code) {
-        gh_api_reply_fail(r, GH_EINVAL, "\"current_password\" (or a second-factor \"code\") is "
-                                        "required",
+        gh_api_reply_fail(r, GH_EINVAL,
+                          "\"current_password\" (or a second-factor \"code\") is "
+                          "required",
                           0);
         goto out;
     }
@@ -336,9 +316,8 @@ void gh_api_factors_list(gh_req_t *r)
     json_t *list = json_array();
     for (size_t i = 0; i < f.n; i++)
         json_array_append_new(list, gh_api_factor_json(&f.list[i]));
-    json_t *j = gh_api_json_set(json_pack("{s:I}", "recovery_codes_left",
-                                          (json_int_t)f.recovery_left),
-                                "factors", list);
+    json_t *j = gh_api_json_set(
+        json_pack("{s:I}", "recovery_codes_left", (json_int_t)f.recovery_left), "factors", list);
     if (j && f.recovery_used_at_ms) {
         char t[GH_RFC3339_LEN];
         gh_clock_rfc3339(f.recovery_used_at_ms, t);
@@ -377,10 +356,10 @@ void gh_api_totp_confirm(gh_req_t *r)
             for (size_t i = 0; i < n; i++)
                 json_array_append_new(list, json_string(codes[i]));
             sodium_memzero(codes, sizeof codes);
-            gh_api_reply_json(r, 200,
-                              gh_api_json_set(gh_api_json_set(json_object(), "factor",
-                                                              gh_api_factor_json(f)),
-                                              "recovery_codes", list));
+            gh_api_reply_json(
+                r, 200,
+                gh_api_json_set(gh_api_json_set(json_object(), "factor", gh_api_factor_json(f)),
+                                "recovery_codes", list));
         }
     }
     json_decref(json);

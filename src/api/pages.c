@@ -507,53 +507,6 @@ void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t metho
     page_send(r, message ? 401 : 200, &h);
 }
 
-/* POST /login/mfa (form: pending, method, code, rd): the page's second step. */
-void gh_pages_login_mfa(gh_req_t *r)
-{
-    r->pool.wipe = true;
-    if (!same_origin(r)) {
-        login_page(r, 403, NULL, "This form was sent from another site. Log in here instead.");
-        return;
-    }
-    const char *pending = NULL, *method = NULL, *code = NULL;
-    size_t plen = 0, mlen = 0, clen = 0;
-    if (gh_pages_form_field(r, "pending", &pending, &plen) != 0 ||
-        gh_pages_form_field(r, "method", &method, &mlen) != 0 ||
-        gh_pages_form_field(r, "code", &code, &clen) != 0) {
-        login_page(r, 400, form_rd(r), "Log in again.");
-        return;
-    }
-    gh_account_t a;
-    gh_account_client_t client;
-    gh_api_account(r, &a);
-    gh_api_account_client(r, &client);
-    gh_account_login_t *l = gh_pool_alloc(&r->pool, sizeof *l);
-    if (!l) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    gh_account_mfa_proof_t proof = {.method = method, .code = code, .code_len = clen};
-    int rc = gh_account_mfa_finish(&a, l, pending, plen, &proof, &client);
-    if (rc == GH_ECODE || rc == GH_EINVAL) {
-        gh_pending_t p;
-        uint8_t key[GH_TOKEN_HASH_LEN];
-        uint32_t methods = GH_PENDING_TOTP | GH_PENDING_RECOVERY;
-        if (gh_token_hash(pending, plen, key) == 0 &&
-            gh_pending_get(a.pending, key, gh_clock_now_ms(), &p) == 0)
-            methods = p.methods;
-        gh_pages_login_second_step(r, pending, methods, "That code is not right. Try again.");
-        return;
-    }
-    if (rc != 0) {
-        login_page(r, rc == GH_ELIMIT ? 429 : rc == GH_EPENDING ? 401 : 503, form_rd(r),
-                   rc == GH_EPENDING ? "That login has expired. Log in again."
-                   : rc == GH_ELIMIT ? "Too many attempts. Wait a moment and try again."
-                                     : "The service is busy. Try again in a moment.");
-        return;
-    }
-    gh_api_reply_login(r, &a, l);
-}
-
 /* ---- forward auth for browsers ---- */
 
 static void put_urlenc(html_t *h, const char *s)

@@ -50,16 +50,20 @@ int gh_secret_key_load(const char *path, bool create_if_missing, uint8_t key[GH_
     }
     size_t len = 0;
     if (!fgets(line, sizeof line, fp)) {
-        snprintf(why, cap, "--secret-key-file: \"%s\" is empty; expected 32 bytes in base64 "
-                           "(openssl rand -base64 32)", path);
+        snprintf(why, cap,
+                 "--secret-key-file: \"%s\" is empty; expected 32 bytes in base64 "
+                 "(openssl rand -base64 32)",
+                 path);
         goto out;
     }
     line[strcspn(line, "\r\n")] = '\0';
     if (sodium_base642bin(key, GH_SECRET_KEY_LEN, line, strlen(line), " \t", &len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         len != GH_SECRET_KEY_LEN) {
-        snprintf(why, cap, "--secret-key-file: \"%s\" is not a key; expected 32 bytes in base64 "
-                           "(openssl rand -base64 32)", path);
+        snprintf(why, cap,
+                 "--secret-key-file: \"%s\" is not a key; expected 32 bytes in base64 "
+                 "(openssl rand -base64 32)",
+                 path);
         sodium_memzero(key, GH_SECRET_KEY_LEN);
         goto out;
     }

@@ -26,8 +26,8 @@ int gh_totp_code(const uint8_t *secret, size_t len, uint64_t step, char out[GH_T
     pthread_once(&once, init);
     /* time = step * 30 with start 0 and step size 30 gives exactly counter `step` */
     time_t t = (time_t)(step * GH_TOTP_STEP_S);
-    int rc = oath_totp_generate2((const char *)secret, len, t, GH_TOTP_STEP_S, 0, GH_TOTP_DIGITS,
-                                 0, out);
+    int rc = oath_totp_generate2((const char *)secret, len, t, GH_TOTP_STEP_S, 0, GH_TOTP_DIGITS, 0,
+                                 out);
     return rc == OATH_OK ? 0 : GH_EINTERNAL;
 }
 

@@ -17,8 +17,8 @@
 
 #include "common/err.h"
 
-#define GH_TOTP_SECRET_LEN 20   /* bytes: 160 bits, RFC 4226's recommendation */
-#define GH_TOTP_BASE32_LEN 32   /* characters of a 20-byte secret, no padding */
+#define GH_TOTP_SECRET_LEN 20 /* bytes: 160 bits, RFC 4226's recommendation */
+#define GH_TOTP_BASE32_LEN 32 /* characters of a 20-byte secret, no padding */
 #define GH_TOTP_DIGITS 6
 #define GH_TOTP_STEP_S 30
 #define GH_TOTP_SKEW 1          /* steps accepted either side of now */

@@ -67,8 +67,8 @@ typedef struct {
                gh_pending_t *out);
     /* A wrong step: 0 with *left steps still allowed, or GH_EEXPIRED when that was the last
      * (the entry is gone), GH_ENOTFOUND when absent or expired. */
-    int (*fail)(gh_pending_store_t *s, const uint8_t key[GH_PENDING_KEY_LEN], int64_t now_ms,
-                uint32_t *left);
+    int (*fail_step)(gh_pending_store_t *s, const uint8_t key[GH_PENDING_KEY_LEN], int64_t now_ms,
+                     uint32_t *left);
     /* Removes it and answers what it held (a finished login: exactly one taker wins).
      * GH_ENOTFOUND when absent or expired. */
     int (*take)(gh_pending_store_t *s, const uint8_t key[GH_PENDING_KEY_LEN], int64_t now_ms,
@@ -87,7 +87,8 @@ struct gh_pending_store {
 };
 
 /* The memory backend: at most cap entries (> 0), the policy at the cap. GH_EINVAL, GH_ENOMEM. */
-int gh_pending_memory_create(size_t cap, gh_session_policy_t policy, gh_pending_store_t **out) GH_WUR;
+int gh_pending_memory_create(size_t cap, gh_session_policy_t policy,
+                             gh_pending_store_t **out) GH_WUR;
 
 GH_WUR static inline int gh_pending_put(gh_pending_store_t *s, const uint8_t *key,
                                         const gh_pending_t *p, int64_t now)
@@ -102,7 +103,7 @@ GH_WUR static inline int gh_pending_get(gh_pending_store_t *s, const uint8_t *ke
 GH_WUR static inline int gh_pending_fail(gh_pending_store_t *s, const uint8_t *key, int64_t now,
                                          uint32_t *left)
 {
-    return s->ops->fail(s, key, now, left);
+    return s->ops->fail_step(s, key, now, left);
 }
 GH_WUR static inline int gh_pending_take(gh_pending_store_t *s, const uint8_t *key, int64_t now,
                                          gh_pending_t *out)

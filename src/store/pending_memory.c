@@ -174,8 +174,8 @@ static int m_take(gh_pending_store_t *b, const uint8_t *key, int64_t now, gh_pen
     return e ? 0 : GH_ENOTFOUND;
 }
 
-static int m_set_challenge(gh_pending_store_t *b, const uint8_t *key, const uint8_t *c,
-                           size_t len, int64_t now)
+static int m_set_challenge(gh_pending_store_t *b, const uint8_t *key, const uint8_t *c, size_t len,
+                           int64_t now)
 {
     if (len > GH_PENDING_CHALLENGE_MAX)
         return GH_EINVAL;
@@ -223,7 +223,7 @@ static const gh_pending_ops_t memory_ops = {
     .name = "memory",
     .put = m_put,
     .get = m_get,
-    .fail = m_fail,
+    .fail_step = m_fail,
     .take = m_take,
     .set_challenge = m_set_challenge,
     .expire = m_expire,

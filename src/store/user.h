@@ -35,7 +35,7 @@ typedef struct gh_user_store gh_user_store_t;
  * as keyed hashes. Factors and codes go with their user (ON DELETE CASCADE).
  */
 #define GH_FACTOR_NAME_MAX 64
-#define GH_FACTOR_SECRET_MAX 1024    /* sealed TOTP secret, or a COSE public key */
+#define GH_FACTOR_SECRET_MAX 1024     /* sealed TOTP secret, or a COSE public key */
 #define GH_FACTOR_CREDENTIAL_MAX 1023 /* a WebAuthn credential id (the spec's bound) */
 #define GH_FACTORS_MAX 20             /* per user; the account service enforces it */
 #define GH_RECOVERY_CODES 10
@@ -228,8 +228,8 @@ GH_WUR static inline int gh_user_factor_add(gh_user_store_t *s, gh_factor_t *f)
     s = gh_user_factor_store(s);
     return s->ops->factor_add(s, f);
 }
-GH_WUR static inline int gh_user_factor_list(gh_user_store_t *s, uint64_t user_id,
-                                             gh_factor_t *out, size_t cap, size_t *n)
+GH_WUR static inline int gh_user_factor_list(gh_user_store_t *s, uint64_t user_id, gh_factor_t *out,
+                                             size_t cap, size_t *n)
 {
     s = gh_user_factor_store(s);
     return s->ops->factor_list(s, user_id, out, cap, n);
@@ -281,8 +281,8 @@ GH_WUR static inline int gh_user_recovery_use(gh_user_store_t *s, uint64_t user_
     s = gh_user_factor_store(s);
     return s->ops->recovery_use(s, user_id, hash, now_ms);
 }
-GH_WUR static inline int gh_user_recovery_state(gh_user_store_t *s, uint64_t user_id,
-                                                size_t *left, int64_t *last_used_ms)
+GH_WUR static inline int gh_user_recovery_state(gh_user_store_t *s, uint64_t user_id, size_t *left,
+                                                int64_t *last_used_ms)
 {
     s = gh_user_factor_store(s);
     return s->ops->recovery_state(s, user_id, left, last_used_ms);

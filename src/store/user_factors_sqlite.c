@@ -70,8 +70,7 @@ int gh_user_sqlite_factor_add(gh_user_store_t *b, gh_factor_t *f)
 {
     if (!name_ok(f->name) || f->secret_len == 0 || f->secret_len > GH_FACTOR_SECRET_MAX ||
         f->credential_len > GH_FACTOR_CREDENTIAL_MAX || f->user_id > INT64_MAX ||
-        f->counter > INT64_MAX ||
-        (f->type != GH_FACTOR_TOTP && f->type != GH_FACTOR_WEBAUTHN))
+        f->counter > INT64_MAX || (f->type != GH_FACTOR_TOTP && f->type != GH_FACTOR_WEBAUTHN))
         return GH_EINVAL;
     gh_user_sqlite_t *s = S(b);
     sqlite3 *db = gh_user_sqlite_lock(s);
@@ -93,9 +92,9 @@ int gh_user_sqlite_factor_add(gh_user_store_t *b, gh_factor_t *f)
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_blob(st, 5, f->secret, (int)f->secret_len, SQLITE_STATIC);
     if (rc == SQLITE_OK)
-        rc = f->credential_len ? sqlite3_bind_blob(st, 6, f->credential, (int)f->credential_len,
-                                                   SQLITE_STATIC)
-                               : sqlite3_bind_null(st, 6);
+        rc = f->credential_len
+                 ? sqlite3_bind_blob(st, 6, f->credential, (int)f->credential_len, SQLITE_STATIC)
+                 : sqlite3_bind_null(st, 6);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(st, 7, f->confirmed ? 1 : 0);
     if (rc == SQLITE_OK)
@@ -117,9 +116,8 @@ int gh_user_sqlite_factor_add(gh_user_store_t *b, gh_factor_t *f)
 }
 
 /* Runs a SELECT of COLS bound to (a, b) into out[0..cap). */
-static int select_rows(gh_user_store_t *b, const char *op, const char *sql, uint64_t a,
-                       uint64_t c, const uint8_t *blob, size_t blen, gh_factor_t *out, size_t cap,
-                       size_t *n)
+static int select_rows(gh_user_store_t *b, const char *op, const char *sql, uint64_t a, uint64_t c,
+                       const uint8_t *blob, size_t blen, gh_factor_t *out, size_t cap, size_t *n)
 {
     gh_user_sqlite_t *s = S(b);
     *n = 0;
@@ -155,19 +153,20 @@ out:
     return ret;
 }
 
-int gh_user_sqlite_factor_list(gh_user_store_t *b, uint64_t user_id, gh_factor_t *out,
-                               size_t cap, size_t *n)
+int gh_user_sqlite_factor_list(gh_user_store_t *b, uint64_t user_id, gh_factor_t *out, size_t cap,
+                               size_t *n)
 {
-    return select_rows(b, "factor_list", "SELECT " COLS " FROM factors WHERE user_id = ?1 ORDER BY id",
-                       user_id, 0, NULL, 0, out, cap, n);
+    return select_rows(b, "factor_list",
+                       "SELECT " COLS " FROM factors WHERE user_id = ?1 ORDER BY id", user_id, 0,
+                       NULL, 0, out, cap, n);
 }
 
 int gh_user_sqlite_factor_get(gh_user_store_t *b, uint64_t user_id, uint64_t id, gh_factor_t *out)
 {
     size_t n;
-    int rc = select_rows(b, "factor_get",
-                         "SELECT " COLS " FROM factors WHERE user_id = ?1 AND id = ?2", user_id,
-                         id, NULL, 0, out, 1, &n);
+    int rc =
+        select_rows(b, "factor_get", "SELECT " COLS " FROM factors WHERE user_id = ?1 AND id = ?2",
+                    user_id, id, NULL, 0, out, 1, &n);
     return rc != 0 ? rc : n == 1 ? 0 : GH_ENOTFOUND;
 }
 
@@ -243,8 +242,8 @@ int gh_user_sqlite_factor_del(gh_user_store_t *b, uint64_t user_id, uint64_t id)
         return GH_ENOTFOUND;
     int64_t args[] = {(int64_t)user_id, (int64_t)id};
     int changes = 0;
-    int rc = write_ints(b, "factor_del", "DELETE FROM factors WHERE user_id = ?1 AND id = ?2",
-                        args, 2, NULL, 0, &changes);
+    int rc = write_ints(b, "factor_del", "DELETE FROM factors WHERE user_id = ?1 AND id = ?2", args,
+                        2, NULL, 0, &changes);
     return rc != 0 ? rc : changes ? 0 : GH_ENOTFOUND;
 }
 
@@ -258,8 +257,8 @@ int gh_user_sqlite_factor_del_all(gh_user_store_t *b, uint64_t user_id, size_t *
     int rc = write_ints(b, "factor_del_all", "DELETE FROM factors WHERE user_id = ?1", args, 1,
                         NULL, 0, &changes);
     if (rc == 0)
-        rc = write_ints(b, "factor_del_all", "DELETE FROM recovery_codes WHERE user_id = ?1",
-                        args, 1, NULL, 0, &ignored);
+        rc = write_ints(b, "factor_del_all", "DELETE FROM recovery_codes WHERE user_id = ?1", args,
+                        1, NULL, 0, &ignored);
     if (rc == 0)
         *n = (size_t)changes;
     return rc;

@@ -68,7 +68,7 @@ enum {
 };
 
 #define F_COLS                                                                                     \
-    "id, user_id, type, name, created_at, last_used_at, encode(secret, 'hex'),"                  \
+    "id, user_id, type, name, created_at, last_used_at, encode(secret, 'hex'),"                    \
     " coalesce(encode(credential_id, 'hex'), ''), confirmed, counter"
 
 static const struct {
@@ -110,9 +110,9 @@ static const struct {
                       "SELECT " F_COLS " FROM gatehouse_factors "
                       "WHERE credential_id = decode($1, 'hex')",
                       1},
-    [ST_F_CONFIRM] = {"gh_factor_confirm",
-                      "UPDATE gatehouse_factors SET confirmed = true WHERE user_id = $1 AND id = $2",
-                      2},
+    [ST_F_CONFIRM] =
+        {"gh_factor_confirm",
+         "UPDATE gatehouse_factors SET confirmed = true WHERE user_id = $1 AND id = $2", 2},
     /* A compare-and-set: the counter only moves forward (user_factors_sqlite.c says why). */
     [ST_F_USE] = {"gh_factor_use",
                   "UPDATE gatehouse_factors SET counter = $3, last_used_at = $4 WHERE user_id = $1"
@@ -577,8 +577,13 @@ static int p_factor_add(gh_user_store_t *base, gh_factor_t *f)
     snprintf(counter, sizeof counter, "%llu", (unsigned long long)f->counter);
     to_hex(f->secret, f->secret_len, secret);
     to_hex(f->credential, f->credential_len, cred);
-    const char *params[] = {uid,    f->type == GH_FACTOR_WEBAUTHN ? "webauthn" : "totp",
-                            f->name, created, secret, cred, f->confirmed ? "true" : "false",
+    const char *params[] = {uid,
+                            f->type == GH_FACTOR_WEBAUTHN ? "webauthn" : "totp",
+                            f->name,
+                            created,
+                            secret,
+                            cred,
+                            f->confirmed ? "true" : "false",
                             counter};
     PGresult *r;
     outcome_t o = run(s, ST_F_ADD, GH_STORE_OP_CREATE, params, false, &r);

@@ -35,7 +35,6 @@
 #include "mem/mem.h"
 #include "store/sqlite_schema.h"
 #include "store/user_sqlite.h"
-#include "store/writes.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
 #define SQLITE_CACHE_KIB 2048                     /* page cache of this connection */
@@ -98,52 +97,13 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(SCHEMA_VERSION == 2, "update ST_PROBE's user_version with the schema");
 
-struct gh_user_sqlite {
-    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
-    sqlite3 *db;
-    sqlite3_stmt *st[ST__COUNT];
-    pthread_mutex_t lock; /* serializes every use of db and st[] */
-    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
-};
+_Static_assert(ST__COUNT <= GH_USER_SQLITE_STATEMENTS, "raise GH_USER_SQLITE_STATEMENTS");
 typedef gh_user_sqlite_t sqlite_store_t;
-
-sqlite3 *gh_user_sqlite_lock(sqlite_store_t *s)
-{
-    pthread_mutex_lock(&s->lock);
-    return s->db;
-}
-
-void gh_user_sqlite_unlock(sqlite_store_t *s)
-{
-    pthread_mutex_unlock(&s->lock);
-}
 
 static size_t sqlite_bytes(void)
 {
     sqlite3_int64 n = sqlite3_memory_used();
     return n > 0 ? (size_t)n : 0;
-}
-
-/* Logs a SQLite failure (never a value that was bound: it could be a hash) and maps it. */
-int gh_user_sqlite_error(sqlite_store_t *s, const char *op, int rc)
-{
-    GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
-           GH_LS("detail", sqlite3_errmsg(s->db)));
-    return GH_ESTORE;
-}
-
-/* A write's outcome (lock held): a failure makes the store unready until a write succeeds. */
-void gh_user_sqlite_note_write(sqlite_store_t *s, int ret)
-{
-    bool ok = ret != GH_ESTORE;
-    gh_store_write_outcome(GH_STORE_DB_USERS, ok);
-    if (!ok && !s->failing)
-        GH_LOG(GH_LOG_ERROR, "the user database cannot write",
-               GH_LS("effect", "registrations and password changes answer 503; /readyz answers "
-                               "503 until a write succeeds"));
-    else if (ok && s->failing)
-        GH_LOG(GH_LOG_WARN, "the user database writes again");
-    s->failing = !ok;
 }
 
 /* Leaves a statement ready for its next use and drops pointers to the caller's strings. */

@@ -488,7 +488,7 @@ static void recovery_codes_are_single_use_and_replaced_whole(void **state)
     assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
     assert_int_equal(left, 0);
     assert_int_equal(last, 0);
-    assert_int_equal(gh_user_recovery_set(s, a.id, (const uint8_t (*)[GH_RECOVERY_HASH_LEN])h,
+    assert_int_equal(gh_user_recovery_set(s, a.id, (const uint8_t(*)[GH_RECOVERY_HASH_LEN])h,
                                           GH_RECOVERY_CODES, 10),
                      0);
     assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
@@ -506,7 +506,7 @@ static void recovery_codes_are_single_use_and_replaced_whole(void **state)
     memset(h2[0], 0xAA, GH_RECOVERY_HASH_LEN);
     memset(h2[1], 0xBB, GH_RECOVERY_HASH_LEN);
     assert_int_equal(
-        gh_user_recovery_set(s, a.id, (const uint8_t (*)[GH_RECOVERY_HASH_LEN])h2, 2, 30), 0);
+        gh_user_recovery_set(s, a.id, (const uint8_t(*)[GH_RECOVERY_HASH_LEN])h2, 2, 30), 0);
     assert_int_equal(gh_user_recovery_use(s, a.id, h[4], 31), GH_ENOTFOUND);
     assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
     assert_int_equal(left, 2);
@@ -526,7 +526,7 @@ static void recovery_codes_are_single_use_and_replaced_whole(void **state)
         USER_SUITE_TEST(list_pages_in_id_order), USER_SUITE_TEST(out_of_bounds_input_is_refused),  \
         USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
         USER_SUITE_TEST(memory_returns_to_baseline),                                               \
-        USER_SUITE_TEST(factors_are_kept_per_user_and_survive_a_reopen),                          \
+        USER_SUITE_TEST(factors_are_kept_per_user_and_survive_a_reopen),                           \
         USER_SUITE_TEST(a_factor_counter_only_moves_forward),                                      \
         USER_SUITE_TEST(recovery_codes_are_single_use_and_replaced_whole)
 
