@@ -222,8 +222,8 @@ int gh_account_passkey_verify(gh_account_t *a, gh_webauthn_ceremony_t kind,
         *why = "passkeys are not configured";
         return GH_EINVAL;
     }
-    int rc = gh_webauthn_challenge_take(a->webauthn_challenges, kind, subject, mono_ms(),
-                                        as->challenge);
+    int rc =
+        gh_webauthn_challenge_take(a->webauthn_challenges, kind, subject, mono_ms(), as->challenge);
     if (rc != 0) {
         *why = challenge_why(rc);
         return GH_EPASSKEY;
@@ -285,7 +285,8 @@ int gh_account_passkey_login(gh_account_t *a, gh_account_login_t *st,
             gh_account_audit_queued(a, &ev);
         }
         if (a->count_login)
-            a->count_login(a->count_ctx, rc == GH_EPASSKEY ? GH_LOGIN_FAILURE : GH_LOGIN_OVERLOADED);
+            a->count_login(a->count_ctx,
+                           rc == GH_EPASSKEY ? GH_LOGIN_FAILURE : GH_LOGIN_OVERLOADED);
         return rc; /* the attempt stays spent on the address's budget */
     }
     if (a->ratelimit)

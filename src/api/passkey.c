@@ -80,19 +80,16 @@ void gh_api_passkey_register_options(gh_req_t *r)
     gh_account_passkey_user_handle(user.id, handle);
     if (issue(r, GH_WEBAUTHN_REGISTER, subject, challenge) != 0)
         return;
-    json_t *pk = json_pack(
-        "{s:{s:s,s:s}, s:{s:o,s:s,s:s}, s:o, s:[{s:s,s:i},{s:s,s:i}], s:i, s:s,"
-        " s:{s:s,s:b,s:s}, s:[]}",
-        "rp", "id", app->webauthn_rp.rp_id, "name", "Gatehouse",
-        "user", "id", b64_json(handle, sizeof handle), "name", user.username, "displayName",
-        user.username,
-        "challenge", b64_json(challenge, sizeof challenge),
-        "pubKeyCredParams", "type", "public-key", "alg", GH_WEBAUTHN_ALG_ES256, "type",
-        "public-key", "alg", GH_WEBAUTHN_ALG_EDDSA,
-        "timeout", CEREMONY_TIMEOUT_MS, "attestation", "none",
-        "authenticatorSelection", "residentKey", "preferred", "requireResidentKey", 0,
-        "userVerification", "preferred",
-        "excludeCredentials");
+    json_t *pk =
+        json_pack("{s:{s:s,s:s}, s:{s:o,s:s,s:s}, s:o, s:[{s:s,s:i},{s:s,s:i}], s:i, s:s,"
+                  " s:{s:s,s:b,s:s}, s:[]}",
+                  "rp", "id", app->webauthn_rp.rp_id, "name", "Gatehouse", "user", "id",
+                  b64_json(handle, sizeof handle), "name", user.username, "displayName",
+                  user.username, "challenge", b64_json(challenge, sizeof challenge),
+                  "pubKeyCredParams", "type", "public-key", "alg", GH_WEBAUTHN_ALG_ES256, "type",
+                  "public-key", "alg", GH_WEBAUTHN_ALG_EDDSA, "timeout", CEREMONY_TIMEOUT_MS,
+                  "attestation", "none", "authenticatorSelection", "residentKey", "preferred",
+                  "requireResidentKey", 0, "userVerification", "preferred", "excludeCredentials");
     sodium_memzero(challenge, sizeof challenge);
     gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
 }
@@ -146,8 +143,8 @@ void gh_api_passkey_register(gh_req_t *r)
         }
         r->state = st;
         const char *why = NULL;
-        rc = gh_webauthn_parse_registration(json_object_get(json, "credential"), &st->add.reg,
-                                            &why);
+        rc =
+            gh_webauthn_parse_registration(json_object_get(json, "credential"), &st->add.reg, &why);
         if (rc != 0) {
             reply_refused(r, rc == GH_EAUTH ? GH_EPASSKEY : rc, why);
             goto out;
@@ -166,8 +163,8 @@ void gh_api_passkey_register(gh_req_t *r)
             reply_refused(r, rc, st->add.why);
             return;
         }
-        gh_api_reply_json(r, 201, gh_api_json_set(json_object(), "factor",
-                                                  factor_json(&st->add.factor)));
+        gh_api_reply_json(r, 201,
+                          gh_api_json_set(json_object(), "factor", factor_json(&st->add.factor)));
         return;
     }
     r->phase = 1;
@@ -185,10 +182,10 @@ void gh_api_passkey_login_options(gh_req_t *r)
     uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN];
     if (issue(r, GH_WEBAUTHN_PASSWORDLESS, NULL, challenge) != 0)
         return;
-    json_t *pk = json_pack("{s:o,s:s,s:i,s:s,s:[]}", "challenge",
-                           b64_json(challenge, sizeof challenge), "rpId", app->webauthn_rp.rp_id,
-                           "timeout", CEREMONY_TIMEOUT_MS, "userVerification", "required",
-                           "allowCredentials");
+    json_t *pk =
+        json_pack("{s:o,s:s,s:i,s:s,s:[]}", "challenge", b64_json(challenge, sizeof challenge),
+                  "rpId", app->webauthn_rp.rp_id, "timeout", CEREMONY_TIMEOUT_MS,
+                  "userVerification", "required", "allowCredentials");
     sodium_memzero(challenge, sizeof challenge);
     gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
 }
@@ -228,7 +225,8 @@ void gh_api_passkey_login(gh_req_t *r)
     json_t *j = gh_api_json_set(
         gh_api_json_set(json_pack("{s:s}", "token", l->token), "session",
                         gh_api_session_json(&l->session)),
-        "user", json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
+        "user",
+        json_pack("{s:I, s:s}", "id", (json_int_t)l->user.id, "username", l->user.username));
     gh_api_reply_json(r, 201, j);
     if (r->status == 201)
         gh_api_set_session_cookie(r, l->token);
@@ -276,10 +274,10 @@ void gh_api_passkey_mfa_options(gh_req_t *r)
         gh_base64url_encode(ids[i].id, ids[i].len, id);
         json_array_append_new(allow, json_pack("{s:s,s:s}", "type", "public-key", "id", id));
     }
-    json_t *pk = json_pack("{s:o,s:s,s:i,s:s,s:o}", "challenge",
-                           b64_json(challenge, sizeof challenge), "rpId", app->webauthn_rp.rp_id,
-                           "timeout", CEREMONY_TIMEOUT_MS, "userVerification", "preferred",
-                           "allowCredentials", allow);
+    json_t *pk =
+        json_pack("{s:o,s:s,s:i,s:s,s:o}", "challenge", b64_json(challenge, sizeof challenge),
+                  "rpId", app->webauthn_rp.rp_id, "timeout", CEREMONY_TIMEOUT_MS,
+                  "userVerification", "preferred", "allowCredentials", allow);
     sodium_memzero(challenge, sizeof challenge);
     gh_api_reply_json(r, 200, gh_api_json_set(json_object(), "publicKey", pk));
 out:

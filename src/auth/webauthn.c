@@ -29,7 +29,18 @@
 
 /* ---------------------------------------------------------------- CBOR, one item at a time -- */
 
-typedef enum { CB_NONE, CB_UINT, CB_NEGINT, CB_BYTES, CB_TEXT, CB_ARRAY, CB_MAP, CB_TAG, CB_SIMPLE, CB_BAD } cb_kind_t;
+typedef enum {
+    CB_NONE,
+    CB_UINT,
+    CB_NEGINT,
+    CB_BYTES,
+    CB_TEXT,
+    CB_ARRAY,
+    CB_MAP,
+    CB_TAG,
+    CB_SIMPLE,
+    CB_BAD
+} cb_kind_t;
 
 typedef struct {
     cb_kind_t kind;
@@ -46,14 +57,38 @@ typedef struct {
 
 #define CB_MAX_DEPTH 4
 
-static void cb_uint8(void *c, uint8_t v) { ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v; }
-static void cb_uint16(void *c, uint16_t v) { ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v; }
-static void cb_uint32(void *c, uint32_t v) { ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v; }
-static void cb_uint64(void *c, uint64_t v) { ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v; }
-static void cb_neg8(void *c, uint8_t v) { ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v; }
-static void cb_neg16(void *c, uint16_t v) { ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v; }
-static void cb_neg32(void *c, uint32_t v) { ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v; }
-static void cb_neg64(void *c, uint64_t v) { ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v; }
+static void cb_uint8(void *c, uint8_t v)
+{
+    ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_uint16(void *c, uint16_t v)
+{
+    ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_uint32(void *c, uint32_t v)
+{
+    ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_uint64(void *c, uint64_t v)
+{
+    ((cb_item_t *)c)->kind = CB_UINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_neg8(void *c, uint8_t v)
+{
+    ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_neg16(void *c, uint16_t v)
+{
+    ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_neg32(void *c, uint32_t v)
+{
+    ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v;
+}
+static void cb_neg64(void *c, uint64_t v)
+{
+    ((cb_item_t *)c)->kind = CB_NEGINT, ((cb_item_t *)c)->u = v;
+}
 
 static void cb_string_of(cb_item_t *it, cb_kind_t kind, cbor_data d, size_t n)
 {
@@ -66,27 +101,71 @@ static void cb_string_of(cb_item_t *it, cb_kind_t kind, cbor_data d, size_t n)
     it->data = d;
     it->len = n;
 }
-static void cb_bytes(void *c, cbor_data d, size_t n) { cb_string_of(c, CB_BYTES, d, n); }
-static void cb_text(void *c, cbor_data d, size_t n) { cb_string_of(c, CB_TEXT, d, n); }
-static void cb_array(void *c, size_t n) { ((cb_item_t *)c)->kind = CB_ARRAY, ((cb_item_t *)c)->u = n; }
-static void cb_map(void *c, size_t n) { ((cb_item_t *)c)->kind = CB_MAP, ((cb_item_t *)c)->u = n; }
-static void cb_tag(void *c, uint64_t v) { ((cb_item_t *)c)->kind = CB_TAG, ((cb_item_t *)c)->u = v; }
-static void cb_bad(void *c) { ((cb_item_t *)c)->kind = CB_BAD; }
-static void cb_simple(void *c) { ((cb_item_t *)c)->kind = CB_SIMPLE; }
-static void cb_bool(void *c, bool v) { (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE; }
-static void cb_float(void *c, float v) { (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE; }
-static void cb_double(void *c, double v) { (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE; }
+static void cb_bytes(void *c, cbor_data d, size_t n)
+{
+    cb_string_of(c, CB_BYTES, d, n);
+}
+static void cb_text(void *c, cbor_data d, size_t n)
+{
+    cb_string_of(c, CB_TEXT, d, n);
+}
+static void cb_array(void *c, size_t n)
+{
+    ((cb_item_t *)c)->kind = CB_ARRAY, ((cb_item_t *)c)->u = n;
+}
+static void cb_map(void *c, size_t n)
+{
+    ((cb_item_t *)c)->kind = CB_MAP, ((cb_item_t *)c)->u = n;
+}
+static void cb_tag(void *c, uint64_t v)
+{
+    ((cb_item_t *)c)->kind = CB_TAG, ((cb_item_t *)c)->u = v;
+}
+static void cb_bad(void *c)
+{
+    ((cb_item_t *)c)->kind = CB_BAD;
+}
+static void cb_simple(void *c)
+{
+    ((cb_item_t *)c)->kind = CB_SIMPLE;
+}
+static void cb_bool(void *c, bool v)
+{
+    (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE;
+}
+static void cb_float(void *c, float v)
+{
+    (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE;
+}
+static void cb_double(void *c, double v)
+{
+    (void)v, ((cb_item_t *)c)->kind = CB_SIMPLE;
+}
 
 static const struct cbor_callbacks cb_callbacks = {
-    .uint8 = cb_uint8, .uint16 = cb_uint16, .uint32 = cb_uint32, .uint64 = cb_uint64,
-    .negint8 = cb_neg8, .negint16 = cb_neg16, .negint32 = cb_neg32, .negint64 = cb_neg64,
-    .byte_string_start = cb_bad, .byte_string = cb_bytes,
-    .string = cb_text, .string_start = cb_bad,
-    .indef_array_start = cb_bad, .array_start = cb_array,
-    .indef_map_start = cb_bad, .map_start = cb_map,
+    .uint8 = cb_uint8,
+    .uint16 = cb_uint16,
+    .uint32 = cb_uint32,
+    .uint64 = cb_uint64,
+    .negint8 = cb_neg8,
+    .negint16 = cb_neg16,
+    .negint32 = cb_neg32,
+    .negint64 = cb_neg64,
+    .byte_string_start = cb_bad,
+    .byte_string = cb_bytes,
+    .string = cb_text,
+    .string_start = cb_bad,
+    .indef_array_start = cb_bad,
+    .array_start = cb_array,
+    .indef_map_start = cb_bad,
+    .map_start = cb_map,
     .tag = cb_tag,
-    .float2 = cb_float, .float4 = cb_float, .float8 = cb_double,
-    .undefined = cb_simple, .null = cb_simple, .boolean = cb_bool,
+    .float2 = cb_float,
+    .float4 = cb_float,
+    .float8 = cb_double,
+    .undefined = cb_simple,
+    .null = cb_simple,
+    .boolean = cb_bool,
     .indef_break = cb_bad,
 };
 
@@ -409,8 +488,8 @@ static int b64_member(const json_t *obj, const char *name, bool required, uint8_
 }
 
 /* type "public-key", rawId decoded into id, id (when given) spelled the same; the response. */
-static int credential_head(const json_t *cred, uint8_t *id, size_t *id_len,
-                           const json_t **response, const char **why)
+static int credential_head(const json_t *cred, uint8_t *id, size_t *id_len, const json_t **response,
+                           const char **why)
 {
     if (!cred || !json_is_object(cred)) {
         *why = "credential must be an object";
@@ -465,7 +544,8 @@ static int client_data_read(const gh_webauthn_rp_t *rp, const char *type, const 
     }
     const json_t *c = json_object_get(o, "challenge");
     size_t clen = 0;
-    if (!json_is_string(c) || json_string_length(c) != GH_BASE64URL_LEN(GH_WEBAUTHN_CHALLENGE_LEN) ||
+    if (!json_is_string(c) ||
+        json_string_length(c) != GH_BASE64URL_LEN(GH_WEBAUTHN_CHALLENGE_LEN) ||
         gh_base64url_decode(json_string_value(c), json_string_length(c), challenge,
                             GH_WEBAUTHN_CHALLENGE_LEN, &clen) != 0 ||
         clen != GH_WEBAUTHN_CHALLENGE_LEN) {

@@ -62,7 +62,8 @@ typedef struct gh_webauthn_rp_s {
 typedef struct {
     uint8_t id[GH_WEBAUTHN_CRED_ID_MAX];
     size_t id_len;
-    uint8_t cose_key[GH_WEBAUTHN_COSE_KEY_MAX]; /* the COSE_Key exactly as the authenticator sent it */
+    uint8_t
+        cose_key[GH_WEBAUTHN_COSE_KEY_MAX]; /* the COSE_Key exactly as the authenticator sent it */
     size_t cose_key_len;
     int alg;             /* GH_WEBAUTHN_ALG_ES256 or _EDDSA */
     uint32_t sign_count; /* as registered */
@@ -81,7 +82,7 @@ typedef struct {
     uint8_t sig[GH_WEBAUTHN_SIG_MAX];
     size_t sig_len;
     uint8_t user_handle[GH_WEBAUTHN_USER_HANDLE_MAX];
-    size_t user_handle_len; /* 0: none given */
+    size_t user_handle_len;                       /* 0: none given */
     uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN]; /* from clientDataJSON, to find the ceremony */
 } gh_webauthn_assertion_t;
 

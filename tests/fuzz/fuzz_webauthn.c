@@ -24,9 +24,9 @@
 static const uint8_t challenge[GH_WEBAUTHN_CHALLENGE_LEN];
 static const gh_webauthn_rp_t rp = {.rp_id = "localhost", .origin = "http://localhost:8080"};
 /* {1:1, 3:-8, -1:6, -2:h'00…00'} — an Ed25519 COSE key. */
-static const uint8_t stored_key[] = {0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20,
-                                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const uint8_t stored_key[] = {
+    0xa4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21, 0x58, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -93,7 +93,8 @@ static json_t *wrap(bool create, const uint8_t *raw, size_t len)
         j = json_pack("{s:s,s:s,s:{s:s,s:s,s:s}}", "rawId", "AAAAAAAAAAAAAAAAAAAAAA", "type",
                       "public-key", "response", "clientDataJSON", cd64, "authenticatorData", raw64,
                       "signature",
-                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                      "AAAAAAAAAA");
     return j;
 }
 

@@ -70,7 +70,10 @@ static void put(buf_t *o, const void *p, size_t n)
     memcpy(o->b + o->n, p, n);
     o->n += n;
 }
-static void put_u8(buf_t *o, uint8_t v) { put(o, &v, 1); }
+static void put_u8(buf_t *o, uint8_t v)
+{
+    put(o, &v, 1);
+}
 static void head(buf_t *o, int major, size_t v)
 {
     if (v < 24) {
@@ -84,7 +87,10 @@ static void head(buf_t *o, int major, size_t v)
         put_u8(o, (uint8_t)v);
     }
 }
-static void text(buf_t *o, const char *s) { head(o, 3, strlen(s)), put(o, s, strlen(s)); }
+static void text(buf_t *o, const char *s)
+{
+    head(o, 3, strlen(s)), put(o, s, strlen(s));
+}
 
 static char *b64(const void *p, size_t n)
 {
@@ -282,7 +288,8 @@ static void register_and_sign_in_with_a_passkey(void **state)
     as = make_assertion(&a, ch, 1, (uint64_t)uid);
     EXPECT(r, passkey_login(s, as, r), 401);
     free(as);
-    assert_true(ht_server_wait_log(s, "passkey counter went backwards: possible cloned authenticator", 2000));
+    assert_true(ht_server_wait_log(
+        s, "passkey counter went backwards: possible cloned authenticator", 2000));
     /* The real one, with its counter moved on, still works. */
     login_options(s, ch);
     as = make_assertion(&a, ch, 7, (uint64_t)uid);
@@ -323,8 +330,9 @@ static void hostile_credentials_are_refused_and_nothing_is_stored(void **state)
     } cases[] = {
         {"not an object", "\"x\"", 400, "invalid_request"},
         {"no credential", "null", 400, "invalid_request"},
-        {"malformed base64url", "{\"rawId\":\"AAAA\",\"type\":\"public-key\",\"response\":{"
-                                "\"clientDataJSON\":\"a+b/\",\"attestationObject\":\"AA\"}}",
+        {"malformed base64url",
+         "{\"rawId\":\"AAAA\",\"type\":\"public-key\",\"response\":{"
+         "\"clientDataJSON\":\"a+b/\",\"attestationObject\":\"AA\"}}",
          400, "invalid_request"},
         {"malformed CBOR", NULL, 400, "invalid_request"},
         {"wrong origin", NULL, 401, "invalid_passkey"},
@@ -344,14 +352,18 @@ static void hostile_credentials_are_refused_and_nothing_is_stored(void **state)
                 static const uint8_t junk[] = {0xa3, 0x63, 'f', 'm', 't', 0x5b, 0xff, 0xff, 0xff};
                 char *ao = b64(junk, sizeof junk);
                 cred = malloc(1024);
-                snprintf(cred, 1024, "{\"rawId\":\"AAAA\",\"type\":\"public-key\",\"response\":{"
-                         "\"clientDataJSON\":\"%s\",\"attestationObject\":\"%s\"}}", cd, ao);
+                snprintf(cred, 1024,
+                         "{\"rawId\":\"AAAA\",\"type\":\"public-key\",\"response\":{"
+                         "\"clientDataJSON\":\"%s\",\"attestationObject\":\"%s\"}}",
+                         cd, ao);
                 free(cd), free(ao);
             } else { /* huge: 40 KB of attestation object */
                 char *cd = client_data("webauthn.create", ch, ORIGIN);
                 cred = malloc(45000);
-                int n = snprintf(cred, 45000, "{\"rawId\":\"AAAA\",\"type\":\"public-key\","
-                                 "\"response\":{\"clientDataJSON\":\"%s\",\"attestationObject\":\"", cd);
+                int n = snprintf(cred, 45000,
+                                 "{\"rawId\":\"AAAA\",\"type\":\"public-key\","
+                                 "\"response\":{\"clientDataJSON\":\"%s\",\"attestationObject\":\"",
+                                 cd);
                 memset(cred + n, 'A', 40000);
                 strcpy(cred + n + 40000, "\"}}");
                 free(cd);
@@ -384,8 +396,8 @@ static long mfa_step(ht_server_t *s, const char *pending, const char *credential
 {
     size_t cap = strlen(credential) + 256;
     char *body = malloc(cap);
-    snprintf(body, cap, "{\"pending\":\"%s\",\"method\":\"webauthn\",\"credential\":%s}",
-             pending, credential);
+    snprintf(body, cap, "{\"pending\":\"%s\",\"method\":\"webauthn\",\"credential\":%s}", pending,
+             credential);
     long st = ht_json(s, "POST", "/v1/sessions/mfa", NULL, body, r);
     free(body);
     return st;

@@ -41,7 +41,10 @@ static void put(buf_t *o, const void *p, size_t n)
     o->n += n;
 }
 
-static void put_u8(buf_t *o, uint8_t v) { put(o, &v, 1); }
+static void put_u8(buf_t *o, uint8_t v)
+{
+    put(o, &v, 1);
+}
 
 static void cbor_head(buf_t *o, int major, uint64_t v)
 {
@@ -61,9 +64,18 @@ static void cbor_head(buf_t *o, int major, uint64_t v)
             put_u8(o, (uint8_t)(v >> s));
     }
 }
-static void cbor_int(buf_t *o, int64_t v) { v >= 0 ? cbor_head(o, 0, (uint64_t)v) : cbor_head(o, 1, (uint64_t)(-1 - v)); }
-static void cbor_bytes(buf_t *o, const void *p, size_t n) { cbor_head(o, 2, n), put(o, p, n); }
-static void cbor_text(buf_t *o, const char *s) { cbor_head(o, 3, strlen(s)), put(o, s, strlen(s)); }
+static void cbor_int(buf_t *o, int64_t v)
+{
+    v >= 0 ? cbor_head(o, 0, (uint64_t)v) : cbor_head(o, 1, (uint64_t)(-1 - v));
+}
+static void cbor_bytes(buf_t *o, const void *p, size_t n)
+{
+    cbor_head(o, 2, n), put(o, p, n);
+}
+static void cbor_text(buf_t *o, const char *s)
+{
+    cbor_head(o, 3, strlen(s)), put(o, s, strlen(s));
+}
 
 /* ------------------------------------------------------------------------ the authenticator -- */
 
@@ -87,15 +99,19 @@ static void authenticator_make(authenticator_t *a, int alg)
     }
 }
 
-static void authenticator_free(authenticator_t *a) { EVP_PKEY_free(a->ec); }
+static void authenticator_free(authenticator_t *a)
+{
+    EVP_PKEY_free(a->ec);
+}
 
 static void cose_key(const authenticator_t *a, int alg_written, buf_t *o)
 {
     if (a->alg == GH_WEBAUTHN_ALG_ES256) {
         uint8_t pt[65];
         size_t len = 0;
-        assert_int_equal(EVP_PKEY_get_octet_string_param(a->ec, OSSL_PKEY_PARAM_PUB_KEY, pt,
-                                                         sizeof pt, &len), 1);
+        assert_int_equal(
+            EVP_PKEY_get_octet_string_param(a->ec, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt, &len),
+            1);
         assert_int_equal(len, 65);
         cbor_head(o, 5, 5);
         cbor_int(o, 1), cbor_int(o, 2);
@@ -177,8 +193,9 @@ static void client_data(const ceremony_t *c, char *out, size_t cap)
         return;
     }
     char *ch = b64(c->challenge, GH_WEBAUTHN_CHALLENGE_LEN);
-    snprintf(out, cap, "{\"type\":\"%s\",\"challenge\":\"%s\",\"origin\":\"%s\",\"crossOrigin\":%s}",
-             c->type, ch, c->origin, c->cross_origin ? "true" : "false");
+    snprintf(out, cap,
+             "{\"type\":\"%s\",\"challenge\":\"%s\",\"origin\":\"%s\",\"crossOrigin\":%s}", c->type,
+             ch, c->origin, c->cross_origin ? "true" : "false");
     free(ch);
 }
 
@@ -206,7 +223,8 @@ static json_t *registration(const authenticator_t *a, const ceremony_t *c)
 {
     char cd[1024];
     client_data(c, cd, sizeof cd);
-    buf_t *auth = calloc(1, sizeof *auth), *att = calloc(1, sizeof *att), *sig = calloc(1, sizeof *sig);
+    buf_t *auth = calloc(1, sizeof *auth), *att = calloc(1, sizeof *att),
+          *sig = calloc(1, sizeof *sig);
     auth_data(a, c, auth);
     bool packed = strcmp(c->fmt, "packed") == 0;
     cbor_head(att, 5, 3);
@@ -278,11 +296,14 @@ static void expect_registration(const authenticator_t *a, const ceremony_t *c,
     int got = gh_webauthn_verify_registration(r, issued, j, out ? out : &tmp, &why);
     json_decref(j);
     if (got != rc || (why_part && (!why || !strstr(why, why_part))) || (!why_part && why))
-        fail_msg("registration: rc %d (want %d), why \"%s\" (want \"%s\")", got, rc,
-                 why ? why : "", why_part ? why_part : "");
+        fail_msg("registration: rc %d (want %d), why \"%s\" (want \"%s\")", got, rc, why ? why : "",
+                 why_part ? why_part : "");
 }
 
-static void setup_challenge(void) { randombytes_buf(issued, sizeof issued); }
+static void setup_challenge(void)
+{
+    randombytes_buf(issued, sizeof issued);
+}
 
 /* ---------------------------------------------------------------------------- registration -- */
 
@@ -419,8 +440,8 @@ static void registration_malformed_members(void **state)
     /* CBOR: truncated, indefinite length, trailing, a lying 64-bit length. */
     static const uint8_t truncated[] = {0xa3, 0x63, 'f', 'm'};
     static const uint8_t indefinite[] = {0xbf, 0x63, 'f', 'm', 't', 0x64, 'n', 'o', 'n', 'e', 0xff};
-    static const uint8_t lying[] = {0xa1, 0x63, 'f', 'm', 't', 0x5b, 0xff, 0xff, 0xff, 0xff,
-                                    0xff, 0xff, 0xff, 0xfc, 1, 2, 3};
+    static const uint8_t lying[] = {0xa1, 0x63, 'f',  'm',  't',  0x5b, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xfc, 1,    2,    3};
     const uint8_t *bad[] = {truncated, indefinite, lying};
     size_t bad_len[] = {sizeof truncated, sizeof indefinite, sizeof lying};
     for (int i = 0; i < 3; i++) {
@@ -436,8 +457,9 @@ static void registration_malformed_members(void **state)
 
 /* ------------------------------------------------------------------------------ assertion -- */
 
-static int verify(const authenticator_t *a, const ceremony_t *c, const gh_webauthn_credential_t *cred,
-                  const gh_webauthn_rp_t *r, uint32_t stored, uint32_t *count, const char **why)
+static int verify(const authenticator_t *a, const ceremony_t *c,
+                  const gh_webauthn_credential_t *cred, const gh_webauthn_rp_t *r, uint32_t stored,
+                  uint32_t *count, const char **why)
 {
     json_t *j = assertion(a, c, "user-42");
     gh_webauthn_assertion_t *as = malloc(sizeof *as);
@@ -447,8 +469,8 @@ static int verify(const authenticator_t *a, const ceremony_t *c, const gh_webaut
         assert_int_equal(as->user_handle_len, 7);
         assert_memory_equal(as->user_handle, "user-42", 7);
         assert_memory_equal(as->id, a->id, sizeof a->id);
-        rc = gh_webauthn_verify_assertion(r, issued, as, cred->cose_key, cred->cose_key_len,
-                                          stored, count, why);
+        rc = gh_webauthn_verify_assertion(r, issued, as, cred->cose_key, cred->cose_key_len, stored,
+                                          count, why);
     }
     free(as);
     return rc;
@@ -566,8 +588,9 @@ static void assertion_malformed(void **state)
     json_decref(j);
     uint32_t count;
     static const uint8_t junk[] = {0xa1, 0x01, 0x02};
-    assert_int_equal(gh_webauthn_verify_assertion(&rp, issued, as, junk, sizeof junk, 0, &count, &why),
-                     GH_EINVAL);
+    assert_int_equal(
+        gh_webauthn_verify_assertion(&rp, issued, as, junk, sizeof junk, 0, &count, &why),
+        GH_EINVAL);
     free(as);
     authenticator_free(&a);
 }
@@ -591,10 +614,12 @@ static void challenges_single_use_bound_and_short_lived(void **state)
 
     /* Single use. */
     assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, alice, 200, c1), 0);
-    assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, alice, 200, c1), GH_ENOTFOUND);
+    assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, alice, 200, c1),
+                     GH_ENOTFOUND);
     /* Bound to its subject and ceremony; a wrong try spends it too. */
     assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, bob, 200, c2), GH_EAUTH);
-    assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, alice, 200, c2), GH_ENOTFOUND);
+    assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_REGISTER, alice, 200, c2),
+                     GH_ENOTFOUND);
     assert_int_equal(gh_webauthn_challenge_issue(t, GH_WEBAUTHN_PASSWORDLESS, NULL, 100, c3), 0);
     assert_int_equal(gh_webauthn_challenge_take(t, GH_WEBAUTHN_SECOND, NULL, 200, c3), GH_EAUTH);
     assert_int_equal(gh_webauthn_challenge_issue(t, GH_WEBAUTHN_PASSWORDLESS, NULL, 100, c3), 0);
