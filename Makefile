@@ -204,7 +204,8 @@ bench-noise: $(BUILD)/gatehouse
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var
-	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text
+	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text \
+	  --webauthn-rp-id localhost --webauthn-origin http://localhost:8080
 
 # No allocation may bypass src/mem: the accounting is only true if nothing escapes it.
 check-alloc:

@@ -219,6 +219,7 @@ void gh_api_passkey_register(gh_req_t *r);         /* POST /v1/factors/webauthn 
 void gh_api_passkey_login_options(gh_req_t *r);    /* POST /v1/sessions/passkey/options */
 void gh_api_passkey_login(gh_req_t *r);            /* POST /v1/sessions/passkey */
 void gh_api_passkey_mfa_options(gh_req_t *r);      /* POST /v1/sessions/mfa/options */
+void gh_api_static_webauthn_js(gh_req_t *r);       /* GET /static/webauthn.js */
 /* second factors (mfa.c) */
 void gh_api_login_mfa(gh_req_t *r);           /* POST /v1/sessions/mfa */
 void gh_api_factors_list(gh_req_t *r);        /* GET /v1/factors */

@@ -146,8 +146,29 @@ static void page_end(html_t *h)
     put(h, "</main></body></html>\n");
 }
 
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "                        \
+    "frame-ancestors 'none'; base-uri 'none'"
+/* The pages with passkey buttons load one same-origin script (GET /static/webauthn.js) that
+ * talks to this origin's API; nothing inline, nothing from elsewhere. */
+#define PAGE_CSP_SCRIPT PAGE_CSP "; script-src 'self'; connect-src 'self'"
+
+static void page_send_csp(gh_req_t *r, int status, html_t *h, const char *csp);
+
 /* Sends the page with headers that keep it out of caches and frames. */
 static void page_send(gh_req_t *r, int status, html_t *h)
+{
+    page_send_csp(r, status, h, PAGE_CSP);
+}
+
+/* Passkeys are on when the node has a challenge table (--webauthn-rp-id set). */
+static bool passkeys_on(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    return app->webauthn_challenges != NULL;
+}
+
+static void page_send_csp(gh_req_t *r, int status, html_t *h, const char *csp)
 {
     if (h->overflow) {
         gh_api_reply_err(r, GH_ENOMEM);
@@ -157,9 +178,7 @@ static void page_send(gh_req_t *r, int status, html_t *h)
     if (gh_reply(r, status, "text/html; charset=utf-8", h->buf, h->len) != 0)
         return;
     (void)gh_reply_header(r, "Cache-Control", "no-store");
-    (void)gh_reply_header(r, "Content-Security-Policy",
-                          "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                          "frame-ancestors 'none'; base-uri 'none'");
+    (void)gh_reply_header(r, "Content-Security-Policy", csp);
     (void)gh_reply_header(r, "X-Frame-Options", "DENY");
     (void)gh_reply_header(r, "Referrer-Policy", "same-origin");
 }
@@ -404,8 +423,16 @@ static void login_page(gh_req_t *r, int status, const char *rd, const char *mess
             "<input id=\"password\" name=\"password\" type=\"password\" "
             "autocomplete=\"current-password\" required>\n"
             "<div><button type=\"submit\">Log in</button></div>\n</form>\n");
+    if (passkeys_on(r)) {
+        /* Hidden until the script runs: without it the button could do nothing. */
+        put(&h, "<p><button type=\"button\" id=\"passkey-login\" hidden data-rd=\"");
+        put_esc(&h, rd ? rd : "");
+        put(&h, "\">Sign in with a passkey</button></p>\n"
+                "<p class=\"err\" role=\"alert\" id=\"passkey-login-msg\" hidden></p>\n"
+                "<script src=\"/static/webauthn.js\" defer></script>\n");
+    }
     page_end(&h);
-    page_send(r, status, &h);
+    page_send_csp(r, status, &h, passkeys_on(r) ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 void gh_pages_login(gh_req_t *r)
@@ -503,8 +530,18 @@ void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t metho
             "<input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" "
             "required autofocus maxlength=\"64\">\n"
             "<div><button type=\"submit\">Continue</button></div>\n</form>\n");
+    bool passkey = passkeys_on(r) && (methods & GH_PENDING_WEBAUTHN);
+    if (passkey) {
+        put(&h, "<p><button type=\"button\" id=\"passkey-mfa\" hidden data-pending=\"");
+        put_esc(&h, pending);
+        put(&h, "\" data-rd=\"");
+        put_esc(&h, rd ? rd : "");
+        put(&h, "\">Use your passkey</button></p>\n"
+                "<p class=\"err\" role=\"alert\" id=\"passkey-mfa-msg\" hidden></p>\n"
+                "<script src=\"/static/webauthn.js\" defer></script>\n");
+    }
     page_end(&h);
-    page_send(r, message ? 401 : 200, &h);
+    page_send_csp(r, message ? 401 : 200, &h, passkey ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 /* ---- forward auth for browsers ---- */
@@ -597,6 +634,69 @@ static void put_form(html_t *h, const char *action, const char *csrf, const char
 }
 
 /* The account page for a checked session; `error` (constant text) is shown when not NULL. */
+/* The passkeys section of /account: the list with a remove form each, and the form that adds
+ * one. Adding and removing go through the JSON API from the one script (the browser offers
+ * WebAuthn only to scripts), each with the current password as proof. */
+static void put_passkeys(gh_req_t *r, html_t *h, uint64_t user_id)
+{
+    gh_factor_t *f = gh_pool_alloc(&r->pool, GH_FACTORS_MAX * sizeof *f);
+    size_t n = 0;
+    if (!f || gh_user_factor_list(((gh_app_t *)r->app)->users, user_id, f, GH_FACTORS_MAX, &n) != 0)
+        n = 0;
+    const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
+    put(h, "<h2 id=\"passkeys-title\">Passkeys</h2>\n");
+    if (done && strcmp(done, "passkey") == 0)
+        put(h, "<p class=\"ok\" role=\"status\">The passkey was added.</p>\n");
+    if (done && strcmp(done, "passkey-removed") == 0)
+        put(h, "<p class=\"ok\" role=\"status\">The passkey was removed.</p>\n");
+    size_t shown = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].type != GH_FACTOR_WEBAUTHN)
+            continue;
+        if (shown++ == 0)
+            put(h, "<table aria-labelledby=\"passkeys-title\" id=\"passkeys\"><thead><tr>"
+                   "<th scope=\"col\">Name</th><th scope=\"col\">Added</th>"
+                   "<th scope=\"col\">Last used</th><th scope=\"col\">"
+                   "<span class=\"sr\">Action</span></th></tr></thead><tbody>\n");
+        put(h, "<tr class=\"passkey\"><td class=\"name\">");
+        put_esc(h, f[i].name);
+        put(h, "</td><td>");
+        put_time(h, f[i].created_at_ms);
+        put(h, "</td><td>");
+        if (f[i].last_used_at_ms)
+            put_time(h, f[i].last_used_at_ms);
+        else
+            put(h, "never");
+        putf(h,
+             "</td><td><form class=\"passkey-remove\" method=\"post\" hidden data-id=\"%llu\">"
+             "<input name=\"current_password\" type=\"password\" "
+             "autocomplete=\"current-password\" required placeholder=\"Current password\" "
+             "aria-label=\"Current password to "
+             "remove ",
+             (unsigned long long)f[i].id);
+        put_esc(h, f[i].name);
+        put(h, "\"> <button type=\"submit\" aria-label=\"Remove passkey ");
+        put_esc(h, f[i].name);
+        put(h, "\">Remove</button></form></td></tr>\n");
+    }
+    if (shown)
+        put(h, "</tbody></table>\n");
+    else
+        put(h, "<p id=\"no-passkeys\">No passkeys yet.</p>\n");
+    if (f)
+        sodium_memzero(f, GH_FACTORS_MAX * sizeof *f);
+    put(h, "<form id=\"passkey-add\" method=\"post\" hidden aria-labelledby=\"passkeys-title\">\n"
+           "<label for=\"passkey-name\">Passkey name</label>\n"
+           "<input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" required "
+           "value=\"My passkey\">\n"
+           "<label for=\"passkey-password\">Current password (to add a passkey)</label>\n"
+           "<input id=\"passkey-password\" name=\"current_password\" type=\"password\" "
+           "autocomplete=\"current-password\" required>\n"
+           "<div><button type=\"submit\">Add a passkey</button></div>\n</form>\n"
+           "<p class=\"err\" role=\"alert\" id=\"passkey-add-msg\" hidden></p>\n"
+           "<script src=\"/static/webauthn.js\" defer></script>\n");
+}
+
 static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_session,
                          const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
                          const char *error)
@@ -618,7 +718,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     html_t h;
     /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
      * the button. */
-    if (!html_init(r, &h, 16384 + n * 2048)) {
+    if (!html_init(r, &h, 16384 + n * 2048 + 4096 + GH_FACTORS_MAX * 1536)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -692,9 +792,11 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
             "<input id=\"new_password\" name=\"new_password\" type=\"password\" "
             "autocomplete=\"new-password\" minlength=\"8\" required>\n"
             "<div><button type=\"submit\">Change password</button></div>\n</form>\n");
+    if (passkeys_on(r))
+        put_passkeys(r, &h, user.id);
     page_end(&h);
     sodium_memzero(csrf, sizeof csrf);
-    page_send(r, status, &h);
+    page_send_csp(r, status, &h, passkeys_on(r) ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 void gh_pages_account(gh_req_t *r)

@@ -37,6 +37,7 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/v1/sessions/passkey/options", gh_api_passkey_login_options, 0},
     {GH_HTTP_POST, "/v1/sessions/passkey", gh_api_passkey_login, 0},
     {GH_HTTP_POST, "/v1/sessions/mfa/options", gh_api_passkey_mfa_options, 0},
+    {GH_HTTP_GET, "/static/webauthn.js", gh_api_static_webauthn_js, GH_ROUTE_QUIET},
     /* browser pages and their form routes (pages.c) */
     {GH_HTTP_GET, "/login", gh_pages_login, 0},
     {GH_HTTP_POST, "/login/mfa", gh_pages_login_mfa, 0},

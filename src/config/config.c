@@ -178,9 +178,10 @@ static const keydesc_t keys[] = {
              "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
-    {.name = "webauthn-rp-id", .kind = K_STR, FIELD(webauthn_rp_id), .def = "localhost",
+    {.name = "webauthn-rp-id", .kind = K_STR, FIELD(webauthn_rp_id), .def = "",
      .metavar = "DOMAIN",
-     .help = "passkeys: the relying party ID, the domain passkeys are bound to (not an IP address)",
+     .help = "passkeys: the relying party ID, the domain passkeys are bound to (not an IP "
+             "address); \"\" = passkeys off",
      .group = "pages and forward auth"},
     {.name = "webauthn-origin", .kind = K_STR, FIELD(webauthn_origin), .def = "",
      .metavar = "URL",

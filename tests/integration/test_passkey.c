@@ -471,6 +471,42 @@ static void a_passkey_is_the_second_step_of_a_password_login(void **state)
     free(r);
 }
 
+static void the_script_and_its_policy_and_passkeys_off(void **state)
+{
+    ht_server_t *s = SRV(state);
+    if (ht_server_start(s, "--webauthn-rp-id", "localhost", "--webauthn-origin", ORIGIN, NULL) != 0)
+        fail_msg("server did not start");
+    ht_response_t *r = malloc(sizeof *r);
+    char h[512];
+    /* The one script: same origin, JavaScript, no sniffing, a policy of its own. */
+    EXPECT(r, ht_get(s, "/static/webauthn.js", NULL, r), 200);
+    assert_true(ht_header(r, "Content-Type", h, sizeof h));
+    assert_string_equal(h, "text/javascript; charset=utf-8");
+    assert_true(ht_header(r, "X-Content-Type-Options", h, sizeof h));
+    assert_non_null(strstr(r->body, "navigator.credentials.get"));
+    assert_null(strstr(r->body, "http"));
+    /* /login loads it under script-src 'self' and nothing inline. */
+    EXPECT(r, ht_get(s, "/login", NULL, r), 200);
+    assert_non_null(strstr(r->body, "<script src=\"/static/webauthn.js\" defer></script>"));
+    assert_null(strstr(r->body, "<script>"));
+    assert_true(ht_header(r, "Content-Security-Policy", h, sizeof h));
+    assert_non_null(strstr(h, "script-src 'self'"));
+    assert_non_null(strstr(h, "default-src 'none'"));
+    assert_null(strstr(h, "unsafe-eval"));
+    assert_int_equal(ht_server_stop(s), 0);
+    ht_server_cleanup(s);
+
+    /* Without --webauthn-rp-id passkeys are off: a clear 400, and the pages carry no script. */
+    memset(s, 0, sizeof *s);
+    if (ht_server_start(s, NULL) != 0)
+        fail_msg("server did not start");
+    EXPECT(r, ht_json(s, "POST", "/v1/sessions/passkey/options", NULL, "{}", r), 400);
+    assert_non_null(strstr(r->body, "passkeys are not configured"));
+    EXPECT(r, ht_get(s, "/login", NULL, r), 200);
+    assert_null(strstr(r->body, "<script"));
+    free(r);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
@@ -480,6 +516,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(hostile_credentials_are_refused_and_nothing_is_stored,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_passkey_is_the_second_step_of_a_password_login, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(the_script_and_its_policy_and_passkeys_off, setup,
                                         teardown),
     };
     if (argc > 1)
