@@ -111,7 +111,7 @@ static void reply_refused(gh_req_t *r, int rc, const char *why)
 {
     if (why && (rc == GH_EINVAL || rc == GH_ETOOBIG || rc == GH_EPASSKEY || rc == GH_EEXISTS ||
                 rc == GH_ELIMIT))
-        gh_api_reply_fail(r, rc == GH_EEXISTS ? GH_EINVAL : rc, why, 0);
+        gh_api_reply_fail(r, rc == GH_EEXISTS || rc == GH_ELIMIT ? GH_EINVAL : rc, why, 0);
     else
         gh_api_reply_err(r, rc);
 }
