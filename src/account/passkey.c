@@ -53,11 +53,11 @@ static const char *challenge_why(int rc)
 /* ---- registration ---- */
 
 int gh_account_passkey_add_begin(gh_account_t *a, gh_account_passkey_add_t *st, uint64_t user_id,
-                                 const char *current, size_t clen, const char *name, size_t nlen,
-                                 const gh_account_client_t *client)
+                                 const char *current, size_t clen, const char *code, size_t codelen,
+                                 const char *name, size_t nlen, const gh_account_client_t *client)
 {
     st->why = NULL;
-    memset(&st->job, 0, sizeof st->job);
+    memset(&st->proof, 0, sizeof st->proof);
     if (!a->webauthn || !a->webauthn_challenges) {
         st->why = "passkeys are not configured";
         return GH_EINVAL;
@@ -77,35 +77,26 @@ int gh_account_passkey_add_begin(gh_account_t *a, gh_account_passkey_add_t *st, 
         st->why = challenge_why(rc);
         return GH_EPASSKEY;
     }
-    rc = gh_user_get_by_id(a->users, user_id, &st->user);
-    if (rc == GH_ENOTFOUND)
-        return GH_EAUTH;
-    if (rc != 0)
-        return rc;
-    st->job.kind = GH_ACCOUNT_JOB_VERIFY;
-    st->job.stored_hash = st->user.password_hash;
-    st->job.password = current;
-    st->job.password_len = clen > GH_PASSWORD_MAX ? GH_PASSWORD_MAX : clen;
-    return 0;
+    rc = gh_account_proof_begin(a, &st->proof, user_id, current, clen, code, codelen);
+    if (rc == GH_EINVAL)
+        st->why = "\"current_password\" (or a second-factor \"code\") is required";
+    return rc;
 }
 
 int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *st)
 {
-    int v = st->job.verdict.result, rc;
+    int rc;
     gh_factor_t *list = NULL;
     gh_webauthn_credential_t cred;
-    st->job.kind = GH_ACCOUNT_JOB_NONE;
-    sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
-    sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
-    if (v == GH_EBUSY || v == GH_ENOMEM)
-        return v;
-    if (v != 0)
-        return GH_ECURRENT;
+    gh_user_t *user = &st->proof.user;
+    rc = gh_account_proof_continue(a, &st->proof);
+    if (rc != 0)
+        return rc;
     rc = gh_webauthn_check_registration(a->webauthn, st->reg.challenge, &st->reg, &cred, &st->why);
     if (rc == GH_EAUTH)
         rc = GH_EPASSKEY;
     if (rc != 0) {
-        GH_LOG(GH_LOG_INFO, "passkey registration refused", GH_LI("user_id", st->user.id),
+        GH_LOG(GH_LOG_INFO, "passkey registration refused", GH_LI("user_id", user->id),
                GH_LS("reason", st->why ? st->why : ""));
         goto out;
     }
@@ -116,7 +107,7 @@ int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *s
         goto out;
     }
     size_t n = 0;
-    rc = gh_user_factor_list(a->users, st->user.id, list, GH_FACTORS_MAX, &n);
+    rc = gh_user_factor_list(a->users, user->id, list, GH_FACTORS_MAX, &n);
     if (rc != 0)
         goto out;
     if (n >= GH_FACTORS_MAX) {
@@ -125,7 +116,7 @@ int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *s
         goto out;
     }
     memset(&st->factor, 0, sizeof st->factor);
-    st->factor.user_id = st->user.id;
+    st->factor.user_id = user->id;
     st->factor.type = GH_FACTOR_WEBAUTHN;
     memcpy(st->factor.name, st->name, sizeof st->factor.name);
     st->factor.created_at_ms = gh_clock_now_ms();
@@ -141,15 +132,15 @@ int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *s
     if (rc != 0)
         goto out;
     gh_audit_event_t ev;
-    gh_audit_event_init(&ev, GH_AUDIT_FACTOR_ADDED, GH_AUDIT_SUCCESS, st->user.id, &st->client);
+    gh_audit_event_init(&ev, GH_AUDIT_FACTOR_ADDED, GH_AUDIT_SUCCESS, user->id, &st->client);
     gh_audit_event_detail(&ev, "type=webauthn factor=%llu alg=%d",
                           (unsigned long long)st->factor.id, cred.alg);
     rc = gh_account_audit(a, &ev);
     if (rc != 0) { /* not answered as a success before its event is stored */
-        GH_IGNORE(gh_user_factor_del(a->users, st->user.id, st->factor.id));
+        GH_IGNORE(gh_user_factor_del(a->users, user->id, st->factor.id));
         goto out;
     }
-    GH_LOG(GH_LOG_INFO, "passkey registered", GH_LI("user_id", st->user.id),
+    GH_LOG(GH_LOG_INFO, "passkey registered", GH_LI("user_id", user->id),
            GH_LI("factor_id", st->factor.id), GH_LI("alg", cred.alg));
 out:
     if (list)

@@ -33,8 +33,7 @@ int gh_account_passkey_challenge(gh_account_t *a, gh_webauthn_ceremony_t kind,
 
 /* ---- registering a passkey (with proof) ---- */
 typedef struct {
-    gh_account_job_t job;
-    gh_user_t user;
+    gh_account_proof_t proof;       /* the current password or a second-factor code */
     gh_webauthn_registration_t reg; /* the caller decodes the credential into it before begin */
     char name[GH_FACTOR_NAME_MAX + 1];
     gh_account_client_t client;
@@ -43,16 +42,18 @@ typedef struct {
 } gh_account_passkey_add_t;
 
 /* begin: the name (1..64 bytes), the challenge (issued to this user for registration, unexpired;
- * spent now), the user read fresh; then the state holds the verify job of current (which must
- * live until it has run). GH_EINVAL (name, or no passkeys configured), GH_EPASSKEY (the
- * challenge: st->why), GH_EAUTH (the user is gone), store errors. */
+ * spent now), then the proof (gh_account_proof_begin: the current password, or a second-factor
+ * code; password / code must live until continue): st->proof.job is then a verify job to submit,
+ * or NONE (a code, decided: call continue at once). GH_EINVAL (name, no proof, or no passkeys
+ * configured), GH_EPASSKEY (the challenge: st->why), GH_EAUTH (the user is gone), store errors. */
 int gh_account_passkey_add_begin(gh_account_t *a, gh_account_passkey_add_t *st, uint64_t user_id,
-                                 const char *current, size_t clen, const char *name, size_t nlen,
+                                 const char *current, size_t clen, const char *code, size_t codelen,
+                                 const char *name, size_t nlen,
                                  const gh_account_client_t *client) GH_WUR;
-/* continue: GH_ECURRENT (wrong password), GH_EBUSY/GH_ENOMEM, GH_EINVAL / GH_ETOOBIG /
- * GH_EPASSKEY (the credential was refused: st->why), GH_EEXISTS (that passkey is registered
- * already), GH_ELIMIT (the user has GH_FACTORS_MAX factors), store errors; 0: st->factor stored
- * and factor.added emitted. */
+/* continue: GH_ECURRENT (wrong password), GH_ECODE (wrong code), GH_EBUSY/GH_ENOMEM, GH_EINVAL /
+ * GH_ETOOBIG / GH_EPASSKEY (the credential was refused: st->why), GH_EEXISTS (that passkey is
+ * registered already), GH_ELIMIT (the user has GH_FACTORS_MAX factors), store errors; 0: st->factor
+ * stored and factor.added emitted. */
 int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *st) GH_WUR;
 
 /* ---- verifying an assertion ---- */

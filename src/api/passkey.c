@@ -96,8 +96,31 @@ void gh_api_passkey_register_options(gh_req_t *r)
 
 typedef struct {
     gh_account_passkey_add_t add;
-    char *current; /* a copy in the (wiped) request pool: the hash job outlives the JSON */
+    /* copies in the (wiped) request pool: the proof outlives the JSON */
+    char *current, *code;
 } add_state_t;
+
+/* An optional string member copied into the pool: 0 (absent: *out NULL), or replied 400/503. */
+static int optional_str(gh_req_t *r, json_t *json, const char *key, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    json_t *v = json_object_get(json, key);
+    if (!v)
+        return 0;
+    if (!json_is_string(v)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "\"%s\" must be a string", key);
+        gh_api_reply_fail(r, GH_EINVAL, msg, 0);
+        return GH_EINVAL;
+    }
+    *len = json_string_length(v);
+    if (!(*out = gh_pool_strndup(&r->pool, json_string_value(v), *len))) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return GH_ENOMEM;
+    }
+    return 0;
+}
 
 static json_t *factor_json(const gh_factor_t *f)
 {
@@ -131,17 +154,19 @@ void gh_api_passkey_register(gh_req_t *r)
             return;
         if (gh_api_json_body(r, &json) != 0)
             return;
-        const char *cur, *name;
-        size_t clen, nlen;
-        if (gh_api_json_str(r, json, "current_password", &cur, &clen) != 0 ||
-            gh_api_json_str(r, json, "name", &name, &nlen) != 0)
+        const char *name;
+        size_t nlen, clen, codelen;
+        if (gh_api_json_str(r, json, "name", &name, &nlen) != 0)
             goto out;
         st = gh_pool_alloc(&r->pool, sizeof *st);
-        if (!st || !(st->current = gh_pool_strndup(&r->pool, cur, clen))) {
+        if (!st) {
             gh_api_reply_err(r, GH_ENOMEM);
             goto out;
         }
         r->state = st;
+        if (optional_str(r, json, "current_password", &st->current, &clen) != 0 ||
+            optional_str(r, json, "code", &st->code, &codelen) != 0)
+            goto out;
         const char *why = NULL;
         rc =
             gh_webauthn_parse_registration(json_object_get(json, "credential"), &st->add.reg, &why);
@@ -151,10 +176,15 @@ void gh_api_passkey_register(gh_req_t *r)
         }
         gh_account_client_t client;
         gh_api_account_client(r, &client);
-        rc = gh_account_passkey_add_begin(&a, &st->add, user.id, st->current, clen, name, nlen,
-                                          &client);
+        rc = gh_account_passkey_add_begin(&a, &st->add, user.id, st->current, clen, st->code,
+                                          codelen, name, nlen, &client);
         if (rc != 0) {
             reply_refused(r, rc, st->add.why);
+            goto out;
+        }
+        if (st->add.proof.job.kind != GH_ACCOUNT_JOB_VERIFY) { /* a code: decided already */
+            r->phase = 1;
+            gh_api_passkey_register(r);
             goto out;
         }
     } else {
@@ -169,7 +199,7 @@ void gh_api_passkey_register(gh_req_t *r)
     }
     r->phase = 1;
     gh_req_suspend(r);
-    if (!gh_account_submit(&a, &st->add.job, resume, r))
+    if (!gh_account_submit(&a, &st->add.proof.job, resume, r))
         gh_req_resume(r); /* not queued: the next phase reports why */
 out:
     json_decref(json);

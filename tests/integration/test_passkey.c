@@ -243,9 +243,20 @@ static void register_and_sign_in_with_a_passkey(void **state)
     /* Without a session: 401. */
     EXPECT(r, ht_json(s, "POST", "/v1/factors/webauthn/options", NULL, "{}", r), 401);
 
-    /* The wrong password: 401, nothing stored (and the challenge is spent). */
+    /* No proof at all: 400 naming it. */
     register_options(s, token, ch);
     char *cred = make_registration(&a, ch, ORIGIN);
+    size_t cap = strlen(cred) + 64;
+    char *noproof = malloc(cap);
+    snprintf(noproof, cap, "{\"name\":\"laptop\",\"credential\":%s}", cred);
+    EXPECT(r, ht_json(s, "POST", "/v1/factors/webauthn", token, noproof, r), 400);
+    assert_non_null(strstr(r->body, "current_password"));
+    free(noproof);
+    free(cred);
+
+    /* The wrong password: 401, nothing stored (and the challenge is spent). */
+    register_options(s, token, ch);
+    cred = make_registration(&a, ch, ORIGIN);
     EXPECT(r, add_passkey(s, token, "not the password", cred, r), 401);
     assert_string_equal(r->error_code, "invalid_credentials");
     EXPECT(r, add_passkey(s, token, PASSWORD, cred, r), 401); /* spent */
