@@ -53,8 +53,8 @@ typedef struct {
     gh_webauthn_rp_t webauthn_rp;
     char webauthn_origin[GH_CONFIG_STR + 32];
     gh_webauthn_challenges_t *webauthn_challenges;
-    gh_pending_store_t *pending;      /* logins waiting for a second factor (store/pending.h) */
-    uint8_t secret_key[32];           /* --secret-key-file (auth/secretkey.h) */
+    gh_pending_store_t *pending; /* logins waiting for a second factor (store/pending.h) */
+    uint8_t secret_key[32];      /* --secret-key-file (auth/secretkey.h) */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];

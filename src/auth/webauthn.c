@@ -1004,6 +1004,10 @@ int gh_webauthn_challenge_issue(gh_webauthn_challenges_t *t, gh_webauthn_ceremon
         if (!pick || s->expires_ms < pick->expires_ms)
             pick = s;
     }
+    if (!pick) { /* capacity is at least 1: never, but said so for the reader and cppcheck */
+        pthread_mutex_unlock(&t->lock);
+        return GH_EINTERNAL;
+    }
     memcpy(pick->challenge, challenge, GH_WEBAUTHN_CHALLENGE_LEN);
     if (subject)
         memcpy(pick->subject, subject, GH_WEBAUTHN_SUBJECT_LEN);

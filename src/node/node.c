@@ -336,8 +336,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     else
         snprintf(app->webauthn_origin, sizeof app->webauthn_origin, "http://%s:%u",
                  cfg->webauthn_rp_id, (unsigned)cfg->listen_port);
-    app->webauthn_rp = (gh_webauthn_rp_t){.rp_id = cfg->webauthn_rp_id,
-                                          .origin = app->webauthn_origin};
+    app->webauthn_rp =
+        (gh_webauthn_rp_t){.rp_id = cfg->webauthn_rp_id, .origin = app->webauthn_origin};
     if (cfg->webauthn_rp_id[0] &&
         (rc = gh_webauthn_challenges_new(GH_NODE_WEBAUTHN_CHALLENGES, 300000,
                                          &app->webauthn_challenges)) != 0) {
