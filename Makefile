@@ -167,10 +167,15 @@ bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
 bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 	@bash bench/bench_rss.sh $(BUILD)
 
+# What the second factor adds to a login: one-step against two-step logins (TOTP from oathtool).
+.PHONY: bench-mfa
+bench-mfa: $(BUILD)/gatehouse
+	@bash bench/bench_mfa.sh $(BUILD)
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm
+BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-mfa
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

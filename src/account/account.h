@@ -76,16 +76,16 @@ typedef struct {
     /* Told of each login's outcome (gatehouse_logins_total); NULL: nobody. */
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
-    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
-    /* passkeys (account/passkey.h): the relying party and the challenge table; NULL: none */
-    const struct gh_webauthn_rp_s *webauthn;
-    struct gh_webauthn_challenges *webauthn_challenges;
     /* Second factors (mfa.c). pending: the pending-login table (NULL: second factors are off,
      * every login is one step); secret_key: seals TOTP secrets, keys recovery-code hashes. */
     gh_pending_store_t *pending;
     const uint8_t *secret_key; /* GH_SECRET_KEY_LEN bytes */
     /* Told of each second step's outcome (gatehouse_mfa_total); NULL: nobody. */
     void (*count_mfa)(void *ctx, const char *method, const char *result);
+    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
+    /* passkeys (account/passkey.h): the relying party and the challenge table; NULL: none */
+    const struct gh_webauthn_rp_s *webauthn;
+    struct gh_webauthn_challenges *webauthn_challenges;
 } gh_account_t;
 
 /* Who a request came from, filled by the caller. */
@@ -267,6 +267,9 @@ int gh_account_totp_enrol(gh_account_t *a, const gh_user_t *user, const char *na
 int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id, const char *code,
                             size_t clen, gh_factor_t *factor,
                             char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *ncodes) GH_WUR;
+/* Renames a factor: 0 with *factor (no secret); GH_ENOTFOUND, GH_EINVAL (1 to 64 bytes). */
+int gh_account_factor_rename(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const char *name, gh_factor_t *factor) GH_WUR;
 /* Removes a factor (after a proof). Removing the last confirmed one ends every other session of
  * the user (keep survives) and drops the recovery codes: *revoked. GH_ENOTFOUND. */
 int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_id,

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "account/audit.h"
 #include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -193,6 +194,10 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
         uint32_t left = 0;
         int f = gh_pending_fail(a->pending, key, now, &left);
         count(a, st->mfa_method, "failure");
+        gh_audit_event_t ev;
+        gh_audit_event_init(&ev, GH_AUDIT_MFA_FAILED, GH_AUDIT_FAILURE, p.user_id, &st->client);
+        gh_audit_event_detail(&ev, "method=%s steps_left=%u", st->mfa_method, (unsigned)left);
+        gh_account_audit_queued(a, &ev);
         GH_LOG(GH_LOG_INFO, "second factor failed", GH_LI("user_id", p.user_id),
                GH_LS("method", st->mfa_method), GH_LI("steps_left", left));
         return f == 0 ? GH_ECODE : GH_EPENDING;
@@ -226,6 +231,25 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
         if (a->count_login)
             a->count_login(a->count_ctx, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED
                                                                            : GH_LOGIN_FAILURE);
+        return rc;
+    }
+    /* The trail holds the login before anyone holds its session. */
+    gh_audit_event_t ev;
+    gh_audit_event_init(&ev, GH_AUDIT_MFA_SUCCEEDED, GH_AUDIT_SUCCESS, p.user_id, &st->client);
+    gh_audit_event_session(&ev, st->session.id);
+    gh_audit_event_detail(&ev, "method=%s", st->mfa_method);
+    rc = gh_account_audit(a, &ev);
+    if (rc == 0 && rec) {
+        gh_audit_event_init(&ev, GH_AUDIT_RECOVERY_CODE_USED, GH_AUDIT_SUCCESS, p.user_id,
+                            &st->client);
+        gh_audit_event_session(&ev, st->session.id);
+        gh_audit_event_detail(&ev, "codes_left=%zu", st->recovery_left);
+        rc = gh_account_audit(a, &ev);
+    }
+    if (rc != 0) { /* no session without its event */
+        GH_IGNORE(gh_session_end(a->sessions, st->token_hash, GH_END_REVOKED));
+        sodium_memzero(st->token, sizeof st->token);
+        count(a, st->mfa_method, "error");
         return rc;
     }
     count(a, st->mfa_method, "success");
@@ -431,6 +455,14 @@ int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_i
             goto out;
         *ncodes = GH_RECOVERY_CODES;
     }
+    if (!t->confirmed) {
+        gh_audit_event_t ev;
+        gh_audit_event_init(&ev, GH_AUDIT_FACTOR_ADDED, GH_AUDIT_SUCCESS, user_id, NULL);
+        gh_audit_event_detail(&ev, "type=totp factor_id=%llu recovery_codes_issued=%d",
+                              (unsigned long long)t->id, first ? 1 : 0);
+        if ((rc = gh_account_audit(a, &ev)) != 0)
+            goto out;
+    }
     rc = gh_user_factor_get(a->users, user_id, t->id, factor);
     sodium_memzero(factor->secret, sizeof factor->secret);
     if (rc == 0)
@@ -438,6 +470,16 @@ int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_i
                GH_LI("factor_id", t->id), GH_LB("recovery_codes_issued", first));
 out:
     free_factors(f);
+    return rc;
+}
+
+int gh_account_factor_rename(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const char *name, gh_factor_t *factor)
+{
+    int rc = gh_user_factor_rename(a->users, user_id, factor_id, name);
+    if (rc == 0)
+        rc = gh_user_factor_get(a->users, user_id, factor_id, factor);
+    sodium_memzero(factor->secret, sizeof factor->secret);
     return rc;
 }
 
@@ -461,6 +503,13 @@ int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_
         GH_IGNORE(gh_user_factor_del_all(a->users, user_id, &ignored));
         rc = gh_session_end_user(a->sessions, user_id, keep, GH_END_REVOKED, revoked);
     }
+    gh_audit_event_t ev;
+    gh_audit_event_init(&ev, GH_AUDIT_FACTOR_REMOVED, GH_AUDIT_SUCCESS, user_id, NULL);
+    gh_audit_event_detail(&ev, "factor_id=%llu last=%d sessions_revoked=%zu",
+                          (unsigned long long)factor_id, others ? 0 : 1, *revoked);
+    int arc = gh_account_audit(a, &ev);
+    if (rc == 0)
+        rc = arc;
     GH_LOG(GH_LOG_INFO, "factor removed", GH_LI("user_id", user_id), GH_LI("factor_id", factor_id),
            GH_LB("last", !others), GH_LI("sessions_revoked", *revoked));
     return rc;
@@ -497,6 +546,13 @@ int gh_account_factors_reset(gh_account_t *a, uint64_t user_id, size_t *removed)
         return rc;
     sodium_memzero(u.password_hash, sizeof u.password_hash);
     rc = gh_user_factor_del_all(a->users, user_id, removed);
+    if (rc == 0) {
+        gh_audit_event_t ev;
+        gh_audit_event_init(&ev, GH_AUDIT_FACTOR_REMOVED, GH_AUDIT_SUCCESS, user_id, NULL);
+        gh_audit_event_actor(&ev, "token");
+        gh_audit_event_detail(&ev, "by=admin_reset factors_removed=%zu", *removed);
+        rc = gh_account_audit(a, &ev);
+    }
     if (rc == 0)
         GH_LOG(GH_LOG_WARN, "second factors reset by an admin", GH_LI("user_id", user_id),
                GH_LI("factors_removed", *removed));

@@ -226,6 +226,7 @@ void gh_api_factors_list(gh_req_t *r);        /* GET /v1/factors */
 void gh_api_totp_enrol(gh_req_t *r);          /* POST /v1/factors/totp */
 void gh_api_totp_confirm(gh_req_t *r);        /* POST /v1/factors/totp/{id}/confirm */
 void gh_api_factor_delete(gh_req_t *r);       /* DELETE /v1/factors/{id} */
+void gh_api_factor_rename(gh_req_t *r);       /* PATCH /v1/factors/{id} */
 void gh_api_recovery_codes(gh_req_t *r);      /* POST /v1/recovery-codes */
 void gh_api_admin_reset_factors(gh_req_t *r); /* DELETE /v1/admin/users/{id}/factors */
 /* The 202 of a login that needs its second factor (sessions.c calls it; mfa.c). */

@@ -11,7 +11,6 @@
  */
 #include "api/api.h"
 
-#include <qrencode.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,34 +116,6 @@ json_t *gh_api_factor_json(const gh_factor_t *f)
         json_object_set_new(j, "last_used_at", json_null());
     }
     return j;
-}
-
-/* The QR code of text as an SVG document: one path of unit squares, a 4-module quiet zone.
- * Into the pool; NULL when it cannot be made. */
-char *gh_api_qr_svg(gh_pool_t *pool, const char *text)
-{
-    QRcode *q = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
-    if (!q)
-        return NULL;
-    int w = q->width, size = w + 8;
-    size_t cap = 256 + (size_t)w * (size_t)w * 14;
-    char *out = gh_pool_alloc(pool, cap);
-    if (out) {
-        size_t o =
-            (size_t)snprintf(out, cap,
-                             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" "
-                             "width=\"%d\" height=\"%d\" shape-rendering=\"crispEdges\">"
-                             "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>"
-                             "<path fill=\"#000\" d=\"",
-                             size, size, size * 5, size * 5);
-        for (int y = 0; y < w; y++)
-            for (int x = 0; x < w; x++)
-                if (q->data[y * w + x] & 1)
-                    o += (size_t)snprintf(out + o, cap - o, "M%d %dh1v1h-1z", x + 4, y + 4);
-        snprintf(out + o, cap - o, "\"/></svg>");
-    }
-    QRcode_free(q);
-    return out;
 }
 
 /* ---- routes that need a proof ---- */
@@ -361,6 +332,40 @@ void gh_api_totp_confirm(gh_req_t *r)
                 gh_api_json_set(gh_api_json_set(json_object(), "factor", gh_api_factor_json(f)),
                                 "recovery_codes", list));
         }
+    }
+    json_decref(json);
+}
+
+/* PATCH /v1/factors/{id} {"name"}: the session is enough (a name changes no security). */
+void gh_api_factor_rename(gh_req_t *r)
+{
+    gh_session_info_t session;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    if (gh_api_authenticate(r, &session, hash) != 0)
+        return;
+    uint64_t id;
+    if (gh_api_param_id(r, 0, &id) != 0)
+        return;
+    json_t *json;
+    if (gh_api_json_body(r, &json) != 0)
+        return;
+    const char *name;
+    size_t nlen;
+    if (gh_api_json_str(r, json, "name", &name, &nlen) == 0) {
+        gh_account_t a;
+        gh_api_account(r, &a);
+        gh_factor_t *f = gh_pool_alloc(&r->pool, sizeof *f);
+        int rc = !f ? GH_ENOMEM
+                 : nlen == 0 || nlen > GH_FACTOR_NAME_MAX || strlen(name) != nlen
+                     ? GH_EINVAL
+                     : gh_account_factor_rename(&a, session.user_id, id, name, f);
+        if (rc == GH_EINVAL)
+            gh_api_reply_fail(r, GH_EINVAL, "\"name\" must be 1 to 64 bytes", 0);
+        else if (rc != 0)
+            gh_api_reply_err(r, rc);
+        else
+            gh_api_reply_json(r, 200,
+                              gh_api_json_set(json_object(), "factor", gh_api_factor_json(f)));
     }
     json_decref(json);
 }

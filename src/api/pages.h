@@ -47,6 +47,11 @@ void gh_pages_login_failed(gh_req_t *r);
 void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t methods,
                                 const char *message);
 void gh_pages_login_mfa(gh_req_t *r); /* POST /login/mfa */
+/* /account's second-factor forms (csrf and current_password; the confirm form: code) */
+void gh_pages_account_totp(gh_req_t *r);          /* POST /account/factors/totp */
+void gh_pages_account_totp_confirm(gh_req_t *r);  /* POST /account/factors/totp/{id}/confirm */
+void gh_pages_account_factor_delete(gh_req_t *r); /* POST /account/factors/{id}/delete */
+void gh_pages_account_recovery(gh_req_t *r);      /* POST /account/recovery-codes */
 /* /v1/auth replied 401: with ?rd= or (Accept: text/html and --forward-auth-redirect) and an
  * original GET/HEAD, turns it into 302 to --login-url?rd=<the original URL>. */
 void gh_pages_forward_auth_redirect(gh_req_t *r);

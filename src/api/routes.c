@@ -13,6 +13,7 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/v1/factors/totp", gh_api_totp_enrol, GH_ROUTE_PASSWORD},
     {GH_HTTP_POST, "/v1/factors/totp/{id}/confirm", gh_api_totp_confirm, 0},
     {GH_HTTP_DELETE, "/v1/factors/{id}", gh_api_factor_delete, GH_ROUTE_PASSWORD},
+    {GH_HTTP_PATCH, "/v1/factors/{id}", gh_api_factor_rename, 0},
     {GH_HTTP_POST, "/v1/recovery-codes", gh_api_recovery_codes, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/v1/session", gh_api_whoami, GH_ROUTE_QUIET},
     {GH_HTTP_DELETE, "/v1/session", gh_api_logout, 0},
@@ -46,6 +47,11 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/logout", gh_pages_account_logout, 0},
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
     {GH_HTTP_POST, "/account/password", gh_pages_account_password, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/factors/totp", gh_pages_account_totp, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/factors/totp/{id}/confirm", gh_pages_account_totp_confirm, 0},
+    {GH_HTTP_POST, "/account/factors/{id}/delete", gh_pages_account_factor_delete,
+     GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/account/recovery-codes", gh_pages_account_recovery, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
 };
 

@@ -32,9 +32,9 @@
     X(PASSWORD, "password")                                                                        \
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
-    X(WEBAUTHN, "webauthn")                                                                        \
-    X(AUDIT, "audit")                                                                              \
     X(PENDING, "pending")                                                                          \
+    X(AUDIT, "audit")                                                                              \
+    X(WEBAUTHN, "webauthn")                                                                        \
     X(OTHER, "other")
 
 typedef enum {

@@ -277,8 +277,11 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     }
     if ((rc = load_secret_key(cfg, app->secret_key)) != 0)
         goto fail;
-    if ((rc = gh_pending_memory_create(cfg->pending_logins, cfg->session_policy, &app->pending)) !=
-        0) {
+    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
+                  ? gh_pending_redis_create(cfg->redis_url, cfg->pending_logins,
+                                            cfg->session_policy, &app->pending)
+                  : gh_pending_memory_create(cfg->pending_logins, cfg->session_policy,
+                                             &app->pending)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
                GH_LS("error", gh_strerror(rc)));
         goto fail;

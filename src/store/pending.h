@@ -9,8 +9,8 @@
  * `cap` of them: at the cap the policy either evicts the oldest (evict-idle) or refuses the new
  * one (refuse: the login answers 503). Its memory is the `pending` component.
  *
- * Backends: memory (this node; pending_memory.c). A Redis backend (a login started on one node
- * finished on another) would implement the same ops.
+ * Backends: memory (this node; pending_memory.c) and Redis (every node; pending_redis.c, with
+ * --session-store redis: a login started on one node is finished on another).
  *
  * Thread safety: every function may be called from any thread.
  */
@@ -89,6 +89,11 @@ struct gh_pending_store {
 /* The memory backend: at most cap entries (> 0), the policy at the cap. GH_EINVAL, GH_ENOMEM. */
 int gh_pending_memory_create(size_t cap, gh_session_policy_t policy,
                              gh_pending_store_t **out) GH_WUR;
+
+/* The Redis backend (pending_redis.c): shared by every node on the same Redis (url as
+ * --redis-url; percent-escapes in it are not decoded). Connects on first use. */
+int gh_pending_redis_create(const char *url, size_t cap, gh_session_policy_t policy,
+                            gh_pending_store_t **out) GH_WUR;
 
 GH_WUR static inline int gh_pending_put(gh_pending_store_t *s, const uint8_t *key,
                                         const gh_pending_t *p, int64_t now)

@@ -93,6 +93,8 @@ typedef struct {
     /* The factor with this WebAuthn credential id, any user: GH_ENOTFOUND. */
     int (*factor_by_credential)(gh_user_store_t *s, const uint8_t *cred, size_t len,
                                 gh_factor_t *out);
+    /* Renames it: GH_ENOTFOUND, GH_EINVAL (empty or over GH_FACTOR_NAME_MAX bytes). */
+    int (*factor_rename)(gh_user_store_t *s, uint64_t user_id, uint64_t id, const char *name);
     /* Marks it confirmed: GH_ENOTFOUND. */
     int (*factor_confirm)(gh_user_store_t *s, uint64_t user_id, uint64_t id);
     /* Records a use: sets counter and last_used_at only when counter moves forward (or stays
@@ -245,6 +247,12 @@ GH_WUR static inline int gh_user_factor_by_credential(gh_user_store_t *s, const 
 {
     s = gh_user_factor_store(s);
     return s->ops->factor_by_credential(s, cred, len, out);
+}
+GH_WUR static inline int gh_user_factor_rename(gh_user_store_t *s, uint64_t user_id, uint64_t id,
+                                               const char *name)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_rename(s, user_id, id, name);
 }
 GH_WUR static inline int gh_user_factor_confirm(gh_user_store_t *s, uint64_t user_id, uint64_t id)
 {

@@ -206,6 +206,36 @@ static int write_ints(gh_user_store_t *b, const char *op, const char *sql, const
     return ret;
 }
 
+int gh_user_sqlite_factor_rename(gh_user_store_t *b, uint64_t user_id, uint64_t id,
+                                 const char *name)
+{
+    if (!name || !name_ok(name))
+        return GH_EINVAL;
+    if (user_id > INT64_MAX || id > INT64_MAX)
+        return GH_ENOTFOUND;
+    int64_t args[] = {(int64_t)user_id, (int64_t)id};
+    int changes = 0;
+    gh_user_sqlite_t *s = S(b);
+    sqlite3 *db = gh_user_sqlite_lock(s);
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+    int rc = prep(db, "UPDATE factors SET name = ?3 WHERE user_id = ?1 AND id = ?2", &st);
+    for (int i = 0; rc == SQLITE_OK && i < 2; i++)
+        rc = sqlite3_bind_int64(st, i + 1, args[i]);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        changes = sqlite3_changes(db);
+    else
+        ret = gh_user_sqlite_error(s, "factor_rename", rc);
+    sqlite3_finalize(st);
+    gh_user_sqlite_note_write(s, ret);
+    gh_user_sqlite_unlock(s);
+    return ret != 0 ? ret : changes ? 0 : GH_ENOTFOUND;
+}
+
 int gh_user_sqlite_factor_confirm(gh_user_store_t *b, uint64_t user_id, uint64_t id)
 {
     if (user_id > INT64_MAX || id > INT64_MAX)

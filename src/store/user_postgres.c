@@ -57,6 +57,7 @@ enum {
     ST_F_LIST,
     ST_F_GET,
     ST_F_BY_CRED,
+    ST_F_RENAME,
     ST_F_CONFIRM,
     ST_F_USE,
     ST_F_DEL,
@@ -110,6 +111,8 @@ static const struct {
                       "SELECT " F_COLS " FROM gatehouse_factors "
                       "WHERE credential_id = decode($1, 'hex')",
                       1},
+    [ST_F_RENAME] = {"gh_factor_rename",
+                     "UPDATE gatehouse_factors SET name = $3 WHERE user_id = $1 AND id = $2", 3},
     [ST_F_CONFIRM] =
         {"gh_factor_confirm",
          "UPDATE gatehouse_factors SET confirmed = true WHERE user_id = $1 AND id = $2", 2},
@@ -633,6 +636,18 @@ static int p_factor_by_credential(gh_user_store_t *base, const uint8_t *cred, si
     return rc != 0 ? rc : n ? 0 : GH_ENOTFOUND;
 }
 
+static int p_factor_rename(gh_user_store_t *base, uint64_t user_id, uint64_t id, const char *name)
+{
+    size_t n = name ? strnlen(name, GH_FACTOR_NAME_MAX + 1) : 0;
+    if (n == 0 || n > GH_FACTOR_NAME_MAX)
+        return GH_EINVAL;
+    char uid[24], fid[24];
+    snprintf(uid, sizeof uid, "%llu", (unsigned long long)user_id);
+    snprintf(fid, sizeof fid, "%llu", (unsigned long long)id);
+    const char *params[] = {uid, fid, name};
+    return change_one((pg_store_t *)base, ST_F_RENAME, GH_STORE_OP_UPDATE, params);
+}
+
 static int p_factor_confirm(gh_user_store_t *base, uint64_t user_id, uint64_t id)
 {
     char uid[24], fid[24];
@@ -741,6 +756,7 @@ static const gh_user_store_ops_t postgres_ops = {
     .factor_list = p_factor_list,
     .factor_get = p_factor_get,
     .factor_by_credential = p_factor_by_credential,
+    .factor_rename = p_factor_rename,
     .factor_confirm = p_factor_confirm,
     .factor_use = p_factor_use,
     .factor_del = p_factor_del,

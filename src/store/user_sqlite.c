@@ -358,6 +358,7 @@ static const gh_user_store_ops_t sqlite_ops = {
     .factor_list = gh_user_sqlite_factor_list,
     .factor_get = gh_user_sqlite_factor_get,
     .factor_by_credential = gh_user_sqlite_factor_by_credential,
+    .factor_rename = gh_user_sqlite_factor_rename,
     .factor_confirm = gh_user_sqlite_factor_confirm,
     .factor_use = gh_user_sqlite_factor_use,
     .factor_del = gh_user_sqlite_factor_del,

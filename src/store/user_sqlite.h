@@ -38,6 +38,8 @@ int gh_user_sqlite_factor_list(gh_user_store_t *s, uint64_t user_id, gh_factor_t
 int gh_user_sqlite_factor_get(gh_user_store_t *s, uint64_t user_id, uint64_t id, gh_factor_t *out);
 int gh_user_sqlite_factor_by_credential(gh_user_store_t *s, const uint8_t *cred, size_t len,
                                         gh_factor_t *out);
+int gh_user_sqlite_factor_rename(gh_user_store_t *s, uint64_t user_id, uint64_t id,
+                                 const char *name);
 int gh_user_sqlite_factor_confirm(gh_user_store_t *s, uint64_t user_id, uint64_t id);
 int gh_user_sqlite_factor_use(gh_user_store_t *s, uint64_t user_id, uint64_t id, uint64_t counter,
                               int64_t now_ms);

@@ -429,6 +429,11 @@ static void factors_are_kept_per_user_and_survive_a_reopen(void **state)
     assert_int_equal(gh_user_factor_get(s, b.id, totp, &g), GH_ENOTFOUND);
     assert_int_equal(gh_user_factor_confirm(s, b.id, totp), GH_ENOTFOUND);
     assert_int_equal(gh_user_factor_del(s, b.id, totp), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_rename(s, b.id, totp, "x"), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_rename(s, a.id, totp, ""), GH_EINVAL);
+    assert_int_equal(gh_user_factor_rename(s, a.id, totp, "old phone"), 0);
+    assert_int_equal(gh_user_factor_get(s, a.id, totp, &g), 0);
+    assert_string_equal(g.name, "old phone");
     assert_int_equal(gh_user_factor_confirm(s, a.id, totp), 0);
     assert_int_equal(gh_user_factor_get(s, a.id, totp, &g), 0);
     assert_true(g.confirmed);
