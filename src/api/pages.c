@@ -717,57 +717,16 @@ static void factors_section(gh_req_t *r, html_t *h, const char *csrf, uint64_t u
 }
 
 /* The account page for a checked session; `error` (constant text) is shown when not NULL. */
-/* The passkeys section of /account: the list with a remove form each, and the form that adds
- * one. Adding and removing go through the JSON API from the one script (the browser offers
- * WebAuthn only to scripts), each with the current password as proof. */
-static void put_passkeys(gh_req_t *r, html_t *h, uint64_t user_id)
+/* The passkeys part of /account: the form that adds one (the factor list above shows and removes
+ * passkeys like every factor). Adding goes through the JSON API from the one script (the browser
+ * offers WebAuthn only to scripts), with the current password as proof; the form stays hidden
+ * until the script shows it. */
+static void put_passkeys(gh_req_t *r, html_t *h)
 {
-    gh_factor_t *f = gh_pool_alloc(&r->pool, GH_FACTORS_MAX * sizeof *f);
-    size_t n = 0;
-    if (!f || gh_user_factor_list(((gh_app_t *)r->app)->users, user_id, f, GH_FACTORS_MAX, &n) != 0)
-        n = 0;
     const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
-    put(h, "<h2 id=\"passkeys-title\">Passkeys</h2>\n");
+    put(h, "<h2 id=\"passkeys-title\">Add a passkey</h2>\n");
     if (done && strcmp(done, "passkey") == 0)
-        put(h, "<p class=\"ok\" role=\"status\">The passkey was added.</p>\n");
-    if (done && strcmp(done, "passkey-removed") == 0)
-        put(h, "<p class=\"ok\" role=\"status\">The passkey was removed.</p>\n");
-    size_t shown = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (f[i].type != GH_FACTOR_WEBAUTHN)
-            continue;
-        if (shown++ == 0)
-            put(h, "<table aria-labelledby=\"passkeys-title\" id=\"passkeys\"><thead><tr>"
-                   "<th scope=\"col\">Name</th><th scope=\"col\">Added</th>"
-                   "<th scope=\"col\">Last used</th><th scope=\"col\">"
-                   "<span class=\"sr\">Action</span></th></tr></thead><tbody>\n");
-        put(h, "<tr class=\"passkey\"><td class=\"name\">");
-        put_esc(h, f[i].name);
-        put(h, "</td><td>");
-        put_time(h, f[i].created_at_ms);
-        put(h, "</td><td>");
-        if (f[i].last_used_at_ms)
-            put_time(h, f[i].last_used_at_ms);
-        else
-            put(h, "never");
-        putf(h,
-             "</td><td><form class=\"passkey-remove\" method=\"post\" hidden data-id=\"%llu\">"
-             "<input name=\"current_password\" type=\"password\" "
-             "autocomplete=\"current-password\" required placeholder=\"Current password\" "
-             "aria-label=\"Current password to "
-             "remove ",
-             (unsigned long long)f[i].id);
-        put_esc(h, f[i].name);
-        put(h, "\"> <button type=\"submit\" aria-label=\"Remove passkey ");
-        put_esc(h, f[i].name);
-        put(h, "\">Remove</button></form></td></tr>\n");
-    }
-    if (shown)
-        put(h, "</tbody></table>\n");
-    else
-        put(h, "<p id=\"no-passkeys\">No passkeys yet.</p>\n");
-    if (f)
-        sodium_memzero(f, GH_FACTORS_MAX * sizeof *f);
+        put(h, "<p class=\"ok\" role=\"status\" id=\"passkey-added\">The passkey was added.</p>\n");
     put(h, "<form id=\"passkey-add\" method=\"post\" hidden aria-labelledby=\"passkeys-title\">\n"
            "<label for=\"passkey-name\">Passkey name</label>\n"
            "<input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" required "
@@ -801,7 +760,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     html_t h;
     /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
      * the button. */
-    if (!html_init(r, &h, 16384 + n * 2048 + 4096 + GH_FACTORS_MAX * 1536)) {
+    if (!html_init(r, &h, 16384 + n * 2048 + 4096)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -883,7 +842,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
             "autocomplete=\"new-password\" minlength=\"8\" required>\n"
             "<div><button type=\"submit\">Change password</button></div>\n</form>\n");
     if (passkeys_on(r))
-        put_passkeys(r, &h, user.id);
+        put_passkeys(r, &h);
     page_end(&h);
     sodium_memzero(csrf, sizeof csrf);
     page_send_csp(r, status, &h, passkeys_on(r) ? PAGE_CSP_SCRIPT : PAGE_CSP);

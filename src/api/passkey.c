@@ -421,17 +421,6 @@ static const char webauthn_js[] =
     "    if (res.status === 201) return location.assign('/account?done=passkey');\n"
     "    fail(msg, res, 'The passkey was refused.');\n"
     "  });\n"
-    "  document.querySelectorAll('form.passkey-remove').forEach(function (form) {\n"
-    "    form.hidden = false;\n"
-    "    form.addEventListener('submit', async function (ev) {\n"
-    "      ev.preventDefault();\n"
-    "      var msg = document.getElementById('passkey-add-msg');\n"
-    "      var res = await call('DELETE', '/v1/factors/' + form.getAttribute('data-id'),\n"
-    "                           { current_password: form.elements.current_password.value });\n"
-    "      if (res.status === 204) return location.assign('/account?done=passkey-removed');\n"
-    "      fail(msg, res, 'The passkey was not removed.');\n"
-    "    });\n"
-    "  });\n"
     "})();\n";
 
 /* GET /static/webauthn.js — the one script the pages load (script-src 'self'). */
