@@ -11,27 +11,9 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "account/audit.h"
 #include "account/passkey.h"
 #include "common/clock.h"
 #include "common/log.h"
-
-static void audit_mfa(gh_account_t *a, uint64_t user_id, bool ok, uint64_t factor_id,
-                      const char *why)
-{
-    gh_audit_event_t ev;
-    gh_audit_event_init(&ev, ok ? GH_AUDIT_MFA_SUCCEEDED : GH_AUDIT_MFA_FAILED,
-                        ok ? GH_AUDIT_SUCCESS : GH_AUDIT_FAILURE, user_id, NULL);
-    if (ok)
-        gh_audit_event_detail(&ev, "method=webauthn factor=%llu", (unsigned long long)factor_id);
-    else
-        gh_audit_event_detail(&ev, "method=webauthn reason=%s", why ? why : "refused");
-    /* Failures can be made as fast as anyone likes: queued, like login.failed. */
-    if (ok)
-        GH_IGNORE(gh_account_audit(a, &ev));
-    else
-        gh_account_audit_queued(a, &ev);
-}
 
 int gh_account_mfa_webauthn(gh_account_t *a, const gh_pending_t *p,
                             const gh_account_mfa_proof_t *proof, uint64_t *factor_id)
@@ -69,12 +51,11 @@ int gh_account_mfa_webauthn(gh_account_t *a, const gh_pending_t *p,
     else if (rc == GH_EINVAL || rc == GH_ETOOBIG || rc == GH_EAUTH || rc == GH_EPASSKEY)
         rc = GH_ECODE;
 out:
-    if (rc == 0 || rc == GH_ECODE) {
-        if (rc != 0)
-            GH_LOG(GH_LOG_INFO, "passkey step refused", GH_LI("user_id", p->user_id),
-                   GH_LS("reason", why ? why : ""));
-        audit_mfa(a, p->user_id, rc == 0, rc == 0 ? *factor_id : 0, why);
-    }
+    /* mfa.succeeded / mfa.failed (method=webauthn) are emitted by gh_account_mfa_finish, which
+     * knows the outcome of the whole step; here the log says why a passkey was refused. */
+    if (rc == GH_ECODE)
+        GH_LOG(GH_LOG_INFO, "passkey step refused", GH_LI("user_id", p->user_id),
+               GH_LS("reason", why ? why : ""));
     json_decref(cred);
     if (as)
         gh_mem_free_secret(GH_MEM_USERS, as);
