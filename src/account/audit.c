@@ -59,8 +59,7 @@ void gh_audit_event_init(gh_audit_event_t *ev, gh_audit_type_t type, gh_audit_ou
     memset(ev, 0, sizeof *ev);
     ev->time_ms = gh_clock_now_ms();
     copy_str(ev->type, sizeof ev->type, gh_audit_type_name(type));
-    copy_str(ev->outcome, sizeof ev->outcome,
-             outcome == GH_AUDIT_SUCCESS ? "success" : "failure");
+    copy_str(ev->outcome, sizeof ev->outcome, outcome == GH_AUDIT_SUCCESS ? "success" : "failure");
     ev->user_id = user_id;
     if (user_id)
         snprintf(ev->actor, sizeof ev->actor, "user:%llu", (unsigned long long)user_id);

@@ -106,11 +106,11 @@ void gh_account_audit_queued(gh_account_t *a, const gh_audit_event_t *ev);
 typedef struct gh_audit gh_audit_t;
 
 typedef struct {
-    gh_user_store_t *users;   /* where events are stored (required) */
-    const char *node;         /* this node's name, written on every event ("" allowed) */
-    size_t queue_cap;         /* queued events at most; 0 = 1024 */
-    int64_t retention_ms;     /* --audit-retention; 0 = keep forever */
-    const char *log_path;     /* --audit-log: a file, "-" for stdout, NULL or "": none */
+    gh_user_store_t *users; /* where events are stored (required) */
+    const char *node;       /* this node's name, written on every event ("" allowed) */
+    size_t queue_cap;       /* queued events at most; 0 = 1024 */
+    int64_t retention_ms;   /* --audit-retention; 0 = keep forever */
+    const char *log_path;   /* --audit-log: a file, "-" for stdout, NULL or "": none */
     /* Told of every stored admin.<action> event (a DogStatsD event when --statsd is set);
      * NULL: nobody. Called on the emitting thread, must not block. */
     void (*on_admin)(void *ctx, const gh_audit_event_t *ev);
