@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "../support/servers.h"
 #include "harness.h"
 
 #define PASSWORD "correct horse battery"
@@ -518,6 +519,48 @@ static void the_script_and_its_policy_and_passkeys_off(void **state)
     free(r);
 }
 
+/* With --session-store redis the pending login, and so the passkey step's challenge, lives in
+ * Redis: options asked on node A, the assertion finished on node B. */
+static void a_passkey_step_started_on_one_node_finishes_on_another(void **state)
+{
+    ht_server_t *s = SRV(state);
+    ts_server_t redis = {.kind = TS_REDIS};
+    if (ts_server_start(&redis) != 0)
+        fail_msg("cannot start redis-server");
+    if (ht_server_start(s, "--webauthn-rp-id", "localhost", "--webauthn-origin", ORIGIN,
+                        "--session-store", "redis", "--redis-url", redis.url, NULL) != 0)
+        fail_msg("server A did not start");
+    ht_server_t b = {.data_dir = s->dir};
+    if (ht_server_start(&b, "--webauthn-rp-id", "localhost", "--webauthn-origin", ORIGIN,
+                        "--session-store", "redis", "--redis-url", redis.url, NULL) != 0)
+        fail_msg("server B did not start");
+    ht_response_t *r = malloc(sizeof *r);
+    long long uid = 0;
+    assert_int_equal(ht_register(s, "lou", PASSWORD, &uid), 201);
+    char token[64], ch[64], pending[128], body[256];
+    assert_int_equal(ht_login(s, "lou", PASSWORD, token, NULL), 201);
+    authn_t a = {0};
+    crypto_sign_keypair(a.pk, a.sk);
+    randombytes_buf(a.id, sizeof a.id);
+    register_options(s, token, ch);
+    char *cred = make_registration(&a, ch, ORIGIN);
+    EXPECT(r, add_passkey(s, token, PASSWORD, cred, r), 201);
+    free(cred);
+    snprintf(body, sizeof body, "{\"username\":\"lou\",\"password\":\"%s\"}", PASSWORD);
+    EXPECT(r, ht_json(s, "POST", "/v1/sessions", NULL, body, r), 202); /* on A */
+    assert_true(ht_jstr(r, "pending", pending, sizeof pending));
+    mfa_options(s, pending, ch, r); /* on A */
+    char *as = make_assertion(&a, ch, 1, (uint64_t)uid);
+    EXPECT(r, mfa_step(&b, pending, as, r), 201); /* on B */
+    char tok2[64];
+    assert_true(ht_jstr(r, "token", tok2, sizeof tok2));
+    EXPECT(r, ht_get(s, "/v1/session", tok2, r), 200);
+    free(as);
+    free(r);
+    assert_int_equal(ht_server_release(&b), 0);
+    ts_server_cleanup(&redis);
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0)
@@ -530,6 +573,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(the_script_and_its_policy_and_passkeys_off, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_passkey_step_started_on_one_node_finishes_on_another,
+                                        setup, teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
