@@ -14,7 +14,7 @@ CC        ?= cc
 SANITIZER ?=
 VARIANT   ?=
 PLANT_LEAK ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode libcbor libcrypto
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -214,7 +214,8 @@ bench-noise: $(BUILD)/gatehouse
 
 run: $(BUILD)/gatehouse
 	@mkdir -p var
-	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text
+	./$(BUILD)/gatehouse serve --listen 127.0.0.1:8080 --data-dir ./var --log-format text \
+	  --webauthn-rp-id localhost --webauthn-origin http://localhost:8080
 
 # No allocation may bypass src/mem: the accounting is only true if nothing escapes it.
 check-alloc:

@@ -96,6 +96,9 @@ typedef struct {
      * their own account. */
     gh_account_client_t caller;
     char actor[80];
+    /* passkeys (account/passkey.h): the relying party and the challenge table; NULL: none */
+    const struct gh_webauthn_rp_s *webauthn;
+    struct gh_webauthn_challenges *webauthn_challenges;
 } gh_account_t;
 
 /* The pending argon2 job of a workflow's state (its fields are the service's). */

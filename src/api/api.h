@@ -17,6 +17,7 @@
 #include "account/account.h"
 #include "auth/password.h"
 #include "auth/token.h"
+#include "auth/webauthn.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "ratelimit/ratelimit.h"
@@ -48,8 +49,13 @@ typedef struct {
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
     struct gh_audit *audit;           /* the audit trail (account/audit.h); NULL: none */
-    gh_pending_store_t *pending;      /* logins waiting for a second factor (store/pending.h) */
-    uint8_t secret_key[32];           /* --secret-key-file (auth/secretkey.h) */
+    /* passkeys (api/passkey.c): the relying party (rp_id and origin point into cfg and
+     * webauthn_origin) and the challenge table; NULL table: passkeys off */
+    gh_webauthn_rp_t webauthn_rp;
+    char webauthn_origin[GH_CONFIG_STR + 32];
+    gh_webauthn_challenges_t *webauthn_challenges;
+    gh_pending_store_t *pending; /* logins waiting for a second factor (store/pending.h) */
+    uint8_t secret_key[32];      /* --secret-key-file (auth/secretkey.h) */
 } gh_app_t;
 
 /* ---- the audit trail and users' roles (audit.c) ---- */
@@ -216,6 +222,12 @@ void gh_api_admin_delete_user(gh_req_t *r);
 void gh_api_admin_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_session(gh_req_t *r);
+void gh_api_passkey_register_options(gh_req_t *r); /* POST /v1/factors/webauthn/options */
+void gh_api_passkey_register(gh_req_t *r);         /* POST /v1/factors/webauthn */
+void gh_api_passkey_login_options(gh_req_t *r);    /* POST /v1/sessions/passkey/options */
+void gh_api_passkey_login(gh_req_t *r);            /* POST /v1/sessions/passkey */
+void gh_api_passkey_mfa_options(gh_req_t *r);      /* POST /v1/sessions/mfa/options */
+void gh_api_static_webauthn_js(gh_req_t *r);       /* GET /static/webauthn.js */
 /* second factors (mfa.c) */
 void gh_api_login_mfa(gh_req_t *r);           /* POST /v1/sessions/mfa */
 void gh_api_factors_list(gh_req_t *r);        /* GET /v1/factors */

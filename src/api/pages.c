@@ -143,8 +143,29 @@ static void page_end(html_t *h)
     put(h, "</main></body></html>\n");
 }
 
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "                        \
+    "frame-ancestors 'none'; base-uri 'none'"
+/* The pages with passkey buttons load one same-origin script (GET /static/webauthn.js) that
+ * talks to this origin's API; nothing inline, nothing from elsewhere. */
+#define PAGE_CSP_SCRIPT PAGE_CSP "; script-src 'self'; connect-src 'self'"
+
+static void page_send_csp(gh_req_t *r, int status, html_t *h, const char *csp);
+
 /* Sends the page with headers that keep it out of caches and frames. */
 static void page_send(gh_req_t *r, int status, html_t *h)
+{
+    page_send_csp(r, status, h, PAGE_CSP);
+}
+
+/* Passkeys are on when the node has a challenge table (--webauthn-rp-id set). */
+static bool passkeys_on(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    return app->webauthn_challenges != NULL;
+}
+
+static void page_send_csp(gh_req_t *r, int status, html_t *h, const char *csp)
 {
     if (h->overflow) {
         gh_api_reply_err(r, GH_ENOMEM);
@@ -154,9 +175,7 @@ static void page_send(gh_req_t *r, int status, html_t *h)
     if (gh_reply(r, status, "text/html; charset=utf-8", h->buf, h->len) != 0)
         return;
     (void)gh_reply_header(r, "Cache-Control", "no-store");
-    (void)gh_reply_header(r, "Content-Security-Policy",
-                          "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                          "frame-ancestors 'none'; base-uri 'none'");
+    (void)gh_reply_header(r, "Content-Security-Policy", csp);
     (void)gh_reply_header(r, "X-Frame-Options", "DENY");
     (void)gh_reply_header(r, "Referrer-Policy", "same-origin");
 }
@@ -401,8 +420,16 @@ static void login_page(gh_req_t *r, int status, const char *rd, const char *mess
             "<input id=\"password\" name=\"password\" type=\"password\" "
             "autocomplete=\"current-password\" required>\n"
             "<div><button type=\"submit\">Log in</button></div>\n</form>\n");
+    if (passkeys_on(r)) {
+        /* Hidden until the script runs: without it the button could do nothing. */
+        put(&h, "<p><button type=\"button\" id=\"passkey-login\" hidden data-rd=\"");
+        put_esc(&h, rd ? rd : "");
+        put(&h, "\">Sign in with a passkey</button></p>\n"
+                "<p class=\"err\" role=\"alert\" id=\"passkey-login-msg\" hidden></p>\n"
+                "<script src=\"/static/webauthn.js\" defer></script>\n");
+    }
     page_end(&h);
-    page_send(r, status, &h);
+    page_send_csp(r, status, &h, passkeys_on(r) ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 void gh_pages_login(gh_req_t *r)
@@ -500,8 +527,18 @@ void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t metho
             "<input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" "
             "required autofocus maxlength=\"64\">\n"
             "<div><button type=\"submit\">Continue</button></div>\n</form>\n");
+    bool passkey = passkeys_on(r) && (methods & GH_PENDING_WEBAUTHN);
+    if (passkey) {
+        put(&h, "<p><button type=\"button\" id=\"passkey-mfa\" hidden data-pending=\"");
+        put_esc(&h, pending);
+        put(&h, "\" data-rd=\"");
+        put_esc(&h, rd ? rd : "");
+        put(&h, "\">Use your passkey</button></p>\n"
+                "<p class=\"err\" role=\"alert\" id=\"passkey-mfa-msg\" hidden></p>\n"
+                "<script src=\"/static/webauthn.js\" defer></script>\n");
+    }
     page_end(&h);
-    page_send(r, message ? 401 : 200, &h);
+    page_send_csp(r, message ? 401 : 200, &h, passkey ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 /* ---- forward auth for browsers ---- */
@@ -744,6 +781,28 @@ static void factors_section(gh_req_t *r, html_t *h, const char *csrf, uint64_t u
 }
 
 /* The account page for a checked session; `error` (constant text) is shown when not NULL. */
+/* The passkeys part of /account: the form that adds one (the factor list above shows and removes
+ * passkeys like every factor). Adding goes through the JSON API from the one script (the browser
+ * offers WebAuthn only to scripts), with the current password as proof; the form stays hidden
+ * until the script shows it. */
+static void put_passkeys(gh_req_t *r, html_t *h)
+{
+    const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
+    put(h, "<h2 id=\"passkeys-title\">Add a passkey</h2>\n");
+    if (done && strcmp(done, "passkey") == 0)
+        put(h, "<p class=\"ok\" role=\"status\" id=\"passkey-added\">The passkey was added.</p>\n");
+    put(h, "<form id=\"passkey-add\" method=\"post\" hidden aria-labelledby=\"passkeys-title\">\n"
+           "<label for=\"passkey-name\">Passkey name</label>\n"
+           "<input id=\"passkey-name\" name=\"name\" type=\"text\" maxlength=\"64\" required "
+           "value=\"My passkey\">\n"
+           "<label for=\"passkey-password\">Current password (to add a passkey)</label>\n"
+           "<input id=\"passkey-password\" name=\"current_password\" type=\"password\" "
+           "autocomplete=\"current-password\" required>\n"
+           "<div><button type=\"submit\">Add a passkey</button></div>\n</form>\n"
+           "<p class=\"err\" role=\"alert\" id=\"passkey-add-msg\" hidden></p>\n"
+           "<script src=\"/static/webauthn.js\" defer></script>\n");
+}
+
 static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_session,
                          const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
                          const char *error)
@@ -765,7 +824,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     html_t h;
     /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
      * the button. */
-    if (!html_init(r, &h, 16384 + n * 2048 + 10 * 1536)) {
+    if (!html_init(r, &h, 16384 + n * 2048 + 10 * 1536 + 4096)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -849,9 +908,11 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
             "<input id=\"new_password\" name=\"new_password\" type=\"password\" "
             "autocomplete=\"new-password\" minlength=\"8\" required>\n"
             "<div><button type=\"submit\">Change password</button></div>\n</form>\n");
+    if (passkeys_on(r))
+        put_passkeys(r, &h);
     page_end(&h);
     sodium_memzero(csrf, sizeof csrf);
-    page_send(r, status, &h);
+    page_send_csp(r, status, &h, passkeys_on(r) ? PAGE_CSP_SCRIPT : PAGE_CSP);
 }
 
 void gh_pages_account(gh_req_t *r)
@@ -1276,10 +1337,13 @@ static void put_rate(html_t *h, double v)
 
 /* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
  * the limit and the forecast. */
-static const char *const component_colour[GH_MEM__COUNT] = {
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#edc948", "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f",
+static const char *const component_colour[] = {
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+    "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6",
 };
+/* One colour per component: a component added without one would draw with none. */
+_Static_assert(sizeof component_colour / sizeof component_colour[0] == GH_MEM__COUNT,
+               "a colour per component");
 #define RSS_COLOUR "#1b1b1b"
 #define LIMIT_COLOUR "#8b0000"
 #define FORECAST_COLOUR "#c0392b"

@@ -285,6 +285,7 @@ static const struct {
     {GH_ENOTFOUND, 404, "not_found", "not found"},
     {GH_EAUTH, 401, "invalid_credentials", "invalid username or password"},
     {GH_ECURRENT, 401, "invalid_credentials", "the current password is wrong"},
+    {GH_EPASSKEY, 401, "invalid_passkey", "the passkey was refused"},
     {GH_EUNAUTH, 401, "unauthenticated", "a session token is required"},
     {GH_EFORBIDDEN, 403, "forbidden", "forbidden"},
     {GH_ECLOSED, 403, "registration_closed", "registration is closed"},
@@ -400,6 +401,8 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .count_login = count_login,
                           .count_ctx = app,
                           .audit = app->audit,
+                          .webauthn = app->webauthn_challenges ? &app->webauthn_rp : NULL,
+                          .webauthn_challenges = app->webauthn_challenges,
                           .pending = app->pending,
                           .secret_key = app->secret_key,
                           .count_mfa = gh_api_count_mfa};

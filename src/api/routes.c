@@ -35,6 +35,13 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/factors", gh_api_admin_reset_factors, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions/{sid}", gh_api_admin_revoke_user_session,
      GH_ROUTE_ADMIN},
+    /* passkeys (passkey.c) */
+    {GH_HTTP_POST, "/v1/factors/webauthn/options", gh_api_passkey_register_options, 0},
+    {GH_HTTP_POST, "/v1/factors/webauthn", gh_api_passkey_register, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/v1/sessions/passkey/options", gh_api_passkey_login_options, 0},
+    {GH_HTTP_POST, "/v1/sessions/passkey", gh_api_passkey_login, 0},
+    {GH_HTTP_POST, "/v1/sessions/mfa/options", gh_api_passkey_mfa_options, 0},
+    {GH_HTTP_GET, "/static/webauthn.js", gh_api_static_webauthn_js, GH_ROUTE_QUIET},
     /* browser pages and their form routes (pages.c) */
     {GH_HTTP_GET, "/login", gh_pages_login, 0},
     {GH_HTTP_POST, "/login/mfa", gh_pages_login_mfa, 0},

@@ -42,7 +42,8 @@
     X(CRITICAL, 21, "memory use is critical")                                                      \
     X(CANCELED, 22, "cancelled: the process is stopping")                                          \
     X(CODE, 23, "invalid second-factor code")                                                      \
-    X(PENDING, 24, "the pending login has expired")
+    X(PENDING, 24, "the pending login has expired")                                                \
+    X(PASSKEY, 60, "the passkey was refused")
 
 enum {
     GH_OK = 0,

@@ -178,6 +178,15 @@ static const keydesc_t keys[] = {
              "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
+    {.name = "webauthn-rp-id", .kind = K_STR, FIELD(webauthn_rp_id), .def = "",
+     .metavar = "DOMAIN",
+     .help = "passkeys: the relying party ID, the domain passkeys are bound to (not an IP "
+             "address); \"\" = passkeys off",
+     .group = "pages and forward auth"},
+    {.name = "webauthn-origin", .kind = K_STR, FIELD(webauthn_origin), .def = "",
+     .metavar = "URL",
+     .help = "passkeys: the origin the pages are served from (default http://RP-ID:PORT)",
+     .group = "pages and forward auth"},
     /* second factors (issue #18) */
     {.name = "secret-key-file", .kind = K_STR, FIELD(secret_key_file), .def = "",
      .metavar = "FILE",

@@ -65,6 +65,8 @@ typedef struct {
     bool forward_auth_redirect;    /* /v1/auth answers 302 to login_url for Accept: text/html */
     char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
     char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
+    char webauthn_rp_id[GH_CONFIG_STR];  /* passkeys: relying party ID; "" = off */
+    char webauthn_origin[GH_CONFIG_STR]; /* passkeys: "" = http://RP-ID:PORT */
 
     /* second factors */
     char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */

@@ -34,6 +34,7 @@
     X(SQLITE, "sqlite")                                                                            \
     X(PENDING, "pending")                                                                          \
     X(AUDIT, "audit")                                                                              \
+    X(WEBAUTHN, "webauthn")                                                                        \
     X(OTHER, "other")
 
 typedef enum {

@@ -10,6 +10,9 @@
  */
 #include "node/node.h"
 
+/* Live passkey challenges at most (about 80 bytes each, charged to "webauthn"). */
+#define GH_NODE_WEBAUTHN_CHALLENGES 4096
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -254,6 +257,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_audit_close(&n->app.audit); /* stores what is queued, before the user store goes */
     gh_statsd_close(&n->audit_statsd);
     gh_ratelimit_destroy(&n->app.ratelimit);
+    gh_webauthn_challenges_free(&n->app.webauthn_challenges);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
     gh_pending_destroy(&n->app.pending);
@@ -378,6 +382,21 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                 .account_slots = GH_RATELIMIT_ACCOUNT_SLOTS};
     if ((rc = gh_ratelimit_create(&rp, &app->ratelimit)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up the login throttles", GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    /* Passkeys: the relying party, and the challenges of ceremonies under way (5 minutes each,
+     * at most GH_NODE_WEBAUTHN_CHALLENGES live: the oldest goes first). */
+    if (cfg->webauthn_origin[0])
+        snprintf(app->webauthn_origin, sizeof app->webauthn_origin, "%s", cfg->webauthn_origin);
+    else
+        snprintf(app->webauthn_origin, sizeof app->webauthn_origin, "http://%s:%u",
+                 cfg->webauthn_rp_id, (unsigned)cfg->listen_port);
+    app->webauthn_rp =
+        (gh_webauthn_rp_t){.rp_id = cfg->webauthn_rp_id, .origin = app->webauthn_origin};
+    if (cfg->webauthn_rp_id[0] &&
+        (rc = gh_webauthn_challenges_new(GH_NODE_WEBAUTHN_CHALLENGES, 300000,
+                                         &app->webauthn_challenges)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up passkeys", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     gh_api_account_start(app);

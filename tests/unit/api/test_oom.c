@@ -128,15 +128,28 @@ static int setup(void **state)
     snprintf(dir, sizeof dir, "%s/gh-oom-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir))
         return -1;
-    char *argv[] = {"serve", "--listen",      "127.0.0.1:0", "--data-dir",
-                    dir,     "--hash-memory", "8KiB",        "--hash-ops",
-                    "1",     "--log-level",   "error",       "--hash-workers",
-                    "1",     "--throttle-ip", "0", /* hundreds of registrations from one address:
-                                                      not what this tests */
+    char *argv[] = {"serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    dir,
+                    "--hash-memory",
+                    "8KiB",
+                    "--hash-ops",
+                    "1",
+                    "--log-level",
+                    "error",
+                    "--hash-workers",
+                    "1",
+                    "--throttle-ip",
+                    "0", /* hundreds of registrations from one address:
+                            not what this tests */
+                    "--webauthn-rp-id",
+                    "localhost",
                     NULL};
     gh_config_t cfg;
     char err[256];
-    if (gh_config_load(&cfg, 15, argv, stdout, err, sizeof err) != 0) {
+    if (gh_config_load(&cfg, 17, argv, stdout, err, sizeof err) != 0) {
         fprintf(stderr, "config: %s\n", err);
         return -1;
     }
@@ -237,6 +250,26 @@ static long step_logout(uint64_t n, resp_t *r)
     return req("DELETE", "/v1/session", fresh, NULL, r);
 }
 
+/* Passkeys: options (a challenge in the accounted table) and a malformed credential. */
+static long step_passkey_options(uint64_t n, resp_t *r)
+{
+    (void)n;
+    return req("POST", "/v1/sessions/passkey/options", NULL, "{}", r);
+}
+
+static long step_passkey_register_options(uint64_t n, resp_t *r)
+{
+    (void)n;
+    return req("POST", "/v1/factors/webauthn/options", token, "{}", r);
+}
+
+static long step_passkey_malformed(uint64_t n, resp_t *r)
+{
+    (void)n;
+    return req("POST", "/v1/sessions/passkey", NULL,
+               "{\"credential\":{\"type\":\"public-key\",\"rawId\":\"AAAA\",\"response\":{}}}", r);
+}
+
 static void every_step_survives_each_failed_allocation(void **state)
 {
     (void)state;
@@ -258,6 +291,9 @@ static void every_step_survives_each_failed_allocation(void **state)
     assert_int_equal(login("oom", token), 0);
     printf("auth: %d, whoami: %d, list: %d allocations\n", sweep(step_auth, 200) - 1,
            sweep(step_whoami, 200) - 1, sweep(step_list, 200) - 1);
+    printf("passkey options: %d, registration options: %d, malformed: %d allocations\n",
+           sweep(step_passkey_options, 200) - 1, sweep(step_passkey_register_options, 200) - 1,
+           sweep(step_passkey_malformed, 400) - 1);
     printf("logout: %d allocations\n", sweep(step_logout, 204) - 1);
 
     /* Expiry allocates nothing: with every allocation failing, a sweep two days ahead still
