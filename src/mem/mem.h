@@ -32,6 +32,7 @@
     X(PASSWORD, "password")                                                                        \
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
+    X(MAIL, "mail")                                                                                \
     X(OTHER, "other")
 
 typedef enum {
