@@ -74,6 +74,8 @@ typedef struct {
     /* Told of each login's outcome (gatehouse_logins_total); NULL: nobody. */
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
+    /* Email (account/email.h): addresses, reset links, notices; NULL: email is off. */
+    struct gh_account_email *email;
 } gh_account_t;
 
 /* Who a request came from, filled by the caller. */

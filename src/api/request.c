@@ -296,6 +296,10 @@ static const struct {
     {GH_ETOOBIG, 413, "payload_too_large", "request body is too large"},
     {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json"},
     {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later"},
+    {GH_EEMAIL, 400, "invalid_email", "not a usable email address"},
+    {GH_EEMAILTAKEN, 409, "email_taken", "that email address is taken"},
+    {GH_ETOKEN, 400, "invalid_token", "the link is invalid, used or expired"},
+    {GH_EMFA, 401, "mfa_required", "a second-factor code or a recovery code is required"},
 };
 
 void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms)
