@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "account/account.h"
+#include "account/email.h"
 #include "auth/password.h"
 #include "auth/token.h"
 #include "config/config.h"
@@ -47,6 +48,8 @@ typedef struct {
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
+    gh_mail_store_t *mail_store;      /* the email tables; NULL: email is off */
+    struct gh_account_email *email;   /* the email workflows and sender; NULL: email is off */
 } gh_app_t;
 
 extern const gh_route_t gh_api_routes[];

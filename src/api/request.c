@@ -400,7 +400,8 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .operators = app->cfg.ops_users,
                           .log_salt = app->log_salt,
                           .count_login = count_login,
-                          .count_ctx = app};
+                          .count_ctx = app,
+                          .email = app->email};
 }
 
 void gh_api_account_client(gh_req_t *r, gh_account_client_t *out)
