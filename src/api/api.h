@@ -55,6 +55,13 @@ typedef struct {
 extern const gh_route_t gh_api_routes[];
 extern const size_t gh_api_nroutes;
 
+/* ---- email (email.c) ---- */
+void gh_api_email_get(gh_req_t *r);              /* GET /v1/email */
+void gh_api_email_put(gh_req_t *r);              /* PUT /v1/email */
+void gh_api_email_verify(gh_req_t *r);           /* POST /v1/email/verify */
+void gh_api_password_reset(gh_req_t *r);         /* POST /v1/password/reset */
+void gh_api_password_reset_confirm(gh_req_t *r); /* POST /v1/password/reset/confirm */
+
 /* ---- helpers shared by the handlers (request.c) ---- */
 
 /* Parses the body as a JSON object. On failure replies (415 or 400) and returns non-zero. */

@@ -404,6 +404,8 @@ static void login_page(gh_req_t *r, int status, const char *rd, const char *mess
             "<input id=\"password\" name=\"password\" type=\"password\" "
             "autocomplete=\"current-password\" required>\n"
             "<div><button type=\"submit\">Log in</button></div>\n</form>\n");
+    if (app->email)
+        put(&h, "<p><a href=\"/reset\" id=\"forgot\">Forgot your password?</a></p>\n");
     page_end(&h);
     page_send(r, status, &h);
 }
