@@ -106,7 +106,7 @@ static void *sender_main(void *arg)
         bool more = false;
         if (e->smtp_url[0]) {
             gh_mail_row_t row;
-            int64_t lease = e->smtp_timeout_ms * 2 + 5000;
+            int64_t lease = e->smtp_timeout_ms + 5000;
             int rc = e->store->ops->claim(e->store, e->node, now, lease, &row);
             if (rc == 0) {
                 deliver(e, &row);

@@ -253,6 +253,10 @@ static const keydesc_t keys[] = {
     {.name = "smtp-retry-for", .kind = K_DURATION, FIELD(smtp_retry_for_ms), .def = "24h",
      .metavar = "DURATION", .help = "how long a message is retried before it is given up",
      .group = "email", .min = 1000, .max = 30 * DAY_MS},
+    {.name = "smtp-timeout", .kind = K_DURATION, FIELD(smtp_timeout_ms), .def = "30s",
+     .metavar = "DURATION", .help = "one delivery's time limit; a node that dies mid-delivery "
+     "leaves the message to another after this plus 5s", .group = "email", .min = 1000,
+     .max = 600000},
     {.name = "email-templates", .kind = K_STR, FIELD(email_templates), .def = "",
      .shown = "built-in", .metavar = "DIR",
      .help = "KIND.subject, KIND.txt, KIND.html files that replace the built-in messages",

@@ -93,6 +93,7 @@ typedef struct {
     char smtp_from[GH_CONFIG_STR];             /* "" = email off */
     char smtp_credentials_file[GH_CONFIG_STR]; /* USER:PASSWORD on its first line */
     int64_t smtp_retry_for_ms;                 /* 24h */
+    int64_t smtp_timeout_ms;                   /* 30s: one delivery; the lease is this + 5s */
     char email_templates[GH_CONFIG_STR];       /* "" = built-in */
     char product_name[GH_CONFIG_STR];          /* "Gatehouse" */
 

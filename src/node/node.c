@@ -158,6 +158,7 @@ static int start_email(const gh_config_t *cfg, gh_app_t *app)
                              .smtp_user = user,
                              .smtp_password = password,
                              .retry_for_ms = cfg->smtp_retry_for_ms,
+                             .smtp_timeout_ms = cfg->smtp_timeout_ms,
                              .node = node};
     if ((rc = gh_account_email_create(&eo, &app->email)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot set up email",
