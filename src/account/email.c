@@ -87,8 +87,7 @@ static int token_hash(const char *tok, size_t len, uint8_t hash[GH_MAILSTORE_HAS
 
 /* Renders a message (link: public_url + path + token, or the reset page when path is NULL). */
 static int render(gh_account_email_t *e, gh_mail_kind_t kind, const char *to, const char *username,
-                  const char *path, const char *tok, const char *new_email, char **msg,
-                  size_t *len)
+                  const char *path, const char *tok, const char *new_email, char **msg, size_t *len)
 {
     char link[1024];
     snprintf(link, sizeof link, "%s%s%s", e->public_url, path ? path : "/reset", tok ? tok : "");
@@ -338,8 +337,8 @@ int gh_account_reset_request(gh_account_t *a, const gh_account_client_t *c, bool
         if (!ident || len == 0 || len > GH_USERNAME_MAX)
             return GH_EINVAL;
         for (size_t i = 0; i < len; i++)
-            norm[i] = (ident[i] >= 'A' && ident[i] <= 'Z') ? (char)(ident[i] - 'A' + 'a')
-                                                            : ident[i];
+            norm[i] =
+                (ident[i] >= 'A' && ident[i] <= 'Z') ? (char)(ident[i] - 'A' + 'a') : ident[i];
         norm[len] = '\0';
     }
     int64_t now = gh_clock_now_ms();
@@ -372,12 +371,11 @@ int gh_account_reset_request(gh_account_t *a, const gh_account_client_t *c, bool
     if (rc != 0 && rc != GH_ENOTFOUND)
         return rc;
     bool send = uid != 0 && to[0] && verified;
-    if (send && !throttle_take(e, TH_ACCOUNT, &uid, sizeof uid, GH_EMAIL_THROTTLE_PER_ACCOUNT, now,
-                               NULL))
+    if (send &&
+        !throttle_take(e, TH_ACCOUNT, &uid, sizeof uid, GH_EMAIL_THROTTLE_PER_ACCOUNT, now, NULL))
         send = false; /* answered like the others: a 429 here would say the account exists */
-    rc = issue(e, GH_MAIL_RESET, GH_TOKEN_RESET, send ? uid : 0,
-               send ? user.username : "nobody", send ? to : NOBODY, "/reset/confirm?token=",
-               GH_EMAIL_RESET_TTL_MS, send);
+    rc = issue(e, GH_MAIL_RESET, GH_TOKEN_RESET, send ? uid : 0, send ? user.username : "nobody",
+               send ? to : NOBODY, "/reset/confirm?token=", GH_EMAIL_RESET_TTL_MS, send);
     if (rc == 0 && send)
         GH_LOG(GH_LOG_INFO, "password reset link queued", GH_LI("user_id", uid),
                GH_LS("via", c->via ? c->via : ""));

@@ -41,9 +41,9 @@ typedef struct {
     const char *smtp_url;   /* --smtp-url; "" = mail stays queued */
     const char *smtp_user;  /* from --smtp-credentials-file; "" = no AUTH */
     const char *smtp_password;
-    int64_t retry_for_ms;   /* --smtp-retry-for */
+    int64_t retry_for_ms; /* --smtp-retry-for */
     int64_t smtp_timeout_ms;
-    const char *node;       /* this node's name on the leases it takes */
+    const char *node; /* this node's name on the leases it takes */
     /* the tests' fixed table size for the throttles (0 = GH_EMAIL_THROTTLE_SLOTS) */
     uint32_t throttle_slots;
 } gh_email_options_t;
@@ -58,10 +58,10 @@ int gh_account_email_start(gh_account_email_t *e) GH_WUR;
 void gh_account_email_destroy(gh_account_email_t **e);
 
 typedef struct {
-    bool delivering;        /* --smtp-url is set */
-    uint64_t depth;         /* queued messages (all nodes) */
-    double oldest_age_s;    /* age of the oldest queued message */
-    uint64_t sent, failed;  /* by this node since start */
+    bool delivering;          /* --smtp-url is set */
+    uint64_t depth;           /* queued messages (all nodes) */
+    double oldest_age_s;      /* age of the oldest queued message */
+    uint64_t sent, failed;    /* by this node since start */
     uint64_t attempts_failed; /* attempts that will be retried, by this node */
 } gh_email_stats_t;
 void gh_account_email_stats(gh_account_email_t *e, gh_email_stats_t *out);
@@ -75,8 +75,8 @@ int gh_account_email_attach(gh_account_t *a, const gh_user_t *user, const char *
                             size_t len) GH_WUR;
 
 /* The user's address (*email "" when none). */
-int gh_account_email_get(gh_account_t *a, uint64_t user_id,
-                         char email[GH_MAIL_ADDR_MAX + 1], bool *verified) GH_WUR;
+int gh_account_email_get(gh_account_t *a, uint64_t user_id, char email[GH_MAIL_ADDR_MAX + 1],
+                         bool *verified) GH_WUR;
 
 /* PUT /v1/email: with proof (the current password, verified on the pool). */
 typedef struct {
@@ -120,7 +120,8 @@ typedef struct {
 /* begin: GH_ETOKEN, GH_EPASSWORD, GH_EMFA (a factor and no code), GH_EAUTH-class code errors
  * from the factor hook; on 0 the state holds the hash job (new_pw must live until it has run). */
 int gh_account_reset_begin(gh_account_t *a, gh_account_reset_t *st, const char *token, size_t tlen,
-                           const char *new_pw, size_t nlen, const char *code, size_t codelen) GH_WUR;
+                           const char *new_pw, size_t nlen, const char *code,
+                           size_t codelen) GH_WUR;
 /* continue: 0 (st->revoked sessions ended); GH_ETOKEN (spent meanwhile); GH_EBUSY; store errors. */
 int gh_account_reset_continue(gh_account_t *a, gh_account_reset_t *st) GH_WUR;
 

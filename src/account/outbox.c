@@ -21,9 +21,9 @@
 #include "common/log.h"
 #include "mem/mem.h"
 
-#define POLL_MS 1000                    /* looks for due messages (other nodes', retries) */
-#define STATS_MS 1000                   /* refreshes depth and oldest age */
-#define PURGE_MS (3600 * 1000LL)        /* drops expired tokens and old settled rows */
+#define POLL_MS 1000             /* looks for due messages (other nodes', retries) */
+#define STATS_MS 1000            /* refreshes depth and oldest age */
+#define PURGE_MS (3600 * 1000LL) /* drops expired tokens and old settled rows */
 #define KEEP_SETTLED_MS (7 * 24 * 3600 * 1000LL)
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS (5 * 60 * 1000LL)
@@ -68,10 +68,10 @@ static void deliver(gh_account_email_t *e, gh_mail_row_t *row)
             backoff = BACKOFF_MAX_MS;
         next = now + backoff;
         outcome = (rc == GH_EINVAL || next > row->created_at_ms + e->retry_for_ms) ? GH_MAIL_FAILED
-                                                                                  : GH_MAIL_RETRY;
+                                                                                   : GH_MAIL_RETRY;
     }
-    int src = e->store->ops->settle(e->store, row->id, e->node, outcome, next,
-                                    rc ? err : NULL, now);
+    int src =
+        e->store->ops->settle(e->store, row->id, e->node, outcome, next, rc ? err : NULL, now);
     if (outcome == GH_MAIL_SENT) {
         atomic_fetch_add(&e->sent, 1);
         GH_LOG(GH_LOG_INFO, "email sent", GH_LI("id", row->id), GH_LS("kind", row->kind),

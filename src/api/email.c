@@ -75,9 +75,9 @@ void gh_api_email_get(gh_req_t *r)
         gh_api_reply_err(r, rc);
         return;
     }
-    gh_api_reply_json(r, 200, json_pack("{s:o,s:b}", "email",
-                                        email[0] ? json_string(email) : json_null(), "verified",
-                                        verified));
+    gh_api_reply_json(r, 200,
+                      json_pack("{s:o,s:b}", "email", email[0] ? json_string(email) : json_null(),
+                                "verified", verified));
 }
 
 void gh_api_email_put(gh_req_t *r)
@@ -119,8 +119,8 @@ void gh_api_email_put(gh_req_t *r)
         if (rc != 0)
             gh_api_reply_err(r, rc);
         else
-            gh_api_reply_json(r, 202, json_pack("{s:s,s:b}", "email", st->change.email,
-                                                "confirmation_sent", 1));
+            gh_api_reply_json(
+                r, 202, json_pack("{s:s,s:b}", "email", st->change.email, "confirmation_sent", 1));
         return;
     }
     r->phase = 1;
@@ -211,12 +211,24 @@ static void p_esc(page_t *h, const char *s)
     char one[2] = {0, 0};
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': p_put(h, "&amp;"); break;
-        case '<': p_put(h, "&lt;"); break;
-        case '>': p_put(h, "&gt;"); break;
-        case '"': p_put(h, "&quot;"); break;
-        case '\'': p_put(h, "&#39;"); break;
-        default: one[0] = *s; p_put(h, one);
+        case '&':
+            p_put(h, "&amp;");
+            break;
+        case '<':
+            p_put(h, "&lt;");
+            break;
+        case '>':
+            p_put(h, "&gt;");
+            break;
+        case '"':
+            p_put(h, "&quot;");
+            break;
+        case '\'':
+            p_put(h, "&#39;");
+            break;
+        default:
+            one[0] = *s;
+            p_put(h, one);
         }
     }
 }
@@ -262,8 +274,7 @@ static void p_send(gh_req_t *r, int status, page_t *h)
     (void)gh_reply_header(r, "Referrer-Policy", "no-referrer");
 }
 
-static void p_message(gh_req_t *r, int status, const char *title, const char *cls,
-                      const char *text)
+static void p_message(gh_req_t *r, int status, const char *title, const char *cls, const char *text)
 {
     page_t h;
     if (!p_begin(r, &h, title)) {

@@ -240,8 +240,9 @@ static int collect_email(void *ctx, double *v, int which)
         return 1;
     gh_email_stats_t st;
     gh_account_email_stats(app->email, &st);
-    const double by[] = {(double)st.depth, st.oldest_age_s, (double)st.sent, (double)st.failed,
-                         (double)st.attempts_failed, st.delivering ? 1 : 0};
+    const double by[] = {
+        (double)st.depth,           st.oldest_age_s,      (double)st.sent, (double)st.failed,
+        (double)st.attempts_failed, st.delivering ? 1 : 0};
     v[0] = by[which];
     return 0;
 }

@@ -45,8 +45,8 @@ static void create_user(gh_req_t *r, bool by_admin)
         json_t *out = json_pack("{s:I, s:s}", "id", (json_int_t)st->reg.user.id, "username",
                                 st->reg.user.username);
         /* the address, checked before the hash, is stored now and a verification link mailed */
-        if (st->email && (rc = gh_account_email_attach(&a, &st->reg.user, st->email,
-                                                       st->email_len)) != 0)
+        if (st->email &&
+            (rc = gh_account_email_attach(&a, &st->reg.user, st->email, st->email_len)) != 0)
             GH_LOG(GH_LOG_WARN, "user created without the email address given",
                    GH_LI("user_id", st->reg.user.id), GH_LS("error", gh_strerror(rc)));
         if (out && st->email && rc == 0)

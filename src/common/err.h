@@ -40,7 +40,7 @@
     X(FORBIDDEN, 19, "forbidden")                                                                  \
     X(MEDIATYPE, 20, "unsupported media type")                                                     \
     X(CRITICAL, 21, "memory use is critical")                                                      \
-    X(CANCELED, 22, "cancelled: the process is stopping")                                         \
+    X(CANCELED, 22, "cancelled: the process is stopping")                                          \
     X(EMAIL, 23, "invalid email address")                                                          \
     X(EMAILTAKEN, 24, "that email address is taken")                                               \
     X(TOKEN, 25, "invalid or expired link token")                                                  \

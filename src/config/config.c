@@ -78,7 +78,7 @@ static bool check_http_url(const char *v);
 static bool check_smtp_url(const char *v)
 {
     return *v == '\0' || ((strncmp(v, "smtp://", 7) == 0 || strncmp(v, "smtps://", 8) == 0) &&
-                           strcspn(v, " \t\r\n") == strlen(v));
+                          strcspn(v, " \t\r\n") == strlen(v));
 }
 
 #define KIB 1024ULL
@@ -1275,8 +1275,11 @@ size_t gh_config_ranges(const gh_config_t *cfg, gh_config_range_t *out, size_t m
             } else {
                 memcpy(&v, f, sizeof v);
             }
-            out[n] = (gh_config_range_t){.name = k->name, .min = k->min, .max = k->max, .value = v,
-                                        .duration = k->kind == K_DURATION};
+            out[n] = (gh_config_range_t){.name = k->name,
+                                         .min = k->min,
+                                         .max = k->max,
+                                         .value = v,
+                                         .duration = k->kind == K_DURATION};
         }
         n++;
     }

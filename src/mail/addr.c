@@ -22,8 +22,7 @@ static bool atext(unsigned char c)
 
 static bool ldh(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
 }
 
 int gh_mail_addr_normalize(const char *in, size_t len, char out[GH_MAIL_ADDR_MAX + 1])

@@ -76,14 +76,14 @@ int gh_mail_render(gh_mail_kind_t kind, const gh_mail_vars_t *v, char **out, siz
 
 /* One SMTP delivery. */
 typedef struct {
-    const char *url;       /* smtp://host:port or smtps://host:port */
-    const char *user;      /* NULL: no AUTH */
-    const char *password;  /* with user */
-    const char *from;      /* envelope sender */
-    const char *to;        /* envelope recipient */
-    const char *message;   /* the rendered message */
+    const char *url;      /* smtp://host:port or smtps://host:port */
+    const char *user;     /* NULL: no AUTH */
+    const char *password; /* with user */
+    const char *from;     /* envelope sender */
+    const char *to;       /* envelope recipient */
+    const char *message;  /* the rendered message */
     size_t len;
-    long timeout_ms;       /* the whole exchange */
+    long timeout_ms; /* the whole exchange */
 } gh_mail_send_t;
 
 /* Sends with libcurl: STARTTLS when the server offers it (CURLUSESSL_TRY), AUTH when user is set.

@@ -143,12 +143,23 @@ static void put_html(buf_t *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': puts_(b, "&lt;"); break;
-        case '>': puts_(b, "&gt;"); break;
-        case '&': puts_(b, "&amp;"); break;
-        case '"': puts_(b, "&quot;"); break;
-        case '\'': puts_(b, "&#39;"); break;
-        default: put(b, s, 1);
+        case '<':
+            puts_(b, "&lt;");
+            break;
+        case '>':
+            puts_(b, "&gt;");
+            break;
+        case '&':
+            puts_(b, "&amp;");
+            break;
+        case '"':
+            puts_(b, "&quot;");
+            break;
+        case '\'':
+            puts_(b, "&#39;");
+            break;
+        default:
+            put(b, s, 1);
         }
     }
 }
@@ -332,14 +343,18 @@ int gh_mail_render(gh_mail_kind_t kind, const gh_mail_vars_t *v, char **out, siz
     puts_(&msg, "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n");
     putf(&msg, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
     buf_t crlf = {0};
-    putf(&msg, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-               "Content-Transfer-Encoding: base64\r\n\r\n", boundary);
+    putf(&msg,
+         "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: base64\r\n\r\n",
+         boundary);
     to_crlf(&crlf, text.p ? text.p : "");
     put_base64(&msg, crlf.p ? crlf.p : "", crlf.len);
     gh_mem_free(GH_MEM_MAIL, crlf.p);
     crlf = (buf_t){0};
-    putf(&msg, "--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
-               "Content-Transfer-Encoding: base64\r\n\r\n", boundary);
+    putf(&msg,
+         "--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: base64\r\n\r\n",
+         boundary);
     to_crlf(&crlf, "<!doctype html>\n<html><body>\n");
     to_crlf(&crlf, html.p ? html.p : "");
     puts_(&crlf, "</body></html>\r\n");

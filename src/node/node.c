@@ -127,7 +127,8 @@ static int read_smtp_credentials(const char *path, char *user, size_t ulen, char
 static int start_email(const gh_config_t *cfg, gh_app_t *app)
 {
     if (!cfg->public_url[0] || !cfg->smtp_from[0]) {
-        GH_LOG(GH_LOG_INFO, "email is off", GH_LS("why", "--public-url and --smtp-from are needed"));
+        GH_LOG(GH_LOG_INFO, "email is off",
+               GH_LS("why", "--public-url and --smtp-from are needed"));
         return 0;
     }
     if (cfg->user_store != GH_USER_STORE_SQLITE) {

@@ -73,8 +73,9 @@ static void start_node(fixture_t *f, const char *extra1, const char *extra2)
     snprintf(listen, sizeof listen, "%s", f->public_url + 7);
     snprintf(url, sizeof url, "%s", f->public_url);
     /* a short --smtp-timeout: a node killed mid-delivery holds its lease for 2 s + 5 s */
-    const char *args[16] = {"--listen", listen, "--public-url", url, "--smtp-timeout", "2s",
-                            "--smtp-from", FROM, "--smtp-url", f->smtp.url};
+    const char *args[16] = {"--listen",       listen,     "--public-url", url,
+                            "--smtp-timeout", "2s",       "--smtp-from",  FROM,
+                            "--smtp-url",     f->smtp.url};
     int n = f->no_smtp ? 8 : 10;
     if (extra1)
         args[n++] = extra1;
@@ -89,8 +90,8 @@ static void start_node(fixture_t *f, const char *extra1, const char *extra2)
 static void register_verified(fixture_t *f, const char *user, const char *email, int i)
 {
     char body[512], text[8192], link[512];
-    snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"" PASSWORD
-                                "\",\"email\":\"%s\"}", user, email);
+    snprintf(body, sizeof body,
+             "{\"username\":\"%s\",\"password\":\"" PASSWORD "\",\"email\":\"%s\"}", user, email);
     EXPECT(ht_json(&f->srv, "POST", "/v1/users", NULL, body, &f->r), 201);
     if (!ts_smtp_wait(&f->smtp, i, 15000))
         fail_msg("the verification mail %d did not arrive", i);
@@ -266,7 +267,7 @@ static void reset_answers_the_same_for_existing_and_missing_accounts(void **stat
         EXPECT(ht_json(&f->srv, "POST", "/v1/users", NULL, body, &f->r), 201);
     }
     mark_verified(f);
-    long long t_yes[N], t_no[N];
+    long long t_yes[N] = {0}, t_no[N] = {0};
     char first_body[1024] = "";
     for (int i = 0; i < N; i++) {
         for (int k = 0; k < 2; k++) {
@@ -274,14 +275,13 @@ static void reset_answers_the_same_for_existing_and_missing_accounts(void **stat
             char xff[64];
             snprintf(xff, sizeof xff, "X-Forwarded-For: 10.%d.%d.1", exists ? 1 : 2, i);
             const char *hdr[] = {"Content-Type: application/json", xff, NULL};
-            snprintf(body, sizeof body, "{\"email\":\"%s%d@ex.test\"}", exists ? "u" : "nobody",
-                     i);
+            snprintf(body, sizeof body, "{\"email\":\"%s%d@ex.test\"}", exists ? "u" : "nobody", i);
             long long t0 = ht_now_ms() * 1000;
             struct timespec a, b;
             clock_gettime(CLOCK_MONOTONIC, &a);
-            EXPECT(ht_request(&f->srv, "POST", "/v1/password/reset", hdr, body, strlen(body),
-                              &f->r),
-                   202);
+            EXPECT(
+                ht_request(&f->srv, "POST", "/v1/password/reset", hdr, body, strlen(body), &f->r),
+                202);
             clock_gettime(CLOCK_MONOTONIC, &b);
             (void)t0;
             long long us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
@@ -302,8 +302,7 @@ static void reset_answers_the_same_for_existing_and_missing_accounts(void **stat
     print_message("reset request median: existing %lld us, missing %lld us\n", m_yes, m_no);
     long long d = m_yes > m_no ? m_yes - m_no : m_no - m_yes;
     if (d >= 5000)
-        fail_msg("median timings differ by %lld us (existing %lld, missing %lld)", d, m_yes,
-                 m_no);
+        fail_msg("median timings differ by %lld us (existing %lld, missing %lld)", d, m_yes, m_no);
     /* the mail for the existing ones is queued: the outbox depth says so */
     EXPECT(ht_get(&f->srv, "/metrics", NULL, &f->r), 200);
     assert_non_null(strstr(f->r.body, "gatehouse_email_delivering 0"));
@@ -394,10 +393,19 @@ static void hostile_addresses_are_refused(void **state)
     fixture_t *f = *state;
     assert_int_equal(ts_smtp_start(&f->smtp, NULL, NULL), 0);
     start_node(f, NULL, NULL);
-    static const char *const bad[] = {
-        "x@ex.test\\r\\nBcc: victim@ex.test", "x@ex.test\\nSubject: hi", "\\u00e9l\\u00e8ve@ex.test",
-        "x@\\u0435x.test", "\\\"quoted\\\"@ex.test", "Name <x@ex.test>", "x@[127.0.0.1]",
-        "x@localhost", "x..y@ex.test", "x@ex.test,y@ex.test", "@ex.test", "x@", ""};
+    static const char *const bad[] = {"x@ex.test\\r\\nBcc: victim@ex.test",
+                                      "x@ex.test\\nSubject: hi",
+                                      "\\u00e9l\\u00e8ve@ex.test",
+                                      "x@\\u0435x.test",
+                                      "\\\"quoted\\\"@ex.test",
+                                      "Name <x@ex.test>",
+                                      "x@[127.0.0.1]",
+                                      "x@localhost",
+                                      "x..y@ex.test",
+                                      "x@ex.test,y@ex.test",
+                                      "@ex.test",
+                                      "x@",
+                                      ""};
     char body[1024];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(body, sizeof body,
@@ -426,11 +434,13 @@ static void hostile_addresses_are_refused(void **state)
            202);
     /* a taken address (any case) */
     EXPECT(ht_json(&f->srv, "POST", "/v1/users", NULL,
-                   "{\"username\":\"ivan\",\"password\":\"" PASSWORD "\",\"email\":\"ivan@ex.test\"}",
+                   "{\"username\":\"ivan\",\"password\":\"" PASSWORD
+                   "\",\"email\":\"ivan@ex.test\"}",
                    &f->r),
            201);
     EXPECT(ht_json(&f->srv, "POST", "/v1/users", NULL,
-                   "{\"username\":\"ivan2\",\"password\":\"" PASSWORD "\",\"email\":\"IVAN@ex.test\"}",
+                   "{\"username\":\"ivan2\",\"password\":\"" PASSWORD
+                   "\",\"email\":\"IVAN@ex.test\"}",
                    &f->r),
            409);
     assert_string_equal(f->r.error_code, "email_taken");
@@ -462,7 +472,7 @@ static void changing_the_address_needs_the_password_and_the_new_link(void **stat
     /* the confirmation to the new address and the notice to the old one */
     assert_true(ts_smtp_wait(&f->smtp, 3, 15000));
     bool confirm = false, notice = false;
-    char link[512];
+    char link[512] = "";
     for (int i = 2; i <= 3; i++) {
         char *msg = ts_smtp_message(&f->smtp, i), to[256], text[8192], prefix[160];
         assert_true(ts_mail_header(msg, "To", to, sizeof to));

@@ -77,9 +77,10 @@ int ts_smtp_start(ts_smtp_t *s, const char *opt, const char *value)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         setpgid(0, 0);
-        const char *argv[8] = {"/usr/bin/python3", "tests/support/smtp_sink.py", port, s->dir,
-                               opt, value, NULL};
-        freopen("/dev/null", "w", stdout);
+        const char *argv[8] = {
+            "/usr/bin/python3", "tests/support/smtp_sink.py", port, s->dir, opt, value, NULL};
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(127);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
