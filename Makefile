@@ -116,6 +116,10 @@ bench-metrics: $(BUILD)/bench/bench_metrics
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+.PHONY: bench-audit
+bench-audit: $(BUILD)/bench/bench_audit
+	./$(BUILD)/bench/bench_audit
+
 .PHONY: bench-watchdog
 bench-watchdog: $(BUILD)/bench/bench_watchdog
 	./$(BUILD)/bench/bench_watchdog
@@ -170,7 +174,7 @@ bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm
+BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

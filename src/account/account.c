@@ -9,6 +9,7 @@
  */
 #include "account/account.h"
 #include "account/email.h"
+#include "account/audit.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -196,8 +197,14 @@ int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st)
     }
     rc = gh_user_create(a->users, st->username, st->job.verdict.new_hash, gh_clock_now_ms(),
                         &st->user);
-    if (rc == 0)
+    if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user created", GH_LI("user_id", st->user.id));
+        gh_audit_event_t ev;
+        gh_account_audit_event(a, &ev, GH_AUDIT_USER_CREATED, GH_AUDIT_SUCCESS, st->user.id);
+        rc = gh_account_audit(a, &ev);
+        if (rc == 0)
+            rc = gh_account_audit_admin(a, "user_create", st->user.id, NULL, NULL);
+    }
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
@@ -208,8 +215,19 @@ out:
 
 int gh_account_logout(gh_account_t *a, const uint8_t token_hash[GH_TOKEN_HASH_LEN])
 {
+    gh_session_info_t info;
+    bool known =
+        a->audit && gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(), &info) == 0;
     int rc = gh_session_end(a->sessions, token_hash, GH_END_LOGOUT);
-    return rc == GH_ENOTFOUND ? 0 : rc;
+    if (rc == GH_ENOTFOUND)
+        return 0;
+    if (rc == 0 && known) {
+        gh_audit_event_t ev;
+        gh_account_audit_event(a, &ev, GH_AUDIT_LOGOUT, GH_AUDIT_SUCCESS, info.user_id);
+        gh_audit_event_session(&ev, info.id);
+        rc = gh_account_audit(a, &ev);
+    }
+    return rc;
 }
 
 int gh_account_session_user(gh_account_t *a, const gh_session_info_t *session,
@@ -247,7 +265,28 @@ int gh_account_sessions_list(gh_account_t *a, gh_pool_t *pool, uint64_t user_id,
 
 int gh_account_sessions_revoke(gh_account_t *a, uint64_t user_id, const char *session_id)
 {
-    return gh_session_end_by_id(a->sessions, user_id, session_id, GH_END_REVOKED);
+    int rc = gh_session_end_by_id(a->sessions, user_id, session_id, GH_END_REVOKED);
+    if (rc != 0)
+        return rc;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_session(&ev, session_id);
+    gh_audit_event_detail(&ev, "by=%s", gh_account_by_admin(a) ? "admin" : "user");
+    rc = gh_account_audit(a, &ev);
+    if (rc == 0)
+        rc = gh_account_audit_admin(a, "session_revoke", user_id, session_id, NULL);
+    return rc;
+}
+
+/* One session.revoked event for n sessions of user_id ended at once (by: who or what). */
+static int audit_revoked(gh_account_t *a, uint64_t user_id, size_t n, const char *by)
+{
+    if (n == 0)
+        return 0;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "by=%s count=%zu", by, n);
+    return gh_account_audit(a, &ev);
 }
 
 int gh_account_sessions_revoke_all(gh_account_t *a, uint64_t user_id, bool by_admin, size_t *n)
@@ -260,6 +299,14 @@ int gh_account_sessions_revoke_all(gh_account_t *a, uint64_t user_id, bool by_ad
             return rc;
     }
     rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, n);
+    if (rc != 0)
+        return rc;
+    rc = audit_revoked(a, user_id, *n, by_admin ? "admin" : "user");
+    if (rc == 0 && by_admin) {
+        char detail[32];
+        snprintf(detail, sizeof detail, "count=%zu", *n);
+        rc = gh_account_audit_admin(a, "sessions_revoke_all", user_id, NULL, detail);
+    }
     if (rc != 0)
         return rc;
     if (by_admin)
@@ -339,7 +386,14 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
         goto out;
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
            GH_LI("sessions_revoked", st->revoked));
-    GH_IGNORE(gh_account_notify(a, st->user.id, GH_MAIL_PASSWORD_CHANGED));
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_PASSWORD_CHANGED, GH_AUDIT_SUCCESS, st->user.id);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", st->revoked);
+    rc = gh_account_audit(a, &ev);
+    if (rc == 0)
+        rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
+    if (rc == 0)
+        GH_IGNORE(gh_account_notify(a, st->user.id, GH_MAIL_PASSWORD_CHANGED));
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     return rc;
@@ -370,8 +424,78 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
     rc = gh_session_end_user(a->sessions, user.id, NULL, GH_END_REVOKED, revoked);
     if (rc == 0)
         rc = gh_user_del(a->users, user.id);
-    if (rc == 0)
+    if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user deleted", GH_LI("user_id", user.id),
                GH_LI("sessions_revoked", *revoked));
+        gh_audit_event_t ev;
+        gh_account_audit_event(a, &ev, GH_AUDIT_USER_DELETED, GH_AUDIT_SUCCESS, user.id);
+        gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
+        rc = gh_account_audit(a, &ev);
+        if (rc == 0)
+            rc = audit_revoked(a, user.id, *revoked, "user_delete");
+        if (rc == 0)
+            rc = gh_account_audit_admin(a, "user_delete", user.id, NULL, NULL);
+    }
     return rc;
+}
+
+int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
+                              gh_user_t *out)
+{
+    gh_user_t before;
+    int rc = gh_account_user_get(a, user_id, &before);
+    if (rc != 0)
+        return rc;
+    size_t ended = 0;
+    if (disabled == 1) {
+        rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &ended);
+        if (rc != 0)
+            return rc;
+    }
+    rc = gh_user_set_flags(a->users, user_id, admin, disabled);
+    if (rc == 0 && disabled == 1) /* a login that raced the first pass */
+        rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &(size_t){0});
+    if (rc != 0)
+        return rc;
+    gh_audit_event_t ev;
+    if (disabled >= 0 && (disabled == 1) != before.disabled) {
+        gh_account_audit_event(a, &ev, disabled ? GH_AUDIT_USER_DISABLED : GH_AUDIT_USER_ENABLED,
+                               GH_AUDIT_SUCCESS, user_id);
+        gh_audit_event_detail(&ev, "sessions_revoked=%zu", ended);
+        if ((rc = gh_account_audit(a, &ev)) != 0 ||
+            (rc = audit_revoked(a, user_id, ended, "disable")) != 0)
+            return rc;
+        if ((rc = gh_account_audit_admin(a, disabled ? "user_disable" : "user_enable", user_id,
+                                         NULL, NULL)) != 0)
+            return rc;
+        GH_LOG(GH_LOG_INFO, disabled ? "user disabled" : "user enabled", GH_LI("user_id", user_id),
+               GH_LI("sessions_revoked", ended));
+    }
+    if (admin >= 0 && (admin == 1) != before.admin) {
+        rc = gh_account_audit_admin(a, admin ? "role_grant_admin" : "role_revoke_admin", user_id,
+                                    NULL, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return gh_account_user_get(a, user_id, out);
+}
+
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked)
+{
+    gh_user_t user;
+    *was_locked = false;
+    int rc = gh_account_user_get(a, user_id, &user);
+    if (rc != 0)
+        return rc;
+    if (a->ratelimit)
+        *was_locked = gh_ratelimit_account_reset(
+            a->ratelimit,
+            gh_ratelimit_account_key(a->ratelimit, user.username, strlen(user.username)),
+            gh_clock_mono_ns() / 1000000);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_THROTTLE_UNLOCKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "was_locked=%s", *was_locked ? "true" : "false");
+    if ((rc = gh_account_audit(a, &ev)) != 0)
+        return rc;
+    return gh_account_audit_admin(a, "throttle_unlock", user_id, NULL, ev.detail);
 }

@@ -57,6 +57,13 @@ typedef enum {
  * never mistaken for a GH_E… code. */
 #define GH_ACCOUNT_PENDING 1
 
+/* Who a request came from, filled by the caller. */
+typedef struct {
+    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
+    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
+    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
+} gh_account_client_t;
+
 /* Everything the workflows use. The caller owns every pointer (the node, or a test) and keeps
  * them alive while workflows run. */
 typedef struct {
@@ -76,14 +83,14 @@ typedef struct {
     void *count_ctx;
     /* Email (account/email.h): addresses, reset links, notices; NULL: email is off. */
     struct gh_account_email *email;
+    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
+    /* Who asks, for the audit trail: the API fills these in each request's copy (the client of
+     * the request; actor "token" for the admin bearer token, "admin:<id>" for an admin user's
+     * console session), the command line sets actor "cli". actor "": the subject user acts on
+     * their own account. */
+    gh_account_client_t caller;
+    char actor[80];
 } gh_account_t;
-
-/* Who a request came from, filled by the caller. */
-typedef struct {
-    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
-    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
-    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
-} gh_account_client_t;
 
 /* The pending argon2 job of a workflow's state (its fields are the service's). */
 typedef struct {
@@ -229,6 +236,18 @@ int gh_account_user_get(gh_account_t *a, uint64_t user_id, gh_user_t *out) GH_WU
 /* Ends every session of the user, then deletes the user (a session never outlives its user):
  * GH_ENOTFOUND, store errors; *revoked how many sessions ended. */
 int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked) GH_WUR;
+
+/* Sets the user's roles (admin, disabled: -1 leaves one as it is, 0 or 1 sets it) into out (no
+ * hash). Disabling ends every session of the user first (a disabled user's login then fails as
+ * a wrong password does). Each change is audited (user.disabled / user.enabled, admin.<action>).
+ * GH_ENOTFOUND, store errors. */
+int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
+                              gh_user_t *out) GH_WUR;
+
+/* Unlocks the user's account throttle on this node (its failures and back-off are forgotten);
+ * audited (throttle.unlocked, admin.throttle_unlock). *was_locked: it had failures. GH_ENOTFOUND
+ * when the user does not exist; 0 with *was_locked false without throttles. */
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked) GH_WUR;
 
 /* ---- operators (--ops-users) ---- */
 

@@ -11,6 +11,7 @@
  * is answered 202 like any other and simply mails nothing.
  */
 #include "account/email_internal.h"
+#include "account/audit.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -242,9 +243,18 @@ int gh_account_email_change_continue(gh_account_t *a, gh_account_email_change_t 
         if (rc == 0 && strcmp(old, st->email) != 0)
             GH_IGNORE(queue_notice(e, GH_MAIL_EMAIL_CHANGED, old, st->user.username, st->email));
     }
-    if (rc == 0)
+    if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "email change requested", GH_LI("user_id", st->user.id),
                GH_LB("had_address", old[0] != '\0'));
+        /* email.changed: the address on the account changes now only when it had none (else
+         * when the new one's link is followed, gh_account_email_verify) */
+        if (!old[0]) {
+            gh_audit_event_t ev;
+            gh_account_audit_event(a, &ev, GH_AUDIT_EMAIL_CHANGED, GH_AUDIT_SUCCESS, st->user.id);
+            gh_audit_event_detail(&ev, "set=unverified");
+            rc = gh_account_audit(a, &ev);
+        }
+    }
     return rc;
 }
 
@@ -284,10 +294,17 @@ int gh_account_email_verify(gh_account_t *a, const char *token, size_t len)
         return GH_EEMAILTAKEN;
     if (rc != 0)
         return rc;
-    /* audit: email.verified (and email.changed for a change) belong here */
     GH_LOG(GH_LOG_INFO, "email verified", GH_LI("user_id", uid),
            GH_LB("changed", purpose == GH_TOKEN_CHANGE));
-    return 0;
+    gh_audit_event_t ev;
+    if (purpose == GH_TOKEN_CHANGE) {
+        gh_account_audit_event(a, &ev, GH_AUDIT_EMAIL_CHANGED, GH_AUDIT_SUCCESS, uid);
+        gh_audit_event_detail(&ev, "confirmed_by=link");
+        if ((rc = gh_account_audit(a, &ev)) != 0)
+            return rc;
+    }
+    gh_account_audit_event(a, &ev, GH_AUDIT_EMAIL_VERIFIED, GH_AUDIT_SUCCESS, uid);
+    return gh_account_audit(a, &ev);
 }
 
 int gh_account_link_peek(gh_account_t *a, bool reset, const char *token, size_t len,
@@ -453,9 +470,13 @@ int gh_account_reset_continue(gh_account_t *a, gh_account_reset_t *st)
     st->revoked += after;
     if (rc != 0)
         goto out;
-    /* audit: password.reset belongs here */
     GH_LOG(GH_LOG_INFO, "password reset", GH_LI("user_id", uid),
            GH_LI("sessions_revoked", st->revoked));
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_PASSWORD_RESET, GH_AUDIT_SUCCESS, uid);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", st->revoked);
+    if ((rc = gh_account_audit(a, &ev)) != 0)
+        goto out;
     GH_IGNORE(gh_account_notify(a, uid, GH_MAIL_PASSWORD_CHANGED));
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);

@@ -50,7 +50,15 @@ typedef struct {
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
     gh_mail_store_t *mail_store;      /* the email tables; NULL: email is off */
     struct gh_account_email *email;   /* the email workflows and sender; NULL: email is off */
+    struct gh_audit *audit;           /* the audit trail (account/audit.h); NULL: none */
 } gh_app_t;
+
+/* ---- the audit trail and users' roles (audit.c) ---- */
+void gh_api_admin_audit(gh_req_t *r);
+void gh_api_account_activity(gh_req_t *r);
+void gh_api_admin_patch_user(gh_req_t *r);
+/* {"id","username","created_at","admin","disabled"} */
+json_t *gh_api_user_json(const gh_user_t *u);
 
 extern const gh_route_t gh_api_routes[];
 extern const size_t gh_api_nroutes;

@@ -6,6 +6,8 @@
  */
 #include "api/api.h"
 
+#include "account/audit.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -313,6 +315,36 @@ static int collect_user_stale_age(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The audit trail's counters (account/audit.h); zeros without one. */
+static int collect_audit(void *ctx, double *v, size_t n, int which)
+{
+    gh_app_t *app = ctx;
+    gh_audit_stats_t st;
+    (void)n;
+    gh_audit_stats(app->audit, &st);
+    v[0] = which == 0   ? (double)st.stored_total
+           : which == 1 ? (double)st.dropped_total
+           : which == 2 ? (double)st.failed_total
+                        : (double)st.queue_len;
+    return 0;
+}
+static int collect_audit_stored(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 0);
+}
+static int collect_audit_dropped(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 1);
+}
+static int collect_audit_failed(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 2);
+}
+static int collect_audit_queue(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 3);
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -539,7 +571,21 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_user_stale_age_seconds",
                          "Age of the oldest user record a token check answered from since the "
                          "user store last answered (0 while it answers).",
-                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)))
+                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_events_total",
+                         "Audit events stored in the user store's audit trail.", GH_METRIC_COUNTER,
+                         NULL, 0, collect_audit_stored, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_dropped_total",
+                         "Failed or throttled login events dropped because the audit queue was "
+                         "full (--audit-queue): the trail misses them.",
+                         GH_METRIC_COUNTER, NULL, 0, collect_audit_dropped, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_write_failures_total",
+                         "Audit events the user store refused (the request that made a durable "
+                         "one answered an error).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_audit_failed, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_queue_length",
+                         "Failed or throttled login events waiting to be stored.", GH_METRIC_GAUGE,
+                         NULL, 0, collect_audit_queue, app, NULL)))
         goto fail;
     if (app->passwords)
         gh_password_attach_observer(app->passwords, &m->password_observer);
@@ -581,6 +627,9 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
         out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
         out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
     }
+    gh_audit_stats_t au;
+    gh_audit_stats(app->audit, &au);
+    out->audit_dropped_total = au.dropped_total;
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

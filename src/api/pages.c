@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "account/audit.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
@@ -29,11 +30,7 @@
 
 /* ---- an HTML buffer in the request pool: bounded, an overflow turns into 503 ---- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool overflow;
-} html_t;
+typedef gh_pages_html_t html_t; /* pages.h: shared with admin_pages.c */
 
 static bool html_init(gh_req_t *r, html_t *h, size_t cap)
 {
@@ -558,6 +555,73 @@ static void put_form(html_t *h, const char *action, const char *csrf, const char
     put(h, "</button></form>");
 }
 
+/* What a user's own events say, in words. */
+static const char *activity_text(const gh_audit_event_t *e)
+{
+    static const struct {
+        const char *type, *text;
+    } texts[] = {{"login.succeeded", "Signed in"},
+                 {"login.failed", "A sign-in failed (wrong password)"},
+                 {"login.throttled", "Sign-ins were slowed down after failures"},
+                 {"mfa.succeeded", "Second step passed"},
+                 {"mfa.failed", "A second step failed"},
+                 {"logout", "Signed out"},
+                 {"session.revoked", "A session was logged out"},
+                 {"password.changed", "Password changed"},
+                 {"password.reset", "Password reset"},
+                 {"factor.added", "Second factor added"},
+                 {"factor.removed", "Second factor removed"},
+                 {"recovery_code.used", "Recovery code used"},
+                 {"email.changed", "Email address changed"},
+                 {"email.verified", "Email address verified"},
+                 {"user.created", "Account created"},
+                 {"user.disabled", "Account disabled by an administrator"},
+                 {"user.enabled", "Account enabled by an administrator"},
+                 {"throttle.unlocked", "Sign-in throttle unlocked by an administrator"}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (strcmp(e->type, texts[i].type) == 0)
+            return texts[i].text;
+    return strncmp(e->type, "admin.", 6) == 0 ? "An administrator acted on your account" : e->type;
+}
+
+/* The user's own recent security events (GET /v1/account/activity's, in words). A failure to
+ * read them leaves the section out: the rest of the page still works. */
+static void account_activity(gh_req_t *r, html_t *h, uint64_t user_id)
+{
+    enum { ACTIVITY = 10 };
+    gh_audit_event_t *evs = gh_pool_alloc(&r->pool, ACTIVITY * sizeof *evs);
+    gh_audit_query_t q;
+    size_t n = 0;
+    int64_t next;
+    memset(&q, 0, sizeof q);
+    q.user_id = user_id;
+    gh_app_t *app = r->app;
+    if (!evs || !app->audit || gh_audit_read(app->audit, &q, evs, ACTIVITY, &n, &next) != 0)
+        return;
+    put(h, "<h2 id=\"activity-title\">Recent activity</h2>\n<ul id=\"activity\">\n");
+    for (size_t i = 0; i < n; i++) {
+        put(h, "<li data-type=\"");
+        put_esc(h, evs[i].type);
+        put(h, "\">");
+        put_time(h, evs[i].time_ms);
+        put(h, " — ");
+        put_esc(h, activity_text(&evs[i]));
+        if (evs[i].ip[0]) {
+            put(h, " from ");
+            put_esc(h, evs[i].ip);
+        }
+        if (evs[i].user_agent[0]) {
+            put(h, " (<span class=\"agent\">");
+            put_esc(h, evs[i].user_agent);
+            put(h, "</span>)");
+        }
+        put(h, "</li>\n");
+    }
+    put(h, "</ul>\n");
+    if (n == 0)
+        put(h, "<p class=\"note\">No activity yet.</p>\n");
+}
+
 /* The account page for a checked session; `error` (constant text) is shown when not NULL. */
 static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_session,
                          const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
@@ -580,7 +644,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     html_t h;
     /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
      * the button. */
-    if (!html_init(r, &h, 16384 + n * 2048)) {
+    if (!html_init(r, &h, 16384 + n * 2048 + 10 * 1536)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -599,6 +663,8 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     put(&h, "<p>Logged in as <strong id=\"username\">");
     put_esc(&h, user.username);
     putf(&h, "</strong> (user %llu).</p>\n", (unsigned long long)user.id);
+    if (user.admin)
+        put(&h, "<p><a href=\"/admin\">Admin console</a></p>\n");
     put(&h, "<p>");
     put_form(&h, "/account/logout", csrf, "Log out", NULL);
     put(&h, " ");
@@ -642,7 +708,9 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
         put_form(&h, action, csrf, "Log out", aria);
         put(&h, "</td></tr>\n");
     }
-    put(&h, "</tbody></table>\n<h2 id=\"pw-title\">Change your password</h2>\n"
+    put(&h, "</tbody></table>\n");
+    account_activity(r, &h, info.user_id);
+    put(&h, "<h2 id=\"pw-title\">Change your password</h2>\n"
             "<p>Changing it logs out every other session.</p>\n"
             "<form method=\"post\" action=\"/account/password\" aria-labelledby=\"pw-title\">"
             "<input type=\"hidden\" name=\"csrf\" value=\"");
@@ -1312,4 +1380,65 @@ void gh_pages_ops(gh_req_t *r)
     ops_now(&h, m);
     page_end(&h);
     page_send(r, 200, &h);
+}
+
+/* ---- what other page files share (pages.h; admin_pages.c) ---- */
+
+bool gh_pages_html_init(gh_req_t *r, gh_pages_html_t *h, size_t cap)
+{
+    return html_init(r, h, cap);
+}
+void gh_pages_put(gh_pages_html_t *h, const char *s)
+{
+    put(h, s);
+}
+void gh_pages_put_esc(gh_pages_html_t *h, const char *s)
+{
+    put_esc(h, s);
+}
+void gh_pages_put_int(gh_pages_html_t *h, long long v)
+{
+    putf(h, "%lld", v);
+}
+void gh_pages_put_time(gh_pages_html_t *h, int64_t ms)
+{
+    put_time(h, ms);
+}
+void gh_pages_put_form(gh_pages_html_t *h, const char *action, const char *csrf, const char *label,
+                       const char *aria)
+{
+    put_form(h, action, csrf, label, aria);
+}
+void gh_pages_begin(gh_pages_html_t *h, const char *title)
+{
+    page_begin(h, title, NULL);
+}
+void gh_pages_end(gh_pages_html_t *h)
+{
+    page_end(h);
+}
+void gh_pages_send(gh_req_t *r, int status, gh_pages_html_t *h)
+{
+    page_send(r, status, h);
+}
+void gh_pages_redirect(gh_req_t *r, int status, const char *location)
+{
+    redirect(r, status, location);
+}
+void gh_pages_message(gh_req_t *r, int status, const char *title, const char *text)
+{
+    message_page(r, status, title, text);
+}
+int gh_pages_session(gh_req_t *r, const char *back, gh_session_info_t *info,
+                     uint8_t hash[GH_TOKEN_HASH_LEN], gh_user_t *user)
+{
+    return page_session(r, back, info, hash, user);
+}
+void gh_pages_csrf(const uint8_t hash[GH_TOKEN_HASH_LEN], char out[GH_PAGES_CSRF_LEN + 1])
+{
+    csrf_token(hash, out);
+}
+bool gh_pages_csrf_ok(gh_req_t *r, const uint8_t hash[GH_TOKEN_HASH_LEN])
+{
+    return csrf_ok(r, hash);
 }

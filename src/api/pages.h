@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "api/api.h"
 
@@ -46,6 +47,35 @@ void gh_pages_login_failed(gh_req_t *r);
  * original GET/HEAD, turns it into 302 to --login-url?rd=<the original URL>. */
 void gh_pages_forward_auth_redirect(gh_req_t *r);
 
+/* ---- what page files share (pages.c), for the admin console (admin_pages.c) ---- */
+
+/* An HTML buffer in the request pool: bounded; an overflow turns the reply into 503. */
+typedef struct gh_pages_html {
+    char *buf;
+    size_t len, cap;
+    bool overflow;
+} gh_pages_html_t;
+#define GH_PAGES_CSRF_LEN 32
+bool gh_pages_html_init(gh_req_t *r, gh_pages_html_t *h, size_t cap);
+void gh_pages_put(gh_pages_html_t *h, const char *s);     /* constant markup */
+void gh_pages_put_esc(gh_pages_html_t *h, const char *s); /* any value, escaped */
+void gh_pages_put_int(gh_pages_html_t *h, long long v);
+void gh_pages_put_time(gh_pages_html_t *h, int64_t ms);
+/* An inline POST form with the CSRF field and one button. */
+void gh_pages_put_form(gh_pages_html_t *h, const char *action, const char *csrf, const char *label,
+                       const char *aria);
+void gh_pages_begin(gh_pages_html_t *h, const char *title);
+void gh_pages_end(gh_pages_html_t *h);
+void gh_pages_send(gh_req_t *r, int status, gh_pages_html_t *h);
+void gh_pages_redirect(gh_req_t *r, int status, const char *location);
+void gh_pages_message(gh_req_t *r, int status, const char *title, const char *text);
+/* The caller's session and user (303 to /login?rd=back without one); 0 or replied. */
+int gh_pages_session(gh_req_t *r, const char *back, gh_session_info_t *info,
+                     uint8_t hash[GH_TOKEN_HASH_LEN], gh_user_t *user);
+void gh_pages_csrf(const uint8_t hash[GH_TOKEN_HASH_LEN], char out[GH_PAGES_CSRF_LEN + 1]);
+/* Origin (else Referer) is this host and the form's csrf field is the session's. */
+bool gh_pages_csrf_ok(gh_req_t *r, const uint8_t hash[GH_TOKEN_HASH_LEN]);
+
 /* Routes (routes.c). */
 void gh_pages_login(gh_req_t *r);              /* GET /login */
 void gh_pages_account(gh_req_t *r);            /* GET /account */
@@ -61,5 +91,10 @@ void gh_pages_reset_confirm(gh_req_t *r);      /* GET, HEAD /reset/confirm?token
 void gh_pages_reset_confirm_post(gh_req_t *r); /* POST /reset/confirm */
 void gh_pages_verify(gh_req_t *r);             /* GET, HEAD /verify?token= */
 void gh_pages_verify_post(gh_req_t *r);        /* POST /verify */
+/* The admin console (admin_pages.c): an admin user's session, the role read on every request. */
+void gh_pages_admin(gh_req_t *r);        /* GET /admin */
+void gh_pages_admin_user(gh_req_t *r);   /* GET /admin/users/{id} */
+void gh_pages_admin_action(gh_req_t *r); /* POST /admin/users/{id}/{action} */
+void gh_pages_admin_audit(gh_req_t *r);  /* GET /admin/audit */
 
 #endif

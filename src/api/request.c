@@ -401,7 +401,11 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .log_salt = app->log_salt,
                           .count_login = count_login,
                           .count_ctx = app,
+                          .audit = app->audit,
                           .email = app->email};
+    gh_api_account_client(r, &out->caller);
+    if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
+        snprintf(out->actor, sizeof out->actor, "token");
 }
 
 void gh_api_account_client(gh_req_t *r, gh_account_client_t *out)

@@ -19,6 +19,9 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/v1/admin/users", gh_api_admin_create_user, GH_ROUTE_ADMIN},
     {GH_HTTP_GET, "/v1/admin/users", gh_api_admin_list_users, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}", gh_api_admin_delete_user, GH_ROUTE_ADMIN},
+    {GH_HTTP_PATCH, "/v1/admin/users/{id}", gh_api_admin_patch_user, GH_ROUTE_ADMIN},
+    {GH_HTTP_GET, "/v1/admin/audit", gh_api_admin_audit, GH_ROUTE_ADMIN},
+    {GH_HTTP_GET, "/v1/account/activity", gh_api_account_activity, 0},
     {GH_HTTP_GET, "/v1/admin/users/{id}/sessions", gh_api_admin_user_sessions, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions", gh_api_admin_revoke_user_sessions,
      GH_ROUTE_ADMIN},
@@ -44,6 +47,11 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/account/logout-all", gh_pages_account_logout_all, 0},
     {GH_HTTP_POST, "/account/password", gh_pages_account_password, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
+    /* the admin console (admin_pages.c): an admin user's session, not the bearer token */
+    {GH_HTTP_GET, "/admin", gh_pages_admin, 0},
+    {GH_HTTP_GET, "/admin/audit", gh_pages_admin_audit, 0},
+    {GH_HTTP_GET, "/admin/users/{id}", gh_pages_admin_user, 0},
+    {GH_HTTP_POST, "/admin/users/{id}/{action}", gh_pages_admin_action, 0},
 };
 
 const size_t gh_api_nroutes = sizeof gh_api_routes / sizeof gh_api_routes[0];

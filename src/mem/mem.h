@@ -33,6 +33,7 @@
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
     X(MAIL, "mail")                                                                                \
+    X(AUDIT, "audit")                                                                              \
     X(OTHER, "other")
 
 typedef enum {

@@ -19,7 +19,7 @@
 #include "store/sqlite_schema.h"
 
 #define BUSY_TIMEOUT_MS 5000
-#define MAIL_SCHEMA_MIN 2 /* the user store's migration that made these tables */
+#define MAIL_SCHEMA_MIN 3 /* the user store's migration that made these tables */
 
 enum {
     ST_SET_EMAIL,

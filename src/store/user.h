@@ -9,10 +9,12 @@
 #ifndef GH_STORE_USER_H
 #define GH_STORE_USER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
+#include "store/audit_record.h"
 #include "store/probe.h"
 
 #define GH_USERNAME_MAX 64
@@ -23,6 +25,8 @@ typedef struct {
     char username[GH_USERNAME_MAX + 1];
     char password_hash[GH_PWHASH_MAX];
     int64_t created_at_ms;
+    bool admin;    /* may use the admin console and admin API (gatehouse user add --admin) */
+    bool disabled; /* cannot log in (answers as a wrong password); sessions were ended */
 } gh_user_t;
 
 typedef struct gh_user_store gh_user_store_t;
@@ -45,6 +49,21 @@ typedef struct {
     int (*list)(gh_user_store_t *s, uint64_t after_id, gh_user_t *out, size_t cap, size_t *n);
     /* 0 when the store answers; GH_ESTORE otherwise (for /readyz). */
     int (*ping)(gh_user_store_t *s);
+    /* ---- roles and the audit trail (account/audit.h); audit_events is append-only ---- */
+    /* Sets the flags given (admin / disabled: -1 leaves it as it is, 0 or 1 sets it).
+     * GH_ENOTFOUND when absent. */
+    int (*set_flags)(gh_user_store_t *s, uint64_t id, int admin, int disabled);
+    /* Users whose name starts with prefix (any case; "" every user) and id > after_id, in id
+     * order, up to cap; password_hash left empty. The prefix is matched literally (no wildcard). */
+    int (*search)(gh_user_store_t *s, const char *prefix, uint64_t after_id, gh_user_t *out,
+                  size_t cap, size_t *n);
+    /* Appends one event; sets ev->id. */
+    int (*audit_append)(gh_user_store_t *s, gh_audit_event_t *ev);
+    /* Events matching q, newest (highest id) first, up to cap. */
+    int (*audit_read)(gh_user_store_t *s, const gh_audit_query_t *q, gh_audit_event_t *out,
+                      size_t cap, size_t *n);
+    /* Deletes at most max of the oldest events with time < before_ms; *removed how many. */
+    int (*audit_prune)(gh_user_store_t *s, int64_t before_ms, size_t max, size_t *removed);
     void (*close)(gh_user_store_t **s);
 } gh_user_store_ops_t;
 
@@ -149,6 +168,29 @@ GH_WUR static inline int gh_user_list(gh_user_store_t *s, uint64_t after, gh_use
 GH_WUR static inline int gh_user_ping(gh_user_store_t *s)
 {
     return s->ops->ping(s);
+}
+GH_WUR static inline int gh_user_set_flags(gh_user_store_t *s, uint64_t id, int admin, int disabled)
+{
+    return s->ops->set_flags(s, id, admin, disabled);
+}
+GH_WUR static inline int gh_user_search(gh_user_store_t *s, const char *prefix, uint64_t after,
+                                        gh_user_t *out, size_t cap, size_t *n)
+{
+    return s->ops->search(s, prefix, after, out, cap, n);
+}
+GH_WUR static inline int gh_user_audit_append(gh_user_store_t *s, gh_audit_event_t *ev)
+{
+    return s->ops->audit_append(s, ev);
+}
+GH_WUR static inline int gh_user_audit_read(gh_user_store_t *s, const gh_audit_query_t *q,
+                                            gh_audit_event_t *out, size_t cap, size_t *n)
+{
+    return s->ops->audit_read(s, q, out, cap, n);
+}
+GH_WUR static inline int gh_user_audit_prune(gh_user_store_t *s, int64_t before_ms, size_t max,
+                                             size_t *removed)
+{
+    return s->ops->audit_prune(s, before_ms, max, removed);
 }
 static inline void gh_user_store_close(gh_user_store_t **s)
 {

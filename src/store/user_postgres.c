@@ -44,7 +44,21 @@
 #define DEFAULT_TIMEOUT_MS 5000
 #define MIGRATION_LOCK_KEY "7451328801944163328" /* any constant; the same in every node */
 
-enum { ST_CREATE, ST_BY_NAME, ST_BY_ID, ST_SET_PASSWORD, ST_DELETE, ST_LIST, ST_PING, ST__COUNT };
+enum {
+    ST_CREATE,
+    ST_BY_NAME,
+    ST_BY_ID,
+    ST_SET_PASSWORD,
+    ST_DELETE,
+    ST_LIST,
+    ST_PING,
+    ST_SET_FLAGS,
+    ST_SEARCH,
+    ST_AUDIT_APPEND,
+    ST_AUDIT_READ,
+    ST_AUDIT_PRUNE,
+    ST__COUNT
+};
 
 static const struct {
     const char *name;
@@ -56,22 +70,54 @@ static const struct {
                    "VALUES ($1, $2, $3) RETURNING id",
                    3},
     [ST_BY_NAME] = {"gh_user_by_name",
-                    "SELECT id, username, password_hash, created_at FROM gatehouse_users "
-                    "WHERE lower(username) = lower($1)",
+                    "SELECT id, username, password_hash, created_at, admin, disabled "
+                    "FROM gatehouse_users WHERE lower(username) = lower($1)",
                     1},
     [ST_BY_ID] = {"gh_user_by_id",
-                  "SELECT id, username, password_hash, created_at FROM gatehouse_users "
-                  "WHERE id = $1",
+                  "SELECT id, username, password_hash, created_at, admin, disabled "
+                  "FROM gatehouse_users WHERE id = $1",
                   1},
     [ST_SET_PASSWORD] = {"gh_user_set_password",
                          "UPDATE gatehouse_users SET password_hash = $2 WHERE id = $1", 2},
     [ST_DELETE] = {"gh_user_delete", "DELETE FROM gatehouse_users WHERE id = $1", 1},
     [ST_LIST] = {"gh_user_list",
-                 "SELECT id, username, '', created_at FROM gatehouse_users WHERE id > $1 "
-                 "ORDER BY id LIMIT $2",
+                 "SELECT id, username, '', created_at, admin, disabled FROM gatehouse_users "
+                 "WHERE id > $1 ORDER BY id LIMIT $2",
                  2},
     /* Reads the table (not just "SELECT 1"), so /readyz notices a missing grant or table. */
     [ST_PING] = {"gh_user_ping", "SELECT 1 FROM gatehouse_users LIMIT 1", 0},
+    [ST_SET_FLAGS] = {"gh_user_set_flags",
+                      "UPDATE gatehouse_users SET"
+                      " admin = CASE WHEN $2::int < 0 THEN admin ELSE $2::int <> 0 END,"
+                      " disabled = CASE WHEN $3::int < 0 THEN disabled ELSE $3::int <> 0 END"
+                      " WHERE id = $1",
+                      3},
+    /* A literal prefix (no LIKE: '%' and '_' are plain characters), any case. */
+    [ST_SEARCH] = {"gh_user_search",
+                   "SELECT id, username, '', created_at, admin, disabled FROM gatehouse_users"
+                   " WHERE left(lower(username), length($1)) = lower($1) AND id > $2"
+                   " ORDER BY id LIMIT $3",
+                   3},
+    [ST_AUDIT_APPEND] = {"gh_audit_append",
+                         "INSERT INTO gatehouse_audit_events (time, type, actor, user_id,"
+                         " session_id, ip, user_agent, node, outcome, detail)"
+                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                         10},
+    [ST_AUDIT_READ] = {"gh_audit_read",
+                       "SELECT id, time, type, actor, user_id, session_id, ip, user_agent, node,"
+                       " outcome, detail FROM gatehouse_audit_events WHERE"
+                       " ($1::bigint = 0 OR user_id = $1::bigint)"
+                       " AND ($2::text = '' OR type = $2::text OR ($2::text = 'admin' AND"
+                       " type >= 'admin.' AND type < 'admin/'))"
+                       " AND ($3::bigint = 0 OR time >= $3::bigint)"
+                       " AND ($4::bigint = 0 OR time < $4::bigint)"
+                       " AND ($5::bigint = 0 OR id < $5::bigint)"
+                       " ORDER BY id DESC LIMIT $6",
+                       6},
+    [ST_AUDIT_PRUNE] = {"gh_audit_prune",
+                        "DELETE FROM gatehouse_audit_events WHERE id IN (SELECT id FROM"
+                        " gatehouse_audit_events WHERE time < $1 ORDER BY id LIMIT $2)",
+                        2},
 };
 
 /* migrations[i] brings the schema from version i to i + 1. Append; never edit an entry, a
@@ -83,7 +129,21 @@ static const char *const migrations[] = {
     " password_hash text NOT NULL,"
     " created_at bigint NOT NULL);"
     "CREATE UNIQUE INDEX gatehouse_users_lower_username ON gatehouse_users (lower(username));",
-    /* 2: email (store/mail.h): the address and its verified flag on the user, single-use link
+    /* 2: roles, and the append-only audit trail (a rule makes UPDATE a no-op error). */
+    "ALTER TABLE gatehouse_users ADD COLUMN admin boolean NOT NULL DEFAULT false;"
+    "ALTER TABLE gatehouse_users ADD COLUMN disabled boolean NOT NULL DEFAULT false;"
+    "CREATE TABLE gatehouse_audit_events ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " time bigint NOT NULL, type text NOT NULL, actor text NOT NULL, user_id bigint NOT NULL,"
+    " session_id text NOT NULL, ip text NOT NULL, user_agent text NOT NULL, node text NOT NULL,"
+    " outcome text NOT NULL, detail text NOT NULL);"
+    "CREATE INDEX gatehouse_audit_events_user ON gatehouse_audit_events (user_id, id);"
+    "CREATE INDEX gatehouse_audit_events_time ON gatehouse_audit_events (time);"
+    "CREATE FUNCTION gatehouse_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN RAISE EXCEPTION 'gatehouse_audit_events is append-only'; END$$;"
+    "CREATE TRIGGER gatehouse_audit_events_append_only BEFORE UPDATE ON gatehouse_audit_events"
+    " FOR EACH ROW EXECUTE FUNCTION gatehouse_audit_append_only();",
+    /* 3: email (store/mail.h): the address and its verified flag on the user, single-use link
      * tokens (only their hashes), and the durable outbox with its lease (claimed_by/until). */
     "ALTER TABLE gatehouse_users ADD COLUMN email text,"
     " ADD COLUMN email_verified boolean NOT NULL DEFAULT false;"
@@ -268,6 +328,8 @@ static int parse_row(PGresult *r, int row, gh_user_t *out)
     snprintf(out->username, sizeof out->username, "%s", PQgetvalue(r, row, 1));
     snprintf(out->password_hash, sizeof out->password_hash, "%s", PQgetvalue(r, row, 2));
     out->created_at_ms = strtoll(created, &end, 10);
+    out->admin = strcmp(PQgetvalue(r, row, 4), "t") == 0;
+    out->disabled = strcmp(PQgetvalue(r, row, 5), "t") == 0;
     return *created && *end == '\0' ? 0 : GH_ESTORE;
 }
 
@@ -411,6 +473,123 @@ static int p_ping(gh_user_store_t *base)
     return 0;
 }
 
+static int p_set_flags(gh_user_store_t *base, uint64_t id, int admin, int disabled)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND;
+    char i[24], a[4], d[4];
+    snprintf(i, sizeof i, "%llu", (unsigned long long)id);
+    snprintf(a, sizeof a, "%d", admin < 0 ? -1 : admin != 0);
+    snprintf(d, sizeof d, "%d", disabled < 0 ? -1 : disabled != 0);
+    const char *params[] = {i, a, d};
+    return change_one(s, ST_SET_FLAGS, GH_STORE_OP_UPDATE, params);
+}
+
+static int p_search(gh_user_store_t *base, const char *prefix, uint64_t after, gh_user_t *out,
+                    size_t cap, size_t *n)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    *n = 0;
+    if (after > INT64_MAX || cap == 0 || (prefix && strnlen(prefix, 65) > GH_USERNAME_MAX))
+        return 0;
+    char a[24], c[24];
+    snprintf(a, sizeof a, "%llu", (unsigned long long)after);
+    snprintf(c, sizeof c, "%llu", (unsigned long long)(cap > INT64_MAX ? INT64_MAX : cap));
+    const char *params[] = {prefix ? prefix : "", a, c};
+    PGresult *r;
+    outcome_t o = run(s, ST_SEARCH, GH_STORE_OP_LIST, params, true, &r);
+    if (o == R_BAD_DATA)
+        return 0;
+    if (o != R_OK)
+        return GH_ESTORE;
+    int rows = PQntuples(r), ret = 0;
+    for (int k = 0; k < rows && (size_t)k < cap; k++) {
+        if ((ret = parse_row(r, k, &out[k])) != 0)
+            break;
+        ++*n;
+    }
+    PQclear(r);
+    if (ret != 0)
+        *n = 0;
+    return ret;
+}
+
+static int p_audit_append(gh_user_store_t *base, gh_audit_event_t *ev)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    char t[24], u[24];
+    snprintf(t, sizeof t, "%lld", (long long)ev->time_ms);
+    snprintf(u, sizeof u, "%llu", (unsigned long long)ev->user_id);
+    const char *params[] = {t,      ev->type,       ev->actor, u,           ev->session_id,
+                            ev->ip, ev->user_agent, ev->node,  ev->outcome, ev->detail};
+    PGresult *r;
+    if (run(s, ST_AUDIT_APPEND, GH_STORE_OP_CREATE, params, false, &r) != R_OK)
+        return GH_ESTORE;
+    ev->id = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    return 0;
+}
+
+static void pcol(PGresult *r, int row, int c, char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%s", PQgetvalue(r, row, c));
+}
+
+static int p_audit_read(gh_user_store_t *base, const gh_audit_query_t *q, gh_audit_event_t *out,
+                        size_t cap, size_t *n)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    *n = 0;
+    if (cap == 0)
+        return 0;
+    char u[24], since[24], until[24], before[24], c[24];
+    snprintf(u, sizeof u, "%llu", (unsigned long long)(q->user_id > INT64_MAX ? 0 : q->user_id));
+    snprintf(since, sizeof since, "%lld", (long long)q->since_ms);
+    snprintf(until, sizeof until, "%lld", (long long)q->until_ms);
+    snprintf(before, sizeof before, "%lld", (long long)q->before_id);
+    snprintf(c, sizeof c, "%zu", cap);
+    const char *params[] = {u, q->type, since, until, before, c};
+    PGresult *r;
+    if (run(s, ST_AUDIT_READ, GH_STORE_OP_LIST, params, true, &r) != R_OK)
+        return GH_ESTORE;
+    int rows = PQntuples(r);
+    for (int k = 0; k < rows && (size_t)k < cap; k++) {
+        gh_audit_event_t *ev = &out[k];
+        memset(ev, 0, sizeof *ev);
+        ev->id = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+        ev->time_ms = strtoll(PQgetvalue(r, k, 1), NULL, 10);
+        pcol(r, k, 2, ev->type, sizeof ev->type);
+        pcol(r, k, 3, ev->actor, sizeof ev->actor);
+        ev->user_id = strtoull(PQgetvalue(r, k, 4), NULL, 10);
+        pcol(r, k, 5, ev->session_id, sizeof ev->session_id);
+        pcol(r, k, 6, ev->ip, sizeof ev->ip);
+        pcol(r, k, 7, ev->user_agent, sizeof ev->user_agent);
+        pcol(r, k, 8, ev->node, sizeof ev->node);
+        pcol(r, k, 9, ev->outcome, sizeof ev->outcome);
+        pcol(r, k, 10, ev->detail, sizeof ev->detail);
+        ++*n;
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int p_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, size_t *removed)
+{
+    pg_store_t *s = (pg_store_t *)base;
+    *removed = 0;
+    char b[24], m[24];
+    snprintf(b, sizeof b, "%lld", (long long)before_ms);
+    snprintf(m, sizeof m, "%zu", max);
+    const char *params[] = {b, m};
+    PGresult *r;
+    if (run(s, ST_AUDIT_PRUNE, GH_STORE_OP_DELETE, params, false, &r) != R_OK)
+        return GH_ESTORE;
+    *removed = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
 static void p_close(gh_user_store_t **base)
 {
     pg_store_t *s = (pg_store_t *)*base;
@@ -432,6 +611,11 @@ static const gh_user_store_ops_t postgres_ops = {
     .del = p_del,
     .list = p_list,
     .ping = p_ping,
+    .set_flags = p_set_flags,
+    .search = p_search,
+    .audit_append = p_audit_append,
+    .audit_read = p_audit_read,
+    .audit_prune = p_audit_prune,
     .close = p_close,
 };
 

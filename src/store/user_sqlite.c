@@ -33,6 +33,7 @@
 
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/audit_sqlite.h"
 #include "store/sqlite_schema.h"
 #include "store/writes.h"
 
@@ -54,16 +55,19 @@ enum {
 
 static const char *const statements[ST__COUNT] = {
     [ST_CREATE] = "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
-    [ST_BY_NAME] = "SELECT id, username, password_hash, created_at FROM users WHERE username = ?1",
-    [ST_BY_ID] = "SELECT id, username, password_hash, created_at FROM users WHERE id = ?1",
+    [ST_BY_NAME] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
+                   "WHERE username = ?1",
+    [ST_BY_ID] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
+                 "WHERE id = ?1",
     [ST_SET_PASSWORD] = "UPDATE users SET password_hash = ?2 WHERE id = ?1",
     [ST_DELETE] = "DELETE FROM users WHERE id = ?1",
-    [ST_LIST] = "SELECT id, username, '', created_at FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_LIST] = "SELECT id, username, '', created_at, admin, disabled FROM users WHERE id > ?1 "
+                "ORDER BY id LIMIT ?2",
     /* Reads the database file (not just "SELECT 1"), so /readyz notices a broken or locked db. */
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 2",
+    [ST_PROBE] = "PRAGMA user_version = 3",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -74,7 +78,8 @@ static const char *const migrations[] = {
     " username TEXT NOT NULL UNIQUE COLLATE NOCASE,"
     " password_hash TEXT NOT NULL,"
     " created_at INTEGER NOT NULL)",
-    /* 2: email (store/mail.h, mail_sqlite.c): the address and its verified flag on the user,
+    gh_audit_sqlite_migration, /* 2: users.admin, users.disabled, audit_events */
+    /* 3: email (store/mail.h, mail_sqlite.c): the address and its verified flag on the user,
      * single-use link tokens (only their hashes), and the durable outbox. */
     "ALTER TABLE users ADD COLUMN email TEXT;"
     "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;"
@@ -91,14 +96,15 @@ static const char *const migrations[] = {
     "CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 2, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 3, "update ST_PROBE's user_version with the schema");
 
 typedef struct {
     gh_user_store_t base; /* first: the interface pointer is the struct pointer */
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
-    pthread_mutex_t lock; /* serializes every use of db and st[] */
-    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
+    gh_audit_sqlite_t audit; /* audit_events and the role columns (audit_sqlite.c) */
+    pthread_mutex_t lock;    /* serializes every use of db and st[] */
+    bool failing;            /* the last write failed: ping answers GH_ESTORE until one succeeds */
 } sqlite_store_t;
 
 static size_t sqlite_bytes(void)
@@ -149,6 +155,8 @@ static int copy_row(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_user
     snprintf(out->username, sizeof out->username, "%s", (const char *)name);
     snprintf(out->password_hash, sizeof out->password_hash, "%s", (const char *)hash);
     out->created_at_ms = sqlite3_column_int64(st, 3);
+    out->admin = sqlite3_column_int(st, 4) != 0;
+    out->disabled = sqlite3_column_int(st, 5) != 0;
     return 0;
 }
 
@@ -352,6 +360,98 @@ static int u_ping(gh_user_store_t *base)
     return ret;
 }
 
+static int u_set_flags(gh_user_store_t *base, uint64_t id, int admin, int disabled)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND;
+    int ret;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->audit.set_flags;
+    int rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, admin < 0 ? -1 : admin != 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 3, disabled < 0 ? -1 : disabled != 0);
+    if (rc == SQLITE_OK) {
+        ret = change_one(s, st, "set_flags");
+    } else {
+        ret = store_error(s, "set_flags", rc);
+        finish(st);
+    }
+    note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_search(gh_user_store_t *base, const char *prefix, uint64_t after, gh_user_t *out,
+                    size_t cap, size_t *n)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    *n = 0;
+    size_t plen = prefix ? strnlen(prefix, GH_USERNAME_MAX + 1) : 0;
+    if (after > INT64_MAX || cap == 0 || plen > GH_USERNAME_MAX)
+        return 0;
+    int ret = 0;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->audit.search;
+    int rc = sqlite3_bind_text(st, 1, prefix ? prefix : "", (int)plen, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
+    if (rc != SQLITE_OK) {
+        ret = store_error(s, "search", rc);
+        goto out;
+    }
+    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((ret = copy_row(s, st, "search", &out[*n])) != 0)
+            goto out;
+        ++*n;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = store_error(s, "search", rc);
+out:
+    finish(st);
+    pthread_mutex_unlock(&s->lock);
+    if (ret != 0)
+        *n = 0;
+    return ret;
+}
+
+static int u_audit_append(gh_user_store_t *base, gh_audit_event_t *ev)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_append(s->db, &s->audit, ev);
+    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_append", rc);
+    note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_audit_read(gh_user_store_t *base, const gh_audit_query_t *q, gh_audit_event_t *out,
+                        size_t cap, size_t *n)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_read(&s->audit, q, out, cap, n);
+    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_read", rc);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, size_t *removed)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_prune(s->db, &s->audit, before_ms, max, removed);
+    int ret = rc == SQLITE_OK ? 0 : store_error(s, "audit_prune", rc);
+    note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 static void u_close(gh_user_store_t **base)
 {
     sqlite_store_t *s = (sqlite_store_t *)*base;
@@ -359,6 +459,7 @@ static void u_close(gh_user_store_t **base)
         return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]); /* NULL is a no-op */
+    gh_audit_sqlite_finalize(&s->audit);
     /* Every statement is finalized, so close cannot be BUSY; it checkpoints the WAL. */
     int rc = sqlite3_close(s->db);
     assert(rc == SQLITE_OK);
@@ -377,6 +478,11 @@ static const gh_user_store_ops_t sqlite_ops = {
     .del = u_del,
     .list = u_list,
     .ping = u_ping,
+    .set_flags = u_set_flags,
+    .search = u_search,
+    .audit_append = u_audit_append,
+    .audit_read = u_audit_read,
+    .audit_prune = u_audit_prune,
     .close = u_close,
 };
 
@@ -459,6 +565,11 @@ int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out)
                    GH_LI("statement", i), GH_LS("detail", sqlite3_errmsg(s->db)));
             goto fail;
         }
+    }
+    if (gh_audit_sqlite_prepare(s->db, &s->audit) != SQLITE_OK) {
+        GH_LOG(GH_LOG_ERROR, "cannot prepare the audit statements", GH_LS("path", path),
+               GH_LS("detail", sqlite3_errmsg(s->db)));
+        goto fail;
     }
     *out = &s->base;
     return 0;

@@ -351,6 +351,111 @@ static void memory_returns_to_baseline(void **state)
     assert_int_equal(gh_mem_bytes(GH_MEM_USERS), b0);
 }
 
+/* ---- roles and the audit trail ---- */
+
+static void roles_are_kept_and_search_is_a_literal_prefix(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u, v, page[8];
+    size_t n;
+    assert_int_equal(gh_user_create(s, "Alice", "h", 1, &u), 0);
+    assert_false(u.admin);
+    assert_false(u.disabled);
+    assert_int_equal(gh_user_create(s, "alina", "h", 1, &v), 0);
+    assert_int_equal(gh_user_create(s, "al%ice", "h", 1, &v), 0);
+    assert_int_equal(gh_user_create(s, "bob", "h", 1, &v), 0);
+    assert_int_equal(gh_user_set_flags(s, u.id, 1, -1), 0);
+    assert_int_equal(gh_user_get_by_name(s, "alice", &u), 0);
+    assert_true(u.admin);
+    assert_false(u.disabled);
+    assert_int_equal(gh_user_set_flags(s, u.id, -1, 1), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_true(u.admin);
+    assert_true(u.disabled);
+    assert_int_equal(gh_user_set_flags(s, u.id, 0, 0), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_false(u.admin || u.disabled);
+    assert_int_equal(gh_user_set_flags(s, 999999, 1, 1), GH_ENOTFOUND);
+    /* any case; '%' and '_' are characters, not wildcards */
+    assert_int_equal(gh_user_search(s, "AL", 0, page, 8, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(gh_user_search(s, "al%", 0, page, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].username, "al%ice");
+    assert_int_equal(gh_user_search(s, "%", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "_lice", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "' OR 1=1 --", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "", 0, page, 2, &n), 0); /* paged */
+    assert_int_equal(n, 2);
+    assert_int_equal(gh_user_search(s, "", page[1].id, page, 8, &n), 0);
+    assert_int_equal(n, 2);
+    gh_user_store_close(&s);
+}
+
+static void audit_events_append_filter_page_and_prune(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_audit_event_t ev, out[16];
+    size_t n;
+    const char *types[] = {"login.failed", "login.succeeded", "admin.user_disable", "logout"};
+    for (int i = 0; i < 12; i++) {
+        memset(&ev, 0, sizeof ev);
+        ev.time_ms = 1000 * (i + 1);
+        snprintf(ev.type, sizeof ev.type, "%s", types[i % 4]);
+        snprintf(ev.actor, sizeof ev.actor, "user:%d", i % 3 + 1);
+        ev.user_id = (uint64_t)(i % 3 + 1);
+        snprintf(ev.ip, sizeof ev.ip, "192.0.2.%d", i);
+        snprintf(ev.user_agent, sizeof ev.user_agent, "ua \"quoted\" ' ; DROP TABLE users; --");
+        snprintf(ev.outcome, sizeof ev.outcome, "success");
+        snprintf(ev.detail, sizeof ev.detail, "n=%d", i);
+        assert_int_equal(gh_user_audit_append(s, &ev), 0);
+        assert_true(ev.id > 0);
+    }
+    gh_audit_query_t q;
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 12);
+    assert_string_equal(out[0].detail, "n=11"); /* newest first */
+    assert_string_equal(out[0].user_agent, "ua \"quoted\" ' ; DROP TABLE users; --");
+    for (size_t i = 1; i < n; i++)
+        assert_true(out[i].id < out[i - 1].id);
+    q.user_id = 2;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 4);
+    q.user_id = 0;
+    snprintf(q.type, sizeof q.type, "admin");
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 3);
+    snprintf(q.type, sizeof q.type, "login.%%");
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 0);
+    q.type[0] = '\0';
+    q.since_ms = 3000;
+    q.until_ms = 6000;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 3); /* 3000, 4000, 5000 */
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 5, &n), 0);
+    assert_int_equal(n, 5);
+    q.before_id = out[4].id;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 7);
+    size_t removed;
+    assert_int_equal(gh_user_audit_prune(s, 5500, 2, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(gh_user_audit_prune(s, 5500, 100, &removed), 0);
+    assert_int_equal(removed, 3);
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 7);
+    gh_user_store_close(&s);
+}
+
 #define USER_SUITE_TEST(f) cmocka_unit_test_setup_teardown(f, user_suite_setup, user_suite_teardown)
 #define USER_SUITE_TESTS                                                                           \
     USER_SUITE_TEST(create_and_find_case_insensitively), USER_SUITE_TEST(set_password_and_delete), \
@@ -358,6 +463,8 @@ static void memory_returns_to_baseline(void **state)
         USER_SUITE_TEST(injection_looking_names_are_literal),                                      \
         USER_SUITE_TEST(list_pages_in_id_order), USER_SUITE_TEST(out_of_bounds_input_is_refused),  \
         USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
-        USER_SUITE_TEST(memory_returns_to_baseline)
+        USER_SUITE_TEST(memory_returns_to_baseline),                                               \
+        USER_SUITE_TEST(roles_are_kept_and_search_is_a_literal_prefix),                            \
+        USER_SUITE_TEST(audit_events_append_filter_page_and_prune)
 
 #endif
