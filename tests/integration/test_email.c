@@ -24,6 +24,7 @@
 #define PASSWORD "correct horse battery"
 #define NEWPASS "a brand new passphrase"
 #define FROM "noreply@gatehouse.test"
+#define ADMIN "email-test-admin-token-0123456789"
 
 typedef struct {
     ht_server_t srv;
@@ -163,7 +164,7 @@ static void reset_link_is_scanner_safe_and_ends_every_session(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(ts_smtp_start(&f->smtp, NULL, NULL), 0);
-    start_node(f, NULL, NULL);
+    start_node(f, "--admin-token", ADMIN);
     register_verified(f, "alice", "Alice@Example.TEST", 1);
     char s1[80], s2[80], tok[64], path[160];
     login(f, "alice", PASSWORD, s1, 201);
@@ -208,6 +209,12 @@ static void reset_link_is_scanner_safe_and_ends_every_session(void **state)
     EXPECT(ht_get(&f->srv, "/v1/session", s2, &f->r), 401);
     login(f, "alice", PASSWORD, s1, 401);
     login(f, "alice", NEWPASS, s1, 201);
+
+    /* the audit trail has the verification and the reset */
+    EXPECT(ht_get(&f->srv, "/v1/admin/audit?type=email.verified", ADMIN, &f->r), 200);
+    assert_int_equal(ht_jsize(&f->r, "events"), 1);
+    EXPECT(ht_get(&f->srv, "/v1/admin/audit?type=password.reset", ADMIN, &f->r), 200);
+    assert_int_equal(ht_jsize(&f->r, "events"), 1);
 
     /* and a notice that the password changed */
     assert_true(ts_smtp_wait(&f->smtp, 3, 15000));
