@@ -630,6 +630,10 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     gh_audit_stats_t au;
     gh_audit_stats(app->audit, &au);
     out->audit_dropped_total = au.dropped_total;
+    gh_email_stats_t em;
+    gh_account_email_stats(app->email, &em);
+    out->email_oldest_age_ms = (int64_t)(em.oldest_age_s * 1000.0);
+    out->email_outbox_depth = em.depth;
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
