@@ -70,7 +70,7 @@
     X(EXHAUSTION_FORECAST, "memory_exhaustion_forecast")                                           \
     X(LEAK_SUSPECTED, "memory_leak_suspected")                                                     \
     X(STORE_WRITES_FAILING, "store_writes_failing")                                                \
-    X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")                                               \
+    X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")                                                \
     X(EMAIL_OUTBOX_STUCK, "email_outbox_stuck")
 
 typedef enum {
