@@ -144,11 +144,6 @@ static int start_email(const gh_config_t *cfg, gh_app_t *app)
                GH_LS("why", "--public-url and --smtp-from are needed"));
         return 0;
     }
-    if (cfg->user_store != GH_USER_STORE_SQLITE) {
-        GH_LOG(GH_LOG_WARN, "email is off",
-               GH_LS("why", "the email tables are only served from --user-store sqlite so far"));
-        return 0;
-    }
     char user[256] = "", password[512] = "", host[HOST_NAME_MAX + 1] = "", node[96];
     int rc;
     if (cfg->smtp_credentials_file[0] &&
@@ -161,7 +156,10 @@ static int start_email(const gh_config_t *cfg, gh_app_t *app)
     }
     gethostname(host, sizeof host - 1);
     snprintf(node, sizeof node, "%.60s/%ld", host, (long)getpid());
-    if ((rc = gh_mail_sqlite_open(cfg->data_dir, &app->mail_store)) != 0)
+    rc = cfg->user_store == GH_USER_STORE_POSTGRES
+             ? gh_mail_postgres_open(cfg->postgres_url, 5000, &app->mail_store)
+             : gh_mail_sqlite_open(cfg->data_dir, &app->mail_store);
+    if (rc != 0)
         goto out;
     gh_email_options_t eo = {.store = app->mail_store,
                              .product = cfg->product_name,

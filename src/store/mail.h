@@ -92,6 +92,10 @@ struct gh_mail_store {
  * GH_ESTORE when the file cannot be opened or is older than the email migration. */
 int gh_mail_sqlite_open(const char *data_dir, gh_mail_store_t **out) GH_WUR;
 
+/* The same tables in the PostgreSQL user store's database (url: its connection string), for
+ * several nodes sharing one outbox. GH_EINVAL without a URL, GH_ESTORE, GH_ENOMEM. */
+int gh_mail_postgres_open(const char *url, int timeout_ms, gh_mail_store_t **out) GH_WUR;
+
 void gh_mailstore_row_free(gh_mail_row_t *row);
 
 static inline void gh_mail_store_close(gh_mail_store_t **s)

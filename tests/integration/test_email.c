@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 
+#include "../support/servers.h"
 #include "../support/smtp.h"
 #include "harness.h"
 
@@ -513,6 +514,72 @@ static void changing_the_address_needs_the_password_and_the_new_link(void **stat
     assert_true(verified);
 }
 
+/* ---- two nodes on PostgreSQL send each message once ---- */
+
+static void two_nodes_on_postgres_send_each_message_once(void **state)
+{
+    fixture_t *f = *state;
+    enum { USERS = 12 };
+    ts_server_t pg = {.kind = TS_POSTGRES};
+    char url[512];
+    if (ts_server_start(&pg) != 0 || ts_postgres_fresh_url(&pg, url, sizeof url) != 0) {
+        ts_server_cleanup(&pg);
+        fail_msg("PostgreSQL did not start");
+    }
+    assert_int_equal(ts_smtp_prepare(&f->smtp), 0); /* down while the mail is queued */
+    ht_server_t *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    static char env_url[600];
+    snprintf(env_url, sizeof env_url, "GATEHOUSE_POSTGRES_URL=%s", url);
+    f->srv.env[0] = env_url;
+    b->env[0] = env_url;
+    start_node(f, "--user-store", "postgres");
+    /* the second node: its own port, the same database and outbox */
+    const char *bargs[] = {
+        "--user-store", "postgres",  "--public-url",   f->public_url, "--smtp-from", FROM,
+        "--smtp-url",   f->smtp.url, "--smtp-timeout", "2s",          NULL};
+    if (ht_server_startv(b, bargs) != 0)
+        fail_msg("the second node did not start");
+    char body[256];
+    for (int i = 0; i < USERS; i++) {
+        snprintf(body, sizeof body,
+                 "{\"username\":\"pg%d\",\"password\":\"" PASSWORD "\",\"email\":\"pg%d@ex.test\"}",
+                 i, i);
+        EXPECT(ht_json(i % 2 ? b : &f->srv, "POST", "/v1/users", NULL, body, &f->r), 201);
+    }
+    /* the mail server comes up: both nodes' senders race for the same rows */
+    assert_int_equal(ts_smtp_start(&f->smtp, NULL, NULL), 0);
+    if (!ts_smtp_wait(&f->smtp, USERS, 30000))
+        fail_msg("only %d of %d messages arrived", ts_smtp_count(&f->smtp), USERS);
+    ht_sleep_ms(2500);
+    assert_int_equal(ts_smtp_count(&f->smtp), USERS);
+    int seen[USERS] = {0};
+    for (int i = 1; i <= USERS; i++) {
+        char *env = ts_smtp_envelope(&f->smtp, i);
+        int u = -1;
+        const char *p = strstr(env, "to pg");
+        assert_non_null(p);
+        u = atoi(p + 5);
+        assert_true(u >= 0 && u < USERS);
+        seen[u]++;
+        free(env);
+    }
+    for (int u = 0; u < USERS; u++)
+        assert_int_equal(seen[u], 1);
+    /* both nodes sent some (each one claims a row at a time) */
+    char log[65536];
+    ht_server_log(b, log, sizeof log);
+    bool b_sent = strstr(log, "email sent") != NULL;
+    ht_server_log(&f->srv, log, sizeof log);
+    bool a_sent = strstr(log, "email sent") != NULL;
+    print_message("node a sent: %d, node b sent: %d\n", a_sent, b_sent);
+    assert_true(a_sent || b_sent);
+    int rc = ht_server_release(b);
+    free(b);
+    ts_server_cleanup(&pg);
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +594,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(hostile_addresses_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(changing_the_address_needs_the_password_and_the_new_link,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(two_nodes_on_postgres_send_each_message_once, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
