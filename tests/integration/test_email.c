@@ -556,11 +556,11 @@ static void two_nodes_on_postgres_send_each_message_once(void **state)
     int seen[USERS] = {0};
     for (int i = 1; i <= USERS; i++) {
         char *env = ts_smtp_envelope(&f->smtp, i);
-        int u = -1;
         const char *p = strstr(env, "to pg");
         assert_non_null(p);
-        u = atoi(p + 5);
-        assert_true(u >= 0 && u < USERS);
+        int u = atoi(p + 5);
+        if (u < 0 || u >= USERS)
+            fail_msg("a message to %s", p);
         seen[u]++;
         free(env);
     }
