@@ -127,9 +127,11 @@ static int read_smtp_credentials(const char *path, char *user, size_t ulen, char
         strlen(colon + 1) >= plen)
         rc = GH_EINVAL;
     else {
-        *colon = '\0';
-        snprintf(user, ulen, "%s", line);
-        snprintf(password, plen, "%s", colon + 1);
+        size_t un = (size_t)(colon - line), pn = strlen(colon + 1);
+        memcpy(user, line, un); /* both lengths were checked against ulen and plen above */
+        user[un] = '\0';
+        memcpy(password, colon + 1, pn);
+        password[pn] = '\0';
     }
     sodium_memzero(line, sizeof line);
     return rc;

@@ -394,6 +394,32 @@ static void transient_errors_are_retried_and_refusals_given_up(void **state)
     assert_int_equal(ts_smtp_count(&f->smtp), 1);
 }
 
+/* A mail server that takes longer than --smtp-timeout: the attempt is cut and retried, and no
+ * request waits for it. */
+static void a_slow_mail_server_holds_up_no_request(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(ts_smtp_start(&f->smtp, "--delay", "4"), 0);
+    start_node(f, "--smtp-timeout", "1s");
+    EXPECT(ht_json(&f->srv, "POST", "/v1/users", NULL,
+                   "{\"username\":\"slow\",\"password\":\"" PASSWORD
+                   "\",\"email\":\"slow@ex.test\"}",
+                   &f->r),
+           201);
+    /* while the sender waits on the server, requests that mail are answered at once */
+    for (int i = 0; i < 5; i++) {
+        long long t0 = ht_now_ms();
+        EXPECT(ht_json(&f->srv, "POST", "/v1/password/reset", NULL, "{\"email\":\"slow@ex.test\"}",
+                       &f->r),
+               202);
+        long long took = ht_now_ms() - t0;
+        if (took > 500)
+            fail_msg("a reset request took %lld ms while the mail server was slow", took);
+        ht_sleep_ms(200);
+    }
+    assert_true(ht_server_wait_log(&f->srv, "email delivery failed, will retry", 10000));
+}
+
 /* ---- hostile input ---- */
 
 static void hostile_addresses_are_refused(void **state)
@@ -580,7 +606,7 @@ static void two_nodes_on_postgres_send_each_message_once(void **state)
     assert_int_equal(rc, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reset_link_is_scanner_safe_and_ends_every_session, setup,
@@ -591,11 +617,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(transient_errors_are_retried_and_refusals_given_up, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_slow_mail_server_holds_up_no_request, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_addresses_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(changing_the_address_needs_the_password_and_the_new_link,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(two_nodes_on_postgres_send_each_message_once, setup,
                                         teardown),
     };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
