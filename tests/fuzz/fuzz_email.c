@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (msg[i] == '\r')
             FUZZ_CHECK(i + 1 < len && msg[i + 1] == '\n');
     }
-    char want[GH_MAIL_ADDR_MAX + 8];
+    char want[GH_MAIL_ADDR_MAX + 16];
     snprintf(want, sizeof want, "\r\nTo: %s\r\n", out);
     FUZZ_CHECK(strstr(msg, want) != NULL);
     const char *end = strstr(msg, "\r\n\r\n");
