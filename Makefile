@@ -131,6 +131,13 @@ $(BUILD)/bench/bench_redis: $(TEST_SUPPORT)
 bench-redis: $(BUILD)/bench/bench_redis
 	./$(BUILD)/bench/bench_redis
 
+# The email outbox: cost per queued message, and one node's delivery rate to a loopback SMTP
+# server (aiosmtpd, started by tests/support/smtp.c).
+.PHONY: bench-email
+$(BUILD)/bench/bench_email: $(TEST_SUPPORT)
+bench-email: $(BUILD)/bench/bench_email
+	./$(BUILD)/bench/bench_email
+
 .PHONY: bench-load
 bench-load: $(BUILD)/bench/bench_load
 	./$(BUILD)/bench/bench_load
@@ -181,6 +188,7 @@ bench-mfa: $(BUILD)/gatehouse
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
 BENCHES += bench-mfa
+BENCHES += bench-email
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

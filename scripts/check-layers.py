@@ -35,13 +35,16 @@ ALLOWED = {
     "config": BASE | {"store"},
     # The account service: workflows over the stores, the password pool and the throttles. It
     # knows no HTTP and no API. It may read settings from a loaded configuration.
-    "account": BASE | {"auth", "ratelimit", "store", "watch", "config"},
+    # Mail: the address parser, the message builder and one SMTP delivery (libcurl).
+    "mail": BASE,
+    "account": BASE | {"auth", "ratelimit", "store", "watch", "config", "mail"},
     # The JSON API and the pages: parse, call the account service, render.
-    "api": BASE | {"account", "auth", "ratelimit", "store", "watch", "http", "config"},
+    "api": BASE | {"account", "auth", "ratelimit", "store", "watch", "http", "config", "mail"},
     # `gatehouse load`: a client of a node, linked into the same binary.
     "load": BASE | {"config"},
     # The node assembles everything: it alone names store backends and loads the configuration.
-    "node": BASE | {"api", "account", "auth", "ratelimit", "store", "watch", "http", "config"},
+    "node": BASE | {"api", "account", "auth", "ratelimit", "store", "watch", "http", "config",
+             "mail"},
     "main": BASE | {"node", "load"},
 }
 

@@ -15,6 +15,7 @@ PACKAGES=(
              # make bench-engine (the gatehouse load engine against wrk -t1)
   nginx      # tests/integration/test_nginx.c: the shipped deploy/nginx/gatehouse.conf in front
   chromium   # tests/integration/test_browser.c: headless Chromium driven by playwright-core
+  python3-aiosmtpd # tests/support/smtp_sink.py: the real SMTP server of test_email (email, #19)
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
   # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
   clang libclang-rt-14-dev clang-format cppcheck valgrind

@@ -8,6 +8,7 @@
  * that follow a hash run on the caller's thread, never on a hash worker (account.h).
  */
 #include "account/account.h"
+#include "account/email.h"
 #include "account/audit.h"
 
 #include <errno.h>
@@ -414,6 +415,8 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
            GH_LI("sessions_revoked", st->revoked));
     rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
+    if (rc == 0)
+        GH_IGNORE(gh_account_notify(a, st->user.id, GH_MAIL_PASSWORD_CHANGED));
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     return rc;

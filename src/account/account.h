@@ -89,6 +89,8 @@ typedef struct {
     const uint8_t *secret_key; /* GH_SECRET_KEY_LEN bytes */
     /* Told of each second step's outcome (gatehouse_mfa_total); NULL: nobody. */
     void (*count_mfa)(void *ctx, const char *method, const char *result);
+    /* Email (account/email.h): addresses, reset links, notices; NULL: email is off. */
+    struct gh_account_email *email;
     struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
     /* Who asks, for the audit trail: the API fills these in each request's copy (the client of
      * the request; actor "token" for the admin bearer token, "admin:<id>" for an admin user's

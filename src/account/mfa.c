@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/email.h"
 #include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -149,6 +150,29 @@ static int use_recovery(gh_account_t *a, uint64_t user_id, const char *code, siz
     return rc == GH_ENOTFOUND ? GH_ECODE : rc;
 }
 
+/* A pending login is made with the password of its moment: a password reset or change since
+ * then ends it (the reset "ends every pending login of the user"). The audit trail, which every
+ * node shares, says when the last one happened; when it cannot be read the step fails closed. */
+static bool password_changed_since(gh_account_t *a, uint64_t user_id, int64_t since_ms)
+{
+    static const char *const types[] = {"password.reset", "password.changed"};
+    if (!a->audit)
+        return false;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        gh_audit_query_t q;
+        gh_audit_event_t ev;
+        size_t n = 0;
+        int64_t next = 0;
+        memset(&q, 0, sizeof q);
+        q.user_id = user_id;
+        snprintf(q.type, sizeof q.type, "%s", types[i]);
+        q.since_ms = since_ms;
+        if (gh_audit_read(a->audit, &q, &ev, 1, &n, &next) != 0 || n > 0)
+            return true;
+    }
+    return false;
+}
+
 int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending, size_t plen,
                           const gh_account_mfa_proof_t *proof, const gh_account_client_t *client)
 {
@@ -213,6 +237,11 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
     }
     if ((rc = gh_user_get_by_id(a->users, p.user_id, &st->user)) != 0)
         return rc == GH_ENOTFOUND ? GH_EPENDING : rc;
+    if (password_changed_since(a, p.user_id, p.created_at_ms)) {
+        sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
+        count(a, st->mfa_method, "expired");
+        return GH_EPENDING;
+    }
     sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
     st->user_found = true;
     if (rec) {
@@ -252,12 +281,40 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
         count(a, st->mfa_method, "error");
         return rc;
     }
+    if (rec)
+        GH_IGNORE(gh_account_notify(a, p.user_id, GH_MAIL_RECOVERY_CODE_USED));
     count(a, st->mfa_method, "success");
     if (a->count_login)
         a->count_login(a->count_ctx, GH_LOGIN_SUCCESS);
     GH_LOG(GH_LOG_INFO, "second factor passed", GH_LI("user_id", p.user_id),
            GH_LS("method", st->mfa_method), GH_LI("factor_id", factor_id));
     return 0;
+}
+
+/* ---- the password reset's questions (account/email.h) ---- */
+
+int gh_account_user_has_factor(gh_account_t *a, uint64_t user_id, bool *has)
+{
+    gh_factor_t *f;
+    size_t n;
+    *has = false;
+    int rc = load_factors(a, user_id, &f, &n);
+    if (rc != 0)
+        return rc;
+    *has = methods_of(f, n) != 0;
+    free_factors(f);
+    return 0;
+}
+
+int gh_account_user_check_code(gh_account_t *a, uint64_t user_id, const char *code, size_t len)
+{
+    uint64_t factor_id;
+    int rc = check_totp(a, user_id, code, len, &factor_id);
+    if (rc == GH_ECODE)
+        rc = use_recovery(a, user_id, code, len);
+    if (rc == 0)
+        GH_IGNORE(gh_account_notify(a, user_id, GH_MAIL_RECOVERY_CODE_USED));
+    return rc == 0 ? 0 : GH_EAUTH;
 }
 
 /* ---- proofs ---- */
@@ -462,6 +519,7 @@ int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_i
                               (unsigned long long)t->id, first ? 1 : 0);
         if ((rc = gh_account_audit(a, &ev)) != 0)
             goto out;
+        GH_IGNORE(gh_account_notify(a, user_id, GH_MAIL_FACTOR_ADDED));
     }
     rc = gh_user_factor_get(a->users, user_id, t->id, factor);
     sodium_memzero(factor->secret, sizeof factor->secret);
@@ -510,6 +568,8 @@ int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_
     int arc = gh_account_audit(a, &ev);
     if (rc == 0)
         rc = arc;
+    if (rc == 0)
+        GH_IGNORE(gh_account_notify(a, user_id, GH_MAIL_FACTOR_REMOVED));
     GH_LOG(GH_LOG_INFO, "factor removed", GH_LI("user_id", user_id), GH_LI("factor_id", factor_id),
            GH_LB("last", !others), GH_LI("sessions_revoked", *revoked));
     return rc;
@@ -553,6 +613,8 @@ int gh_account_factors_reset(gh_account_t *a, uint64_t user_id, size_t *removed)
         gh_audit_event_detail(&ev, "by=admin_reset factors_removed=%zu", *removed);
         rc = gh_account_audit(a, &ev);
     }
+    if (rc == 0 && *removed > 0)
+        GH_IGNORE(gh_account_notify(a, user_id, GH_MAIL_FACTOR_REMOVED));
     if (rc == 0)
         GH_LOG(GH_LOG_WARN, "second factors reset by an admin", GH_LI("user_id", user_id),
                GH_LI("factors_removed", *removed));

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/email.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -119,6 +120,7 @@ int gh_account_passkey_add_continue(gh_account_t *a, gh_account_passkey_add_t *s
         GH_IGNORE(gh_user_factor_del(a->users, user->id, st->factor.id));
         goto out;
     }
+    GH_IGNORE(gh_account_notify(a, user->id, GH_MAIL_FACTOR_ADDED));
     GH_LOG(GH_LOG_INFO, "passkey registered", GH_LI("user_id", user->id),
            GH_LI("factor_id", st->factor.id), GH_LI("alg", cred.alg));
 out:

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "account/account.h"
+#include "account/email.h"
 #include "auth/password.h"
 #include "auth/token.h"
 #include "auth/webauthn.h"
@@ -48,6 +49,8 @@ typedef struct {
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
+    gh_mail_store_t *mail_store;      /* the email tables; NULL: email is off */
+    struct gh_account_email *email;   /* the email workflows and sender; NULL: email is off */
     struct gh_audit *audit;           /* the audit trail (account/audit.h); NULL: none */
     /* passkeys (api/passkey.c): the relying party (rp_id and origin point into cfg and
      * webauthn_origin) and the challenge table; NULL table: passkeys off */
@@ -67,6 +70,13 @@ json_t *gh_api_user_json(const gh_user_t *u);
 
 extern const gh_route_t gh_api_routes[];
 extern const size_t gh_api_nroutes;
+
+/* ---- email (email.c) ---- */
+void gh_api_email_get(gh_req_t *r);              /* GET /v1/email */
+void gh_api_email_put(gh_req_t *r);              /* PUT /v1/email */
+void gh_api_email_verify(gh_req_t *r);           /* POST /v1/email/verify */
+void gh_api_password_reset(gh_req_t *r);         /* POST /v1/password/reset */
+void gh_api_password_reset_confirm(gh_req_t *r); /* POST /v1/password/reset/confirm */
 
 /* ---- helpers shared by the handlers (request.c) ---- */
 

@@ -254,6 +254,51 @@ static int collect_deadline_cuts(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The email outbox (account/outbox.c); the families are left out while email is off. */
+static int collect_email(void *ctx, double *v, int which)
+{
+    gh_app_t *app = ctx;
+    if (!app->email)
+        return 1;
+    gh_email_stats_t st;
+    gh_account_email_stats(app->email, &st);
+    const double by[] = {
+        (double)st.depth,           st.oldest_age_s,      (double)st.sent, (double)st.failed,
+        (double)st.attempts_failed, st.delivering ? 1 : 0};
+    v[0] = by[which];
+    return 0;
+}
+
+static int collect_email_depth(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 0) : 1;
+}
+
+static int collect_email_oldest(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 1) : 1;
+}
+
+static int collect_email_sent(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 2) : 1;
+}
+
+static int collect_email_failed(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 3) : 1;
+}
+
+static int collect_email_retries(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 4) : 1;
+}
+
+static int collect_email_delivering(void *ctx, double *v, size_t n)
+{
+    return n ? collect_email(ctx, v, 5) : 1;
+}
+
 static int collect_write_failures(void *ctx, double *v, size_t n)
 {
     (void)ctx;
@@ -494,6 +539,25 @@ int gh_api_metrics_init(gh_app_t *app)
                          "request head (or to start the next one) or --body-timeout to send a "
                          "body.",
                          GH_METRIC_COUNTER, deadline_label, 1, collect_deadline_cuts, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_outbox_depth",
+                         "Messages in the outbox waiting to be sent (every node's).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_email_depth, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_outbox_oldest_age_seconds",
+                         "Age of the oldest message waiting in the outbox (0 when empty).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_email_oldest, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_sent_total",
+                         "Messages this node handed to the mail server.", GH_METRIC_COUNTER, NULL,
+                         0, collect_email_sent, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_failed_total",
+                         "Messages this node gave up (refused for good, or --smtp-retry-for "
+                         "passed).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_email_failed, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_retries_total",
+                         "Delivery attempts that failed and will be retried.", GH_METRIC_COUNTER,
+                         NULL, 0, collect_email_retries, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_email_delivering",
+                         "1 when --smtp-url is set; 0 when mail only queues.", GH_METRIC_GAUGE,
+                         NULL, 0, collect_email_delivering, app, NULL)) ||
         (rc = gh_metrics_add_process(reg)))
         goto fail;
     const gh_metric_label_t store_labels[] = {{"store", gh_store_kind_names, GH_STORE__COUNT},
@@ -594,6 +658,10 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
     gh_audit_stats_t au;
     gh_audit_stats(app->audit, &au);
     out->audit_dropped_total = au.dropped_total;
+    gh_email_stats_t em;
+    gh_account_email_stats(app->email, &em);
+    out->email_oldest_age_ms = (int64_t)(em.oldest_age_s * 1000.0);
+    out->email_outbox_depth = em.depth;
 }
 
 static size_t index_of(const char *const *names, size_t n, const char *s)

@@ -420,6 +420,8 @@ static void login_page(gh_req_t *r, int status, const char *rd, const char *mess
             "<input id=\"password\" name=\"password\" type=\"password\" "
             "autocomplete=\"current-password\" required>\n"
             "<div><button type=\"submit\">Log in</button></div>\n</form>\n");
+    if (app->email)
+        put(&h, "<p><a href=\"/reset\" id=\"forgot\">Forgot your password?</a></p>\n");
     if (passkeys_on(r)) {
         /* Hidden until the script runs: without it the button could do nothing. */
         put(&h, "<p><button type=\"button\" id=\"passkey-login\" hidden data-rd=\"");
@@ -1339,7 +1341,7 @@ static void put_rate(html_t *h, double v)
  * the limit and the forecast. */
 static const char *const component_colour[] = {
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-    "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6",
+    "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295",
 };
 /* One colour per component: a component added without one would draw with none. */
 _Static_assert(sizeof component_colour / sizeof component_colour[0] == GH_MEM__COUNT,

@@ -94,6 +94,13 @@ void gh_pages_account_logout(gh_req_t *r);     /* POST /account/logout */
 void gh_pages_account_logout_all(gh_req_t *r); /* POST /account/logout-all */
 void gh_pages_account_password(gh_req_t *r);   /* POST /account/password */
 void gh_pages_ops(gh_req_t *r);                /* GET /ops */
+/* the email pages (email.c) */
+void gh_pages_reset(gh_req_t *r);              /* GET /reset */
+void gh_pages_reset_post(gh_req_t *r);         /* POST /reset */
+void gh_pages_reset_confirm(gh_req_t *r);      /* GET, HEAD /reset/confirm?token= */
+void gh_pages_reset_confirm_post(gh_req_t *r); /* POST /reset/confirm */
+void gh_pages_verify(gh_req_t *r);             /* GET, HEAD /verify?token= */
+void gh_pages_verify_post(gh_req_t *r);        /* POST /verify */
 /* The admin console (admin_pages.c): an admin user's session, the role read on every request. */
 void gh_pages_admin(gh_req_t *r);        /* GET /admin */
 void gh_pages_admin_user(gh_req_t *r);   /* GET /admin/users/{id} */

@@ -299,6 +299,10 @@ static const struct {
     {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later"},
     {GH_ECODE, 401, "invalid_code", "the code is wrong, used already, or expired"},
     {GH_EPENDING, 401, "pending_expired", "the pending login has expired; log in again"},
+    {GH_EEMAIL, 400, "invalid_email", "not a usable email address"},
+    {GH_EEMAILTAKEN, 409, "email_taken", "that email address is taken"},
+    {GH_ETOKEN, 400, "invalid_token", "the link is invalid, used or expired"},
+    {GH_EMFA, 401, "mfa_required", "a second-factor code or a recovery code is required"},
 };
 
 void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms)
@@ -405,7 +409,8 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .webauthn_challenges = app->webauthn_challenges,
                           .pending = app->pending,
                           .secret_key = app->secret_key,
-                          .count_mfa = gh_api_count_mfa};
+                          .count_mfa = gh_api_count_mfa,
+                          .email = app->email};
     gh_api_account_client(r, &out->caller);
     if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
         snprintf(out->actor, sizeof out->actor, "token");

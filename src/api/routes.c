@@ -42,6 +42,18 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_POST, "/v1/sessions/passkey", gh_api_passkey_login, 0},
     {GH_HTTP_POST, "/v1/sessions/mfa/options", gh_api_passkey_mfa_options, 0},
     {GH_HTTP_GET, "/static/webauthn.js", gh_api_static_webauthn_js, GH_ROUTE_QUIET},
+    /* email: addresses, reset links (email.c) */
+    {GH_HTTP_GET, "/v1/email", gh_api_email_get, 0},
+    {GH_HTTP_PUT, "/v1/email", gh_api_email_put, GH_ROUTE_PASSWORD},
+    {GH_HTTP_POST, "/v1/email/verify", gh_api_email_verify, 0},
+    {GH_HTTP_POST, "/v1/password/reset", gh_api_password_reset, 0},
+    {GH_HTTP_POST, "/v1/password/reset/confirm", gh_api_password_reset_confirm, GH_ROUTE_PASSWORD},
+    {GH_HTTP_GET, "/reset", gh_pages_reset, 0},
+    {GH_HTTP_POST, "/reset", gh_pages_reset_post, 0},
+    {GH_HTTP_GET | GH_HTTP_HEAD, "/reset/confirm", gh_pages_reset_confirm, 0},
+    {GH_HTTP_POST, "/reset/confirm", gh_pages_reset_confirm_post, GH_ROUTE_PASSWORD},
+    {GH_HTTP_GET | GH_HTTP_HEAD, "/verify", gh_pages_verify, 0},
+    {GH_HTTP_POST, "/verify", gh_pages_verify_post, 0},
     /* browser pages and their form routes (pages.c) */
     {GH_HTTP_GET, "/login", gh_pages_login, 0},
     {GH_HTTP_POST, "/login/mfa", gh_pages_login_mfa, 0},

@@ -10,6 +10,8 @@
 typedef struct {
     gh_account_register_t reg;
     gh_account_password_t pw;
+    const char *email; /* registration's optional address (a pool copy), or NULL */
+    size_t email_len;
 } user_state_t;
 
 /* The password pool's completion callback (a pool worker): the handler goes on. */
@@ -40,9 +42,16 @@ static void create_user(gh_req_t *r, bool by_admin)
             gh_api_reply_err(r, rc);
             return;
         }
-        gh_api_reply_json(r, 201,
-                          json_pack("{s:I, s:s}", "id", (json_int_t)st->reg.user.id, "username",
-                                    st->reg.user.username));
+        json_t *out = json_pack("{s:I, s:s}", "id", (json_int_t)st->reg.user.id, "username",
+                                st->reg.user.username);
+        /* the address, checked before the hash, is stored now and a verification link mailed */
+        if (st->email &&
+            (rc = gh_account_email_attach(&a, &st->reg.user, st->email, st->email_len)) != 0)
+            GH_LOG(GH_LOG_WARN, "user created without the email address given",
+                   GH_LI("user_id", st->reg.user.id), GH_LS("error", gh_strerror(rc)));
+        if (out && st->email && rc == 0)
+            out = gh_api_json_set(out, "email", json_string(st->email));
+        gh_api_reply_json(r, 201, out);
         return;
     }
     json_t *json;
@@ -57,7 +66,19 @@ static void create_user(gh_req_t *r, bool by_admin)
         gh_api_reply_err(r, GH_ENOMEM);
         goto out;
     }
-    int rc = gh_account_register_begin(&a, &st->reg, name, nlen, pw, plen, by_admin);
+    const char *email = NULL;
+    size_t elen = 0;
+    int rc = 0;
+    if (json_object_get(json, "email") && !json_is_null(json_object_get(json, "email"))) {
+        if (gh_api_json_str(r, json, "email", &email, &elen) != 0)
+            goto out;
+        rc = a.email ? gh_account_email_check_new(&a, email, elen) : GH_EEMAIL;
+        if (rc == 0 && !(st->email = gh_pool_strndup(&r->pool, email, elen)))
+            rc = GH_ENOMEM;
+        st->email_len = elen;
+    }
+    if (rc == 0)
+        rc = gh_account_register_begin(&a, &st->reg, name, nlen, pw, plen, by_admin);
     if (rc != 0) {
         gh_api_reply_err(r, rc);
         goto out;

@@ -43,7 +43,11 @@
     X(CANCELED, 22, "cancelled: the process is stopping")                                          \
     X(CODE, 23, "invalid second-factor code")                                                      \
     X(PENDING, 24, "the pending login has expired")                                                \
-    X(PASSKEY, 60, "the passkey was refused")
+    X(PASSKEY, 60, "the passkey was refused")                                                      \
+    X(EMAIL, 25, "invalid email address")                                                          \
+    X(EMAILTAKEN, 26, "that email address is taken")                                               \
+    X(TOKEN, 27, "invalid or expired link token")                                                  \
+    X(MFA, 28, "a second-factor code is required")
 
 enum {
     GH_OK = 0,

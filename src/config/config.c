@@ -75,6 +75,11 @@ static const char *const durability_choices[] = {"normal", "full", NULL};
 static bool check_cidrs(const char *v);
 static bool check_hostport(const char *v);
 static bool check_http_url(const char *v);
+static bool check_smtp_url(const char *v)
+{
+    return *v == '\0' || ((strncmp(v, "smtp://", 7) == 0 || strncmp(v, "smtps://", 8) == 0) &&
+                          strcspn(v, " \t\r\n") == strlen(v));
+}
 
 #define KIB 1024ULL
 #define MIB (1024ULL * 1024ULL)
@@ -267,6 +272,33 @@ static const keydesc_t keys[] = {
     {.name = "log-level", .kind = K_ENUM, FIELD(log_level), .def = "info",
      .metavar = "debug|info|warn|error", .help = "least severe level logged",
      .group = "observability", .choices = log_level_choices},
+
+    {.name = "public-url", .kind = K_STR, FIELD(public_url), .def = "", .shown = "off",
+     .metavar = "URL", .help = "this service's address as users reach it: the base of emailed "
+     "links (required for email)", .group = "email", .check = check_http_url,
+     .expect = "an http:// or https:// URL"},
+    {.name = "smtp-url", .kind = K_STR, FIELD(smtp_url), .def = "", .shown = "off",
+     .metavar = "URL", .help = "mail server: smtp://host:port (STARTTLS when offered) or "
+     "smtps://host:port (unset: mail stays queued in the outbox)", .group = "email",
+     .check = check_smtp_url, .expect = "an smtp:// or smtps:// URL", .flags = F_SECRET},
+    {.name = "smtp-from", .kind = K_STR, FIELD(smtp_from), .def = "", .metavar = "ADDRESS",
+     .help = "the sender of every email (required for email)", .group = "email"},
+    {.name = "smtp-credentials-file", .kind = K_STR, FIELD(smtp_credentials_file), .def = "",
+     .metavar = "FILE", .help = "SMTP AUTH as USER:PASSWORD on the first line of FILE",
+     .group = "email"},
+    {.name = "smtp-retry-for", .kind = K_DURATION, FIELD(smtp_retry_for_ms), .def = "24h",
+     .metavar = "DURATION", .help = "how long a message is retried before it is given up",
+     .group = "email", .min = 1000, .max = 30 * DAY_MS},
+    {.name = "smtp-timeout", .kind = K_DURATION, FIELD(smtp_timeout_ms), .def = "30s",
+     .metavar = "DURATION", .help = "one delivery's time limit; a node that dies mid-delivery "
+     "leaves the message to another after this plus 5s", .group = "email", .min = 1000,
+     .max = 600000},
+    {.name = "email-templates", .kind = K_STR, FIELD(email_templates), .def = "",
+     .shown = "built-in", .metavar = "DIR",
+     .help = "KIND.subject, KIND.txt, KIND.html files that replace the built-in messages",
+     .group = "email"},
+    {.name = "product-name", .kind = K_STR, FIELD(product_name), .def = "Gatehouse",
+     .metavar = "NAME", .help = "the product named in emails", .group = "email"},
 
     {.name = "http-threads", .kind = K_UINT, FIELD(http_threads), .def = "auto",
      .shown = "number of cores", .metavar = "N|auto", .help = "threads serving HTTP (0 = auto)",

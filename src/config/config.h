@@ -97,6 +97,16 @@ typedef struct {
     gh_log_format_t log_format;        /* json */
     gh_log_level_t log_level;          /* info */
 
+    /* email (account/email.h) */
+    char public_url[GH_CONFIG_STR];            /* base of emailed links; "" = email off */
+    char smtp_url[GH_CONFIG_STR];              /* "" = mail stays queued */
+    char smtp_from[GH_CONFIG_STR];             /* "" = email off */
+    char smtp_credentials_file[GH_CONFIG_STR]; /* USER:PASSWORD on its first line */
+    int64_t smtp_retry_for_ms;                 /* 24h */
+    int64_t smtp_timeout_ms;                   /* 30s: one delivery; the lease is this + 5s */
+    char email_templates[GH_CONFIG_STR];       /* "" = built-in */
+    char product_name[GH_CONFIG_STR];          /* "Gatehouse" */
+
     /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
     uint32_t http_threads;                /* 0 in the file = number of cores; resolved by load */
     uint32_t max_connections;             /* 1024 */

@@ -33,6 +33,7 @@
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
     X(PENDING, "pending")                                                                          \
+    X(MAIL, "mail")                                                                                \
     X(AUDIT, "audit")                                                                              \
     X(WEBAUTHN, "webauthn")                                                                        \
     X(OTHER, "other")

@@ -114,6 +114,86 @@ static int open_user_store(const gh_config_t *cfg, gh_store_probe_t probe, gh_us
 }
 
 /* The user store with the token check's cache in front (user_cache.c), unless it is off. */
+/* Reads USER:PASSWORD from the first line of path into user and password. */
+static int read_smtp_credentials(const char *path, char *user, size_t ulen, char *password,
+                                 size_t plen)
+{
+    char line[1024] = "";
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return GH_EIO;
+    bool ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    char *colon = strchr(line, ':');
+    int rc = 0;
+    if (!ok || !colon || colon == line || (size_t)(colon - line) >= ulen ||
+        strlen(colon + 1) >= plen)
+        rc = GH_EINVAL;
+    else {
+        size_t un = (size_t)(colon - line), pn = strlen(colon + 1);
+        memcpy(user, line, un); /* both lengths were checked against ulen and plen above */
+        user[un] = '\0';
+        memcpy(password, colon + 1, pn);
+        password[pn] = '\0';
+    }
+    sodium_memzero(line, sizeof line);
+    return rc;
+}
+
+/* Email is on when --public-url and --smtp-from are set: opens the email tables of the user
+ * store's database and starts the sender (account/outbox.c). */
+static int start_email(const gh_config_t *cfg, gh_app_t *app)
+{
+    if (!cfg->public_url[0] || !cfg->smtp_from[0]) {
+        GH_LOG(GH_LOG_INFO, "email is off",
+               GH_LS("why", "--public-url and --smtp-from are needed"));
+        return 0;
+    }
+    char user[256] = "", password[512] = "", host[HOST_NAME_MAX + 1] = "", node[96];
+    int rc;
+    if (cfg->smtp_credentials_file[0] &&
+        (rc = read_smtp_credentials(cfg->smtp_credentials_file, user, sizeof user, password,
+                                    sizeof password)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot read --smtp-credentials-file",
+               GH_LS("path", cfg->smtp_credentials_file),
+               GH_LS("expected", "USER:PASSWORD on the first line"));
+        return rc;
+    }
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%.60s/%ld", host, (long)getpid());
+    rc = cfg->user_store == GH_USER_STORE_POSTGRES
+             ? gh_mail_postgres_open(cfg->postgres_url, 5000, &app->mail_store)
+             : gh_mail_sqlite_open(cfg->data_dir, &app->mail_store);
+    if (rc != 0)
+        goto out;
+    gh_email_options_t eo = {.store = app->mail_store,
+                             .product = cfg->product_name,
+                             .public_url = cfg->public_url,
+                             .from = cfg->smtp_from,
+                             .templates = cfg->email_templates,
+                             .smtp_url = cfg->smtp_url,
+                             .smtp_user = user,
+                             .smtp_password = password,
+                             .retry_for_ms = cfg->smtp_retry_for_ms,
+                             .smtp_timeout_ms = cfg->smtp_timeout_ms,
+                             .node = node};
+    if ((rc = gh_account_email_create(&eo, &app->email)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot set up email",
+               GH_LS("why", rc == GH_EINVAL ? "--smtp-from is not a plain address, or "
+                                              "--product-name holds a control character"
+                                            : gh_strerror(rc)));
+        goto out;
+    }
+    if ((rc = gh_account_email_start(app->email)) != 0)
+        goto out;
+    GH_LOG(GH_LOG_INFO, "email is on", GH_LB("delivering", cfg->smtp_url[0] != '\0'),
+           GH_LS("node", node));
+out:
+    sodium_memzero(password, sizeof password);
+    return rc;
+}
+
 static int open_cached_user_store(const gh_config_t *cfg, gh_store_probe_t probe,
                                   gh_user_store_t **out)
 {
@@ -259,6 +339,8 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_ratelimit_destroy(&n->app.ratelimit);
     gh_webauthn_challenges_free(&n->app.webauthn_challenges);
     gh_session_store_destroy(&n->app.sessions);
+    gh_account_email_destroy(&n->app.email); /* its sender uses the mail store */
+    gh_mail_store_close(&n->app.mail_store);
     gh_user_store_close(&n->app.users);
     gh_pending_destroy(&n->app.pending);
     sodium_memzero(n->app.secret_key, sizeof n->app.secret_key);
@@ -400,6 +482,8 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     }
     gh_api_account_start(app);
+    if ((rc = start_email(cfg, app)) != 0)
+        goto fail;
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
                              .window_ms = cfg->watch_window_ms,
                              .limit_bytes = cfg->memory_limit,

@@ -223,6 +223,22 @@ static const char *const migrations[] = {
     " created_at bigint NOT NULL,"
     " used_at bigint NOT NULL DEFAULT 0,"
     " PRIMARY KEY (user_id, hash));",
+    /* 4: email (store/mail.h): the address and its verified flag on the user, single-use link
+     * tokens (only their hashes), and the durable outbox with its lease (claimed_by/until). */
+    "ALTER TABLE gatehouse_users ADD COLUMN email text,"
+    " ADD COLUMN email_verified boolean NOT NULL DEFAULT false;"
+    "CREATE UNIQUE INDEX gatehouse_users_lower_email ON gatehouse_users (lower(email));"
+    "CREATE TABLE gatehouse_email_tokens ("
+    " hash bytea PRIMARY KEY, user_id bigint NOT NULL, purpose text NOT NULL, email text,"
+    " expires_at bigint NOT NULL);"
+    "CREATE INDEX gatehouse_email_tokens_expiry ON gatehouse_email_tokens (expires_at);"
+    "CREATE TABLE gatehouse_email_outbox ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, created_at bigint NOT NULL,"
+    " kind text NOT NULL, rcpt text NOT NULL, message bytea NOT NULL,"
+    " attempts integer NOT NULL DEFAULT 0, next_attempt_at bigint NOT NULL, claimed_by text,"
+    " claimed_until bigint NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'queued',"
+    " done_at bigint, last_error text);"
+    "CREATE INDEX gatehouse_email_outbox_due ON gatehouse_email_outbox (state, next_attempt_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

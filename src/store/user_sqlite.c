@@ -67,7 +67,7 @@ static const char *const statements[ST__COUNT] = {
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 3",
+    [ST_PROBE] = "PRAGMA user_version = 4",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -98,9 +98,24 @@ static const char *const migrations[] = {
     " created_at INTEGER NOT NULL,"
     " used_at INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (user_id, hash)) WITHOUT ROWID",
+    /* 4: email (store/mail.h, mail_sqlite.c): the address and its verified flag on the user,
+     * single-use link tokens (only their hashes), and the durable outbox. */
+    "ALTER TABLE users ADD COLUMN email TEXT;"
+    "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;"
+    "CREATE UNIQUE INDEX users_email ON users (email COLLATE NOCASE);"
+    "CREATE TABLE email_tokens ("
+    " hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, purpose TEXT NOT NULL, email TEXT,"
+    " expires_at INTEGER NOT NULL);"
+    "CREATE INDEX email_tokens_expiry ON email_tokens (expires_at);"
+    "CREATE TABLE email_outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " rcpt TEXT NOT NULL, message BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at INTEGER NOT NULL, claimed_by TEXT, claimed_until INTEGER NOT NULL DEFAULT 0,"
+    " state TEXT NOT NULL DEFAULT 'queued', done_at INTEGER, last_error TEXT);"
+    "CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 3, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 4, "update ST_PROBE's user_version with the schema");
 
 _Static_assert(ST__COUNT <= GH_USER_SQLITE_STATEMENTS, "raise GH_USER_SQLITE_STATEMENTS");
 typedef gh_user_sqlite_t sqlite_store_t;

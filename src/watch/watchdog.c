@@ -507,6 +507,11 @@ static gh_watch_severity_t candidate(const gh_watchdog_t *wd, const eval_t *e, g
         return e->now->stores_not_writable ? GH_WATCH_CRITICAL : GH_WATCH_OK;
     case GH_WATCH_AUDIT_EVENTS_DROPPED:
         return e->audit_drop_rate > 0 ? GH_WATCH_WARNING : GH_WATCH_OK;
+    case GH_WATCH_EMAIL_OUTBOX_STUCK:
+        if (e->now->email_oldest_age_ms >= 4 * GH_WATCH_EMAIL_STUCK_MS)
+            return GH_WATCH_CRITICAL;
+        return e->now->email_oldest_age_ms >= GH_WATCH_EMAIL_STUCK_MS ? GH_WATCH_WARNING
+                                                                      : GH_WATCH_OK;
     default:
         return GH_WATCH_OK;
     }
@@ -649,6 +654,14 @@ static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t 
             e->audit_drop_rate, (unsigned long long)e->now->audit_dropped_total, e->failed_rate,
             e->limited_rate);
         break;
+    case GH_WATCH_EMAIL_OUTBOX_STUCK:
+        say(out, n,
+            "the oldest of %llu emails in the outbox has waited %.0f s: the mail server is down "
+            "or refusing, or --smtp-url is unset; reset links and notices are not arriving "
+            "(see the 'email delivery failed' log lines)",
+            (unsigned long long)e->now->email_outbox_depth,
+            (double)e->now->email_oldest_age_ms / 1000.0);
+        break;
     default:
         out[0] = '\0';
     }
@@ -705,7 +718,8 @@ static int worst_severity(const gh_watchdog_t *wd, const char **summary)
     int worst = 0;
     *summary = NULL;
     for (int a = 0; a < GH_WATCH__NALERTS; a++) {
-        if (a == GH_WATCH_STORE_WRITES_FAILING || a == GH_WATCH_AUDIT_EVENTS_DROPPED)
+        if (a == GH_WATCH_STORE_WRITES_FAILING || a == GH_WATCH_AUDIT_EVENTS_DROPPED ||
+            a == GH_WATCH_EMAIL_OUTBOX_STUCK)
             continue; /* not about memory */
         if ((int)wd->alerts[a].level > worst) {
             worst = (int)wd->alerts[a].level;
@@ -957,7 +971,8 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
          * they stay until a quarter window has been clear. */
         unsigned resolve_after = wd->opt.resolve_after;
         if (a != GH_WATCH_MEMORY_HIGH && a != GH_WATCH_STORE_WRITES_FAILING &&
-            a != GH_WATCH_AUDIT_EVENTS_DROPPED && resolve_after < wd->min_trend)
+            a != GH_WATCH_AUDIT_EVENTS_DROPPED && a != GH_WATCH_EMAIL_OUTBOX_STUCK &&
+            resolve_after < wd->min_trend)
             resolve_after = (unsigned)wd->min_trend;
         bool changed = advance(st, candidate(wd, &e, (gh_watch_alert_t)a), wd->opt.fire_after,
                                resolve_after, &prev);

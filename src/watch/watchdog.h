@@ -32,6 +32,9 @@
  * - store_writes_failing (critical): the sample says a local database (sessions.db, users.db)
  *   failed its last write — a full disk — so logins and revocations answer 503 and /readyz too.
  *   Not a memory alert: it is left out of the gatehouse.memory service check.
+ * - email_outbox_stuck: the oldest message waiting in the email outbox is older than
+ *   GH_WATCH_EMAIL_STUCK_MS (warning) or four times that (critical): the mail server is down or
+ *   refusing, or --smtp-url is unset. Not a memory alert either.
  * - Hysteresis: a higher severity takes fire_after consecutive evaluations, a lower one (or
  *   resolving) resolve_after consecutive evaluations — for the two trend alerts at least a
  *   quarter window's worth, since one noisy stretch of a leak must not resolve it.
@@ -67,7 +70,8 @@
     X(EXHAUSTION_FORECAST, "memory_exhaustion_forecast")                                           \
     X(LEAK_SUSPECTED, "memory_leak_suspected")                                                     \
     X(STORE_WRITES_FAILING, "store_writes_failing")                                                \
-    X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")
+    X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")                                                \
+    X(EMAIL_OUTBOX_STUCK, "email_outbox_stuck")
 
 typedef enum {
 #define GH__WATCH_ALERT_ENUM(e, n) GH_WATCH_##e,
@@ -85,6 +89,9 @@ extern const char *const gh_watch_alert_names[GH_WATCH__NALERTS];
 extern const char *const gh_watch_severity_labels[2];
 /* "ok", "warning", "critical". */
 const char *gh_watch_severity_name(gh_watch_severity_t s);
+
+/* email_outbox_stuck fires (warning) when the oldest queued message is this old. */
+#define GH_WATCH_EMAIL_STUCK_MS (15 * 60 * 1000LL)
 
 /* The most samples a ring may hold (a day at 1 s). */
 #define GH_WATCH_MAX_SAMPLES 86400
@@ -107,6 +114,8 @@ typedef struct {
     uint32_t stores_not_writable;        /* local databases whose last write failed */
     uint64_t store_write_failures_total; /* failed writes to them since start */
     uint64_t audit_dropped_total;        /* audit events the full audit queue dropped */
+    int64_t email_oldest_age_ms;         /* age of the oldest message waiting in the outbox */
+    uint64_t email_outbox_depth;         /* messages waiting in the outbox */
 } gh_watch_sample_t;
 
 /* Fills one sample; returns 0, or nonzero to skip this tick (the figure is unknown now). */

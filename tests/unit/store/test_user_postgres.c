@@ -73,7 +73,7 @@ static void nodes_starting_together_migrate_once(void **state)
     }
     for (int i = 0; i < NODES; i++)
         gh_user_store_close(&o[i].s);
-    char sql[200];
+    char sql[240];
     snprintf(sql, sizeof sql,
              "DO $$ BEGIN IF (SELECT count(*) FROM gatehouse_schema) <> "
              "(SELECT max(version) FROM gatehouse_schema) THEN "

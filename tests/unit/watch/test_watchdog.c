@@ -680,6 +680,52 @@ static void audit_events_dropped_fires_and_resolves(void **state)
     gh_watchdog_destroy(&wd);
 }
 
+/* A message waiting in the email outbox past GH_WATCH_EMAIL_STUCK_MS raises email_outbox_stuck
+ * (a warning, critical at four times that; not about memory), resolved once it is sent. */
+static void email_outbox_stuck_fires_and_resolves(void **state)
+{
+    (void)state;
+    seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    gh_watch_options_t o = {.interval_ms = 1000,
+                            .window_ms = 120000,
+                            .limit_bytes = 1000 * 1000,
+                            .fire_after = 2,
+                            .resolve_after = 2,
+                            .wall_clock_ms = fixed_wall_clock,
+                            .on_event = on_event,
+                            .event_ctx = &seen};
+    gh_watchdog_t *wd = NULL;
+    assert_int_equal(gh_watchdog_create(&o, &wd), 0);
+    for (int64_t t = 0; t < 20; t++) {
+        gh_watch_sample_t s;
+        memset(&s, 0, sizeof s);
+        s.t_ms = t * 1000;
+        s.rss_bytes = 100 * 1000;
+        /* a message queued long ago waits from t = 3 to t = 11, then goes out */
+        if (t >= 3 && t < 12) {
+            s.email_outbox_depth = 3;
+            s.email_oldest_age_ms = GH_WATCH_EMAIL_STUCK_MS + (t - 3) * 1000;
+        }
+        seen.now_t = t;
+        gh_watchdog_step(wd, &s);
+        if (t == 3)
+            assert_int_equal(seen.n, 0); /* one sample is not enough */
+        if (t == 4) {
+            assert_int_equal(seen.n, 1);
+            assert_int_equal(seen.ev[0].alert, GH_WATCH_EMAIL_OUTBOX_STUCK);
+            assert_string_equal(seen.ev[0].name, "email_outbox_stuck");
+            assert_int_equal(seen.ev[0].severity, GH_WATCH_WARNING);
+            assert_non_null(strstr(seen.ev[0].summary, "3 emails in the outbox"));
+            assert_false(gh_watchdog_memory_critical(wd));
+        }
+    }
+    assert_int_equal(seen.n, 2);
+    assert_false(seen.ev[1].firing);
+    assert_int_equal(gh_watchdog_severity(wd, GH_WATCH_EMAIL_OUTBOX_STUCK), GH_WATCH_OK);
+    gh_watchdog_destroy(&wd);
+}
+
 static void alerts_fire_and_resolve_with_hysteresis(void **state)
 {
     (void)state;
@@ -1003,6 +1049,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(status_json_shows_the_forecast_and_alerts),
         cmocka_unit_test(store_writes_failing_fires_and_resolves),
         cmocka_unit_test(audit_events_dropped_fires_and_resolves),
+        cmocka_unit_test(email_outbox_stuck_fires_and_resolves),
         cmocka_unit_test(formats_read_well),
         cmocka_unit_test(the_thread_samples_and_stops_promptly),
         cmocka_unit_test(bad_options_are_refused_and_memory_comes_back),
