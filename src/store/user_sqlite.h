@@ -22,7 +22,7 @@ typedef struct gh_user_sqlite {
     sqlite3_stmt *st[GH_USER_SQLITE_STATEMENTS];
     gh_audit_sqlite_t audit; /* audit_events and the role columns (audit_sqlite.c) */
     pthread_mutex_t lock;    /* serializes every use of db and st[] (recursive) */
-    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
+    bool failing;            /* the last write failed: ping answers GH_ESTORE until one succeeds */
 } gh_user_sqlite_t;
 
 /* Takes the store's mutex and answers its connection; gh_user_sqlite_unlock gives it back. */
