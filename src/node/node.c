@@ -25,6 +25,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "mem/heap.h"
 #include "mem/mem.h"
 
 #define JANITOR_PERIOD_MS 100
@@ -299,6 +300,10 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     }
     gh_api_account_start(app);
+    /* The sampling heap profiler, before the watchdog, which follows its stacks when it is on. */
+    gh_heap_configure(cfg->heap_profile, cfg->heap_sample_interval);
+    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
+           GH_LI("sample_interval", cfg->heap_sample_interval));
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
                              .window_ms = cfg->watch_window_ms,
                              .limit_bytes = cfg->memory_limit,
