@@ -78,6 +78,24 @@ static size_t slot(const gh_heap_growth_t *g, size_t i) /* 0 = oldest */
     return (g->head + i) % GH_HEAP_GROWTH_SNAPS;
 }
 
+/* As the leak suspicion asks of a steady trend (watchdog.h): the medians of the series' four
+ * quarters each rise by at least a quarter of what the slope predicts, so one step (a cache
+ * that filled once) and a plateau is not growth. g->y holds the series; uses g->scratch. */
+static bool quarters_rise(gh_heap_growth_t *g, size_t m, double growth)
+{
+    size_t q = m / 4;
+    double prev = 0;
+    for (int j = 0; j < 4; j++) {
+        size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
+        memcpy(g->scratch, g->y + from, (to - from) * sizeof *g->y);
+        double med = gh_trend_median(g->scratch, to - from);
+        if (j > 0 && med - prev < 0.25 * growth / 4)
+            return false;
+        prev = med;
+    }
+    return true;
+}
+
 static void rank(gh_heap_growth_t *g)
 {
     size_t m = g->count;
@@ -86,7 +104,7 @@ static void rank(gh_heap_growth_t *g)
     gh_heap_growing_t top[GH_HEAP_GROWTH_RANKED];
     size_t ntop = 0;
     double positive = 0;
-    if (m >= 8 && (tn - t0) * 4 >= g->window_ms) {
+    if (m >= 8 && (tn - t0) * 2 >= g->window_ms - g->period_ms) {
         uint32_t n = g->nstacks[slot(g, m - 1)];
         for (size_t i = 0; i < m; i++)
             g->t[i] = (double)(g->t_ms[slot(g, i)] - tn) / 1000.0;
@@ -105,7 +123,8 @@ static void rank(gh_heap_growth_t *g)
                 continue;
             if (fit.slope > 0)
                 positive += fit.slope;
-            if (!(fit.low > 0) || fit.slope * span < g->min_growth)
+            if (!(fit.low > 0) || fit.slope * span < g->min_growth ||
+                !quarters_rise(g, m, fit.slope * span))
                 continue;
             gh_heap_growing_t x = {.stack = id,
                                    .slope = fit.slope,

@@ -4,7 +4,8 @@
  * every interned stack, and ranks stacks by their growth over the ring with the same robust
  * trend as the leak suspicion (common/trend.h: Theil-Sen over every pair of snapshots, with
  * Sen's 95% interval). A stack grows when the interval's low end is above zero and the line
- * rises by at least min_growth over the ring; its share is its slope over the sum of all
+ * rises by at least min_growth over the ring, and the medians of its four quarters each rise
+ * (one step is not growth); its share is its slope over the sum of all
  * positive slopes.
  *
  * The one design decision: the history is a fixed ring of GH_HEAP_GROWTH_SNAPS snapshots of
@@ -45,8 +46,8 @@ void gh_heap_growth_destroy(gh_heap_growth_t **g);
 /* Called every watchdog sample (monotonic ms); snapshots and ranks when one is due. */
 void gh_heap_growth_add(gh_heap_growth_t *g, int64_t t_ms);
 /* The growing stacks, fastest first; returns how many (<= cap). span_s: seconds the ring covers
- * (0 while it covers less than 8 snapshots or a quarter of the window: nothing is ranked
- * yet). */
+ * (0 while it covers less than half the window, less one snapshot period: nothing is
+ * ranked yet, as the leak suspicion waits for half a window). */
 size_t gh_heap_growth_ranked(gh_heap_growth_t *g, gh_heap_growing_t *out, size_t cap,
                              double *span_s);
 
