@@ -226,6 +226,11 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         opts = &defaults;
     if (sodium_init() < 0)
         return GH_EINTERNAL;
+    /* The sampling heap profiler first, so it sees the stores' tables too; the watchdog follows
+     * its stacks when it is on. */
+    gh_heap_configure(config->heap_profile, config->heap_sample_interval);
+    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
+           GH_LI("sample_interval", config->heap_sample_interval));
     gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
     if (!n)
         return GH_ENOMEM;
@@ -300,10 +305,6 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     }
     gh_api_account_start(app);
-    /* The sampling heap profiler, before the watchdog, which follows its stacks when it is on. */
-    gh_heap_configure(cfg->heap_profile, cfg->heap_sample_interval);
-    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
-           GH_LI("sample_interval", cfg->heap_sample_interval));
     gh_watch_options_t wo = {.interval_ms = cfg->watch_interval_ms,
                              .window_ms = cfg->watch_window_ms,
                              .limit_bytes = cfg->memory_limit,
