@@ -416,6 +416,10 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     page_has(page, "<line class=\"forecast\"");
     page_has(page, ">limit in ");
     page_has(page, "<polyline class=\"rss\"");
+    if (HEAP_PROFILED) {
+        page_has(page, "<strong>Growing call stacks:</strong>");
+        page_has(page, "/s <code class=\"stack\">leak_main (leak_preload.so)");
+    }
     assert_null(strstr(page, "No alerts"));
     free(page);
 
@@ -529,6 +533,7 @@ static void the_same_churn_without_a_leak_raises_nothing(void **state)
     ops_page(f);
     page_has(f->r.body, "id=\"no-alerts\">No alerts");
     page_has(f->r.body, "<strong>Forecast:</strong> RSS is not growing steadily");
+    page_has(f->r.body, "<strong>Growing call stacks:</strong> none: no call stack");
     assert_null(strstr(f->r.body, "class=\"alert "));
     assert_null(strstr(f->r.body, "<line class=\"forecast\""));
 
