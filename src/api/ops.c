@@ -223,9 +223,9 @@ void gh_api_debug_heap(gh_req_t *r)
     }
     if (growth) {
         gh_heap_growing_t gr[GH_HEAP_GROWTH_RANKED];
-        size_t k = app->watchdog ? gh_watchdog_heap_growth(app->watchdog, gr, GH_HEAP_GROWTH_RANKED,
-                                                           NULL)
-                                 : 0;
+        size_t k = app->watchdog
+                       ? gh_watchdog_heap_growth(app->watchdog, gr, GH_HEAP_GROWTH_RANKED, NULL)
+                       : 0;
         for (size_t i = 0; i < k; i++)
             rows[n++] = (heap_row_t){.id = gr[i].stack, .bytes = gr[i].growth};
     } else {

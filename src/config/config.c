@@ -1252,8 +1252,11 @@ size_t gh_config_ranges(const gh_config_t *cfg, gh_config_range_t *out, size_t m
             } else {
                 memcpy(&v, f, sizeof v);
             }
-            out[n] = (gh_config_range_t){.name = k->name, .min = k->min, .max = k->max, .value = v,
-                                        .duration = k->kind == K_DURATION};
+            out[n] = (gh_config_range_t){.name = k->name,
+                                         .min = k->min,
+                                         .max = k->max,
+                                         .value = v,
+                                         .duration = k->kind == K_DURATION};
         }
         n++;
     }

@@ -458,16 +458,16 @@ int gh_load_main(int argc, char **argv)
     /* The node's heap profile before and after (admin only): which call stacks grew. */
     char *heap0 = NULL, *heap1 = NULL;
     size_t heap0_len = 0, heap1_len = 0;
-    bool heap_ok = gh_load_heap_fetch(o, &heap0, &heap0_len, res->heap.why,
-                                      sizeof res->heap.why) == 0;
+    bool heap_ok =
+        gh_load_heap_fetch(o, &heap0, &heap0_len, res->heap.why, sizeof res->heap.why) == 0;
     if ((rc = gh_load_run(o, res, &stop_requested, err, sizeof err)) != 0) {
         fprintf(stderr, "%s\n", err);
         gh_mem_free(GH_MEM_OTHER, heap0);
         goto out;
     }
     if (heap_ok)
-        heap_ok = gh_load_heap_fetch(o, &heap1, &heap1_len, res->heap.why,
-                                     sizeof res->heap.why) == 0;
+        heap_ok =
+            gh_load_heap_fetch(o, &heap1, &heap1_len, res->heap.why, sizeof res->heap.why) == 0;
     if (heap_ok && heap0_len == 0 && heap1_len == 0)
         snprintf(res->heap.why, sizeof res->heap.why, "the node's heap profiler is off");
     else if (heap_ok && gh_load_heap_compare(heap0, heap0_len, heap1, heap1_len, &res->heap) != 0)

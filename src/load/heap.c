@@ -40,8 +40,7 @@ static size_t sink_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-int gh_load_heap_fetch(const gh_load_opts_t *o, char **text, size_t *len, char *why,
-                       size_t whylen)
+int gh_load_heap_fetch(const gh_load_opts_t *o, char **text, size_t *len, char *why, size_t whylen)
 {
     *text = NULL;
     *len = 0;

@@ -219,8 +219,8 @@ typedef struct {
 #define GH_LOAD_HEAP_TOP 3
 #define GH_LOAD_HEAP_STACK_MAX 240
 typedef struct {
-    bool fetched;   /* both profiles were read */
-    char why[160];  /* when not: why ("no --admin-token", "the profiler is off", ...) */
+    bool fetched;        /* both profiles were read */
+    char why[160];       /* when not: why ("no --admin-token", "the profiler is off", ...) */
     double total_growth; /* sum of the positive growths of every stack */
     size_t n;            /* stacks in top: those that grew by more than GH_LOAD_NOISE_BAND */
     struct {
@@ -251,7 +251,7 @@ typedef struct {
     uint64_t scrapes_failed;
     /* the memory analysis (gh_load_analyse) */
     gh_load_memory_t memory;
-    gh_load_heap_t heap; /* gh_load_heap_* (heap.c) */
+    gh_load_heap_t heap;    /* gh_load_heap_* (heap.c) */
     double wave_s;          /* soak: the period of a wave as run (0 = no waves) */
     uint32_t wave_sessions; /* soak: sessions each VU logs in per wave */
     bool interrupted;       /* SIGINT or SIGTERM ended the run early */

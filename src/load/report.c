@@ -203,10 +203,9 @@ static json_t *build_json(const gh_load_opts_t *o, const gh_load_result_t *r)
     json_t *hs = json_array();
     for (size_t i = 0; hs && i < r->heap.n; i++)
         bad |= json_array_append_new(
-            hs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", r->heap.top[i].stack,
-                          "start_bytes", r->heap.top[i].start_bytes, "end_bytes",
-                          r->heap.top[i].end_bytes, "growth_bytes", r->heap.top[i].growth,
-                          "share", r->heap.top[i].share));
+            hs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", r->heap.top[i].stack, "start_bytes",
+                          r->heap.top[i].start_bytes, "end_bytes", r->heap.top[i].end_bytes,
+                          "growth_bytes", r->heap.top[i].growth, "share", r->heap.top[i].share));
     bad |= json_object_set_new(
         root, "heap_growth",
         json_pack("{s:b, s:s, s:o*}", "read", r->heap.fetched, "why", r->heap.why, "stacks", hs));

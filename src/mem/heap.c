@@ -23,8 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mem/mem.h"
-
 /* ---- state shared with heap_malloc.c ---- */
 _Atomic uint32_t gh__heap_live;
 _Atomic uint32_t gh__heap_filter[1u << 16];
@@ -85,7 +83,7 @@ static _Atomic int atfork_done;
 
 #define TABLE_BYTES (sizeof stacks + sizeof stack_index + sizeof stripes + sizeof gh__heap_filter)
 
-static size_t report_bytes(void)
+size_t gh_heap_own_bytes(void)
 {
     return gh__heap_linked == 1 && atomic_load(&gh__heap_armed) ? TABLE_BYTES : 0;
 }
@@ -112,7 +110,6 @@ bool gh_heap_configure(bool on, uint64_t interval)
     atomic_store(&gh__heap_interval, interval ? interval : GH_HEAP_DEFAULT_INTERVAL);
     if (on && !atomic_exchange(&atfork_done, 1))
         pthread_atfork(fork_prepare, fork_release, fork_release);
-    gh_mem_set_reporter(GH_MEM_PROFILER, report_bytes);
     atomic_store(&gh__heap_armed, on ? 1 : 0);
     return on;
 }
@@ -229,8 +226,7 @@ void gh__heap_forget(void *p)
             continue;
         uint16_t ni = *pp;
         *pp = nd->next;
-        atomic_fetch_sub_explicit(&stacks[nd->stack].live_bytes, nd->weight,
-                                  memory_order_relaxed);
+        atomic_fetch_sub_explicit(&stacks[nd->stack].live_bytes, nd->weight, memory_order_relaxed);
         atomic_fetch_sub_explicit(&gh__heap_filter[h], 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&gh__heap_live, 1, memory_order_relaxed);
         nd->p = 0;
@@ -253,8 +249,8 @@ void gh_heap_stats(gh_heap_stats_t *out)
     out->stacks_overflow = atomic_load(&stacks_overflow);
     uint32_t n = atomic_load_explicit(&nstacks, memory_order_acquire);
     for (uint32_t i = 0; i < n; i++)
-        out->live_bytes += (double)atomic_load_explicit(&stacks[i].live_bytes,
-                                                        memory_order_relaxed);
+        out->live_bytes +=
+            (double)atomic_load_explicit(&stacks[i].live_bytes, memory_order_relaxed);
     out->table_bytes = gh__heap_linked == 1 ? TABLE_BYTES : 0;
 }
 
@@ -406,9 +402,16 @@ char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n)
 
 static bool is_wrapper(const char *name)
 {
-    static const char *const prefixes[] = {"gh_mem_", "gh_pool_", "sqlite3Malloc", "sqlite3_malloc",
-                                           "sqlite3MemMalloc", "sqlite3DbMalloc", "sm_alloc",
-                                           "gh_heap", "(", "0x"};
+    static const char *const prefixes[] = {"gh_mem_",
+                                           "gh_pool_",
+                                           "sqlite3Malloc",
+                                           "sqlite3_malloc",
+                                           "sqlite3MemMalloc",
+                                           "sqlite3DbMalloc",
+                                           "sm_alloc",
+                                           "gh_heap",
+                                           "(",
+                                           "0x"};
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
             return true;

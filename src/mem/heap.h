@@ -39,6 +39,9 @@
 /* Turns sampling on (interval bytes on average between samples; 0 -> the default) or off.
  * Returns true when sampling is on afterwards; false when off or unavailable (see state). */
 bool gh_heap_configure(bool on, uint64_t interval);
+/* The profiler's own memory while it samples (its fixed tables), else 0: the reporter of the
+ * `profiler` component (gh_mem_set_reporter(GH_MEM_PROFILER, gh_heap_own_bytes)). */
+size_t gh_heap_own_bytes(void);
 /* True while sampling. */
 bool gh_heap_active(void);
 /* "on", "off", or why it is unavailable ("not linked in", "AddressSanitizer owns malloc",

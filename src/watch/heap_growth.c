@@ -101,7 +101,7 @@ static void rank(gh_heap_growth_t *g)
     size_t m = g->count;
     int64_t t0 = g->t_ms[slot(g, 0)], tn = g->t_ms[slot(g, m - 1)];
     double span = (double)(tn - t0) / 1000.0;
-    gh_heap_growing_t top[GH_HEAP_GROWTH_RANKED];
+    gh_heap_growing_t top[GH_HEAP_GROWTH_RANKED] = {{0}};
     size_t ntop = 0;
     double positive = 0;
     if (m >= 8 && (tn - t0) * 2 >= g->window_ms - g->period_ms) {

@@ -574,7 +574,8 @@ static void stacks_phrase(const gh_watchdog_t *wd, char *out, size_t n)
     for (size_t i = 0; i < k && len + 1 < n; i++) {
         char where[GH_WATCH_STACK_LEN];
         gh_heap_stack_headline(g[i].stack, 3, where, sizeof where);
-        int w = snprintf(out + len, n - len, i ? "; %.0f%% at %s" : "; %.0f%% of the growth allocated at %s",
+        int w = snprintf(out + len, n - len,
+                         i ? "; %.0f%% at %s" : "; %.0f%% of the growth allocated at %s",
                          100 * g[i].share, where);
         if (w < 0)
             break;
@@ -584,8 +585,8 @@ static void stacks_phrase(const gh_watchdog_t *wd, char *out, size_t n)
         out[n - 1] = '\0';
 }
 
-static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a,
-                          char *out, size_t n);
+static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
+                          size_t n);
 
 static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
                      size_t n)
@@ -597,8 +598,8 @@ static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t 
     }
 }
 
-static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a,
-                          char *out, size_t n)
+static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
+                          size_t n)
 {
     char rss[32], lim[32], grow[160], traffic[160], x[32], y[32], z[32];
     gh_watch_fmt_bytes(e->rss, rss, sizeof rss);
@@ -795,8 +796,8 @@ static void webhook_send(gh_watchdog_t *wd, const gh_watch_event_t *ev)
     for (unsigned i = 0; stacks && i < ev->nstacks; i++)
         bad |= json_array_append_new(stacks,
                                      json_pack("{s:s, s:f, s:f}", "stack", ev->stacks[i].where,
-                                               "share", ev->stacks[i].share,
-                                               "bytes_per_second", ev->stacks[i].slope_bytes_per_s));
+                                               "share", ev->stacks[i].share, "bytes_per_second",
+                                               ev->stacks[i].slope_bytes_per_s));
     bad |= json_object_set_new(j, "growing_stacks", stacks);
     bad |= json_object_set_new(j, "text", json_string(text));
     char buf[8192];
@@ -1410,10 +1411,9 @@ json_t *gh_watch_status_json(const gh_watch_status_t *st)
         char where[GH_WATCH_STACK_LEN];
         gh_heap_stack_headline(st->stacks[i].stack, 3, where, sizeof where);
         bad |= json_array_append_new(
-            gs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", where, "share",
-                          st->stacks[i].share, "bytes_per_second", st->stacks[i].slope,
-                          "growth_bytes", st->stacks[i].growth, "live_bytes",
-                          st->stacks[i].live_bytes));
+            gs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", where, "share", st->stacks[i].share,
+                          "bytes_per_second", st->stacks[i].slope, "growth_bytes",
+                          st->stacks[i].growth, "live_bytes", st->stacks[i].live_bytes));
     }
     bad |= json_object_set_new(hp, "growing_stacks", gs);
     bad |= json_object_set_new(j, "heap_profile", hp);

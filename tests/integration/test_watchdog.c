@@ -391,8 +391,8 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
         if (growth_share(summary, "leak_main (leak_preload.so)") < 80)
             fail_msg("the summary does not name leak_main with 80%% of the growth: %s", summary);
         char where[256];
-        assert_true(ht_jstr(&f->r, "watchdog.heap_profile.growing_stacks.0.stack", where,
-                            sizeof where));
+        assert_true(
+            ht_jstr(&f->r, "watchdog.heap_profile.growing_stacks.0.stack", where, sizeof where));
         assert_non_null(strstr(where, "leak_main (leak_preload.so)"));
         heap_growth_names(f, ";leak_main");
         /* the live profile has it too, and an anonymous caller gets none of it */
