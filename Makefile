@@ -167,6 +167,11 @@ bench-storm: $(BUILD)/gatehouse
 bench-ceiling: $(BUILD)/gatehouse
 	@bash bench/bench_ceiling.sh $(BUILD)
 
+# Token checks with the sampling heap profiler on against off (interleaved, one run).
+.PHONY: bench-heap
+bench-heap: $(BUILD)/gatehouse
+	@bash bench/bench_heap.sh $(BUILD)
+
 # Login throughput against the raw argon2id verify rate at the same cost on as many threads.
 .PHONY: bench-login
 bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
@@ -180,7 +185,7 @@ bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm
+BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-heap
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

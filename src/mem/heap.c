@@ -25,7 +25,7 @@
 
 /* ---- state shared with heap_malloc.c ---- */
 _Atomic uint32_t gh__heap_live;
-_Atomic uint32_t gh__heap_filter[1u << 16];
+_Atomic uint16_t gh__heap_filter[1u << 15];
 _Atomic int gh__heap_armed;
 _Atomic uint64_t gh__heap_interval = GH_HEAP_DEFAULT_INTERVAL;
 int gh__heap_linked;

@@ -82,7 +82,7 @@ void gh_heap_record(void *p, size_t size, const uintptr_t *frames, int depth);
 /* The interposer's entry points into the tables (heap_malloc.c). */
 void gh__heap_forget(void *p);
 extern _Atomic uint32_t gh__heap_live;
-extern _Atomic uint32_t gh__heap_filter[1u << 16];
+extern _Atomic uint16_t gh__heap_filter[1u << 15];
 extern _Atomic int gh__heap_armed;
 extern _Atomic uint64_t gh__heap_interval;
 /* Set by heap_malloc.c's constructor: 1 linked in, or the reason it stays off. */
@@ -92,7 +92,7 @@ extern const char *gh__heap_unavailable;
 static inline uint32_t gh__heap_hash(const void *p)
 {
     uint64_t x = ((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(x >> 48);
+    return (uint32_t)(x >> 49); /* 15 bits: the filter's slots */
 }
 
 #endif
