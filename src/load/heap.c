@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem/heap.h"
 #include "mem/mem.h"
 
 #define HEAP_TEXT_MAX ((size_t)1 << 20)
@@ -145,6 +146,7 @@ static void headline(const line_t *l, char *out, size_t n)
     }
     if (len >= n)
         out[n - 1] = '\0';
+    gh_heap_utf8_trim(out);
 }
 
 int gh_load_heap_compare(const char *a, size_t alen, const char *b, size_t blen,
@@ -202,4 +204,5 @@ void gh_load_heap_explain(const gh_load_heap_t *h, gh_load_memory_t *m)
     snprintf(m->reason + len, sizeof m->reason - len,
              "; the heap grew most at %s (%.0f%% of its growth, /debug/heap)", h->top[0].stack,
              100 * h->top[0].share);
+    gh_heap_utf8_trim(m->reason);
 }

@@ -400,6 +400,19 @@ char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n)
     return out;
 }
 
+void gh_heap_utf8_trim(char *s)
+{
+    size_t len = strlen(s), i = len;
+    while (i > 0 && len - i < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (need > 1 && (i - 1) + need > len)
+        s[i - 1] = '\0';
+}
+
 static bool is_wrapper(const char *name)
 {
     static const char *const prefixes[] = {"gh_mem_",
@@ -442,6 +455,7 @@ char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n)
     }
     if (len >= n)
         out[n - 1] = '\0';
+    gh_heap_utf8_trim(out);
     return out;
 }
 

@@ -73,6 +73,9 @@ char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n);
  * gh_pool_*, sqlite3Malloc...) skipped, at most max_frames frames, the first with its file:
  * "leak_main (leak_preload.so) ← libc.so.6+0x891f4". Returns out. */
 char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n);
+/* Cuts an incomplete UTF-8 sequence off the end of s (what a truncating snprintf leaves), so the
+ * text stays valid for JSON. */
+void gh_heap_utf8_trim(char *s);
 /* A stack in the collapsed format of flame-graph tools: root first, frames joined by ';'.
  * Returns out. */
 char *gh_heap_stack_collapsed(uint32_t id, char *out, size_t n);

@@ -583,6 +583,7 @@ static void stacks_phrase(const gh_watchdog_t *wd, char *out, size_t n)
     }
     if (len >= n && n > 0)
         out[n - 1] = '\0';
+    gh_heap_utf8_trim(out);
 }
 
 static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
@@ -596,6 +597,7 @@ static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t 
         size_t len = strlen(out);
         stacks_phrase(wd, out + len, n - len);
     }
+    gh_heap_utf8_trim(out);
 }
 
 static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,

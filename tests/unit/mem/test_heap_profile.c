@@ -237,9 +237,25 @@ static void off_means_off(void **state)
     assert_int_equal(s1.samples_total, s0.samples_total);
 }
 
+/* A truncated "←" (E2 86 90) is cut off whole, so the text stays valid JSON. */
+static void utf8_trim_cuts_a_partial_arrow(void **state)
+{
+    (void)state;
+    char a[] = "f \xe2\x86\x90 g", b[] = "f \xe2\x86", c[] = "f \xe2", d[] = "f \xe2\x86\x90";
+    gh_heap_utf8_trim(a);
+    gh_heap_utf8_trim(b);
+    gh_heap_utf8_trim(c);
+    gh_heap_utf8_trim(d);
+    assert_string_equal(a, "f \xe2\x86\x90 g");
+    assert_string_equal(b, "f ");
+    assert_string_equal(c, "f ");
+    assert_string_equal(d, "f \xe2\x86\x90");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(utf8_trim_cuts_a_partial_arrow),
         cmocka_unit_test(estimate_agrees_with_mallinfo2),
         cmocka_unit_test(a_leaking_function_is_named),
         cmocka_unit_test(threads_allocating_and_freeing_leave_nothing),
