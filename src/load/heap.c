@@ -125,24 +125,31 @@ static size_t parse(const char *t, size_t len, line_t *out, size_t max)
     return n;
 }
 
-/* "a;b;c" (root first) -> "c ← b ← a", at most three frames. */
+/* "a;b;c" (root first) -> "c ← b ← a", at most three frames, allocator wrappers at the leaf
+ * (gh_mem_alloc ...) skipped as the node's own alerts do. */
 static void headline(const line_t *l, char *out, size_t n)
 {
     size_t len = 0;
     const char *end = l->frames + l->flen;
     out[0] = '\0';
-    for (int shown = 0; shown < 3 && end > l->frames && len + 1 < n; shown++) {
+    int shown = 0;
+    while (shown < 3 && end > l->frames && len + 1 < n) {
         const char *start = end;
         while (start > l->frames && start[-1] != ';')
             start--;
-        int w = snprintf(out + len, n - len, "%s%.*s", shown ? " \xe2\x86\x90 " : "",
-                         (int)(end - start), start);
-        if (w < 0)
+        char frame[160];
+        snprintf(frame, sizeof frame, "%.*s", (int)(end - start), start);
+        bool last = start == l->frames;
+        if (shown > 0 || last || !gh_heap_is_wrapper(frame)) {
+            int w = snprintf(out + len, n - len, "%s%s", shown ? " \xe2\x86\x90 " : "", frame);
+            if (w < 0)
+                break;
+            len += (size_t)w;
+            shown++;
+        }
+        if (last)
             break;
-        len += (size_t)w;
-        end = start > l->frames ? start - 1 : l->frames;
-        if (start == l->frames)
-            break;
+        end = start - 1;
     }
     if (len >= n)
         out[n - 1] = '\0';

@@ -108,6 +108,7 @@ void gh_load_print_summary(FILE *out, const gh_load_opts_t *o, const gh_load_res
     if (m->max_leak_default && m->fit_window_s > 0)
         fprintf(out, " (default for a %.0f s fit window)", m->fit_window_s);
     const gh_load_heap_t *h = &r->heap;
+    fprintf(out, "\n");
     if (!h->fetched) {
         fprintf(out, "  %-15s not read: %s\n", "heap growth", h->why[0] ? h->why : "-");
     } else if (h->n == 0) {

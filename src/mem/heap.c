@@ -413,7 +413,7 @@ void gh_heap_utf8_trim(char *s)
         s[i - 1] = '\0';
 }
 
-static bool is_wrapper(const char *name)
+bool gh_heap_is_wrapper(const char *name)
 {
     static const char *const prefixes[] = {"gh_mem_",
                                            "gh_pool_",
@@ -444,7 +444,7 @@ char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n)
     int shown = 0, first = 0;
     char sym[160];
     /* Skip the allocator wrappers at the leaf, but keep at least one frame. */
-    while (first < d - 1 && is_wrapper(gh_heap_symbol(f[first], false, sym, sizeof sym)))
+    while (first < d - 1 && gh_heap_is_wrapper(gh_heap_symbol(f[first], false, sym, sizeof sym)))
         first++;
     for (int i = first; i < d && shown < max_frames && len + 1 < n; i++, shown++) {
         gh_heap_symbol(f[i], shown == 0, sym, sizeof sym);
