@@ -167,10 +167,16 @@ bench-storm: $(BUILD)/gatehouse
 bench-ceiling: $(BUILD)/gatehouse
 	@bash bench/bench_ceiling.sh $(BUILD)
 
-# Token checks with the sampling heap profiler on against off (interleaved, one run).
+# Token checks with the sampling heap profiler on against off (interleaved, one run), and its
+# cost per malloc + free pair (bench_heap_malloc, linked with the interposer like the binary).
+$(BUILD)/bench/bench_heap_malloc: $(BUILD)/obj/bench/bench_heap_malloc.o $(HEAP_MALLOC) \
+		$(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 .PHONY: bench-heap
-bench-heap: $(BUILD)/gatehouse
+bench-heap: $(BUILD)/gatehouse $(BUILD)/bench/bench_heap_malloc
 	@bash bench/bench_heap.sh $(BUILD)
+	./$(BUILD)/bench/bench_heap_malloc
 
 # Login throughput against the raw argon2id verify rate at the same cost on as many threads.
 .PHONY: bench-login
