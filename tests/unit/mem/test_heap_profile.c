@@ -237,6 +237,37 @@ static void off_means_off(void **state)
     assert_int_equal(s1.samples_total, s0.samples_total);
 }
 
+/* More distinct stacks than the table holds: the rest count as stack 0, "(other stacks)", their
+ * bytes still counted and forgotten; the table's memory does not move. Runs last (it fills the
+ * table) and without the interposer (gh_heap_record is what the interposer calls). */
+static void the_stack_table_is_bounded(void **state)
+{
+    (void)state;
+    gh_heap_stats_t s0, s1;
+    gh_heap_stats(&s0);
+    enum { N = GH_HEAP_MAX_STACKS + 500 };
+    static char blocks[N][16];
+    for (int i = 0; i < N; i++) {
+        uintptr_t frames[3] = {0x1000 + (uintptr_t)i, 0x2000, 0x3000};
+        gh_heap_record(blocks[i], 1 << 20, frames, 3);
+    }
+    gh_heap_stats(&s1);
+    assert_int_equal(s1.stacks, GH_HEAP_MAX_STACKS - 1);
+    assert_true(s1.stacks_overflow >= s0.stacks_overflow + 500);
+    assert_int_equal(s1.table_bytes, s0.table_bytes);
+    static double live[GH_HEAP_MAX_STACKS];
+    assert_int_equal(gh_heap_live_by_stack(live, GH_HEAP_MAX_STACKS), GH_HEAP_MAX_STACKS);
+    assert_true(live[0] >= 500.0 * (1 << 20));
+    char line[64];
+    assert_string_equal(gh_heap_stack_headline(0, 3, line, sizeof line), "(other stacks)");
+    for (int i = 0; i < N; i++)
+        gh__heap_forget(blocks[i]);
+    gh_heap_stats(&s1);
+    assert_int_equal(s1.samples_live, s0.samples_live);
+    gh_heap_live_by_stack(live, GH_HEAP_MAX_STACKS);
+    assert_true(live[0] == 0);
+}
+
 /* A truncated "←" (E2 86 90) is cut off whole, so the text stays valid JSON. */
 static void utf8_trim_cuts_a_partial_arrow(void **state)
 {
@@ -261,6 +292,7 @@ int main(void)
         cmocka_unit_test(threads_allocating_and_freeing_leave_nothing),
         cmocka_unit_test(fork_children_work_while_threads_allocate),
         cmocka_unit_test(off_means_off),
+        cmocka_unit_test(the_stack_table_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
