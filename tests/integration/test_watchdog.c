@@ -379,7 +379,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     /* /debug/memory names the growing part and carries the alert's summary. */
     const char *auth[] = {"Authorization: Bearer " ADMIN, NULL};
     assert_int_equal(ht_request(&f->srv, "GET", "/debug/memory", auth, NULL, 0, &f->r), 200);
-    char growing[64], summary[512];
+    char growing[64], summary[1024];
     assert_true(ht_jstr(&f->r, "watchdog.growing_component", growing, sizeof growing));
     assert_string_equal(growing, "unexplained");
     assert_true(ht_jstr(&f->r, "watchdog.alerts.2.summary", summary, sizeof summary));
