@@ -14,7 +14,7 @@ CC        ?= cc
 SANITIZER ?=
 VARIANT   ?=
 PLANT_LEAK ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -126,6 +126,10 @@ bench-metrics: $(BUILD)/bench/bench_metrics
 bench-store: $(BUILD)/bench/bench_store
 	./$(BUILD)/bench/bench_store
 
+.PHONY: bench-audit
+bench-audit: $(BUILD)/bench/bench_audit
+	./$(BUILD)/bench/bench_audit
+
 .PHONY: bench-watchdog
 bench-watchdog: $(BUILD)/bench/bench_watchdog
 	./$(BUILD)/bench/bench_watchdog
@@ -188,10 +192,16 @@ bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
 bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 	@bash bench/bench_rss.sh $(BUILD)
 
+# What the second factor adds to a login: one-step against two-step logins (TOTP from oathtool).
+.PHONY: bench-mfa
+bench-mfa: $(BUILD)/gatehouse
+	@bash bench/bench_mfa.sh $(BUILD)
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
-BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-heap
+BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
+BENCHES += bench-mfa bench-heap
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

@@ -8,17 +8,27 @@
  * at hand, and nothing but loopback traffic is made. A token check is gh_session_lookup on a
  * random live session; "write" runs with touch interval 0 (every check records last use: a
  * script that writes), "coarse" with the node's default (10 s: the check only reads).
+ * "plain_get" is the floor of a check: a plain GET of the same session keys, from as many threads
+ * each with its own hiredis connection, on the same server; Redis CPU per check divided by Redis
+ * CPU per plain GET is the check's overhead ratio. "nodes" forks 1, 2 and 4 processes, each with
+ * its own store and connection pool (what separate Gatehouse nodes hold), checking tokens against
+ * the one redis-server at once: checks per second and Redis CPU per check as nodes are added.
+ * Memory: used_memory growth over the fill divided by the sessions, and MEMORY USAGE of one key
+ * of each kind.
  * Each scenario runs for a fixed time. Prints one "name value" figure per line; exits non-zero
  * only when it cannot run. Usage: bench_redis [sessions] [seconds-per-scenario]
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis.h>
 #include <sodium.h>
 
 #include "common/clock.h"
@@ -115,6 +125,7 @@ typedef struct {
     gh_session_store_t *s;
     uint64_t seed;
     int64_t now;
+    bool advance; /* each check 1 ms later than the last: with touch interval 0, each writes */
     double until;
     uint64_t ops, failures;
     histo_t h;
@@ -132,7 +143,8 @@ static void *lookup_job(void *arg)
         for (int k = 0; k < 64; k++) {
             const uint8_t *h = hashes[xorshift(&j->seed) % n_sessions].b;
             int64_t t = gh_clock_mono_ns();
-            if (gh_session_lookup(j->s, h, j->now, NULL) != 0)
+            if (gh_session_lookup(j->s, h, j->advance ? j->now + (int64_t)j->ops : j->now, NULL) !=
+                0)
                 j->failures++;
             histo_add(&j->h, (uint64_t)(gh_clock_mono_ns() - t));
             j->ops++;
@@ -155,6 +167,28 @@ static long long redis_cpu_us(void)
     return atoll(reply + 1);
 }
 
+static double last_cpu_per_op; /* Redis CPU per check of the last checks() */
+static double last_cmd_per_op; /* Redis command time per check of the last checks() */
+
+/* Microseconds Redis spent executing commands (INFO commandstats, every command's usec) since
+ * the last CONFIG RESETSTAT: the commands' own cost, without the network and event loop, which
+ * other load on the machine inflates. -1 when unknown. */
+static long long redis_cmd_us(void)
+{
+    char reply[64];
+    const char *cmd = "EVAL \"local n = 0 for u in string.gmatch(redis.call('INFO', "
+                      "'commandstats'), 'usec=(%d+)') do n = n + tonumber(u) end return n\" 0";
+    if (ts_redis_cmd(&redis, cmd, reply, sizeof reply) != 0 || reply[0] != ':')
+        return -1;
+    return atoll(reply + 1);
+}
+
+static void reset_stats(void)
+{
+    char reply[64];
+    ts_redis_cmd(&redis, "CONFIG RESETSTAT", reply, sizeof reply);
+}
+
 /* Token checks for scenario_s seconds from `threads` threads; prints ops/s and latency. */
 static int checks(const char *name, gh_session_store_t *s, int threads)
 {
@@ -166,6 +200,7 @@ static int checks(const char *name, gh_session_store_t *s, int threads)
         jobs[i] = (job_t){.s = s,
                           .seed = 88172645463325252ull + 7919 * (uint64_t)i,
                           .now = T0 + 60000,
+                          .advance = strncmp(name, "redis_write", 11) == 0,
                           .until = t0 + scenario_s};
         if (pthread_create(&th[i], NULL, lookup_job, &jobs[i]) != 0)
             return 1;
@@ -173,6 +208,8 @@ static int checks(const char *name, gh_session_store_t *s, int threads)
     static histo_t all;
     memset(&all, 0, sizeof all);
     long long cpu0 = strncmp(name, "redis", 5) == 0 ? redis_cpu_us() : -1;
+    if (cpu0 >= 0)
+        reset_stats();
     uint64_t ops = 0, failures = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(th[i], NULL);
@@ -189,6 +226,11 @@ static int checks(const char *name, gh_session_store_t *s, int threads)
     printf("%s_check_ns_p50_%dthreads %" PRIu64 "\n", name, threads, histo_quantile(&all, 0.5));
     printf("%s_check_ns_p99_%dthreads %" PRIu64 "\n", name, threads, histo_quantile(&all, 0.99));
     long long cpu1 = cpu0 >= 0 ? redis_cpu_us() : -1;
+    last_cpu_per_op = cpu0 >= 0 && cpu1 >= 0 ? (double)(cpu1 - cpu0) / (double)ops : -1;
+    long long cmd_us = cpu0 >= 0 ? redis_cmd_us() : -1;
+    last_cmd_per_op = cmd_us >= 0 ? (double)cmd_us / (double)ops : -1;
+    if (cmd_us >= 0)
+        printf("%s_redis_cmd_us_per_check_%dthreads %.3f\n", name, threads, last_cmd_per_op);
     if (cpu0 >= 0 && cpu1 >= 0)
         printf("%s_redis_cpu_us_per_check_%dthreads %.2f\n", name, threads,
                (double)(cpu1 - cpu0) / (double)ops);
@@ -206,6 +248,161 @@ static int fill(gh_session_store_t *s)
         }
     }
     return 0;
+}
+
+/* ---- the floor: a plain GET of the same keys ---- */
+
+typedef struct {
+    uint64_t seed;
+    double until;
+    uint64_t ops, failures;
+} get_job_t;
+
+static void *get_job(void *arg)
+{
+    get_job_t *j = arg;
+    redisContext *c = redisConnect("127.0.0.1", redis.port);
+    if (!c || c->err) {
+        j->failures++;
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    char key[4 + 24] = "gh:k";
+    while (seconds() < j->until) {
+        for (int k = 0; k < 64; k++) {
+            memcpy(key + 4, hashes[xorshift(&j->seed) % n_sessions].b, 24);
+            redisReply *r = redisCommand(c, "GET %b", key, sizeof key);
+            if (!r || r->type != REDIS_REPLY_STRING)
+                j->failures++;
+            if (r)
+                freeReplyObject(r);
+            j->ops++;
+        }
+    }
+    redisFree(c);
+    return NULL;
+}
+
+static double last_get_cmd_per_op;
+
+/* Returns Redis CPU microseconds per GET (or -1). */
+static double plain_gets(int threads)
+{
+    static get_job_t jobs[MAX_THREADS];
+    pthread_t th[MAX_THREADS];
+    double t0 = seconds();
+    long long cpu0 = redis_cpu_us();
+    reset_stats();
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (get_job_t){.seed = 88172645463325252ull + 7919 * (uint64_t)i,
+                              .until = t0 + scenario_s};
+        if (pthread_create(&th[i], NULL, get_job, &jobs[i]) != 0)
+            return -1;
+    }
+    uint64_t ops = 0, failures = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        ops += jobs[i].ops;
+        failures += jobs[i].failures;
+    }
+    long long cpu1 = redis_cpu_us();
+    double dt = seconds() - t0;
+    if (failures || !ops) {
+        fprintf(stderr, "bench_redis: plain GET: %" PRIu64 " failed\n", failures);
+        return -1;
+    }
+    double per = cpu0 >= 0 && cpu1 >= 0 ? (double)(cpu1 - cpu0) / (double)ops : -1;
+    printf("plain_get_per_s_%dthreads %.0f\n", threads, (double)ops / dt);
+    printf("plain_get_redis_cpu_us_per_op_%dthreads %.2f\n", threads, per);
+    long long cmd_us = redis_cmd_us();
+    last_get_cmd_per_op = cmd_us >= 0 ? (double)cmd_us / (double)ops : -1;
+    if (cmd_us >= 0)
+        printf("plain_get_redis_cmd_us_per_op_%dthreads %.3f\n", threads, last_get_cmd_per_op);
+    fflush(stdout);
+    return per;
+}
+
+/* ---- several nodes on one Redis: processes, each with its own store ---- */
+
+static int nodes(int n)
+{
+    int fds[8][2];
+    pid_t pids[8];
+    double until = seconds() + 0.3 + scenario_s; /* every child starts before the clock runs */
+    for (int i = 0; i < n; i++) {
+        if (pipe(fds[i]) != 0)
+            return 1;
+        pids[i] = fork();
+        if (pids[i] < 0)
+            return 1;
+        if (pids[i] == 0) {
+            close(fds[i][0]);
+            gh_session_store_t *s = NULL;
+            uint64_t ops = 0;
+            if (open_redis(10000, 2, &s) == 0) {
+                job_t j[2];
+                pthread_t th[2];
+                for (int k = 0; k < 2; k++) {
+                    memset(&j[k], 0, sizeof j[k]);
+                    j[k] = (job_t){.s = s,
+                                   .seed = 1234567ull * (uint64_t)(i * 2 + k + 1),
+                                   .now = T0 + 60000,
+                                   .until = until};
+                    pthread_create(&th[k], NULL, lookup_job, &j[k]);
+                }
+                for (int k = 0; k < 2; k++) {
+                    pthread_join(th[k], NULL);
+                    ops += j[k].failures ? 0 : j[k].ops;
+                }
+                gh_session_store_destroy(&s);
+            }
+            ssize_t w = write(fds[i][1], &ops, sizeof ops);
+            _exit(w == (ssize_t)sizeof ops ? 0 : 1);
+        }
+        close(fds[i][1]);
+    }
+    long long cpu0 = redis_cpu_us();
+    double t0 = seconds();
+    uint64_t ops = 0;
+    int ret = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t o = 0;
+        if (read(fds[i][0], &o, sizeof o) != (ssize_t)sizeof o || o == 0)
+            ret = 1;
+        ops += o;
+        close(fds[i][0]);
+        waitpid(pids[i], NULL, 0);
+    }
+    long long cpu1 = redis_cpu_us();
+    double dt = seconds() - t0;
+    if (ret) {
+        fprintf(stderr, "bench_redis: a node failed\n");
+        return 1;
+    }
+    /* the children's clock started 0.3 s after cpu0 at most: the rate uses their window */
+    printf("redis_nodes_%d_checks_per_s %.0f\n", n, (double)ops / scenario_s);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf("redis_nodes_%d_redis_cpu_us_per_check %.2f\n", n,
+               (double)(cpu1 - cpu0) / (double)ops);
+    (void)dt;
+    fflush(stdout);
+    return 0;
+}
+
+/* MEMORY USAGE of the first key matching `pattern` (found by SCAN), printed as `name` (Redis's
+ * estimate: exact for small keys, from 5 sampled members for a big sorted set). */
+static void key_usage(const char *name, const char *pattern)
+{
+    char cmd[256], reply[64];
+    snprintf(cmd, sizeof cmd,
+             "EVAL \"local c, k = '0' repeat local r = redis.call('SCAN', c, 'MATCH', '%s', "
+             "'COUNT', 1000) c, k = r[1], r[2][1] until k or c == '0' "
+             "if not k then return -1 end return redis.call('MEMORY', 'USAGE', k)\" 0",
+             pattern);
+    if (ts_redis_cmd(&redis, cmd, reply, sizeof reply) == 0 && reply[0] == ':' &&
+        atoll(reply + 1) >= 0)
+        printf("%s %lld\n", name, atoll(reply + 1));
 }
 
 /* redis-benchmark GET against the same server: the most a Redis round trip can give, in
@@ -297,7 +494,17 @@ int main(int argc, char **argv)
         printf("redis_bytes_per_session %.0f\n", (double)(used1 - used0) / (double)n_sessions);
     printf("node_accounted_bytes_before %" PRIu64 "\nnode_accounted_bytes_after %" PRIu64 "\n",
            st0.bytes, st1.bytes);
+    key_usage("redis_memory_usage_session_key", "gh:k*");
+    key_usage("redis_memory_usage_user_key_2_sessions", "gh:U:*");
+    key_usage("redis_memory_usage_expiry_index", "gh:E");
+    fflush(stdout);
 
+    /* Every session checked once at the scenarios' `now` (and its last use recorded), so that
+     * the coarse scenarios below measure the steady state of a token checked more often than
+     * the touch interval: reads only. The write scenarios measure a write per check. */
+    for (size_t i = 0; i < n_sessions; i++)
+        if (gh_session_lookup(r, hashes[i].b, T0 + 60000, NULL) != 0)
+            goto out;
     int threads[] = {1, 2, 8};
     for (size_t i = 0; i < sizeof threads / sizeof *threads; i++)
         if (checks("redis_write", r, threads[i]))
@@ -305,10 +512,25 @@ int main(int argc, char **argv)
     gh_session_store_destroy(&r);
     if (open_redis(10000, 8, &r) != 0)
         goto out;
-    for (size_t i = 0; i < sizeof threads / sizeof *threads; i++)
+    double coarse[3] = {0}, plain[3] = {0};
+    for (size_t i = 0; i < sizeof threads / sizeof *threads; i++) {
+        /* the check and the plain GET alternate, so drift on the machine hits both */
         if (checks("redis_coarse", r, threads[i]))
             goto out;
+        coarse[i] = last_cpu_per_op;
+        double coarse_cmd = last_cmd_per_op;
+        plain[i] = plain_gets(threads[i]);
+        if (coarse[i] > 0 && plain[i] > 0)
+            printf("check_vs_plain_get_redis_cpu_ratio_%dthreads %.2f\n", threads[i],
+                   coarse[i] / plain[i]);
+        if (coarse_cmd > 0 && last_get_cmd_per_op > 0)
+            printf("check_vs_plain_get_redis_cmd_ratio_%dthreads %.2f\n", threads[i],
+                   coarse_cmd / last_get_cmd_per_op);
+    }
     gh_session_store_destroy(&r);
+    for (int n = 1; n <= 4; n *= 2)
+        if (nodes(n))
+            goto out;
 
     ceiling(1);
     ceiling(8);

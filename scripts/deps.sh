@@ -8,6 +8,7 @@ PACKAGES=(
   libcurl4-openssl-dev libcmocka-dev
   libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
+  redis-sentinel # tests/integration/test_failover.c: three sentinels fail a master over
   prometheus # for promtool: tests check /metrics output and the shipped alert rules with it
   wrk        # test_durable.c: a reload under steady load drops no request; make bench-flood;
              # make bench-engine (the gatehouse load engine against wrk -t1)
@@ -16,6 +17,8 @@ PACKAGES=(
   # the leak gate (make test, docs/CONTRIBUTING.md): libFuzzer and the sanitizer runtimes come
   # with clang 14 and libclang-rt-14-dev on Debian 12; lint uses clang-format and cppcheck
   clang libclang-rt-14-dev clang-format cppcheck valgrind
+  liboath-dev libqrencode-dev # second factors (#18): TOTP's HMAC-SHA-1, the enrolment QR code
+  oathtool                    # tests compute authenticator codes with a real implementation
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

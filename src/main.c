@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  serve [--config FILE] [flags]   run the service\n"
             "  user add|del|list|passwd ...    manage users in the configured user store\n"
+            "  audit [--user ID] [--type T]... the audit trail as JSON lines\n"
             "  reload [serve flags]            replace the running node (same data dir) without\n"
             "                                  dropping a connection or a session\n"
             "  load --url URL [flags]          load and soak a local node, leak verdict\n"
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         return gh_serve_main(argc - 1, argv + 1);
     if (strcmp(cmd, "user") == 0)
         return gh_user_cmd_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return gh_audit_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return gh_reload_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "load") == 0)

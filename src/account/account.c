@@ -8,6 +8,7 @@
  * that follow a hash run on the caller's thread, never on a hash worker (account.h).
  */
 #include "account/account.h"
+#include "account/audit.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -185,6 +186,27 @@ int gh_account_register_begin(gh_account_t *a, gh_account_register_t *st, const 
     return 0;
 }
 
+/* The user and its user.created event: one transaction where the store allows. */
+typedef struct {
+    gh_account_t *a;
+    gh_account_register_t *st;
+    gh_audit_event_t *ev;
+} create_arg_t;
+
+static int create_change(gh_user_store_t *users, void *p)
+{
+    create_arg_t *c = p;
+    int rc = gh_user_create(users, c->st->username, c->st->job.verdict.new_hash, gh_clock_now_ms(),
+                            &c->st->user);
+    if (rc == 0) {
+        c->ev->user_id = c->st->user.id;
+        if (!c->a->actor[0])
+            snprintf(c->ev->actor, sizeof c->ev->actor, "user:%llu",
+                     (unsigned long long)c->st->user.id);
+    }
+    return rc;
+}
+
 int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st)
 {
     int rc;
@@ -193,10 +215,14 @@ int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st)
         rc = hash_failure(st->job.verdict.result);
         goto out;
     }
-    rc = gh_user_create(a->users, st->username, st->job.verdict.new_hash, gh_clock_now_ms(),
-                        &st->user);
-    if (rc == 0)
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_USER_CREATED, GH_AUDIT_SUCCESS, 0);
+    create_arg_t ca = {.a = a, .st = st, .ev = &ev};
+    rc = gh_account_audit_change(a, &ev, create_change, &ca);
+    if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user created", GH_LI("user_id", st->user.id));
+        rc = gh_account_audit_admin(a, "user_create", st->user.id, NULL, NULL);
+    }
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
@@ -207,8 +233,19 @@ out:
 
 int gh_account_logout(gh_account_t *a, const uint8_t token_hash[GH_TOKEN_HASH_LEN])
 {
+    gh_session_info_t info;
+    bool known =
+        a->audit && gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(), &info) == 0;
     int rc = gh_session_end(a->sessions, token_hash, GH_END_LOGOUT);
-    return rc == GH_ENOTFOUND ? 0 : rc;
+    if (rc == GH_ENOTFOUND)
+        return 0;
+    if (rc == 0 && known) {
+        gh_audit_event_t ev;
+        gh_account_audit_event(a, &ev, GH_AUDIT_LOGOUT, GH_AUDIT_SUCCESS, info.user_id);
+        gh_audit_event_session(&ev, info.id);
+        rc = gh_account_audit(a, &ev);
+    }
+    return rc;
 }
 
 int gh_account_session_user(gh_account_t *a, const gh_session_info_t *session,
@@ -246,7 +283,28 @@ int gh_account_sessions_list(gh_account_t *a, gh_pool_t *pool, uint64_t user_id,
 
 int gh_account_sessions_revoke(gh_account_t *a, uint64_t user_id, const char *session_id)
 {
-    return gh_session_end_by_id(a->sessions, user_id, session_id, GH_END_REVOKED);
+    int rc = gh_session_end_by_id(a->sessions, user_id, session_id, GH_END_REVOKED);
+    if (rc != 0)
+        return rc;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_session(&ev, session_id);
+    gh_audit_event_detail(&ev, "by=%s", gh_account_by_admin(a) ? "admin" : "user");
+    rc = gh_account_audit(a, &ev);
+    if (rc == 0)
+        rc = gh_account_audit_admin(a, "session_revoke", user_id, session_id, NULL);
+    return rc;
+}
+
+/* One session.revoked event for n sessions of user_id ended at once (by: who or what). */
+static int audit_revoked(gh_account_t *a, uint64_t user_id, size_t n, const char *by)
+{
+    if (n == 0)
+        return 0;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "by=%s count=%zu", by, n);
+    return gh_account_audit(a, &ev);
 }
 
 int gh_account_sessions_revoke_all(gh_account_t *a, uint64_t user_id, bool by_admin, size_t *n)
@@ -259,6 +317,14 @@ int gh_account_sessions_revoke_all(gh_account_t *a, uint64_t user_id, bool by_ad
             return rc;
     }
     rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, n);
+    if (rc != 0)
+        return rc;
+    rc = audit_revoked(a, user_id, *n, by_admin ? "admin" : "user");
+    if (rc == 0 && by_admin) {
+        char detail[32];
+        snprintf(detail, sizeof detail, "count=%zu", *n);
+        rc = gh_account_audit_admin(a, "sessions_revoke_all", user_id, NULL, detail);
+    }
     if (rc != 0)
         return rc;
     if (by_admin)
@@ -298,6 +364,12 @@ int gh_account_password_begin(gh_account_t *a, gh_account_password_t *st, uint64
     return 0;
 }
 
+static int set_password_change(gh_user_store_t *users, void *p)
+{
+    gh_account_password_t *st = p;
+    return gh_user_set_password(users, st->user.id, st->job.verdict.new_hash);
+}
+
 int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
 {
     int v = st->job.verdict.result, rc;
@@ -329,7 +401,10 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
     rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &st->revoked);
     if (rc != 0)
         goto out;
-    rc = gh_user_set_password(a->users, st->user.id, st->job.verdict.new_hash);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_PASSWORD_CHANGED, GH_AUDIT_SUCCESS, st->user.id);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", st->revoked);
+    rc = gh_account_audit_change(a, &ev, set_password_change, st);
     if (rc != 0)
         goto out;
     rc = gh_session_end_user(a->sessions, st->user.id, st->keep, GH_END_REVOKED, &after);
@@ -338,6 +413,7 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
         goto out;
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
            GH_LI("sessions_revoked", st->revoked));
+    rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
 out:
     sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     return rc;
@@ -357,6 +433,11 @@ int gh_account_user_get(gh_account_t *a, uint64_t user_id, gh_user_t *out)
     return rc;
 }
 
+static int delete_change(gh_user_store_t *users, void *p)
+{
+    return gh_user_del(users, *(const uint64_t *)p);
+}
+
 int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
 {
     gh_user_t user;
@@ -366,10 +447,92 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
         return rc;
     /* Sessions first: a session must never outlive its user, even for a moment. */
     rc = gh_session_end_user(a->sessions, user.id, NULL, GH_END_REVOKED, revoked);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_USER_DELETED, GH_AUDIT_SUCCESS, user.id);
+    gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
     if (rc == 0)
-        rc = gh_user_del(a->users, user.id);
-    if (rc == 0)
+        rc = gh_account_audit_change(a, &ev, delete_change, &user.id);
+    if (rc == 0) {
         GH_LOG(GH_LOG_INFO, "user deleted", GH_LI("user_id", user.id),
                GH_LI("sessions_revoked", *revoked));
+        rc = audit_revoked(a, user.id, *revoked, "user_delete");
+        if (rc == 0)
+            rc = gh_account_audit_admin(a, "user_delete", user.id, NULL, NULL);
+    }
     return rc;
+}
+
+typedef struct {
+    uint64_t id;
+    int admin, disabled;
+} flags_arg_t;
+
+static int flags_change(gh_user_store_t *users, void *p)
+{
+    const flags_arg_t *f = p;
+    return gh_user_set_flags(users, f->id, f->admin, f->disabled);
+}
+
+int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
+                              gh_user_t *out)
+{
+    gh_user_t before;
+    int rc = gh_account_user_get(a, user_id, &before);
+    if (rc != 0)
+        return rc;
+    size_t ended = 0;
+    if (disabled == 1) {
+        rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &ended);
+        if (rc != 0)
+            return rc;
+    }
+    /* A change of the disabled state is stored with its event, in one transaction. */
+    bool toggles = disabled >= 0 && (disabled == 1) != before.disabled;
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, disabled == 1 ? GH_AUDIT_USER_DISABLED : GH_AUDIT_USER_ENABLED,
+                           GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "sessions_revoked=%zu", ended);
+    flags_arg_t fa = {.id = user_id, .admin = admin, .disabled = disabled};
+    rc = toggles ? gh_account_audit_change(a, &ev, flags_change, &fa)
+                 : gh_user_set_flags(a->users, user_id, admin, disabled);
+    if (rc == 0 && disabled == 1) /* a login that raced the first pass */
+        rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &(size_t){0});
+    if (rc != 0)
+        return rc;
+    if (toggles) {
+        if ((rc = audit_revoked(a, user_id, ended, "disable")) != 0)
+            return rc;
+        if ((rc = gh_account_audit_admin(a, disabled ? "user_disable" : "user_enable", user_id,
+                                         NULL, NULL)) != 0)
+            return rc;
+        GH_LOG(GH_LOG_INFO, disabled ? "user disabled" : "user enabled", GH_LI("user_id", user_id),
+               GH_LI("sessions_revoked", ended));
+    }
+    if (admin >= 0 && (admin == 1) != before.admin) {
+        rc = gh_account_audit_admin(a, admin ? "role_grant_admin" : "role_revoke_admin", user_id,
+                                    NULL, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return gh_account_user_get(a, user_id, out);
+}
+
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked)
+{
+    gh_user_t user;
+    *was_locked = false;
+    int rc = gh_account_user_get(a, user_id, &user);
+    if (rc != 0)
+        return rc;
+    if (a->ratelimit)
+        *was_locked = gh_ratelimit_account_reset(
+            a->ratelimit,
+            gh_ratelimit_account_key(a->ratelimit, user.username, strlen(user.username)),
+            gh_clock_mono_ns() / 1000000);
+    gh_audit_event_t ev;
+    gh_account_audit_event(a, &ev, GH_AUDIT_THROTTLE_UNLOCKED, GH_AUDIT_SUCCESS, user_id);
+    gh_audit_event_detail(&ev, "was_locked=%s", *was_locked ? "true" : "false");
+    if ((rc = gh_account_audit(a, &ev)) != 0)
+        return rc;
+    return gh_account_audit_admin(a, "throttle_unlock", user_id, NULL, ev.detail);
 }

@@ -33,9 +33,11 @@
 
 #include "auth/password.h"
 #include "auth/token.h"
+#include "auth/totp.h"
 #include "common/err.h"
 #include "mem/mem.h"
 #include "ratelimit/ratelimit.h"
+#include "store/pending.h"
 #include "store/session.h"
 #include "store/user.h"
 
@@ -57,6 +59,13 @@ typedef enum {
  * never mistaken for a GH_E… code. */
 #define GH_ACCOUNT_PENDING 1
 
+/* Who a request came from, filled by the caller. */
+typedef struct {
+    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
+    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
+    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
+} gh_account_client_t;
+
 /* Everything the workflows use. The caller owns every pointer (the node, or a test) and keeps
  * them alive while workflows run. */
 typedef struct {
@@ -74,14 +83,20 @@ typedef struct {
     /* Told of each login's outcome (gatehouse_logins_total); NULL: nobody. */
     void (*count_login)(void *ctx, gh_login_result_t result);
     void *count_ctx;
+    /* Second factors (mfa.c). pending: the pending-login table (NULL: second factors are off,
+     * every login is one step); secret_key: seals TOTP secrets, keys recovery-code hashes. */
+    gh_pending_store_t *pending;
+    const uint8_t *secret_key; /* GH_SECRET_KEY_LEN bytes */
+    /* Told of each second step's outcome (gatehouse_mfa_total); NULL: nobody. */
+    void (*count_mfa)(void *ctx, const char *method, const char *result);
+    struct gh_audit *audit; /* the audit trail (account/audit.h); NULL: none */
+    /* Who asks, for the audit trail: the API fills these in each request's copy (the client of
+     * the request; actor "token" for the admin bearer token, "admin:<id>" for an admin user's
+     * console session), the command line sets actor "cli". actor "": the subject user acts on
+     * their own account. */
+    gh_account_client_t caller;
+    char actor[80];
 } gh_account_t;
-
-/* Who a request came from, filled by the caller. */
-typedef struct {
-    gh_ip_t ip;                 /* the address throttles count (all zeros: not an IP peer) */
-    gh_session_client_t client; /* recorded on a new session (gh_session_client_make) */
-    const char *via;            /* where it came in, for log lines ("/v1/sessions"); may be NULL */
-} gh_account_client_t;
 
 /* The pending argon2 job of a workflow's state (its fields are the service's). */
 typedef struct {
@@ -125,9 +140,10 @@ int gh_account_register_continue(gh_account_t *a, gh_account_register_t *st) GH_
 
 /* ---- log in ---- */
 
-/* What a login asks of the caller next. Only DONE today; a second factor adds a value here
- * (and a step that takes the state on from there). */
-typedef enum { GH_ACCOUNT_NEXT_DONE = 0 } gh_account_next_t;
+/* What a login asks of the caller next: DONE (a session is made), or MFA (the password was
+ * right, the user has a second factor: st->pending names a pending login, finished with
+ * gh_account_mfa_finish; no session exists yet). */
+typedef enum { GH_ACCOUNT_NEXT_DONE = 0, GH_ACCOUNT_NEXT_MFA } gh_account_next_t;
 
 typedef struct {
     gh_account_job_t job;
@@ -142,6 +158,14 @@ typedef struct {
     char token[GH_TOKEN_LEN + 1]; /* success: the new session's token (wipe after use) */
     uint8_t token_hash[GH_TOKEN_HASH_LEN];
     gh_session_info_t session; /* success: the new session */
+    /* next == MFA: the pending login's token (wipe after use), when it ends, and its methods
+     * (GH_PENDING_* bits) */
+    char pending[GH_TOKEN_LEN + 1];
+    int64_t pending_expires_ms;
+    uint32_t methods;
+    /* a finished second step: the method, and whether a recovery code was spent */
+    const char *mfa_method;
+    size_t recovery_left;
 } gh_account_login_t;
 
 /*
@@ -167,6 +191,99 @@ void gh_account_login_unqueued(gh_account_t *a, gh_account_login_t *st);
 /* The caller could not hand the token over (its reply failed): ends the session just made, so
  * none lives that nobody holds, and wipes the token. */
 void gh_account_login_abandon(gh_account_t *a, gh_account_login_t *st);
+
+/* ---- the second factor (mfa.c) ---- */
+
+/* Methods as the API names them. */
+#define GH_MFA_TOTP "totp"
+#define GH_MFA_RECOVERY "recovery_code"
+#define GH_MFA_WEBAUTHN "webauthn"
+
+/* A second step's proof: method and code, or (webauthn) the assertion's JSON text. */
+typedef struct {
+    const char *method;
+    const char *code;
+    size_t code_len;
+    const char *credential; /* webauthn: the `credential` member as JSON text */
+    size_t credential_len;
+} gh_account_mfa_proof_t;
+
+/* After the password: when the user has a confirmed factor, makes a pending login instead of a
+ * session (st->next = MFA, st->pending, st->pending_expires_ms, st->methods). Called by
+ * gh_account_login_continue; 0 when the login goes on as one step; GH_EBUSY (the pending table
+ * is full under refuse), store errors. */
+int gh_account_mfa_gate(gh_account_t *a, gh_account_login_t *st) GH_WUR;
+/* Finishes a pending login: 0 with st->token / session / user exactly as a one-step login;
+ * GH_ECODE a wrong (or replayed) code — counted against the pending login (the 5th ends it:
+ * GH_EPENDING) and the account's back-off; GH_EPENDING expired or unknown; GH_ELIMIT the
+ * account's back-off (st->retry_ms); GH_EINVAL an unknown method; session store errors.
+ * client is copied (the session records the client that finished the login). */
+int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *pending, size_t plen,
+                          const gh_account_mfa_proof_t *proof,
+                          const gh_account_client_t *client) GH_WUR;
+
+/* Extension point for passkeys: checks a WebAuthn assertion (`proof->credential`) against the
+ * user's passkeys and the challenge the pending login holds, recording the use (counter) on
+ * success: 0 with *factor_id; GH_ECODE when it does not verify. The passkey code defines it;
+ * until then it answers GH_EINVAL ("method not supported"). */
+int gh_account_mfa_webauthn(gh_account_t *a, const gh_pending_t *p,
+                            const gh_account_mfa_proof_t *proof, uint64_t *factor_id) GH_WUR;
+
+/* Proof of presence for changing factors: the current password (verified on the password
+ * pool, asynchronously like a login), or a second-factor code (checked at once). */
+typedef struct {
+    gh_account_job_t job;
+    gh_user_t user;
+    int verdict; /* by code: decided in begin */
+} gh_account_proof_t;
+/* GH_EINVAL when neither is given, GH_EAUTH when the user is gone; then job.kind is VERIFY
+ * (submit it) or NONE (decided: call continue at once). password / code must live until then. */
+int gh_account_proof_begin(gh_account_t *a, gh_account_proof_t *st, uint64_t user_id,
+                           const char *password, size_t plen, const char *code, size_t clen) GH_WUR;
+/* 0 proven; GH_ECURRENT (wrong password), GH_ECODE (wrong code), GH_EBUSY / GH_ENOMEM. */
+int gh_account_proof_continue(gh_account_t *a, gh_account_proof_t *st) GH_WUR;
+
+/* The user's factors (confirmed or not; secrets wiped), up to GH_FACTORS_MAX, and the state of
+ * the recovery codes. */
+typedef struct {
+    gh_factor_t *list; /* in the caller's pool */
+    size_t n;
+    size_t recovery_left;
+    int64_t recovery_used_at_ms; /* 0: none used */
+} gh_account_factors_t;
+int gh_account_factors_list(gh_account_t *a, gh_pool_t *pool, uint64_t user_id,
+                            gh_account_factors_t *out) GH_WUR;
+
+/* A new, unconfirmed TOTP factor (after a proof): the secret in base32 and the otpauth URI
+ * (issuer "Gatehouse", the account name). GH_ELIMIT at GH_FACTORS_MAX, GH_EINVAL bad name. */
+#define GH_OTPAUTH_URI_MAX 512
+typedef struct {
+    gh_factor_t factor;
+    char secret_b32[40];
+    char uri[GH_OTPAUTH_URI_MAX];
+} gh_account_totp_enrol_t;
+int gh_account_totp_enrol(gh_account_t *a, const gh_user_t *user, const char *name,
+                          gh_account_totp_enrol_t *out) GH_WUR;
+/* Confirms it with a first correct code: 0 with *factor; when it is the user's first confirmed
+ * factor, *ncodes = GH_RECOVERY_CODES new recovery codes in codes (shown once). GH_ENOTFOUND,
+ * GH_ECODE. */
+int gh_account_totp_confirm(gh_account_t *a, uint64_t user_id, uint64_t factor_id, const char *code,
+                            size_t clen, gh_factor_t *factor,
+                            char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *ncodes) GH_WUR;
+/* Renames a factor: 0 with *factor (no secret); GH_ENOTFOUND, GH_EINVAL (1 to 64 bytes). */
+int gh_account_factor_rename(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const char *name, gh_factor_t *factor) GH_WUR;
+/* Removes a factor (after a proof). Removing the last confirmed one ends every other session of
+ * the user (keep survives) and drops the recovery codes: *revoked. GH_ENOTFOUND. */
+int gh_account_factor_remove(gh_account_t *a, uint64_t user_id, uint64_t factor_id,
+                             const uint8_t keep[GH_TOKEN_HASH_LEN], size_t *revoked) GH_WUR;
+/* New recovery codes (after a proof); the old ones die, and every other session ends.
+ * GH_EINVAL when the user has no confirmed factor. */
+int gh_account_recovery_regenerate(gh_account_t *a, uint64_t user_id,
+                                   const uint8_t keep[GH_TOKEN_HASH_LEN],
+                                   char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t *revoked) GH_WUR;
+/* Admin: removes every factor and recovery code of the user: GH_ENOTFOUND (no such user). */
+int gh_account_factors_reset(gh_account_t *a, uint64_t user_id, size_t *removed) GH_WUR;
 
 /* ---- the caller's session ---- */
 
@@ -227,6 +344,18 @@ int gh_account_user_get(gh_account_t *a, uint64_t user_id, gh_user_t *out) GH_WU
 /* Ends every session of the user, then deletes the user (a session never outlives its user):
  * GH_ENOTFOUND, store errors; *revoked how many sessions ended. */
 int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked) GH_WUR;
+
+/* Sets the user's roles (admin, disabled: -1 leaves one as it is, 0 or 1 sets it) into out (no
+ * hash). Disabling ends every session of the user first (a disabled user's login then fails as
+ * a wrong password does). Each change is audited (user.disabled / user.enabled, admin.<action>).
+ * GH_ENOTFOUND, store errors. */
+int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int disabled,
+                              gh_user_t *out) GH_WUR;
+
+/* Unlocks the user's account throttle on this node (its failures and back-off are forgotten);
+ * audited (throttle.unlocked, admin.throttle_unlock). *was_locked: it had failures. GH_ENOTFOUND
+ * when the user does not exist; 0 with *was_locked false without throttles. */
+int gh_account_throttle_unlock(gh_account_t *a, uint64_t user_id, bool *was_locked) GH_WUR;
 
 /* ---- operators (--ops-users) ---- */
 

@@ -10,6 +10,7 @@
  * the answer and the time taken match a wrong password.
  */
 #include "account/account.h"
+#include "account/audit.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -50,6 +51,25 @@ int gh_account_register_admit(gh_account_t *a, const gh_account_client_t *c, int
     return GH_ELIMIT;
 }
 
+/* A login's event, from the login's own client (what the throttles saw). */
+static void login_event(gh_account_t *a, gh_audit_event_t *ev, gh_audit_type_t type,
+                        gh_audit_outcome_t outcome, uint64_t user_id, const gh_account_client_t *c)
+{
+    gh_audit_event_init(ev, type, outcome, user_id, c);
+    if (a->actor[0])
+        gh_audit_event_actor(ev, a->actor);
+}
+
+/* A refused login's event: queued (an attacker makes these as fast as they like). */
+static void audit_throttled(gh_account_t *a, const gh_account_client_t *c, const char *kind,
+                            int64_t retry_ms)
+{
+    gh_audit_event_t ev;
+    login_event(a, &ev, GH_AUDIT_LOGIN_THROTTLED, GH_AUDIT_FAILURE, 0, c);
+    gh_audit_event_detail(&ev, "limit=%s retry_after_ms=%lld", kind, (long long)retry_ms);
+    gh_account_audit_queued(a, &ev);
+}
+
 /* Takes the login's claim on both throttles, or nothing (GH_ELIMIT with st->retry_ms). */
 static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *username, size_t len)
 {
@@ -58,6 +78,7 @@ static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *us
     int64_t now = now_ms(), retry = 0;
     if (gh_ratelimit_ip_take(a->ratelimit, &st->client.ip, now, &retry) != 0) {
         log_limited(&st->client, "ip", retry);
+        audit_throttled(a, &st->client, "ip", retry);
         st->retry_ms = retry;
         return GH_ELIMIT;
     }
@@ -67,6 +88,7 @@ static int throttle_take(gh_account_t *a, gh_account_login_t *st, const char *us
          * people behind one address must not lose their logins to one locked account. */
         gh_ratelimit_ip_refund(a->ratelimit, &st->client.ip, now);
         log_limited(&st->client, "account", retry);
+        audit_throttled(a, &st->client, "account", retry);
         st->retry_ms = retry;
         return GH_ELIMIT;
     }
@@ -151,7 +173,25 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
     st->job.kind = GH_ACCOUNT_JOB_NONE;
     sodium_memzero(st->user.password_hash, sizeof st->user.password_hash);
     bool overloaded = v == GH_EBUSY || v == GH_ENOMEM;
-    bool failed = !overloaded && (v != 0 || !st->user_found);
+    /* A disabled user's login fails exactly as a wrong password does (same verify, same
+     * answer, same throttle accounting); only the trail says why. */
+    bool disabled = st->user_found && st->user.disabled;
+    bool failed = !overloaded && (v != 0 || !st->user_found || disabled);
+    if (!overloaded && !failed && a->pending) {
+        /* The right password of a user with a second factor: a pending login, not a session.
+         * Its throttle claim is settled as neither success nor failure, so the account's
+         * failures (wrong codes among them, mfa.c) are not cleared by knowing the password. */
+        int rc = gh_account_mfa_gate(a, st);
+        if (rc != 0 || st->next == GH_ACCOUNT_NEXT_MFA) {
+            /* an outdated hash is kept when the login completes with a one-step login */
+            sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
+            throttle_settle(a, st, GH_LOGIN_OVERLOADED);
+            if (rc != 0)
+                count(a,
+                      rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED : GH_LOGIN_FAILURE);
+            return rc;
+        }
+    }
     throttle_settle(a, st,
                     overloaded ? GH_LOGIN_OVERLOADED
                     : failed   ? GH_LOGIN_FAILURE
@@ -163,6 +203,16 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
     if (failed) {
         count(a, GH_LOGIN_FAILURE);
         GH_LOG(GH_LOG_INFO, "login failed", GH_LS("reason", "invalid_credentials"));
+        gh_audit_event_t ev;
+        login_event(a, &ev, GH_AUDIT_LOGIN_FAILED, GH_AUDIT_FAILURE,
+                    st->user_found ? st->user.id : 0, &st->client);
+        if (!a->actor[0])
+            gh_audit_event_actor(&ev, "anonymous"); /* whoever typed it: not the user, yet */
+        gh_audit_event_detail(&ev, "reason=%s",
+                              !st->user_found ? "unknown_user"
+                              : disabled      ? "disabled"
+                                              : "invalid_credentials");
+        gh_account_audit_queued(a, &ev);
         return GH_EAUTH;
     }
     if (st->job.verdict.new_hash[0]) {
@@ -171,13 +221,22 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
             GH_LOG(GH_LOG_INFO, "password rehashed", GH_LI("user_id", st->user.id));
         sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     }
-    /* A second factor would stop here: st->next = GH_ACCOUNT_NEXT_…, no session yet. */
     gh_token_new(st->token, st->token_hash);
     int rc = gh_session_create(a->sessions, st->user.id, st->token_hash, &st->client.client,
                                gh_clock_now_ms(), &st->session);
     if (rc != 0) {
         sodium_memzero(st->token, sizeof st->token);
         count(a, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED : GH_LOGIN_FAILURE);
+        return rc;
+    }
+    /* Stored before the token is handed out: no session exists that the trail does not know. */
+    gh_audit_event_t ev;
+    login_event(a, &ev, GH_AUDIT_LOGIN_SUCCEEDED, GH_AUDIT_SUCCESS, st->user.id, &st->client);
+    gh_audit_event_session(&ev, st->session.id);
+    if ((rc = gh_account_audit(a, &ev)) != 0) {
+        GH_IGNORE(gh_session_end(a->sessions, st->token_hash, GH_END_REVOKED));
+        sodium_memzero(st->token, sizeof st->token);
+        count(a, GH_LOGIN_OVERLOADED);
         return rc;
     }
     st->next = GH_ACCOUNT_NEXT_DONE;

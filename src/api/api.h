@@ -47,7 +47,17 @@ typedef struct {
     gh_proxies_t proxies;             /* --trusted-proxies, parsed once at start */
     _Atomic(gh_http_server_t *) http; /* set while the node serves (metrics read it) */
     gh_watchdog_t *watchdog;          /* memory watchdog; NULL until the node starts it */
+    struct gh_audit *audit;           /* the audit trail (account/audit.h); NULL: none */
+    gh_pending_store_t *pending;      /* logins waiting for a second factor (store/pending.h) */
+    uint8_t secret_key[32];           /* --secret-key-file (auth/secretkey.h) */
 } gh_app_t;
+
+/* ---- the audit trail and users' roles (audit.c) ---- */
+void gh_api_admin_audit(gh_req_t *r);
+void gh_api_account_activity(gh_req_t *r);
+void gh_api_admin_patch_user(gh_req_t *r);
+/* {"id","username","created_at","admin","disabled"} */
+json_t *gh_api_user_json(const gh_user_t *u);
 
 extern const gh_route_t gh_api_routes[];
 extern const size_t gh_api_nroutes;
@@ -207,5 +217,24 @@ void gh_api_admin_delete_user(gh_req_t *r);
 void gh_api_admin_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_sessions(gh_req_t *r);
 void gh_api_admin_revoke_user_session(gh_req_t *r);
+/* second factors (mfa.c) */
+void gh_api_login_mfa(gh_req_t *r);           /* POST /v1/sessions/mfa */
+void gh_api_factors_list(gh_req_t *r);        /* GET /v1/factors */
+void gh_api_totp_enrol(gh_req_t *r);          /* POST /v1/factors/totp */
+void gh_api_totp_confirm(gh_req_t *r);        /* POST /v1/factors/totp/{id}/confirm */
+void gh_api_factor_delete(gh_req_t *r);       /* DELETE /v1/factors/{id} */
+void gh_api_factor_rename(gh_req_t *r);       /* PATCH /v1/factors/{id} */
+void gh_api_recovery_codes(gh_req_t *r);      /* POST /v1/recovery-codes */
+void gh_api_admin_reset_factors(gh_req_t *r); /* DELETE /v1/admin/users/{id}/factors */
+/* The 202 of a login that needs its second factor (sessions.c calls it; mfa.c). */
+void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l);
+/* Renders a finished login (token, session, user) as 201 with the cookie: one-step and
+ * two-step logins alike (sessions.c). */
+void gh_api_reply_login(gh_req_t *r, gh_account_t *a, gh_account_login_t *l);
+void gh_api_count_mfa(void *app, const char *method, const char *result);
+/* A factor as the API shows it (no secret); NULL on allocation failure. */
+json_t *gh_api_factor_json(const gh_factor_t *f);
+/* The QR code of text as an inline SVG document, into pool; NULL when it cannot be made. */
+char *gh_api_qr_svg(gh_pool_t *pool, const char *text);
 
 #endif

@@ -6,12 +6,15 @@
  */
 #include "api/api.h"
 
+#include "account/audit.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/probe.h"
@@ -25,6 +28,11 @@ static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "
                                            "415", "429", "500", "503", "other"};
 #define NCODES (sizeof status_codes / sizeof status_codes[0])
 static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "other"};
+/* gatehouse_mfa_total's labels; the last of each list catches anything else */
+static const char *const mfa_methods[] = {"totp", "recovery_code", "webauthn", "none"};
+#define NMFA_METHODS (sizeof mfa_methods / sizeof mfa_methods[0])
+static const char *const mfa_results[] = {"success", "failure", "expired", "rate_limited", "error"};
+#define NMFA_RESULTS (sizeof mfa_results / sizeof mfa_results[0])
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
 struct gh_api_metrics {
@@ -32,6 +40,7 @@ struct gh_api_metrics {
     gh_metric_t *requests;  /* route x method x code */
     gh_metric_t *durations; /* route */
     gh_metric_t *logins;    /* result */
+    gh_metric_t *mfa;       /* method x result: second steps (issue #18) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
     size_t route_of[64]; /* route table index -> route label index */
@@ -71,6 +80,19 @@ static size_t method_index(unsigned m)
     default:
         return 5;
     }
+}
+
+static int collect_pending(void *ctx, double *v, size_t n)
+{
+    gh_app_t *app = ctx;
+    gh_pending_stats_t st = {0};
+    (void)n;
+    if (app->pending) {
+        gh_pending_expire(app->pending, gh_clock_now_ms(), SIZE_MAX);
+        gh_pending_stats(app->pending, &st);
+    }
+    v[0] = (double)st.live;
+    return 0;
 }
 
 static int collect_sessions_active(void *ctx, double *v, size_t n)
@@ -268,6 +290,36 @@ static int collect_user_stale_age(void *ctx, double *v, size_t n)
     return 0;
 }
 
+/* The audit trail's counters (account/audit.h); zeros without one. */
+static int collect_audit(void *ctx, double *v, size_t n, int which)
+{
+    gh_app_t *app = ctx;
+    gh_audit_stats_t st;
+    (void)n;
+    gh_audit_stats(app->audit, &st);
+    v[0] = which == 0   ? (double)st.stored_total
+           : which == 1 ? (double)st.dropped_total
+           : which == 2 ? (double)st.failed_total
+                        : (double)st.queue_len;
+    return 0;
+}
+static int collect_audit_stored(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 0);
+}
+static int collect_audit_dropped(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 1);
+}
+static int collect_audit_failed(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 2);
+}
+static int collect_audit_queue(void *ctx, double *v, size_t n)
+{
+    return collect_audit(ctx, v, n, 3);
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -358,6 +410,8 @@ int gh_api_metrics_init(gh_app_t *app)
     const gh_metric_label_t rl_table_label[] = {{"table", rl_kinds, 2}};
     static const char *const deadlines[] = {"header", "body"};
     const gh_metric_label_t deadline_label[] = {{"deadline", deadlines, 2}};
+    const gh_metric_label_t mfa_labels[] = {{"method", mfa_methods, NMFA_METHODS},
+                                            {"result", mfa_results, NMFA_RESULTS}};
     gh_metrics_t *reg = m->registry;
 
     gh_metric_desc_t req = {.name = "gatehouse_http_requests_total",
@@ -378,6 +432,12 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = gh_metrics_add(reg, &dur, &m->durations)) ||
         (rc = add_family(reg, "gatehouse_logins_total", "Login attempts by outcome.",
                          GH_METRIC_COUNTER, result_label, 1, NULL, NULL, &m->logins)) ||
+        (rc = add_family(reg, "gatehouse_mfa_total",
+                         "Second login steps by method and outcome (expired: the pending login "
+                         "had ended, or the 5th wrong step ended it).",
+                         GH_METRIC_COUNTER, mfa_labels, 2, NULL, NULL, &m->mfa)) ||
+        (rc = add_family(reg, "gatehouse_pending_logins", "Logins waiting for their second factor.",
+                         GH_METRIC_GAUGE, NULL, 0, collect_pending, app, NULL)) ||
         (rc = add_family(reg, "gatehouse_sessions_active",
                          "Live sessions held by this node's store.", GH_METRIC_GAUGE, NULL, 0,
                          collect_sessions_active, app, NULL)) ||
@@ -475,7 +535,21 @@ int gh_api_metrics_init(gh_app_t *app)
         (rc = add_family(reg, "gatehouse_user_stale_age_seconds",
                          "Age of the oldest user record a token check answered from since the "
                          "user store last answered (0 while it answers).",
-                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)))
+                         GH_METRIC_GAUGE, NULL, 0, collect_user_stale_age, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_events_total",
+                         "Audit events stored in the user store's audit trail.", GH_METRIC_COUNTER,
+                         NULL, 0, collect_audit_stored, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_dropped_total",
+                         "Failed or throttled login events dropped because the audit queue was "
+                         "full (--audit-queue): the trail misses them.",
+                         GH_METRIC_COUNTER, NULL, 0, collect_audit_dropped, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_write_failures_total",
+                         "Audit events the user store refused (the request that made a durable "
+                         "one answered an error).",
+                         GH_METRIC_COUNTER, NULL, 0, collect_audit_failed, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_audit_queue_length",
+                         "Failed or throttled login events waiting to be stored.", GH_METRIC_GAUGE,
+                         NULL, 0, collect_audit_queue, app, NULL)))
         goto fail;
     if (app->passwords)
         gh_password_attach_observer(app->passwords, &m->password_observer);
@@ -517,6 +591,25 @@ void gh_api_watch_counters(void *ctx, gh_watch_sample_t *out)
         out->stores_not_writable += !gh_store_writable((gh_store_db_t)d);
         out->store_write_failures_total += gh_store_write_failures((gh_store_db_t)d);
     }
+    gh_audit_stats_t au;
+    gh_audit_stats(app->audit, &au);
+    out->audit_dropped_total = au.dropped_total;
+}
+
+static size_t index_of(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return n - 1;
+}
+
+void gh_api_count_mfa(void *ctx, const char *method, const char *result)
+{
+    gh_app_t *app = ctx;
+    gh_metric_t *f = app->metrics->mfa;
+    gh_metric_inc(f, GH_METRIC_AT(f, index_of(mfa_methods, NMFA_METHODS, method),
+                                  index_of(mfa_results, NMFA_RESULTS, result)));
 }
 
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "account/audit.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/heap.h"
@@ -30,11 +31,7 @@
 
 /* ---- an HTML buffer in the request pool: bounded, an overflow turns into 503 ---- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool overflow;
-} html_t;
+typedef gh_pages_html_t html_t; /* pages.h: shared with admin_pages.c */
 
 static bool html_init(gh_req_t *r, html_t *h, size_t cap)
 {
@@ -468,6 +465,46 @@ void gh_pages_login_failed(gh_req_t *r)
         (void)gh_reply_header(r, "Retry-After", retry);
 }
 
+/* ---- the second step of a login (issue #18) ---- */
+
+void gh_pages_login_second_step(gh_req_t *r, const char *pending, uint32_t methods,
+                                const char *message)
+{
+    html_t h;
+    if (!html_init(r, &h, 16384)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    const char *rd = form_rd(r);
+    gh_app_t *app = r->app;
+    if (rd && !gh_pages_redirect_ok(rd, gh_req_header(r, "Host"), app->cfg.allowed_redirect_hosts))
+        rd = NULL;
+    page_begin(&h, "Second step", NULL);
+    if (message) {
+        put(&h, "<p class=\"err\" role=\"alert\" id=\"mfa-error\">");
+        put_esc(&h, message);
+        put(&h, "</p>\n");
+    }
+    put(&h, "<p>Your password was right. Enter the 6-digit code from your authenticator app, "
+            "or one of your recovery codes.</p>\n");
+    put(&h, "<form method=\"post\" action=\"/login/mfa\" aria-label=\"Second step\">\n"
+            "<input type=\"hidden\" name=\"rd\" value=\"");
+    put_esc(&h, rd ? rd : "");
+    put(&h, "\">\n<input type=\"hidden\" name=\"pending\" value=\"");
+    put_esc(&h, pending);
+    put(&h, "\">\n<label for=\"method\">Method</label>\n<select id=\"method\" name=\"method\">");
+    if (methods & GH_PENDING_TOTP)
+        put(&h, "<option value=\"totp\" selected>Authenticator code</option>");
+    if (methods & GH_PENDING_RECOVERY)
+        put(&h, "<option value=\"recovery_code\">Recovery code</option>");
+    put(&h, "</select>\n<label for=\"code\">Code</label>\n"
+            "<input id=\"code\" name=\"code\" type=\"text\" autocomplete=\"one-time-code\" "
+            "required autofocus maxlength=\"64\">\n"
+            "<div><button type=\"submit\">Continue</button></div>\n</form>\n");
+    page_end(&h);
+    page_send(r, message ? 401 : 200, &h);
+}
+
 /* ---- forward auth for browsers ---- */
 
 static void put_urlenc(html_t *h, const char *s)
@@ -557,6 +594,156 @@ static void put_form(html_t *h, const char *action, const char *csrf, const char
     put(h, "</button></form>");
 }
 
+/* What a user's own events say, in words. */
+static const char *activity_text(const gh_audit_event_t *e)
+{
+    static const struct {
+        const char *type, *text;
+    } texts[] = {{"login.succeeded", "Signed in"},
+                 {"login.failed", "A sign-in failed (wrong password)"},
+                 {"login.throttled", "Sign-ins were slowed down after failures"},
+                 {"mfa.succeeded", "Second step passed"},
+                 {"mfa.failed", "A second step failed"},
+                 {"logout", "Signed out"},
+                 {"session.revoked", "A session was logged out"},
+                 {"password.changed", "Password changed"},
+                 {"password.reset", "Password reset"},
+                 {"factor.added", "Second factor added"},
+                 {"factor.removed", "Second factor removed"},
+                 {"recovery_code.used", "Recovery code used"},
+                 {"email.changed", "Email address changed"},
+                 {"email.verified", "Email address verified"},
+                 {"user.created", "Account created"},
+                 {"user.disabled", "Account disabled by an administrator"},
+                 {"user.enabled", "Account enabled by an administrator"},
+                 {"throttle.unlocked", "Sign-in throttle unlocked by an administrator"}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (strcmp(e->type, texts[i].type) == 0)
+            return texts[i].text;
+    return strncmp(e->type, "admin.", 6) == 0 ? "An administrator acted on your account" : e->type;
+}
+
+/* The user's own recent security events (GET /v1/account/activity's, in words). A failure to
+ * read them leaves the section out: the rest of the page still works. */
+static void account_activity(gh_req_t *r, html_t *h, uint64_t user_id)
+{
+    enum { ACTIVITY = 10 };
+    gh_audit_event_t *evs = gh_pool_alloc(&r->pool, ACTIVITY * sizeof *evs);
+    gh_audit_query_t q;
+    size_t n = 0;
+    int64_t next;
+    memset(&q, 0, sizeof q);
+    q.user_id = user_id;
+    gh_app_t *app = r->app;
+    if (!evs || !app->audit || gh_audit_read(app->audit, &q, evs, ACTIVITY, &n, &next) != 0)
+        return;
+    put(h, "<h2 id=\"activity-title\">Recent activity</h2>\n<ul id=\"activity\">\n");
+    for (size_t i = 0; i < n; i++) {
+        put(h, "<li data-type=\"");
+        put_esc(h, evs[i].type);
+        put(h, "\">");
+        put_time(h, evs[i].time_ms);
+        put(h, " — ");
+        put_esc(h, activity_text(&evs[i]));
+        if (evs[i].ip[0]) {
+            put(h, " from ");
+            put_esc(h, evs[i].ip);
+        }
+        if (evs[i].user_agent[0]) {
+            put(h, " (<span class=\"agent\">");
+            put_esc(h, evs[i].user_agent);
+            put(h, "</span>)");
+        }
+        put(h, "</li>\n");
+    }
+    put(h, "</ul>\n");
+    if (n == 0)
+        put(h, "<p class=\"note\">No activity yet.</p>\n");
+}
+
+/* ---- second factors on /account (issue #18) ---- */
+
+/* A form with the CSRF token and a current-password field, posting to action. */
+static void put_proof_form(html_t *h, const char *action, const char *csrf, const char *id,
+                           const char *button)
+{
+    put(h, "<form method=\"post\" action=\"");
+    put_esc(h, action);
+    put(h, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
+    put_esc(h, csrf);
+    put(h, "\"><label for=\"");
+    put_esc(h, id);
+    put(h, "\">Current password</label><input id=\"");
+    put_esc(h, id);
+    put(h, "\" name=\"current_password\" type=\"password\" autocomplete=\"current-password\" "
+           "required><div><button type=\"submit\">");
+    put_esc(h, button);
+    put(h, "</button></div></form>\n");
+}
+
+static void factors_section(gh_req_t *r, html_t *h, const char *csrf, uint64_t user_id)
+{
+    gh_account_t a;
+    gh_account_factors_t f;
+    gh_api_account(r, &a);
+    put(h, "<h2 id=\"mfa-title\">Second factor</h2>\n");
+    if (gh_account_factors_list(&a, &r->pool, user_id, &f) != 0) {
+        put(h, "<p class=\"err\">Your second factors cannot be shown right now.</p>\n");
+        return;
+    }
+    size_t confirmed = 0;
+    for (size_t i = 0; i < f.n; i++)
+        confirmed += f.list[i].confirmed;
+    if (f.recovery_used_at_ms) {
+        put(h, "<p class=\"err\" role=\"status\" id=\"recovery-notice\">A recovery code was "
+               "used to log in on ");
+        put_time(h, f.recovery_used_at_ms);
+        putf(h, ". %zu recovery codes are left. If it was not you, change your password.</p>\n",
+             f.recovery_left);
+    }
+    if (f.n == 0) {
+        put(h, "<p>Logins ask only for your password. Add an authenticator app so that a leaked "
+               "password is not enough.</p>\n");
+    } else {
+        put(h, "<table aria-labelledby=\"mfa-title\" id=\"factors\"><thead><tr>"
+               "<th scope=\"col\">Name</th><th scope=\"col\">Type</th>"
+               "<th scope=\"col\">Added</th><th scope=\"col\">Last used</th>"
+               "<th scope=\"col\"><span class=\"sr\">Action</span></th></tr></thead><tbody>\n");
+        for (size_t i = 0; i < f.n; i++) {
+            const gh_factor_t *x = &f.list[i];
+            putf(h, "<tr data-factor=\"%llu\"><td>", (unsigned long long)x->id);
+            put_esc(h, x->name);
+            put(h, x->confirmed ? "" : " <em>(not confirmed)</em>");
+            put(h, "</td><td>");
+            put(h, x->type == GH_FACTOR_WEBAUTHN ? "passkey" : "authenticator app");
+            put(h, "</td><td>");
+            put_time(h, x->created_at_ms);
+            put(h, "</td><td>");
+            if (x->last_used_at_ms)
+                put_time(h, x->last_used_at_ms);
+            else
+                put(h, "never");
+            put(h, "</td><td><details><summary>Remove</summary>");
+            char action[64], id[32];
+            snprintf(action, sizeof action, "/account/factors/%llu/delete",
+                     (unsigned long long)x->id);
+            snprintf(id, sizeof id, "rm-pw-%llu", (unsigned long long)x->id);
+            put_proof_form(h, action, csrf, id, "Remove");
+            put(h, "</details></td></tr>\n");
+        }
+        put(h, "</tbody></table>\n");
+        if (confirmed) {
+            putf(h, "<p id=\"recovery-left\">%zu recovery codes left.</p>\n", f.recovery_left);
+            put(h, "<details><summary>New recovery codes</summary><p>The old ones stop working "
+                   "and your other sessions are logged out.</p>");
+            put_proof_form(h, "/account/recovery-codes", csrf, "rc-pw", "Make new codes");
+            put(h, "</details>\n");
+        }
+    }
+    put(h, "<h3>Add an authenticator app</h3>\n");
+    put_proof_form(h, "/account/factors/totp", csrf, "totp-pw", "Add authenticator app");
+}
+
 /* The account page for a checked session; `error` (constant text) is shown when not NULL. */
 static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_session,
                          const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_user_t *u,
@@ -579,7 +766,7 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     html_t h;
     /* A row: a user agent of 160 bytes escapes to at most 960, plus the id twice, times and
      * the button. */
-    if (!html_init(r, &h, 16384 + n * 2048)) {
+    if (!html_init(r, &h, 16384 + n * 2048 + 10 * 1536)) {
         gh_api_reply_err(r, GH_ENOMEM);
         return;
     }
@@ -587,6 +774,11 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     const char *done = r->method == GH_HTTP_GET ? gh_req_query(r, "done") : NULL;
     if (done && strcmp(done, "revoked") == 0)
         put(&h, "<p class=\"ok\" role=\"status\">The session was logged out.</p>\n");
+    if (done && strcmp(done, "factor-removed") == 0)
+        put(&h, "<p class=\"ok\" role=\"status\">The second factor was removed.</p>\n");
+    if (done && strcmp(done, "factor") == 0)
+        put(&h, "<p class=\"ok\" role=\"status\">Your authenticator app is set up: logins now "
+                "ask for its code.</p>\n");
     if (done && strcmp(done, "password") == 0)
         put(&h, "<p class=\"ok\" role=\"status\">Your password was changed; your other "
                 "sessions were logged out.</p>\n");
@@ -598,6 +790,8 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
     put(&h, "<p>Logged in as <strong id=\"username\">");
     put_esc(&h, user.username);
     putf(&h, "</strong> (user %llu).</p>\n", (unsigned long long)user.id);
+    if (user.admin)
+        put(&h, "<p><a href=\"/admin\">Admin console</a></p>\n");
     put(&h, "<p>");
     put_form(&h, "/account/logout", csrf, "Log out", NULL);
     put(&h, " ");
@@ -641,7 +835,10 @@ static void account_page(gh_req_t *r, int status, const gh_session_info_t *cur_s
         put_form(&h, action, csrf, "Log out", aria);
         put(&h, "</td></tr>\n");
     }
-    put(&h, "</tbody></table>\n<h2 id=\"pw-title\">Change your password</h2>\n"
+    put(&h, "</tbody></table>\n");
+    factors_section(r, &h, csrf, info.user_id);
+    account_activity(r, &h, info.user_id);
+    put(&h, "<h2 id=\"pw-title\">Change your password</h2>\n"
             "<p>Changing it logs out every other session.</p>\n"
             "<form method=\"post\" action=\"/account/password\" aria-labelledby=\"pw-title\">"
             "<input type=\"hidden\" name=\"csrf\" value=\"");
@@ -829,6 +1026,233 @@ void gh_pages_account_password(gh_req_t *r)
         gh_req_resume(r); /* not queued: the next phase reports why */
 }
 
+/* ---- second-factor buttons of /account ---- */
+
+static void confirm_form(html_t *h, const char *csrf, uint64_t id)
+{
+    putf(h,
+         "<form method=\"post\" action=\"/account/factors/totp/%llu/confirm\" "
+         "aria-label=\"Confirm\"><input type=\"hidden\" name=\"csrf\" value=\"",
+         (unsigned long long)id);
+    put_esc(h, csrf);
+    put(h, "\"><label for=\"code\">The 6-digit code the app shows now</label>"
+           "<input id=\"code\" name=\"code\" type=\"text\" inputmode=\"numeric\" "
+           "autocomplete=\"one-time-code\" pattern=\"[0-9]{6}\" maxlength=\"6\" required>"
+           "<div><button type=\"submit\">Confirm</button></div></form>\n");
+}
+
+static void codes_page(gh_req_t *r, const char (*codes)[GH_RECOVERY_CODE_LEN + 1], size_t n,
+                       const char *intro)
+{
+    html_t h;
+    if (!html_init(r, &h, 8192)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    page_begin(&h, "Recovery codes", NULL);
+    put(&h, "<p class=\"ok\" role=\"status\">");
+    put_esc(&h, intro);
+    put(&h, "</p>\n<p>Keep these recovery codes somewhere safe. Each one logs you in once if "
+            "you lose your device. <strong>They are shown only now.</strong></p>\n"
+            "<ul id=\"recovery-codes\">");
+    for (size_t i = 0; i < n; i++) {
+        put(&h, "<li><code>");
+        put_esc(&h, codes[i]);
+        put(&h, "</code></li>");
+    }
+    put(&h, "</ul>\n<p><a href=\"/account\">Back to your account</a></p>\n");
+    page_end(&h);
+    page_send(r, 200, &h);
+}
+
+typedef enum { PAGE_ENROL, PAGE_REMOVE, PAGE_RECOVERY } factor_action_t;
+
+typedef struct {
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_user_t user;
+    gh_account_proof_t proof;
+    factor_action_t action;
+    uint64_t factor_id;
+} factor_state_t;
+
+static void factor_action(gh_req_t *r, gh_account_t *a, factor_state_t *st)
+{
+    int rc;
+    size_t revoked;
+    if (st->action == PAGE_REMOVE) {
+        rc = gh_account_factor_remove(a, st->info.user_id, st->factor_id, st->hash, &revoked);
+        if (rc == GH_ENOTFOUND)
+            account_page(r, 404, &st->info, st->hash, &st->user, "No such second factor.");
+        else if (rc != 0)
+            gh_api_reply_err(r, rc);
+        else
+            redirect(r, 303, "/account?done=factor-removed");
+        return;
+    }
+    if (st->action == PAGE_RECOVERY) {
+        char codes[GH_RECOVERY_CODES][GH_RECOVERY_CODE_LEN + 1];
+        rc = gh_account_recovery_regenerate(a, st->info.user_id, st->hash, codes, &revoked);
+        if (rc != 0)
+            gh_api_reply_err(r, rc);
+        else
+            codes_page(r, (const char(*)[GH_RECOVERY_CODE_LEN + 1]) codes, GH_RECOVERY_CODES,
+                       "New recovery codes were made; the old ones no longer work.");
+        sodium_memzero(codes, sizeof codes);
+        return;
+    }
+    gh_account_totp_enrol_t *e = gh_pool_alloc(&r->pool, sizeof *e);
+    if (!e) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    if ((rc = gh_account_totp_enrol(a, &st->user, NULL, e)) != 0) {
+        if (rc == GH_ELIMIT)
+            account_page(r, 400, &st->info, st->hash, &st->user,
+                         "You have as many second factors as an account may have.");
+        else
+            gh_api_reply_err(r, rc);
+        return;
+    }
+    char *svg = gh_api_qr_svg(&r->pool, e->uri);
+    char csrf[CSRF_LEN + 1];
+    csrf_token(st->hash, csrf);
+    html_t h;
+    if (!html_init(r, &h, 16384 + (svg ? strlen(svg) : 0))) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    page_begin(&h, "Add an authenticator app", NULL);
+    put(&h, "<p>Scan this QR code with your authenticator app, then enter the code it shows.</p>"
+            "\n<div id=\"qr\" role=\"img\" aria-label=\"QR code of your new authenticator "
+            "secret\">");
+    put(&h, svg ? svg : "");
+    put(&h, "</div>\n<p>Or type this secret in: <code id=\"totp-secret\">");
+    put_esc(&h, e->secret_b32);
+    put(&h, "</code></p>\n");
+    confirm_form(&h, csrf, e->factor.id);
+    page_end(&h);
+    sodium_memzero(e->secret_b32, sizeof e->secret_b32);
+    sodium_memzero(csrf, sizeof csrf);
+    page_send(r, 200, &h);
+}
+
+static void factor_page(gh_req_t *r, factor_action_t action)
+{
+    r->pool.wipe = true;
+    factor_state_t *st = r->state;
+    gh_account_t a;
+    gh_api_account(r, &a);
+    if (r->phase == 1) {
+        int rc = gh_account_proof_continue(&a, &st->proof);
+        if (rc == GH_ECURRENT)
+            account_page(r, 401, &st->info, st->hash, &st->user,
+                         "The current password is wrong. Nothing was changed.");
+        else if (rc == GH_EBUSY || rc == GH_ENOMEM)
+            password_busy(r);
+        else if (rc != 0)
+            gh_api_reply_err(r, rc);
+        else
+            factor_action(r, &a, st);
+        return;
+    }
+    if (!(st = gh_pool_alloc(&r->pool, sizeof *st))) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    memset(st, 0, sizeof *st);
+    r->state = st;
+    st->action = action;
+    if (button_start(r, &st->info, st->hash, &st->user) != 0)
+        return;
+    if (action == PAGE_REMOVE && gh_api_param_id(r, 0, &st->factor_id) != 0)
+        return;
+    const char *pw;
+    size_t plen;
+    if (gh_pages_form_field(r, "current_password", &pw, &plen) != 0) {
+        account_page(r, 400, &st->info, st->hash, &st->user, "Enter your current password.");
+        return;
+    }
+    int rc = gh_account_proof_begin(&a, &st->proof, st->info.user_id, pw, plen, NULL, 0);
+    if (rc != 0) {
+        gh_api_reply_err(r, rc == GH_EAUTH ? GH_EUNAUTH : rc);
+        return;
+    }
+    r->phase = 1;
+    gh_req_suspend(r);
+    if (!gh_account_submit(&a, &st->proof.job, password_resume, r))
+        gh_req_resume(r); /* not queued: the next phase reports why */
+}
+
+void gh_pages_account_totp(gh_req_t *r)
+{
+    factor_page(r, PAGE_ENROL);
+}
+
+void gh_pages_account_factor_delete(gh_req_t *r)
+{
+    factor_page(r, PAGE_REMOVE);
+}
+
+void gh_pages_account_recovery(gh_req_t *r)
+{
+    factor_page(r, PAGE_RECOVERY);
+}
+
+void gh_pages_account_totp_confirm(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    gh_session_info_t info;
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    gh_user_t user;
+    if (button_start(r, &info, hash, &user) != 0)
+        return;
+    uint64_t id;
+    if (gh_api_param_id(r, 0, &id) != 0)
+        return;
+    const char *code = "";
+    size_t clen = 0;
+    GH_IGNORE(gh_pages_form_field(r, "code", &code, &clen));
+    gh_account_t a;
+    gh_api_account(r, &a);
+    gh_factor_t *f = gh_pool_alloc(&r->pool, sizeof *f);
+    char codes[GH_RECOVERY_CODES][GH_RECOVERY_CODE_LEN + 1];
+    size_t n = 0;
+    int rc =
+        f ? gh_account_totp_confirm(&a, info.user_id, id, code, clen, f, codes, &n) : GH_ENOMEM;
+    if (rc == GH_ECODE) {
+        char csrf[CSRF_LEN + 1];
+        csrf_token(hash, csrf);
+        html_t h;
+        if (!html_init(r, &h, 8192)) {
+            gh_api_reply_err(r, GH_ENOMEM);
+            return;
+        }
+        page_begin(&h, "Add an authenticator app", NULL);
+        put(&h, "<p class=\"err\" role=\"alert\">That code is not right. Enter the code the "
+                "app shows now.</p>\n");
+        confirm_form(&h, csrf, id);
+        page_end(&h);
+        sodium_memzero(csrf, sizeof csrf);
+        page_send(r, 401, &h);
+        return;
+    }
+    if (rc == GH_ENOTFOUND) {
+        account_page(r, 404, &info, hash, &user, "No such second factor.");
+        return;
+    }
+    if (rc != 0) {
+        gh_api_reply_err(r, rc);
+        return;
+    }
+    if (n)
+        codes_page(r, (const char(*)[GH_RECOVERY_CODE_LEN + 1]) codes, n,
+                   "Your authenticator app is set up: logins now ask for its code.");
+    else
+        redirect(r, 303, "/account?done=factor");
+    sodium_memzero(codes, sizeof codes);
+}
+
 /* ---- /ops ---- */
 
 static void put_bytes(html_t *h, double b)
@@ -854,7 +1278,8 @@ static void put_rate(html_t *h, double v)
 /* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
  * the limit and the forecast. */
 static const char *const component_colour[GH_MEM__COUNT] = {
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+    "#edc948", "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f",
 };
 #define RSS_COLOUR "#1b1b1b"
 #define LIMIT_COLOUR "#8b0000"
@@ -1312,9 +1737,15 @@ void gh_pages_ops(gh_req_t *r)
             return;
         gh_account_t a;
         gh_api_account(r, &a);
-        if (!gh_account_is_operator(&a, &user)) {
+        /* An admin user (the console links here) opens it too; the role is read fresh. */
+        gh_user_t fresh;
+        bool admin = !gh_account_is_operator(&a, &user) &&
+                     gh_account_user_get(&a, user.id, &fresh) == 0 && fresh.admin &&
+                     !fresh.disabled;
+        if (!admin && !gh_account_is_operator(&a, &user)) {
             message_page(r, 403, "Operations",
-                         "Only operators may open this page (--ops-users or the admin token).");
+                         "Only operators may open this page (--ops-users, an admin user or the "
+                         "admin token).");
             return;
         }
     }
@@ -1344,4 +1775,65 @@ void gh_pages_ops(gh_req_t *r)
     ops_now(&h, m);
     page_end(&h);
     page_send(r, 200, &h);
+}
+
+/* ---- what other page files share (pages.h; admin_pages.c) ---- */
+
+bool gh_pages_html_init(gh_req_t *r, gh_pages_html_t *h, size_t cap)
+{
+    return html_init(r, h, cap);
+}
+void gh_pages_put(gh_pages_html_t *h, const char *s)
+{
+    put(h, s);
+}
+void gh_pages_put_esc(gh_pages_html_t *h, const char *s)
+{
+    put_esc(h, s);
+}
+void gh_pages_put_int(gh_pages_html_t *h, long long v)
+{
+    putf(h, "%lld", v);
+}
+void gh_pages_put_time(gh_pages_html_t *h, int64_t ms)
+{
+    put_time(h, ms);
+}
+void gh_pages_put_form(gh_pages_html_t *h, const char *action, const char *csrf, const char *label,
+                       const char *aria)
+{
+    put_form(h, action, csrf, label, aria);
+}
+void gh_pages_begin(gh_pages_html_t *h, const char *title)
+{
+    page_begin(h, title, NULL);
+}
+void gh_pages_end(gh_pages_html_t *h)
+{
+    page_end(h);
+}
+void gh_pages_send(gh_req_t *r, int status, gh_pages_html_t *h)
+{
+    page_send(r, status, h);
+}
+void gh_pages_redirect(gh_req_t *r, int status, const char *location)
+{
+    redirect(r, status, location);
+}
+void gh_pages_message(gh_req_t *r, int status, const char *title, const char *text)
+{
+    message_page(r, status, title, text);
+}
+int gh_pages_session(gh_req_t *r, const char *back, gh_session_info_t *info,
+                     uint8_t hash[GH_TOKEN_HASH_LEN], gh_user_t *user)
+{
+    return page_session(r, back, info, hash, user);
+}
+void gh_pages_csrf(const uint8_t hash[GH_TOKEN_HASH_LEN], char out[GH_PAGES_CSRF_LEN + 1])
+{
+    csrf_token(hash, out);
+}
+bool gh_pages_csrf_ok(gh_req_t *r, const uint8_t hash[GH_TOKEN_HASH_LEN])
+{
+    return csrf_ok(r, hash);
 }

@@ -296,6 +296,8 @@ static const struct {
     {GH_ETOOBIG, 413, "payload_too_large", "request body is too large"},
     {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json"},
     {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later"},
+    {GH_ECODE, 401, "invalid_code", "the code is wrong, used already, or expired"},
+    {GH_EPENDING, 401, "pending_expired", "the pending login has expired; log in again"},
 };
 
 void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms)
@@ -396,7 +398,14 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .operators = app->cfg.ops_users,
                           .log_salt = app->log_salt,
                           .count_login = count_login,
-                          .count_ctx = app};
+                          .count_ctx = app,
+                          .audit = app->audit,
+                          .pending = app->pending,
+                          .secret_key = app->secret_key,
+                          .count_mfa = gh_api_count_mfa};
+    gh_api_account_client(r, &out->caller);
+    if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
+        snprintf(out->actor, sizeof out->actor, "token");
 }
 
 void gh_api_account_client(gh_req_t *r, gh_account_client_t *out)

@@ -142,13 +142,22 @@ static void login_finish(gh_req_t *r)
         gh_api_reply_err(r, rc);
         return;
     }
+    if (l->next == GH_ACCOUNT_NEXT_MFA) {
+        gh_api_reply_mfa_required(r, l);
+        return;
+    }
+    gh_api_reply_login(r, &a, l);
+}
+
+void gh_api_reply_login(gh_req_t *r, gh_account_t *a, gh_account_login_t *l)
+{
     gh_api_tag_session(r, l->session.id);
     if (gh_pages_login_is_form(r)) { /* the login page: back where the browser was going */
         gh_pages_login_done(r);
         if (r->status == 303)
             gh_api_set_session_cookie(r, l->token);
         else /* as below: a session nobody will ever hold must go */
-            gh_account_login_abandon(&a, l);
+            gh_account_login_abandon(a, l);
         sodium_memzero(l->token, sizeof l->token);
         return;
     }
@@ -161,8 +170,72 @@ static void login_finish(gh_req_t *r)
     if (r->status == 201)
         gh_api_set_session_cookie(r, l->token);
     else /* the reply failed: the client never learns the token, so the session must go */
-        gh_account_login_abandon(&a, l);
+        gh_account_login_abandon(a, l);
     sodium_memzero(l->token, sizeof l->token);
+}
+
+void gh_api_reply_mfa_required(gh_req_t *r, const gh_account_login_t *l)
+{
+    if (gh_pages_login_is_form(r)) {
+        gh_pages_login_second_step(r, l->pending, l->methods, NULL);
+        return;
+    }
+    char exp[GH_RFC3339_LEN];
+    gh_clock_rfc3339(l->pending_expires_ms, exp);
+    json_t *methods = json_array();
+    if (l->methods & GH_PENDING_TOTP)
+        json_array_append_new(methods, json_string(GH_MFA_TOTP));
+    if (l->methods & GH_PENDING_RECOVERY)
+        json_array_append_new(methods, json_string(GH_MFA_RECOVERY));
+    if (l->methods & GH_PENDING_WEBAUTHN)
+        json_array_append_new(methods, json_string(GH_MFA_WEBAUTHN));
+    json_t *j = gh_api_json_set(
+        json_pack("{s:b, s:s, s:s}", "mfa_required", 1, "pending", l->pending, "expires_at", exp),
+        "methods", methods);
+    gh_api_reply_json(r, 202, j);
+}
+
+/* POST /login/mfa (form: pending, method, code, rd): the login page's second step. */
+void gh_pages_login_mfa(gh_req_t *r)
+{
+    r->pool.wipe = true;
+    if (gh_pages_login_refused(r))
+        return;
+    const char *pending = NULL, *method = NULL, *code = NULL;
+    size_t plen = 0, mlen = 0, clen = 0;
+    gh_account_t a;
+    gh_account_client_t client;
+    gh_api_account(r, &a);
+    gh_api_account_client(r, &client);
+    gh_account_login_t *l = gh_pool_alloc(&r->pool, sizeof *l);
+    if (!l) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    int rc = GH_EPENDING;
+    if (gh_pages_form_field(r, "pending", &pending, &plen) == 0 &&
+        gh_pages_form_field(r, "method", &method, &mlen) == 0 &&
+        gh_pages_form_field(r, "code", &code, &clen) == 0) {
+        gh_account_mfa_proof_t proof = {.method = method, .code = code, .code_len = clen};
+        rc = gh_account_mfa_finish(&a, l, pending, plen, &proof, &client);
+    }
+    if (rc == GH_ECODE || rc == GH_EINVAL) {
+        gh_pending_t p;
+        uint8_t key[GH_TOKEN_HASH_LEN];
+        uint32_t methods = GH_PENDING_TOTP | GH_PENDING_RECOVERY;
+        if (gh_token_hash(pending, plen, key) == 0 &&
+            gh_pending_get(a.pending, key, gh_clock_now_ms(), &p) == 0)
+            methods = p.methods;
+        gh_pages_login_second_step(r, pending, methods, "That code is not right. Try again.");
+        return;
+    }
+    if (rc != 0) {
+        /* the login page again, with the generic message (an expired login starts over) */
+        gh_api_reply_fail(r, rc, NULL, l->retry_ms);
+        gh_pages_login_failed(r);
+        return;
+    }
+    gh_api_reply_login(r, &a, l);
 }
 
 /* The login page posts here too: every form login is refused cross-origin, and a page login's

@@ -1,6 +1,10 @@
 /* clock.c — coarse wall clock, monotonic clock and RFC 3339 formatting. */
 #include "common/clock.h"
 
+#include <stdio.h>
+
+#include <stdlib.h>
+
 #include <string.h>
 #include <time.h>
 
@@ -62,4 +66,38 @@ void gh_clock_rfc3339(int64_t ms, char out[GH_RFC3339_LEN])
     put2(out + 11, (unsigned)(rem / 3600));
     put2(out + 14, (unsigned)(rem / 60 % 60));
     put2(out + 17, (unsigned)(rem % 60));
+}
+
+/* RFC 3339 UTC ("2026-12-06T00:00:00Z", optional .mmm) or milliseconds since the epoch. */
+bool gh_clock_parse_time(const char *s, int64_t *out)
+{
+    size_t n = strlen(s);
+    if (n >= 1 && n <= 15 && strspn(s, "0123456789") == n) {
+        *out = strtoll(s, NULL, 10);
+        return true;
+    }
+    if (n < 20 || n > 24)
+        return false;
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return false;
+    int frac = 0;
+    if (*end == '.') {
+        end++;
+        int digits = 0;
+        while (*end >= '0' && *end <= '9' && digits < 3) {
+            frac = frac * 10 + (*end++ - '0');
+            digits++;
+        }
+        if (digits != 3)
+            return false;
+    }
+    if (strcmp(end, "Z") != 0)
+        return false;
+    time_t t = timegm(&tm);
+    if (t < 0)
+        return false;
+    *out = (int64_t)t * 1000 + frac;
+    return true;
 }

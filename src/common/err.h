@@ -40,7 +40,9 @@
     X(FORBIDDEN, 19, "forbidden")                                                                  \
     X(MEDIATYPE, 20, "unsupported media type")                                                     \
     X(CRITICAL, 21, "memory use is critical")                                                      \
-    X(CANCELED, 22, "cancelled: the process is stopping")
+    X(CANCELED, 22, "cancelled: the process is stopping")                                          \
+    X(CODE, 23, "invalid second-factor code")                                                      \
+    X(PENDING, 24, "the pending login has expired")
 
 enum {
     GH_OK = 0,

@@ -179,12 +179,34 @@ static const keydesc_t keys[] = {
              "registered; the admin token always opens it)",
      .group = "pages and forward auth"},
 
+    /* second factors (issue #18) */
+    {.name = "secret-key-file", .kind = K_STR, FIELD(secret_key_file), .def = "",
+     .metavar = "FILE",
+     .help = "32 random bytes in base64 (openssl rand -base64 32) sealing TOTP secrets; "
+             "default DATA_DIR/secret.key, created on first start",
+     .group = "accounts and abuse"},
+    {.name = "pending-logins", .kind = K_UINT, FIELD(pending_logins), .def = "10000",
+     .metavar = "N",
+     .help = "logins waiting for their second factor (5 minutes each, ~300 bytes); past this "
+             "--session-policy applies (oldest goes, or 503)",
+     .group = "accounts and abuse", .min = 1, .max = 1u << 24},
+
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",
      .choices = user_store_choices},
     {.name = "postgres-url", .kind = K_STR, FIELD(postgres_url), .def = "", .metavar = "URL",
      .help = "PostgreSQL connection string for --user-store postgres", .group = "stores",
      .flags = F_SECRET},
+    {.name = "audit-log", .kind = K_STR, FIELD(audit_log), .def = "", .metavar = "FILE|-",
+     .help = "also write every audit event as a JSON line to FILE (- = standard output)",
+     .group = "stores"},
+    {.name = "audit-retention", .kind = K_DURATION, FIELD(audit_retention_ms), .def = "90d",
+     .metavar = "DURATION", .help = "audit events older than this are pruned (0 = keep forever)",
+     .group = "stores", .min = 0, .max = 3650 * DAY_MS},
+    {.name = "audit-queue", .kind = K_UINT, FIELD(audit_queue), .def = "4096", .metavar = "N",
+     .help = "failed and throttled login events waiting to be stored; past it they are dropped "
+             "and counted (gatehouse_audit_dropped_total)",
+     .group = "stores", .min = 16, .max = 1u << 20},
     {.name = "user-cache", .kind = K_UINT, FIELD(user_cache), .def = "16384", .metavar = "N",
      .help = "users whose names token checks keep in memory, ~96 bytes each (0 = off)",
      .group = "stores", .min = 0, .max = 1u << 24},
@@ -202,6 +224,11 @@ static const keydesc_t keys[] = {
      .choices = session_store_choices},
     {.name = "redis-url", .kind = K_STR, FIELD(redis_url), .def = "", .metavar = "URL",
      .help = "Redis URL for --session-store redis", .group = "stores", .flags = F_SECRET},
+    {.name = "redis-wait-replicas", .kind = K_UINT, FIELD(redis_wait_replicas), .def = "0",
+     .metavar = "N",
+     .help = "after each session create and revocation, wait until N Redis replicas have it "
+             "(else 503); 0 = do not wait",
+     .group = "stores", .min = 0, .max = 16},
 
     {.name = "statsd", .kind = K_STR, FIELD(statsd), .def = "", .shown = "off",
      .metavar = "HOST:PORT", .help = "DogStatsD agent to send metrics to",

@@ -66,15 +66,23 @@ typedef struct {
     char login_url[GH_CONFIG_STR]; /* "/login"; an absolute URL when the login page is elsewhere */
     char ops_users[GH_CONFIG_STR]; /* usernames whose session cookie opens /ops */
 
+    /* second factors */
+    char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */
+    uint32_t pending_logins;             /* 10000: the pending-login table's cap */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];
-    uint32_t user_cache;       /* 16384 entries; 0 = off */
-    int64_t user_cache_ttl_ms; /* 1s */
-    int64_t user_stale_max_ms; /* 1h: token checks answer from a record this old while the user
-                                * store does not answer; 0 = never */
+    uint32_t user_cache;           /* 16384 entries; 0 = off */
+    char audit_log[GH_CONFIG_STR]; /* --audit-log: JSON lines to this file, "-" stdout, "" none */
+    int64_t audit_retention_ms;    /* --audit-retention: 90d; 0 = keep forever */
+    uint32_t audit_queue;          /* --audit-queue: queued failure events at most */
+    int64_t user_cache_ttl_ms;     /* 1s */
+    int64_t user_stale_max_ms;     /* 1h: token checks answer from a record this old while the user
+                                    * store does not answer; 0 = never */
     gh_session_store_kind_t session_store;
     char redis_url[GH_CONFIG_STR];
+    uint32_t redis_wait_replicas; /* 0: a write is acknowledged once the master has it */
 
     /* observability */
     char statsd[GH_CONFIG_STR];        /* "host:port" or "" */

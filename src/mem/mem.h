@@ -32,6 +32,8 @@
     X(PASSWORD, "password")                                                                        \
     X(METRICS, "metrics")                                                                          \
     X(SQLITE, "sqlite")                                                                            \
+    X(PENDING, "pending")                                                                          \
+    X(AUDIT, "audit")                                                                              \
     X(PROFILER, "profiler")                                                                        \
     X(OTHER, "other")
 

@@ -23,19 +23,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "account/audit.h"
+#include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/heap.h"
 #include "mem/mem.h"
+#include "watch/statsd.h"
 
 #define JANITOR_PERIOD_MS 100
 #define JANITOR_MAX_WORK 20000
+#define AUDIT_PRUNE_EVERY 10     /* janitor ticks between two retention steps (1 s) */
+#define AUDIT_PRUNE_MAX_WORK 500 /* audit events removed per retention step at most */
 
 typedef struct {
     gh_app_t *app;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
+    unsigned ticks;
 } janitor_t;
 
 /* Ends expired sessions every 100 ms with bounded work, so every session is gone within a
@@ -59,6 +65,14 @@ static void *janitor_main(void *arg)
         size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
         if (n)
             GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        /* Audit retention, incrementally: a backlog (a long-stopped node) drains over ticks. */
+        if (j->app->audit && ++j->ticks % AUDIT_PRUNE_EVERY == 0) {
+            size_t pruned = 0;
+            if (gh_audit_prune(j->app->audit, gh_clock_now_ms(), AUDIT_PRUNE_MAX_WORK, &pruned) ==
+                    0 &&
+                pruned)
+                GH_LOG(GH_LOG_DEBUG, "audit events pruned", GH_LI("count", pruned));
+        }
         /* systemd's watchdog hears from the thread that proves the session store is alive. */
         gh_notify_watchdog();
         pthread_mutex_lock(&j->lock);
@@ -132,6 +146,7 @@ static int open_redis_sessions(const gh_config_t *cfg, gh_store_probe_t probe,
     gh_session_redis_options_t o = {.url = cfg->redis_url,
                                     .pool_size = store_pool_size(cfg),
                                     .touch_interval_ms = touch < 10000 ? touch : 10000,
+                                    .wait_replicas = cfg->redis_wait_replicas,
                                     .probe = probe};
     int rc = gh_session_redis_open(&limits, &o, out);
     if (rc != 0)
@@ -164,7 +179,41 @@ struct gh_node {
     int listen_fd;                  /* owned by http while it runs; by the node otherwise */
     gh_http_options_t hopt;         /* kept so HTTP can start (again) on listen_fd */
     gh_session_load_stats_t loaded; /* what the session store brought back at start */
+    gh_statsd_t *audit_statsd;      /* admin actions as DogStatsD events (--statsd) */
 };
+
+/* A stored admin.<action> event as a DogStatsD event. */
+static void audit_admin_event(void *ctx, const gh_audit_event_t *ev)
+{
+    gh_node_t *n = ctx;
+    char title[96], text[512];
+    snprintf(title, sizeof title, "gatehouse %s", ev->type);
+    snprintf(text, sizeof text, "%s on user %llu (%s) node %s %s", ev->actor,
+             (unsigned long long)ev->user_id, ev->outcome, ev->node, ev->detail);
+    GH_IGNORE(gh_statsd_event(n->audit_statsd, title, text, "info", "source:audit"));
+}
+
+static int open_audit(gh_node_t *n)
+{
+    gh_app_t *app = &n->app;
+    char host[64] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    if (app->cfg.statsd[0] &&
+        gh_statsd_open(app->cfg.statsd, "service:gatehouse", &n->audit_statsd) != 0)
+        n->audit_statsd = NULL; /* the watchdog logs a bad address */
+    gh_audit_options_t ao = {.users = app->users,
+                             .node = host,
+                             .queue_cap = app->cfg.audit_queue,
+                             .retention_ms = app->cfg.audit_retention_ms,
+                             .log_path = app->cfg.audit_log,
+                             .on_admin = n->audit_statsd ? audit_admin_event : NULL,
+                             .on_admin_ctx = n};
+    int rc = gh_audit_open(&ao, &app->audit);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, "cannot open the audit trail", GH_LS("error", gh_strerror(rc)));
+    return rc;
+}
 
 gh_app_t *gh_node_app(gh_node_t *n)
 {
@@ -203,15 +252,35 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
         pthread_join(n->janitor_thread, NULL);
     }
     gh_password_pool_stop(&n->app.passwords);
+    gh_audit_close(&n->app.audit); /* stores what is queued, before the user store goes */
+    gh_statsd_close(&n->audit_statsd);
     gh_ratelimit_destroy(&n->app.ratelimit);
     gh_session_store_destroy(&n->app.sessions);
     gh_user_store_close(&n->app.users);
+    gh_pending_destroy(&n->app.pending);
+    sodium_memzero(n->app.secret_key, sizeof n->app.secret_key);
     gh_api_metrics_destroy(&n->app); /* after the stores, which report to it */
     pthread_mutex_destroy(&n->janitor.lock);
     pthread_cond_destroy(&n->janitor.wake);
     sodium_memzero(n->app.cfg.admin_token, sizeof n->app.cfg.admin_token);
     gh_mem_free(GH_MEM_OTHER, n);
     *np = NULL;
+}
+
+/* --secret-key-file: the default (DATA_DIR/secret.key) is made on first start; a named file
+ * that is missing or not a key stops the start (GH_EINVAL: exit 2), never a new key. */
+static int load_secret_key(const gh_config_t *cfg, uint8_t key[GH_SECRET_KEY_LEN])
+{
+    char path[GH_CONFIG_STR + 16], why[GH_CONFIG_STR + 160];
+    bool dflt = cfg->secret_key_file[0] == '\0';
+    if (dflt)
+        snprintf(path, sizeof path, "%s/secret.key", cfg->data_dir);
+    else
+        snprintf(path, sizeof path, "%s", cfg->secret_key_file);
+    int rc = gh_secret_key_load(path, dflt, key, why, sizeof why);
+    if (rc != 0)
+        GH_LOG(GH_LOG_ERROR, why);
+    return rc;
 }
 
 int gh_node_start(const gh_config_t *config, gh_node_t **out)
@@ -259,7 +328,20 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_ERROR, "cannot set up metrics", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
+    if ((rc = load_secret_key(cfg, app->secret_key)) != 0)
+        goto fail;
+    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
+                  ? gh_pending_redis_create(cfg->redis_url, cfg->pending_logins,
+                                            cfg->session_policy, &app->pending)
+                  : gh_pending_memory_create(cfg->pending_logins, cfg->session_policy,
+                                             &app->pending)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
+               GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
     if ((rc = open_cached_user_store(cfg, gh_api_store_probe(app), &app->users)) != 0)
+        goto fail;
+    if ((rc = open_audit(n)) != 0)
         goto fail;
     if (cfg->session_store == GH_SESSION_STORE_REDIS) {
         if ((rc = open_redis_sessions(cfg, gh_api_store_probe(app), &app->sessions)) != 0)

@@ -67,6 +67,8 @@ void gh_reload_pidfile_remove(const char *data_dir);
 /* ---- commands: `serve` (serve.c), `user` (user_cmd.c), `reload` (reload.c) ---- */
 int gh_serve_main(int argc, char **argv);
 int gh_user_cmd_main(int argc, char **argv);
+/* `gatehouse audit [filters] [flags]` (audit_cmd.c): the audit trail as JSON lines. */
+int gh_audit_cmd_main(int argc, char **argv);
 /* `gatehouse reload`: signals the node named by <data-dir>/gatehouse.pid and waits for it. */
 int gh_reload_cmd_main(int argc, char **argv);
 

@@ -20,6 +20,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "account/audit.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
@@ -27,11 +28,13 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: gatehouse user add NAME [flags]      create a user (password from stdin or a "
-            "prompt)\n"
+            "usage: gatehouse user add NAME [--admin] [flags]  create a user (password from stdin "
+            "or a prompt); --admin: may use the admin console\n"
             "       gatehouse user del NAME [flags]      delete a user\n"
             "       gatehouse user list [flags]          list users\n"
             "       gatehouse user passwd NAME [flags]   set a user's password\n"
+            "       gatehouse user mfa-reset NAME [flags] remove a user's second factors and "
+            "recovery codes (a lost device)\n"
             "\n"
             "Flags, environment and --config are those of `gatehouse serve` (see its --help);\n"
             "--data-dir, --user-store, --hash-memory and --hash-ops matter here.\n");
@@ -95,6 +98,21 @@ static int ask_password(char *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/* The command line's acts go to the trail too (actor "cli"); a failure to store one is said. */
+static void audit_cli(gh_user_store_t *store, gh_audit_type_t type, uint64_t user_id,
+                      const char *detail)
+{
+    gh_audit_event_t ev;
+    gh_audit_event_init(&ev, type, GH_AUDIT_SUCCESS, user_id, NULL);
+    gh_audit_event_actor(&ev, "cli");
+    gh_audit_event_detail(&ev, "%s", detail);
+    char host[64] = "";
+    if (gethostname(host, sizeof host - 1) == 0)
+        snprintf(ev.node, sizeof ev.node, "%s", host);
+    if (gh_user_audit_append(store, &ev) != 0)
+        fprintf(stderr, "gatehouse: warning: the audit event %s was not stored\n", ev.type);
+}
+
 int gh_user_cmd_main(int argc, char **argv)
 {
     /* argv: "user" ACTION [NAME] [flags...] */
@@ -105,8 +123,10 @@ int gh_user_cmd_main(int argc, char **argv)
     const char *action = argv[1];
     bool needs_name = strcmp(action, "list") != 0;
     if (strcmp(action, "add") && strcmp(action, "del") && strcmp(action, "list") &&
-        strcmp(action, "passwd")) {
-        fprintf(stderr, "gatehouse: user: unknown action '%s' (expected add, del, list, passwd)\n",
+        strcmp(action, "passwd") && strcmp(action, "mfa-reset")) {
+        fprintf(stderr,
+                "gatehouse: user: unknown action '%s' (expected add, del, list, passwd, "
+                "mfa-reset)\n",
                 action);
         return 2;
     }
@@ -126,12 +146,18 @@ int gh_user_cmd_main(int argc, char **argv)
             return 2;
         }
     }
-    /* Hand the flags to the shared config parser as if they followed "user". */
+    /* Hand the flags to the shared config parser as if they followed "user" (--admin is ours). */
     char *fargv[256];
     int fargc = 0;
+    bool make_admin = false;
     fargv[fargc++] = argv[0];
-    for (int i = first_flag; i < argc && fargc < 255; i++)
+    for (int i = first_flag; i < argc && fargc < 255; i++) {
+        if (strcmp(argv[i], "--admin") == 0 && strcmp(action, "add") == 0) {
+            make_admin = true;
+            continue;
+        }
         fargv[fargc++] = argv[i];
+    }
     fargv[fargc] = NULL;
 
     gh_config_t cfg;
@@ -195,7 +221,23 @@ int gh_user_cmd_main(int argc, char **argv)
         }
         if (rc != 0)
             goto fail;
+        audit_cli(store, GH_AUDIT_USER_DELETED, user.id, user.username);
         printf("deleted user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+        code = 0;
+        goto out;
+    }
+    if (strcmp(action, "mfa-reset") == 0) {
+        size_t removed = 0;
+        if ((rc = gh_user_get_by_name(store, name, &user)) == 0)
+            rc = gh_user_factor_del_all(store, user.id, &removed);
+        if (rc == GH_ENOTFOUND) {
+            fprintf(stderr, "gatehouse: user mfa-reset: no user named %s\n", name);
+            goto out;
+        }
+        if (rc != 0)
+            goto fail;
+        printf("removed %zu second factor(s) and the recovery codes of %s (id %llu)\n", removed,
+               user.username, (unsigned long long)user.id);
         code = 0;
         goto out;
     }
@@ -222,10 +264,15 @@ int gh_user_cmd_main(int argc, char **argv)
         }
         if (rc != 0)
             goto fail;
-        printf("created user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+        if (make_admin && (rc = gh_user_set_flags(store, user.id, 1, -1)) != 0)
+            goto fail;
+        audit_cli(store, GH_AUDIT_USER_CREATED, user.id, make_admin ? "admin=true" : "");
+        printf("created %suser %s (id %llu)\n", make_admin ? "admin " : "", user.username,
+               (unsigned long long)user.id);
     } else {
         if ((rc = gh_user_set_password(store, user.id, hash)) != 0)
             goto fail;
+        audit_cli(store, GH_AUDIT_PASSWORD_RESET, user.id, "");
         printf("password changed for %s\n", user.username);
     }
     code = 0;

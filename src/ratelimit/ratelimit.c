@@ -336,6 +336,21 @@ out:
     return rc;
 }
 
+bool gh_ratelimit_account_reset(gh_ratelimit_t *rl, uint64_t key, int64_t now_ms)
+{
+    uint32_t set = set_of(key, rl->account_sets);
+    pthread_mutex_t *lk = lock_of(rl, set);
+    pthread_mutex_lock(lk);
+    account_slot_t *s = account_find(rl, &rl->acct[(size_t)set * WAYS], key, now_ms, false);
+    bool had = s && s->failures > 0;
+    if (s) {
+        s->failures = 0;
+        s->next_ms = 0;
+    }
+    pthread_mutex_unlock(lk);
+    return had;
+}
+
 void gh_ratelimit_account_end(gh_ratelimit_t *rl, uint64_t key, gh_ratelimit_outcome_t outcome,
                               int64_t now_ms, gh_ratelimit_verdict_t *verdict)
 {

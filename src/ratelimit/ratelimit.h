@@ -141,6 +141,10 @@ typedef struct {
 } gh_ratelimit_verdict_t;
 
 /* Ends an attempt begun with gh_ratelimit_account_begin. verdict may be NULL. */
+/* Forgets the account's failures and back-off (an operator's unlock): its next attempt is
+ * admitted at once. Attempts in flight are kept. Returns true when the account had failures. */
+bool gh_ratelimit_account_reset(gh_ratelimit_t *rl, uint64_t key, int64_t now_ms);
+
 void gh_ratelimit_account_end(gh_ratelimit_t *rl, uint64_t key, gh_ratelimit_outcome_t outcome,
                               int64_t now_ms, gh_ratelimit_verdict_t *verdict);
 

@@ -88,10 +88,9 @@ static void mark_down_locked(gh_store_pool_t *p, unsigned gen)
     if (gen == p->gen)
         p->gen++;
     bool was_up = p->backoff_ms == 0;
+    int64_t max = p->o.backoff_max_ms > 0 ? p->o.backoff_max_ms : GH_STORE_POOL_BACKOFF_MAX_MS;
     p->backoff_ms =
-        was_up ? GH_STORE_POOL_BACKOFF_MIN_MS
-               : (p->backoff_ms * 2 > GH_STORE_POOL_BACKOFF_MAX_MS ? GH_STORE_POOL_BACKOFF_MAX_MS
-                                                                   : p->backoff_ms * 2);
+        was_up ? GH_STORE_POOL_BACKOFF_MIN_MS : (p->backoff_ms * 2 > max ? max : p->backoff_ms * 2);
     p->down_until_ns = gh_clock_mono_ns() + p->backoff_ms * 1000000;
     if (was_up) {
         char msg[64];
@@ -164,6 +163,15 @@ int gh_store_pool_acquire(gh_store_pool_t *p, unsigned *slot, void **conn)
     *slot = i;
     *conn = k->c;
     return 0;
+}
+
+void gh_store_pool_reset(gh_store_pool_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->gen++;
+    p->backoff_ms = 0;
+    p->down_until_ns = 0;
+    pthread_mutex_unlock(&p->lock);
 }
 
 void gh_store_pool_release(gh_store_pool_t *p, unsigned slot, bool broken)

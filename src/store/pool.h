@@ -29,6 +29,7 @@ typedef struct {
     gh_mem_component_t mem; /* what the pool's memory is charged to */
     unsigned size;          /* connections, > 0 */
     int timeout_ms;         /* how long a caller waits for a free connection */
+    int backoff_max_ms;     /* the longest back-off; 0 = GH_STORE_POOL_BACKOFF_MAX_MS */
     /* Makes a connection: 0 with *conn set, or GH_ESTORE (the pool backs off). */
     int (*connect)(void *ctx, void **conn);
     /* Closes a connection the pool holds (never NULL). */
@@ -49,6 +50,10 @@ void gh_store_pool_destroy(gh_store_pool_t **p);
 int gh_store_pool_acquire(gh_store_pool_t *p, unsigned *slot, void **conn) GH_WUR;
 /* Gives a connection back; broken: it failed (it is closed, and the pool backs off). */
 void gh_store_pool_release(gh_store_pool_t *p, unsigned slot, bool broken);
+
+/* The server moved (a failover was announced): every connection is re-made on its next use,
+ * and the back-off ends now instead of after its delay. */
+void gh_store_pool_reset(gh_store_pool_t *p);
 
 /* Bytes the pool holds, as gh_mem counts them (constant after create). */
 size_t gh_store_pool_bytes(const gh_store_pool_t *p);

@@ -261,21 +261,24 @@ int gh_session_memory_check(gh_session_store_t *s, const char **why) GH_WUR;
 void gh_session_memory_clients(gh_session_store_t *s, gh_session_clients_stats_t *out);
 
 /*
- * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every operation is
- * one atomic server-side script (EVALSHA) on one pooled connection; nothing is cached locally, so
- * a session ended on one node is refused by every node at once. When Redis does not answer, every
- * operation fails with GH_ESTORE (fail closed), the pool reconnects with a growing backoff, and
- * service resumes by itself when Redis is back.
+ * The Redis backend (session_redis.c): sessions shared by any number of nodes. Every write is one
+ * atomic server-side script (EVALSHA) on one pooled connection, and a token check is one GET of a
+ * packed value (a script only when it must end the session or record its last use); nothing is
+ * cached locally, so a session ended on one node is refused by every node at once. When Redis does
+ * not answer, every operation fails with GH_ESTORE (fail closed), the pool reconnects with a
+ * growing backoff, and service resumes by itself when Redis is back.
  *
  * Counters in gh_session_stats_t: created_total and ended_total count what THIS node did (each
  * ended session is counted by exactly one node); active is the number of sessions in Redis, the
  * same on every node. bytes is what this node holds for the store (flat: it does not grow with
  * the number of sessions); budget_bytes is 0 (Redis's maxmemory is the budget).
- * A session's client (IP and user agent, already bounded) is two fields of its hash in Redis.
+ * A session's client (IP and user agent, already bounded) is part of its packed value in Redis.
  */
 typedef struct {
-    /* redis://[[user]:password@]host[:port][/db] or unix:/path/to/socket[?db=N]; the password
-     * may be percent-encoded. Required. */
+    /* redis://[[user]:password@]host[:port][/db], unix:/path/to/socket[?db=N], or
+     * redis-sentinel://[[user]:password@]host:port,host:port,.../MASTER[/db] (sentinels, default
+     * port 26379, asked for the master named MASTER; the password is the master's); the
+     * password may be percent-encoded. Required. */
     const char *url;
     unsigned pool_size;        /* connections; 0 = 4. Callers block (up to timeout_ms) for one. */
     int timeout_ms;            /* connect and per-command timeout; 0 = 1000 */
@@ -284,6 +287,8 @@ typedef struct {
                                 * much); 0 = every lookup writes */
     const char *prefix;        /* key prefix, at most 32 bytes; NULL = "gh:" */
     gh_store_probe_t probe;    /* told of every round trip (store/probe.h); zero: nobody */
+    unsigned wait_replicas;    /* > 0: every create and end waits (WAIT, up to timeout_ms) until
+                                * this many replicas have it, else fails with GH_ESTORE */
 } gh_session_redis_options_t;
 
 /* Opens the Redis store and checks that Redis answers (AUTH, SELECT and script loading included).

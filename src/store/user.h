@@ -9,10 +9,12 @@
 #ifndef GH_STORE_USER_H
 #define GH_STORE_USER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
+#include "store/audit_record.h"
 #include "store/probe.h"
 
 #define GH_USERNAME_MAX 64
@@ -23,9 +25,43 @@ typedef struct {
     char username[GH_USERNAME_MAX + 1];
     char password_hash[GH_PWHASH_MAX];
     int64_t created_at_ms;
+    bool admin;    /* may use the admin console and admin API (gatehouse user add --admin) */
+    bool disabled; /* cannot log in (answers as a wrong password); sessions were ended */
 } gh_user_t;
 
 typedef struct gh_user_store gh_user_store_t;
+
+/*
+ * Second factors (issue #18): a user's TOTP authenticators and WebAuthn passkeys, and their
+ * recovery codes. The store keeps what it is given: `secret` is already sealed by the caller
+ * (a TOTP secret encrypted with the secret key; a passkey's public key), recovery codes arrive
+ * as keyed hashes. Factors and codes go with their user (ON DELETE CASCADE).
+ */
+#define GH_FACTOR_NAME_MAX 64
+#define GH_FACTOR_SECRET_MAX 1024     /* sealed TOTP secret, or a COSE public key */
+#define GH_FACTOR_CREDENTIAL_MAX 1023 /* a WebAuthn credential id (the spec's bound) */
+#define GH_FACTORS_MAX 20             /* per user; the account service enforces it */
+#define GH_RECOVERY_CODES 10
+#define GH_RECOVERY_HASH_LEN 32
+
+typedef enum { GH_FACTOR_TOTP = 1, GH_FACTOR_WEBAUTHN = 2 } gh_factor_type_t;
+
+typedef struct {
+    uint64_t id;
+    uint64_t user_id;
+    gh_factor_type_t type;
+    char name[GH_FACTOR_NAME_MAX + 1];
+    int64_t created_at_ms;
+    int64_t last_used_at_ms; /* 0: never */
+    bool confirmed;          /* TOTP: a first correct code was given; WebAuthn: always */
+    /* TOTP: the last accepted time step (a code is accepted once); WebAuthn: the signature
+     * counter. Only ever moves forward (factor_use). */
+    uint64_t counter;
+    uint8_t secret[GH_FACTOR_SECRET_MAX];
+    size_t secret_len;
+    uint8_t credential[GH_FACTOR_CREDENTIAL_MAX]; /* WebAuthn credential id; TOTP: none */
+    size_t credential_len;
+} gh_factor_t;
 
 typedef struct {
     const char *name;
@@ -45,6 +81,65 @@ typedef struct {
     int (*list)(gh_user_store_t *s, uint64_t after_id, gh_user_t *out, size_t cap, size_t *n);
     /* 0 when the store answers; GH_ESTORE otherwise (for /readyz). */
     int (*ping)(gh_user_store_t *s);
+    /* ---- roles and the audit trail (account/audit.h); audit_events is append-only ---- */
+    /* Sets the flags given (admin / disabled: -1 leaves it as it is, 0 or 1 sets it).
+     * GH_ENOTFOUND when absent. */
+    int (*set_flags)(gh_user_store_t *s, uint64_t id, int admin, int disabled);
+    /* Users whose name starts with prefix (any case; "" every user) and id > after_id, in id
+     * order, up to cap; password_hash left empty. The prefix is matched literally (no wildcard). */
+    int (*search)(gh_user_store_t *s, const char *prefix, uint64_t after_id, gh_user_t *out,
+                  size_t cap, size_t *n);
+    /* Appends one event; sets ev->id. */
+    int (*audit_append)(gh_user_store_t *s, gh_audit_event_t *ev);
+    /* Events matching q, newest (highest id) first, up to cap. */
+    int (*audit_read)(gh_user_store_t *s, const gh_audit_query_t *q, gh_audit_event_t *out,
+                      size_t cap, size_t *n);
+    /* Deletes at most max of the oldest events with time < before_ms; *removed how many. */
+    int (*audit_prune)(gh_user_store_t *s, int64_t before_ms, size_t max, size_t *removed);
+    /* Runs change(s, arg) — calls of this store's own operations on s — and appends ev, in ONE
+     * transaction where the backend can (SQLite: both or neither; PostgreSQL: the change, then
+     * the event, each committed, since its calls may take different connections). change's
+     * error is returned and nothing is appended; when the append fails the change is rolled back
+     * (SQLite) and its error returned. change may fill ev (the id of a user it created). */
+    int (*audited)(gh_user_store_t *s, gh_audit_event_t *ev,
+                   int (*change)(gh_user_store_t *s, void *arg), void *arg);
+
+    /* ---- second factors; a wrapper store (the cache) sets `inner` instead ---- */
+    gh_user_store_t *(*inner)(gh_user_store_t *s);
+    /* Stores f (user_id, type, name, created_at, confirmed, counter, secret, credential) and
+     * fills f->id. GH_EINVAL for an empty or too long name or blob, GH_ENOTFOUND when the user
+     * does not exist, GH_EEXISTS when the credential id is taken. */
+    int (*factor_add)(gh_user_store_t *s, gh_factor_t *f);
+    /* The user's factors in id order, up to cap (unconfirmed ones too). */
+    int (*factor_list)(gh_user_store_t *s, uint64_t user_id, gh_factor_t *out, size_t cap,
+                       size_t *n);
+    /* One factor of the user: GH_ENOTFOUND. */
+    int (*factor_get)(gh_user_store_t *s, uint64_t user_id, uint64_t id, gh_factor_t *out);
+    /* The factor with this WebAuthn credential id, any user: GH_ENOTFOUND. */
+    int (*factor_by_credential)(gh_user_store_t *s, const uint8_t *cred, size_t len,
+                                gh_factor_t *out);
+    /* Renames it: GH_ENOTFOUND, GH_EINVAL (empty or over GH_FACTOR_NAME_MAX bytes). */
+    int (*factor_rename)(gh_user_store_t *s, uint64_t user_id, uint64_t id, const char *name);
+    /* Marks it confirmed: GH_ENOTFOUND. */
+    int (*factor_confirm)(gh_user_store_t *s, uint64_t user_id, uint64_t id);
+    /* Records a use: sets counter and last_used_at only when counter moves forward (or stays
+     * 0 for an authenticator without a counter). GH_ERANGE when it does not (a replayed TOTP
+     * step, a cloned passkey), GH_ENOTFOUND. */
+    int (*factor_use)(gh_user_store_t *s, uint64_t user_id, uint64_t id, uint64_t counter,
+                      int64_t now_ms);
+    /* GH_ENOTFOUND. */
+    int (*factor_del)(gh_user_store_t *s, uint64_t user_id, uint64_t id);
+    /* Every factor and recovery code of the user; *n factors removed. */
+    int (*factor_del_all)(gh_user_store_t *s, uint64_t user_id, size_t *n);
+    /* Replaces the user's recovery codes with these n hashes, atomically. */
+    int (*recovery_set)(gh_user_store_t *s, uint64_t user_id,
+                        const uint8_t (*hashes)[GH_RECOVERY_HASH_LEN], size_t n, int64_t now_ms);
+    /* Spends the unused code with this hash: 0, GH_ENOTFOUND (no such unused code). */
+    int (*recovery_use)(gh_user_store_t *s, uint64_t user_id,
+                        const uint8_t hash[GH_RECOVERY_HASH_LEN], int64_t now_ms);
+    /* Unused codes left, and when one was last used (0: never). */
+    int (*recovery_state)(gh_user_store_t *s, uint64_t user_id, size_t *left,
+                          int64_t *last_used_ms);
     void (*close)(gh_user_store_t **s);
 } gh_user_store_ops_t;
 
@@ -149,6 +244,109 @@ GH_WUR static inline int gh_user_list(gh_user_store_t *s, uint64_t after, gh_use
 GH_WUR static inline int gh_user_ping(gh_user_store_t *s)
 {
     return s->ops->ping(s);
+}
+GH_WUR static inline int gh_user_set_flags(gh_user_store_t *s, uint64_t id, int admin, int disabled)
+{
+    return s->ops->set_flags(s, id, admin, disabled);
+}
+GH_WUR static inline int gh_user_search(gh_user_store_t *s, const char *prefix, uint64_t after,
+                                        gh_user_t *out, size_t cap, size_t *n)
+{
+    return s->ops->search(s, prefix, after, out, cap, n);
+}
+GH_WUR static inline int gh_user_audit_append(gh_user_store_t *s, gh_audit_event_t *ev)
+{
+    return s->ops->audit_append(s, ev);
+}
+GH_WUR static inline int gh_user_audit_read(gh_user_store_t *s, const gh_audit_query_t *q,
+                                            gh_audit_event_t *out, size_t cap, size_t *n)
+{
+    return s->ops->audit_read(s, q, out, cap, n);
+}
+GH_WUR static inline int gh_user_audited(gh_user_store_t *s, gh_audit_event_t *ev,
+                                         int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    return s->ops->audited(s, ev, change, arg);
+}
+GH_WUR static inline int gh_user_audit_prune(gh_user_store_t *s, int64_t before_ms, size_t max,
+                                             size_t *removed)
+{
+    return s->ops->audit_prune(s, before_ms, max, removed);
+}
+/* The store that holds the factors (a cache answers its backend). */
+static inline gh_user_store_t *gh_user_factor_store(gh_user_store_t *s)
+{
+    return s->ops->inner ? s->ops->inner(s) : s;
+}
+GH_WUR static inline int gh_user_factor_add(gh_user_store_t *s, gh_factor_t *f)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_add(s, f);
+}
+GH_WUR static inline int gh_user_factor_list(gh_user_store_t *s, uint64_t user_id, gh_factor_t *out,
+                                             size_t cap, size_t *n)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_list(s, user_id, out, cap, n);
+}
+GH_WUR static inline int gh_user_factor_get(gh_user_store_t *s, uint64_t user_id, uint64_t id,
+                                            gh_factor_t *out)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_get(s, user_id, id, out);
+}
+GH_WUR static inline int gh_user_factor_by_credential(gh_user_store_t *s, const uint8_t *cred,
+                                                      size_t len, gh_factor_t *out)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_by_credential(s, cred, len, out);
+}
+GH_WUR static inline int gh_user_factor_rename(gh_user_store_t *s, uint64_t user_id, uint64_t id,
+                                               const char *name)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_rename(s, user_id, id, name);
+}
+GH_WUR static inline int gh_user_factor_confirm(gh_user_store_t *s, uint64_t user_id, uint64_t id)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_confirm(s, user_id, id);
+}
+GH_WUR static inline int gh_user_factor_use(gh_user_store_t *s, uint64_t user_id, uint64_t id,
+                                            uint64_t counter, int64_t now_ms)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_use(s, user_id, id, counter, now_ms);
+}
+GH_WUR static inline int gh_user_factor_del(gh_user_store_t *s, uint64_t user_id, uint64_t id)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_del(s, user_id, id);
+}
+GH_WUR static inline int gh_user_factor_del_all(gh_user_store_t *s, uint64_t user_id, size_t *n)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->factor_del_all(s, user_id, n);
+}
+GH_WUR static inline int gh_user_recovery_set(gh_user_store_t *s, uint64_t user_id,
+                                              const uint8_t (*hashes)[GH_RECOVERY_HASH_LEN],
+                                              size_t n, int64_t now_ms)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->recovery_set(s, user_id, hashes, n, now_ms);
+}
+GH_WUR static inline int gh_user_recovery_use(gh_user_store_t *s, uint64_t user_id,
+                                              const uint8_t hash[GH_RECOVERY_HASH_LEN],
+                                              int64_t now_ms)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->recovery_use(s, user_id, hash, now_ms);
+}
+GH_WUR static inline int gh_user_recovery_state(gh_user_store_t *s, uint64_t user_id, size_t *left,
+                                                int64_t *last_used_ms)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->recovery_state(s, user_id, left, last_used_ms);
 }
 static inline void gh_user_store_close(gh_user_store_t **s)
 {

@@ -42,6 +42,7 @@ typedef struct {
     int64_t fetched_ms;
     int64_t created_at_ms;
     char username[GH_USERNAME_MAX + 1];
+    bool admin, disabled; /* fit the entry's padding: still 96 bytes */
 } entry_t;
 
 typedef struct {
@@ -97,6 +98,8 @@ static bool find_fresh(cache_t *c, uint32_t set, uint64_t id, int64_t now, int64
         out->id = id;
         out->created_at_ms = e[w].created_at_ms;
         memcpy(out->username, e[w].username, sizeof out->username);
+        out->admin = e[w].admin;
+        out->disabled = e[w].disabled;
         return true;
     }
     return false;
@@ -119,6 +122,8 @@ static void insert(cache_t *c, uint32_t set, const gh_user_t *u, int64_t now)
     victim->fetched_ms = now;
     victim->created_at_ms = u->created_at_ms;
     memcpy(victim->username, u->username, sizeof victim->username);
+    victim->admin = u->admin;
+    victim->disabled = u->disabled;
 }
 
 /* Drops id's entry and tells misses in flight on its stripe not to insert what they read. */
@@ -235,6 +240,52 @@ static int c_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
     return c->backend->ops->list(c->backend, after, out, cap, n);
 }
 
+static int c_set_flags(gh_user_store_t *base, uint64_t id, int admin, int disabled)
+{
+    cache_t *c = (cache_t *)base;
+    int rc = c->backend->ops->set_flags(c->backend, id, admin, disabled);
+    invalidate(c, id);
+    return rc;
+}
+
+static int c_search(gh_user_store_t *base, const char *prefix, uint64_t after, gh_user_t *out,
+                    size_t cap, size_t *n)
+{
+    cache_t *c = (cache_t *)base;
+    return c->backend->ops->search(c->backend, prefix, after, out, cap, n);
+}
+
+static int c_audit_append(gh_user_store_t *base, gh_audit_event_t *ev)
+{
+    cache_t *c = (cache_t *)base;
+    return c->backend->ops->audit_append(c->backend, ev);
+}
+
+static int c_audit_read(gh_user_store_t *base, const gh_audit_query_t *q, gh_audit_event_t *out,
+                        size_t cap, size_t *n)
+{
+    cache_t *c = (cache_t *)base;
+    return c->backend->ops->audit_read(c->backend, q, out, cap, n);
+}
+
+static int c_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, size_t *removed)
+{
+    cache_t *c = (cache_t *)base;
+    return c->backend->ops->audit_prune(c->backend, before_ms, max, removed);
+}
+
+/* The change runs on the backend (its operations, not the cache's), so the user it touched is
+ * dropped from the cache afterwards, as set_password, set_flags and del do. */
+static int c_audited(gh_user_store_t *base, gh_audit_event_t *ev,
+                     int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    cache_t *c = (cache_t *)base;
+    int rc = c->backend->ops->audited(c->backend, ev, change, arg);
+    if (ev->user_id)
+        invalidate(c, ev->user_id);
+    return rc;
+}
+
 static int c_ping(gh_user_store_t *base)
 {
     cache_t *c = (cache_t *)base;
@@ -252,8 +303,21 @@ static void c_close(gh_user_store_t **base)
     *base = NULL;
 }
 
+/* Factors are not cached: every factor operation goes to the backend. */
+static gh_user_store_t *c_inner(gh_user_store_t *base)
+{
+    return ((cache_t *)base)->backend;
+}
+
 static const gh_user_store_ops_t cache_ops = {
+    .inner = c_inner,
     .name = "cache",
+    .set_flags = c_set_flags,
+    .search = c_search,
+    .audit_append = c_audit_append,
+    .audit_read = c_audit_read,
+    .audit_prune = c_audit_prune,
+    .audited = c_audited,
     .create = c_create,
     .get_by_name = c_get_by_name,
     .get_by_id = c_get_by_id,

@@ -33,8 +33,9 @@
 
 #include "common/log.h"
 #include "mem/mem.h"
+#include "store/audit_sqlite.h"
 #include "store/sqlite_schema.h"
-#include "store/writes.h"
+#include "store/user_sqlite.h"
 
 #define SQLITE_SOFT_HEAP_LIMIT (16 * 1024 * 1024) /* bytes, all connections of the process */
 #define SQLITE_CACHE_KIB 2048                     /* page cache of this connection */
@@ -54,16 +55,19 @@ enum {
 
 static const char *const statements[ST__COUNT] = {
     [ST_CREATE] = "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
-    [ST_BY_NAME] = "SELECT id, username, password_hash, created_at FROM users WHERE username = ?1",
-    [ST_BY_ID] = "SELECT id, username, password_hash, created_at FROM users WHERE id = ?1",
+    [ST_BY_NAME] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
+                   "WHERE username = ?1",
+    [ST_BY_ID] = "SELECT id, username, password_hash, created_at, admin, disabled FROM users "
+                 "WHERE id = ?1",
     [ST_SET_PASSWORD] = "UPDATE users SET password_hash = ?2 WHERE id = ?1",
     [ST_DELETE] = "DELETE FROM users WHERE id = ?1",
-    [ST_LIST] = "SELECT id, username, '', created_at FROM users WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_LIST] = "SELECT id, username, '', created_at, admin, disabled FROM users WHERE id > ?1 "
+                "ORDER BY id LIMIT ?2",
     /* Reads the database file (not just "SELECT 1"), so /readyz notices a broken or locked db. */
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 1",
+    [ST_PROBE] = "PRAGMA user_version = 3",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -74,44 +78,37 @@ static const char *const migrations[] = {
     " username TEXT NOT NULL UNIQUE COLLATE NOCASE,"
     " password_hash TEXT NOT NULL,"
     " created_at INTEGER NOT NULL)",
+    gh_audit_sqlite_migration, /* 2: users.admin, users.disabled, audit_events */
+    /* 3: second factors and recovery codes (user_factors_sqlite.c) */
+    "CREATE TABLE factors ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL CHECK (type IN ('totp', 'webauthn')),"
+    " name TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER NOT NULL DEFAULT 0,"
+    " secret BLOB NOT NULL,"
+    " credential_id BLOB UNIQUE,"
+    " confirmed INTEGER NOT NULL DEFAULT 0,"
+    " counter INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX factors_user ON factors (user_id);"
+    "CREATE TABLE recovery_codes ("
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " hash BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " used_at INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (user_id, hash)) WITHOUT ROWID",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 1, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 3, "update ST_PROBE's user_version with the schema");
 
-typedef struct {
-    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
-    sqlite3 *db;
-    sqlite3_stmt *st[ST__COUNT];
-    pthread_mutex_t lock; /* serializes every use of db and st[] */
-    bool failing;         /* the last write failed: ping answers GH_ESTORE until one succeeds */
-} sqlite_store_t;
+_Static_assert(ST__COUNT <= GH_USER_SQLITE_STATEMENTS, "raise GH_USER_SQLITE_STATEMENTS");
+typedef gh_user_sqlite_t sqlite_store_t;
 
 static size_t sqlite_bytes(void)
 {
     sqlite3_int64 n = sqlite3_memory_used();
     return n > 0 ? (size_t)n : 0;
-}
-
-/* Logs a SQLite failure (never a value that was bound: it could be a hash) and maps it. */
-static int store_error(sqlite_store_t *s, const char *op, int rc)
-{
-    GH_LOG(GH_LOG_ERROR, "user store error", GH_LS("op", op), GH_LI("sqlite_rc", rc),
-           GH_LS("detail", sqlite3_errmsg(s->db)));
-    return GH_ESTORE;
-}
-
-/* A write's outcome (lock held): a failure makes the store unready until a write succeeds. */
-static void note_write(sqlite_store_t *s, int ret)
-{
-    bool ok = ret != GH_ESTORE;
-    gh_store_write_outcome(GH_STORE_DB_USERS, ok);
-    if (!ok && !s->failing)
-        GH_LOG(GH_LOG_ERROR, "the user database cannot write",
-               GH_LS("effect", "registrations and password changes answer 503; /readyz answers "
-                               "503 until a write succeeds"));
-    else if (ok && s->failing)
-        GH_LOG(GH_LOG_WARN, "the user database writes again");
-    s->failing = !ok;
 }
 
 /* Leaves a statement ready for its next use and drops pointers to the caller's strings. */
@@ -128,12 +125,14 @@ static int copy_row(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_user
     const unsigned char *name = sqlite3_column_text(st, 1);
     const unsigned char *hash = sqlite3_column_text(st, 2);
     if (!name || !hash)
-        return store_error(s, op, sqlite3_errcode(s->db));
+        return gh_user_sqlite_error(s, op, sqlite3_errcode(s->db));
     memset(out, 0, sizeof *out);
     out->id = (uint64_t)sqlite3_column_int64(st, 0);
     snprintf(out->username, sizeof out->username, "%s", (const char *)name);
     snprintf(out->password_hash, sizeof out->password_hash, "%s", (const char *)hash);
     out->created_at_ms = sqlite3_column_int64(st, 3);
+    out->admin = sqlite3_column_int(st, 4) != 0;
+    out->disabled = sqlite3_column_int(st, 5) != 0;
     return 0;
 }
 
@@ -146,7 +145,7 @@ static int fetch_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op, gh_use
     else if (rc == SQLITE_DONE)
         ret = GH_ENOTFOUND;
     else
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     finish(st);
     return ret;
 }
@@ -156,7 +155,7 @@ static int change_one(sqlite_store_t *s, sqlite3_stmt *st, const char *op)
 {
     int rc = sqlite3_step(st), ret = 0;
     if (rc != SQLITE_DONE)
-        ret = store_error(s, op, rc);
+        ret = gh_user_sqlite_error(s, op, rc);
     else if (sqlite3_changes(s->db) == 0)
         ret = GH_ENOTFOUND;
     finish(st);
@@ -196,10 +195,10 @@ static int u_create(gh_user_store_t *base, const char *username, const char *has
     } else if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE) {
         ret = GH_EEXISTS;
     } else {
-        ret = store_error(s, "create", rc);
+        ret = gh_user_sqlite_error(s, "create", rc);
     }
     finish(st);
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -217,7 +216,7 @@ static int u_get_by_name(gh_user_store_t *base, const char *username, gh_user_t 
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_name", out);
     } else {
-        ret = store_error(s, "get_by_name", rc);
+        ret = gh_user_sqlite_error(s, "get_by_name", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -236,7 +235,7 @@ static int u_get_by_id(gh_user_store_t *base, uint64_t id, gh_user_t *out)
     if (rc == SQLITE_OK) {
         ret = fetch_one(s, st, "get_by_id", out);
     } else {
-        ret = store_error(s, "get_by_id", rc);
+        ret = gh_user_sqlite_error(s, "get_by_id", rc);
         finish(st);
     }
     pthread_mutex_unlock(&s->lock);
@@ -259,10 +258,10 @@ static int u_set_password(gh_user_store_t *base, uint64_t id, const char *hash)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "set_password");
     } else {
-        ret = store_error(s, "set_password", rc);
+        ret = gh_user_sqlite_error(s, "set_password", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -279,10 +278,10 @@ static int u_del(gh_user_store_t *base, uint64_t id)
     if (rc == SQLITE_OK) {
         ret = change_one(s, st, "delete");
     } else {
-        ret = store_error(s, "delete", rc);
+        ret = gh_user_sqlite_error(s, "delete", rc);
         finish(st);
     }
-    note_write(s, ret);
+    gh_user_sqlite_note_write(s, ret);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -300,7 +299,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 2, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
     if (rc != SQLITE_OK) {
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
         goto out;
     }
     while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -309,7 +308,7 @@ static int u_list(gh_user_store_t *base, uint64_t after, gh_user_t *out, size_t 
         ++*n;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        ret = store_error(s, "list", rc);
+        ret = gh_user_sqlite_error(s, "list", rc);
 out:
     finish(st);
     pthread_mutex_unlock(&s->lock);
@@ -324,15 +323,136 @@ static int u_ping(gh_user_store_t *base)
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *st = s->st[ST_PING];
     int rc = sqlite3_step(st);
-    int ret = rc == SQLITE_ROW ? 0 : store_error(s, "ping", rc);
+    int ret = rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "ping", rc);
     finish(st);
     if (ret == 0 && s->failing) {
         st = s->st[ST_PROBE];
         rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_error(s, "probe", rc);
+        ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : gh_user_sqlite_error(s, "probe", rc);
         finish(st);
-        note_write(s, ret);
+        gh_user_sqlite_note_write(s, ret);
     }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_set_flags(gh_user_store_t *base, uint64_t id, int admin, int disabled)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    if (id > INT64_MAX)
+        return GH_ENOTFOUND;
+    int ret;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->audit.set_flags;
+    int rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 2, admin < 0 ? -1 : admin != 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 3, disabled < 0 ? -1 : disabled != 0);
+    if (rc == SQLITE_OK) {
+        ret = change_one(s, st, "set_flags");
+    } else {
+        ret = gh_user_sqlite_error(s, "set_flags", rc);
+        finish(st);
+    }
+    gh_user_sqlite_note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_search(gh_user_store_t *base, const char *prefix, uint64_t after, gh_user_t *out,
+                    size_t cap, size_t *n)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    *n = 0;
+    size_t plen = prefix ? strnlen(prefix, GH_USERNAME_MAX + 1) : 0;
+    if (after > INT64_MAX || cap == 0 || plen > GH_USERNAME_MAX)
+        return 0;
+    int ret = 0;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *st = s->audit.search;
+    int rc = sqlite3_bind_text(st, 1, prefix ? prefix : "", (int)plen, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, cap > INT64_MAX ? INT64_MAX : (sqlite3_int64)cap);
+    if (rc != SQLITE_OK) {
+        ret = gh_user_sqlite_error(s, "search", rc);
+        goto out;
+    }
+    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((ret = copy_row(s, st, "search", &out[*n])) != 0)
+            goto out;
+        ++*n;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = gh_user_sqlite_error(s, "search", rc);
+out:
+    finish(st);
+    pthread_mutex_unlock(&s->lock);
+    if (ret != 0)
+        *n = 0;
+    return ret;
+}
+
+static int u_audit_append(gh_user_store_t *base, gh_audit_event_t *ev)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_append(s->db, &s->audit, ev);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_append", rc);
+    gh_user_sqlite_note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_audit_read(gh_user_store_t *base, const gh_audit_query_t *q, gh_audit_event_t *out,
+                        size_t cap, size_t *n)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_read(&s->audit, q, out, cap, n);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_read", rc);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static int u_audit_prune(gh_user_store_t *base, int64_t before_ms, size_t max, size_t *removed)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = gh_audit_sqlite_prune(s->db, &s->audit, before_ms, max, removed);
+    int ret = rc == SQLITE_OK ? 0 : gh_user_sqlite_error(s, "audit_prune", rc);
+    gh_user_sqlite_note_write(s, ret);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* The change and its event in one transaction: the lock is held throughout (it is recursive, so
+ * the change's own operations take it again), so no other caller's statement joins it. */
+static int u_audited(gh_user_store_t *base, gh_audit_event_t *ev,
+                     int (*change)(gh_user_store_t *s, void *arg), void *arg)
+{
+    sqlite_store_t *s = (sqlite_store_t *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL), ret;
+    if (rc != SQLITE_OK) {
+        ret = gh_user_sqlite_error(s, "audited_begin", rc);
+        gh_user_sqlite_note_write(s, ret);
+        goto out;
+    }
+    ret = change(base, arg);
+    if (ret == 0) {
+        rc = gh_audit_sqlite_append(s->db, &s->audit, ev);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            ret = gh_user_sqlite_error(s, "audited_commit", rc);
+        gh_user_sqlite_note_write(s, ret);
+    }
+    if (ret != 0 && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -344,6 +464,7 @@ static void u_close(gh_user_store_t **base)
         return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]); /* NULL is a no-op */
+    gh_audit_sqlite_finalize(&s->audit);
     /* Every statement is finalized, so close cannot be BUSY; it checkpoints the WAL. */
     int rc = sqlite3_close(s->db);
     assert(rc == SQLITE_OK);
@@ -362,6 +483,24 @@ static const gh_user_store_ops_t sqlite_ops = {
     .del = u_del,
     .list = u_list,
     .ping = u_ping,
+    .set_flags = u_set_flags,
+    .search = u_search,
+    .audit_append = u_audit_append,
+    .audit_read = u_audit_read,
+    .audit_prune = u_audit_prune,
+    .audited = u_audited,
+    .factor_add = gh_user_sqlite_factor_add,
+    .factor_list = gh_user_sqlite_factor_list,
+    .factor_get = gh_user_sqlite_factor_get,
+    .factor_by_credential = gh_user_sqlite_factor_by_credential,
+    .factor_rename = gh_user_sqlite_factor_rename,
+    .factor_confirm = gh_user_sqlite_factor_confirm,
+    .factor_use = gh_user_sqlite_factor_use,
+    .factor_del = gh_user_sqlite_factor_del,
+    .factor_del_all = gh_user_sqlite_factor_del_all,
+    .recovery_set = gh_user_sqlite_recovery_set,
+    .recovery_use = gh_user_sqlite_recovery_use,
+    .recovery_state = gh_user_sqlite_recovery_state,
     .close = u_close,
 };
 
@@ -421,7 +560,12 @@ int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out)
     if (!s)
         return GH_ENOMEM;
     s->base.ops = &sqlite_ops;
-    pthread_mutex_init(&s->lock, NULL);
+    /* Recursive: gh_user_audited runs the store's own operations inside its transaction. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     /* NOMUTEX: our own mutex already serializes the connection. */
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -444,6 +588,11 @@ int gh_user_sqlite_open(const char *data_dir, gh_user_store_t **out)
                    GH_LI("statement", i), GH_LS("detail", sqlite3_errmsg(s->db)));
             goto fail;
         }
+    }
+    if (gh_audit_sqlite_prepare(s->db, &s->audit) != SQLITE_OK) {
+        GH_LOG(GH_LOG_ERROR, "cannot prepare the audit statements", GH_LS("path", path),
+               GH_LS("detail", sqlite3_errmsg(s->db)));
+        goto fail;
     }
     *out = &s->base;
     return 0;

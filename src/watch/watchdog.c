@@ -81,6 +81,7 @@ typedef struct {
     const gh_watch_sample_t *now;
     double rss, accounted, unexplained, limit;
     double req_rate, failed_rate, limited_rate, error_rate; /* last minute */
+    double audit_drop_rate;                                 /* last minute */
     double req_rate_window;                                 /* whole ring */
     /* forecast */
     double eta_s, forecast_slope, forecast_level, forecast_span_s;
@@ -403,6 +404,8 @@ static void evaluate(gh_watchdog_t *wd, eval_t *e)
     e->limited_rate =
         rate_between(minute_ago, now, offsetof(gh_watch_sample_t, rate_limited_total));
     e->error_rate = rate_between(minute_ago, now, offsetof(gh_watch_sample_t, server_errors_total));
+    e->audit_drop_rate =
+        rate_between(minute_ago, now, offsetof(gh_watch_sample_t, audit_dropped_total));
     e->req_rate_window = rate_between(oldest, now, offsetof(gh_watch_sample_t, requests_total));
 
     evaluate_trends(wd);
@@ -503,6 +506,8 @@ static gh_watch_severity_t candidate(const gh_watchdog_t *wd, const eval_t *e, g
         return e->leak >= 0 ? GH_WATCH_WARNING : GH_WATCH_OK;
     case GH_WATCH_STORE_WRITES_FAILING:
         return e->now->stores_not_writable ? GH_WATCH_CRITICAL : GH_WATCH_OK;
+    case GH_WATCH_AUDIT_EVENTS_DROPPED:
+        return e->audit_drop_rate > 0 ? GH_WATCH_WARNING : GH_WATCH_OK;
     default:
         return GH_WATCH_OK;
     }
@@ -672,6 +677,14 @@ static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_ale
             say(out, n, "the local databases take writes again (%llu failed writes since start)",
                 (unsigned long long)e->now->store_write_failures_total);
         break;
+    case GH_WATCH_AUDIT_EVENTS_DROPPED:
+        say(out, n,
+            "%.1f audit events/s dropped in the last minute (%llu since start): the audit queue "
+            "(--audit-queue) is full, failed and throttled logins are missing from the trail; "
+            "%.1f failed logins/s, %.1f throttled/s",
+            e->audit_drop_rate, (unsigned long long)e->now->audit_dropped_total, e->failed_rate,
+            e->limited_rate);
+        break;
     default:
         out[0] = '\0';
     }
@@ -738,8 +751,8 @@ static int worst_severity(const gh_watchdog_t *wd, const char **summary)
     int worst = 0;
     *summary = NULL;
     for (int a = 0; a < GH_WATCH__NALERTS; a++) {
-        if (a == GH_WATCH_STORE_WRITES_FAILING) /* not about memory */
-            continue;
+        if (a == GH_WATCH_STORE_WRITES_FAILING || a == GH_WATCH_AUDIT_EVENTS_DROPPED)
+            continue; /* not about memory */
         if ((int)wd->alerts[a].level > worst) {
             worst = (int)wd->alerts[a].level;
             *summary = wd->alerts[a].summary;
@@ -1000,7 +1013,7 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
          * they stay until a quarter window has been clear. */
         unsigned resolve_after = wd->opt.resolve_after;
         if (a != GH_WATCH_MEMORY_HIGH && a != GH_WATCH_STORE_WRITES_FAILING &&
-            resolve_after < wd->min_trend)
+            a != GH_WATCH_AUDIT_EVENTS_DROPPED && resolve_after < wd->min_trend)
             resolve_after = (unsigned)wd->min_trend;
         bool changed = advance(st, candidate(wd, &e, (gh_watch_alert_t)a), wd->opt.fire_after,
                                resolve_after, &prev);

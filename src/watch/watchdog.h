@@ -67,7 +67,8 @@
     X(MEMORY_HIGH, "memory_high")                                                                  \
     X(EXHAUSTION_FORECAST, "memory_exhaustion_forecast")                                           \
     X(LEAK_SUSPECTED, "memory_leak_suspected")                                                     \
-    X(STORE_WRITES_FAILING, "store_writes_failing")
+    X(STORE_WRITES_FAILING, "store_writes_failing")                                                \
+    X(AUDIT_EVENTS_DROPPED, "audit_events_dropped")
 
 typedef enum {
 #define GH__WATCH_ALERT_ENUM(e, n) GH_WATCH_##e,
@@ -109,6 +110,7 @@ typedef struct {
     uint64_t server_errors_total;        /* requests answered 5xx */
     uint32_t stores_not_writable;        /* local databases whose last write failed */
     uint64_t store_write_failures_total; /* failed writes to them since start */
+    uint64_t audit_dropped_total;        /* audit events the full audit queue dropped */
 } gh_watch_sample_t;
 
 /* Fills one sample; returns 0, or nonzero to skip this tick (the figure is unknown now). */

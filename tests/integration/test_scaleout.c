@@ -19,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
+#include "auth/token.h"
 #include "harness.h"
 #include "../support/servers.h"
 
@@ -250,6 +252,64 @@ static void the_command_line_works_on_the_shared_table(void **state)
     assert_non_null(strstr(run.out, "Alice")); /* registered through the API earlier */
 }
 
+/* ---- sessions a release before the packed layout left in Redis ---- */
+
+/* One session written the way that release did: a hash per session, a per-user zset, a
+ * public-id key and the global expiry zset (docs/SCALING.md). Returns its token. */
+static void put_old_session(long long uid, const char *id, const char *ua, char token[64])
+{
+    uint8_t hash[GH_TOKEN_HASH_LEN];
+    char hex[2 * GH_TOKEN_HASH_LEN + 1], cmd[512], reply[64];
+    gh_token_new(token, hash);
+    for (int i = 0; i < GH_TOKEN_HASH_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* sessions' times are wall-clock milliseconds */
+    long long c = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - 1000;
+    long long e = c + 12LL * 3600 * 1000, d = c + 10 * 60 * 1000;
+    snprintf(cmd, sizeof cmd, "HSET gh:s:%s u %lld i %s c %lld l %lld e %lld ip 192.0.2.9 ua %s",
+             hex, uid, id, c, c, e, ua);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "ZADD gh:u:%lld %lld %s", uid, c, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "SET gh:i:%s %s", id, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "ZADD gh:x %lld %s", d, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+}
+
+static void nodes_read_and_convert_the_old_layout(void **state)
+{
+    (void)state;
+    long long uid = 0;
+    EXPECT(ht_register(A, "olga", PASSWORD, &uid), 201);
+    char t1[64], t2[64];
+    put_old_session(uid, "OldSessionNumberOne00A", "OldBrowser/1.0", t1);
+    put_old_session(uid, "OldSessionNumberTwo00A", "OldBrowser/2.0", t2);
+    /* nodes started on them read them (a check converts the session it needs; each node's
+     * sweep converts the rest within 100 ms) */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ht_server_stop(&node[i]), 0);
+        assert_int_equal(start_node(&node[i]), 0);
+    }
+    EXPECT(ht_get(B, "/v1/session", t1, &r), 200);
+    char got[64];
+    assert_true(ht_jstr(&r, "session.id", got, sizeof got));
+    assert_string_equal(got, "OldSessionNumberOne00A");
+    EXPECT(ht_get(A, "/v1/sessions", t2, &r), 200);
+    assert_int_equal(ht_jsize(&r, "sessions"), 2);
+    /* revoking one by its old public id holds on both nodes */
+    EXPECT(ht_delete(A, "/v1/sessions/OldSessionNumberOne00A", t2, &r), 204);
+    EXPECT(ht_get(B, "/v1/auth", t1, &r), 401);
+    EXPECT(ht_get(B, "/v1/auth", t2, &r), 200);
+    /* nothing of the old layout is left */
+    char reply[64];
+    assert_int_equal(ts_redis_cmd(&redis, "EXISTS gh:x", reply, sizeof reply), 0);
+    assert_string_equal(reply, ":0");
+    assert_int_equal(ts_redis_cmd(&redis, "KEYS gh:[siu]:*", reply, sizeof reply), 0);
+    assert_string_equal(reply, "*0");
+}
+
 /* ---- a store goes away, and comes back ---- */
 
 static void redis_away_means_503_then_recovery(void **state)
@@ -455,6 +515,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(a_restarted_node_sees_every_session),
         cmocka_unit_test(node_memory_does_not_grow_with_sessions),
         cmocka_unit_test(the_command_line_works_on_the_shared_table),
+        cmocka_unit_test(nodes_read_and_convert_the_old_layout),
         cmocka_unit_test(redis_away_means_503_then_recovery),
         cmocka_unit_test(postgres_away_means_503_then_recovery),
         cmocka_unit_test(postgres_away_token_checks_of_seen_users_keep_working),

@@ -272,6 +272,60 @@ out:
     return ret;
 }
 
+int ts_redis_array(const ts_server_t *s, const char *cmd, char *out, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)s->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char buf[1024];
+    int ret = -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        goto out;
+    int n = snprintf(buf, sizeof buf, "%s\r\n", cmd);
+    if (write(fd, buf, (size_t)n) != n)
+        goto out;
+    /* "*N\r\n" then N bulk strings of two lines each: read until that many lines came */
+    size_t got = 0;
+    int want = -1, lines = 0;
+    while (got < sizeof buf - 1 && (want < 0 || lines < want)) {
+        ssize_t r = read(fd, buf + got, sizeof buf - 1 - got);
+        if (r <= 0)
+            goto out;
+        got += (size_t)r;
+        buf[got] = '\0';
+        if (buf[0] != '*')
+            goto out;
+        want = 1 + 2 * atoi(buf + 1);
+        lines = 0;
+        for (const char *p = buf; (p = strstr(p, "\r\n")); p += 2)
+            lines++;
+    }
+    size_t o = 0;
+    out[0] = '\0';
+    const char *p = strstr(buf, "\r\n");
+    for (int i = 0; p && i < (want - 1) / 2; i++) {
+        p = strstr(p + 2, "\r\n"); /* past "$len" */
+        if (!p)
+            break;
+        const char *e = strstr(p + 2, "\r\n");
+        if (!e)
+            break;
+        o += (size_t)snprintf(out + o, o < len ? len - o : 0, "%s%.*s", i ? " " : "",
+                              (int)(e - p - 2), p + 2);
+        p = e;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
 int ts_redis_cmd(const ts_server_t *s, const char *cmd, char *reply, size_t len)
 {
     return redis_roundtrip(s->port, cmd, reply, len);
@@ -298,7 +352,43 @@ static pid_t redis_spawn(ts_server_t *s)
                     "no",
                     "--protected-mode",
                     "yes",
+                    "--repl-diskless-sync-delay", /* a replica syncs at once, not in 5 s */
+                    "0",
+                    NULL,
+                    NULL,
+                    NULL,
                     NULL};
+    char master[16];
+    if (s->replica_of > 0) {
+        snprintf(master, sizeof master, "%d", s->replica_of);
+        size_t n = sizeof argv / sizeof *argv - 4;
+        argv[n] = "--replicaof";
+        argv[n + 1] = "127.0.0.1";
+        argv[n + 2] = master;
+    }
+    return spawn(argv, s->log_path);
+}
+
+static pid_t sentinel_spawn(ts_server_t *s)
+{
+    char conf[TS_PATH_MAX + 32];
+    snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    int down = s->down_after_ms > 0 ? s->down_after_ms : 1000;
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\ndir %s\n"
+            "sentinel monitor gh 127.0.0.1 %d 2\n"
+            "sentinel down-after-milliseconds gh %d\n"
+            "sentinel failover-timeout gh %d\n"
+            "sentinel parallel-syncs gh 1\n",
+            s->port, s->dir, s->monitor_port, down, 5 * down);
+    fclose(f);
+    const struct passwd *pw = drop_user();
+    if (pw && chown(conf, pw->pw_uid, pw->pw_gid) != 0)
+        return -1;
+    char *argv[] = {"redis-sentinel", conf, NULL};
     return spawn(argv, s->log_path);
 }
 
@@ -318,7 +408,9 @@ static int make_dir(ts_server_t *s)
     if (pw || !tmp || !*tmp)
         tmp = "/tmp";
     snprintf(s->dir, sizeof s->dir, "%s/gatehouse-%s-XXXXXX", tmp,
-             s->kind == TS_REDIS ? "redis" : "pg");
+             s->kind == TS_REDIS      ? "redis"
+             : s->kind == TS_SENTINEL ? "sentinel"
+                                      : "pg");
     if (!mkdtemp(s->dir)) {
         fprintf(stderr, "servers: mkdtemp: %s\n", strerror(errno));
         s->dir[0] = '\0';
@@ -358,17 +450,21 @@ int ts_server_start(ts_server_t *s)
                 return -1;
             if (s->kind == TS_REDIS)
                 snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+            else if (s->kind == TS_SENTINEL)
+                snprintf(s->url, sizeof s->url, "127.0.0.1:%d", s->port);
             else
                 snprintf(s->url, sizeof s->url, "postgresql://gatehouse@127.0.0.1:%d/postgres",
                          s->port);
         }
-        pid_t pid = s->kind == TS_REDIS ? redis_spawn(s) : pg_spawn(s);
+        pid_t pid = s->kind == TS_REDIS      ? redis_spawn(s)
+                    : s->kind == TS_SENTINEL ? sentinel_spawn(s)
+                                             : pg_spawn(s);
         if (pid < 0)
             return -1;
         s->pid = pid;
         long long deadline = now_ms() + START_TIMEOUT_MS;
         while (now_ms() < deadline && alive(pid)) {
-            if (s->kind == TS_REDIS ? redis_ready(s) : pg_ready(s))
+            if (s->kind == TS_POSTGRES ? pg_ready(s) : redis_ready(s))
                 return 0;
             sleep_ms(20);
         }
@@ -379,7 +475,10 @@ int ts_server_start(ts_server_t *s)
         if (!first)
             break; /* a restart keeps its port: clients know it */
     }
-    fprintf(stderr, "servers: %s did not start\n", s->kind == TS_REDIS ? "redis" : "postgres");
+    fprintf(stderr, "servers: %s did not start\n",
+            s->kind == TS_REDIS      ? "redis"
+            : s->kind == TS_SENTINEL ? "sentinel"
+                                     : "postgres");
     print_log_tail(s->log_path);
     return -1;
 }
@@ -398,6 +497,16 @@ int ts_server_stop(ts_server_t *s)
     }
     s->pid = 0;
     return ret;
+}
+
+void ts_server_kill(ts_server_t *s)
+{
+    if (s->pid <= 0)
+        return;
+    int status = 0;
+    kill(s->pid, SIGKILL);
+    wait_exit(s->pid, STOP_TIMEOUT_MS, &status);
+    s->pid = 0;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

@@ -23,19 +23,26 @@
 
 #define TS_PATH_MAX 512
 
-typedef enum { TS_REDIS = 1, TS_POSTGRES } ts_kind_t;
+/* TS_SENTINEL: a redis-sentinel (Debian's redis-sentinel) watching the master at
+ * 127.0.0.1:monitor_port under the name "gh", with a quorum of 2, down-after-milliseconds
+ * down_after_ms (0 = 1000) and a failover-timeout of five times that: failovers of seconds. */
+typedef enum { TS_REDIS = 1, TS_POSTGRES, TS_SENTINEL } ts_kind_t;
 
 /* Zero-initialize and set `kind` (and for Redis, `persist`); ts_server_cleanup when done. */
 typedef struct {
     ts_kind_t kind;
-    bool persist; /* Redis: append-only file, so a restart keeps every key */
+    bool persist;      /* Redis: append-only file, so a restart keeps every key */
+    int replica_of;    /* Redis: the port of a master on 127.0.0.1 to replicate (0: a master) */
+    int monitor_port;  /* Sentinel: the port of the master it watches */
+    int down_after_ms; /* Sentinel: see TS_SENTINEL */
 
     /* Filled by the first ts_server_start and kept across restarts. */
     pid_t pid; /* 0 when not running */
     int port;
     char dir[TS_PATH_MAX];
     char log_path[TS_PATH_MAX + 32];
-    /* redis://127.0.0.1:PORT or postgresql://gatehouse@127.0.0.1:PORT/postgres */
+    /* redis://127.0.0.1:PORT, postgresql://gatehouse@127.0.0.1:PORT/postgres, or for a
+     * sentinel 127.0.0.1:PORT */
     char url[128];
 } ts_server_t;
 
@@ -47,6 +54,9 @@ int ts_server_start(ts_server_t *s);
 /* Stops it (SIGTERM for Redis, SIGINT — fast shutdown — for PostgreSQL), waits up to 20 s, then
  * SIGKILL. Returns 0 when it exited by itself. Idempotent. */
 int ts_server_stop(ts_server_t *s);
+
+/* SIGKILL, no warning (a crash, for failover tests); waits for it. Idempotent. */
+void ts_server_kill(ts_server_t *s);
 
 /* Stops it if running and removes its dir (unless GATEHOUSE_TEST_KEEP=1). */
 void ts_server_cleanup(ts_server_t *s);
@@ -62,6 +72,10 @@ int ts_postgres_exec(const char *url, const char *sql);
 /* Redis: sends one inline command ("FLUSHALL", "DBSIZE") and copies the first reply line into
  * reply (may be NULL). Returns 0 when the reply is not an error. */
 int ts_redis_cmd(const ts_server_t *s, const char *cmd, char *reply, size_t len);
+
+/* Redis or a sentinel: sends one inline command whose reply is an array of bulk strings and
+ * writes them space-separated into out ("127.0.0.1 6379"). Returns 0 or -1. */
+int ts_redis_array(const ts_server_t *s, const char *cmd, char *out, size_t len);
 
 /* A loopback TCP port that was free a moment ago. */
 int ts_free_port(void);

@@ -81,7 +81,13 @@ static void open_rejects_bad_input(void **state)
                          "redis://127.0.0.1/x",
                          "redis://:pa%zzss@127.0.0.1",
                          "redis://[::1",
-                         "unix:"};
+                         "unix:",
+                         "redis-sentinel://127.0.0.1:26379",      /* no master name */
+                         "redis-sentinel://127.0.0.1:26379/",     /* an empty one */
+                         "redis-sentinel:///mymaster",            /* no sentinel */
+                         "redis-sentinel://127.0.0.1:0/mymaster", /* a bad port */
+                         "redis-sentinel://a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9/m", /* too many */
+                         "redis-sentinel://127.0.0.1:26379/mymaster/x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         o.url = bad[i];
         if (gh_session_redis_open(&l, &o, &s) != GH_EINVAL)
@@ -100,6 +106,10 @@ static void open_rejects_bad_input(void **state)
     snprintf(url, sizeof url, "redis://:secret@127.0.0.1:%d", redis.port);
     assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/99999", redis.port); /* no such db */
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
+    /* Sentinels nobody runs: nobody names a master, a start-up error as well. */
+    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster", ts_free_port(),
+             ts_free_port());
     assert_int_equal(gh_session_redis_open(&l, &o, &s), GH_ESTORE);
     assert_null(s);
     assert_at_mark(m0);
@@ -217,7 +227,7 @@ static void user_index_stays_bounded(void **state)
     /* A client that logs in and walks away, again and again: its sessions idle out unseen. */
     for (uint64_t i = 0; i < 50; i++, t += 31 * MIN)
         create_ok(s, 42, i, t, NULL);
-    assert_true(redis_int("ZCARD gh:u:42") <= 3);
+    assert_true(redis_int("ZCARD gh:U:42") <= 3);
     /* sessions past the absolute deadline leave the index too */
     gh_session_limits_t l2 = limits();
     l2.max_per_user = 0;
@@ -225,7 +235,7 @@ static void user_index_stays_bounded(void **state)
     gh_session_store_t *s2 = open_store(&l2);
     for (uint64_t i = 0; i < 50; i++, t += 20 * MIN)
         create_ok(s2, 43, 1000 + i, t, NULL);
-    assert_true(redis_int("ZCARD gh:u:43") <= 4);
+    assert_true(redis_int("ZCARD gh:U:43") <= 4);
     assert_consistent(s2);
     gh_session_store_destroy(&s2);
     gh_session_store_destroy(&s);
@@ -308,7 +318,7 @@ static void tokens_are_not_stored(void **state)
     snprintf(cmd, sizeof cmd, "KEYS *%s*", token + 3);
     assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
     assert_string_equal(reply, "*0");
-    assert_int_equal(redis_int("EXISTS gh:u:5"), 1);
+    assert_int_equal(redis_int("EXISTS gh:U:5"), 1);
     sodium_memzero(token, sizeof token);
     gh_session_store_destroy(&s);
 }
@@ -323,6 +333,139 @@ static void scripts_come_back_after_a_flush(void **state)
     assert_int_equal(ts_redis_cmd(&redis, "SCRIPT FLUSH", reply, sizeof reply), 0);
     assert_int_equal(lookup(s, 1, T0 + 1, NULL), 0);
     create_ok(s, 1, 2, T0 + 2, NULL);
+    gh_session_store_destroy(&s);
+}
+
+/* ---- the layout before this one: converted on read ---- */
+
+/* Writes one session the way the store before the packed layout did (a hash per session, a
+ * zset per user, a public-id key and the global expiry zset, with Redis TTLs). */
+static void put_old(uint64_t uid, uint64_t n, const char *id, int64_t c, int64_t l, const char *ip,
+                    const char *ua)
+{
+    char hex[65], cmd[512], reply[64];
+    hash_t h = H(n);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h.b[i]);
+    int64_t e = c + limits().session_ttl_ms, idle = l + limits().idle_ttl_ms;
+    int64_t d = idle < e ? idle : e;
+    snprintf(cmd, sizeof cmd, "HSET gh:s:%s u %llu i %s c %lld l %lld e %lld ip %s ua %s", hex,
+             (unsigned long long)uid, id, (long long)c, (long long)l, (long long)e, ip, ua);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "PEXPIRE gh:s:%s 3600000", hex); /* its backstop TTL */
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "ZADD gh:u:%llu %lld %s", (unsigned long long)uid, (long long)c, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "SET gh:i:%s %s", id, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+    snprintf(cmd, sizeof cmd, "ZADD gh:x %lld %s", (long long)d, hex);
+    assert_int_equal(ts_redis_cmd(&redis, cmd, reply, sizeof reply), 0);
+}
+
+static void old_layout_is_converted_on_read(void **state)
+{
+    (void)state;
+    /* four sessions a node before this layout made; the fourth idled out meanwhile */
+    put_old(7, 1, "AAAAAAAAAAAAAAAAAAAAAA", T0, T0 + MIN, "203.0.113.7", "curl/8.0");
+    put_old(8, 2, "BBBBBBBBBBBBBBBBBBBBBA", T0 + 1, T0 + 1, "2001:db8::1", "Mozilla/5.0");
+    put_old(9, 3, "CCCCCCCCCCCCCCCCCCCCCA", T0 + 2, T0 + 2, "198.51.100.1", "Firefox");
+    put_old(9, 4, "DDDDDDDDDDDDDDDDDDDDDA", T0 - HOUR, T0 - HOUR, "198.51.100.1", "Firefox");
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t info, list[4];
+    assert_int_equal(stats(s).active, 4);
+    /* a token check finds the old session, with its times and public id */
+    assert_int_equal(lookup(s, 1, T0 + 2 * MIN, &info), 0);
+    assert_int_equal(info.user_id, 7);
+    assert_int_equal(info.created_at_ms, T0);
+    assert_string_equal(info.id, "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_int_equal(redis_int("EXISTS gh:U:7"), 1);
+    assert_int_equal(redis_int("EXISTS gh:u:7"), 0);
+    /* listing converts the user's sessions and keeps their clients */
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 8, T0 + 2 * MIN, list, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, "BBBBBBBBBBBBBBBBBBBBBA");
+    assert_string_equal(list[0].client.ip, "2001:db8::1");
+    assert_string_equal(list[0].client.user_agent, "Mozilla/5.0");
+    assert_int_equal(list[0].created_at_ms, T0 + 1);
+    /* revoking by the old public id works */
+    assert_int_equal(gh_session_end_by_id(s, 9, "CCCCCCCCCCCCCCCCCCCCCA", GH_END_REVOKED), 0);
+    assert_int_equal(lookup(s, 3, T0 + 2 * MIN, NULL), GH_ENOTFOUND);
+    /* the sweep ends the one that idled out, counted once */
+    gh_session_expire(s, T0 + 2 * MIN, 100);
+    gh_session_stats_t st = stats(s);
+    assert_int_equal(st.active, 2);
+    assert_int_equal(st.ended_total[GH_END_IDLE], 1);
+    assert_int_equal(st.ended_total[GH_END_REVOKED], 1);
+    /* nothing of the old layout is left, and the new one is whole */
+    assert_int_equal(redis_int("EXISTS gh:x"), 0);
+    char reply[64];
+    assert_int_equal(ts_redis_cmd(&redis, "KEYS gh:[siu]:*", reply, sizeof reply), 0);
+    assert_string_equal(reply, "*0");
+    assert_consistent(s);
+    /* a second node started now sees the same sessions, without converting anything */
+    gh_session_store_t *s2 = open_store(&l);
+    assert_int_equal(lookup(s2, 2, T0 + 3 * MIN, &info), 0);
+    assert_int_equal(info.user_id, 8);
+    gh_session_store_destroy(&s2);
+    gh_session_store_destroy(&s);
+}
+
+/* A session stays one small value: a short one is stored inside Redis's object (embstr), and
+ * the per-user index stays in the compact encoding. */
+static void a_session_is_small_in_redis(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    for (uint64_t i = 0; i < 5; i++)
+        create_ok(s, 12345, i, T0 + (int64_t)i, NULL);
+    char reply[64];
+    assert_int_equal(ts_redis_cmd(&redis,
+                                  "EVAL \"return redis.call('OBJECT', 'ENCODING', "
+                                  "redis.call('KEYS', 'gh:k*')[1])\" 0",
+                                  reply, sizeof reply),
+                     0);
+    assert_string_equal(reply, "$6"); /* "embstr" */
+    assert_int_equal(ts_redis_cmd(&redis, "OBJECT ENCODING gh:U:12345", reply, sizeof reply), 0);
+    assert_string_equal(reply, "$8");             /* "listpack" */
+    assert_int_equal(redis_int("ZCARD gh:E"), 1); /* one expiry entry for the user */
+    gh_session_store_destroy(&s);
+}
+
+/* ---- acknowledged writes ---- */
+
+/* With wait_replicas, a create or an end is acknowledged only once a replica has it. */
+static void writes_wait_for_replicas(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_redis_options_t o = options();
+    o.wait_replicas = 1;
+    o.timeout_ms = 400;
+    gh_session_store_t *s = NULL;
+    assert_int_equal(gh_session_redis_open(&l, &o, &s), 0);
+    /* no replica: written on the master, but not acknowledged */
+    assert_int_equal(gh_session_create(s, 1, H(1).b, NULL, T0, NULL), GH_ESTORE);
+    assert_int_equal(lookup(s, 1, T0 + 1, NULL), 0); /* a check never waits */
+    ts_server_t replica = {.kind = TS_REDIS, .replica_of = redis.port};
+    assert_int_equal(ts_server_start(&replica), 0);
+    char reply[64];
+    for (int i = 0; i < 200; i++) {
+        if (ts_redis_cmd(&replica,
+                         "EVAL \"return redis.call('INFO', 'replication')"
+                         ":match('master_link_status:up') and 1 or 0\" 0",
+                         reply, sizeof reply) == 0 &&
+            strcmp(reply, ":1") == 0)
+            break;
+        sleep_ms(50);
+    }
+    assert_string_equal(reply, ":1");
+    create_ok(s, 1, 2, T0 + 2, NULL);
+    assert_int_equal(end(s, 2, GH_END_LOGOUT), 0);
+    ts_server_cleanup(&replica);
+    assert_int_equal(end(s, 1, GH_END_LOGOUT), GH_ESTORE); /* the replica is gone again */
     gh_session_store_destroy(&s);
 }
 
@@ -425,6 +568,9 @@ int main(int argc, char **argv)
         SESSION_SUITE_TEST(node_memory_stays_flat),
         SESSION_SUITE_TEST(tokens_are_not_stored),
         SESSION_SUITE_TEST(scripts_come_back_after_a_flush),
+        SESSION_SUITE_TEST(old_layout_is_converted_on_read),
+        SESSION_SUITE_TEST(a_session_is_small_in_redis),
+        SESSION_SUITE_TEST(writes_wait_for_replicas),
         SESSION_SUITE_TEST(redis_going_away_fails_closed_and_recovers),
         SESSION_SUITE_TEST(a_primary_turned_replica_fails_closed_and_recovers),
     };

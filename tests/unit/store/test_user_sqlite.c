@@ -58,7 +58,7 @@ static void wal_mode_and_schema_version_are_set(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 3); /* 2: audit (#20), 3: second factors (#18) */
     sqlite3_finalize(st);
     sqlite3_close(raw);
 }
@@ -84,6 +84,47 @@ static void newer_schema_is_refused(void **state)
     assert_int_equal(gh_mem_objects(GH_MEM_USERS), o0);
 }
 
+static int set_password_to_x(gh_user_store_t *s, void *arg)
+{
+    return gh_user_set_password(s, *(uint64_t *)arg, "x");
+}
+
+/* A change and its audit event are one transaction: when the event cannot be stored, the change
+ * is rolled back too (an event refused by a trigger stands for a full disk). */
+static void a_change_and_its_event_commit_together(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "ivy", "old", 1, &u), 0);
+    char db[300];
+    snprintf(db, sizeof db, "%s/users.db", user_suite_dir);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_busy_timeout(raw, 5000);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "CREATE TRIGGER refuse BEFORE INSERT ON audit_events "
+                                  "BEGIN SELECT RAISE(ABORT, 'no room'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    gh_audit_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.type, sizeof ev.type, "password.changed");
+    ev.user_id = u.id;
+    assert_int_equal(gh_user_audited(s, &ev, set_password_to_x, &u.id), GH_ESTORE);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_string_equal(u.password_hash, "old"); /* rolled back with the event */
+    assert_int_equal(sqlite3_exec(raw, "DROP TRIGGER refuse", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(gh_user_audited(s, &ev, set_password_to_x, &u.id), 0);
+    assert_true(ev.id > 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_string_equal(u.password_hash, "x");
+    /* and the store takes other writes after the refused one */
+    assert_int_equal(gh_user_create(s, "jay", "h", 1, &u), 0);
+    gh_user_store_close(&s);
+}
+
 static void sqlite_heap_is_reported(void **state)
 {
     (void)state;
@@ -98,6 +139,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         USER_SUITE_TESTS,
         USER_SUITE_TEST(data_dir_and_file_are_private),
+        USER_SUITE_TEST(a_change_and_its_event_commit_together),
         USER_SUITE_TEST(wal_mode_and_schema_version_are_set),
         USER_SUITE_TEST(newer_schema_is_refused),
         USER_SUITE_TEST(sqlite_heap_is_reported),

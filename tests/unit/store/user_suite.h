@@ -351,6 +351,315 @@ static void memory_returns_to_baseline(void **state)
     assert_int_equal(gh_mem_bytes(GH_MEM_USERS), b0);
 }
 
+/* ---- roles and the audit trail ---- */
+
+static void roles_are_kept_and_search_is_a_literal_prefix(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u, v, page[8];
+    size_t n;
+    assert_int_equal(gh_user_create(s, "Alice", "h", 1, &u), 0);
+    assert_false(u.admin);
+    assert_false(u.disabled);
+    assert_int_equal(gh_user_create(s, "alina", "h", 1, &v), 0);
+    assert_int_equal(gh_user_create(s, "al%ice", "h", 1, &v), 0);
+    assert_int_equal(gh_user_create(s, "bob", "h", 1, &v), 0);
+    assert_int_equal(gh_user_set_flags(s, u.id, 1, -1), 0);
+    assert_int_equal(gh_user_get_by_name(s, "alice", &u), 0);
+    assert_true(u.admin);
+    assert_false(u.disabled);
+    assert_int_equal(gh_user_set_flags(s, u.id, -1, 1), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_true(u.admin);
+    assert_true(u.disabled);
+    assert_int_equal(gh_user_set_flags(s, u.id, 0, 0), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), 0);
+    assert_false(u.admin || u.disabled);
+    assert_int_equal(gh_user_set_flags(s, 999999, 1, 1), GH_ENOTFOUND);
+    /* any case; '%' and '_' are characters, not wildcards */
+    assert_int_equal(gh_user_search(s, "AL", 0, page, 8, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(gh_user_search(s, "al%", 0, page, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].username, "al%ice");
+    assert_int_equal(gh_user_search(s, "%", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "_lice", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "' OR 1=1 --", 0, page, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_search(s, "", 0, page, 2, &n), 0); /* paged */
+    assert_int_equal(n, 2);
+    assert_int_equal(gh_user_search(s, "", page[1].id, page, 8, &n), 0);
+    assert_int_equal(n, 2);
+    gh_user_store_close(&s);
+}
+
+static void audit_events_append_filter_page_and_prune(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_audit_event_t ev, out[16];
+    size_t n;
+    const char *types[] = {"login.failed", "login.succeeded", "admin.user_disable", "logout"};
+    for (int i = 0; i < 12; i++) {
+        memset(&ev, 0, sizeof ev);
+        ev.time_ms = 1000 * (i + 1);
+        snprintf(ev.type, sizeof ev.type, "%s", types[i % 4]);
+        snprintf(ev.actor, sizeof ev.actor, "user:%d", i % 3 + 1);
+        ev.user_id = (uint64_t)(i % 3 + 1);
+        snprintf(ev.ip, sizeof ev.ip, "192.0.2.%d", i);
+        snprintf(ev.user_agent, sizeof ev.user_agent, "ua \"quoted\" ' ; DROP TABLE users; --");
+        snprintf(ev.outcome, sizeof ev.outcome, "success");
+        snprintf(ev.detail, sizeof ev.detail, "n=%d", i);
+        assert_int_equal(gh_user_audit_append(s, &ev), 0);
+        assert_true(ev.id > 0);
+    }
+    gh_audit_query_t q;
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 12);
+    assert_string_equal(out[0].detail, "n=11"); /* newest first */
+    assert_string_equal(out[0].user_agent, "ua \"quoted\" ' ; DROP TABLE users; --");
+    for (size_t i = 1; i < n; i++)
+        assert_true(out[i].id < out[i - 1].id);
+    q.user_id = 2;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 4);
+    q.user_id = 0;
+    snprintf(q.type, sizeof q.type, "admin");
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 3);
+    snprintf(q.type, sizeof q.type, "login.%%");
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 0);
+    q.type[0] = '\0';
+    q.since_ms = 3000;
+    q.until_ms = 6000;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 3); /* 3000, 4000, 5000 */
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 5, &n), 0);
+    assert_int_equal(n, 5);
+    q.before_id = out[4].id;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 7);
+    size_t removed;
+    assert_int_equal(gh_user_audit_prune(s, 5500, 2, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(gh_user_audit_prune(s, 5500, 100, &removed), 0);
+    assert_int_equal(removed, 3);
+    memset(&q, 0, sizeof q);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 16, &n), 0);
+    assert_int_equal(n, 7);
+    gh_user_store_close(&s);
+}
+
+static int suite_delete(gh_user_store_t *s, void *arg)
+{
+    return gh_user_del(s, *(uint64_t *)arg);
+}
+
+/* gh_user_audited: a change that succeeds is stored with its event; one that fails stores none
+ * and answers its own error. */
+static void audited_changes_come_with_their_event(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t u;
+    assert_int_equal(gh_user_create(s, "kim", "h", 1, &u), 0);
+    gh_audit_event_t ev, out[4];
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.type, sizeof ev.type, "user.deleted");
+    ev.user_id = u.id;
+    uint64_t missing = u.id + 1000;
+    assert_int_equal(gh_user_audited(s, &ev, suite_delete, &missing), GH_ENOTFOUND);
+    gh_audit_query_t q;
+    memset(&q, 0, sizeof q);
+    size_t n;
+    assert_int_equal(gh_user_audit_read(s, &q, out, 4, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gh_user_audited(s, &ev, suite_delete, &u.id), 0);
+    assert_int_equal(gh_user_get_by_id(s, u.id, &u), GH_ENOTFOUND);
+    assert_int_equal(gh_user_audit_read(s, &q, out, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].type, "user.deleted");
+    gh_user_store_close(&s);
+}
+
+/* ---- second factors (issue #18) ---- */
+
+static gh_factor_t *new_factor(uint64_t user, gh_factor_type_t type, const char *name,
+                               const char *secret)
+{
+    static gh_factor_t f;
+    memset(&f, 0, sizeof f);
+    f.user_id = user;
+    f.type = type;
+    snprintf(f.name, sizeof f.name, "%s", name);
+    f.created_at_ms = 5000;
+    f.secret_len = strlen(secret);
+    memcpy(f.secret, secret, f.secret_len);
+    return &f;
+}
+
+static void factors_are_kept_per_user_and_survive_a_reopen(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t a, b;
+    assert_int_equal(gh_user_create(s, "fa", "h", 1, &a), 0);
+    assert_int_equal(gh_user_create(s, "fb", "h", 1, &b), 0);
+    gh_factor_t *f = new_factor(a.id, GH_FACTOR_TOTP, "phone", "sealed\0bytes");
+    f->secret_len = 12; /* a NUL inside: blobs are kept byte for byte */
+    memcpy(f->secret, "sealed\0bytes", 12);
+    assert_int_equal(gh_user_factor_add(s, f), 0);
+    uint64_t totp = f->id;
+    assert_true(totp > 0);
+    f = new_factor(a.id, GH_FACTOR_WEBAUTHN, "key", "cose");
+    f->confirmed = true;
+    f->credential_len = 3;
+    memcpy(f->credential, "\x01\x00\x02", 3);
+    assert_int_equal(gh_user_factor_add(s, f), 0);
+    uint64_t key = f->id;
+    /* the credential id is unique across users */
+    f = new_factor(b.id, GH_FACTOR_WEBAUTHN, "key", "cose");
+    f->credential_len = 3;
+    memcpy(f->credential, "\x01\x00\x02", 3);
+    assert_int_equal(gh_user_factor_add(s, f), GH_EEXISTS);
+    /* bounds, and a user that does not exist */
+    assert_int_equal(gh_user_factor_add(s, new_factor(a.id, GH_FACTOR_TOTP, "", "x")), GH_EINVAL);
+    f = new_factor(a.id, GH_FACTOR_TOTP, "n", "x");
+    f->secret_len = GH_FACTOR_SECRET_MAX + 1;
+    assert_int_equal(gh_user_factor_add(s, f), GH_EINVAL);
+    assert_int_equal(gh_user_factor_add(s, new_factor(b.id + 1000, GH_FACTOR_TOTP, "n", "x")),
+                     GH_ENOTFOUND);
+    gh_user_store_close(&s);
+
+    s = open_store();
+    gh_factor_t list[4];
+    size_t n = 9;
+    assert_int_equal(gh_user_factor_list(s, a.id, list, 4, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[0].id, totp);
+    assert_int_equal(list[0].type, GH_FACTOR_TOTP);
+    assert_string_equal(list[0].name, "phone");
+    assert_int_equal(list[0].secret_len, 12);
+    assert_memory_equal(list[0].secret, "sealed\0bytes", 12);
+    assert_false(list[0].confirmed);
+    assert_int_equal(list[0].created_at_ms, 5000);
+    assert_int_equal(list[0].last_used_at_ms, 0);
+    assert_int_equal(list[0].credential_len, 0);
+    assert_int_equal(list[1].id, key);
+    assert_int_equal(list[1].type, GH_FACTOR_WEBAUTHN);
+    assert_true(list[1].confirmed);
+    assert_int_equal(gh_user_factor_list(s, b.id, list, 4, &n), 0);
+    assert_int_equal(n, 0);
+    gh_factor_t g;
+    assert_int_equal(gh_user_factor_by_credential(s, (const uint8_t *)"\x01\x00\x02", 3, &g), 0);
+    assert_int_equal(g.id, key);
+    assert_int_equal(g.user_id, a.id);
+    assert_int_equal(gh_user_factor_by_credential(s, (const uint8_t *)"\x01\x00", 2, &g),
+                     GH_ENOTFOUND);
+    /* another user's factor is not found through this user */
+    assert_int_equal(gh_user_factor_get(s, b.id, totp, &g), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_confirm(s, b.id, totp), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_del(s, b.id, totp), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_rename(s, b.id, totp, "x"), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_rename(s, a.id, totp, ""), GH_EINVAL);
+    assert_int_equal(gh_user_factor_rename(s, a.id, totp, "old phone"), 0);
+    assert_int_equal(gh_user_factor_get(s, a.id, totp, &g), 0);
+    assert_string_equal(g.name, "old phone");
+    assert_int_equal(gh_user_factor_confirm(s, a.id, totp), 0);
+    assert_int_equal(gh_user_factor_get(s, a.id, totp, &g), 0);
+    assert_true(g.confirmed);
+    assert_int_equal(gh_user_factor_del(s, a.id, key), 0);
+    assert_int_equal(gh_user_factor_del(s, a.id, key), GH_ENOTFOUND);
+    assert_int_equal(gh_user_factor_list(s, a.id, list, 4, &n), 0);
+    assert_int_equal(n, 1);
+    /* deleting the user takes the factors with it */
+    assert_int_equal(gh_user_del(s, a.id), 0);
+    assert_int_equal(gh_user_factor_get(s, a.id, totp, &g), GH_ENOTFOUND);
+    gh_user_store_close(&s);
+}
+
+static void a_factor_counter_only_moves_forward(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t a;
+    assert_int_equal(gh_user_create(s, "fc", "h", 1, &a), 0);
+    gh_factor_t *f = new_factor(a.id, GH_FACTOR_TOTP, "phone", "x");
+    assert_int_equal(gh_user_factor_add(s, f), 0);
+    uint64_t id = f->id;
+    assert_int_equal(gh_user_factor_use(s, a.id, id, 100, 7000), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, id, 100, 7001), GH_ERANGE); /* replayed */
+    assert_int_equal(gh_user_factor_use(s, a.id, id, 99, 7002), GH_ERANGE);  /* older */
+    assert_int_equal(gh_user_factor_use(s, a.id, id, 101, 7003), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, id + 1, 200, 7004), GH_ENOTFOUND);
+    gh_factor_t g;
+    assert_int_equal(gh_user_factor_get(s, a.id, id, &g), 0);
+    assert_int_equal(g.counter, 101);
+    assert_int_equal(g.last_used_at_ms, 7003);
+    /* a passkey without a counter (always 0) is used again and again */
+    f = new_factor(a.id, GH_FACTOR_WEBAUTHN, "key", "cose");
+    assert_int_equal(gh_user_factor_add(s, f), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, f->id, 0, 8000), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, f->id, 0, 8001), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, f->id, 5, 8002), 0);
+    assert_int_equal(gh_user_factor_use(s, a.id, f->id, 0, 8003), GH_ERANGE); /* went back */
+    size_t n = 0;
+    assert_int_equal(gh_user_factor_del_all(s, a.id, &n), 0);
+    assert_int_equal(n, 2);
+    gh_user_store_close(&s);
+}
+
+static void recovery_codes_are_single_use_and_replaced_whole(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_user_t a, b;
+    assert_int_equal(gh_user_create(s, "ra", "h", 1, &a), 0);
+    assert_int_equal(gh_user_create(s, "rb", "h", 1, &b), 0);
+    uint8_t h[GH_RECOVERY_CODES][GH_RECOVERY_HASH_LEN];
+    for (int i = 0; i < GH_RECOVERY_CODES; i++)
+        memset(h[i], i + 1, GH_RECOVERY_HASH_LEN);
+    size_t left = 99;
+    int64_t last = 99;
+    assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
+    assert_int_equal(left, 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(gh_user_recovery_set(s, a.id, (const uint8_t(*)[GH_RECOVERY_HASH_LEN])h,
+                                          GH_RECOVERY_CODES, 10),
+                     0);
+    assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
+    assert_int_equal(left, 10);
+    assert_int_equal(gh_user_recovery_use(s, b.id, h[3], 20), GH_ENOTFOUND); /* not b's */
+    assert_int_equal(gh_user_recovery_use(s, a.id, h[3], 20), 0);
+    assert_int_equal(gh_user_recovery_use(s, a.id, h[3], 21), GH_ENOTFOUND); /* spent */
+    assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
+    assert_int_equal(left, 9);
+    assert_int_equal(last, 20);
+    gh_user_store_close(&s);
+    s = open_store();
+    /* new codes: the old ones die, spent or not */
+    uint8_t h2[2][GH_RECOVERY_HASH_LEN];
+    memset(h2[0], 0xAA, GH_RECOVERY_HASH_LEN);
+    memset(h2[1], 0xBB, GH_RECOVERY_HASH_LEN);
+    assert_int_equal(
+        gh_user_recovery_set(s, a.id, (const uint8_t(*)[GH_RECOVERY_HASH_LEN])h2, 2, 30), 0);
+    assert_int_equal(gh_user_recovery_use(s, a.id, h[4], 31), GH_ENOTFOUND);
+    assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
+    assert_int_equal(left, 2);
+    assert_int_equal(gh_user_recovery_use(s, a.id, h2[1], 32), 0);
+    size_t n;
+    assert_int_equal(gh_user_factor_del_all(s, a.id, &n), 0); /* the codes go with the factors */
+    assert_int_equal(gh_user_recovery_state(s, a.id, &left, &last), 0);
+    assert_int_equal(left, 0);
+    gh_user_store_close(&s);
+}
+
 #define USER_SUITE_TEST(f) cmocka_unit_test_setup_teardown(f, user_suite_setup, user_suite_teardown)
 #define USER_SUITE_TESTS                                                                           \
     USER_SUITE_TEST(create_and_find_case_insensitively), USER_SUITE_TEST(set_password_and_delete), \
@@ -358,6 +667,12 @@ static void memory_returns_to_baseline(void **state)
         USER_SUITE_TEST(injection_looking_names_are_literal),                                      \
         USER_SUITE_TEST(list_pages_in_id_order), USER_SUITE_TEST(out_of_bounds_input_is_refused),  \
         USER_SUITE_TEST(ping_answers), USER_SUITE_TEST(concurrent_callers_are_serialized),         \
-        USER_SUITE_TEST(memory_returns_to_baseline)
+        USER_SUITE_TEST(memory_returns_to_baseline),                                               \
+        USER_SUITE_TEST(roles_are_kept_and_search_is_a_literal_prefix),                            \
+        USER_SUITE_TEST(audit_events_append_filter_page_and_prune),                                \
+        USER_SUITE_TEST(audited_changes_come_with_their_event),                                    \
+        USER_SUITE_TEST(factors_are_kept_per_user_and_survive_a_reopen),                           \
+        USER_SUITE_TEST(a_factor_counter_only_moves_forward),                                      \
+        USER_SUITE_TEST(recovery_codes_are_single_use_and_replaced_whole)
 
 #endif

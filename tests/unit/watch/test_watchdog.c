@@ -633,6 +633,53 @@ static void store_writes_failing_fires_and_resolves(void **state)
     gh_watchdog_destroy(&wd);
 }
 
+/* Audit events dropped by a full audit queue raise audit_events_dropped (a warning, not about
+ * memory) while drops are in the last minute, and resolve once the minute is clear. */
+static void audit_events_dropped_fires_and_resolves(void **state)
+{
+    (void)state;
+    seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    gh_watch_options_t o = {.interval_ms = 1000,
+                            .window_ms = 120000,
+                            .limit_bytes = 1000 * 1000,
+                            .fire_after = 2,
+                            .resolve_after = 2,
+                            .wall_clock_ms = fixed_wall_clock,
+                            .on_event = on_event,
+                            .event_ctx = &seen};
+    gh_watchdog_t *wd = NULL;
+    assert_int_equal(gh_watchdog_create(&o, &wd), 0);
+    uint64_t dropped = 0;
+    for (int64_t t = 0; t < 90; t++) {
+        gh_watch_sample_t s;
+        memset(&s, 0, sizeof s);
+        s.t_ms = t * 1000;
+        s.rss_bytes = 100 * 1000;
+        dropped += t >= 5 && t < 9 ? 50 : 0; /* a flood overflows the queue for 4 s */
+        s.audit_dropped_total = dropped;
+        seen.now_t = t;
+        gh_watchdog_step(wd, &s);
+        if (t == 4)
+            assert_int_equal(seen.n, 0);
+        if (t == 6) {
+            assert_int_equal(seen.n, 1);
+            assert_int_equal(seen.ev[0].alert, GH_WATCH_AUDIT_EVENTS_DROPPED);
+            assert_string_equal(seen.ev[0].name, "audit_events_dropped");
+            assert_int_equal(seen.ev[0].severity, GH_WATCH_WARNING);
+            assert_true(seen.ev[0].firing);
+            assert_non_null(strstr(seen.ev[0].summary, "audit events/s dropped"));
+            assert_false(gh_watchdog_memory_critical(wd));
+        }
+        if (t == 40)
+            assert_int_equal(seen.n, 1); /* drops within the last minute: still firing */
+    }
+    assert_int_equal(seen.n, 2);
+    assert_false(seen.ev[1].firing);
+    assert_int_equal(gh_watchdog_severity(wd, GH_WATCH_AUDIT_EVENTS_DROPPED), GH_WATCH_OK);
+    gh_watchdog_destroy(&wd);
+}
+
 static void alerts_fire_and_resolve_with_hysteresis(void **state)
 {
     (void)state;
@@ -955,6 +1002,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(sinks_get_a_log_line_an_event_and_a_service_check),
         cmocka_unit_test(status_json_shows_the_forecast_and_alerts),
         cmocka_unit_test(store_writes_failing_fires_and_resolves),
+        cmocka_unit_test(audit_events_dropped_fires_and_resolves),
         cmocka_unit_test(formats_read_well),
         cmocka_unit_test(the_thread_samples_and_stops_promptly),
         cmocka_unit_test(bad_options_are_refused_and_memory_comes_back),

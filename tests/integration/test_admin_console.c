@@ -1,0 +1,169 @@
+/*
+ * test_admin_console.c — the admin console in a real browser: headless Chromium (Debian's
+ * package) driven by playwright-core (tests/browser/admin_console.mjs) against the real binary.
+ * An admin user (made with `gatehouse user add --admin`) signs in, finds a user, ends one of
+ * their sessions, disables and re-enables them and reads the trail; hostile filters get 400;
+ * forged CSRF and a foreign origin are refused; a signed-in user who is not an admin gets 403 on
+ * every /admin page and form. Screenshots are kept in <build>/browser-artifacts/. Afterwards the
+ * server is asked what the browser did: the session is gone, the user can log in, the trail
+ * names the admin as the actor of each admin.<action>.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define PASSWORD "correct horse battery"
+#define ADMIN "admin-secret-token-for-tests"
+#define SCRIPT "tests/browser/admin_console.mjs"
+
+static char artifacts[HT_PATH_MAX];
+
+typedef struct {
+    ht_server_t gh;
+    ht_response_t r;
+    ht_run_t run;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    *state = f;
+    return ht_server_start(&f->gh, "--admin-token", ADMIN, NULL);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    int rc = ht_server_release(&f->gh);
+    free(f);
+    return rc;
+}
+
+/* Runs node SCRIPT with env; returns its exit status, or -1 when it overran timeout_ms. */
+static int run_script(const char *const *env, long long timeout_ms)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0); /* its own group: chromium's processes go with it on a timeout */
+        for (size_t i = 0; env[i]; i++)
+            putenv((char *)env[i]);
+        execlp("node", "node", SCRIPT, (char *)NULL);
+        _exit(127);
+    }
+    long long deadline = ht_now_ms() + timeout_ms;
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (ht_now_ms() > deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        ht_sleep_ms(100);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void an_admin_uses_the_console(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(ht_run(&f->run, PASSWORD "\n", NULL, "user", "add", "root", "--admin",
+                            "--data-dir", f->gh.dir, NULL),
+                     0);
+    assert_int_equal(f->run.status, 0);
+    long long victim, root_id = 0;
+    assert_int_equal(ht_register(&f->gh, "annika", PASSWORD, &victim), 201);
+    assert_int_equal(ht_register(&f->gh, "mallory", PASSWORD, NULL), 201);
+    char kept[64], other_token[64], other_sid[32];
+    assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, kept, NULL), 201);
+    assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, other_token, other_sid), 201);
+
+    char base[96], id[32], sid[64], dir[HT_PATH_MAX + 16];
+    snprintf(base, sizeof base, "BASE=http://%s", f->gh.addr);
+    snprintf(id, sizeof id, "VICTIM_ID=%lld", victim);
+    snprintf(sid, sizeof sid, "OTHER_SID=%s", other_sid);
+    snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
+    const char *env[] = {base,
+                         id,
+                         sid,
+                         dir,
+                         "ADMIN_USER=root",
+                         "NON_ADMIN=mallory",
+                         "VICTIM=annika",
+                         "PASSWORD=" PASSWORD,
+                         NULL};
+    int rc = run_script(env, 120000);
+    if (rc != 0)
+        fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
+
+    /* What the browser did is true on the server too. */
+    assert_int_equal(ht_get(&f->gh, "/v1/session", other_token, &f->r), 401);
+    assert_int_equal(ht_get(&f->gh, "/v1/session", kept, &f->r), 401); /* disabling ended it */
+    assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, NULL, NULL), 201); /* enabled again */
+    assert_int_equal(ht_get(&f->gh, "/v1/admin/users?limit=10", ADMIN, &f->r), 200);
+    for (int i = 0; i < 3; i++) {
+        char p[32], name[80];
+        snprintf(p, sizeof p, "users.%d.username", i);
+        if (ht_jstr(&f->r, p, name, sizeof name) && strcmp(name, "root") == 0) {
+            snprintf(p, sizeof p, "users.%d.id", i);
+            assert_true(ht_jint(&f->r, p, &root_id));
+        }
+    }
+    assert_true(root_id > 0);
+    char path[128], actor[64], got[64];
+    snprintf(actor, sizeof actor, "admin:%lld", root_id);
+    const char *types[] = {"admin.session_revoke", "admin.user_disable", "admin.user_enable",
+                           "session.revoked",      "user.disabled",      "user.enabled"};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        snprintf(path, sizeof path, "/v1/admin/audit?type=%s&user=%lld", types[i], victim);
+        assert_int_equal(ht_get(&f->gh, path, ADMIN, &f->r), 200);
+        if (ht_jsize(&f->r, "events") != (strcmp(types[i], "session.revoked") == 0 ? 2 : 1))
+            fail_msg("%s: %s", types[i], f->r.body);
+        assert_true(ht_jstr(&f->r, "events.0.actor", got, sizeof got));
+        assert_string_equal(got, actor);
+    }
+    /* the refused forms changed nothing: no delete, no unlock by anyone */
+    assert_int_equal(ht_get(&f->gh, "/v1/admin/audit?type=user.deleted", ADMIN, &f->r), 200);
+    assert_int_equal(ht_jsize(&f->r, "events"), 0);
+    static const char *const shots[] = {"admin-users",    "admin-user",  "admin-confirm",
+                                        "admin-disabled", "admin-audit", "admin-bad-filter",
+                                        "admin-forbidden"};
+    for (size_t i = 0; i < sizeof shots / sizeof shots[0]; i++) {
+        char p[HT_PATH_MAX + 64];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s.png", artifacts, shots[i]);
+        if (stat(p, &sb) != 0 || sb.st_size < 1000)
+            fail_msg("no screenshot %s", p);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    /* Screenshots go beside the test binaries: <build>/browser-artifacts. */
+    const char *cut = strstr(argv[0], "/tests/integration/");
+    snprintf(artifacts, sizeof artifacts, "%.*s/browser-artifacts", cut ? (int)(cut - argv[0]) : 5,
+             cut ? argv[0] : "build");
+    mkdir(artifacts, 0755);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(an_admin_uses_the_console, setup, teardown),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
