@@ -130,26 +130,36 @@ static size_t parse(const char *t, size_t len, line_t *out, size_t max)
 static void headline(const line_t *l, char *out, size_t n)
 {
     size_t len = 0;
-    const char *end = l->frames + l->flen;
     out[0] = '\0';
-    int shown = 0;
-    while (shown < 3 && end > l->frames && len + 1 < n) {
+    /* the frames, leaf first */
+    const char *fr[64] = {0};
+    size_t fl[64] = {0}, nf = 0;
+    for (const char *end = l->frames + l->flen; end > l->frames && nf < 64;) {
         const char *start = end;
         while (start > l->frames && start[-1] != ';')
             start--;
-        char frame[160];
-        snprintf(frame, sizeof frame, "%.*s", (int)(end - start), start);
-        bool last = start == l->frames;
-        if (shown > 0 || last || !gh_heap_is_wrapper(frame)) {
-            int w = snprintf(out + len, n - len, "%s%s", shown ? " \xe2\x86\x90 " : "", frame);
-            if (w < 0)
-                break;
-            len += (size_t)w;
-            shown++;
-        }
-        if (last)
+        fr[nf] = start;
+        fl[nf++] = (size_t)(end - start);
+        end = start > l->frames ? start - 1 : l->frames;
+    }
+    if (nf == 0)
+        return;
+    size_t first = 0;
+    char frame[160];
+    for (; first + 1 < nf; first++) {
+        snprintf(frame, sizeof frame, "%.*s", (int)fl[first], fr[first]);
+        if (!gh_heap_is_wrapper(frame))
             break;
-        end = start - 1;
+    }
+    snprintf(frame, sizeof frame, "%.*s", (int)fl[first], fr[first]);
+    if (strstr(frame, "+0x")) /* only unnamed frames and wrappers: start at the leaf */
+        first = 0;
+    for (size_t i = first; i < nf && i < first + 3 && len + 1 < n; i++) {
+        int w = snprintf(out + len, n - len, "%s%.*s", i > first ? " \xe2\x86\x90 " : "",
+                         (int)fl[i], fr[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
     }
     if (len >= n)
         out[n - 1] = '\0';
@@ -205,7 +215,8 @@ int gh_load_heap_compare(const char *a, size_t alen, const char *b, size_t blen,
 
 void gh_load_heap_explain(const gh_load_heap_t *h, gh_load_memory_t *m)
 {
-    if (!h->fetched || h->n == 0)
+    /* A pass is a pass: caches that filled are in the summary, not in the verdict's reason. */
+    if (!h->fetched || h->n == 0 || m->verdict != GH_LOAD_LEAK)
         return;
     size_t len = strlen(m->reason);
     snprintf(m->reason + len, sizeof m->reason - len,

@@ -309,7 +309,7 @@ int gh_load_heap_fetch(const gh_load_opts_t *o, char **text, size_t *len, char *
  * first). GH_ENOMEM. */
 int gh_load_heap_compare(const char *a, size_t alen, const char *b, size_t blen,
                          gh_load_heap_t *out) GH_WUR;
-/* Appends to the verdict reason the stack that grew most, when one did. */
+/* Appends to a leak verdict's reason the stack that grew most, when one did. */
 void gh_load_heap_explain(const gh_load_heap_t *h, gh_load_memory_t *m);
 
 /* ---- output (report.c) ---- */

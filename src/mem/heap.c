@@ -428,7 +428,7 @@ bool gh_heap_is_wrapper(const char *name)
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
-    return false;
+    return strstr(name, "+0x") != NULL; /* unnamed: a library's internal wrapper, usually */
 }
 
 char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n)
@@ -446,6 +446,9 @@ char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n)
     /* Skip the allocator wrappers at the leaf, but keep at least one frame. */
     while (first < d - 1 && gh_heap_is_wrapper(gh_heap_symbol(f[first], false, sym, sizeof sym)))
         first++;
+    /* Only unnamed frames and wrappers: start at the leaf after all. */
+    if (strstr(gh_heap_symbol(f[first], false, sym, sizeof sym), "+0x"))
+        first = 0;
     for (int i = first; i < d && shown < max_frames && len + 1 < n; i++, shown++) {
         gh_heap_symbol(f[i], shown == 0, sym, sizeof sym);
         int w = snprintf(out + len, n - len, "%s%s", shown ? " \xe2\x86\x90 " : "", sym);

@@ -74,7 +74,8 @@ char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n);
  * "leak_main (leak_preload.so) ← libc.so.6+0x891f4". Returns out. */
 char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n);
 /* True for the frames a headline skips at the leaf: allocator wrappers (gh_mem_*, gh_pool_*,
- * sm_alloc, SQLite's malloc wrappers) and unnamed frames. */
+ * sm_alloc, SQLite's malloc wrappers) and unnamed frames ("libfoo.so+0x1a2b"); a stack with no
+ * other frame keeps its leaf. */
 bool gh_heap_is_wrapper(const char *name);
 /* Cuts an incomplete UTF-8 sequence off the end of s (what a truncating snprintf leaves), so the
  * text stays valid for JSON. */
