@@ -43,7 +43,10 @@ CFLAGS  += $(CFLAGS_BASE) $(CFLAGS_OPT) $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm -pthread
 LDFLAGS += $(LDFLAGS_SAN)
 
-LIB_SRC   := $(sort $(shell find src -name '*.c' ! -path src/main.c))
+# src/mem/heap_malloc.c interposes malloc (the sampling heap profiler, src/mem/heap.h): it is
+# linked into the gatehouse binary (and the profiler's own test) only, never into the library.
+HEAP_MALLOC := $(BUILD)/obj/src/mem/heap_malloc.o
+LIB_SRC   := $(sort $(shell find src -name '*.c' ! -path src/main.c ! -path src/mem/heap_malloc.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC  := $(sort $(shell find tests/unit -name 'test_*.c' 2>/dev/null))
 UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
@@ -74,8 +77,15 @@ $(BUILD)/libgatehouse.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/gatehouse: $(BUILD)/obj/src/main.o $(BUILD)/libgatehouse.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# -rdynamic: the heap profiler names the binary's functions through dladdr.
+$(BUILD)/gatehouse: $(BUILD)/obj/src/main.o $(HEAP_MALLOC) $(BUILD)/libgatehouse.a
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# The profiler's own test runs with the interposer, like the binary.
+$(BUILD)/tests/unit/mem/test_heap_profile: $(BUILD)/obj/tests/unit/mem/test_heap_profile.o \
+		$(HEAP_MALLOC) $(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libgatehouse.a
 	@mkdir -p $(dir $@)
@@ -168,6 +178,17 @@ bench-storm: $(BUILD)/gatehouse
 bench-ceiling: $(BUILD)/gatehouse
 	@bash bench/bench_ceiling.sh $(BUILD)
 
+# Token checks with the sampling heap profiler on against off (interleaved, one run), and its
+# cost per malloc + free pair (bench_heap_malloc, linked with the interposer like the binary).
+$(BUILD)/bench/bench_heap_malloc: $(BUILD)/obj/bench/bench_heap_malloc.o $(HEAP_MALLOC) \
+		$(BUILD)/libgatehouse.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+.PHONY: bench-heap
+bench-heap: $(BUILD)/gatehouse $(BUILD)/bench/bench_heap_malloc
+	@bash bench/bench_heap.sh $(BUILD)
+	./$(BUILD)/bench/bench_heap_malloc
+
 # Login throughput against the raw argon2id verify rate at the same cost on as many threads.
 .PHONY: bench-login
 bench-login: $(BUILD)/gatehouse $(BUILD)/bench/bench_login
@@ -187,8 +208,7 @@ bench-mfa: $(BUILD)/gatehouse
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
-BENCHES += bench-mfa
-BENCHES += bench-email
+BENCHES += bench-mfa bench-email bench-heap
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done
@@ -261,7 +281,7 @@ format:
 clean:
 	rm -rf build build-*
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/src/main.d $(HEAP_MALLOC:.o=.d)
 # Test objects depend on the headers they include too (harness.h changes struct layouts).
 -include $(UNIT_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_SRC:%.c=$(BUILD)/obj/%.d) $(INTEG_LIB:.o=.d)
 -include $(FUZZ_SRC:%.c=$(BUILD)/obj/%.d) $(BUILD)/obj/tests/fuzz/replay.d

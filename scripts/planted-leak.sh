@@ -11,7 +11,10 @@
 #   3. valgrind: the plain-built mutant server, run under memcheck by the harness, reports the
 #      chunk as definitely lost and the harness fails the test;
 #   4. the soak verdict (scripts/soak.sh --short, gatehouse load): the real build passes, the
-#      mutant is a leak (the soak's waves empty the store, which is when the mutant drops a chunk).
+#      mutant is a leak (the soak's waves empty the store, which is when the mutant drops a chunk);
+#   5. the heap profiler (plain builds: ASan owns malloc): soaking the plain mutant, the load
+#      tool's reading of /debug/heap names the session store's function that allocated the chunks
+#      the cleanup drops (reserve_record; at -O2 it is inlined into add_session, which is named).
 # Prints "planted-leak: CHECK ok" or "planted-leak: CHECK FAILED" per check; exit 1 on any failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -135,6 +138,17 @@ if bash scripts/soak.sh --check-available >/dev/null 2>&1; then
     bad "mutant-soak is caught" "$OUT/mutant-soak.log" "the soak verdict passed the mutant"
   else
     ok "mutant-soak is caught"
+  fi
+  # 5. The heap profile names the code: the plain mutant's soak (a leak) says where its heap grew.
+  json=build/soak-short-build-plantleak.json
+  bash scripts/soak.sh --short --against build-plantleak/gatehouse >"$OUT/mutant-heap.log" 2>&1
+  if grep -qE '"stack": "(reserve_record|add_session) ' "$json" 2>/dev/null &&
+     grep -qE 'the heap grew most at (reserve_record|add_session) ' "$json"; then
+    ok "mutant-heap names the session store's allocation"
+  else
+    { echo "---- $json ----"; cat "$json" 2>/dev/null; } >>"$OUT/mutant-heap.log"
+    bad "mutant-heap names the session store's allocation" "$OUT/mutant-heap.log" \
+      "the soak's heap growth does not name reserve_record or add_session"
   fi
 else
   echo "planted-leak: soak verdict skipped (the load tool, gatehouse load, is not there yet)"

@@ -53,10 +53,13 @@ fi
 . scripts/load-node.sh
 trap node_stop EXIT
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0:thread_local_quarantine_size_kb=0:malloc_context_size=0:max_free_fill_size=0"
-node_start "$NODE" || exit 2
+# An admin token of this run only: with it the load tool reads the node's heap profile
+# (/debug/heap) at the start and the end, and names the call stacks that grew.
+admin=soak-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+node_start "$NODE" --admin-token "$admin" || exit 2
 echo "soak: $NODE, $duration at $rate requests/s"
 "$LOAD" load --url "$NODE_URL" --scenario soak --duration "$duration" --rate "$rate" --checks 1 \
-  --json "build/$name.json" --report "build/$name.html"
+  --admin-token "$admin" --json "build/$name.json" --report "build/$name.html"
 rc=$?
 if [ $rc -eq 0 ] && ! grep -q '"verdict": "pass"' "build/$name.json"; then
   rc=1

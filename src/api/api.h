@@ -226,6 +226,7 @@ void gh_api_healthz(gh_req_t *r);
 void gh_api_readyz(gh_req_t *r);
 void gh_api_metrics(gh_req_t *r);
 void gh_api_debug_memory(gh_req_t *r);
+void gh_api_debug_heap(gh_req_t *r); /* GET /debug/heap[?growth=1], collapsed stacks */
 void gh_api_admin_create_user(gh_req_t *r);
 void gh_api_admin_list_users(gh_req_t *r);
 void gh_api_admin_delete_user(gh_req_t *r);

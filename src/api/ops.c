@@ -10,8 +10,11 @@
  */
 #include "api/api.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "mem/heap.h"
 #include "mem/mem.h"
 #include "watch/metrics.h"
 
@@ -184,4 +187,66 @@ void gh_api_metrics(gh_req_t *r)
     }
     (void)gh_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     gh_metrics_text_free(&text);
+}
+
+/* ---- GET /debug/heap: the sampling heap profile (mem/heap.h) in collapsed-stack text ---- */
+
+#define HEAP_BODY_MAX ((size_t)256 * 1024) /* the largest stacks first, until this is full */
+
+typedef struct {
+    uint32_t id;
+    double bytes;
+} heap_row_t;
+
+static int heap_row_cmp(const void *a, const void *b)
+{
+    const heap_row_t *x = a, *y = b;
+    return x->bytes < y->bytes ? 1 : x->bytes > y->bytes ? -1 : 0;
+}
+
+/* Each line: frames root first joined by ';', a space, bytes (the estimate of live bytes, or
+ * with ?growth=1 the bytes a stack grew by over the watchdog's window, fastest first). A profile
+ * that is off answers 200 with a comment-free empty body and says why in X-Heap-Profile. */
+void gh_api_debug_heap(gh_req_t *r)
+{
+    gh_app_t *app = r->app;
+    const char *g = gh_req_query(r, "growth");
+    bool growth = g && (strcmp(g, "1") == 0 || strcmp(g, "true") == 0);
+    heap_row_t *rows = gh_mem_calloc(GH_MEM_HTTP, GH_HEAP_MAX_STACKS, sizeof *rows);
+    double *live = gh_mem_calloc(GH_MEM_HTTP, GH_HEAP_MAX_STACKS, sizeof *live);
+    char *body = gh_mem_alloc(GH_MEM_HTTP, HEAP_BODY_MAX);
+    char *line = gh_mem_alloc(GH_MEM_HTTP, 4096);
+    size_t n = 0, len = 0;
+    if (!rows || !live || !body || !line) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        goto done;
+    }
+    if (growth) {
+        gh_heap_growing_t gr[GH_HEAP_GROWTH_RANKED];
+        size_t k = app->watchdog
+                       ? gh_watchdog_heap_growth(app->watchdog, gr, GH_HEAP_GROWTH_RANKED, NULL)
+                       : 0;
+        for (size_t i = 0; i < k; i++)
+            rows[n++] = (heap_row_t){.id = gr[i].stack, .bytes = gr[i].growth};
+    } else {
+        size_t k = gh_heap_live_by_stack(live, GH_HEAP_MAX_STACKS);
+        for (size_t i = 0; i < k; i++)
+            if (live[i] >= 1)
+                rows[n++] = (heap_row_t){.id = (uint32_t)i, .bytes = live[i]};
+    }
+    qsort(rows, n, sizeof *rows, heap_row_cmp);
+    for (size_t i = 0; i < n; i++) {
+        gh_heap_stack_collapsed(rows[i].id, line, 4096 - 32);
+        int w = snprintf(body + len, HEAP_BODY_MAX - len, "%s %.0f\n", line, rows[i].bytes);
+        if (w < 0 || (size_t)w >= HEAP_BODY_MAX - len)
+            break;
+        len += (size_t)w;
+    }
+    GH_IGNORE(gh_reply_header(r, "X-Heap-Profile", gh_heap_state()));
+    (void)gh_reply(r, 200, "text/plain; charset=utf-8", body, len);
+done:
+    gh_mem_free(GH_MEM_HTTP, rows);
+    gh_mem_free(GH_MEM_HTTP, live);
+    gh_mem_free(GH_MEM_HTTP, body);
+    gh_mem_free(GH_MEM_HTTP, line);
 }

@@ -23,6 +23,7 @@
 #include "account/audit.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "mem/heap.h"
 #include "mem/mem.h"
 
 #define CSRF_LEN 32 /* hex of 16 bytes */
@@ -1340,8 +1341,8 @@ static void put_rate(html_t *h, double v)
 /* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
  * the limit and the forecast. */
 static const char *const component_colour[] = {
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-    "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+    "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295", "#a0cbe8",
 };
 /* One colour per component: a component added without one would draw with none. */
 _Static_assert(sizeof component_colour / sizeof component_colour[0] == GH_MEM__COUNT,
@@ -1671,6 +1672,38 @@ static void ops_forecast(html_t *h, const gh_api_memory_t *m)
     put(h, "</p>\n");
 }
 
+/* The heap profiler's fastest growing call stacks over the window, under the memory chart. */
+static void ops_heap_stacks(html_t *h, const gh_api_memory_t *m)
+{
+    if (!m->watching)
+        return;
+    const gh_watch_status_t *w = &m->watch;
+    put(h, "<p id=\"heap-stacks\"><strong>Growing call stacks:</strong> ");
+    if (!w->heap_profile) {
+        put(h, "the heap profiler is ");
+        put_esc(h, gh_heap_state());
+        put(h, ".</p>\n");
+        return;
+    }
+    if (w->nstacks == 0) {
+        put(h, w->stacks_span_s > 0 ? "none: no call stack's heap grows steadily."
+                                    : "none yet: stacks are ranked after half the window.");
+        put(h, " The live profile: <code>/debug/heap</code>.</p>\n");
+        return;
+    }
+    put(h, "</p>\n<ol class=\"heap-stacks\">\n");
+    for (size_t i = 0; i < w->nstacks; i++) {
+        char where[GH_WATCH_STACK_LEN];
+        gh_heap_stack_headline(w->stacks[i].stack, 3, where, sizeof where);
+        putf(h, "<li><span class=\"share\">%.0f%%</span> +", 100 * w->stacks[i].share);
+        put_bytes(h, w->stacks[i].slope);
+        put(h, "/s <code class=\"stack\">");
+        put_esc(h, where);
+        put(h, "</code></li>\n");
+    }
+    put(h, "</ol>\n");
+}
+
 static void ops_figures(html_t *h, const gh_api_memory_t *m)
 {
     put(h, "<h2 id=\"fig-title\">Figures</h2>\n<table aria-labelledby=\"fig-title\"><tbody>\n");
@@ -1802,6 +1835,7 @@ void gh_pages_ops(gh_req_t *r)
     }
     ops_history_chart(&h, m);
     ops_forecast(&h, m);
+    ops_heap_stacks(&h, m);
     ops_requests(&h, m);
     ops_figures(&h, m);
     ops_now(&h, m);

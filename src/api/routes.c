@@ -23,6 +23,7 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_GET, "/readyz", gh_api_readyz, GH_ROUTE_QUIET},
     {GH_HTTP_GET, "/metrics", gh_api_metrics, GH_ROUTE_QUIET},
     {GH_HTTP_GET, "/debug/memory", gh_api_debug_memory, GH_ROUTE_ADMIN},
+    {GH_HTTP_GET, "/debug/heap", gh_api_debug_heap, GH_ROUTE_ADMIN},
     {GH_HTTP_POST, "/v1/admin/users", gh_api_admin_create_user, GH_ROUTE_ADMIN},
     {GH_HTTP_GET, "/v1/admin/users", gh_api_admin_list_users, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}", gh_api_admin_delete_user, GH_ROUTE_ADMIN},

@@ -69,6 +69,7 @@ static const char *const registration_choices[] = {"closed", "open", NULL}; /* i
 static const char *const user_store_choices[] = {"sqlite", "postgres", NULL};
 static const char *const session_store_choices[] = {"memory", "redis", NULL};
 static const char *const log_format_choices[] = {"json", "text", NULL};
+static const char *const heap_profile_choices[] = {"off", "on", NULL}; /* index = on */
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const durability_choices[] = {"normal", "full", NULL};
 
@@ -253,6 +254,14 @@ static const keydesc_t keys[] = {
     {.name = "watch-window", .kind = K_DURATION, FIELD(watch_window_ms), .def = "10m",
      .metavar = "DURATION", .help = "memory watchdog forecast window", .group = "observability",
      .min = 1, .max = 30 * DAY_MS},
+    {.name = "heap-profile", .kind = K_ENUM, FIELD(heap_profile), .def = "on",
+     .metavar = "on|off",
+     .help = "sampling heap profiler: alerts name the stacks that grow; GET /debug/heap",
+     .group = "observability", .choices = heap_profile_choices},
+    {.name = "heap-sample-interval", .kind = K_SIZE, FIELD(heap_sample_interval),
+     .def = "512KiB", .metavar = "SIZE",
+     .help = "heap profiler: one allocation sampled per this many bytes on average",
+     .group = "observability", .min = 4096, .max = 1ull << 32},
     {.name = "watch-interval", .kind = K_DURATION, FIELD(watch_interval_ms), .def = "1s",
      .metavar = "DURATION", .help = "memory watchdog sample period", .group = "observability",
      .min = 1, .max = HOUR_MS},

@@ -91,6 +91,8 @@ typedef struct {
     char alert_webhook[GH_CONFIG_STR]; /* URL or "" */
     int64_t watch_window_ms;           /* 10m */
     int64_t watch_interval_ms;         /* 1s */
+    bool heap_profile;                 /* "on" | "off": the sampling heap profiler (mem/heap.h) */
+    uint64_t heap_sample_interval;     /* 512KiB: mean bytes between samples */
     uint32_t memory_warn_percent;      /* 70: memory_high warns at this % of memory_limit */
     uint32_t memory_critical_percent;  /* 85: memory_high is critical (and /readyz 503) */
     int64_t forecast_horizon_ms;       /* 2h: exhaustion forecast alerts under this ETA */

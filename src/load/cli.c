@@ -455,14 +455,30 @@ int gh_load_main(int argc, char **argv)
         fprintf(stderr, "gatehouse load: out of memory\n");
         goto out;
     }
+    /* The node's heap profile before and after (admin only): which call stacks grew. */
+    char *heap0 = NULL, *heap1 = NULL;
+    size_t heap0_len = 0, heap1_len = 0;
+    bool heap_ok =
+        gh_load_heap_fetch(o, &heap0, &heap0_len, res->heap.why, sizeof res->heap.why) == 0;
     if ((rc = gh_load_run(o, res, &stop_requested, err, sizeof err)) != 0) {
         fprintf(stderr, "%s\n", err);
+        gh_mem_free(GH_MEM_OTHER, heap0);
         goto out;
     }
+    if (heap_ok)
+        heap_ok =
+            gh_load_heap_fetch(o, &heap1, &heap1_len, res->heap.why, sizeof res->heap.why) == 0;
+    if (heap_ok && heap0_len == 0 && heap1_len == 0)
+        snprintf(res->heap.why, sizeof res->heap.why, "the node's heap profiler is off");
+    else if (heap_ok && gh_load_heap_compare(heap0, heap0_len, heap1, heap1_len, &res->heap) != 0)
+        snprintf(res->heap.why, sizeof res->heap.why, "out of memory");
+    gh_mem_free(GH_MEM_OTHER, heap0);
+    gh_mem_free(GH_MEM_OTHER, heap1);
     if ((rc = gh_load_analyse(o, res)) != 0) {
         fprintf(stderr, "gatehouse load: analysing the samples: %s\n", gh_strerror(rc));
         goto out;
     }
+    gh_load_heap_explain(&res->heap, &res->memory);
     gh_load_print_summary(stdout, o, res);
     fflush(stdout);
     if (o->json_path[0] && gh_load_write_json(o->json_path, o, res) != 0) {

@@ -214,6 +214,21 @@ typedef struct {
     char reason[384]; /* one sentence saying why */
 } gh_load_memory_t;
 
+/* The node's heap profile (GET /debug/heap, with the admin token) at the start and the end of
+ * the run: the call stacks whose estimated live bytes grew most (heap.c). */
+#define GH_LOAD_HEAP_TOP 3
+#define GH_LOAD_HEAP_STACK_MAX 240
+typedef struct {
+    bool fetched;        /* both profiles were read */
+    char why[160];       /* when not: why ("no --admin-token", "the profiler is off", ...) */
+    double total_growth; /* sum of the positive growths of every stack */
+    size_t n;            /* stacks in top: those that grew by more than GH_LOAD_NOISE_BAND */
+    struct {
+        char stack[GH_LOAD_HEAP_STACK_MAX]; /* leaf first: "leak_main ← start_thread ← clone3" */
+        double start_bytes, end_bytes, growth, share;
+    } top[GH_LOAD_HEAP_TOP];
+} gh_load_heap_t;
+
 #define GH_LOAD_STATUS_MAX 600
 
 typedef struct {
@@ -236,6 +251,7 @@ typedef struct {
     uint64_t scrapes_failed;
     /* the memory analysis (gh_load_analyse) */
     gh_load_memory_t memory;
+    gh_load_heap_t heap;    /* gh_load_heap_* (heap.c) */
     double wave_s;          /* soak: the period of a wave as run (0 = no waves) */
     uint32_t wave_sessions; /* soak: sessions each VU logs in per wave */
     bool interrupted;       /* SIGINT or SIGTERM ended the run early */
@@ -282,6 +298,19 @@ double gh_load_default_max_leak(double window_s);
 /* Warm-up used for o: o->warmup_ms, or the default: 25% of the duration within [5s, 2m], and
  * never more than half of it. */
 int64_t gh_load_warmup_ms(const gh_load_opts_t *o);
+
+/* ---- the node's heap profile (heap.c) ---- */
+
+/* GET o->url/debug/heap with the admin token into *text (gh_mem, GH_MEM_OTHER; the caller frees
+ * it). Returns 0, or GH_EINVAL without a token, GH_EIO with one line in why. */
+int gh_load_heap_fetch(const gh_load_opts_t *o, char **text, size_t *len, char *why,
+                       size_t whylen) GH_WUR;
+/* Compares two collapsed-stack profiles into out (the growth of each stack from a to b, largest
+ * first). GH_ENOMEM. */
+int gh_load_heap_compare(const char *a, size_t alen, const char *b, size_t blen,
+                         gh_load_heap_t *out) GH_WUR;
+/* Appends to a leak verdict's reason the stack that grew most, when one did. */
+void gh_load_heap_explain(const gh_load_heap_t *h, gh_load_memory_t *m);
 
 /* ---- output (report.c) ---- */
 

@@ -107,6 +107,20 @@ void gh_load_print_summary(FILE *out, const gh_load_opts_t *o, const gh_load_res
                 m->max_leak_unit == GH_LOAD_LEAK_PER_1K ? " per 1k cycles" : "/s");
     if (m->max_leak_default && m->fit_window_s > 0)
         fprintf(out, " (default for a %.0f s fit window)", m->fit_window_s);
+    const gh_load_heap_t *h = &r->heap;
+    fprintf(out, "\n");
+    if (!h->fetched) {
+        fprintf(out, "  %-15s not read: %s\n", "heap growth", h->why[0] ? h->why : "-");
+    } else if (h->n == 0) {
+        fprintf(out, "  %-15s no call stack grew by more than 1 MiB (/debug/heap)\n",
+                "heap growth");
+    } else {
+        for (size_t i = 0; i < h->n; i++) {
+            gh_load_format_bytes(h->top[i].growth, b1, sizeof b1);
+            fprintf(out, "  %-15s +%s (%.0f%%) at %s\n", i ? "" : "heap growth", b1,
+                    100 * h->top[i].share, h->top[i].stack);
+        }
+    }
     fprintf(out, "\n  %-15s %s: %s\n", "verdict", gh_load_verdict_name(m->verdict), m->reason);
 }
 
@@ -187,6 +201,15 @@ static json_t *build_json(const gh_load_opts_t *o, const gh_load_result_t *r)
     mem = NULL;
     bad |= json_object_set_new(root, "verdict", json_string(gh_load_verdict_name(m->verdict)));
     bad |= json_object_set_new(root, "reason", json_string(m->reason));
+    json_t *hs = json_array();
+    for (size_t i = 0; hs && i < r->heap.n; i++)
+        bad |= json_array_append_new(
+            hs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", r->heap.top[i].stack, "start_bytes",
+                          r->heap.top[i].start_bytes, "end_bytes", r->heap.top[i].end_bytes,
+                          "growth_bytes", r->heap.top[i].growth, "share", r->heap.top[i].share));
+    bad |= json_object_set_new(
+        root, "heap_growth",
+        json_pack("{s:b, s:s, s:o*}", "read", r->heap.fetched, "why", r->heap.why, "stacks", hs));
     bad |= json_object_set_new(root, "scenario", json_string(gh_load_scenario_name(o->scenario)));
     bad |= json_object_set_new(root, "url", json_string(o->url));
     bad |= json_object_set_new(root, "duration_s", num((double)o->duration_ms / 1000));
@@ -577,7 +600,27 @@ int gh_load_write_report(const char *path, const gh_load_opts_t *o, const gh_loa
             gh_load_scenario_name(o->scenario), gh_load_verdict_name(m->verdict),
             gh_load_verdict_name(m->verdict));
     html_escape(f, m->reason);
-    fprintf(f, "</p>\n<table>\n");
+    fprintf(f, "</p>\n");
+    fprintf(f, "<h2>Heap growth by call stack</h2>\n<p id=\"heap-growth\">");
+    if (!r->heap.fetched) {
+        fprintf(f, "Not read: ");
+        html_escape(f, r->heap.why[0] ? r->heap.why : "-");
+        fprintf(f, "</p>\n");
+    } else if (r->heap.n == 0) {
+        fprintf(f, "No call stack grew by more than 1 MiB between the start and the end "
+                   "(<code>/debug/heap</code>).</p>\n");
+    } else {
+        fprintf(f, "From <code>/debug/heap</code> at the start and the end:</p>\n<ol>\n");
+        for (size_t i = 0; i < r->heap.n; i++) {
+            char b[32];
+            gh_load_format_bytes(r->heap.top[i].growth, b, sizeof b);
+            fprintf(f, "<li>+%s (%.0f%%) <code class=\"stack\">", b, 100 * r->heap.top[i].share);
+            html_escape(f, r->heap.top[i].stack);
+            fprintf(f, "</code></li>\n");
+        }
+        fprintf(f, "</ol>\n");
+    }
+    fprintf(f, "<table>\n");
     row(f, "target", o->url);
     snprintf(v, sizeof v, "%s, %.1f s (asked %.0f s)%s, %u connections, %s",
              gh_load_scenario_name(o->scenario), r->elapsed_s, (double)o->duration_ms / 1000,

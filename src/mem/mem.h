@@ -36,6 +36,7 @@
     X(MAIL, "mail")                                                                                \
     X(AUDIT, "audit")                                                                              \
     X(WEBAUTHN, "webauthn")                                                                        \
+    X(PROFILER, "profiler")                                                                        \
     X(OTHER, "other")
 
 typedef enum {
@@ -66,7 +67,8 @@ char *gh_mem_strndup(gh_mem_component_t c, const char *s, size_t n)
 const char *gh_mem_component_name(gh_mem_component_t c);
 
 /* Accounted bytes and live objects of one component. For GH_MEM_SQLITE the bytes come from the
- * external reporter if one is registered (SQLite keeps its own counters). */
+ * external reporter if one is registered (SQLite keeps its own counters; the heap profiler's
+ * tables are static, mem/heap.h). */
 size_t gh_mem_bytes(gh_mem_component_t c);
 size_t gh_mem_objects(gh_mem_component_t c);
 /* Sum of gh_mem_bytes over all components. */

@@ -30,6 +30,7 @@
 #include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "mem/heap.h"
 #include "mem/mem.h"
 #include "watch/statsd.h"
 
@@ -380,6 +381,12 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         opts = &defaults;
     if (sodium_init() < 0)
         return GH_EINTERNAL;
+    /* The sampling heap profiler first, so it sees the stores' tables too; the watchdog follows
+     * its stacks when it is on. */
+    gh_heap_configure(config->heap_profile, config->heap_sample_interval);
+    gh_mem_set_reporter(GH_MEM_PROFILER, gh_heap_own_bytes);
+    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
+           GH_LI("sample_interval", config->heap_sample_interval));
     gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
     if (!n)
         return GH_ENOMEM;

@@ -109,6 +109,7 @@ struct gh_watchdog {
     double leak_min_rate; /* bytes/s */
     gh_statsd_t *statsd;
     gh_webhook_t *webhook;
+    gh_heap_growth_t *growth; /* NULL: no heap profile */
     int64_t last_periodic_ms;
     bool periodic_started;
     alert_state_t alerts[GH_WATCH__NALERTS];
@@ -574,8 +575,43 @@ static void growth_phrase(const eval_t *e, char *out, size_t n)
     }
 }
 
+/* "; 96% of the growth allocated at leak_main ← start_thread (libc.so.6); 3% at ..." */
+static void stacks_phrase(const gh_watchdog_t *wd, char *out, size_t n)
+{
+    gh_heap_growing_t g[GH_WATCH_STACKS];
+    size_t k = gh_heap_growth_ranked(wd->growth, g, GH_WATCH_STACKS, NULL), len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < k && len + 1 < n; i++) {
+        char where[GH_WATCH_STACK_LEN];
+        gh_heap_stack_headline(g[i].stack, 3, where, sizeof where);
+        int w = snprintf(out + len, n - len,
+                         i ? "; %.0f%% at %s" : "; %.0f%% of the growth allocated at %s",
+                         100 * g[i].share, where);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (len >= n && n > 0)
+        out[n - 1] = '\0';
+    gh_heap_utf8_trim(out);
+}
+
+static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
+                          size_t n);
+
 static void describe(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
                      size_t n)
+{
+    describe_base(wd, e, a, out, n);
+    if (wd->growth && (a == GH_WATCH_LEAK_SUSPECTED || a == GH_WATCH_EXHAUSTION_FORECAST)) {
+        size_t len = strlen(out);
+        stacks_phrase(wd, out + len, n - len);
+    }
+    gh_heap_utf8_trim(out);
+}
+
+static void describe_base(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_t a, char *out,
+                          size_t n)
 {
     char rss[32], lim[32], grow[160], traffic[160], x[32], y[32], z[32];
     gh_watch_fmt_bytes(e->rss, rss, sizeof rss);
@@ -696,6 +732,16 @@ static void fill_event(const gh_watchdog_t *wd, const eval_t *e, gh_watch_alert_
     ev->failed_login_rate = e->failed_rate;
     ev->rate_limited_rate = e->limited_rate;
     ev->eta_s = e->eta_s;
+    if (a == GH_WATCH_LEAK_SUSPECTED || a == GH_WATCH_EXHAUSTION_FORECAST) {
+        gh_heap_growing_t g[GH_WATCH_STACKS];
+        size_t k = gh_heap_growth_ranked(wd->growth, g, GH_WATCH_STACKS, NULL);
+        for (size_t i = 0; i < k; i++) {
+            gh_heap_stack_headline(g[i].stack, 3, ev->stacks[i].where, sizeof ev->stacks[i].where);
+            ev->stacks[i].share = g[i].share;
+            ev->stacks[i].slope_bytes_per_s = g[i].slope;
+        }
+        ev->nstacks = (unsigned)k;
+    }
     if (a == GH_WATCH_LEAK_SUSPECTED && e->leak >= 0) {
         snprintf(ev->component, sizeof ev->component, "%s", series_name(e->leak));
         double v = series_value(e->now, e->leak);
@@ -775,8 +821,15 @@ static void webhook_send(gh_watchdog_t *wd, const gh_watch_event_t *ev)
     bad |= json_object_set_new(j, "failed_login_rate", json_real(ev->failed_login_rate));
     bad |= json_object_set_new(j, "rate_limited_rate", json_real(ev->rate_limited_rate));
     bad |= json_object_set_new(j, "summary", json_string(ev->summary));
+    json_t *stacks = json_array();
+    for (unsigned i = 0; stacks && i < ev->nstacks; i++)
+        bad |= json_array_append_new(stacks,
+                                     json_pack("{s:s, s:f, s:f}", "stack", ev->stacks[i].where,
+                                               "share", ev->stacks[i].share, "bytes_per_second",
+                                               ev->stacks[i].slope_bytes_per_s));
+    bad |= json_object_set_new(j, "growing_stacks", stacks);
     bad |= json_object_set_new(j, "text", json_string(text));
-    char buf[4096];
+    char buf[8192];
     size_t len = bad ? 0 : json_dumpb(j, buf, sizeof buf, JSON_COMPACT);
     json_decref(j);
     if (len == 0 || len > sizeof buf) {
@@ -925,6 +978,8 @@ static void publish(gh_watchdog_t *wd, const eval_t *e, const char *summary)
             memcpy(st.alert_summary[a], wd->alerts[a].summary, GH_WATCH_SUMMARY_LEN);
     }
     snprintf(st.summary, sizeof st.summary, "%s", summary);
+    st.heap_profile = wd->growth != NULL;
+    st.nstacks = gh_heap_growth_ranked(wd->growth, st.stacks, GH_WATCH_STACKS, &st.stacks_span_s);
     st.events = wd->events;
     if (wd->statsd) {
         st.statsd_sent = gh_statsd_sent(wd->statsd);
@@ -958,6 +1013,7 @@ void gh_watchdog_step(gh_watchdog_t *wd, const gh_watch_sample_t *s)
         wd->count++;
     }
     pthread_mutex_unlock(&wd->lock);
+    gh_heap_growth_add(wd->growth, s->t_ms);
 
     eval_t e;
     evaluate(wd, &e);
@@ -1106,6 +1162,7 @@ static void free_all(gh_watchdog_t *wd)
 {
     gh_webhook_stop(&wd->webhook, 2000);
     gh_statsd_close(&wd->statsd);
+    gh_heap_growth_destroy(&wd->growth);
     gh_mem_free(GH_MEM_METRICS, wd->ring);
     gh_mem_free(GH_MEM_METRICS, wd->ts);
     gh_mem_free(GH_MEM_METRICS, wd->ys);
@@ -1168,6 +1225,14 @@ int gh_watchdog_create(const gh_watch_options_t *opt, gh_watchdog_t **out)
         o.sampler = default_sampler;
         o.sampler_ctx = wd;
     }
+    if (o.heap_source || gh_heap_active()) {
+        /* A stack grows when it adds a quarter of what a leak must: the alert names the stacks
+         * that make up a leak, not only one that would be a leak alone. */
+        rc = gh_heap_growth_create(o.window_ms, o.interval_ms, (double)o.leak_min_growth / 4,
+                                   o.heap_source, &wd->growth);
+        if (rc != 0)
+            goto fail;
+    }
     if (gethostname(wd->host, sizeof wd->host - 1) != 0)
         snprintf(wd->host, sizeof wd->host, "unknown");
     if (o.statsd && *o.statsd) {
@@ -1224,6 +1289,12 @@ void gh_watchdog_destroy(gh_watchdog_t **wdp)
 }
 
 /* ------------------------------------------------------------------ read-outs */
+
+size_t gh_watchdog_heap_growth(gh_watchdog_t *wd, gh_heap_growing_t *out, size_t cap,
+                               double *span_s)
+{
+    return gh_heap_growth_ranked(wd ? wd->growth : NULL, out, cap, span_s);
+}
 
 double gh_watchdog_eta_seconds(gh_watchdog_t *wd)
 {
@@ -1356,6 +1427,26 @@ json_t *gh_watch_status_json(const gh_watch_status_t *st)
     bad |= json_object_set_new(j, "alerts", alerts);
     alerts = NULL;
     bad |= json_object_set_new(j, "summary", json_string(st->summary));
+    gh_heap_stats_t hs;
+    gh_heap_stats(&hs);
+    json_t *hp = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:f}", "state",
+                           gh_heap_state(), "sample_interval_bytes", (json_int_t)hs.interval,
+                           "samples_live", (json_int_t)hs.samples_live, "samples_dropped",
+                           (json_int_t)hs.samples_dropped, "stacks", (json_int_t)hs.stacks,
+                           "stacks_overflow", (json_int_t)hs.stacks_overflow,
+                           "estimated_live_bytes", hs.live_bytes, "own_bytes",
+                           (json_int_t)hs.table_bytes, "growth_span_seconds", st->stacks_span_s);
+    json_t *gs = json_array();
+    for (size_t i = 0; hp && gs && i < st->nstacks; i++) {
+        char where[GH_WATCH_STACK_LEN];
+        gh_heap_stack_headline(st->stacks[i].stack, 3, where, sizeof where);
+        bad |= json_array_append_new(
+            gs, json_pack("{s:s, s:f, s:f, s:f, s:f}", "stack", where, "share", st->stacks[i].share,
+                          "bytes_per_second", st->stacks[i].slope, "growth_bytes",
+                          st->stacks[i].growth, "live_bytes", st->stacks[i].live_bytes));
+    }
+    bad |= json_object_set_new(hp, "growing_stacks", gs);
+    bad |= json_object_set_new(j, "heap_profile", hp);
     bad |= json_object_set_new(
         j, "sinks",
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "events", (json_int_t)st->events, "statsd_sent",

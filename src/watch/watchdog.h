@@ -63,6 +63,7 @@
 
 #include "common/err.h"
 #include "mem/mem.h"
+#include "watch/heap_growth.h"
 
 /* Alerts: X(ENUM, "name") — the `alert` label of gatehouse_alert_firing. */
 #define GH_WATCH_ALERT_MAP(X)                                                                      \
@@ -96,7 +97,10 @@ const char *gh_watch_severity_name(gh_watch_severity_t s);
 /* The most samples a ring may hold (a day at 1 s). */
 #define GH_WATCH_MAX_SAMPLES 86400
 /* Length of the one-line summaries, NUL included. */
-#define GH_WATCH_SUMMARY_LEN 320
+#define GH_WATCH_SUMMARY_LEN 640
+/* Growing stacks an alert names, and the length of one stack for people. */
+#define GH_WATCH_STACKS 3
+#define GH_WATCH_STACK_LEN 200
 /* Length of a growing-component name ("unexplained", "sessions", ...), NUL included. */
 #define GH_WATCH_NAME_LEN 24
 
@@ -148,6 +152,14 @@ typedef struct {
     uint64_t sessions_active;
     double request_rate, failed_login_rate, rate_limited_rate; /* per second, last minute */
     char summary[GH_WATCH_SUMMARY_LEN];
+    /* memory_leak_suspected and memory_exhaustion_forecast: the fastest growing call stacks of
+     * the heap profiler (mem/heap.h), leaf first, "" past nstacks */
+    unsigned nstacks;
+    struct {
+        char where[GH_WATCH_STACK_LEN]; /* "leak_main ← start_thread (libc.so.6)" */
+        double share;                   /* of the heap's growth, 0..1 */
+        double slope_bytes_per_s;
+    } stacks[GH_WATCH_STACKS];
 } gh_watch_event_t;
 
 typedef void (*gh_watch_event_fn)(void *ctx, const gh_watch_event_t *ev);
@@ -173,6 +185,10 @@ typedef struct {
     int64_t statsd_period_ms;   /* gauges and service check; 0 -> 10000 */
     const char *webhook_url;    /* NULL or "" for none */
     int64_t webhook_backoff_ms; /* first retry wait; 0 -> the webhook's default */
+
+    /* Growth by call stack (watch/heap_growth.h): NULL -> the heap profiler's own tables when
+     * it is on at create (mem/heap.h), else none. */
+    gh_heap_source_fn heap_source;
 
     gh_watch_event_fn on_event; /* optional, called after the other sinks */
     void *event_ctx;
@@ -232,6 +248,11 @@ typedef struct {
     int64_t forecast_span_ms;
     double eta_s;
     char growing[GH_WATCH_NAME_LEN]; /* fastest steadily growing series, "" when none */
+    /* the heap profiler's fastest growing stacks over the window (heap_growth.h) */
+    bool heap_profile;
+    size_t nstacks;
+    gh_heap_growing_t stacks[GH_WATCH_STACKS];
+    double stacks_span_s;
     double growing_slope;
     /* alerts */
     gh_watch_severity_t severity[GH_WATCH__NALERTS];
@@ -250,6 +271,10 @@ void gh_watchdog_status(gh_watchdog_t *wd, gh_watch_status_t *out);
  * newest, so a chart of any size covers the whole window. Returns how many. Allocates nothing;
  * holds the watchdog's mutex for the copy only. */
 size_t gh_watchdog_history(gh_watchdog_t *wd, gh_watch_sample_t *out, size_t cap);
+/* The heap profiler's growing stacks, fastest first (at most cap); span_s: seconds ranked over
+ * (0 before half a window). 0 when the profiler is off. */
+size_t gh_watchdog_heap_growth(gh_watchdog_t *wd, gh_heap_growing_t *out, size_t cap,
+                               double *span_s);
 /* The status as a JSON object (new reference; NULL on allocation failure). Infinite ETAs are
  * null. */
 json_t *gh_watch_status_json(const gh_watch_status_t *st);

@@ -205,6 +205,8 @@ static void every_key_of_the_table_is_in_serve_help(void **state)
         {"alert-webhook", "off"},
         {"watch-window", "10m"},
         {"watch-interval", "1s"},
+        {"heap-profile", "on"},
+        {"heap-sample-interval", "512KiB"},
         {"log-format", "json"},
         {"log-level", "info"},
     };

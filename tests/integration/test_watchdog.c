@@ -302,6 +302,54 @@ static double metric(fixture_t *f, const char *series)
     return -1;
 }
 
+/* The heap profiler is off under ASan (ASan owns malloc): the stacks are only named in the
+ * normal build. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_PROFILED 0
+#else
+#define HEAP_PROFILED 1
+#endif
+
+/* The percentage in "NN% of the growth allocated at WHO"; -1 when the text does not say so. */
+static int growth_share(const char *text, const char *who)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "%% of the growth allocated at %s", who);
+    const char *p = strstr(text, needle);
+    if (!p)
+        return -1;
+    while (p > text && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    return atoi(p);
+}
+
+/* GET /debug/heap?growth=1: the first line names who with at least 80% of all lines' bytes. */
+static void heap_growth_names(fixture_t *f, const char *who)
+{
+    const char *auth[] = {"Authorization: Bearer " ADMIN, NULL};
+    assert_int_equal(ht_request(&f->srv, "GET", "/debug/heap?growth=1", auth, NULL, 0, &f->r), 200);
+    double total = 0, first = -1;
+    bool first_names = false;
+    for (const char *line = f->r.body; line && *line;) {
+        const char *end = strchr(line, '\n');
+        const char *sp = end ? end : line + strlen(line);
+        while (sp > line && sp[-1] != ' ')
+            sp--;
+        double b = strtod(sp, NULL);
+        if (first < 0) {
+            first = b;
+            char frames[4096];
+            snprintf(frames, sizeof frames, "%.*s", (int)(sp - line), line);
+            first_names = strstr(frames, who) != NULL;
+        }
+        total += b;
+        line = end ? end + 1 : NULL;
+    }
+    if (!first_names || !(first >= 0.8 * total))
+        fail_msg("/debug/heap?growth=1 does not name %s with 80%% of the growth: %.2000s", who,
+                 f->r.body);
+}
+
 #define LEAK_FIRING "gatehouse_alert_firing{alert=\"memory_leak_suspected\",severity=\"warning\"}"
 #define ETA "gatehouse_memory_exhaustion_eta_seconds"
 
@@ -331,13 +379,39 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     /* /debug/memory names the growing part and carries the alert's summary. */
     const char *auth[] = {"Authorization: Bearer " ADMIN, NULL};
     assert_int_equal(ht_request(&f->srv, "GET", "/debug/memory", auth, NULL, 0, &f->r), 200);
-    char growing[64], summary[512];
+    char growing[64], summary[1024];
     assert_true(ht_jstr(&f->r, "watchdog.growing_component", growing, sizeof growing));
     assert_string_equal(growing, "unexplained");
     assert_true(ht_jstr(&f->r, "watchdog.alerts.2.summary", summary, sizeof summary));
     if (!strstr(summary, "unexplained memory +") || !strstr(summary, "while sessions are flat") ||
         !strstr(summary, "not an attack") || !strstr(summary, "limit 2 GiB in "))
         fail_msg("summary: %s", summary);
+    /* ... and the function that leaks, with most of the growth (the heap profiler). */
+    if (HEAP_PROFILED) {
+        if (growth_share(summary, "leak_main (leak_preload.so)") < 80)
+            fail_msg("the summary does not name leak_main with 80%% of the growth: %s", summary);
+        char where[256];
+        assert_true(
+            ht_jstr(&f->r, "watchdog.heap_profile.growing_stacks.0.stack", where, sizeof where));
+        assert_non_null(strstr(where, "leak_main (leak_preload.so)"));
+        /* the exhaustion forecast (the limit is 2 GiB: minutes away) names it too, once it fires
+         * (it may trail the leak alert by an evaluation or two) */
+        summary[0] = '\0';
+        for (long long until = ht_now_ms() + 10000; !summary[0] && ht_now_ms() < until;) {
+            assert_int_equal(ht_request(&f->srv, "GET", "/debug/memory", auth, NULL, 0, &f->r),
+                             200);
+            assert_true(ht_jstr(&f->r, "watchdog.alerts.1.summary", summary, sizeof summary));
+            if (!summary[0])
+                ht_sleep_ms(100);
+        }
+        if (growth_share(summary, "leak_main (leak_preload.so)") < 80)
+            fail_msg("the forecast does not name leak_main with 80%% of the growth: %s", summary);
+        heap_growth_names(f, ";leak_main");
+        /* the live profile has it too, and an anonymous caller gets none of it */
+        assert_int_equal(ht_request(&f->srv, "GET", "/debug/heap", auth, NULL, 0, &f->r), 200);
+        assert_non_null(strstr(f->r.body, ";leak_main "));
+        assert_true(ht_get(&f->srv, "/debug/heap", NULL, &f->r) >= 400);
+    }
 
     /* /ops, for an operator: the alert firing with its severity, since when and its summary
      * naming the growing part; the forecast with its ETA, drawn as a line to the limit. */
@@ -354,12 +428,18 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     page_has(page, "<line class=\"forecast\"");
     page_has(page, ">limit in ");
     page_has(page, "<polyline class=\"rss\"");
+    if (HEAP_PROFILED) {
+        page_has(page, "<strong>Growing call stacks:</strong>");
+        page_has(page, "/s <code class=\"stack\">leak_main (leak_preload.so)");
+    }
     assert_null(strstr(page, "No alerts"));
     free(page);
 
     /* The log has the alert line. */
     assert_true(log_has(f, "\"msg\":\"alert\",\"alert\":\"memory_leak_suspected\","
                            "\"state\":\"firing\",\"severity\":\"warning\""));
+    if (HEAP_PROFILED)
+        assert_true(log_has(f, "of the growth allocated at leak_main (leak_preload.so)"));
 
     /* The webhook receiver got the alert JSON (delivery runs on its own thread: wait for it). */
     bool posted = false;
@@ -382,6 +462,14 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     const char *text = json_string_value(json_object_get(j, "text"));
     assert_non_null(text);
     assert_non_null(strstr(text, "memory_leak_suspected"));
+    if (HEAP_PROFILED) {
+        assert_true(growth_share(text, "leak_main (leak_preload.so)") >= 80);
+        json_t *top = json_array_get(json_object_get(j, "growing_stacks"), 0);
+        const char *where = json_string_value(json_object_get(top, "stack"));
+        if (!where || strncmp(where, "leak_main (leak_preload.so)", 27) != 0 ||
+            !(json_number_value(json_object_get(top, "share")) >= 0.8))
+            fail_msg("webhook body: %s", f->rv.first_leak);
+    }
     json_decref(j);
 
     /* The DogStatsD agent got the event, the service check and the gauges. */
@@ -392,6 +480,8 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
                  d.checks, d.gauges);
     assert_non_null(strstr(d.leak_event, "|t:warning|#service:gatehouse,alert:memory_leak_"
                                          "suspected,severity:warning"));
+    if (HEAP_PROFILED && growth_share(d.leak_event, "leak_main (leak_preload.so)") < 80)
+        fail_msg("the DogStatsD event does not name leak_main: %s", d.leak_event);
     assert_true(d.checks >= 1 && d.worst_check >= 1);
     assert_true(d.gauges >= 10);
 
@@ -438,10 +528,24 @@ static void the_same_churn_without_a_leak_raises_nothing(void **state)
     assert_int_equal(samples, 201); /* the ring is full: the watchdog did look */
     assert_true(ht_jint(&f->r, "watchdog.sinks.events", &events));
     assert_int_equal(events, 0);
+    /* The heap profiler is on and sees the node's heap, but no stack grows. */
+    char hstate[32];
+    assert_true(ht_jstr(&f->r, "watchdog.heap_profile.state", hstate, sizeof hstate));
+    assert_string_equal(hstate, "on");
+    long long live_samples = 0;
+    assert_true(ht_jint(&f->r, "watchdog.heap_profile.samples_live", &live_samples));
+    assert_true(live_samples > 0);
+    assert_null(strstr(f->r.body, "\"growing_stacks\":[{"));
+    assert_int_equal(ht_request(&f->srv, "GET", "/debug/heap?growth=1", auth, NULL, 0, &f->r), 200);
+    if (f->r.body[0])
+        fail_msg("a stack grows on a healthy node: %.2000s", f->r.body);
+    assert_int_equal(ht_request(&f->srv, "GET", "/debug/heap", auth, NULL, 0, &f->r), 200);
+    assert_non_null(strstr(f->r.body, "gh_"));
     assert_int_equal(ht_get(&f->srv, "/readyz", NULL, &f->r), 200);
     ops_page(f);
     page_has(f->r.body, "id=\"no-alerts\">No alerts");
     page_has(f->r.body, "<strong>Forecast:</strong> RSS is not growing steadily");
+    page_has(f->r.body, "<strong>Growing call stacks:</strong> none: no call stack");
     assert_null(strstr(f->r.body, "class=\"alert "));
     assert_null(strstr(f->r.body, "<line class=\"forecast\""));
 
