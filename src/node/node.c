@@ -374,6 +374,11 @@ int gh_node_start(const gh_config_t *config, gh_node_t **out)
     return gh_node_start_ex(config, NULL, out);
 }
 
+static int pending_connect(void *ctx, void **conn)
+{
+    return gh_session_redis_connect(ctx, conn);
+}
+
 int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_node_t **out)
 {
     static const gh_node_opts_t defaults = {.listen_fd = -1};
@@ -385,8 +390,6 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
      * its stacks when it is on. */
     gh_heap_configure(config->heap_profile, config->heap_sample_interval);
     gh_mem_set_reporter(GH_MEM_PROFILER, gh_heap_own_bytes);
-    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
-           GH_LI("sample_interval", config->heap_sample_interval));
     gh_node_t *n = gh_mem_calloc(GH_MEM_OTHER, 1, sizeof *n);
     if (!n)
         return GH_ENOMEM;
@@ -416,15 +419,9 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     }
     if ((rc = load_secret_key(cfg, app->secret_key)) != 0)
         goto fail;
-    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
-                  ? gh_pending_redis_create(cfg->redis_url, cfg->pending_logins,
-                                            cfg->session_policy, &app->pending)
-                  : gh_pending_memory_create(cfg->pending_logins, cfg->session_policy,
-                                             &app->pending)) != 0) {
-        GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
-               GH_LS("error", gh_strerror(rc)));
-        goto fail;
-    }
+    /* Said once the configuration has passed its last check (a bad key file is one line). */
+    GH_LOG(GH_LOG_INFO, "heap profiler", GH_LS("state", gh_heap_state()),
+           GH_LI("sample_interval", config->heap_sample_interval));
     if ((rc = open_cached_user_store(cfg, gh_api_store_probe(app), &app->users)) != 0)
         goto fail;
     if ((rc = open_audit(n)) != 0)
@@ -447,6 +444,17 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         GH_LOG(GH_LOG_INFO, "sessions loaded", GH_LI("loaded", n->loaded.loaded),
                GH_LI("expired", n->loaded.expired), GH_LI("dropped", n->loaded.dropped),
                GH_LI("duration_ms", n->loaded.duration_ms), GH_LB("handover", opts->successor));
+    }
+    /* Pending logins live beside the sessions: in Redis on the session store's own connections
+     * (its sentinels and master check), so a login started on one node finishes on another. */
+    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
+                  ? gh_pending_redis_create_on(pending_connect, app->sessions, cfg->pending_logins,
+                                               cfg->session_policy, &app->pending)
+                  : gh_pending_memory_create(cfg->pending_logins, cfg->session_policy,
+                                             &app->pending)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
+               GH_LS("error", gh_strerror(rc)));
+        goto fail;
     }
     gh_password_params_t pp = {.memory = cfg->hash_memory,
                                .ops = cfg->hash_ops,

@@ -94,6 +94,12 @@ int gh_pending_memory_create(size_t cap, gh_session_policy_t policy,
  * --redis-url; percent-escapes in it are not decoded). Connects on first use. */
 int gh_pending_redis_create(const char *url, size_t cap, gh_session_policy_t policy,
                             gh_pending_store_t **out) GH_WUR;
+/* The same table on connections that connect(ctx, &conn) makes (a hiredis redisContext *; the
+ * node passes the Redis session store's, gh_session_redis_connect, so sentinels, AUTH, the
+ * database and the master check are the session store's own). */
+typedef int (*gh_pending_connect_fn)(void *ctx, void **conn);
+int gh_pending_redis_create_on(gh_pending_connect_fn connect, void *ctx, size_t cap,
+                               gh_session_policy_t policy, gh_pending_store_t **out);
 
 GH_WUR static inline int gh_pending_put(gh_pending_store_t *s, const uint8_t *key,
                                         const gh_pending_t *p, int64_t now)

@@ -39,6 +39,8 @@ typedef struct {
     gh_pending_store_t base;
     pthread_mutex_t lock;
     redisContext *c;
+    gh_pending_connect_fn connect; /* set: connections come from it (the URL fields unused) */
+    void *connect_ctx;
     char host[256], password[256];
     int port, db;
     bool unix_socket;
@@ -135,6 +137,16 @@ static redisContext *conn(redis_t *s)
         return s->c;
     if (s->c)
         redisFree(s->c);
+    s->c = NULL;
+    if (s->connect) {
+        void *c = NULL;
+        if (s->connect(s->connect_ctx, &c) != 0) {
+            GH_LOG(GH_LOG_WARN, "pending-login store: cannot reach the Redis master");
+            return NULL;
+        }
+        s->c = c;
+        return s->c;
+    }
     struct timeval tv = {TIMEOUT_MS / 1000, (TIMEOUT_MS % 1000) * 1000};
     s->c = s->unix_socket ? redisConnectUnixWithTimeout(s->host, tv)
                           : redisConnectWithTimeout(s->host, s->port, tv);
@@ -191,6 +203,12 @@ static redisReply *eval(redis_t *s, const char *script, int nkeys, int argc, con
     if (!r || r->type == REDIS_REPLY_ERROR) {
         GH_LOG(GH_LOG_WARN, "pending-login store: Redis error",
                GH_LS("detail", r ? r->str : c->errstr));
+        /* A server that is no longer the master (a failover): the next call reconnects. */
+        if (r && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0 ||
+                  strncmp(r->str, "LOADING", 7) == 0)) {
+            redisFree(s->c);
+            s->c = NULL;
+        }
         if (r)
             freeReplyObject(r);
         return NULL;
@@ -414,6 +432,25 @@ static const gh_pending_ops_t redis_ops = {
     .stats = p_stats,
     .destroy = p_destroy,
 };
+
+int gh_pending_redis_create_on(gh_pending_connect_fn connect, void *ctx, size_t cap,
+                               gh_session_policy_t policy, gh_pending_store_t **out)
+{
+    *out = NULL;
+    if (!connect || cap == 0)
+        return GH_EINVAL;
+    redis_t *s = gh_mem_calloc(GH_MEM_PENDING, 1, sizeof *s);
+    if (!s)
+        return GH_ENOMEM;
+    s->connect = connect;
+    s->connect_ctx = ctx;
+    s->base.ops = &redis_ops;
+    s->cap = cap;
+    s->policy = policy;
+    pthread_mutex_init(&s->lock, NULL);
+    *out = &s->base;
+    return 0;
+}
 
 int gh_pending_redis_create(const char *url, size_t cap, gh_session_policy_t policy,
                             gh_pending_store_t **out)

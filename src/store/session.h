@@ -305,6 +305,13 @@ int gh_session_redis_open(const gh_session_limits_t *limits, const gh_session_re
  * GH_ESTORE. */
 int gh_session_redis_check(gh_session_store_t *s, const char **why) GH_WUR;
 
+/* A new connection (a hiredis redisContext *, which the caller frees with redisFree) to the
+ * server a Redis store writes to now: through the sentinels when its URL names them, with its
+ * AUTH and database, and only when that server says it is the master. Other Redis users of the
+ * node (the pending-login table) connect through it, so they follow a failover the same way.
+ * GH_EINVAL for a store that is not Redis, GH_ESTORE when no master answers. */
+int gh_session_redis_connect(gh_session_store_t *s, void **conn) GH_WUR;
+
 /*
  * ---- persistence of the memory store (session_persist.c) ----
  *

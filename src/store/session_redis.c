@@ -1416,6 +1416,17 @@ static const char check_script[] = PRELUDE
     "if next(users) then return bad('user not in expiry index', next(users)) end\n"
     "return ''\n";
 
+int gh_session_redis_connect(gh_session_store_t *base, void **conn)
+{
+    *conn = NULL;
+    if (!base || base->ops != &redis_ops)
+        return GH_EINVAL;
+    redisContext *c = NULL;
+    int rc = connect_one((redis_store_t *)base, &c);
+    *conn = c;
+    return rc;
+}
+
 int gh_session_redis_check(gh_session_store_t *base, const char **why)
 {
     static _Thread_local char broken[160];
