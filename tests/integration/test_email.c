@@ -4,7 +4,9 @@
  * scanner safety (GET, HEAD and a second GET spend nothing; the POST does, once), reset ends every
  * session, no enumeration (identical answers, median timings within 5 ms), durability (mail
  * requested while the SMTP server is down survives a SIGKILL of the node and arrives once), a
- * mail server that errors, and hostile addresses.
+ * mail server that errors, hostile addresses, and a reset by a user with a second factor (the
+ * link alone is refused without spending it; a TOTP code from oathtool or a recovery code, which
+ * is then spent; a two-step login begun before the reset cannot be finished after it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <cmocka.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <time.h>
 
 #include "../support/servers.h"
 #include "../support/smtp.h"
@@ -253,6 +256,154 @@ static void reset_link_is_scanner_safe_and_ends_every_session(void **state)
     EXPECT(ht_json(&f->srv, "POST", "/v1/password/reset/confirm", NULL, body, &f->r), 204);
     EXPECT(ht_json(&f->srv, "POST", "/v1/password/reset/confirm", NULL, body, &f->r), 400);
     login(f, "alice", PASSWORD, s1, 201);
+}
+
+/* ---- a user with a second factor ---- */
+
+/* The code oathtool computes for secret (base32) at now + offset_s. */
+static void totp(const char *secret, int offset_s, char out[7])
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
+             (long long)time(NULL) + offset_s);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[32] = "";
+    assert_non_null(fgets(line, sizeof line, p));
+    assert_int_equal(pclose(p), 0);
+    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(strlen(line), 6);
+    memcpy(out, line, 7);
+}
+
+/* Enrols and confirms a TOTP factor for the logged-in session tok (code of now): the secret
+ * and the first two recovery codes come back. */
+static void enrol_totp(fixture_t *f, const char *tok, char secret[64], char rc1[16], char rc2[16])
+{
+    EXPECT(ht_json(&f->srv, "POST", "/v1/factors/totp", tok,
+                   "{\"current_password\":\"" PASSWORD "\",\"name\":\"phone\"}", &f->r),
+           201);
+    long long id = 0;
+    assert_true(ht_jint(&f->r, "id", &id));
+    assert_true(ht_jstr(&f->r, "secret", secret, 64));
+    char path[128], body[64], code[7];
+    snprintf(path, sizeof path, "/v1/factors/totp/%lld/confirm", id);
+    totp(secret, 0, code);
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+    EXPECT(ht_json(&f->srv, "POST", path, tok, body, &f->r), 200);
+    assert_true(ht_jstr(&f->r, "recovery_codes.0", rc1, 16));
+    assert_true(ht_jstr(&f->r, "recovery_codes.1", rc2, 16));
+}
+
+/* The number of the first message from i on (waiting up to 15 s) with the subject. */
+static int mail_from(fixture_t *f, int i, const char *subject)
+{
+    char hv[256];
+    for (long long until = ht_now_ms() + 15000; ht_now_ms() < until;) {
+        for (; i <= ts_smtp_count(&f->smtp); i++) {
+            char *msg = ts_smtp_message(&f->smtp, i);
+            bool is =
+                msg && ts_mail_header(msg, "Subject", hv, sizeof hv) && strcmp(hv, subject) == 0;
+            free(msg);
+            if (is)
+                return i;
+        }
+        ht_sleep_ms(50);
+    }
+    fail_msg("no mail \"%s\" from message %d on", subject, i);
+    return 0;
+}
+
+static long confirm(fixture_t *f, const char *tok, const char *pw, const char *code)
+{
+    char body[256];
+    if (code)
+        snprintf(body, sizeof body, "{\"token\":\"%s\",\"new_password\":\"%s\",\"code\":\"%s\"}",
+                 tok, pw, code);
+    else
+        snprintf(body, sizeof body, "{\"token\":\"%s\",\"new_password\":\"%s\"}", tok, pw);
+    return ht_json(&f->srv, "POST", "/v1/password/reset/confirm", NULL, body, &f->r);
+}
+
+static void a_second_factor_is_needed_to_reset(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(ts_smtp_start(&f->smtp, NULL, NULL), 0);
+    start_node(f, "--admin-token", ADMIN);
+    register_verified(f, "carol", "carol@example.test", 1);
+    char s1[80], secret[64], rc1[16], rc2[16], tok[64], path[160], code[7], body[256];
+    char pending[64];
+    login(f, "carol", PASSWORD, s1, 201);
+    enrol_totp(f, s1, secret, rc1, rc2);
+    /* a two-step login begun before the reset */
+    snprintf(body, sizeof body, "{\"username\":\"carol\",\"password\":\"" PASSWORD "\"}");
+    EXPECT(ht_json(&f->srv, "POST", "/v1/sessions", NULL, body, &f->r), 202);
+    assert_true(ht_jstr(&f->r, "pending", pending, sizeof pending));
+
+    int n = ts_smtp_count(&f->smtp) + 1;
+    reset_request(f, "carol@example.test");
+    n = mail_from(f, n, "Gatehouse: reset your password");
+    reset_link(f, n, "carol@example.test", tok, sizeof tok);
+    /* the link's page asks for the code */
+    snprintf(path, sizeof path, "/reset/confirm?token=%s", tok);
+    EXPECT(ht_get(&f->srv, path, NULL, &f->r), 200);
+    assert_non_null(strstr(f->r.body, "name=\"code\""));
+
+    /* the link alone: refused, and the token lives on */
+    EXPECT(confirm(f, tok, NEWPASS, NULL), 401);
+    assert_string_equal(f->r.error_code, "mfa_required");
+    EXPECT(confirm(f, tok, NEWPASS, ""), 401);
+    assert_string_equal(f->r.error_code, "mfa_required");
+    totp(secret, -600, code); /* ten minutes old: wrong */
+    EXPECT(confirm(f, tok, NEWPASS, code), 401);
+    assert_string_equal(f->r.error_code, "mfa_required");
+    EXPECT(confirm(f, tok, NEWPASS, "not a code"), 401);
+    assert_string_equal(f->r.error_code, "mfa_required");
+    EXPECT(ht_get(&f->srv, "/v1/session", s1, &f->r), 200); /* nothing happened */
+    login(f, "carol", NEWPASS, NULL, 401);
+    /* the next time step's code (the enrolment spent this one's) */
+    totp(secret, 30, code);
+    EXPECT(confirm(f, tok, NEWPASS, code), 204);
+    EXPECT(confirm(f, tok, "yet another passphrase", code), 400);
+    assert_string_equal(f->r.error_code, "invalid_token");
+    EXPECT(ht_get(&f->srv, "/v1/session", s1, &f->r), 401); /* every session ended */
+    login(f, "carol", PASSWORD, NULL, 401);
+    login(f, "carol", NEWPASS, NULL, 202); /* the new password, and still two steps */
+
+    /* the login begun before the reset cannot be finished, even with a valid code */
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"recovery_code\",\"code\":\"%s\"}",
+             pending, rc1);
+    EXPECT(ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, &f->r), 401);
+    assert_string_equal(f->r.error_code, "pending_expired");
+
+    /* another user resets with a recovery code, which is then spent (once carol's notice is in) */
+    mail_from(f, n + 1, "Gatehouse: your password was changed");
+    register_verified(f, "dave", "dave@example.test", ts_smtp_count(&f->smtp) + 1);
+    login(f, "dave", PASSWORD, s1, 201);
+    enrol_totp(f, s1, secret, rc1, rc2);
+    n = ts_smtp_count(&f->smtp) + 1;
+    reset_request(f, "dave@example.test");
+    n = mail_from(f, n, "Gatehouse: reset your password");
+    reset_link(f, n, "dave@example.test", tok, sizeof tok);
+    EXPECT(confirm(f, tok, NEWPASS, NULL), 401);
+    assert_string_equal(f->r.error_code, "mfa_required");
+    EXPECT(confirm(f, tok, NEWPASS, rc1), 204);
+    EXPECT(ht_get(&f->srv, "/v1/session", s1, &f->r), 401);
+    /* a login begun in the same tick of the node's coarse clock as the reset counts as begun
+     * before it (refused in doubt): step past it */
+    ht_sleep_ms(30);
+    snprintf(body, sizeof body, "{\"username\":\"dave\",\"password\":\"" NEWPASS "\"}");
+    EXPECT(ht_json(&f->srv, "POST", "/v1/sessions", NULL, body, &f->r), 202);
+    assert_true(ht_jstr(&f->r, "pending", pending, sizeof pending));
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"recovery_code\",\"code\":\"%s\"}",
+             pending, rc1);
+    EXPECT(ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, &f->r), 401);
+    assert_string_equal(f->r.error_code, "invalid_code"); /* spent by the reset */
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"recovery_code\",\"code\":\"%s\"}",
+             pending, rc2);
+    long st = ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, &f->r);
+    if (st != 201)
+        fail_msg("finishing with a fresh recovery code -> %ld %s", st, f->r.body);
 }
 
 /* ---- no enumeration ---- */
@@ -640,6 +791,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(a_slow_mail_server_holds_up_no_request, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_addresses_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_second_factor_is_needed_to_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(changing_the_address_needs_the_password_and_the_new_link,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(two_nodes_on_postgres_send_each_message_once, setup,
