@@ -10,6 +10,13 @@
  * user on the session's first check after its user cache's TTL (--user-cache-ttl, 1 s) and ends
  * the session then; a password changed here does not
  * end sessions a running node holds (docs/OPERATIONS.md says so).
+ *
+ * Addresses (`add NAME --email ADDR`, `email NAME ADDR`) go through the account service's email
+ * functions, so they are checked and normalised as on the API; one set here is unverified and
+ * its verification link is queued in the durable outbox, which a running node's sender delivers.
+ * That needs email on (--public-url and --smtp-from, as for `serve`): without it the command
+ * refuses, since an address that can never be verified is of no use. Errors never echo the
+ * address (it may hold a line break).
  */
 #include "node/node.h"
 
@@ -21,6 +28,7 @@
 #include <unistd.h>
 
 #include "account/audit.h"
+#include "account/email.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "mem/mem.h"
@@ -33,11 +41,14 @@ static void usage(FILE *out)
             "       gatehouse user del NAME [flags]      delete a user\n"
             "       gatehouse user list [flags]          list users\n"
             "       gatehouse user passwd NAME [flags]   set a user's password\n"
+            "       gatehouse user email NAME ADDR [flags] set a user's email address "
+            "(unverified; a verification link is mailed); add takes --email ADDR too\n"
             "       gatehouse user mfa-reset NAME [flags] remove a user's second factors and "
             "recovery codes (a lost device)\n"
             "\n"
             "Flags, environment and --config are those of `gatehouse serve` (see its --help);\n"
-            "--data-dir, --user-store, --hash-memory and --hash-ops matter here.\n");
+            "--data-dir, --user-store, --hash-memory and --hash-ops matter here; an address needs\n"
+            "--public-url and --smtp-from (email on).\n");
 }
 
 /* Reads one line without echo from the terminal, or from stdin when it is not one. */
@@ -98,6 +109,45 @@ static int ask_password(char *buf, size_t cap, size_t *len)
     return 0;
 }
 
+/* Email for the address commands: the mail tables of the user store's database and the account
+ * service's email functions (the sender is not started: the mail waits in the outbox). */
+static int email_open(const gh_config_t *cfg, gh_mail_store_t **ms, gh_account_email_t **e)
+{
+    if (!cfg->public_url[0] || !cfg->smtp_from[0]) {
+        fprintf(stderr, "gatehouse: user: an email address needs email on: set --public-url and "
+                        "--smtp-from (as for serve)\n");
+        return 2;
+    }
+    int rc = cfg->user_store == GH_USER_STORE_POSTGRES
+                 ? gh_mail_postgres_open(cfg->postgres_url, 5000, ms)
+                 : gh_mail_sqlite_open(cfg->data_dir, ms);
+    gh_email_options_t eo = {.store = *ms,
+                             .product = cfg->product_name,
+                             .public_url = cfg->public_url,
+                             .from = cfg->smtp_from,
+                             .templates = cfg->email_templates,
+                             .smtp_url = "",
+                             .smtp_user = "",
+                             .smtp_password = "",
+                             .retry_for_ms = cfg->smtp_retry_for_ms,
+                             .smtp_timeout_ms = cfg->smtp_timeout_ms,
+                             .node = "cli"};
+    if (rc == 0)
+        rc = gh_account_email_create(&eo, e);
+    if (rc != 0) {
+        fprintf(stderr, "gatehouse: user: cannot set up email: %s\n", gh_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static const char *email_error(int rc)
+{
+    return rc == GH_EEMAIL        ? "not a usable email address"
+           : rc == GH_EEMAILTAKEN ? "that email address is taken by another user"
+                                  : gh_strerror(rc);
+}
+
 /* The command line's acts go to the trail too (actor "cli"); a failure to store one is said. */
 static void audit_cli(gh_user_store_t *store, gh_audit_type_t type, uint64_t user_id,
                       const char *detail)
@@ -123,9 +173,9 @@ int gh_user_cmd_main(int argc, char **argv)
     const char *action = argv[1];
     bool needs_name = strcmp(action, "list") != 0;
     if (strcmp(action, "add") && strcmp(action, "del") && strcmp(action, "list") &&
-        strcmp(action, "passwd") && strcmp(action, "mfa-reset")) {
+        strcmp(action, "passwd") && strcmp(action, "mfa-reset") && strcmp(action, "email")) {
         fprintf(stderr,
-                "gatehouse: user: unknown action '%s' (expected add, del, list, passwd, "
+                "gatehouse: user: unknown action '%s' (expected add, del, list, passwd, email, "
                 "mfa-reset)\n",
                 action);
         return 2;
@@ -146,6 +196,15 @@ int gh_user_cmd_main(int argc, char **argv)
             return 2;
         }
     }
+    const char *address = NULL;
+    if (strcmp(action, "email") == 0) {
+        if (argc < 4 || argv[3][0] == '-') {
+            fprintf(stderr, "gatehouse: user email: an address is required\n");
+            return 2;
+        }
+        address = argv[3];
+        first_flag = 4;
+    }
     /* Hand the flags to the shared config parser as if they followed "user" (--admin is ours). */
     char *fargv[256];
     int fargc = 0;
@@ -154,6 +213,14 @@ int gh_user_cmd_main(int argc, char **argv)
     for (int i = first_flag; i < argc && fargc < 255; i++) {
         if (strcmp(argv[i], "--admin") == 0 && strcmp(action, "add") == 0) {
             make_admin = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--email") == 0 && strcmp(action, "add") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "gatehouse: user add: --email needs an address\n");
+                return 2;
+            }
+            address = argv[++i];
             continue;
         }
         fargv[fargc++] = argv[i];
@@ -191,6 +258,19 @@ int gh_user_cmd_main(int argc, char **argv)
     size_t pwlen = 0;
     gh_password_params_t pp = {.memory = cfg.hash_memory, .ops = cfg.hash_ops};
     gh_user_t user;
+    gh_mail_store_t *mail = NULL;
+    gh_account_email_t *email = NULL;
+    gh_account_t acct = {.users = store};
+    if (address) {
+        if ((code = email_open(&cfg, &mail, &email)) != 0)
+            goto out;
+        code = 1;
+        acct.email = email;
+        if ((rc = gh_account_email_check_new(&acct, address, strlen(address))) != 0) {
+            fprintf(stderr, "gatehouse: user %s: address: %s\n", action, email_error(rc));
+            goto out;
+        }
+    }
 
     if (strcmp(action, "list") == 0) {
         uint64_t after = 0;
@@ -223,6 +303,24 @@ int gh_user_cmd_main(int argc, char **argv)
             goto fail;
         audit_cli(store, GH_AUDIT_USER_DELETED, user.id, user.username);
         printf("deleted user %s (id %llu)\n", user.username, (unsigned long long)user.id);
+        code = 0;
+        goto out;
+    }
+    if (strcmp(action, "email") == 0) {
+        if ((rc = gh_user_get_by_name(store, name, &user)) == GH_ENOTFOUND) {
+            fprintf(stderr, "gatehouse: user email: no user named %s\n", name);
+            goto out;
+        }
+        if (rc != 0)
+            goto fail;
+        sodium_memzero(user.password_hash, sizeof user.password_hash);
+        if ((rc = gh_account_email_attach(&acct, &user, address, strlen(address))) != 0) {
+            fprintf(stderr, "gatehouse: user email: address: %s\n", email_error(rc));
+            goto out;
+        }
+        audit_cli(store, GH_AUDIT_EMAIL_CHANGED, user.id, "verified=false");
+        printf("set the email address of %s (unverified; a verification link is queued)\n",
+               user.username);
         code = 0;
         goto out;
     }
@@ -269,6 +367,17 @@ int gh_user_cmd_main(int argc, char **argv)
         audit_cli(store, GH_AUDIT_USER_CREATED, user.id, make_admin ? "admin=true" : "");
         printf("created %suser %s (id %llu)\n", make_admin ? "admin " : "", user.username,
                (unsigned long long)user.id);
+        if (address) {
+            if ((rc = gh_account_email_attach(&acct, &user, address, strlen(address))) != 0) {
+                fprintf(stderr,
+                        "gatehouse: user add: address: %s (the user was created without it)\n",
+                        email_error(rc));
+                goto out;
+            }
+            audit_cli(store, GH_AUDIT_EMAIL_CHANGED, user.id, "verified=false");
+            printf("set the email address of %s (unverified; a verification link is queued)\n",
+                   user.username);
+        }
     } else {
         if ((rc = gh_user_set_password(store, user.id, hash)) != 0)
             goto fail;
@@ -283,6 +392,8 @@ fail:
 out:
     sodium_memzero(pw, sizeof pw);
     sodium_memzero(hash, sizeof hash);
+    gh_account_email_destroy(&email);
+    gh_mail_store_close(&mail);
     gh_user_store_close(&store);
     return code;
 }

@@ -78,9 +78,8 @@ static bool metric_shows(fixture_t *f, const char *want, int ms)
     }
 }
 
-static void start_node(fixture_t *f, const char *extra1, const char *extra2)
+static void pick_url(fixture_t *f)
 {
-    static char listen[160], url[160];
     if (!f->public_url[0]) {
         int port = 0;
         /* a free port from the SMTP helper's picker */
@@ -90,6 +89,12 @@ static void start_node(fixture_t *f, const char *extra1, const char *extra2)
         ts_smtp_cleanup(&probe);
         snprintf(f->public_url, sizeof f->public_url, "http://127.0.0.1:%d", port);
     }
+}
+
+static void start_node(fixture_t *f, const char *extra1, const char *extra2)
+{
+    static char listen[160], url[160];
+    pick_url(f);
     snprintf(listen, sizeof listen, "%s", f->public_url + 7);
     snprintf(url, sizeof url, "%s", f->public_url);
     /* a short --smtp-timeout: a node killed mid-delivery holds its lease for 2 s + 5 s */
@@ -404,6 +409,100 @@ static void a_second_factor_is_needed_to_reset(void **state)
     long st = ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, &f->r);
     if (st != 201)
         fail_msg("finishing with a fresh recovery code -> %ld %s", st, f->r.body);
+}
+
+/* ---- the command line sets addresses ---- */
+
+/* `gatehouse user ...` failed with one line on stderr that says want. */
+static void cli_refused(const ht_run_t *r, const char *want, int line)
+{
+    if (r->status == 0 || ht_count_lines(r->err) != 1 || !strstr(r->err, want))
+        fail_msg("line %d: status %d, stderr \"%s\", want a failure saying \"%s\"", line, r->status,
+                 r->err, want);
+}
+
+static void the_command_line_sets_an_address(void **state)
+{
+    fixture_t *f = *state;
+    char dir[HT_PATH_MAX], data[HT_PATH_MAX + 64];
+    assert_int_equal(ht_tempdir(dir), 0);
+    snprintf(data, sizeof data, "%s/data", dir);
+    assert_int_equal(ts_smtp_start(&f->smtp, NULL, NULL), 0);
+    pick_url(f);
+    ht_run_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->timeout_ms = 15000;
+#define USER(stdin_data, ...)                                                                      \
+    assert_int_equal(ht_run(r, (stdin_data), NULL, "user", __VA_ARGS__, "--data-dir", data,        \
+                            "--hash-memory", "8KiB", "--hash-ops", "1", "--public-url",            \
+                            f->public_url, "--smtp-from", FROM, NULL),                             \
+                     0)
+    USER(PASSWORD "\n", "add", "erin", "--email", "Erin@Example.TEST");
+    if (r->status != 0 || !strstr(r->out, "unverified"))
+        fail_msg("user add --email: %d %s %s", r->status, r->out, r->err);
+    /* refused before the user is made: a bad address, a taken one (in any case) */
+    USER(PASSWORD "\n", "add", "fred", "--email", "not an address");
+    cli_refused(r, "not a usable email address", __LINE__);
+    USER(PASSWORD "\n", "add", "fred", "--email", "ERIN@example.test");
+    cli_refused(r, "taken", __LINE__);
+    USER(PASSWORD "\n", "add", "fred", "--email", "fred@example.test\r\nBcc: x@example.test");
+    cli_refused(r, "not a usable email address", __LINE__);
+    USER(PASSWORD "\n", "add", "fred");
+    assert_int_equal(r->status, 0);
+    USER(NULL, "email", "fred", "erin@EXAMPLE.test");
+    cli_refused(r, "taken", __LINE__);
+    USER(NULL, "email", "fred", "fred@@example.test");
+    cli_refused(r, "not a usable email address", __LINE__);
+    USER(NULL, "email", "nobody", "nobody@example.test");
+    cli_refused(r, "no user named nobody", __LINE__);
+    USER(NULL, "email", "fred", "Fred@Example.TEST");
+    if (r->status != 0)
+        fail_msg("user email: %d %s", r->status, r->err);
+#undef USER
+    /* with email off the address is refused (it could never be verified) */
+    assert_int_equal(
+        ht_run(r, NULL, NULL, "user", "email", "fred", "f2@example.test", "--data-dir", data, NULL),
+        0);
+    cli_refused(r, "--public-url and --smtp-from", __LINE__);
+    free(r);
+
+    /* a node on that data dir sends the two queued verification links; erin's works */
+    f->srv.data_dir = data;
+    start_node(f, "--admin-token", ADMIN);
+    assert_true(ts_smtp_wait(&f->smtp, 2, 15000));
+    int erin = 0;
+    char hv[256], text[8192], link[512], prefix[160];
+    for (int i = 1; i <= 2; i++) {
+        char *msg = ts_smtp_message(&f->smtp, i);
+        assert_non_null(msg);
+        assert_true(ts_mail_header(msg, "To", hv, sizeof hv));
+        if (strcmp(hv, "erin@example.test") == 0) {
+            erin = i;
+            assert_true(ts_mail_part(msg, "text/plain", text, sizeof text));
+        } else {
+            assert_string_equal(hv, "fred@example.test");
+        }
+        free(msg);
+    }
+    assert_int_not_equal(erin, 0);
+    snprintf(prefix, sizeof prefix, "%s/verify?token=", f->public_url);
+    assert_true(ts_mail_link(text, prefix, link, sizeof link));
+    char form[256];
+    snprintf(form, sizeof form, "token=%s", strstr(link, "token=") + 6);
+    const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    EXPECT(ht_request(&f->srv, "POST", "/verify", hdr, form, strlen(form), &f->r), 200);
+    assert_non_null(strstr(f->r.body, "Your email address is confirmed."));
+    /* the CLI's acts are in the trail */
+    EXPECT(ht_get(&f->srv, "/v1/admin/audit?type=email.changed", ADMIN, &f->r), 200);
+    assert_int_equal(ht_jsize(&f->r, "events"), 2);
+    /* and a reset reaches erin at the address the CLI set */
+    reset_request(f, "erin@example.test");
+    int n = mail_from(f, 3, "Gatehouse: reset your password");
+    char tok[64];
+    reset_link(f, n, "erin@example.test", tok, sizeof tok);
+    assert_int_equal(ht_server_stop(&f->srv), 0);
+    f->srv.data_dir = NULL;
+    ht_rmtree(dir);
 }
 
 /* ---- no enumeration ---- */
@@ -792,6 +891,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(a_slow_mail_server_holds_up_no_request, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_addresses_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(a_second_factor_is_needed_to_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_command_line_sets_an_address, setup, teardown),
         cmocka_unit_test_setup_teardown(changing_the_address_needs_the_password_and_the_new_link,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(two_nodes_on_postgres_send_each_message_once, setup,
