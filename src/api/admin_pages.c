@@ -1,7 +1,8 @@
 /*
- * admin_pages.c — the admin console: /admin (find users by name prefix, page by page), a user's
- * page /admin/users/{id} (profile, sessions with revoke one / all, disable / enable, unlock the
- * account throttle, delete, the user's audit events) and /admin/audit (the trail with filters).
+ * admin_pages.c — the admin console: /admin (find users by name or email prefix, page by
+ * page), a user's page /admin/users/{id} (profile, sessions with revoke one / all, disable /
+ * enable, unlock the account throttle, delete, the user's audit events) and /admin/audit (the
+ * trail with filters).
  * /ops is one link away. Server-rendered HTML, no JavaScript.
  *
  * The one design decision: the console is for an admin USER's session, never for the bearer
@@ -161,8 +162,8 @@ void gh_pages_admin(gh_req_t *r)
         return;
     const char *q = gh_req_query(r, "q"), *after_s = gh_req_query(r, "after");
     int64_t after = 0;
-    if (q && strlen(q) > GH_USERNAME_MAX) {
-        bad_request(r, "The search is a name prefix of at most 64 characters.");
+    if (q && strlen(q) > GH_USER_SEARCH_MAX) {
+        bad_request(r, "The search is a name or email prefix of at most 254 characters.");
         return;
     }
     if (after_s && !parse_id(after_s, &after)) {
@@ -191,8 +192,8 @@ void gh_pages_admin(gh_req_t *r)
     if (done && strcmp(done, "delete") == 0)
         gh_pages_put(&h, "<p class=\"ok\" role=\"status\">The user was deleted.</p>\n");
     gh_pages_put(&h, "<form method=\"get\" action=\"/admin\" role=\"search\">"
-                     "<label for=\"q\">Find users by name prefix</label>"
-                     "<input id=\"q\" name=\"q\" type=\"text\" maxlength=\"64\" value=\"");
+                     "<label for=\"q\">Find users by name or email prefix</label>"
+                     "<input id=\"q\" name=\"q\" type=\"text\" maxlength=\"254\" value=\"");
     gh_pages_put_esc(&h, q ? q : "");
     gh_pages_put(&h,
                  "\"> <button type=\"submit\">Search</button></form>\n"
