@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/email.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -232,11 +233,15 @@ static const char *done_text(const char *done)
 {
     static const struct {
         const char *action, *text;
-    } texts[] = {{"revoke-session", "The session was ended."},
-                 {"revoke-all", "Every session of the user was ended."},
-                 {"disable", "The user was disabled; every session ended."},
-                 {"enable", "The user was enabled."},
-                 {"unlock", "The account throttle was unlocked."}};
+    } texts[] = {
+        {"revoke-session", "The session was ended."},
+        {"revoke-all", "Every session of the user was ended."},
+        {"disable", "The user was disabled; every session ended."},
+        {"enable", "The user was enabled."},
+        {"unlock", "The account throttle was unlocked."},
+        {"factors-reset", "Every second factor and recovery code of the user was removed."},
+        {"reset-send", "A password reset link was mailed to the user's verified address."},
+        {"reset-none", "The user has no verified email address: no password reset was sent."}};
     for (size_t i = 0; done && i < sizeof texts / sizeof texts[0]; i++)
         if (strcmp(done, texts[i].action) == 0)
             return texts[i].text;
@@ -344,6 +349,10 @@ void gh_pages_admin_user(gh_req_t *r)
     gh_pages_put(&h, " ");
     action_form(&h, id, "revoke-all", ad.csrf, NULL, "End every session");
     gh_pages_put(&h, " ");
+    action_form(&h, id, "factors-reset", ad.csrf, NULL, "Reset second factors");
+    gh_pages_put(&h, " ");
+    action_form(&h, id, "reset-send", ad.csrf, NULL, "Send a password reset");
+    gh_pages_put(&h, " ");
     action_form(&h, id, "delete", ad.csrf, NULL, "Delete the user");
     gh_pages_put(&h, "</p>\n<h2 id=\"sessions-title\">Sessions</h2>\n"
                      "<table aria-labelledby=\"sessions-title\" id=\"sessions\"><thead><tr>"
@@ -391,6 +400,9 @@ static const struct {
     {"disable", "Disable the user? Every session ends, and logins fail until enabled again."},
     {"enable", "Enable the user?"},
     {"unlock", "Unlock the user's login throttle on this node?"},
+    {"factors-reset", "Remove every second factor and recovery code of the user? They sign in "
+                      "with the password alone until they enroll again."},
+    {"reset-send", "Mail a password reset link to the user's verified email address?"},
     {"delete", "Delete the user and every session? This cannot be undone."},
 };
 
@@ -485,6 +497,18 @@ void gh_pages_admin_action(gh_req_t *r)
         rc = gh_account_user_set_flags(&ad.a, id, -1, strcmp(action, "disable") == 0, &after);
     } else if (strcmp(action, "unlock") == 0) {
         rc = gh_account_throttle_unlock(&ad.a, id, &was);
+    } else if (strcmp(action, "factors-reset") == 0) {
+        rc = gh_account_factors_reset(&ad.a, id, &n);
+    } else if (strcmp(action, "reset-send") == 0) {
+        int64_t retry_ms = 0;
+        rc = gh_account_reset_send(&ad.a, id, &was, &retry_ms);
+        if (rc == 0 && !was)
+            action = "reset-none";
+        if (rc == GH_ECLOSED) {
+            gh_pages_message(r, 409, "Email is off",
+                             "This node sends no email (no SMTP server is configured).");
+            return;
+        }
     } else {
         rc = gh_account_user_delete(&ad.a, id, &n);
         if (rc == 0) {

@@ -78,12 +78,32 @@ try {
   await confirm(page, 'Enable the user?');
   must((await page.textContent('#state')) === 'active', 'not enabled');
 
+  step = 'the admin resets the user\'s second factors, after confirming';
+  await click(page, page.getByRole('button', { name: 'Reset second factors' }));
+  await confirm(page, 'Remove every second factor and recovery code of the user?');
+  must(new URL(page.url()).search === '?done=factors-reset', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('second factor'), 'no notice');
+  const removed = page.locator('tr[data-type="factor.removed"] td:nth-child(3)');
+  must(await removed.count() === 1, `factor.removed events: ${await removed.count()}`);
+  must((await removed.textContent()).startsWith('admin:'), `actor ${await removed.textContent()}`);
+
+  step = 'a password reset for a user without a verified address says so';
+  await click(page, page.getByRole('button', { name: 'Send a password reset' }));
+  await confirm(page, 'Mail a password reset link');
+  must(new URL(page.url()).search === '?done=reset-none', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('no verified email address'),
+       'no word that nothing was sent');
+  must(await page.locator('tr[data-type="admin.password_reset_send"]').count() === 0,
+       'a reset that was not sent is in the trail');
+  await shot(page, 'admin-reset-none');
+
   step = 'the admin reads the trail, filtered to admin actions';
   await page.goto(`${BASE}/admin/audit`);
   await page.getByLabel('Type (login.failed, admin, ...)').fill('admin');
   await click(page, page.getByRole('button', { name: 'Filter' }));
   const types = await page.locator('table.events td.type').allTextContents();
-  for (const t of ['admin.session_revoke', 'admin.user_disable', 'admin.user_enable'])
+  for (const t of ['admin.session_revoke', 'admin.user_disable', 'admin.user_enable',
+                   'admin.factors_reset'])
     must(types.includes(t), `${t} not in the trail: ${types}`);
   must(types.every((t) => t.startsWith('admin.')), `a filtered page shows ${types}`);
   await shot(page, 'admin-audit');

@@ -42,7 +42,9 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    return ht_server_start(&f->gh, "--admin-token", ADMIN, NULL);
+    /* email on (queued only, no SMTP server): the console's password reset needs it */
+    return ht_server_start(&f->gh, "--admin-token", ADMIN, "--public-url", "https://gatehouse.test",
+                           "--smtp-from", "gatehouse@example.org", NULL);
 }
 
 static int teardown(void **state)
