@@ -1,13 +1,13 @@
 // admin_console.mjs — the admin console in a real browser: headless Chromium (Debian's) driven by
 // playwright-core, JavaScript off in the pages. Run by tests/integration/test_admin_console.c,
 // which starts gatehouse and passes BASE (http://127.0.0.1:PORT), ADMIN_USER / NON_ADMIN / PASSWORD,
-// VICTIM (a user with two sessions), VICTIM_ID, OTHER_SID (one of the victim's sessions) and
-// ARTIFACTS (where screenshots go). Exits 0 when every step passed; prints the failing step and
+// VICTIM (a user with two sessions), VICTIM_ID, OTHER_SID (one of the victim's sessions), MAILED_ID
+// (a user with a verified email address) and ARTIFACTS (where screenshots go). Exits 0 when every step passed; prints the failing step and
 // exits 1 otherwise.
 import { chromium } from 'playwright-core';
 
-const { BASE, ADMIN_USER, NON_ADMIN, PASSWORD, VICTIM, VICTIM_ID, OTHER_SID, ARTIFACTS } =
-  process.env;
+const { BASE, ADMIN_USER, NON_ADMIN, PASSWORD, VICTIM, VICTIM_ID, OTHER_SID, ARTIFACTS,
+        MAILED_ID } = process.env;
 const shot = (page, name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 const must = (cond, what) => { if (!cond) throw new Error(what); };
 const click = (page, locator) => Promise.all([page.waitForLoadState(), locator.click()]);
@@ -96,6 +96,16 @@ try {
   must(await page.locator('tr[data-type="admin.password_reset_send"]').count() === 0,
        'a reset that was not sent is in the trail');
   await shot(page, 'admin-reset-none');
+
+  step = 'a password reset for a user with a verified address is mailed and audited';
+  await page.goto(`${BASE}/admin/users/${MAILED_ID}`);
+  await click(page, page.getByRole('button', { name: 'Send a password reset' }));
+  await confirm(page, 'Mail a password reset link');
+  must(new URL(page.url()).search === '?done=reset-send', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('was mailed'), 'no notice');
+  const sent = page.locator('tr[data-type="admin.password_reset_send"] td:nth-child(3)');
+  must(await sent.count() === 1, `admin.password_reset_send events: ${await sent.count()}`);
+  must((await sent.textContent()).startsWith('admin:'), `actor ${await sent.textContent()}`);
 
   step = 'the admin reads the trail, filtered to admin actions';
   await page.goto(`${BASE}/admin/audit`);
