@@ -4,10 +4,10 @@
  * An admin user (made with `gatehouse user add --admin`) signs in, finds a user, ends one of
  * their sessions, disables and re-enables them, resets their second factors, sends a password
  * reset (refused politely without a verified address; queued with one) and reads the trail;
- * hostile filters get 400; forged CSRF and a foreign origin are refused; a signed-in user who is not an
- * admin gets 403 on every /admin page and form. Screenshots are kept in <build>/browser-artifacts/.
- * Afterwards the server is asked what the browser did: the session is gone, the user can log in,
- * the trail names the admin as the actor of each admin.<action>.
+ * hostile filters get 400; forged CSRF and a foreign origin are refused; a signed-in user who is
+ * not an admin gets 403 on every /admin page and form. Screenshots are kept in
+ * <build>/browser-artifacts/. Afterwards the server is asked what the browser did: the session is
+ * gone, the user can log in, the trail names the admin as the actor of each admin.<action>.
  */
 #include <setjmp.h>
 #include <signal.h>
