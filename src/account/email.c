@@ -362,6 +362,40 @@ int gh_account_reset_request(gh_account_t *a, const gh_account_client_t *c, bool
     return rc;
 }
 
+int gh_account_reset_send(gh_account_t *a, uint64_t user_id, bool *sent, int64_t *retry_ms)
+{
+    gh_account_email_t *e = a->email;
+    *sent = false;
+    *retry_ms = 0;
+    if (!e)
+        return GH_ECLOSED;
+    gh_user_t user;
+    int rc = gh_user_get_by_id(a->users, user_id, &user);
+    sodium_memzero(user.password_hash, sizeof user.password_hash);
+    if (rc != 0)
+        return rc;
+    char to[GH_MAIL_ADDR_MAX + 1] = "";
+    bool verified = false;
+    rc = e->store->ops->get_email(e->store, user_id, to, &verified);
+    if (rc == GH_ENOTFOUND || (rc == 0 && (!to[0] || !verified)))
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (!throttle_take(e, TH_ACCOUNT, &user_id, sizeof user_id, GH_EMAIL_THROTTLE_PER_ACCOUNT,
+                       gh_clock_now_ms(), retry_ms))
+        return GH_ELIMIT;
+    rc = issue(e, GH_MAIL_RESET, GH_TOKEN_RESET, user_id, user.username, to,
+               "/reset/confirm?token=", GH_EMAIL_RESET_TTL_MS, true);
+    if (rc == 0)
+        rc = gh_account_audit_admin(a, "password_reset_send", user_id, NULL, NULL);
+    if (rc == 0) {
+        *sent = true;
+        GH_LOG(GH_LOG_INFO, "password reset link queued", GH_LI("user_id", user_id),
+               GH_LS("via", "admin"));
+    }
+    return rc;
+}
+
 int gh_account_reset_begin(gh_account_t *a, gh_account_reset_t *st, const char *token, size_t tlen,
                            const char *new_pw, size_t nlen, const char *code, size_t codelen)
 {

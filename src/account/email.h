@@ -108,6 +108,12 @@ int gh_account_link_peek(gh_account_t *a, bool reset, const char *token, size_t 
 int gh_account_reset_request(gh_account_t *a, const gh_account_client_t *c, bool by_email,
                              const char *ident, size_t len, int64_t *retry_ms) GH_WUR;
 
+/* Admin (the console's "Send a password reset"): mails a reset link to the user's verified
+ * address and records admin.password_reset_send. *sent false (and 0, nothing queued, nothing
+ * recorded) when the user has no verified address. GH_ENOTFOUND (no such user), GH_ELIMIT
+ * (*retry_ms) when the account's reset budget is spent, GH_ECLOSED without email. */
+int gh_account_reset_send(gh_account_t *a, uint64_t user_id, bool *sent, int64_t *retry_ms) GH_WUR;
+
 /* POST /v1/password/reset/confirm: new password, then (when the user has a factor) the code,
  * then the hash on the pool, then the token is spent, the hash stored, every session ended and a
  * notice mailed. */

@@ -608,10 +608,17 @@ int gh_account_factors_reset(gh_account_t *a, uint64_t user_id, size_t *removed)
     rc = gh_user_factor_del_all(a->users, user_id, removed);
     if (rc == 0) {
         gh_audit_event_t ev;
-        gh_audit_event_init(&ev, GH_AUDIT_FACTOR_REMOVED, GH_AUDIT_SUCCESS, user_id, NULL);
-        gh_audit_event_actor(&ev, "token");
+        /* the caller's actor: "token" for the bearer API, "admin:<id>" for the console */
+        gh_account_audit_event(a, &ev, GH_AUDIT_FACTOR_REMOVED, GH_AUDIT_SUCCESS, user_id);
+        if (!a->actor[0])
+            gh_audit_event_actor(&ev, "token");
         gh_audit_event_detail(&ev, "by=admin_reset factors_removed=%zu", *removed);
         rc = gh_account_audit(a, &ev);
+    }
+    if (rc == 0) {
+        char detail[48];
+        snprintf(detail, sizeof detail, "factors_removed=%zu", *removed);
+        rc = gh_account_audit_admin(a, "factors_reset", user_id, NULL, detail);
     }
     if (rc == 0 && *removed > 0)
         GH_IGNORE(gh_account_notify(a, user_id, GH_MAIL_FACTOR_REMOVED));

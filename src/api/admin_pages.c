@@ -1,7 +1,8 @@
 /*
- * admin_pages.c — the admin console: /admin (find users by name prefix, page by page), a user's
- * page /admin/users/{id} (profile, sessions with revoke one / all, disable / enable, unlock the
- * account throttle, delete, the user's audit events) and /admin/audit (the trail with filters).
+ * admin_pages.c — the admin console: /admin (find users by name or email prefix, page by
+ * page), a user's page /admin/users/{id} (profile, sessions with revoke one / all, disable /
+ * enable, unlock the account throttle, delete, the user's audit events) and /admin/audit (the
+ * trail with filters).
  * /ops is one link away. Server-rendered HTML, no JavaScript.
  *
  * The one design decision: the console is for an admin USER's session, never for the bearer
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/email.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -161,8 +163,8 @@ void gh_pages_admin(gh_req_t *r)
         return;
     const char *q = gh_req_query(r, "q"), *after_s = gh_req_query(r, "after");
     int64_t after = 0;
-    if (q && strlen(q) > GH_USERNAME_MAX) {
-        bad_request(r, "The search is a name prefix of at most 64 characters.");
+    if (q && strlen(q) > GH_USER_SEARCH_MAX) {
+        bad_request(r, "The search is a name or email prefix of at most 254 characters.");
         return;
     }
     if (after_s && !parse_id(after_s, &after)) {
@@ -191,8 +193,8 @@ void gh_pages_admin(gh_req_t *r)
     if (done && strcmp(done, "delete") == 0)
         gh_pages_put(&h, "<p class=\"ok\" role=\"status\">The user was deleted.</p>\n");
     gh_pages_put(&h, "<form method=\"get\" action=\"/admin\" role=\"search\">"
-                     "<label for=\"q\">Find users by name prefix</label>"
-                     "<input id=\"q\" name=\"q\" type=\"text\" maxlength=\"64\" value=\"");
+                     "<label for=\"q\">Find users by name or email prefix</label>"
+                     "<input id=\"q\" name=\"q\" type=\"text\" maxlength=\"254\" value=\"");
     gh_pages_put_esc(&h, q ? q : "");
     gh_pages_put(&h,
                  "\"> <button type=\"submit\">Search</button></form>\n"
@@ -231,11 +233,15 @@ static const char *done_text(const char *done)
 {
     static const struct {
         const char *action, *text;
-    } texts[] = {{"revoke-session", "The session was ended."},
-                 {"revoke-all", "Every session of the user was ended."},
-                 {"disable", "The user was disabled; every session ended."},
-                 {"enable", "The user was enabled."},
-                 {"unlock", "The account throttle was unlocked."}};
+    } texts[] = {
+        {"revoke-session", "The session was ended."},
+        {"revoke-all", "Every session of the user was ended."},
+        {"disable", "The user was disabled; every session ended."},
+        {"enable", "The user was enabled."},
+        {"unlock", "The account throttle was unlocked."},
+        {"factors-reset", "Every second factor and recovery code of the user was removed."},
+        {"reset-send", "A password reset link was mailed to the user's verified address."},
+        {"reset-none", "The user has no verified email address: no password reset was sent."}};
     for (size_t i = 0; done && i < sizeof texts / sizeof texts[0]; i++)
         if (strcmp(done, texts[i].action) == 0)
             return texts[i].text;
@@ -343,6 +349,10 @@ void gh_pages_admin_user(gh_req_t *r)
     gh_pages_put(&h, " ");
     action_form(&h, id, "revoke-all", ad.csrf, NULL, "End every session");
     gh_pages_put(&h, " ");
+    action_form(&h, id, "factors-reset", ad.csrf, NULL, "Reset second factors");
+    gh_pages_put(&h, " ");
+    action_form(&h, id, "reset-send", ad.csrf, NULL, "Send a password reset");
+    gh_pages_put(&h, " ");
     action_form(&h, id, "delete", ad.csrf, NULL, "Delete the user");
     gh_pages_put(&h, "</p>\n<h2 id=\"sessions-title\">Sessions</h2>\n"
                      "<table aria-labelledby=\"sessions-title\" id=\"sessions\"><thead><tr>"
@@ -390,6 +400,9 @@ static const struct {
     {"disable", "Disable the user? Every session ends, and logins fail until enabled again."},
     {"enable", "Enable the user?"},
     {"unlock", "Unlock the user's login throttle on this node?"},
+    {"factors-reset", "Remove every second factor and recovery code of the user? They sign in "
+                      "with the password alone until they enroll again."},
+    {"reset-send", "Mail a password reset link to the user's verified email address?"},
     {"delete", "Delete the user and every session? This cannot be undone."},
 };
 
@@ -484,6 +497,18 @@ void gh_pages_admin_action(gh_req_t *r)
         rc = gh_account_user_set_flags(&ad.a, id, -1, strcmp(action, "disable") == 0, &after);
     } else if (strcmp(action, "unlock") == 0) {
         rc = gh_account_throttle_unlock(&ad.a, id, &was);
+    } else if (strcmp(action, "factors-reset") == 0) {
+        rc = gh_account_factors_reset(&ad.a, id, &n);
+    } else if (strcmp(action, "reset-send") == 0) {
+        int64_t retry_ms = 0;
+        rc = gh_account_reset_send(&ad.a, id, &was, &retry_ms);
+        if (rc == 0 && !was)
+            action = "reset-none";
+        if (rc == GH_ECLOSED) {
+            gh_pages_message(r, 409, "Email is off",
+                             "This node sends no email (no SMTP server is configured).");
+            return;
+        }
     } else {
         rc = gh_account_user_delete(&ad.a, id, &n);
         if (rc == 0) {

@@ -238,6 +238,21 @@ static int open_redis_sessions(const gh_config_t *cfg, gh_store_probe_t probe,
     return rc;
 }
 
+/* The session store's eviction report (per-user cap or budget), under the store's lock: one
+ * session.revoked (actor "system", by=cap / by=eviction) copied into the trail's bounded queue,
+ * never a write on this path (a full queue counts a drop). */
+static void session_evicted(void *ctx, uint64_t user_id,
+                            const char session_id[GH_SESSION_ID_LEN + 1], bool by_cap)
+{
+    gh_app_t *app = ctx;
+    gh_audit_event_t ev;
+    gh_audit_event_init(&ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id, NULL);
+    gh_audit_event_actor(&ev, "system");
+    gh_audit_event_session(&ev, session_id);
+    gh_audit_event_detail(&ev, "by=%s", by_cap ? "cap" : "eviction");
+    gh_audit_emit_queued(app->audit, &ev);
+}
+
 /* The bound port of a listening socket (0 when unknown). */
 static uint16_t socket_port(int fd)
 {
@@ -435,7 +450,9 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                       .max_per_user = cfg->max_sessions_per_user,
                                       .budget_bytes = cfg->session_memory,
                                       .policy = cfg->session_policy,
-                                      .max_clients = cfg->session_clients};
+                                      .max_clients = cfg->session_clients,
+                                      .on_evict = app->audit ? session_evicted : NULL,
+                                      .on_evict_ctx = app};
         if ((rc = gh_session_persist_open(cfg->data_dir, &limits, cfg->durability, opts->successor,
                                           &n->loaded, &app->sessions)) != 0) {
             GH_LOG(GH_LOG_ERROR, "cannot open the session store", GH_LS("error", gh_strerror(rc)));

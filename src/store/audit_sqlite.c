@@ -50,11 +50,13 @@ static const char sql_prune[] =
 static const char sql_set_flags[] =
     "UPDATE users SET admin = CASE WHEN ?2 < 0 THEN admin ELSE ?2 END,"
     " disabled = CASE WHEN ?3 < 0 THEN disabled ELSE ?3 END WHERE id = ?1";
-/* A prefix as a range of the NOCASE collation: [prefix, prefix || x'f4908080'). No LIKE, so '%'
- * and '_' in a search are plain characters. */
+/* A prefix as a range of the NOCASE collation: [prefix, prefix || x'f4908080'), on the name or
+ * the email address. No LIKE, so '%' and '_' in a search are plain characters. */
 static const char sql_search[] =
     "SELECT id, username, '', created_at, admin, disabled FROM users"
-    " WHERE username >= ?1 AND username < ?1 || char(1114111) AND id > ?2 ORDER BY id LIMIT ?3";
+    " WHERE ((username >= ?1 AND username < ?1 || char(1114111))"
+    " OR (email COLLATE NOCASE >= ?1 AND email COLLATE NOCASE < ?1 || char(1114111)))"
+    " AND id > ?2 ORDER BY id LIMIT ?3";
 
 int gh_audit_sqlite_prepare(sqlite3 *db, gh_audit_sqlite_t *a)
 {

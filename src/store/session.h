@@ -106,6 +106,13 @@ typedef struct {
     gh_session_policy_t policy;
     gh_session_end_hook_t on_end; /* NULL: nobody is told (memory backend only) */
     void *on_end_ctx;
+    /* Told of each session the per-user cap (by_cap) or the budget's eviction ends, with its user
+     * and public id (memory backend, and the persistence layer over it; the Redis store does not
+     * report its cap evictions). NULL: nobody. Called with the store's lock held: it must only
+     * copy (into a bounded queue, say), never block, never call the store. */
+    void (*on_evict)(void *ctx, uint64_t user_id, const char session_id[GH_SESSION_ID_LEN + 1],
+                     bool by_cap);
+    void *on_evict_ctx;
     /* Memory backend: distinct clients (IP, user agent) it keeps at once, 0 = 65536; their
      * table holds at most GH_SESSION_CLIENT_AVG_BYTES per client on average besides. */
     uint32_t max_clients;

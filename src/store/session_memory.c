@@ -1012,6 +1012,20 @@ static void move_record(store_t *st, uint32_t from, uint32_t to)
  * index, fills the hole with the last record, frees what is no longer needed and counts the
  * reason. Frees only; never allocates.
  */
+static void release(store_t *st, uint32_t i, gh_session_end_t reason);
+
+/* An eviction by the per-user cap (by_cap) or the budget: told to limits.on_evict (a copy into
+ * the caller's bounded queue), then released. Lock held. */
+static void evict(store_t *st, uint32_t i, bool by_cap)
+{
+    if (st->limits.on_evict) {
+        char sid[GH_SESSION_ID_LEN + 1];
+        gh_base64url_encode(REC(st, i)->id, GH_SESSION_ID_RAW_LEN, sid);
+        st->limits.on_evict(st->limits.on_evict_ctx, get64(REC(st, i)->user_id), sid, by_cap);
+    }
+    release(st, i, GH_END_EVICTED);
+}
+
 static void release(store_t *st, uint32_t i, gh_session_end_t reason)
 {
     assert(i < st->n && (unsigned)reason < GH_END__COUNT);
@@ -1070,7 +1084,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
              * sorting on every restored session made a million of them quadratic. */
             sort_if_needed(st);
             while (st->n && st->bytes + record_capacity_cost(st) > lim->budget_bytes)
-                release(st, st->lru_head, GH_END_EVICTED);
+                evict(st, st->lru_head, false);
             if (st->bytes + record_capacity_cost(st) > lim->budget_bytes)
                 return GH_EBUSY;        /* the budget cannot hold even one session */
             h = user_head(st, user_id); /* evictions may have taken all of theirs */
@@ -1087,7 +1101,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
     uint32_t cid = client_acquire(st, client, client_key);
     if (cap_evict) {
         h = user_head(st, user_id);
-        release(st, REC(st, h)->user_prev, GH_END_EVICTED); /* the user's oldest */
+        evict(st, REC(st, h)->user_prev, true); /* the user's oldest */
     }
     uint32_t i = st->n++;
     rec_t *r = REC(st, i);
@@ -1121,7 +1135,7 @@ out:
     if (rc == 0 && lim->budget_bytes && lim->policy == GH_POLICY_EVICT_IDLE) {
         while (st->bytes > lim->budget_bytes && st->n > 1 &&
                memcmp(REC(st, st->lru_head)->token_hash, hash, GH_TOKEN_HASH_LEN) != 0)
-            release(st, st->lru_head, GH_END_EVICTED);
+            evict(st, st->lru_head, false);
     }
     return rc;
 }

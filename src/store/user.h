@@ -18,6 +18,8 @@
 #include "store/probe.h"
 
 #define GH_USERNAME_MAX 64
+/* The longest search prefix: an email address (RFC 5321 path limit). */
+#define GH_USER_SEARCH_MAX 254
 #define GH_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
 
 typedef struct {
@@ -85,8 +87,9 @@ typedef struct {
     /* Sets the flags given (admin / disabled: -1 leaves it as it is, 0 or 1 sets it).
      * GH_ENOTFOUND when absent. */
     int (*set_flags)(gh_user_store_t *s, uint64_t id, int admin, int disabled);
-    /* Users whose name starts with prefix (any case; "" every user) and id > after_id, in id
-     * order, up to cap; password_hash left empty. The prefix is matched literally (no wildcard). */
+    /* Users whose name or email address starts with prefix (any case; "" every user; at most
+     * GH_USER_SEARCH_MAX bytes, longer matches nobody) and id > after_id, in id order, up to cap;
+     * password_hash left empty. The prefix is matched literally (no wildcard). */
     int (*search)(gh_user_store_t *s, const char *prefix, uint64_t after_id, gh_user_t *out,
                   size_t cap, size_t *n);
     /* Appends one event; sets ev->id. */

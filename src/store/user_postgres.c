@@ -109,10 +109,12 @@ static const struct {
                       " disabled = CASE WHEN $3::int < 0 THEN disabled ELSE $3::int <> 0 END"
                       " WHERE id = $1",
                       3},
-    /* A literal prefix (no LIKE: '%' and '_' are plain characters), any case. */
+    /* A literal prefix (no LIKE: '%' and '_' are plain characters) of the name or the email
+     * address, any case. */
     [ST_SEARCH] = {"gh_user_search",
                    "SELECT id, username, '', created_at, admin, disabled FROM gatehouse_users"
-                   " WHERE left(lower(username), length($1)) = lower($1) AND id > $2"
+                   " WHERE (left(lower(username), length($1)) = lower($1)"
+                   " OR left(lower(email), length($1)) = lower($1)) AND id > $2"
                    " ORDER BY id LIMIT $3",
                    3},
     [ST_AUDIT_APPEND] = {"gh_audit_append",
@@ -571,7 +573,8 @@ static int p_search(gh_user_store_t *base, const char *prefix, uint64_t after, g
 {
     pg_store_t *s = (pg_store_t *)base;
     *n = 0;
-    if (after > INT64_MAX || cap == 0 || (prefix && strnlen(prefix, 65) > GH_USERNAME_MAX))
+    if (after > INT64_MAX || cap == 0 ||
+        (prefix && strnlen(prefix, GH_USER_SEARCH_MAX + 1) > GH_USER_SEARCH_MAX))
         return 0;
     char a[24], c[24];
     snprintf(a, sizeof a, "%llu", (unsigned long long)after);

@@ -380,8 +380,8 @@ static int u_search(gh_user_store_t *base, const char *prefix, uint64_t after, g
 {
     sqlite_store_t *s = (sqlite_store_t *)base;
     *n = 0;
-    size_t plen = prefix ? strnlen(prefix, GH_USERNAME_MAX + 1) : 0;
-    if (after > INT64_MAX || cap == 0 || plen > GH_USERNAME_MAX)
+    size_t plen = prefix ? strnlen(prefix, GH_USER_SEARCH_MAX + 1) : 0;
+    if (after > INT64_MAX || cap == 0 || plen > GH_USER_SEARCH_MAX)
         return 0;
     int ret = 0;
     pthread_mutex_lock(&s->lock);

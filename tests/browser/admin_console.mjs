@@ -1,13 +1,13 @@
 // admin_console.mjs — the admin console in a real browser: headless Chromium (Debian's) driven by
 // playwright-core, JavaScript off in the pages. Run by tests/integration/test_admin_console.c,
 // which starts gatehouse and passes BASE (http://127.0.0.1:PORT), ADMIN_USER / NON_ADMIN / PASSWORD,
-// VICTIM (a user with two sessions), VICTIM_ID, OTHER_SID (one of the victim's sessions) and
-// ARTIFACTS (where screenshots go). Exits 0 when every step passed; prints the failing step and
+// VICTIM (a user with two sessions), VICTIM_ID, OTHER_SID (one of the victim's sessions), MAILED_ID
+// (a user with a verified email address) and ARTIFACTS (where screenshots go). Exits 0 when every step passed; prints the failing step and
 // exits 1 otherwise.
 import { chromium } from 'playwright-core';
 
-const { BASE, ADMIN_USER, NON_ADMIN, PASSWORD, VICTIM, VICTIM_ID, OTHER_SID, ARTIFACTS } =
-  process.env;
+const { BASE, ADMIN_USER, NON_ADMIN, PASSWORD, VICTIM, VICTIM_ID, OTHER_SID, ARTIFACTS,
+        MAILED_ID } = process.env;
 const shot = (page, name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 const must = (cond, what) => { if (!cond) throw new Error(what); };
 const click = (page, locator) => Promise.all([page.waitForLoadState(), locator.click()]);
@@ -51,7 +51,7 @@ try {
   await page.goto(`${BASE}/admin`);
 
   step = 'the admin finds the user by a name prefix';
-  await page.getByLabel('Find users by name prefix').fill(VICTIM.slice(0, 2).toUpperCase());
+  await page.getByLabel('Find users by name or email prefix').fill(VICTIM.slice(0, 2).toUpperCase());
   await click(page, page.getByRole('button', { name: 'Search' }));
   const found = page.locator('#users a.user', { hasText: VICTIM });
   must(await found.count() === 1, `${VICTIM} not found`);
@@ -78,12 +78,42 @@ try {
   await confirm(page, 'Enable the user?');
   must((await page.textContent('#state')) === 'active', 'not enabled');
 
+  step = 'the admin resets the user\'s second factors, after confirming';
+  await click(page, page.getByRole('button', { name: 'Reset second factors' }));
+  await confirm(page, 'Remove every second factor and recovery code of the user?');
+  must(new URL(page.url()).search === '?done=factors-reset', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('second factor'), 'no notice');
+  const removed = page.locator('tr[data-type="factor.removed"] td:nth-child(3)');
+  must(await removed.count() === 1, `factor.removed events: ${await removed.count()}`);
+  must((await removed.textContent()).startsWith('admin:'), `actor ${await removed.textContent()}`);
+
+  step = 'a password reset for a user without a verified address says so';
+  await click(page, page.getByRole('button', { name: 'Send a password reset' }));
+  await confirm(page, 'Mail a password reset link');
+  must(new URL(page.url()).search === '?done=reset-none', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('no verified email address'),
+       'no word that nothing was sent');
+  must(await page.locator('tr[data-type="admin.password_reset_send"]').count() === 0,
+       'a reset that was not sent is in the trail');
+  await shot(page, 'admin-reset-none');
+
+  step = 'a password reset for a user with a verified address is mailed and audited';
+  await page.goto(`${BASE}/admin/users/${MAILED_ID}`);
+  await click(page, page.getByRole('button', { name: 'Send a password reset' }));
+  await confirm(page, 'Mail a password reset link');
+  must(new URL(page.url()).search === '?done=reset-send', `at ${page.url()}`);
+  must((await page.getByRole('status').textContent()).includes('was mailed'), 'no notice');
+  const sent = page.locator('tr[data-type="admin.password_reset_send"] td:nth-child(3)');
+  must(await sent.count() === 1, `admin.password_reset_send events: ${await sent.count()}`);
+  must((await sent.textContent()).startsWith('admin:'), `actor ${await sent.textContent()}`);
+
   step = 'the admin reads the trail, filtered to admin actions';
   await page.goto(`${BASE}/admin/audit`);
   await page.getByLabel('Type (login.failed, admin, ...)').fill('admin');
   await click(page, page.getByRole('button', { name: 'Filter' }));
   const types = await page.locator('table.events td.type').allTextContents();
-  for (const t of ['admin.session_revoke', 'admin.user_disable', 'admin.user_enable'])
+  for (const t of ['admin.session_revoke', 'admin.user_disable', 'admin.user_enable',
+                   'admin.factors_reset'])
     must(types.includes(t), `${t} not in the trail: ${types}`);
   must(types.every((t) => t.startsWith('admin.')), `a filtered page shows ${types}`);
   await shot(page, 'admin-audit');
@@ -93,8 +123,8 @@ try {
     const res = await page.goto(`${BASE}/admin/audit?${q}`);
     must(res.status() === 400, `${q}: ${res.status()}`);
   }
-  const long = await page.goto(`${BASE}/admin?q=${'a'.repeat(65)}`);
-  must(long.status() === 400, `a 65-character search: ${long.status()}`);
+  const long = await page.goto(`${BASE}/admin?q=${'a'.repeat(255)}`);
+  must(long.status() === 400, `a 255-character search: ${long.status()}`);
   await shot(page, 'admin-bad-filter');
 
   step = 'a forged CSRF token and a foreign origin are refused';

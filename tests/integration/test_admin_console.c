@@ -2,11 +2,12 @@
  * test_admin_console.c — the admin console in a real browser: headless Chromium (Debian's
  * package) driven by playwright-core (tests/browser/admin_console.mjs) against the real binary.
  * An admin user (made with `gatehouse user add --admin`) signs in, finds a user, ends one of
- * their sessions, disables and re-enables them and reads the trail; hostile filters get 400;
- * forged CSRF and a foreign origin are refused; a signed-in user who is not an admin gets 403 on
- * every /admin page and form. Screenshots are kept in <build>/browser-artifacts/. Afterwards the
- * server is asked what the browser did: the session is gone, the user can log in, the trail
- * names the admin as the actor of each admin.<action>.
+ * their sessions, disables and re-enables them, resets their second factors, sends a password
+ * reset (refused politely without a verified address; queued with one) and reads the trail;
+ * hostile filters get 400; forged CSRF and a foreign origin are refused; a signed-in user who is
+ * not an admin gets 403 on every /admin page and form. Screenshots are kept in
+ * <build>/browser-artifacts/. Afterwards the server is asked what the browser did: the session is
+ * gone, the user can log in, the trail names the admin as the actor of each admin.<action>.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "harness.h"
 
@@ -42,7 +44,9 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    return ht_server_start(&f->gh, "--admin-token", ADMIN, NULL);
+    /* email on (queued only, no SMTP server): the console's password reset needs it */
+    return ht_server_start(&f->gh, "--admin-token", ADMIN, "--public-url", "https://gatehouse.test",
+                           "--smtp-from", "gatehouse@example.org", NULL);
 }
 
 static int teardown(void **state)
@@ -94,13 +98,30 @@ static void an_admin_uses_the_console(void **state)
     assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, kept, NULL), 201);
     assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, other_token, other_sid), 201);
 
-    char base[96], id[32], sid[64], dir[HT_PATH_MAX + 16];
+    /* bea has a verified address: the console's password reset mails her (queued here) */
+    long long bea;
+    assert_int_equal(ht_register(&f->gh, "bea", PASSWORD, &bea), 201);
+    char db_path[HT_PATH_MAX + 16], sql[160];
+    snprintf(db_path, sizeof db_path, "%s/users.db", f->gh.dir);
+    snprintf(sql, sizeof sql,
+             "UPDATE users SET email = 'bea@example.org', email_verified = 1 WHERE id = %lld", bea);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(ht_get(&f->gh, "/metrics", NULL, &f->r), 200);
+    assert_non_null(strstr(f->r.body, "gatehouse_email_outbox_depth 0\n"));
+
+    char base[96], id[32], sid[64], dir[HT_PATH_MAX + 16], mailed[40];
+    snprintf(mailed, sizeof mailed, "MAILED_ID=%lld", bea);
     snprintf(base, sizeof base, "BASE=http://%s", f->gh.addr);
     snprintf(id, sizeof id, "VICTIM_ID=%lld", victim);
     snprintf(sid, sizeof sid, "OTHER_SID=%s", other_sid);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
     const char *env[] = {base,
                          id,
+                         mailed,
                          sid,
                          dir,
                          "ADMIN_USER=root",
@@ -113,6 +134,14 @@ static void an_admin_uses_the_console(void **state)
         fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
 
     /* What the browser did is true on the server too. */
+    bool queued = false; /* the reset link is in the outbox (the figure is refreshed each second) */
+    for (int i = 0; i < 50 && !queued; i++) {
+        assert_int_equal(ht_get(&f->gh, "/metrics", NULL, &f->r), 200);
+        queued = strstr(f->r.body, "gatehouse_email_outbox_depth 1\n") != NULL;
+        if (!queued)
+            ht_sleep_ms(100);
+    }
+    assert_true(queued);
     assert_int_equal(ht_get(&f->gh, "/v1/session", other_token, &f->r), 401);
     assert_int_equal(ht_get(&f->gh, "/v1/session", kept, &f->r), 401); /* disabling ended it */
     assert_int_equal(ht_login(&f->gh, "annika", PASSWORD, NULL, NULL), 201); /* enabled again */

@@ -255,6 +255,30 @@ static void a_revocation_survives_kill_9(void **state)
     str_at(f, "events.0.session_id", sid2);
 }
 
+/* A login past --max-sessions-per-user evicts the user's oldest session: session.revoked by the
+ * system, by=cap, naming that session (queued, so waited for). */
+static void a_cap_eviction_is_audited(void **state)
+{
+    fixture_t *f = *state;
+    static char dir[HT_PATH_MAX];
+    assert_int_equal(ht_tempdir(dir), 0);
+    f->srv.data_dir = dir;
+    assert_int_equal(
+        ht_server_start(&f->srv, "--admin-token", ADMIN, "--max-sessions-per-user", "2", NULL), 0);
+    long long dora;
+    char first[32], q[96];
+    assert_int_equal(ht_register(&f->srv, "dora", PASSWORD, &dora), 201);
+    assert_int_equal(ht_login(&f->srv, "dora", PASSWORD, NULL, first), 201);
+    assert_int_equal(ht_login(&f->srv, "dora", PASSWORD, NULL, NULL), 201);
+    snprintf(q, sizeof q, "type=session.revoked&user=%lld", dora);
+    assert_int_equal(events(f, q), 0); /* at the cap, nothing ended yet */
+    assert_int_equal(ht_login(&f->srv, "dora", PASSWORD, NULL, NULL), 201);
+    wait_events(f, q, 1);
+    str_at(f, "events.0.session_id", first);
+    str_at(f, "events.0.actor", "system");
+    str_at(f, "events.0.detail", "by=cap");
+}
+
 static void disabling_ends_sessions_and_login_fails_as_a_wrong_password(void **state)
 {
     fixture_t *f = *state;
@@ -350,6 +374,7 @@ int main(int argc, char **argv)
         T(pages_walk_the_trail_once),
         T(hostile_filters_are_a_clear_400),
         T(a_revocation_survives_kill_9),
+        T(a_cap_eviction_is_audited),
         T(disabling_ends_sessions_and_login_fails_as_a_wrong_password),
         T(the_command_line_reads_the_trail),
         T(requests_make_their_events_once_on_postgresql),

@@ -79,6 +79,73 @@ static void cap_replacement_allocates_nothing(void **state)
     gh_session_store_destroy(&s);
 }
 
+/* What the eviction report told: copies only, as the node's queue does. */
+typedef struct {
+    int calls, by_cap;
+    uint64_t user_id;
+    char sid[GH_SESSION_ID_LEN + 1];
+} evicted_t;
+
+static void on_evict(void *ctx, uint64_t user_id, const char session_id[GH_SESSION_ID_LEN + 1],
+                     bool by_cap)
+{
+    evicted_t *e = ctx;
+    e->calls++;
+    e->by_cap += by_cap;
+    e->user_id = user_id;
+    memcpy(e->sid, session_id, sizeof e->sid);
+}
+
+static void evictions_are_reported_with_user_and_session(void **state)
+{
+    (void)state;
+    evicted_t e = {0};
+    gh_session_limits_t l = limits();
+    l.max_per_user = 2;
+    l.on_evict = on_evict;
+    l.on_evict_ctx = &e;
+    gh_session_store_t *s = open_store(&l);
+    gh_session_info_t oldest;
+    create_ok(s, 7, 1, T0, &oldest);
+    create_ok(s, 7, 2, T0 + 1, NULL);
+    create_ok(s, 8, 3, T0 + 2, NULL);
+    assert_int_equal(e.calls, 0);     /* under the cap: nothing */
+    create_ok(s, 7, 4, T0 + 3, NULL); /* the third of user 7: the oldest goes */
+    assert_int_equal(e.calls, 1);
+    assert_int_equal(e.by_cap, 1);
+    assert_int_equal(e.user_id, 7);
+    assert_string_equal(e.sid, oldest.id);
+    assert_int_equal(lookup(s, 1, T0 + 4, NULL), GH_ENOTFOUND);
+    /* a logout or a revocation is not an eviction */
+    assert_int_equal(gh_session_end(s, H(2).b, GH_END_LOGOUT), 0);
+    assert_int_equal(gh_session_end_user(s, 8, NULL, GH_END_REVOKED, NULL), 0);
+    assert_int_equal(e.calls, 1);
+    gh_session_store_destroy(&s);
+
+    /* the budget's eviction (evict-idle): by_cap false, the least recently used */
+    memset(&e, 0, sizeof e);
+    l = limits();
+    l.max_per_user = 0;
+    l.policy = GH_POLICY_EVICT_IDLE;
+    l.on_evict = on_evict;
+    l.on_evict_ctx = &e;
+    s = open_store(&l);
+    l.budget_bytes = stats(s).bytes + 400 * 1024; /* a few thousand sessions */
+    gh_session_store_destroy(&s);
+    s = open_store(&l);
+    gh_session_info_t first;
+    create_ok(s, 1, 1, T0, &first);
+    int made = 1;
+    for (; e.calls == 0 && made < 100000; made++)
+        create_ok(s, 2, (uint64_t)(1 + made), T0 + made, NULL);
+    assert_int_equal(e.calls, 1);
+    assert_int_equal(e.by_cap, 0);
+    assert_int_equal(e.user_id, 1);
+    assert_string_equal(e.sid, first.id);
+    assert_int_equal(stats(s).ended_total[GH_END_EVICTED], 1);
+    gh_session_store_destroy(&s);
+}
+
 /* ---- the budget ---- */
 
 /* The bytes of an empty store, to size budgets relative to it. */
@@ -976,6 +1043,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(open_rejects_bad_limits),
         SESSION_SUITE_TESTS,
         cmocka_unit_test(cap_replacement_allocates_nothing),
+        cmocka_unit_test(evictions_are_reported_with_user_and_session),
         cmocka_unit_test(budget_evict_idle_keeps_under_and_evicts_lru),
         cmocka_unit_test(budget_refuse_says_busy_and_changes_nothing),
         cmocka_unit_test(baseline_after_logout),

@@ -26,7 +26,8 @@ static int cache_open(gh_user_store_t **out)
 static const user_backend_t cache_backend = {.name = "cache",
                                              .setup = user_suite_dir_setup,
                                              .teardown = user_suite_dir_teardown,
-                                             .open = cache_open};
+                                             .open = cache_open,
+                                             .set_email = user_suite_sqlite_set_email};
 
 static void cached_answers_carry_no_hash(void **state)
 {

@@ -30,8 +30,21 @@ static int pg_open(gh_user_store_t **out)
     return gh_user_postgres_open(&o, out);
 }
 
-static const user_backend_t postgres_backend = {
-    .name = "postgres", .setup = pg_setup, .teardown = pg_teardown, .open = pg_open};
+static int pg_set_email(uint64_t user_id, const char *email)
+{
+    gh_mail_store_t *m = NULL;
+    int rc = gh_mail_postgres_open(url, 3000, &m);
+    if (rc == 0)
+        rc = m->ops->set_email(m, user_id, email, true);
+    gh_mail_store_close(&m);
+    return rc;
+}
+
+static const user_backend_t postgres_backend = {.name = "postgres",
+                                                .setup = pg_setup,
+                                                .teardown = pg_teardown,
+                                                .open = pg_open,
+                                                .set_email = pg_set_email};
 
 static void sleep_ms(long ms)
 {

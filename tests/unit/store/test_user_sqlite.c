@@ -17,7 +17,8 @@ static int sqlite_open(gh_user_store_t **out)
 static const user_backend_t sqlite_backend = {.name = "sqlite",
                                               .setup = user_suite_dir_setup,
                                               .teardown = user_suite_dir_teardown,
-                                              .open = sqlite_open};
+                                              .open = sqlite_open,
+                                              .set_email = user_suite_sqlite_set_email};
 
 static void data_dir_and_file_are_private(void **state)
 {
