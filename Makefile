@@ -4,6 +4,7 @@
 #
 # Build variants, each in its own directory:
 #   SANITIZER=address  build-address/  ASan + UBSan + LSan (gcc or clang)
+#   SANITIZER=thread   build-thread/   ThreadSanitizer (the heap profiler's tables under threads)
 #   SANITIZER=fuzzer   build-fuzzer/   clang, libFuzzer + ASan + UBSan (the fuzz targets)
 #   VARIANT=name       adds -name     (the lint build is CC=clang VARIANT=clang: build-clang/)
 #   PLANT_LEAK=1       adds -plantleak: -DGH_PLANT_LEAK, the mutant with a leak planted in session
@@ -14,7 +15,7 @@ CC        ?= cc
 SANITIZER ?=
 VARIANT   ?=
 PLANT_LEAK ?=
-PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode libcbor libcrypto
+PKGS      := libmicrohttpd libsodium jansson sqlite3 inih libcurl hiredis libpq liboath libqrencode libcbor libcrypto libdw
 BUILD     := build$(if $(SANITIZER),-$(SANITIZER))$(if $(VARIANT),-$(VARIANT))$(if $(PLANT_LEAK),-plantleak)
 
 CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -22,6 +23,9 @@ CFLAGS_BASE := -std=c17 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 ifeq ($(SANITIZER),address)
 CFLAGS_OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS_SAN := -fsanitize=address,undefined
+else ifeq ($(SANITIZER),thread)
+CFLAGS_OPT := -O1 -fno-omit-frame-pointer -fsanitize=thread
+LDFLAGS_SAN := -fsanitize=thread
 else ifeq ($(SANITIZER),fuzzer)
 ifeq ($(origin CC),default)
 CC := clang

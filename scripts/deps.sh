@@ -7,6 +7,7 @@ PACKAGES=(
   libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev libinih-dev
   libcurl4-openssl-dev libcmocka-dev
   libhiredis-dev libpq-dev # the Redis session store and the PostgreSQL user store
+  libdw-dev                # the heap profiler (src/mem/heap.c): file:line of frames from DWARF
   libcbor-dev libssl-dev   # passkeys (src/auth/webauthn.c): CBOR of WebAuthn, ES256 signatures
   redis-server redis-tools postgresql # real servers the store tests and the scale-out test start
   redis-sentinel # tests/integration/test_failover.c: three sentinels fail a master over

@@ -5,14 +5,14 @@
 # status 0 only when nothing failed. Logs: build/test-logs/STAGE.log (and STAGE/ per binary).
 #
 # Stages (docs/CONTRIBUTING.md says what each one proves and how to read it):
-#   build unit integration fuzz-regressions check-alloc lint asan oom fuzz promtool valgrind
+#   build unit integration fuzz-regressions check-alloc lint asan tsan oom fuzz promtool valgrind
 #   planted-leak soak
 # Environment: FUZZ_SECONDS (per fuzz target, default 20), JOBS (parallel build jobs, default:
 # cores), MAKE. Each stage builds what it needs, so any one can run alone.
 set -u
 cd "$(dirname "$0")/.."
 
-ALL_STAGES=(build unit integration fuzz-regressions check-alloc lint asan oom fuzz promtool
+ALL_STAGES=(build unit integration fuzz-regressions check-alloc lint asan tsan oom fuzz promtool
             valgrind planted-leak soak)
 MAKE=${MAKE:-make}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -23,8 +23,9 @@ FUZZ_TARGETS=$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' | sed 's|.*/fuzz_||;
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
 # What the sanitizers and valgrind print when something is wrong.
-REPORT_RE='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|blocks are (definitely|indirectly) lost'
+REPORT_RE='ERROR: AddressSanitizer|WARNING: ThreadSanitizer|ERROR: LeakSanitizer|runtime error:|ERROR SUMMARY: [1-9]|blocks are (definitely|indirectly) lost'
 
 # ---- stage bookkeeping ----
 total_passed=0 total_failed=0 failed_stages=()
@@ -186,6 +187,13 @@ stage_asan() {
   EXCLUDE=$OOM_RE GATEHOUSE_BIN=build-address/gatehouse suite build-address \
     build-address/tests/unit build-address/tests/integration
   replays build-address
+}
+
+# The heap profiler's tables and read-outs from threads under ThreadSanitizer (TSan owns malloc,
+# so the interposer stands aside and the test drives the tables directly).
+stage_tsan() {
+  build_or_fail SANITIZER=thread build-thread/tests/unit/mem/test_heap_profile || return
+  suite build-thread build-thread/tests/unit/mem/test_heap_profile
 }
 
 stage_oom() {

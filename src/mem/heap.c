@@ -10,6 +10,7 @@
 #include "mem/heap.h"
 
 #include <dlfcn.h>
+#include <elfutils/libdwfl.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
@@ -377,6 +378,70 @@ static const char *elf_lookup(const Dl_info *di, uintptr_t pc, uintptr_t *off)
     return name;
 }
 
+/* Source lines from DWARF (libdw), for frames of files built with -g. One Dwfl session of this
+ * process, opened on the first read-out; looked-up addresses (with or without a line) are kept in
+ * a fixed direct-mapped table, so a profile's frames cost the DWARF walk once. Runs only on
+ * read-outs, never inside malloc: libdw allocates through the interposer, which may sample it,
+ * and that is fine because no lock the sampler takes is held here. */
+#define SRC_CACHE 512
+static struct {
+    uintptr_t pc;
+    int line; /* 0: no line information */
+    char file[48];
+} src_cache[SRC_CACHE];
+static Dwfl *src_dwfl;
+static bool src_tried;
+static pthread_mutex_t src_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static Dwfl *src_open(void)
+{
+    static char *debuginfo_path;
+    static const Dwfl_Callbacks cb = {.find_elf = dwfl_linux_proc_find_elf,
+                                      .find_debuginfo = dwfl_standard_find_debuginfo,
+                                      .debuginfo_path = &debuginfo_path};
+    Dwfl *d = dwfl_begin(&cb);
+    if (!d)
+        return NULL;
+    dwfl_report_begin(d);
+    if (dwfl_linux_proc_report(d, getpid()) != 0 || dwfl_report_end(d, NULL, NULL) != 0) {
+        dwfl_end(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The source file's base name and line of pc (already the call byte) into file; 0 if unknown. */
+static int src_lookup(uintptr_t pc, char *file, size_t n)
+{
+    int line = 0;
+    pthread_mutex_lock(&src_lock);
+    size_t slot = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 54) % SRC_CACHE;
+    if (src_cache[slot].pc != pc) {
+        if (!src_tried) {
+            src_tried = true;
+            src_dwfl = src_open();
+        }
+        src_cache[slot].pc = pc;
+        src_cache[slot].line = 0;
+        src_cache[slot].file[0] = '\0';
+        Dwfl_Module *m = src_dwfl ? dwfl_addrmodule(src_dwfl, (Dwarf_Addr)pc) : NULL;
+        Dwfl_Line *l = m ? dwfl_module_getsrc(m, (Dwarf_Addr)pc) : NULL;
+        int ln = 0;
+        const char *src = l ? dwfl_lineinfo(l, NULL, &ln, NULL, NULL, NULL) : NULL;
+        if (src && ln > 0) {
+            const char *base = strrchr(src, '/');
+            snprintf(src_cache[slot].file, sizeof src_cache[slot].file, "%s",
+                     base ? base + 1 : src);
+            src_cache[slot].line = ln;
+        }
+    }
+    line = src_cache[slot].line;
+    if (line)
+        snprintf(file, n, "%s", src_cache[slot].file);
+    pthread_mutex_unlock(&src_lock);
+    return line;
+}
+
 char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n)
 {
     Dl_info di;
@@ -391,7 +456,11 @@ char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n)
         file = "gatehouse";
     uintptr_t off = 0;
     const char *name = di.dli_sname && di.dli_saddr ? di.dli_sname : elf_lookup(&di, q, &off);
-    if (name && with_file)
+    char src[48];
+    int line = name && with_file ? src_lookup(q, src, sizeof src) : 0;
+    if (line)
+        snprintf(out, n, "%s (%s:%d)", name, src, line);
+    else if (name && with_file)
         snprintf(out, n, "%s (%s)", name, file);
     else if (name)
         snprintf(out, n, "%s", name);
@@ -478,6 +547,11 @@ char *gh_heap_stack_collapsed(uint32_t id, char *out, size_t n)
         for (char *c = sym; *c; c++)
             if (*c == ';' || *c == ' ')
                 *c = '_';
+        char src[48];
+        int ln = strstr(sym, "+0x") ? 0 : src_lookup(f[i] ? f[i] - 1 : 0, src, sizeof src);
+        size_t sl = strlen(sym);
+        if (ln && strchr(src, ';') == NULL)
+            snprintf(sym + sl, sizeof sym - sl, " (%s:%d)", src, ln);
         int w = snprintf(out + len, n - len, "%s%s", len ? ";" : "", sym);
         if (w < 0)
             break;

@@ -45,7 +45,7 @@ size_t gh_heap_own_bytes(void);
 /* True while sampling. */
 bool gh_heap_active(void);
 /* "on", "off", or why it is unavailable ("not linked in", "AddressSanitizer owns malloc",
- * "valgrind owns malloc"). */
+ * "ThreadSanitizer owns malloc", "valgrind owns malloc"). */
 const char *gh_heap_state(void);
 
 typedef struct {
@@ -71,7 +71,8 @@ int gh_heap_stack_frames(uint32_t id, uintptr_t *frames, int max);
 char *gh_heap_symbol(uintptr_t pc, bool with_file, char *out, size_t n);
 /* A stack for people, leaf first, frames joined by " ← ", allocator wrappers (gh_mem_*,
  * gh_pool_*, sqlite3Malloc...) skipped, at most max_frames frames, the first with its file:
- * "leak_main (leak_preload.so) ← libc.so.6+0x891f4". Returns out. */
+ * "leak_main (leak_preload.c:31) ← libc.so.6+0x891f4" (file:line where the file has DWARF). Returns
+ * out. */
 char *gh_heap_stack_headline(uint32_t id, int max_frames, char *out, size_t n);
 /* True for the frames a headline skips at the leaf: allocator wrappers (gh_mem_*, gh_pool_*,
  * sm_alloc, SQLite's malloc wrappers) and unnamed frames ("libfoo.so+0x1a2b"); a stack with no

@@ -7,16 +7,20 @@
  * TLS: no allocation and no lock, valid before main and in fork children) on malloc, and one
  * relaxed load of the live-sample count on free; everything else is in the rare slow path.
  * Reentrancy (the unwinder or the tables calling malloc) is cut by a thread-local busy flag.
- * Under AddressSanitizer this file compiles to a constructor that only says why the profiler is
- * off; under valgrind it forwards and never arms.
+ * Under AddressSanitizer or ThreadSanitizer this file compiles to a constructor that only says why
+ * the profiler is off; under valgrind it forwards and never arms.
  */
 #include "mem/heap.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#define GH_HEAP_NO_INTERPOSE 1
+#define GH_HEAP_NO_INTERPOSE "AddressSanitizer owns malloc"
+#elif defined(__SANITIZE_THREAD__)
+#define GH_HEAP_NO_INTERPOSE "ThreadSanitizer owns malloc"
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define GH_HEAP_NO_INTERPOSE 1
+#define GH_HEAP_NO_INTERPOSE "AddressSanitizer owns malloc"
+#elif __has_feature(thread_sanitizer)
+#define GH_HEAP_NO_INTERPOSE "ThreadSanitizer owns malloc"
 #endif
 #endif
 
@@ -24,7 +28,7 @@
 
 __attribute__((constructor)) static void heap_malloc_init(void)
 {
-    gh__heap_unavailable = "AddressSanitizer owns malloc";
+    gh__heap_unavailable = GH_HEAP_NO_INTERPOSE;
 }
 
 #else

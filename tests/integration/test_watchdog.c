@@ -414,12 +414,12 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
         fail_msg("summary: %s", summary);
     /* ... and the function that leaks, with most of the growth (the heap profiler). */
     if (HEAP_PROFILED) {
-        if (growth_share(summary, "leak_main (leak_preload.so)") < 80)
+        if (growth_share(summary, "leak_main (leak_preload.c:") < 80)
             fail_msg("the summary does not name leak_main with 80%% of the growth: %s", summary);
         char where[256];
         assert_true(
             ht_jstr(&f->r, "watchdog.heap_profile.growing_stacks.0.stack", where, sizeof where));
-        assert_non_null(strstr(where, "leak_main (leak_preload.so)"));
+        assert_non_null(strstr(where, "leak_main (leak_preload.c:"));
         /* the exhaustion forecast (the limit is 2 GiB: minutes away) names it too, once it fires
          * (it may trail the leak alert by an evaluation or two) */
         summary[0] = '\0';
@@ -430,7 +430,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
             if (!summary[0])
                 ht_sleep_ms(100);
         }
-        if (growth_share(summary, "leak_main (leak_preload.so)") < 80)
+        if (growth_share(summary, "leak_main (leak_preload.c:") < 80)
             fail_msg("the forecast does not name leak_main with 80%% of the growth: %s", summary);
         heap_growth_names(f, ";leak_main");
         /* the live profile has it too, and an anonymous caller gets none of it */
@@ -456,7 +456,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     page_has(page, "<polyline class=\"rss\"");
     if (HEAP_PROFILED) {
         page_has(page, "<strong>Growing call stacks:</strong>");
-        page_has(page, "/s <code class=\"stack\">leak_main (leak_preload.so)");
+        page_has(page, "/s <code class=\"stack\">leak_main (leak_preload.c:");
     }
     assert_null(strstr(page, "No alerts"));
     free(page);
@@ -465,7 +465,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     assert_true(log_has(f, "\"msg\":\"alert\",\"alert\":\"memory_leak_suspected\","
                            "\"state\":\"firing\",\"severity\":\"warning\""));
     if (HEAP_PROFILED)
-        assert_true(log_has(f, "of the growth allocated at leak_main (leak_preload.so)"));
+        assert_true(log_has(f, "of the growth allocated at leak_main (leak_preload.c:"));
 
     /* The webhook receiver got the alert JSON (delivery runs on its own thread: wait for it). */
     bool posted = false;
@@ -489,10 +489,10 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
     assert_non_null(text);
     assert_non_null(strstr(text, "memory_leak_suspected"));
     if (HEAP_PROFILED) {
-        assert_true(growth_share(text, "leak_main (leak_preload.so)") >= 80);
+        assert_true(growth_share(text, "leak_main (leak_preload.c:") >= 80);
         json_t *top = json_array_get(json_object_get(j, "growing_stacks"), 0);
         const char *where = json_string_value(json_object_get(top, "stack"));
-        if (!where || strncmp(where, "leak_main (leak_preload.so)", 27) != 0 ||
+        if (!where || strncmp(where, "leak_main (leak_preload.c:", 26) != 0 ||
             !(json_number_value(json_object_get(top, "share")) >= 0.8))
             fail_msg("webhook body: %s", f->rv.first_leak);
     }
@@ -506,7 +506,7 @@ static void a_leaking_node_is_flagged_everywhere(void **state)
                  d.checks, d.gauges);
     assert_non_null(strstr(d.leak_event, "|t:warning|#service:gatehouse,alert:memory_leak_"
                                          "suspected,severity:warning"));
-    if (HEAP_PROFILED && growth_share(d.leak_event, "leak_main (leak_preload.so)") < 80)
+    if (HEAP_PROFILED && growth_share(d.leak_event, "leak_main (leak_preload.c:") < 80)
         fail_msg("the DogStatsD event does not name leak_main: %s", d.leak_event);
     assert_true(d.checks >= 1 && d.worst_check >= 1);
     assert_true(d.gauges >= 10);

@@ -25,6 +25,7 @@ static bool usable(void)
 {
     const char *why = gh_heap_state();
     if (strcmp(why, "AddressSanitizer owns malloc") == 0 ||
+        strcmp(why, "ThreadSanitizer owns malloc") == 0 ||
         strcmp(why, "valgrind owns malloc") == 0) {
         /* the interposer stands aside cleanly: it cannot be turned on, and malloc works */
         assert_false(gh_heap_configure(true, 4096));
@@ -113,6 +114,9 @@ static void a_leaking_function_is_named(void **state)
             gh_heap_stack_collapsed(id, collapsed, sizeof collapsed);
             assert_non_null(strstr(collapsed, ";heap_test_leaker"));
             assert_non_null(strstr(collapsed, "a_leaking_function_is_named"));
+            /* this file is built with -g: the leaking frame carries its source line */
+            assert_non_null(strstr(line, "heap_test_leaker (test_heap_profile.c:"));
+            assert_non_null(strstr(collapsed, ";heap_test_leaker (test_heap_profile.c:"));
         }
     }
     print_message("heap_test_leaker: estimate %.1f MiB of 64 MiB\n", found / 1048576);
@@ -237,6 +241,58 @@ static void off_means_off(void **state)
     assert_int_equal(s1.samples_total, s0.samples_total);
 }
 
+/* The tables and the read-outs from several threads at once, without the interposer (so it runs
+ * under ThreadSanitizer too, which owns malloc): recorders and forgetters on four threads while
+ * this one ranks stacks and symbolises them. Everything recorded is forgotten at the end. */
+#define TABLE_ROUNDS 20000
+static char table_blocks[4][64][16];
+
+__attribute__((noinline)) static void *table_worker(void *arg)
+{
+    uintptr_t t = (uintptr_t)arg;
+    uintptr_t frames[3] = {(uintptr_t)table_worker + 8 + t, (uintptr_t)usable + 8,
+                           (uintptr_t)churn_main + 8};
+    for (int i = 0; i < TABLE_ROUNDS; i++) {
+        void *p = table_blocks[t][i % 64];
+        gh_heap_record(p, 4096, frames, 3);
+        if (i >= 32)
+            gh__heap_forget(table_blocks[t][(i - 32) % 64]);
+    }
+    for (int i = TABLE_ROUNDS - 32; i < TABLE_ROUNDS; i++)
+        gh__heap_forget(table_blocks[t][i % 64]);
+    return NULL;
+}
+
+static void tables_and_readouts_from_threads(void **state)
+{
+    (void)state;
+    gh_heap_stats_t s0, s1;
+    gh_heap_stats(&s0);
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, table_worker, (void *)i), 0);
+    static double live[GH_HEAP_MAX_STACKS];
+    char line[512], collapsed[2048];
+    for (int round = 0; round < 50; round++) {
+        size_t n = gh_heap_live_by_stack(live, GH_HEAP_MAX_STACKS);
+        for (uint32_t id = 1; id < n && id < 64; id++)
+            if (live[id] > 0) {
+                gh_heap_stack_headline(id, 3, line, sizeof line);
+                gh_heap_stack_collapsed(id, collapsed, sizeof collapsed);
+            }
+        gh_heap_stats(&s1);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    gh_heap_stats(&s1);
+    assert_true(s1.samples_total >= s0.samples_total + 4 * TABLE_ROUNDS);
+    /* every block is forgotten; allow the interposer's own samples of this thread's reads */
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 64; j++)
+            gh__heap_forget(table_blocks[i][j]);
+    assert_true(s1.samples_live <= s0.samples_live + 64);
+}
+
 /* More distinct stacks than the table holds: the rest count as stack 0, "(other stacks)", their
  * bytes still counted and forgotten; the table's memory does not move. Runs last (it fills the
  * table) and without the interposer (gh_heap_record is what the interposer calls). */
@@ -292,6 +348,7 @@ int main(void)
         cmocka_unit_test(threads_allocating_and_freeing_leave_nothing),
         cmocka_unit_test(fork_children_work_while_threads_allocate),
         cmocka_unit_test(off_means_off),
+        cmocka_unit_test(tables_and_readouts_from_threads),
         cmocka_unit_test(the_stack_table_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
