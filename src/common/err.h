@@ -47,7 +47,9 @@
     X(EMAIL, 25, "invalid email address")                                                          \
     X(EMAILTAKEN, 26, "that email address is taken")                                               \
     X(TOKEN, 27, "invalid or expired link token")                                                  \
-    X(MFA, 28, "a second-factor code is required")
+    X(MFA, 28, "a second-factor code is required")                                                 \
+    X(REPLAY, 70, "the authorization code was used already")                                       \
+    X(REUSE, 71, "a spent refresh token was presented")
 
 enum {
     GH_OK = 0,

@@ -37,6 +37,9 @@
     X(AUDIT, "audit")                                                                              \
     X(WEBAUTHN, "webauthn")                                                                        \
     X(PROFILER, "profiler")                                                                        \
+    X(OIDC_CODES, "oidc_codes")                                                                    \
+    X(OIDC_TOKENS, "oidc_tokens")                                                                  \
+    X(OIDC_CONSENTS, "oidc_consents")                                                              \
     X(OTHER, "other")
 
 typedef enum {
