@@ -37,6 +37,7 @@
     X(AUDIT, "audit")                                                                              \
     X(WEBAUTHN, "webauthn")                                                                        \
     X(PROFILER, "profiler")                                                                        \
+    X(OIDC_KEYS, "oidc_keys")                                                                      \
     X(OTHER, "other")
 
 typedef enum {
