@@ -59,7 +59,19 @@ typedef struct {
     gh_webauthn_challenges_t *webauthn_challenges;
     gh_pending_store_t *pending; /* logins waiting for a second factor (store/pending.h) */
     uint8_t secret_key[32];      /* --secret-key-file (auth/secretkey.h) */
+    /* OpenID Connect (issue #21): the issuer — --public-url without a trailing slash, or
+     * http:// + --listen — computed once by the node; every endpoint is issuer + "/oidc/...".
+     * oidc_keys: the signing key set (account/oidc_keys.h), refreshed by the node every 60 s. */
+    char issuer[GH_CONFIG_STR + 16];
+    struct gh_oidc_keys *oidc_keys;
 } gh_app_t;
+
+/* ---- OpenID Connect discovery, keys and clients (oidc_discovery.c) ---- */
+void gh_api_oidc_configuration(gh_req_t *r); /* GET /.well-known/openid-configuration */
+void gh_api_oidc_jwks(gh_req_t *r);          /* GET /oidc/jwks */
+void gh_api_admin_clients_list(gh_req_t *r); /* GET /v1/admin/clients */
+void gh_api_admin_clients_add(gh_req_t *r);  /* POST /v1/admin/clients */
+void gh_api_admin_clients_del(gh_req_t *r);  /* DELETE /v1/admin/clients/{client_id} */
 
 /* ---- the audit trail and users' roles (audit.c) ---- */
 void gh_api_admin_audit(gh_req_t *r);

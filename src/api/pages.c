@@ -1343,7 +1343,7 @@ static void put_rate(html_t *h, double v)
 static const char *const component_colour[] = {
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
     "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295",
-    "#a0cbe8", "#8cd17d", "#b6992d", "#499894", /* oidc_codes, oidc_tokens, oidc_consents */
+    "#a0cbe8", "#8cd17d", "#b6992d", "#499894", "#f1ce63", /* the oidc_* components */
 };
 /* One colour per component: a component added without one would draw with none. */
 _Static_assert(sizeof component_colour / sizeof component_colour[0] == GH_MEM__COUNT,

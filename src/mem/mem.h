@@ -40,6 +40,7 @@
     X(OIDC_CODES, "oidc_codes")                                                                    \
     X(OIDC_TOKENS, "oidc_tokens")                                                                  \
     X(OIDC_CONSENTS, "oidc_consents")                                                              \
+    X(OIDC_KEYS, "oidc_keys")                                                                      \
     X(OTHER, "other")
 
 typedef enum {
