@@ -33,6 +33,10 @@
 /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not info;
  * /metrics counts every one of them, and a line each would cost more than the check. */
 #define GH_ROUTE_QUIET (1u << 1)
+/* An OAuth endpoint (/oidc/token, /oidc/revoke, /oidc/introspect, /oidc/userinfo): its errors
+ * are RFC 6749 bodies {"error","error_description"} with Cache-Control: no-store, because
+ * relying parties parse that form; the same error table decides them (request.c). */
+#define GH_ROUTE_OAUTH (1u << 4)
 
 typedef struct gh_api_metrics gh_api_metrics_t;
 

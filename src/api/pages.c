@@ -27,7 +27,7 @@
 #include "mem/mem.h"
 
 #define CSRF_LEN 32 /* hex of 16 bytes */
-#define RD_MAX 2048
+#define RD_MAX 4096 /* an authorization request sent back after the login fits */
 
 /* ---- an HTML buffer in the request pool: bounded, an overflow turns into 503 ---- */
 
@@ -1861,6 +1861,10 @@ void gh_pages_put_esc(gh_pages_html_t *h, const char *s)
 void gh_pages_put_int(gh_pages_html_t *h, long long v)
 {
     putf(h, "%lld", v);
+}
+void gh_pages_put_nul(gh_pages_html_t *h)
+{
+    put_n(h, "", 1);
 }
 void gh_pages_put_time(gh_pages_html_t *h, int64_t ms)
 {

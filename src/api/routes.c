@@ -1,5 +1,6 @@
 /* routes.c — the route table of the v1 API (DESIGN.md "HTTP API"); templates are metric labels. */
 #include "api/api.h"
+#include "api/oidc.h"
 #include "api/pages.h"
 
 const gh_route_t gh_api_routes[] = {
@@ -69,6 +70,14 @@ const gh_route_t gh_api_routes[] = {
      GH_ROUTE_PASSWORD},
     {GH_HTTP_POST, "/account/recovery-codes", gh_pages_account_recovery, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
+    /* OpenID Connect (oidc.c): the browser's endpoints, then the OAuth ones (RFC 6749 errors) */
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/authorize", gh_api_oidc_authorize, 0},
+    {GH_HTTP_POST, "/oidc/consent", gh_api_oidc_consent, 0},
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/logout", gh_api_oidc_logout, 0},
+    {GH_HTTP_POST, "/oidc/token", gh_api_oidc_token, GH_ROUTE_OAUTH},
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/userinfo", gh_api_oidc_userinfo, GH_ROUTE_OAUTH},
+    {GH_HTTP_POST, "/oidc/revoke", gh_api_oidc_revoke, GH_ROUTE_OAUTH},
+    {GH_HTTP_POST, "/oidc/introspect", gh_api_oidc_introspect, GH_ROUTE_OAUTH},
     /* the admin console (admin_pages.c): an admin user's session, not the bearer token */
     {GH_HTTP_GET, "/admin", gh_pages_admin, 0},
     {GH_HTTP_GET, "/admin/audit", gh_pages_admin_audit, 0},
