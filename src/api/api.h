@@ -20,6 +20,7 @@
 #include "auth/token.h"
 #include "auth/webauthn.h"
 #include "config/config.h"
+#include "store/grant.h"
 #include "http/http.h"
 #include "ratelimit/ratelimit.h"
 #include "store/session.h"
@@ -62,6 +63,7 @@ typedef struct {
     char webauthn_origin[GH_CONFIG_STR + 32];
     gh_webauthn_challenges_t *webauthn_challenges;
     gh_pending_store_t *pending; /* logins waiting for a second factor (store/pending.h) */
+    gh_grant_store_t *grants;    /* OpenID Connect codes, families, consents (store/grant.h) */
     uint8_t secret_key[32];      /* --secret-key-file (auth/secretkey.h) */
     /* OpenID Connect (issue #21): the issuer — --public-url without a trailing slash, or
      * http:// + --listen — computed once by the node; every endpoint is issuer + "/oidc/...".

@@ -72,6 +72,13 @@ typedef struct {
     char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */
     uint32_t pending_logins;             /* 10000: the pending-login table's cap */
 
+    /* OpenID Connect grants (store/grant.h) */
+    uint32_t max_oidc_codes;             /* 100000 */
+    uint32_t max_oidc_families;          /* 1000000; also the bound of consents */
+    uint32_t max_oidc_families_per_user; /* 100: families and consents per user */
+    int64_t oidc_access_ttl_ms;          /* 10m */
+    int64_t oidc_refresh_ttl_ms;         /* 30d */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];

@@ -68,6 +68,11 @@ static void *janitor_main(void *arg)
         size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
         if (n)
             GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        if (j->app->grants) {
+            size_t g = gh_grant_expire(j->app->grants, gh_clock_now_ms(), JANITOR_MAX_WORK);
+            if (g)
+                GH_LOG(GH_LOG_DEBUG, "grants expired", GH_LI("count", g));
+        }
         /* Audit retention, incrementally: a backlog (a long-stopped node) drains over ticks. */
         if (j->app->audit && ++j->ticks % AUDIT_PRUNE_EVERY == 0) {
             size_t pruned = 0;
@@ -359,6 +364,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_mail_store_close(&n->app.mail_store);
     gh_user_store_close(&n->app.users);
     gh_pending_destroy(&n->app.pending);
+    gh_grant_destroy(&n->app.grants);
     sodium_memzero(n->app.secret_key, sizeof n->app.secret_key);
     gh_api_metrics_destroy(&n->app); /* after the stores, which report to it */
     pthread_mutex_destroy(&n->janitor.lock);
@@ -471,6 +477,20 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                              &app->pending)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
                GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    /* OpenID Connect grants beside them: in Redis on the session store's connections, else in
+     * memory with families and consents written through to DATA_DIR/grants.db. */
+    gh_grant_limits_t gl = {.max_codes = cfg->max_oidc_codes,
+                            .max_families = cfg->max_oidc_families,
+                            .max_per_user = cfg->max_oidc_families_per_user,
+                            .refresh_ttl_ms = cfg->oidc_refresh_ttl_ms,
+                            .policy = cfg->session_policy};
+    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
+                  ? gh_grant_memory_open(&gl, &app->grants) /* Redis: next commit */
+                  : gh_grant_persist_open(cfg->data_dir, &gl, cfg->durability, &app->grants)) !=
+        0) {
+        GH_LOG(GH_LOG_ERROR, "cannot open the grant store", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     gh_password_params_t pp = {.memory = cfg->hash_memory,
