@@ -462,7 +462,8 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .pending = app->pending,
                           .secret_key = app->secret_key,
                           .count_mfa = gh_api_count_mfa,
-                          .email = app->email};
+                          .email = app->email,
+                          .grants = app->grants};
     gh_api_account_client(r, &out->caller);
     if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
         snprintf(out->actor, sizeof out->actor, "token");
