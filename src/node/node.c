@@ -487,7 +487,7 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                             .refresh_ttl_ms = cfg->oidc_refresh_ttl_ms,
                             .policy = cfg->session_policy};
     if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
-                  ? gh_grant_memory_open(&gl, &app->grants) /* Redis: next commit */
+                  ? gh_grant_redis_open(pending_connect, app->sessions, &gl, &app->grants)
                   : gh_grant_persist_open(cfg->data_dir, &gl, cfg->durability, &app->grants)) !=
         0) {
         GH_LOG(GH_LOG_ERROR, "cannot open the grant store", GH_LS("error", gh_strerror(rc)));
