@@ -9,6 +9,9 @@
  * re-reads every refresh. So a rotation elsewhere reaches this node within one refresh period,
  * and until then this node signs with the previous key — still published, so its tokens verify.
  *
+ * What is published is what the last refresh kept: a retired key leaves the JWKS (and stops
+ * verifying) at the first refresh after its retire_after, so at most one refresh period late.
+ *
  * Memory: the set (a fixed table of GH_OIDC_KEYS_MAX keys with their JWK texts) and the read
  * buffer are charged to `oidc_keys`; the unsealed DER of a private key lives on the stack only
  * while it is imported or sealed, and is wiped.
@@ -357,10 +360,9 @@ int gh_oidc_keys_verify(gh_oidc_keys_t *ks, const char *jwt, size_t len, char **
     int rc = gh_jwt_peek(jwt, len, kid, alg);
     if (rc != 0)
         return rc;
-    int64_t now = gh_clock_now_ms();
     pthread_rwlock_rdlock(&ks->lock);
     int i = kid[0] ? find_entry(ks, kid) : -1;
-    if (i < 0 || !published(ks, ks->entries[i].retired_at, now))
+    if (i < 0)
         rc = GH_EAUTH;
     else
         rc = gh_jwt_verify(ks->entries[i].key, jwt, len, payload, plen);
@@ -371,7 +373,6 @@ int gh_oidc_keys_verify(gh_oidc_keys_t *ks, const char *jwt, size_t len, char **
 int gh_oidc_keys_jwks(gh_oidc_keys_t *ks, char **json_text)
 {
     *json_text = NULL;
-    int64_t now = gh_clock_now_ms();
     pthread_rwlock_rdlock(&ks->lock);
     size_t cap = 16;
     for (int i = 0; i < GH_OIDC_KEYS_MAX; i++)
@@ -386,8 +387,7 @@ int gh_oidc_keys_jwks(gh_oidc_keys_t *ks, char **json_text)
         for (int pass = 0; pass < 2; pass++) {
             for (int i = 0; i < GH_OIDC_KEYS_MAX; i++) {
                 const entry_t *e = &ks->entries[i];
-                if (!e->jwk || (e->retired_at == 0) != (pass == 0) ||
-                    !published(ks, e->retired_at, now))
+                if (!e->jwk || (e->retired_at == 0) != (pass == 0))
                     continue;
                 off += (size_t)snprintf(s + off, cap - off, "%s%s", first ? "" : ",", e->jwk);
                 first = false;

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "account/account.h"
 #include "auth/jwt.h"
 #include "auth/secretkey.h"
 #include "common/err.h"
@@ -114,6 +115,21 @@ int gh_oidc_client_del(gh_user_store_t *users, const char *client_id) GH_WUR;
 int gh_oidc_client_authenticate(gh_user_store_t *users, const uint8_t key[GH_SECRET_KEY_LEN],
                                 const char *client_id, const char *secret, size_t len,
                                 gh_oidc_client_t *client) GH_WUR;
+
+/* ------------------------------------------------------------------ audited admin workflows */
+
+/* The workflows above as an administrator's actions, each with its audit event: add a client
+ * (admin.client_added, detail client_id=…), delete one (admin.client_deleted), rotate the keys
+ * (admin.keys_rotated, detail the new kids). They use a->users and a->secret_key; the actor is
+ * a->actor ("token" on the admin API, "cli" on the command line; "" is taken as "cli"). With a
+ * trail (a->audit) the event is durable as gh_account_audit_change makes it (a failure to store
+ * it fails the workflow); without one (the command line) it is appended to the user store after
+ * the change, and a failure to append is logged. now_ms: the time of the change. */
+int gh_account_oidc_client_add(gh_account_t *a, gh_oidc_client_t *c, bool allow_http,
+                               int64_t now_ms, char secret[GH_OIDC_SECRET_LEN + 1],
+                               const char **why) GH_WUR;
+int gh_account_oidc_client_del(gh_account_t *a, const char *client_id) GH_WUR;
+int gh_account_oidc_keys_rotate(gh_account_t *a, int64_t now_ms, gh_oidc_kids_t *out) GH_WUR;
 
 /* True when uri is one of the client's redirect URIs, byte for byte. */
 bool gh_oidc_client_redirect_ok(const gh_oidc_client_t *c, const char *uri);

@@ -37,6 +37,12 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/factors", gh_api_admin_reset_factors, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions/{sid}", gh_api_admin_revoke_user_session,
      GH_ROUTE_ADMIN},
+    /* OpenID Connect: discovery, keys, clients (oidc_discovery.c) */
+    {GH_HTTP_GET, "/.well-known/openid-configuration", gh_api_oidc_configuration, GH_ROUTE_QUIET},
+    {GH_HTTP_GET, "/oidc/jwks", gh_api_oidc_jwks, GH_ROUTE_QUIET},
+    {GH_HTTP_GET, "/v1/admin/clients", gh_api_admin_clients_list, GH_ROUTE_ADMIN},
+    {GH_HTTP_POST, "/v1/admin/clients", gh_api_admin_clients_add, GH_ROUTE_ADMIN},
+    {GH_HTTP_DELETE, "/v1/admin/clients/{client_id}", gh_api_admin_clients_del, GH_ROUTE_ADMIN},
     /* passkeys (passkey.c) */
     {GH_HTTP_POST, "/v1/factors/webauthn/options", gh_api_passkey_register_options, 0},
     {GH_HTTP_POST, "/v1/factors/webauthn", gh_api_passkey_register, GH_ROUTE_PASSWORD},

@@ -331,6 +331,23 @@ static const keydesc_t keys[] = {
     {.name = "product-name", .kind = K_STR, FIELD(product_name), .def = "Gatehouse",
      .metavar = "NAME", .help = "the product named in emails", .group = "email"},
 
+    /* OpenID Connect (issue #21): signing keys and clients (account/oidc_keys.h) */
+    {.name = "oidc-key-rotation", .kind = K_DURATION, FIELD(oidc_key_rotation_ms), .def = "90d",
+     .metavar = "DURATION",
+     .help = "signing keys older than this are replaced (the old ones stay in the JWKS until "
+             "their tokens expire); 0 = only by `gatehouse keys rotate`",
+     .group = "openid connect", .min = 0, .max = 3650 * DAY_MS},
+    {.name = "oidc-key-refresh", .kind = K_DURATION, FIELD(oidc_key_refresh_ms), .def = "60s",
+     .metavar = "DURATION",
+     .help = "how often a node re-reads the signing keys (a rotation by another node or by "
+             "command is used and published within this)",
+     .group = "openid connect", .min = 1000, .max = HOUR_MS},
+    {.name = "oidc-allow-http-redirects", .kind = K_BOOL, FIELD(oidc_allow_http_redirects),
+     .def = "false", .metavar = "[=true|false]",
+     .help = "clients may register http:// redirect URIs to any host (default: https, or http "
+             "to localhost, 127.0.0.1 and [::1] only)",
+     .group = "openid connect"},
+
     {.name = "http-threads", .kind = K_UINT, FIELD(http_threads), .def = "auto",
      .shown = "number of cores", .metavar = "N|auto", .help = "threads serving HTTP (0 = auto)",
      .group = "HTTP limits", .min = 0, .max = 1024, .flags = F_AUTO},

@@ -116,6 +116,11 @@ typedef struct {
     char email_templates[GH_CONFIG_STR];       /* "" = built-in */
     char product_name[GH_CONFIG_STR];          /* "Gatehouse" */
 
+    /* OpenID Connect: signing keys and clients */
+    int64_t oidc_key_rotation_ms;   /* 90d; 0 = only by `gatehouse keys rotate` */
+    int64_t oidc_key_refresh_ms;    /* 60s: a node re-reads the keys this often */
+    bool oidc_allow_http_redirects; /* false: http:// redirect URIs only to loopback hosts */
+
     /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
     uint32_t http_threads;                /* 0 in the file = number of cores; resolved by load */
     uint32_t max_connections;             /* 1024 */

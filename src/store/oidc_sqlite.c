@@ -269,7 +269,11 @@ int gh_oidc_sqlite_key_rotate(gh_user_store_t *b, const gh_oidc_key_rec_t *keys,
     sqlite3 *db = gh_user_sqlite_lock(s);
     sqlite3_stmt *st = NULL;
     int ret = 0;
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    /* A savepoint, not BEGIN: it nests inside gh_user_audited's transaction (the rotation and
+     * its audit event commit together) and is a transaction of its own outside one. */
+    bool outermost = sqlite3_get_autocommit(db) != 0;
+    int rc = sqlite3_exec(db, "SAVEPOINT oidc_rotate", NULL, NULL, NULL);
+    bool open_sp = rc == SQLITE_OK;
     if (rc == SQLITE_OK)
         rc = prep(db,
                   "INSERT INTO oidc_keys (kid, alg, generation, created_at, sealed)"
@@ -312,10 +316,14 @@ int gh_oidc_sqlite_key_rotate(gh_user_store_t *b, const gh_oidc_key_rec_t *keys,
             ret = gh_user_sqlite_error(s, "oidc_key_rotate", rc);
         sqlite3_finalize(st);
     }
-    if (ret == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        ret = gh_user_sqlite_error(s, "oidc_key_rotate", sqlite3_errcode(db));
-    if (ret != 0 && !sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (ret != 0 && open_sp)
+        sqlite3_exec(db, "ROLLBACK TO oidc_rotate", NULL, NULL, NULL);
+    if (open_sp && sqlite3_exec(db, "RELEASE oidc_rotate", NULL, NULL, NULL) != SQLITE_OK) {
+        if (ret == 0)
+            ret = gh_user_sqlite_error(s, "oidc_key_rotate", sqlite3_errcode(db));
+        if (outermost && !sqlite3_get_autocommit(db)) /* the commit failed: leave no transaction */
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
     gh_user_sqlite_note_write(s, ret);
     gh_user_sqlite_unlock(s);
     return ret;
