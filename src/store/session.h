@@ -70,6 +70,13 @@ typedef struct {
 void gh_session_client_make(gh_session_client_t *out, const char *ip, const char *ua,
                             size_t ua_len);
 
+/* How a session was signed in (its `amr`, a bit set; RFC 8176 names in the ID token). A session
+ * restored from a store that did not record it reads as GH_AMR_PWD. */
+#define GH_AMR_PWD 1u      /* password */
+#define GH_AMR_OTP 2u      /* TOTP code */
+#define GH_AMR_HWK 4u      /* WebAuthn: a security key as second step, or a passkey */
+#define GH_AMR_RECOVERY 8u /* a recovery code */
+
 /* A copy of one session, safe to use after the store's lock is gone. */
 typedef struct {
     char id[GH_SESSION_ID_LEN + 1];
@@ -78,6 +85,7 @@ typedef struct {
     int64_t last_seen_at_ms;
     int64_t expires_at_ms;      /* absolute deadline */
     int64_t idle_expires_at_ms; /* last_seen + idle_ttl, capped at expires_at */
+    uint8_t amr;                /* GH_AMR_* (every backend, lookup included) */
     /* create and list_user fill `client` and set has_client. lookup — the token check, run on
      * every request — does not copy it: it sets has_client false and leaves both strings "". */
     bool has_client;
