@@ -66,12 +66,14 @@ static int setup(void **state)
     if (!f)
         return -1;
     *state = f;
-    /* A fixed port on the command line, as a deployment has: the issuer is http:// + --listen. */
+    /* A fixed port on the command line, as a deployment has: the issuer is http:// + --listen.
+     * The node re-reads its signing keys every second (default 60 s), so a `gatehouse keys
+     * rotate` is in use and published within a second. */
     char listen[32];
     int port = ts_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     snprintf(f->issuer, sizeof f->issuer, "http://%s", listen);
-    return ht_server_start(&f->gh, "--listen", listen, NULL);
+    return ht_server_start(&f->gh, "--listen", listen, "--oidc-key-refresh", "1s", NULL);
 }
 
 static int teardown(void **state)
@@ -158,15 +160,15 @@ static int run_script(const char *const *argv, const char *const *env, long long
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* `gatehouse client add NAME --redirect-uri URI` on the node's data dir: prints
- * {"client_id","client_secret"}. */
-static void add_client(fixture_t *f, const char *name, const char *redirect_uri, char id[128],
-                       char secret[128])
+/* `gatehouse client add NAME --redirect-uri URI --post-logout-uri URI` on the node's data dir:
+ * prints {"client_id","client_secret"}. */
+static void add_client(fixture_t *f, const char *name, const char *redirect_uri,
+                       const char *logout_uri, char id[128], char secret[128])
 {
     ht_run_t *run = &f->run;
     memset(run, 0, sizeof *run);
     assert_int_equal(ht_run(run, NULL, NULL, "client", "add", name, "--redirect-uri", redirect_uri,
-                            "--data-dir", f->gh.dir, NULL),
+                            "--post-logout-uri", logout_uri, "--data-dir", f->gh.dir, NULL),
                      0);
     if (run->status != 0)
         fail_msg("gatehouse client add exited %d: %s%s", run->status, run->out, run->err);
@@ -250,19 +252,18 @@ static void apache_mod_auth_openidc_in_a_browser(void **state)
     user_with_totp(f, "mia", secret_totp);
 
     assert_int_equal(ta_apache_prepare(&f->apache), 0);
-    add_client(f, "apache", f->apache.redirect_uri, cid, csecret);
+    add_client(f, "apache", f->apache.redirect_uri, f->apache.logged_out_uri, cid, csecret);
     ta_oidc_t oidc = {.issuer = f->issuer, .client_id = cid, .client_secret = csecret};
     assert_int_equal(ta_apache_start(&f->apache, &oidc), 0);
 
-    char app[96], gh[96], totp_env[96], dir[HT_PATH_MAX + 16], rotate[2 * HT_PATH_MAX], reload[48];
+    char app[96], gh[96], totp_env[96], dir[HT_PATH_MAX + 16], rotate[2 * HT_PATH_MAX];
     snprintf(app, sizeof app, "APP=%s", f->apache.base);
     snprintf(gh, sizeof gh, "GH=%s", f->issuer);
     snprintf(totp_env, sizeof totp_env, "TOTP_SECRET=%s", secret_totp);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
-    snprintf(reload, sizeof reload, "RELOAD_PID=%d", (int)f->gh.pid);
     rotate_argv(f, rotate, sizeof rotate);
     const char *env[] = {app,      gh,  "USER1=ann", "USER2=mia", "PASSWORD=" PASSWORD,
-                         totp_env, dir, rotate,      reload,      NULL};
+                         totp_env, dir, rotate,      NULL};
     const char *argv[] = {"node", BROWSER_SCRIPT, NULL};
     int rc = run_script(argv, env, 90000, f->out);
     if (rc != 0) {
@@ -305,17 +306,16 @@ static void authlib_client_flow_refresh_rotation_revocation(void **state)
     assert_int_equal(ht_register(&f->gh, "bob", PASSWORD, NULL), 201);
     /* The redirect URI is never contacted: the client reads the code from the 302. */
     const char *redirect = "http://127.0.0.1:9/callback";
-    add_client(f, "authlib", redirect, cid, csecret);
+    add_client(f, "authlib", redirect, "http://127.0.0.1:9/logged-out", cid, csecret);
 
-    char issuer[96], id[160], secret[160], rotate[2 * HT_PATH_MAX], reload[48], uri[96];
+    char issuer[96], id[160], secret[160], rotate[2 * HT_PATH_MAX], uri[96];
     snprintf(issuer, sizeof issuer, "ISSUER=%s", f->issuer);
     snprintf(id, sizeof id, "CLIENT_ID=%s", cid);
     snprintf(secret, sizeof secret, "CLIENT_SECRET=%s", csecret);
-    snprintf(reload, sizeof reload, "RELOAD_PID=%d", (int)f->gh.pid);
     snprintf(uri, sizeof uri, "REDIRECT_URI=%s", redirect);
     rotate_argv(f, rotate, sizeof rotate);
-    const char *env[] = {issuer, id,     secret, uri, "USERNAME=bob", "PASSWORD=" PASSWORD,
-                         rotate, reload, NULL};
+    const char *env[] = {issuer, id,  secret, uri, "USERNAME=bob", "PASSWORD=" PASSWORD,
+                         rotate, NULL};
     /* Debian's python3, which has python3-authlib, whatever else PATH holds */
     const char *argv[] = {"/usr/bin/python3", AUTHLIB_SCRIPT, NULL};
     int rc = run_script(argv, env, 60000, f->out);
