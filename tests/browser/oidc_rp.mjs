@@ -1,9 +1,10 @@
 // oidc_rp.mjs — gatehouse as the OpenID provider of a real relying party: Apache httpd with
 // mod_auth_openidc (tests/support/apache.c), driven by headless Chromium (Debian's) through
 // playwright-core. Run by tests/integration/test_oidc_rp.c, which passes APP (Apache's
-// http://127.0.0.1:PORT), GH (gatehouse's, the issuer), USER1 (password only), USER2 and
-// TOTP_SECRET (a user with an authenticator app), PASSWORD, ROTATE (JSON argv of `gatehouse keys
-// rotate …`), RELOAD_PID (optional: SIGHUP after the rotation) and ARTIFACTS (screenshots).
+// http://127.0.0.1:PORT), GH (gatehouse's, the issuer), USER1 (password only) and EMAIL1 (its
+// address), USER2 and TOTP_SECRET (a user with an authenticator app), PASSWORD, ROTATE (JSON argv
+// of `gatehouse keys rotate …`), RELOAD_PID (optional: SIGHUP after the rotation) and ARTIFACTS
+// (screenshots).
 //
 // 1. USER1 opens the protected page, is sent to gatehouse's login page, signs in and lands on
 //    the page, which shows the claims mod_auth_openidc got (preferred_username, sub, amr …).
@@ -18,7 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
-const { APP, GH, USER1, USER2, PASSWORD, TOTP_SECRET, ROTATE, RELOAD_PID, ARTIFACTS } = process.env;
+const { APP, GH, USER1, EMAIL1, USER2, PASSWORD, TOTP_SECRET, ROTATE, RELOAD_PID, ARTIFACTS } = process.env;
 const shot = (page, name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 const must = (cond, what) => { if (!cond) throw new Error(what); };
 const text = async (page, sel) => ((await page.textContent(sel)) || '').trim();
@@ -96,6 +97,7 @@ try {
   const one = await signIn(browser, USER1, null, { login: 'oidc-rp-login' });
   must(await text(one.page, '#amr') === 'pwd', `amr ${await text(one.page, '#amr')}`);
   must(await text(one.page, '#acr') === 'urn:gatehouse:pwd', `acr ${await text(one.page, '#acr')}`);
+  must(await text(one.page, '#email') === EMAIL1, `email ${await text(one.page, '#email')}`);
   const kid1 = kidOf(await text(one.page, '#id_token'));
   must(oldKids.has(kid1), `the ID token's kid ${kid1} is not in the JWKS`);
   await shot(one.page, 'oidc-rp-protected');

@@ -60,20 +60,35 @@ static const char *gatehouse_bin(void)
     return b && *b ? b : "build/gatehouse";
 }
 
-static int setup(void **state)
+/* The node re-reads its signing keys every second (default 60 s), so a `gatehouse keys rotate`
+ * is in use and published within a second. A fixed port on the command line, as a deployment
+ * has. With public_url the issuer is --public-url (and email is on: users may have addresses;
+ * mail only queues), else http:// + the --listen address. */
+static int start(void **state, bool public_url)
 {
     fixture_t *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
     *state = f;
-    /* A fixed port on the command line, as a deployment has: the issuer is http:// + --listen.
-     * The node re-reads its signing keys every second (default 60 s), so a `gatehouse keys
-     * rotate` is in use and published within a second. */
     char listen[32];
     int port = ts_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     snprintf(f->issuer, sizeof f->issuer, "http://%s", listen);
+    if (public_url)
+        return ht_server_start(&f->gh, "--listen", listen, "--oidc-key-refresh", "1s",
+                               "--public-url", f->issuer, "--smtp-from", "gatehouse@example.com",
+                               NULL);
     return ht_server_start(&f->gh, "--listen", listen, "--oidc-key-refresh", "1s", NULL);
+}
+
+static int setup(void **state)
+{
+    return start(state, false);
+}
+
+static int setup_public_url(void **state)
+{
+    return start(state, true);
 }
 
 static int teardown(void **state)
@@ -248,7 +263,12 @@ static void apache_mod_auth_openidc_in_a_browser(void **state)
 {
     fixture_t *f = *state;
     char secret_totp[64], cid[128], csecret[128];
-    assert_int_equal(ht_register(&f->gh, "ann", PASSWORD, NULL), 201);
+    /* ann has an address (the email scope's claim), mia an authenticator app */
+    assert_int_equal(ht_json(&f->gh, "POST", "/v1/users", NULL,
+                             "{\"username\":\"ann\",\"password\":\"" PASSWORD
+                             "\",\"email\":\"ann@example.com\"}",
+                             &f->r),
+                     201);
     user_with_totp(f, "mia", secret_totp);
 
     assert_int_equal(ta_apache_prepare(&f->apache), 0);
@@ -262,8 +282,11 @@ static void apache_mod_auth_openidc_in_a_browser(void **state)
     snprintf(totp_env, sizeof totp_env, "TOTP_SECRET=%s", secret_totp);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
     rotate_argv(f, rotate, sizeof rotate);
-    const char *env[] = {app,      gh,  "USER1=ann", "USER2=mia", "PASSWORD=" PASSWORD,
-                         totp_env, dir, rotate,      NULL};
+    const char *env[] = {app,         gh,
+                         "USER1=ann", "EMAIL1=ann@example.com",
+                         "USER2=mia", "PASSWORD=" PASSWORD,
+                         totp_env,    dir,
+                         rotate,      NULL};
     const char *argv[] = {"node", BROWSER_SCRIPT, NULL};
     int rc = run_script(argv, env, 90000, f->out);
     if (rc != 0) {
@@ -345,7 +368,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(authlib_client_flow_refresh_rotation_revocation, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(apache_mod_auth_openidc_in_a_browser, setup, teardown),
+        cmocka_unit_test_setup_teardown(apache_mod_auth_openidc_in_a_browser, setup_public_url,
+                                        teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
