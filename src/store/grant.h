@@ -169,6 +169,10 @@ typedef struct {
     size_t (*expire)(gh_grant_store_t *s, int64_t now_ms, size_t max_work);
     void (*stats)(gh_grant_store_t *s, gh_grant_stats_t *out);
     void (*destroy)(gh_grant_store_t **s);
+    /* A reload's successor, once its predecessor has stopped writing and before it serves:
+     * reads again what the predecessor made and ended since this store was opened. NULL for a
+     * store every process shares (Redis) or keeps alone (memory). */
+    int (*takeover)(gh_grant_store_t *s);
 } gh_grant_ops_t;
 
 struct gh_grant_store {
@@ -270,6 +274,10 @@ static inline size_t gh_grant_expire(gh_grant_store_t *s, int64_t now, size_t ma
 static inline void gh_grant_stats(gh_grant_store_t *s, gh_grant_stats_t *out)
 {
     s->ops->stats(s, out);
+}
+GH_WUR static inline int gh_grant_takeover(gh_grant_store_t *s)
+{
+    return s->ops->takeover ? s->ops->takeover(s) : 0;
 }
 static inline void gh_grant_destroy(gh_grant_store_t **s)
 {

@@ -36,6 +36,8 @@ int gh_grant_memory_restore_family(gh_grant_store_t *s, const gh_grant_family_t 
 size_t gh_grant_memory_family_ids(gh_grant_store_t *s, gh_grant_select_t by, uint64_t user_id,
                                   const char *key, uint8_t (*out)[GH_GRANT_FAMILY_ID_LEN],
                                   size_t cap);
+/* Drops every family and consent (not the codes), telling no hook: a reload before a new load. */
+void gh_grant_memory_clear(gh_grant_store_t *s);
 /* Puts back a consent with the time it was given. */
 int gh_grant_memory_restore_consent(gh_grant_store_t *s, uint64_t user_id, const char *client_id,
                                     uint32_t scopes, int64_t given_at_ms);

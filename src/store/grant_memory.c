@@ -1003,3 +1003,14 @@ int gh_grant_memory_restore_consent(gh_grant_store_t *s, uint64_t user_id, const
 {
     return m_consent_put(s, user_id, client_id, scopes, given_at_ms);
 }
+
+void gh_grant_memory_clear(gh_grant_store_t *s)
+{
+    mem_t *m = (mem_t *)s;
+    pthread_mutex_lock(&m->lock);
+    while (m->f_head)
+        family_free(m, m->f_head, false);
+    while (m->k_head)
+        consent_free(m, m->k_head, false);
+    pthread_mutex_unlock(&m->lock);
+}

@@ -18,9 +18,9 @@
  * Memory: the memory store's components; this layer's own struct is `oidc_tokens`, SQLite's heap
  * shows under `sqlite`.
  *
- * Reload: a successor loads the file while its predecessor still serves; grants the predecessor
- * makes or revokes during the hand-over are seen by the successor only after its next restart
- * (sessions.db has a hand-over protocol; this file does not yet).
+ * Reload: a successor loads the file while its predecessor still serves, and loads it again
+ * (takeover) once the predecessor has stopped writing and before it serves itself, so what the
+ * predecessor granted or revoked during the hand-over holds. Codes do not cross a reload.
  */
 #include "store/grant.h"
 #include "store/grant_internal.h"
@@ -463,6 +463,23 @@ static void p_destroy(gh_grant_store_t **b)
     *b = NULL;
 }
 
+static int load(persist_t *p, int64_t now, size_t *loaded);
+
+/* The successor of a reload: the predecessor has stopped writing, so the file is the truth;
+ * what the snapshot at open holds is replaced by it. */
+static int p_takeover(gh_grant_store_t *b)
+{
+    persist_t *p = (persist_t *)b;
+    size_t loaded = 0;
+    pthread_mutex_lock(&p->db_lock);
+    gh_grant_memory_clear(p->mem);
+    int rc = load(p, gh_clock_now_ms(), &loaded);
+    pthread_mutex_unlock(&p->db_lock);
+    if (rc == 0)
+        GH_LOG(GH_LOG_INFO, "grants taken over", GH_LS("path", p->path), GH_LI("families", loaded));
+    return rc;
+}
+
 static const gh_grant_ops_t persist_ops = {
     .name = "memory+sqlite",
     .put_code = p_put_code,
@@ -482,6 +499,7 @@ static const gh_grant_ops_t persist_ops = {
     .expire = p_expire,
     .stats = p_stats,
     .destroy = p_destroy,
+    .takeover = p_takeover,
 };
 
 static void copy_text(char *dst, size_t cap, const unsigned char *src)

@@ -21,8 +21,9 @@
  *   P ofc:CLIENT  set of F (revoke_client)
  *   P ok:USER     hash client -> scopes (consents); P okz:USER zset client by time given;
  *   P okx         zset "USER:client" by time given (the bound); P okc:CLIENT set of USER
- * One connection behind a mutex, re-made after an error; when Redis does not answer,
- * operations fail with GH_ESTORE (fail closed). The store struct is charged to `oidc_tokens`.
+ * Four connections, each behind its own mutex (made on first use, re-made after an error); when
+ * Redis does not answer, operations fail with GH_ESTORE (fail closed). The store struct is charged
+ * to `oidc_tokens`.
  */
 #include "store/grant.h"
 #include "store/grant_internal.h"
@@ -41,10 +42,18 @@
 #define GRACE_MS 60000
 #define MAX_ARGS 24
 
+#define CONNS 4 /* connections, each behind its own mutex */
+
 typedef struct {
-    gh_grant_store_t base;
     pthread_mutex_t lock;
     redisContext *c;
+} slot_t;
+
+typedef struct {
+    gh_grant_store_t base;
+    pthread_mutex_t lock; /* the counters */
+    slot_t slots[CONNS];
+    _Atomic unsigned next;
     gh_grant_connect_fn connect;
     void *connect_ctx;
     gh_grant_limits_t limits;
@@ -249,25 +258,25 @@ static const char LIVE[] = "local now = ARGV[1]\n"
                            "        redis.call('ZCOUNT', 'gh:ofx', '(' .. now, '+inf'),\n"
                            "        redis.call('ZCARD', 'gh:okx')}\n";
 
-/* A connected context (lock held), or NULL. */
-static redisContext *conn(redis_t *s)
+/* A connected context of the slot (its lock held), or NULL. */
+static redisContext *conn(redis_t *s, slot_t *sl)
 {
-    if (s->c && !s->c->err)
-        return s->c;
-    if (s->c)
-        redisFree(s->c);
-    s->c = NULL;
+    if (sl->c && !sl->c->err)
+        return sl->c;
+    if (sl->c)
+        redisFree(sl->c);
+    sl->c = NULL;
     void *c = NULL;
     if (s->connect(s->connect_ctx, &c) != 0) {
         GH_LOG(GH_LOG_WARN, "grant store: cannot reach the Redis master");
         return NULL;
     }
-    s->c = c;
-    return s->c;
+    sl->c = c;
+    return sl->c;
 }
 
-/* EVAL script with no keys and the args: the reply, or NULL (GH_ESTORE). Lock held. */
-static redisReply *eval(redis_t *s, const char *script, int argc, const char **argv,
+/* EVAL script with no keys and the args: the reply, or NULL (GH_ESTORE). Slot lock held. */
+static redisReply *eval(redis_t *s, slot_t *sl, const char *script, int argc, const char **argv,
                         const size_t *lens)
 {
     const char *av[MAX_ARGS + 3];
@@ -282,7 +291,7 @@ static redisReply *eval(redis_t *s, const char *script, int argc, const char **a
         av[3 + i] = argv[i];
         al[3 + i] = lens && lens[i] != (size_t)-1 ? lens[i] : strlen(argv[i]);
     }
-    redisContext *c = conn(s);
+    redisContext *c = conn(s, sl);
     if (!c)
         return NULL;
     redisReply *r = redisCommandArgv(c, 3 + argc, av, al);
@@ -290,8 +299,8 @@ static redisReply *eval(redis_t *s, const char *script, int argc, const char **a
         GH_LOG(GH_LOG_WARN, "grant store: Redis error", GH_LS("detail", r ? r->str : c->errstr));
         if (r && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0 ||
                   strncmp(r->str, "LOADING", 7) == 0)) {
-            redisFree(s->c);
-            s->c = NULL;
+            redisFree(sl->c);
+            sl->c = NULL;
         }
         if (r)
             freeReplyObject(r);
@@ -303,9 +312,18 @@ static redisReply *eval(redis_t *s, const char *script, int argc, const char **a
 static redisReply *call(redis_t *s, const char *script, int argc, const char **argv,
                         const size_t *lens)
 {
-    pthread_mutex_lock(&s->lock);
-    redisReply *r = eval(s, script, argc, argv, lens);
-    pthread_mutex_unlock(&s->lock);
+    /* a free connection if there is one, else wait for the next in turn */
+    slot_t *sl = NULL;
+    unsigned first = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < CONNS && !sl; i++)
+        if (pthread_mutex_trylock(&s->slots[(first + i) % CONNS].lock) == 0)
+            sl = &s->slots[(first + i) % CONNS];
+    if (!sl) {
+        sl = &s->slots[first % CONNS];
+        pthread_mutex_lock(&sl->lock);
+    }
+    redisReply *r = eval(s, sl, script, argc, argv, lens);
+    pthread_mutex_unlock(&sl->lock);
     return r;
 }
 
@@ -830,8 +848,11 @@ static void r_stats(gh_grant_store_t *b, gh_grant_stats_t *out)
 static void r_destroy(gh_grant_store_t **b)
 {
     redis_t *s = (redis_t *)*b;
-    if (s->c)
-        redisFree(s->c);
+    for (int i = 0; i < CONNS; i++) {
+        if (s->slots[i].c)
+            redisFree(s->slots[i].c);
+        pthread_mutex_destroy(&s->slots[i].lock);
+    }
     pthread_mutex_destroy(&s->lock);
     gh_mem_free(GH_MEM_OIDC_TOKENS, s);
     *b = NULL;
@@ -872,6 +893,8 @@ int gh_grant_redis_open(gh_grant_connect_fn connect, void *ctx, const gh_grant_l
     s->connect_ctx = ctx;
     s->limits = *limits;
     pthread_mutex_init(&s->lock, NULL);
+    for (int i = 0; i < CONNS; i++)
+        pthread_mutex_init(&s->slots[i].lock, NULL);
     *out = &s->base;
     return 0;
 }

@@ -167,9 +167,11 @@ typedef struct {
      * caller bug: tokens are random), GH_ELIMIT past the backend's hard maximum of sessions.
      * The client never makes a create fail: where a backend cannot keep it (the memory store's
      * client table is full, or memory for it cannot be had) the session is created with the
-     * unknown client, and out->client says what was kept. */
+     * unknown client, and out->client says what was kept. amr: GH_AMR_* (0 is kept as
+     * GH_AMR_PWD), returned by every later lookup and list. */
     int (*create)(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                  const gh_session_client_t *client, int64_t now_ms, gh_session_info_t *out);
+                  const gh_session_client_t *client, uint8_t amr, int64_t now_ms,
+                  gh_session_info_t *out);
     /* Finds a live session and slides its idle deadline. GH_ENOTFOUND when absent or past a
      * deadline (then it is ended as idle/expired). out->client is left empty (see
      * gh_session_info_t). */
@@ -226,14 +228,14 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
 /*
  * Puts back a session saved earlier (the persistence layer reloading after a restart): `in` is
  * what create/list_user returned (id, user_id, created_at_ms, last_seen_at_ms, expires_at_ms,
- * client; idle_expires_at_ms and has_client are ignored, the idle deadline is recomputed from the
- * store's idle TTL, and the client is interned as on create).
- * The store keeps its rules: expires_at is capped at created_at + session_ttl, last_seen_at is
- * kept between created_at and now, the per-user cap and the budget apply as on create.
- * Sessions may come in any order (the store re-sorts its expiry lists once, on the next expire).
- * Returns 0; GH_EEXPIRED if the session is already past a deadline at now_ms (nothing stored);
- * GH_ELIMIT if the user is at the cap and this session is older than all of theirs; GH_EINVAL
- * for a malformed id or a store that is not a memory store; else as create.
+ * client, amr (0: GH_AMR_PWD); idle_expires_at_ms and has_client are ignored, the idle deadline is
+ * recomputed from the store's idle TTL, and the client is interned as on create). The store keeps
+ * its rules: expires_at is capped at created_at + session_ttl, last_seen_at is kept between
+ * created_at and now, the per-user cap and the budget apply as on create. Sessions may come in any
+ * order (the store re-sorts its expiry lists once, on the next expire). Returns 0; GH_EEXPIRED if
+ * the session is already past a deadline at now_ms (nothing stored); GH_ELIMIT if the user is at
+ * the cap and this session is older than all of theirs; GH_EINVAL for a malformed id or a store
+ * that is not a memory store; else as create.
  */
 int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
                               const gh_session_info_t *in, int64_t now_ms) GH_WUR;
@@ -377,7 +379,15 @@ GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, 
                                            const gh_session_client_t *client, int64_t now,
                                            gh_session_info_t *o)
 {
-    return s->ops->create(s, uid, hash, client, now, o);
+    return s->ops->create(s, uid, hash, client, GH_AMR_PWD, now, o);
+}
+/* A create that records how the user signed in (GH_AMR_*). */
+GH_WUR static inline int gh_session_create_amr(gh_session_store_t *s, uint64_t uid,
+                                               const uint8_t *hash,
+                                               const gh_session_client_t *client, uint8_t amr,
+                                               int64_t now, gh_session_info_t *o)
+{
+    return s->ops->create(s, uid, hash, client, amr, now, o);
 }
 GH_WUR static inline int gh_session_lookup(gh_session_store_t *s, const uint8_t *hash, int64_t now,
                                            gh_session_info_t *o)

@@ -5,7 +5,9 @@
  * baseline (100,000 abandoned codes expiring included), and families and consents survive a
  * reopen of grants.db while a revoked family, a rotation and a withdrawn consent hold.
  */
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,6 +203,82 @@ static void survives_a_reopen(void **state)
     gh_grant_destroy(&s);
 }
 
+/* A reload: the successor opens the file while the predecessor still writes; its takeover sees
+ * what the predecessor granted and revoked since. */
+static void a_successor_takes_over_what_changed(void **state)
+{
+    (void)state;
+    if (!persisted)
+        skip();
+    gh_grant_limits_t l = glimits();
+    gh_grant_store_t *pred = gopen(&l), *succ = NULL;
+    int64_t now = gh_clock_now_ms();
+    gh_grant_family_t f1 = a_family(1, 5, "wiki", "sessCCCCCCCCCCCCCCCCCC");
+    gh_grant_family_t f2 = a_family(2, 5, "wiki", "sessCCCCCCCCCCCCCCCCCC");
+    assert_int_equal(gh_grant_family_create(pred, &f1, now, NULL), 0);
+    assert_int_equal(open_persist(&l, &succ), 0); /* the snapshot: f1 */
+    assert_int_equal(gh_grant_family_create(pred, &f2, now + 1, NULL), 0);
+    assert_int_equal(gh_grant_family_revoke(pred, f1.id), 0);
+    assert_int_equal(gh_grant_consent_put(pred, 5, "wiki", 1, now + 2), 0);
+    gh_grant_family_t g;
+    uint32_t sc;
+    assert_int_equal(gh_grant_family_get(succ, f1.id, now + 3, &g), 0); /* stale until takeover */
+    assert_int_equal(gh_grant_takeover(succ), 0);
+    assert_int_equal(gh_grant_family_get(succ, f1.id, now + 3, &g), GH_ENOTFOUND);
+    assert_int_equal(gh_grant_family_get(succ, f2.id, now + 3, &g), 0);
+    assert_int_equal(gh_grant_consent_get(succ, 5, "wiki", &sc), 0);
+    gh_grant_stats_t st;
+    gh_grant_stats(succ, &st);
+    assert_int_equal(st.families, 1);
+    gh_grant_destroy(&pred);
+    gh_grant_destroy(&succ);
+}
+
+/* Every acknowledged write survives a kill -9: a child process grants, rotates and revokes, then
+ * dies by SIGKILL with the store open (no destroy, no close); the parent opens the file. */
+static void acknowledged_writes_survive_a_kill(void **state)
+{
+    (void)state;
+    if (!persisted)
+        skip();
+    gh_grant_limits_t l = glimits();
+    if (backend.reset)
+        backend.reset();
+    int64_t now = gh_clock_now_ms();
+    gh_grant_family_t f1 = a_family(1, 5, "wiki", "sessCCCCCCCCCCCCCCCCCC");
+    gh_grant_family_t f2 = a_family(2, 6, "wiki", "sessDDDDDDDDDDDDDDDDDD");
+    uint8_t r2[32], a2[32];
+    fill(r2, 32, 9, 40);
+    fill(a2, 32, 9, 41);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        gh_grant_store_t *s = NULL;
+        if (open_persist(&l, &s) != 0 || gh_grant_family_create(s, &f1, now, NULL) != 0 ||
+            gh_grant_family_create(s, &f2, now, NULL) != 0 ||
+            gh_grant_family_rotate(s, f1.id, f1.refresh_hash, r2, a2, now + 900000, now, NULL) !=
+                0 ||
+            gh_grant_family_revoke(s, f2.id) != 0 ||
+            gh_grant_consent_put(s, 5, "wiki", 7, now) != 0)
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    gh_grant_store_t *s = NULL;
+    assert_int_equal(open_persist(&l, &s), 0);
+    gh_grant_family_t g;
+    assert_int_equal(gh_grant_family_check_access(s, f1.id, a2, now + 1, &g), 0);
+    assert_int_equal(g.generation, 1);
+    assert_int_equal(gh_grant_family_get(s, f2.id, now + 1, &g), GH_ENOTFOUND);
+    uint32_t sc;
+    assert_int_equal(gh_grant_consent_get(s, 5, "wiki", &sc), 0);
+    assert_int_equal(sc, 7);
+    gh_grant_destroy(&s);
+}
+
 int main(void)
 {
     gh_mem_init();
@@ -209,7 +287,9 @@ int main(void)
     const struct CMUnitTest memory[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
                                         cmocka_unit_test(abandoned_codes_return_to_baseline)};
     const struct CMUnitTest persist[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
-                                         cmocka_unit_test(survives_a_reopen)};
+                                         cmocka_unit_test(survives_a_reopen),
+                                         cmocka_unit_test(a_successor_takes_over_what_changed),
+                                         cmocka_unit_test(acknowledged_writes_survive_a_kill)};
     int failed = cmocka_run_group_tests_name("grant store: memory", memory, use_memory, NULL);
     failed +=
         cmocka_run_group_tests_name("grant store: memory + grants.db", persist, use_persist, NULL);
