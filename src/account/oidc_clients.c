@@ -65,7 +65,8 @@ static bool uri_ok(const char *u, bool allow_http)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)u[i];
-        if (c <= 0x20 || c >= 0x7f || c == '#' || c == '\\')
+        /* printable ASCII without what RFC 3986 never allows unencoded (nor a fragment) */
+        if (c <= 0x20 || c >= 0x7f || strchr("#\\\"<>`{}|^", c))
             return false;
     }
     bool https = strncmp(u, "https://", 8) == 0;
