@@ -390,11 +390,12 @@ int gh_oidc_authorize(gh_oidc_t *o, const gh_oidc_authz_request_t *q, const gh_o
         return authz_error(o, out, "invalid_request", "a malformed login marker",
                            GH_OIDC_AUTHZ_ERROR);
 
-    /* Who is signed in, and freshly enough. A login that the marker asked for satisfies
-     * prompt=login and max_age both, so the way back never loops. */
+    /* Who is signed in, and freshly enough. A login that the marker asked for (a session made
+     * after the request that asked) satisfies prompt=login and max_age both, so the way back
+     * never loops. */
     int64_t need_after = 0;
     if (s) {
-        bool fresh_ok = fresh > 0 && s->info.created_at_ms >= fresh;
+        bool fresh_ok = fresh > 0 && s->info.created_at_ms > fresh;
         if (fresh > 0 && !fresh_ok)
             need_after = fresh;
         if (!fresh_ok && prompt.login)

@@ -520,7 +520,6 @@ static void login_round_trip_and_prompts(void **state)
     char body[9000];
     snprintf(body, sizeof body, "username=bob&password=%s&rd=%s", "correct+horse+battery", enc);
     EXPECT(r, post_form(f, "/v1/sessions", body, NULL), 303);
-    assert_true(ht_header(r, "Location", buf, sizeof buf) || true);
     assert_true(ht_header(r, "Location", loc, sizeof loc));
     assert_string_equal(loc, rd);
     char cookie[512], fresh[64];
@@ -548,13 +547,14 @@ static void login_round_trip_and_prompts(void **state)
 
     /* prompt=login: even with a session, the login page; the way back asks for a fresh one */
     authorize_path(path, sizeof path, c.id, RP, "openid", &p, "prompt=login");
+    ht_sleep_ms(3); /* the marker's clock is in ms: the old session is older */
     EXPECT(r, get_cookie(f, path, session), 303);
     assert_true(ht_header(r, "Location", loc, sizeof loc));
     assert_true(query_param(loc, "rd", rd, sizeof rd));
     assert_null(strstr(rd, "prompt=login"));
     assert_non_null(strstr(rd, "gh_fresh="));
     EXPECT(r, get_cookie(f, rd, session), 303); /* the old session is not enough */
-    ht_sleep_ms(5);
+    ht_sleep_ms(3);
     assert_int_equal(ht_login(&f->srv, "bob", PASSWORD, fresh, NULL), 201);
     EXPECT(r, get_cookie(f, rd, fresh), 302); /* a login after the request is */
     assert_true(ht_header(r, "Location", loc, sizeof loc));
