@@ -68,8 +68,10 @@ flow() {
   code=$(sed -nE 's/.*[?&]code=([^&]+).*/\1/p' <<<"$loc")
   [ -n "$code" ] || { echo "authorize did not redirect with a code: '$loc'" >&2; return 1; }
   curl "${C[@]}" -X POST "$NODE_URL/oidc/token" -H "Authorization: Basic $basic" \
-    --data "grant_type=authorization_code&code=$code&redirect_uri=$redirect_enc&code_verifier=$verifier" |
-    tee "$tmp/flow.json" | field refresh_token
+    --data "grant_type=authorization_code&code=$code&redirect_uri=$redirect_enc&code_verifier=$verifier" \
+    -o "$tmp/flow.json"
+  echo >>"$tmp/flow.json" # the body has no newline, and sed keeps a last line's missing one
+  field refresh_token <"$tmp/flow.json"
 }
 pool() {
   : >"$tmp/pool"
@@ -81,11 +83,11 @@ alg=$(curl "${C[@]}" "$NODE_URL/oidc/jwks" | sed -nE 's/.*"alg" *: *"([^"]+)".*/
 workers=$(sed -n 's/.*"hash_workers":\([0-9]*\).*/\1/p' "$tmp/node.log" | head -1)
 echo "bench-oidc: node hash workers ${workers:-?}, ID tokens ${alg:-?}, wrk -t1 -c$CONNS, $SECS s per run, $ROUNDS rounds"
 
-# run_wrk LABEL OK_STATUS URL ARGS...: prints the rate of OK_STATUS answers per second
+# run_wrk LABEL OK_STATUS URL SCRIPT ARGS...: prints the rate of OK_STATUS answers per second
 run_wrk() {
-  local label=$1 want=$2 url=$3 statuses ok elapsed
-  shift 3
-  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" >"$tmp/wrk.txt" 2>&1 ||
+  local label=$1 want=$2 url=$3 script=$4 statuses ok elapsed
+  shift 4
+  wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$script" "$url" -- "$@" >"$tmp/wrk.txt" 2>&1 ||
     fail "wrk ($label) failed: $(cat "$tmp/wrk.txt")"
   statuses=$(sed -nE 's/^(login|oidc) statuses: //p' "$tmp/wrk.txt")
   ok=$(tr ' ' '\n' <<<"$statuses" | sed -n "s/^$want=//p")
@@ -99,14 +101,14 @@ run_wrk() {
 logins=() refreshes=() authorizes=() exchanges=()
 for round in $(seq 1 "$ROUNDS"); do
   : >"$tmp/details"
-  l=$(run_wrk logins 201 "$NODE_URL/v1/sessions" -s bench/login_ok.lua -- "$login_user" "$pw") || exit 1
+  l=$(run_wrk logins 201 "$NODE_URL/v1/sessions" bench/login_ok.lua "$login_user" "$pw") || exit 1
   [ "$round" -eq 1 ] || pool || fail "cannot refill the refresh-token pool"
-  r=$(run_wrk refresh 200 "$NODE_URL/oidc/token" -s bench/oidc_token.lua -- refresh "$basic" "$tmp/pool") || exit 1
+  r=$(run_wrk refresh 200 "$NODE_URL/oidc/token" bench/oidc_token.lua refresh "$basic" "$tmp/pool") || exit 1
   rm -f "$tmp/codes"
-  a=$(run_wrk authorize 302 "$NODE_URL/oidc/authorize" -s bench/oidc_token.lua -- authorize \
+  a=$(run_wrk authorize 302 "$NODE_URL/oidc/authorize" bench/oidc_token.lua authorize \
     "$cookie" "$query" "$tmp/codes") || exit 1
   [ -s "$tmp/codes" ] || fail "no code was kept from the authorizations"
-  e=$(run_wrk exchange 200 "$NODE_URL/oidc/token" -s bench/oidc_token.lua -- code "$basic" \
+  e=$(run_wrk exchange 200 "$NODE_URL/oidc/token" bench/oidc_token.lua code "$basic" \
     "$redirect_enc" "$verifier" "$tmp/codes") || exit 1
   printf 'round %d  logins %8.2f /s  refresh_token grants %8.2f /s  authorizations %8.2f /s  code exchanges %8.2f /s\n' \
     "$round" "$l" "$r" "$a" "$e"
