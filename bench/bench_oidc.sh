@@ -35,7 +35,7 @@ command -v openssl >/dev/null || fail "openssl is not installed"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gh-bench-oidc-XXXXXX") || exit 1
 NODE_PID=""
-trap 'node_down "$NODE_PID"; rm -rf "$tmp"' EXIT
+trap 'node_down "$NODE_PID"; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$tmp"' EXIT
 
 bench_machine bench-oidc
 bench_quiet_check bench-oidc
@@ -43,8 +43,12 @@ node_up NODE "$BIN" "$tmp/node" --throttle-ip 0 || fail "gatehouse serve did not
 C=(--noproxy '*' -s)
 post_json() { curl "${C[@]}" -X POST "$NODE_URL$1" -H 'Content-Type: application/json' -d "$2"; }
 field() { sed -nE "s/.*\"$1\" *: *\"([^\"]+)\".*/\\1/p"; }
-login_user=bench-login pw=bench-oidc-password-1
-post_json /v1/users "{\"username\":\"$login_user\",\"password\":\"$pw\"}" >/dev/null
+pw=bench-oidc-password-1
+# one login user per round: the account throttle's state (attempts in flight count as failures
+# to be) must not carry from one round's end into the next
+for round in $(seq 1 "$ROUNDS"); do
+  post_json /v1/users "{\"username\":\"bench-login-$round\",\"password\":\"$pw\"}" >/dev/null
+done
 post_json /v1/users "{\"username\":\"bench-rp\",\"password\":\"$pw\"}" >/dev/null
 cookie=$(post_json /v1/sessions "{\"username\":\"bench-rp\",\"password\":\"$pw\"}" | field token)
 [ -n "$cookie" ] || fail "cannot log in"
@@ -101,7 +105,7 @@ run_wrk() {
 logins=() refreshes=() authorizes=() exchanges=()
 for round in $(seq 1 "$ROUNDS"); do
   : >"$tmp/details"
-  l=$(run_wrk logins 201 "$NODE_URL/v1/sessions" bench/login_ok.lua "$login_user" "$pw") || exit 1
+  l=$(run_wrk logins 201 "$NODE_URL/v1/sessions" bench/login_ok.lua "bench-login-$round" "$pw") || exit 1
   [ "$round" -eq 1 ] || pool || fail "cannot refill the refresh-token pool"
   r=$(run_wrk refresh 200 "$NODE_URL/oidc/token" bench/oidc_token.lua refresh "$basic" "$tmp/pool") || exit 1
   rm -f "$tmp/codes"
