@@ -799,7 +799,7 @@ static void second_factor_amr(void **state)
                    "{\"current_password\":\"" PASSWORD "\",\"new_password\":\"another good "
                    "password\"}",
                    r),
-           200);
+           204);
     EXPECT_OAUTH(r, refresh(f, &c, t.refresh), 400, "invalid_grant");
 }
 
