@@ -42,9 +42,14 @@ static const char *const oidc_authz_results[] = {
 #undef GH__OIDC_AUTHZ_NAME
 };
 static const char *const oidc_grant_types[] = {"authorization_code", "refresh_token"};
-static const char *const oidc_grant_results[] = {
-    "ok",          "invalid_request",     "invalid_client",       "invalid_grant",
-    "invalid_scope", "unauthorized_client", "unsupported_grant_type", "server_error"};
+static const char *const oidc_grant_results[] = {"ok",
+                                                 "invalid_request",
+                                                 "invalid_client",
+                                                 "invalid_grant",
+                                                 "invalid_scope",
+                                                 "unauthorized_client",
+                                                 "unsupported_grant_type",
+                                                 "server_error"};
 #define NOIDC_GRANT_RESULTS (sizeof oidc_grant_results / sizeof oidc_grant_results[0])
 
 struct gh_api_metrics {

@@ -226,17 +226,18 @@ static void consent_page(gh_req_t *r, const gh_oidc_authz_request_t *q, const gh
         gh_pages_put(&h, "<li>your username (profile)</li>");
     if (d->scopes & GH_OIDC_SCOPE_EMAIL)
         gh_pages_put(&h, "<li>your email address (email)</li>");
-    gh_pages_put(&h, "</ul>\n<form method=\"post\" action=\"/oidc/consent\" aria-label=\"Consent\">\n"
-                     "<input type=\"hidden\" name=\"csrf\" value=\"");
+    gh_pages_put(&h,
+                 "</ul>\n<form method=\"post\" action=\"/oidc/consent\" aria-label=\"Consent\">\n"
+                 "<input type=\"hidden\" name=\"csrf\" value=\"");
     gh_pages_put(&h, csrf);
     gh_pages_put(&h, "\">\n");
-    const char *names[] = {"client_id", "redirect_uri", "response_type", "scope",
+    const char *names[] = {"client_id", "redirect_uri", "response_type",  "scope",
                            "state",     "nonce",        "code_challenge", "code_challenge_method",
-                           "prompt",    "max_age",      "response_mode", GH_OIDC_FRESH_PARAM};
-    const char *values[] = {q->client_id, q->redirect_uri,   q->response_type,
-                            q->scope,     q->state,          q->nonce,
-                            q->code_challenge, q->code_challenge_method, q->prompt,
-                            q->max_age,   q->response_mode,  q->fresh};
+                           "prompt",    "max_age",      "response_mode",  GH_OIDC_FRESH_PARAM};
+    const char *values[] = {
+        q->client_id, q->redirect_uri, q->response_type,  q->scope,
+        q->state,     q->nonce,        q->code_challenge, q->code_challenge_method,
+        q->prompt,    q->max_age,      q->response_mode,  q->fresh};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!values[i])
             continue;
@@ -254,8 +255,8 @@ static void consent_page(gh_req_t *r, const gh_oidc_authz_request_t *q, const gh
     gh_pages_send(r, 200, &h);
 }
 
-static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_authz_t *d,
-                         int rc, const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_oidc_session_t *s)
+static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_authz_t *d, int rc,
+                         const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_oidc_session_t *s)
 {
     if (rc != 0) {
         gh_pages_message(r, 503, "Try again", "The service is busy. Try again in a moment.");
@@ -266,8 +267,8 @@ static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_
         gh_pages_message(r, 400, "Sign-in request refused", d->description);
         return;
     case GH_OIDC_NEXT_REDIRECT_ERROR: {
-        const char *kv[] = {"error", d->error, "error_description", d->description, "state",
-                            q->state};
+        const char *kv[] = {"error",        d->error, "error_description",
+                            d->description, "state",  q->state};
         redirect_to_client(r, q->redirect_uri, kv, 6);
         return;
     }
@@ -456,8 +457,9 @@ static int client_cred(gh_req_t *r, const gh_oidc_token_request_t *q, gh_oidc_cl
         size_t blen = strlen(b64);
         char *dec = blen <= 1024 ? gh_pool_alloc(&r->pool, blen + 1) : NULL;
         size_t dlen = 0;
-        if (!dec || sodium_base642bin((unsigned char *)dec, blen, b64, blen, NULL, &dlen, NULL,
-                                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        if (!dec ||
+            sodium_base642bin((unsigned char *)dec, blen, b64, blen, NULL, &dlen, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
             memchr(dec, '\0', dlen)) {
             gh_api_reply_fail(r, GH_EOAUTHCLIENT, "the Basic credentials are malformed", 0);
             return GH_EINVAL;
@@ -478,8 +480,8 @@ static int client_cred(gh_req_t *r, const gh_oidc_token_request_t *q, gh_oidc_cl
         c->secret = colon + 1;
         c->secret_len = strlen(colon + 1);
         c->basic = true;
-        c->both = q->client_secret != NULL ||
-                  (q->client_id != NULL && strcmp(q->client_id, c->id) != 0);
+        c->both =
+            q->client_secret != NULL || (q->client_id != NULL && strcmp(q->client_id, c->id) != 0);
         return 0;
     }
     c->id = q->client_id;
@@ -518,12 +520,11 @@ static int id_token(gh_req_t *r, gh_oidc_t *o, const gh_oidc_grant_t *g, int64_t
             json_decref(amrj);
             amrj = NULL;
         }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "iss", app->issuer, "sub",
-                          sub, "aud", g->client.client_id, "exp",
-                          (json_int_t)((now + o->access_ttl_ms) / 1000), "iat",
-                          (json_int_t)(now / 1000), "auth_time",
-                          (json_int_t)(f->auth_time_ms / 1000), "acr", gh_oidc_acr(f->amr), "azp",
-                          g->client.client_id);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "iss", app->issuer, "sub", sub, "aud",
+                  g->client.client_id, "exp", (json_int_t)((now + o->access_ttl_ms) / 1000), "iat",
+                  (json_int_t)(now / 1000), "auth_time", (json_int_t)(f->auth_time_ms / 1000),
+                  "acr", gh_oidc_acr(f->amr), "azp", g->client.client_id);
     j = gh_api_json_set(j, "amr", amrj);
     if (j && g->nonce[0])
         j = gh_api_json_set(j, "nonce", json_string(g->nonce));
@@ -616,8 +617,7 @@ void gh_api_oidc_userinfo(gh_req_t *r)
         return;
     const char *token = bearer(r);
     if (!token) {
-        gh_api_reply_fail(r, GH_EUNAUTH, "an access token is required (Authorization: Bearer)",
-                          0);
+        gh_api_reply_fail(r, GH_EUNAUTH, "an access token is required (Authorization: Bearer)", 0);
         return;
     }
     gh_account_t a;
@@ -715,10 +715,8 @@ void gh_api_oidc_introspect(gh_req_t *r)
     gh_oidc_token_info_t info;
     int rc = gh_oidc_introspect(&o, client, q.token, gh_clock_now_ms(), &info);
     if (rc != 0) {
-        gh_api_reply_fail(r, rc,
-                          rc == GH_EOAUTHCLIENT ? "introspection needs a confidential client"
-                                                : NULL,
-                          0);
+        gh_api_reply_fail(
+            r, rc, rc == GH_EOAUTHCLIENT ? "introspection needs a confidential client" : NULL, 0);
         return;
     }
     if (!info.active) {
@@ -778,8 +776,9 @@ void gh_api_oidc_logout(gh_req_t *r)
     rc = gh_oidc_end_session(&o, &q, has ? hash : NULL, &redirect_ok);
     sodium_memzero(hash, sizeof hash);
     if (rc == GH_EINVAL) {
-        signed_out_page(r, 400, "The id_token_hint is not a token of this server, or names "
-                                "another client.");
+        signed_out_page(r, 400,
+                        "The id_token_hint is not a token of this server, or names "
+                        "another client.");
         return;
     }
     if (rc != 0) {

@@ -337,8 +337,8 @@ static void amr_text(json_t *claims, char *out, size_t cap)
     size_t i, n = 0;
     out[0] = '\0';
     assert_true(json_is_array(a));
-    json_array_foreach(a, i, v) n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
-                                                      json_string_value(v));
+    json_array_foreach(a, i, v) n +=
+        (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "", json_string_value(v));
 }
 
 static double metric(fixture_t *f, const char *series)
@@ -691,8 +691,7 @@ static void consent_page(void **state)
     long long uid;
     user(f, "dave", session, &uid);
     client_t c;
-    add_client(f,
-               "{\"name\":\"Partner <App>\",\"redirect_uris\":[\"" RP "\"],\"consent\":true}",
+    add_client(f, "{\"name\":\"Partner <App>\",\"redirect_uris\":[\"" RP "\"],\"consent\":true}",
                &c);
     pkce_t p;
     pkce(&p);
@@ -774,8 +773,8 @@ static void second_factor_amr(void **state)
            202);
     assert_true(ht_jstr(r, "pending", pending, sizeof pending));
     totp(secret, 30, code6);
-    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}",
-             pending, code6);
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}", pending,
+             code6);
     EXPECT(r, ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, r), 201);
     char mfa_session[64];
     assert_true(ht_jstr(r, "token", mfa_session, sizeof mfa_session));
