@@ -101,6 +101,7 @@ static int rotate_step(gh_user_store_t *s, void *arg)
 int gh_account_oidc_keys_rotate(gh_account_t *a, int64_t now_ms, gh_oidc_kids_t *out)
 {
     gh_oidc_kids_t kids;
+    memset(&kids, 0, sizeof kids);
     gh_audit_event_t ev;
     start(a, &ev, "keys_rotated");
     step_t st = {.a = a, .ev = &ev, .now_ms = now_ms, .kids = out ? out : &kids};
