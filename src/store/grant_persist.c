@@ -100,6 +100,7 @@ static const char *const migrations[] = {
     " created_at INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL,"
     " generation INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX families_expires ON families (expires_at);"
     "CREATE TABLE consents ("
     " user_id INTEGER NOT NULL,"
     " client_id TEXT NOT NULL,"
