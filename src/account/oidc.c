@@ -22,6 +22,7 @@
 #include "common/base64url.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "mem/mem.h"
 
 #define FAMILY_SECRET_LEN 32
 #define TOKEN_RAW_LEN (GH_GRANT_FAMILY_ID_LEN + FAMILY_SECRET_LEN)
@@ -501,6 +502,23 @@ static int live_user(gh_oidc_t *o, uint64_t user_id, gh_user_t *out)
     return rc;
 }
 
+/* True when the Gatehouse session a code was issued in still lives: a code issued before a
+ * logout must not start a grant after it (the logout ended that session's grants already).
+ * Store errors answer false as well (the exchange is refused, the client may start again). */
+static bool session_alive(gh_oidc_t *o, uint64_t user_id, const char *session_id, int64_t now)
+{
+    size_t cap = o->a->max_sessions_per_user ? o->a->max_sessions_per_user : 1, n = 0;
+    gh_session_info_t *list = gh_mem_alloc(GH_MEM_HTTP, cap * sizeof *list);
+    if (!list)
+        return false;
+    bool alive = false;
+    if (gh_session_list_user(o->a->sessions, user_id, now, list, cap, &n) == 0)
+        for (size_t i = 0; i < n && !alive; i++)
+            alive = strcmp(list[i].id, session_id) == 0;
+    gh_mem_free(GH_MEM_HTTP, list);
+    return alive;
+}
+
 /* A new family's or a rotation's pair of tokens. */
 static void new_pair(const uint8_t id[GH_GRANT_FAMILY_ID_LEN], gh_oidc_grant_t *out,
                      uint8_t refresh_hash[GH_GRANT_HASH_LEN],
@@ -586,6 +604,9 @@ static int code_grant(gh_oidc_t *o, const gh_oidc_client_t *client,
         rc = GH_EOAUTHGRANT;
     } else if ((rc = live_user(o, c.user_id, &out->user)) == GH_EOAUTHGRANT) {
         out->description = "the user can no longer sign in";
+    } else if (rc == 0 && !session_alive(o, c.user_id, c.session_id, now)) {
+        out->description = "the session the code was issued in has ended";
+        rc = GH_EOAUTHGRANT;
     }
     if (rc != 0)
         goto out;

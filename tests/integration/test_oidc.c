@@ -481,11 +481,18 @@ static void code_flow_end_to_end(void **state)
     read_tokens(f, &t3);
     EXPECT(r, ht_delete(&f->srv, "/v1/session", session, r), 204);
     EXPECT_OAUTH(r, refresh(f, &c, t3.refresh), 400, "invalid_grant");
+    /* a code issued before a logout starts no grant after it */
+    assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
+    get_code(f, &c, session, &p, "openid", code);
+    EXPECT(r, ht_delete(&f->srv, "/v1/session", session, r), 204);
+    EXPECT_OAUTH(r, exchange(f, &c, code, p.verifier), 400, "invalid_grant");
 
     /* audit and metrics */
     assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
                           "result=\"ok\"}") == 3);
-    assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"code\"}") == 3);
+    assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
+                          "result=\"invalid_grant\"}") == 1);
+    assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"code\"}") == 4);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.token", ADMIN, r), 200);
     assert_true(ht_jsize(r, "events") >= 3);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.revoked", ADMIN, r), 200);
