@@ -809,6 +809,30 @@ static void second_factor_amr(void **state)
     EXPECT_OAUTH(r, refresh(f, &c, t.refresh), 400, "invalid_grant");
 }
 
+/* Failed client authentications spend the address's login budget (--throttle-ip); a right
+ * secret gives its attempt back. */
+static void client_authentication_is_throttled(void **state)
+{
+    fixture_t *f = *state;
+    ht_response_t *r = &f->r;
+    start(f, "--throttle-ip", "3/1m", NULL);
+    client_t c;
+    confidential(f, &c);
+    char auth[512], good[512], buf[32];
+    basic(c.id, c.secret, good);
+    const char *body = "grant_type=refresh_token&refresh_token=ghr_nothing";
+    for (int i = 0; i < 5; i++) /* right secrets cost nothing */
+        EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, good), 400, "invalid_grant");
+    basic(c.id, "wrong-secret", auth);
+    for (int i = 0; i < 3; i++)
+        EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, auth), 401, "invalid_client");
+    EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, auth), 429, "slow_down");
+    assert_true(ht_header(r, "Retry-After", buf, sizeof buf));
+    EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, good), 429, "slow_down");
+    /* and the password logins of that address with them */
+    EXPECT(r, ht_login(&f->srv, "nobody", PASSWORD, NULL, NULL), 429);
+}
+
 /* ---- memory: abandoned authorizations ---- */
 
 static size_t discard(char *p, size_t sz, size_t n, void *ud)
@@ -893,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(refused_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(consent_page, setup, teardown),
         cmocka_unit_test_setup_teardown(second_factor_amr, setup, teardown),
+        cmocka_unit_test_setup_teardown(client_authentication_is_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(abandoned_authorizations_return_to_baseline, setup,
                                         teardown),
     };
