@@ -452,6 +452,44 @@ static void admin_workflows_are_audited(void **state)
     assert_null(strstr(ev[2].detail, secret));
 }
 
+/* Every allocation of loading, signing, publishing and refreshing may fail: each failure is an
+ * error (never a crash), and nothing stays charged to oidc_keys afterwards. */
+static void allocation_failures_are_errors_and_leak_nothing(void **state)
+{
+    fixture_t *f = *state;
+    gh_oidc_keys_t *ks = NULL;
+    assert_int_equal(gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks), 0); /* makes the keys */
+    gh_oidc_keys_close(&ks);
+    size_t base = gh_mem_bytes(GH_MEM_OIDC_KEYS);
+    int failed = 0;
+    bool done = false;
+    for (uint64_t n = 1; n < 200 && !done; n++) {
+        gh_mem_fail_at(n);
+        char *text = NULL, *jwt = NULL;
+        int rc = gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks);
+        if (rc == 0) {
+            if (gh_oidc_keys_jwks(ks, &text) == 0)
+                assert_non_null(strstr(text, "\"keys\""));
+            if (gh_oidc_keys_sign(ks, "ES256", "{\"sub\":\"1\"}", 11, &jwt) == 0)
+                assert_int_equal(verify(ks, jwt) == 0 || gh_mem_fail_fired(), true);
+            GH_IGNORE(gh_oidc_keys_refresh(ks, gh_clock_now_ms()));
+            gh_jwt_free(text);
+            gh_jwt_free(jwt);
+            gh_oidc_keys_close(&ks);
+        } else {
+            assert_int_equal(rc, GH_ENOMEM);
+            assert_null(ks);
+            failed++;
+        }
+        bool fired = gh_mem_fail_fired();
+        gh_mem_fail_at(0);
+        assert_int_equal(gh_mem_bytes(GH_MEM_OIDC_KEYS), base);
+        done = !fired; /* past the last allocation: every one has been failed once */
+    }
+    assert_true(done);
+    assert_true(failed > 0);
+}
+
 int main(void)
 {
     gh_mem_init();
@@ -466,6 +504,8 @@ int main(void)
         cmocka_unit_test(redirect_uris_match_exactly),
         cmocka_unit_test(registrations_are_checked),
         cmocka_unit_test_setup_teardown(admin_workflows_are_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(allocation_failures_are_errors_and_leak_nothing, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
