@@ -203,6 +203,47 @@ static void survives_a_reopen(void **state)
     gh_grant_destroy(&s);
 }
 
+/* What a bound revoked stays revoked after a restart: the rows go with the evictions. */
+static void bounds_hold_across_a_reopen(void **state)
+{
+    (void)state;
+    if (!persisted)
+        skip();
+    gh_grant_limits_t l = glimits();
+    l.max_per_user = 2;
+    l.max_families = 3;
+    gh_grant_store_t *s = gopen(&l);
+    int64_t now = gh_clock_now_ms();
+    gh_grant_family_t f[4] = {a_family(1, 5, "wiki", "s"), a_family(2, 5, "wiki", "s"),
+                              a_family(3, 5, "wiki", "s"), a_family(4, 6, "wiki", "s")};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(gh_grant_family_create(s, &f[i], now + i, NULL), 0);
+    /* f1 went by the user's bound; f4 then fits (3 in all) */
+    assert_int_equal(gh_grant_consent_put(s, 5, "a", 1, now), 0);
+    assert_int_equal(gh_grant_consent_put(s, 5, "b", 1, now + 1), 0);
+    assert_int_equal(gh_grant_consent_put(s, 5, "c", 1, now + 2), 0); /* "a" goes */
+    gh_grant_destroy(&s);
+    assert_int_equal(open_persist(&l, &s), 0);
+    gh_grant_family_t g;
+    uint32_t sc;
+    assert_int_equal(gh_grant_family_get(s, f[0].id, now + 5, &g), GH_ENOTFOUND);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(gh_grant_family_get(s, f[i].id, now + 5, &g), 0);
+    assert_int_equal(gh_grant_consent_get(s, 5, "a", &sc), GH_ENOTFOUND);
+    assert_int_equal(gh_grant_consent_get(s, 5, "c", &sc), 0);
+    /* evict-idle at max_families: the oldest anywhere (f2) goes, on disk too */
+    gh_grant_family_t f5 = a_family(5, 7, "wiki", "s");
+    assert_int_equal(gh_grant_family_create(s, &f5, now + 6, NULL), 0);
+    gh_grant_destroy(&s);
+    assert_int_equal(open_persist(&l, &s), 0);
+    assert_int_equal(gh_grant_family_get(s, f[1].id, now + 7, &g), GH_ENOTFOUND);
+    assert_int_equal(gh_grant_family_get(s, f5.id, now + 7, &g), 0);
+    gh_grant_stats_t st;
+    gh_grant_stats(s, &st);
+    assert_int_equal(st.families, 3);
+    gh_grant_destroy(&s);
+}
+
 /* A reload: the successor opens the file while the predecessor still writes; its takeover sees
  * what the predecessor granted and revoked since. */
 static void a_successor_takes_over_what_changed(void **state)
@@ -286,8 +327,10 @@ int main(void)
         return 1;
     const struct CMUnitTest memory[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
                                         cmocka_unit_test(abandoned_codes_return_to_baseline)};
-    const struct CMUnitTest persist[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
+    const struct CMUnitTest persist[] = {GRANT_SUITE_TESTS,
+                                         cmocka_unit_test(back_to_baseline),
                                          cmocka_unit_test(survives_a_reopen),
+                                         cmocka_unit_test(bounds_hold_across_a_reopen),
                                          cmocka_unit_test(a_successor_takes_over_what_changed),
                                          cmocka_unit_test(acknowledged_writes_survive_a_kill)};
     int failed = cmocka_run_group_tests_name("grant store: memory", memory, use_memory, NULL);
