@@ -220,6 +220,8 @@ int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q, const ui
  * (a->grants NULL): nothing. Errors are logged, never fail the calling workflow. */
 void gh_oidc_end_session_grants(gh_account_t *a, const char *session_id);
 void gh_oidc_end_user_grants(gh_account_t *a, uint64_t user_id);
+/* Ends every family and consent of a deleted client (account/oidc_admin.c). */
+void gh_oidc_end_client_grants(gh_account_t *a, const char *client_id);
 
 /* Builds and parses tokens (exposed for the tests). */
 void gh_oidc_token_make(const char *prefix, const uint8_t family_id[GH_GRANT_FAMILY_ID_LEN],

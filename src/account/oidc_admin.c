@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/oidc.h"
 #include "account/oidc_keys.h"
 #include "common/log.h"
 
@@ -85,7 +86,10 @@ int gh_account_oidc_client_del(gh_account_t *a, const char *client_id)
     start(a, &ev, "client_deleted");
     gh_audit_event_detail(&ev, "client_id=%.40s", client_id ? client_id : "");
     step_t st = {.a = a, .ev = &ev, .client_id = client_id};
-    return audited(a, &ev, del_step, &st);
+    int rc = audited(a, &ev, del_step, &st);
+    if (rc == 0) /* its grants and consents go with it (oidc_end.c) */
+        gh_oidc_end_client_grants(a, client_id);
+    return rc;
 }
 
 static int rotate_step(gh_user_store_t *s, void *arg)

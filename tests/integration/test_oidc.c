@@ -734,9 +734,18 @@ static void consent_page(void **state)
     char code[128];
     get_code(f, &c, session, &p, "openid email", code);
     EXPECT(r, exchange(f, &c, code, p.verifier), 200);
+    tokens_t t;
+    read_tokens(f, &t);
     assert_true(metric(f, "gatehouse_oidc_consents") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"denied\"}") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"consent\"}") == 1);
+    /* deleting the client ends its grants and consents at once */
+    EXPECT(r, ht_get(&f->srv, "/oidc/userinfo", t.access, r), 200);
+    snprintf(path, sizeof path, "/v1/admin/clients/%s", c.id);
+    EXPECT(r, ht_delete(&f->srv, path, ADMIN, r), 204);
+    EXPECT_OAUTH(r, ht_get(&f->srv, "/oidc/userinfo", t.access, r), 401, "invalid_token");
+    assert_true(metric(f, "gatehouse_oidc_consents") == 0);
+    assert_true(metric(f, "gatehouse_oidc_families") == 0);
 }
 
 /* The code oathtool computes for secret (base32) at now + offset_s. */
