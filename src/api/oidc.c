@@ -751,6 +751,42 @@ static void signed_out_page(gh_req_t *r, int status, const char *text)
     gh_pages_send(r, status, &h);
 }
 
+/* A logout request that proves nothing (no id_token_hint) asks the person first: any site could
+ * link here, and signing someone out is not for any site to decide. The form posts the same
+ * parameters back with the session's CSRF field. */
+static void confirm_logout_page(gh_req_t *r, const gh_oidc_token_request_t *q,
+                                const uint8_t hash[GH_TOKEN_HASH_LEN])
+{
+    buf_t h;
+    if (!gh_pages_html_init(r, &h, 8192)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    char csrf[GH_PAGES_CSRF_LEN + 1];
+    gh_pages_csrf(hash, csrf);
+    gh_pages_begin(&h, "Sign out?");
+    gh_pages_put(&h, "<p>An application asks to sign you out of Gatehouse.</p>\n"
+                     "<form method=\"post\" action=\"/oidc/logout\" aria-label=\"Sign out\">\n"
+                     "<input type=\"hidden\" name=\"csrf\" value=\"");
+    gh_pages_put(&h, csrf);
+    gh_pages_put(&h, "\">\n");
+    const char *names[] = {"client_id", "post_logout_redirect_uri", "state"};
+    const char *values[] = {q->client_id, q->post_logout_redirect_uri, q->state};
+    for (size_t i = 0; i < 3; i++) {
+        if (!values[i])
+            continue;
+        gh_pages_put(&h, "<input type=\"hidden\" name=\"");
+        gh_pages_put(&h, names[i]);
+        gh_pages_put(&h, "\" value=\"");
+        gh_pages_put_esc(&h, values[i]);
+        gh_pages_put(&h, "\">\n");
+    }
+    gh_pages_put(&h, "<button type=\"submit\" id=\"sign-out\">Sign out</button>\n</form>\n");
+    gh_pages_end(&h);
+    sodium_memzero(csrf, sizeof csrf);
+    gh_pages_send(r, 200, &h);
+}
+
 void gh_api_oidc_logout(gh_req_t *r)
 {
     if (!provider_on(r))
@@ -767,8 +803,14 @@ void gh_api_oidc_logout(gh_req_t *r)
     }
     gh_app_t *app = r->app;
     uint8_t hash[GH_TOKEN_HASH_LEN];
-    const char *cookie = gh_req_cookie(r, app->cookie_name);
-    bool has = cookie && gh_token_hash(cookie, strlen(cookie), hash) == 0;
+    gh_oidc_session_t s;
+    bool cookie = gh_req_cookie(r, app->cookie_name) != NULL;
+    bool has = optional_session(r, &s, hash);
+    if (has && !q.id_token_hint && !(r->method == GH_HTTP_POST && gh_pages_csrf_ok(r, hash))) {
+        confirm_logout_page(r, &q, hash);
+        sodium_memzero(hash, sizeof hash);
+        return;
+    }
     gh_account_t a;
     gh_oidc_t o;
     oidc_ctx(r, &a, &o);
@@ -803,6 +845,6 @@ void gh_api_oidc_logout(gh_req_t *r)
     } else {
         signed_out_page(r, 200, "You are signed out of Gatehouse.");
     }
-    if (has)
+    if (cookie)
         gh_api_clear_session_cookie(r);
 }

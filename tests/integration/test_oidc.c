@@ -474,6 +474,28 @@ static void code_flow_end_to_end(void **state)
     assert_false(ht_header(r, "Location", buf, sizeof buf));
     assert_non_null(strstr(r->body, "signed out"));
 
+    /* without an id_token_hint the person is asked first (any site could link here) */
+    assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
+    snprintf(path, sizeof path, "/oidc/logout?client_id=%s&post_logout_redirect_uri=%s&state=s2",
+             c.id, bye);
+    EXPECT(r, get_cookie(f, path, session), 200);
+    assert_false(ht_header(r, "Location", buf, sizeof buf));
+    const char *cs = strstr(r->body, "name=\"csrf\" value=\"");
+    assert_non_null(cs);
+    char csrf[33], form[512], cookie[128];
+    snprintf(csrf, sizeof csrf, "%.32s", cs + 19);
+    snprintf(cookie, sizeof cookie, "Cookie: gatehouse_session=%s", session);
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 200);
+    snprintf(form, sizeof form, "client_id=%s&post_logout_redirect_uri=%s&state=s2", c.id, bye);
+    EXPECT(r, post_form(f, "/oidc/logout", form, cookie), 200); /* no CSRF field: asked again */
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 200);
+    snprintf(form, sizeof form, "csrf=%s&client_id=%s&post_logout_redirect_uri=%s&state=s2", csrf,
+             c.id, bye);
+    EXPECT(r, post_form(f, "/oidc/logout", form, cookie), 302);
+    assert_true(ht_header(r, "Location", buf, sizeof buf));
+    assert_string_equal(buf, RP_BYE "?state=s2");
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 401);
+
     /* logging out of Gatehouse (DELETE /v1/session) ends what was issued in that session */
     assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
     get_code(f, &c, session, &p, "openid", code);
