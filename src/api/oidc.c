@@ -274,8 +274,18 @@ static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_
     }
     case GH_OIDC_NEXT_LOGIN: {
         const char *back = authorize_url(r, q, d->fresh_after_ms);
+        if (!back) { /* longer than the login page carries back (RD_MAX): say so */
+            const char *kv[] = {"error",
+                                "invalid_request",
+                                "error_description",
+                                "the request is too long to carry through the login",
+                                "state",
+                                q->state};
+            redirect_to_client(r, q->redirect_uri, kv, 6);
+            return;
+        }
         buf_t b;
-        if (!back || !gh_pages_html_init(r, &b, 3 * strlen(back) + 16)) {
+        if (!gh_pages_html_init(r, &b, 3 * strlen(back) + 16)) {
             gh_api_reply_err(r, GH_ENOMEM);
             return;
         }
