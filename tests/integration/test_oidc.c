@@ -515,6 +515,11 @@ static void code_flow_end_to_end(void **state)
     assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
                           "result=\"invalid_grant\"}") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"code\"}") == 4);
+    /* every route has its own label (none counted as "unmatched") */
+    assert_true(metric(f, "gatehouse_http_requests_total{route=\"/oidc/token\",method=\"POST\","
+                          "code=\"200\"}") >= 4);
+    assert_true(metric(f, "gatehouse_http_requests_total{route=\"/oidc/authorize\",method=\"GET\","
+                          "code=\"302\"}") >= 4);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.token", ADMIN, r), 200);
     assert_true(ht_jsize(r, "events") >= 3);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.revoked", ADMIN, r), 200);
