@@ -9,6 +9,7 @@
  */
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -497,13 +498,13 @@ typedef struct {
     gh_oidc_keys_t *ks;
     int alg;
     int ok, bad;
-    volatile bool *stop;
+    atomic_bool *stop;
 } signer_t;
 
 static void *signer_main(void *arg)
 {
     signer_t *s = arg;
-    while (!*s->stop) {
+    while (!atomic_load(s->stop)) {
         char *jwt = NULL;
         if (gh_oidc_keys_sign(s->ks, gh_jwt_alg_name((gh_jwt_alg_t)s->alg), "{\"sub\":\"1\"}", 11,
                               &jwt) == 0 &&
@@ -521,7 +522,7 @@ static void signing_goes_on_during_rotations(void **state)
     fixture_t *f = *state;
     gh_oidc_keys_t *ks = NULL;
     assert_int_equal(gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks), 0);
-    volatile bool stop = false;
+    atomic_bool stop = false;
     enum { THREADS = 3 };
     signer_t s[THREADS];
     pthread_t t[THREADS];
@@ -534,7 +535,7 @@ static void signing_goes_on_during_rotations(void **state)
         assert_int_equal(gh_oidc_keys_rotate(f->users, f->key, now + r, NULL), 0);
         assert_int_equal(gh_oidc_keys_refresh(ks, now + r), 0);
     }
-    stop = true;
+    atomic_store(&stop, true);
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(s[i].bad, 0);
