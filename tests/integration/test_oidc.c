@@ -913,14 +913,17 @@ static void abandoned_authorizations_return_to_baseline(void **state)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
     long long t0 = ht_now_ms(), peak = 0;
+    double held = 0;
     int ok = 0;
     for (int i = 0; i < 100000 && ht_now_ms() - t0 < 120000; i++) {
         long status = 0;
         if (curl_easy_perform(h) == CURLE_OK &&
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 302)
             ok++;
-        if (i == 20000) /* mid-run: codes are held and accounted */
+        if (i == 20000) { /* mid-run: codes are held and accounted */
             peak = codes_bytes(f, &obj);
+            held = metric(f, "gatehouse_oidc_codes");
+        }
     }
     curl_easy_cleanup(h);
     long long took = ht_now_ms() - t0;
@@ -935,8 +938,9 @@ static void abandoned_authorizations_return_to_baseline(void **state)
             break;
         ht_sleep_ms(200);
     }
-    printf("# oidc_codes: baseline %lld bytes, mid-run %lld, after expiry %lld (%lld objects)\n",
-           base, peak, now_b, obj);
+    printf("# oidc_codes: baseline %lld bytes, mid-run %lld for %.0f codes (%.0f bytes a code), "
+           "after expiry %lld (%lld objects)\n",
+           base, peak, held, held > 0 ? (double)(peak - base) / held : 0, now_b, obj);
     assert_int_equal(now_b, base);
     assert_int_equal(obj, obj0);
     assert_true(metric(f, "gatehouse_oidc_codes") == 0);
