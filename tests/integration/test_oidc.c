@@ -593,6 +593,19 @@ static void login_round_trip_and_prompts(void **state)
     EXPECT(r, get_cookie(f, rd, fresh), 302); /* a login after the request is */
     assert_true(ht_header(r, "Location", loc, sizeof loc));
     assert_true(query_param(loc, "code", buf, sizeof buf));
+    /* the same request as a POSTed form (OpenID Connect Core 3.1.2.1) */
+    char ru[128], form[1024], cookie_h[128];
+    url_enc(RP, ru, sizeof ru);
+    snprintf(form, sizeof form,
+             "response_type=code&client_id=%s&redirect_uri=%s&scope=openid&state=post-1"
+             "&code_challenge=%s&code_challenge_method=S256",
+             c.id, ru, p.challenge);
+    snprintf(cookie_h, sizeof cookie_h, "Cookie: gatehouse_session=%s", fresh);
+    EXPECT(r, post_form(f, "/oidc/authorize", form, cookie_h), 302);
+    assert_true(ht_header(r, "Location", loc, sizeof loc));
+    assert_true(query_param(loc, "code", buf, sizeof buf));
+    assert_true(query_param(loc, "state", buf, sizeof buf));
+    assert_string_equal(buf, "post-1");
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"login_required\"}") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"login\"}") == 3);
 }
@@ -730,6 +743,12 @@ static void consent_page(void **state)
     pkce_t p;
     pkce(&p);
     authorize_path(path, sizeof path, c.id, RP, "openid email", &p, NULL);
+    char none[2100];
+    snprintf(none, sizeof none, "%s&prompt=none", path);
+    EXPECT(r, get_cookie(f, none, session), 302); /* prompt=none cannot ask */
+    assert_true(ht_header(r, "Location", loc, sizeof loc));
+    assert_true(query_param(loc, "error", buf, sizeof buf));
+    assert_string_equal(buf, "consent_required");
     EXPECT(r, get_cookie(f, path, session), 200);
     assert_non_null(strstr(r->body, "Partner &lt;App&gt;"));
     assert_non_null(strstr(r->body, "(email)"));
