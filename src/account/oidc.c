@@ -22,6 +22,7 @@
 #include "common/base64url.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "mem/mem.h"
 
 #define FAMILY_SECRET_LEN 32
 #define TOKEN_RAW_LEN (GH_GRANT_FAMILY_ID_LEN + FAMILY_SECRET_LEN)
@@ -90,8 +91,7 @@ static int code_read(const char *code, uint8_t hash[GH_GRANT_KEY_LEN])
 
 static void redirect_hash(const char *uri, uint8_t out[GH_GRANT_REDIRECT_HASH_LEN])
 {
-    crypto_generichash(out, GH_GRANT_REDIRECT_HASH_LEN, (const uint8_t *)uri, strlen(uri), NULL,
-                       0);
+    crypto_generichash(out, GH_GRANT_REDIRECT_HASH_LEN, (const uint8_t *)uri, strlen(uri), NULL, 0);
 }
 
 /* ---- claims helpers ---- */
@@ -120,7 +120,7 @@ size_t gh_oidc_amr_names(uint8_t amr, const char *out[4])
 const char *gh_oidc_acr(uint8_t amr)
 {
     return amr & (GH_AMR_OTP | GH_AMR_RECOVERY | GH_AMR_HWK) ? "urn:gatehouse:mfa"
-                                                              : "urn:gatehouse:pwd";
+                                                             : "urn:gatehouse:pwd";
 }
 
 /* Scope names to bits. Unknown names are ignored (RFC 6749 §3.3 lets the server narrow the
@@ -348,8 +348,8 @@ int gh_oidc_authorize(gh_oidc_t *o, const gh_oidc_authz_request_t *q, const gh_o
         return authz_error(o, out, "invalid_request", why, GH_OIDC_AUTHZ_ERROR);
     }
     if (q->request_object)
-        return authz_error(o, out, "request_not_supported",
-                           "request objects are not supported", GH_OIDC_AUTHZ_ERROR);
+        return authz_error(o, out, "request_not_supported", "request objects are not supported",
+                           GH_OIDC_AUTHZ_ERROR);
     if (!q->response_type)
         return authz_error(o, out, "invalid_request", "response_type is required",
                            GH_OIDC_AUTHZ_ERROR);
@@ -364,8 +364,8 @@ int gh_oidc_authorize(gh_oidc_t *o, const gh_oidc_authz_request_t *q, const gh_o
                            GH_OIDC_AUTHZ_ERROR);
     if (q->code_challenge) {
         if (!q->code_challenge_method || strcmp(q->code_challenge_method, "S256") != 0)
-            return authz_error(o, out, "invalid_request",
-                               "code_challenge_method must be S256", GH_OIDC_AUTHZ_ERROR);
+            return authz_error(o, out, "invalid_request", "code_challenge_method must be S256",
+                               GH_OIDC_AUTHZ_ERROR);
         if (!b64url_text(q->code_challenge, GH_GRANT_CHALLENGE_MAX))
             return authz_error(o, out, "invalid_request",
                                "code_challenge must be 43 base64url characters",
@@ -502,9 +502,27 @@ static int live_user(gh_oidc_t *o, uint64_t user_id, gh_user_t *out)
     return rc;
 }
 
+/* True when the Gatehouse session a code was issued in still lives: a code issued before a
+ * logout must not start a grant after it (the logout ended that session's grants already).
+ * Store errors answer false as well (the exchange is refused, the client may start again). */
+static bool session_alive(gh_oidc_t *o, uint64_t user_id, const char *session_id, int64_t now)
+{
+    size_t cap = o->a->max_sessions_per_user ? o->a->max_sessions_per_user : 1, n = 0;
+    gh_session_info_t *list = gh_mem_alloc(GH_MEM_HTTP, cap * sizeof *list);
+    if (!list)
+        return false;
+    bool alive = false;
+    if (gh_session_list_user(o->a->sessions, user_id, now, list, cap, &n) == 0)
+        for (size_t i = 0; i < n && !alive; i++)
+            alive = strcmp(list[i].id, session_id) == 0;
+    gh_mem_free(GH_MEM_HTTP, list);
+    return alive;
+}
+
 /* A new family's or a rotation's pair of tokens. */
 static void new_pair(const uint8_t id[GH_GRANT_FAMILY_ID_LEN], gh_oidc_grant_t *out,
-                     uint8_t refresh_hash[GH_GRANT_HASH_LEN], uint8_t access_hash[GH_GRANT_HASH_LEN])
+                     uint8_t refresh_hash[GH_GRANT_HASH_LEN],
+                     uint8_t access_hash[GH_GRANT_HASH_LEN])
 {
     gh_oidc_token_make(GH_OIDC_REFRESH_PREFIX, id, out->refresh_token, refresh_hash);
     gh_oidc_token_make(GH_OIDC_ACCESS_PREFIX, id, out->access_token, access_hash);
@@ -586,6 +604,9 @@ static int code_grant(gh_oidc_t *o, const gh_oidc_client_t *client,
         rc = GH_EOAUTHGRANT;
     } else if ((rc = live_user(o, c.user_id, &out->user)) == GH_EOAUTHGRANT) {
         out->description = "the user can no longer sign in";
+    } else if (rc == 0 && !session_alive(o, c.user_id, c.session_id, now)) {
+        out->description = "the session the code was issued in has ended";
+        rc = GH_EOAUTHGRANT;
     }
     if (rc != 0)
         goto out;
@@ -689,8 +710,8 @@ static int refresh_grant(gh_oidc_t *o, const gh_oidc_client_t *client,
     return 0;
 }
 
-int gh_oidc_token(gh_oidc_t *o, const gh_oidc_client_cred_t *cred,
-                  const gh_oidc_token_request_t *q, int64_t now, gh_oidc_grant_t *out)
+int gh_oidc_token(gh_oidc_t *o, const gh_oidc_client_cred_t *cred, const gh_oidc_token_request_t *q,
+                  int64_t now, gh_oidc_grant_t *out)
 {
     memset(out, 0, sizeof *out);
     gh_oidc_grant_type_t type;
@@ -736,8 +757,7 @@ static int token_lookup(gh_oidc_t *o, const char *token, int64_t now, bool acces
             return rc;
         info->exp_ms = info->family.access_expires_at_ms;
         info->iat_ms = info->exp_ms - o->access_ttl_ms;
-    } else if (!access_only &&
-               gh_oidc_token_read(token, GH_OIDC_REFRESH_PREFIX, id, h) == 0) {
+    } else if (!access_only && gh_oidc_token_read(token, GH_OIDC_REFRESH_PREFIX, id, h) == 0) {
         int rc = gh_grant_family_get(o->grants, id, now, &info->family);
         if (rc != 0)
             return rc;
@@ -783,8 +803,8 @@ int gh_oidc_revoke(gh_oidc_t *o, const gh_oidc_client_t *client, const char *tok
     return gh_account_audit(o->a, &ev);
 }
 
-int gh_oidc_introspect(gh_oidc_t *o, const gh_oidc_client_t *client, const char *token,
-                       int64_t now, gh_oidc_token_info_t *out)
+int gh_oidc_introspect(gh_oidc_t *o, const gh_oidc_client_t *client, const char *token, int64_t now,
+                       gh_oidc_token_info_t *out)
 {
     memset(out, 0, sizeof *out);
     if (client->is_public)
@@ -806,8 +826,7 @@ int gh_oidc_introspect(gh_oidc_t *o, const gh_oidc_client_t *client, const char 
     return rc;
 }
 
-int gh_oidc_userinfo(gh_oidc_t *o, const char *access_token, int64_t now,
-                     gh_oidc_token_info_t *out)
+int gh_oidc_userinfo(gh_oidc_t *o, const char *access_token, int64_t now, gh_oidc_token_info_t *out)
 {
     int rc = token_lookup(o, access_token, now, true, out);
     if (rc == GH_ENOTFOUND)
@@ -835,7 +854,7 @@ static int hint_client(gh_oidc_t *o, const char *hint, char client_id[GH_OIDC_CL
     if (j) {
         const char *iss = json_string_value(json_object_get(j, "iss"));
         json_t *aud = json_object_get(j, "aud");
-        const char *a = json_is_string(aud)   ? json_string_value(aud)
+        const char *a = json_is_string(aud)  ? json_string_value(aud)
                         : json_is_array(aud) ? json_string_value(json_array_get(aud, 0))
                                              : NULL;
         if (iss && strcmp(iss, o->issuer) == 0 && a && strlen(a) <= GH_OIDC_CLIENT_ID_MAX) {
@@ -847,8 +866,8 @@ static int hint_client(gh_oidc_t *o, const char *hint, char client_id[GH_OIDC_CL
     return rc;
 }
 
-int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q,
-                        const uint8_t *session_hash, bool *redirect_ok)
+int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q, const uint8_t *session_hash,
+                        bool *redirect_ok)
 {
     *redirect_ok = false;
     char from_hint[GH_OIDC_CLIENT_ID_MAX + 1] = "";
@@ -865,7 +884,8 @@ int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q,
     if (client_id && q->post_logout_redirect_uri) {
         gh_oidc_client_t c;
         int rc = gh_oidc_client_get(o->a->users, client_id, &c);
-        *redirect_ok = rc == 0 && gh_oidc_client_logout_redirect_ok(&c, q->post_logout_redirect_uri);
+        *redirect_ok =
+            rc == 0 && gh_oidc_client_logout_redirect_ok(&c, q->post_logout_redirect_uri);
         if (rc != 0 && rc != GH_ENOTFOUND && rc != GH_EINVAL)
             return rc;
     }

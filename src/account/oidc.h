@@ -59,16 +59,20 @@ typedef enum {
         GH_OIDC_AUTHZ__COUNT
 } gh_oidc_authz_result_t;
 
-typedef enum { GH_OIDC_GRANT_CODE = 0, GH_OIDC_GRANT_REFRESH, GH_OIDC_GRANT__COUNT } gh_oidc_grant_type_t;
+typedef enum {
+    GH_OIDC_GRANT_CODE = 0,
+    GH_OIDC_GRANT_REFRESH,
+    GH_OIDC_GRANT__COUNT
+} gh_oidc_grant_type_t;
 
 /* Everything the workflows use; the caller owns every pointer. */
 typedef struct {
     gh_account_t *a; /* users, sessions, throttles, the audit trail, the caller, secret_key */
     gh_grant_store_t *grants;
     gh_oidc_keys_t *keys;
-    const char *issuer;     /* no trailing slash */
-    int64_t access_ttl_ms;  /* --oidc-access-ttl; the ID token lives as long */
-    int64_t code_ttl_ms;    /* GH_GRANT_CODE_TTL_MS; shorter only under a test knob */
+    const char *issuer;    /* no trailing slash */
+    int64_t access_ttl_ms; /* --oidc-access-ttl; the ID token lives as long */
+    int64_t code_ttl_ms;   /* GH_GRANT_CODE_TTL_MS; shorter only under a test knob */
     /* Counters (gatehouse_oidc_*); NULL: none. result of a grant: "ok" or the OAuth error. */
     void (*count_authz)(void *ctx, gh_oidc_authz_result_t result);
     void (*count_grant)(void *ctx, gh_oidc_grant_type_t type, const char *result);
@@ -145,8 +149,8 @@ typedef struct {
     const char *id;
     const char *secret; /* NULL: none */
     size_t secret_len;
-    bool basic;         /* from the Authorization header */
-    bool both;          /* the header AND body credentials: invalid_request */
+    bool basic; /* from the Authorization header */
+    bool both;  /* the header AND body credentials: invalid_request */
 } gh_oidc_client_cred_t;
 
 /* Authenticates the client (a failure counts against the caller's per-IP throttle, a success
@@ -162,10 +166,10 @@ typedef struct {
     char access_token[GH_OIDC_TOKEN_LEN + 1];  /* wipe after use */
     char refresh_token[GH_OIDC_TOKEN_LEN + 1]; /* wipe after use */
     int64_t expires_in_s;
-    gh_grant_family_t family;            /* client, user, session, scopes, amr, auth_time */
+    gh_grant_family_t family;           /* client, user, session, scopes, amr, auth_time */
     char nonce[GH_GRANT_NONCE_MAX + 1]; /* the code grant's nonce ("" none, and on refresh) */
-    gh_user_t user;                      /* the user now (no hash) */
-    const char *description;             /* a failure's error_description, or NULL */
+    gh_user_t user;                     /* the user now (no hash) */
+    const char *description;            /* a failure's error_description, or NULL */
 } gh_oidc_grant_t;
 
 /* POST /oidc/token: authenticates the client (gh_oidc_client_auth: GH_EOAUTHCLIENT, GH_ELIMIT
@@ -175,8 +179,8 @@ typedef struct {
  * issued, a spent refresh token revokes its family: both audited), GH_EGRANTTYPE
  * (unsupported_grant_type), GH_EOAUTHSCOPE (invalid_scope), store errors; out->description says
  * more. Counts gatehouse_oidc_token_grants_total. */
-int gh_oidc_token(gh_oidc_t *o, const gh_oidc_client_cred_t *cred,
-                  const gh_oidc_token_request_t *q, int64_t now_ms, gh_oidc_grant_t *out) GH_WUR;
+int gh_oidc_token(gh_oidc_t *o, const gh_oidc_client_cred_t *cred, const gh_oidc_token_request_t *q,
+                  int64_t now_ms, gh_oidc_grant_t *out) GH_WUR;
 
 /* RFC 7009: revokes the family of an access or refresh token the client holds. Unknown,
  * malformed, expired or another client's tokens are answered 0 all the same (nothing done). */
@@ -207,8 +211,8 @@ int gh_oidc_userinfo(gh_oidc_t *o, const char *access_token, int64_t now_ms,
  * post-logout URIs exactly. session_hash: the caller's Gatehouse session (NULL: none), which
  * ends (with every family issued in it). *redirect_ok: the URI may be used. 0; GH_EINVAL when
  * the hint and client_id disagree or the hint is not ours. */
-int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q,
-                        const uint8_t *session_hash, bool *redirect_ok) GH_WUR;
+int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q, const uint8_t *session_hash,
+                        bool *redirect_ok) GH_WUR;
 
 /* ---- what other workflows call when sessions end (account.c, email.c, mfa.c) ---- */
 
@@ -216,6 +220,8 @@ int gh_oidc_end_session(gh_oidc_t *o, const gh_oidc_token_request_t *q,
  * (a->grants NULL): nothing. Errors are logged, never fail the calling workflow. */
 void gh_oidc_end_session_grants(gh_account_t *a, const char *session_id);
 void gh_oidc_end_user_grants(gh_account_t *a, uint64_t user_id);
+/* Ends every family and consent of a deleted client (account/oidc_admin.c). */
+void gh_oidc_end_client_grants(gh_account_t *a, const char *client_id);
 
 /* Builds and parses tokens (exposed for the tests). */
 void gh_oidc_token_make(const char *prefix, const uint8_t family_id[GH_GRANT_FAMILY_ID_LEN],

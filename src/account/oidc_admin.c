@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "account/audit.h"
+#include "account/oidc.h"
 #include "account/oidc_keys.h"
 #include "common/log.h"
 
@@ -85,7 +86,10 @@ int gh_account_oidc_client_del(gh_account_t *a, const char *client_id)
     start(a, &ev, "client_deleted");
     gh_audit_event_detail(&ev, "client_id=%.40s", client_id ? client_id : "");
     step_t st = {.a = a, .ev = &ev, .client_id = client_id};
-    return audited(a, &ev, del_step, &st);
+    int rc = audited(a, &ev, del_step, &st);
+    if (rc == 0) /* its grants and consents go with it (oidc_end.c) */
+        gh_oidc_end_client_grants(a, client_id);
+    return rc;
 }
 
 static int rotate_step(gh_user_store_t *s, void *arg)
@@ -101,6 +105,7 @@ static int rotate_step(gh_user_store_t *s, void *arg)
 int gh_account_oidc_keys_rotate(gh_account_t *a, int64_t now_ms, gh_oidc_kids_t *out)
 {
     gh_oidc_kids_t kids;
+    memset(&kids, 0, sizeof kids);
     gh_audit_event_t ev;
     start(a, &ev, "keys_rotated");
     step_t st = {.a = a, .ev = &ev, .now_ms = now_ms, .kids = out ? out : &kids};

@@ -38,3 +38,15 @@ void gh_oidc_end_user_grants(gh_account_t *a, uint64_t user_id)
         GH_LOG(GH_LOG_INFO, "oidc grants revoked", GH_LS("by", "user"), GH_LI("user_id", user_id),
                GH_LI("count", n));
 }
+
+void gh_oidc_end_client_grants(gh_account_t *a, const char *client_id)
+{
+    if (!a->grants || !client_id || !*client_id)
+        return;
+    size_t n = 0;
+    int rc = gh_grant_revoke_client(a->grants, client_id, &n);
+    if (rc != 0)
+        GH_LOG(GH_LOG_WARN, "oidc grants of a client not revoked", GH_LS("error", gh_errname(rc)));
+    else if (n)
+        GH_LOG(GH_LOG_INFO, "oidc grants revoked", GH_LS("by", "client_delete"), GH_LI("count", n));
+}

@@ -202,8 +202,9 @@ static int apply(gh_oidc_keys_t *ks, const gh_oidc_key_rec_t *recs, size_t n, in
         } else if ((rc = open_rec(ks, r, &next[m])) != 0) {
             GH_LOG(GH_LOG_ERROR, "an OpenID signing key cannot be opened", GH_LS("kid", r->kid),
                    GH_LS("error", gh_errname(rc)),
-                   GH_LS("hint", rc == GH_EAUTH ? "it was sealed with another --secret-key-file"
-                                                : "the stored key is damaged"));
+                   GH_LS("hint", rc == GH_EAUTH    ? "it was sealed with another --secret-key-file"
+                                 : rc == GH_EINVAL ? "the stored key is damaged"
+                                                   : "out of memory or OpenSSL failed"));
             break;
         }
         gh_jwt_alg_t alg;

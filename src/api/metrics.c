@@ -22,7 +22,7 @@
 #include "store/writes.h"
 #include "watch/metrics.h"
 
-#define MAX_ROUTE_LABELS 32
+#define MAX_ROUTE_LABELS 128 /* distinct route templates; past it: "unmatched" */
 
 static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "400",
                                            "401", "403", "404", "405", "409",  "413",
@@ -42,9 +42,14 @@ static const char *const oidc_authz_results[] = {
 #undef GH__OIDC_AUTHZ_NAME
 };
 static const char *const oidc_grant_types[] = {"authorization_code", "refresh_token"};
-static const char *const oidc_grant_results[] = {
-    "ok",          "invalid_request",     "invalid_client",       "invalid_grant",
-    "invalid_scope", "unauthorized_client", "unsupported_grant_type", "server_error"};
+static const char *const oidc_grant_results[] = {"ok",
+                                                 "invalid_request",
+                                                 "invalid_client",
+                                                 "invalid_grant",
+                                                 "invalid_scope",
+                                                 "unauthorized_client",
+                                                 "unsupported_grant_type",
+                                                 "server_error"};
 #define NOIDC_GRANT_RESULTS (sizeof oidc_grant_results / sizeof oidc_grant_results[0])
 
 struct gh_api_metrics {
@@ -56,7 +61,7 @@ struct gh_api_metrics {
     gh_metric_t *oidc_authz, *oidc_grants, *oidc_reuse; /* OpenID Connect (issue #21) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
-    size_t route_of[64]; /* route table index -> route label index */
+    size_t route_of[128]; /* route table index -> route label index */
 
     /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
     gh_metric_t *store_durations;
@@ -454,7 +459,7 @@ int gh_api_metrics_init(gh_app_t *app)
     if (rc != 0)
         goto fail;
     /* Route labels: the distinct templates of the route table, plus "unmatched". */
-    for (size_t i = 0; i < gh_api_nroutes && i < 64; i++) {
+    for (size_t i = 0; i < gh_api_nroutes && i < 128; i++) {
         size_t j = 0;
         while (j < m->nroutes && strcmp(m->route_labels[j], gh_api_routes[i].template) != 0)
             j++;
@@ -773,8 +778,8 @@ void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
 
 static size_t route_label(gh_api_metrics_t *m, gh_req_t *r)
 {
-    return r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                              : m->nroutes - 1;
+    return r->route_index >= 0 && (size_t)r->route_index < 128 ? m->route_of[r->route_index]
+                                                               : m->nroutes - 1;
 }
 
 /* Counted as the reply is queued, so a client that reads its reply and then scrapes /metrics

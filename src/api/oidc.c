@@ -226,17 +226,18 @@ static void consent_page(gh_req_t *r, const gh_oidc_authz_request_t *q, const gh
         gh_pages_put(&h, "<li>your username (profile)</li>");
     if (d->scopes & GH_OIDC_SCOPE_EMAIL)
         gh_pages_put(&h, "<li>your email address (email)</li>");
-    gh_pages_put(&h, "</ul>\n<form method=\"post\" action=\"/oidc/consent\" aria-label=\"Consent\">\n"
-                     "<input type=\"hidden\" name=\"csrf\" value=\"");
+    gh_pages_put(&h,
+                 "</ul>\n<form method=\"post\" action=\"/oidc/consent\" aria-label=\"Consent\">\n"
+                 "<input type=\"hidden\" name=\"csrf\" value=\"");
     gh_pages_put(&h, csrf);
     gh_pages_put(&h, "\">\n");
-    const char *names[] = {"client_id", "redirect_uri", "response_type", "scope",
+    const char *names[] = {"client_id", "redirect_uri", "response_type",  "scope",
                            "state",     "nonce",        "code_challenge", "code_challenge_method",
-                           "prompt",    "max_age",      "response_mode", GH_OIDC_FRESH_PARAM};
-    const char *values[] = {q->client_id, q->redirect_uri,   q->response_type,
-                            q->scope,     q->state,          q->nonce,
-                            q->code_challenge, q->code_challenge_method, q->prompt,
-                            q->max_age,   q->response_mode,  q->fresh};
+                           "prompt",    "max_age",      "response_mode",  GH_OIDC_FRESH_PARAM};
+    const char *values[] = {
+        q->client_id, q->redirect_uri, q->response_type,  q->scope,
+        q->state,     q->nonce,        q->code_challenge, q->code_challenge_method,
+        q->prompt,    q->max_age,      q->response_mode,  q->fresh};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!values[i])
             continue;
@@ -254,8 +255,8 @@ static void consent_page(gh_req_t *r, const gh_oidc_authz_request_t *q, const gh
     gh_pages_send(r, 200, &h);
 }
 
-static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_authz_t *d,
-                         int rc, const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_oidc_session_t *s)
+static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_authz_t *d, int rc,
+                         const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_oidc_session_t *s)
 {
     if (rc != 0) {
         gh_pages_message(r, 503, "Try again", "The service is busy. Try again in a moment.");
@@ -266,15 +267,25 @@ static void authz_render(gh_req_t *r, const gh_oidc_authz_request_t *q, gh_oidc_
         gh_pages_message(r, 400, "Sign-in request refused", d->description);
         return;
     case GH_OIDC_NEXT_REDIRECT_ERROR: {
-        const char *kv[] = {"error", d->error, "error_description", d->description, "state",
-                            q->state};
+        const char *kv[] = {"error",        d->error, "error_description",
+                            d->description, "state",  q->state};
         redirect_to_client(r, q->redirect_uri, kv, 6);
         return;
     }
     case GH_OIDC_NEXT_LOGIN: {
         const char *back = authorize_url(r, q, d->fresh_after_ms);
+        if (!back) { /* longer than the login page carries back (RD_MAX): say so */
+            const char *kv[] = {"error",
+                                "invalid_request",
+                                "error_description",
+                                "the request is too long to carry through the login",
+                                "state",
+                                q->state};
+            redirect_to_client(r, q->redirect_uri, kv, 6);
+            return;
+        }
         buf_t b;
-        if (!back || !gh_pages_html_init(r, &b, 3 * strlen(back) + 16)) {
+        if (!gh_pages_html_init(r, &b, 3 * strlen(back) + 16)) {
             gh_api_reply_err(r, GH_ENOMEM);
             return;
         }
@@ -456,8 +467,9 @@ static int client_cred(gh_req_t *r, const gh_oidc_token_request_t *q, gh_oidc_cl
         size_t blen = strlen(b64);
         char *dec = blen <= 1024 ? gh_pool_alloc(&r->pool, blen + 1) : NULL;
         size_t dlen = 0;
-        if (!dec || sodium_base642bin((unsigned char *)dec, blen, b64, blen, NULL, &dlen, NULL,
-                                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        if (!dec ||
+            sodium_base642bin((unsigned char *)dec, blen, b64, blen, NULL, &dlen, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
             memchr(dec, '\0', dlen)) {
             gh_api_reply_fail(r, GH_EOAUTHCLIENT, "the Basic credentials are malformed", 0);
             return GH_EINVAL;
@@ -478,8 +490,8 @@ static int client_cred(gh_req_t *r, const gh_oidc_token_request_t *q, gh_oidc_cl
         c->secret = colon + 1;
         c->secret_len = strlen(colon + 1);
         c->basic = true;
-        c->both = q->client_secret != NULL ||
-                  (q->client_id != NULL && strcmp(q->client_id, c->id) != 0);
+        c->both =
+            q->client_secret != NULL || (q->client_id != NULL && strcmp(q->client_id, c->id) != 0);
         return 0;
     }
     c->id = q->client_id;
@@ -518,12 +530,11 @@ static int id_token(gh_req_t *r, gh_oidc_t *o, const gh_oidc_grant_t *g, int64_t
             json_decref(amrj);
             amrj = NULL;
         }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "iss", app->issuer, "sub",
-                          sub, "aud", g->client.client_id, "exp",
-                          (json_int_t)((now + o->access_ttl_ms) / 1000), "iat",
-                          (json_int_t)(now / 1000), "auth_time",
-                          (json_int_t)(f->auth_time_ms / 1000), "acr", gh_oidc_acr(f->amr), "azp",
-                          g->client.client_id);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "iss", app->issuer, "sub", sub, "aud",
+                  g->client.client_id, "exp", (json_int_t)((now + o->access_ttl_ms) / 1000), "iat",
+                  (json_int_t)(now / 1000), "auth_time", (json_int_t)(f->auth_time_ms / 1000),
+                  "acr", gh_oidc_acr(f->amr), "azp", g->client.client_id);
     j = gh_api_json_set(j, "amr", amrj);
     if (j && g->nonce[0])
         j = gh_api_json_set(j, "nonce", json_string(g->nonce));
@@ -616,8 +627,7 @@ void gh_api_oidc_userinfo(gh_req_t *r)
         return;
     const char *token = bearer(r);
     if (!token) {
-        gh_api_reply_fail(r, GH_EUNAUTH, "an access token is required (Authorization: Bearer)",
-                          0);
+        gh_api_reply_fail(r, GH_EUNAUTH, "an access token is required (Authorization: Bearer)", 0);
         return;
     }
     gh_account_t a;
@@ -715,10 +725,8 @@ void gh_api_oidc_introspect(gh_req_t *r)
     gh_oidc_token_info_t info;
     int rc = gh_oidc_introspect(&o, client, q.token, gh_clock_now_ms(), &info);
     if (rc != 0) {
-        gh_api_reply_fail(r, rc,
-                          rc == GH_EOAUTHCLIENT ? "introspection needs a confidential client"
-                                                : NULL,
-                          0);
+        gh_api_reply_fail(
+            r, rc, rc == GH_EOAUTHCLIENT ? "introspection needs a confidential client" : NULL, 0);
         return;
     }
     if (!info.active) {
@@ -753,6 +761,42 @@ static void signed_out_page(gh_req_t *r, int status, const char *text)
     gh_pages_send(r, status, &h);
 }
 
+/* A logout request that proves nothing (no id_token_hint) asks the person first: any site could
+ * link here, and signing someone out is not for any site to decide. The form posts the same
+ * parameters back with the session's CSRF field. */
+static void confirm_logout_page(gh_req_t *r, const gh_oidc_token_request_t *q,
+                                const uint8_t hash[GH_TOKEN_HASH_LEN])
+{
+    buf_t h;
+    if (!gh_pages_html_init(r, &h, 8192)) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return;
+    }
+    char csrf[GH_PAGES_CSRF_LEN + 1];
+    gh_pages_csrf(hash, csrf);
+    gh_pages_begin(&h, "Sign out?");
+    gh_pages_put(&h, "<p>An application asks to sign you out of Gatehouse.</p>\n"
+                     "<form method=\"post\" action=\"/oidc/logout\" aria-label=\"Sign out\">\n"
+                     "<input type=\"hidden\" name=\"csrf\" value=\"");
+    gh_pages_put(&h, csrf);
+    gh_pages_put(&h, "\">\n");
+    const char *names[] = {"client_id", "post_logout_redirect_uri", "state"};
+    const char *values[] = {q->client_id, q->post_logout_redirect_uri, q->state};
+    for (size_t i = 0; i < 3; i++) {
+        if (!values[i])
+            continue;
+        gh_pages_put(&h, "<input type=\"hidden\" name=\"");
+        gh_pages_put(&h, names[i]);
+        gh_pages_put(&h, "\" value=\"");
+        gh_pages_put_esc(&h, values[i]);
+        gh_pages_put(&h, "\">\n");
+    }
+    gh_pages_put(&h, "<button type=\"submit\" id=\"sign-out\">Sign out</button>\n</form>\n");
+    gh_pages_end(&h);
+    sodium_memzero(csrf, sizeof csrf);
+    gh_pages_send(r, 200, &h);
+}
+
 void gh_api_oidc_logout(gh_req_t *r)
 {
     if (!provider_on(r))
@@ -769,8 +813,14 @@ void gh_api_oidc_logout(gh_req_t *r)
     }
     gh_app_t *app = r->app;
     uint8_t hash[GH_TOKEN_HASH_LEN];
-    const char *cookie = gh_req_cookie(r, app->cookie_name);
-    bool has = cookie && gh_token_hash(cookie, strlen(cookie), hash) == 0;
+    gh_oidc_session_t s;
+    bool cookie = gh_req_cookie(r, app->cookie_name) != NULL;
+    bool has = optional_session(r, &s, hash);
+    if (has && !q.id_token_hint && !(r->method == GH_HTTP_POST && gh_pages_csrf_ok(r, hash))) {
+        confirm_logout_page(r, &q, hash);
+        sodium_memzero(hash, sizeof hash);
+        return;
+    }
     gh_account_t a;
     gh_oidc_t o;
     oidc_ctx(r, &a, &o);
@@ -778,8 +828,9 @@ void gh_api_oidc_logout(gh_req_t *r)
     rc = gh_oidc_end_session(&o, &q, has ? hash : NULL, &redirect_ok);
     sodium_memzero(hash, sizeof hash);
     if (rc == GH_EINVAL) {
-        signed_out_page(r, 400, "The id_token_hint is not a token of this server, or names "
-                                "another client.");
+        signed_out_page(r, 400,
+                        "The id_token_hint is not a token of this server, or names "
+                        "another client.");
         return;
     }
     if (rc != 0) {
@@ -804,6 +855,6 @@ void gh_api_oidc_logout(gh_req_t *r)
     } else {
         signed_out_page(r, 200, "You are signed out of Gatehouse.");
     }
-    if (has)
+    if (cookie)
         gh_api_clear_session_cookie(r);
 }

@@ -42,8 +42,8 @@ int gh_oidc_params_read(const gh_req_arg_t *args, size_t nargs, const gh_oidc_pa
                         size_t nspec, gh_oidc_params_t *out) GH_WUR;
 /* Splits an application/x-www-form-urlencoded body into decoded pairs in pool: up to max into
  * out, *n how many there are. 0; GH_EINVAL for a malformed escape; GH_ENOMEM (the pool). */
-int gh_oidc_form_split(gh_pool_t *pool, const char *body, size_t len, gh_req_arg_t *out,
-                       size_t max, size_t *n) GH_WUR;
+int gh_oidc_form_split(gh_pool_t *pool, const char *body, size_t len, gh_req_arg_t *out, size_t max,
+                       size_t *n) GH_WUR;
 
 /* The authorization request from its arguments (a query string's or a form body's). */
 int gh_oidc_authz_parse(const gh_req_arg_t *args, size_t nargs,

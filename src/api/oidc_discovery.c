@@ -241,7 +241,11 @@ void gh_api_admin_clients_add(gh_req_t *r)
     int rc = gh_account_oidc_client_add(&a, c, app->cfg.oidc_allow_http_redirects,
                                         gh_clock_now_ms(), secret, &why);
     if (rc != 0) {
-        gh_api_reply_fail(r, rc, rc == GH_EINVAL ? why : NULL, 0);
+        gh_api_reply_fail(r, rc,
+                          rc == GH_EINVAL   ? why
+                          : rc == GH_ELIMIT ? "the client table is full (10000 clients)"
+                                            : NULL,
+                          0);
         return;
     }
     json_t *o = client_json(c);

@@ -61,8 +61,8 @@ int gh_oidc_params_read(const gh_req_arg_t *args, size_t nargs, const gh_oidc_pa
     return 0;
 }
 
-int gh_oidc_form_split(gh_pool_t *pool, const char *body, size_t len, gh_req_arg_t *out,
-                       size_t max, size_t *n)
+int gh_oidc_form_split(gh_pool_t *pool, const char *body, size_t len, gh_req_arg_t *out, size_t max,
+                       size_t *n)
 {
     *n = 0;
     size_t off = 0;
@@ -197,8 +197,7 @@ static const gh_oidc_param_t token_spec[T__COUNT] = {
     [T_STATE] = {"state", GH_OIDC_STATE_MAX},
 };
 
-int gh_oidc_token_parse_args(const gh_req_arg_t *args, size_t nargs,
-                             gh_oidc_token_request_t *out)
+int gh_oidc_token_parse_args(const gh_req_arg_t *args, size_t nargs, gh_oidc_token_request_t *out)
 {
     gh_oidc_params_t p;
     memset(out, 0, sizeof *out);
@@ -225,8 +224,7 @@ int gh_oidc_token_parse_args(const gh_req_arg_t *args, size_t nargs,
     return 0;
 }
 
-int gh_oidc_token_parse(gh_pool_t *pool, const char *body, size_t len,
-                        gh_oidc_token_request_t *out)
+int gh_oidc_token_parse(gh_pool_t *pool, const char *body, size_t len, gh_oidc_token_request_t *out)
 {
     gh_req_arg_t args[GH_OIDC_ARGS_MAX];
     size_t n;

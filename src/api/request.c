@@ -298,8 +298,7 @@ static const struct {
     {GH_EPASSWORD, 400, "weak_password", "passwords are 8 to 1024 bytes of valid UTF-8", NULL},
     {GH_EEXISTS, 409, "username_taken", "that username is taken", NULL},
     {GH_ETOOBIG, 413, "payload_too_large", "request body is too large", NULL},
-    {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json",
-     NULL},
+    {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json", NULL},
     {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later", "slow_down"},
     {GH_ECODE, 401, "invalid_code", "the code is wrong, used already, or expired", NULL},
     {GH_EPENDING, 401, "pending_expired", "the pending login has expired; log in again", NULL},
@@ -326,8 +325,8 @@ static void reply_oauth(gh_req_t *r, int status, const char *error, const char *
 {
     char desc[512], body[640];
     gh_api_json_escape(message, desc, sizeof desc);
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"error_description\":\"%s\"}", error,
-                     desc);
+    int n =
+        snprintf(body, sizeof body, "{\"error\":\"%s\",\"error_description\":\"%s\"}", error, desc);
     r->nheaders = 0;
     if (gh_reply(r, status, "application/json", body, (size_t)n) != 0)
         return;

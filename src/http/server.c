@@ -166,8 +166,8 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     (void)key_size;
     query_args_t *qa = cls;
     if (qa->n < qa->max)
-        qa->out[qa->n] = (gh_req_arg_t){.name = key, .value = value ? value : "",
-                                        .value_len = value ? value_size : 0};
+        qa->out[qa->n] = (gh_req_arg_t){
+            .name = key, .value = value ? value : "", .value_len = value ? value_size : 0};
     qa->n++;
     return MHD_YES;
 }

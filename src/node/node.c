@@ -608,6 +608,11 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     }
     n->listen_fd = listen_fd;
     set_issuer(app, n->port);
+    gh_oidc_kids_t kids;
+    gh_oidc_keys_current(app->oidc_keys, &kids);
+    GH_LOG(GH_LOG_INFO, "OpenID provider", GH_LS("issuer", app->issuer),
+           GH_LS("rs256_kid", kids.kid[GH_JWT_RS256]), GH_LS("es256_kid", kids.kid[GH_JWT_ES256]),
+           GH_LS("eddsa_kid", kids.kid[GH_JWT_EDDSA]));
     gh_http_options_t hopt = {.listen_fd = listen_fd,
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,

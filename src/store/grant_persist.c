@@ -100,6 +100,7 @@ static const char *const migrations[] = {
     " created_at INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL,"
     " generation INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX families_expires ON families (expires_at);"
     "CREATE TABLE consents ("
     " user_id INTEGER NOT NULL,"
     " client_id TEXT NOT NULL,"
@@ -249,7 +250,10 @@ static int p_family_create(gh_grant_store_t *b, const gh_grant_family_t *f, int6
     rc = gh_grant_family_create(p->mem, f, now, &made);
     p->in_txn = false;
     if (rc != 0) {
-        rollback(p); /* nothing changed in memory but what the hooks deleted: none on failure */
+        /* A refused create may still have revoked the user's oldest (their own bound): those
+         * deletes commit, so memory and disk agree. */
+        if (p->txn_rc != 0 || commit(p) != 0)
+            rollback(p);
         goto out;
     }
     if ((rc = p->txn_rc) != 0 || (rc = insert_family(p, &made)) != 0 || (rc = commit(p)) != 0) {
@@ -390,7 +394,8 @@ static int p_consent_put(gh_grant_store_t *b, uint64_t user_id, const char *clie
     rc = gh_grant_consent_put(p->mem, user_id, client_id, scopes, now);
     p->in_txn = false;
     if (rc != 0) {
-        rollback(p);
+        if (p->txn_rc != 0 || commit(p) != 0)
+            rollback(p);
         goto out;
     }
     sqlite3_stmt *st = p->st[ST_CON_PUT];

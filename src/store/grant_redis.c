@@ -42,7 +42,8 @@
 #define GRACE_MS 60000
 #define MAX_ARGS 24
 
-#define CONNS 4 /* connections, each behind its own mutex */
+#define CONNS 4     /* connections, each behind its own mutex */
+#define NSCRIPTS 20 /* more than the scripts below */
 
 typedef struct {
     pthread_mutex_t lock;
@@ -56,6 +57,13 @@ typedef struct {
     _Atomic unsigned next;
     gh_grant_connect_fn connect;
     void *connect_ctx;
+    /* the SHA1 of each script Redis has loaded (EVALSHA saves sending the text each time);
+     * guarded by lock */
+    struct {
+        const char *script;
+        char sha[41];
+    } shas[NSCRIPTS];
+    unsigned nshas;
     gh_grant_limits_t limits;
     gh_grant_stats_t stats;  /* this node's evictions, refusals, expiries, reuse, replays */
     _Atomic int64_t seen_ms; /* the latest `now` a caller gave: the live gauges' clock */
@@ -276,15 +284,45 @@ static redisContext *conn(redis_t *s, slot_t *sl)
 }
 
 /* EVAL script with no keys and the args: the reply, or NULL (GH_ESTORE). Slot lock held. */
+/* The script's SHA1 once Redis has loaded it (copied into sha), else false. */
+static bool sha_of(redis_t *s, const char *script, char sha[41])
+{
+    bool found = false;
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->nshas && !found; i++)
+        if (s->shas[i].script == script) {
+            memcpy(sha, s->shas[i].sha, 41);
+            found = true;
+        }
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+static void sha_learn(redis_t *s, const char *script, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_STRING || r->len != 40)
+        return;
+    pthread_mutex_lock(&s->lock);
+    bool known = false;
+    for (unsigned i = 0; i < s->nshas; i++)
+        known |= s->shas[i].script == script;
+    if (!known && s->nshas < NSCRIPTS) {
+        s->shas[s->nshas].script = script;
+        memcpy(s->shas[s->nshas].sha, r->str, 40);
+        s->shas[s->nshas].sha[40] = '\0';
+        s->nshas++;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* EVALSHA (EVAL when Redis does not have the script) with no keys and the args: the reply, or
+ * NULL (GH_ESTORE). Slot lock held. */
 static redisReply *eval(redis_t *s, slot_t *sl, const char *script, int argc, const char **argv,
                         const size_t *lens)
 {
     const char *av[MAX_ARGS + 3];
     size_t al[MAX_ARGS + 3];
-    av[0] = "EVAL";
-    al[0] = 4;
-    av[1] = script;
-    al[1] = strlen(script);
+    char sha[41];
     av[2] = "0";
     al[2] = 1;
     for (int i = 0; i < argc && i < MAX_ARGS; i++) {
@@ -294,7 +332,33 @@ static redisReply *eval(redis_t *s, slot_t *sl, const char *script, int argc, co
     redisContext *c = conn(s, sl);
     if (!c)
         return NULL;
-    redisReply *r = redisCommandArgv(c, 3 + argc, av, al);
+    redisReply *r = NULL;
+    if (!sha_of(s, script, sha)) {
+        r = redisCommand(c, "SCRIPT LOAD %s", script);
+        if (r && r->type == REDIS_REPLY_STRING)
+            sha_learn(s, script, r);
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+    }
+    if (sha_of(s, script, sha)) {
+        av[0] = "EVALSHA";
+        al[0] = 7;
+        av[1] = sha;
+        al[1] = 40;
+        r = redisCommandArgv(c, 3 + argc, av, al);
+        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(r); /* a restarted or flushed Redis: the text loads it again */
+            r = NULL;
+        }
+    }
+    if (!r && !c->err) {
+        av[0] = "EVAL";
+        al[0] = 4;
+        av[1] = script;
+        al[1] = strlen(script);
+        r = redisCommandArgv(c, 3 + argc, av, al);
+    }
     if (!r || r->type == REDIS_REPLY_ERROR) {
         GH_LOG(GH_LOG_WARN, "grant store: Redis error", GH_LS("detail", r ? r->str : c->errstr));
         if (r && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0 ||

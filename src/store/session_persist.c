@@ -128,7 +128,8 @@ static const char *const migrations[] = {
     "ALTER TABLE sessions ADD COLUMN ip TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT ''",
     /* 2 -> 3: how the session was signed in (GH_AMR_*); older rows were password logins. */
-    "ALTER TABLE sessions ADD COLUMN amr INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE sessions ADD COLUMN amr INTEGER"
+    " NOT NULL DEFAULT 1",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -23,7 +23,10 @@ typedef struct {
     size_t off; /* offsetof the field in gh_oidc_authz_request_t */
 } field_t;
 
-#define F(n, m, f) {n, m, offsetof(gh_oidc_authz_request_t, f)}
+#define F(n, m, f)                                                                                 \
+    {                                                                                              \
+        n, m, offsetof(gh_oidc_authz_request_t, f)                                                 \
+    }
 static const field_t fields[] = {
     F("client_id", GH_OIDC_CLIENT_ID_MAX, client_id),
     F("redirect_uri", GH_OIDC_URI_MAX, redirect_uri),

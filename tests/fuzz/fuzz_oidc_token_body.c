@@ -20,12 +20,23 @@ typedef struct {
     size_t off;
 } field_t;
 
-#define F(m, f) {m, offsetof(gh_oidc_token_request_t, f)}
+#define F(m, f)                                                                                    \
+    {                                                                                              \
+        m, offsetof(gh_oidc_token_request_t, f)                                                    \
+    }
 static const field_t fields[] = {
-    F(64, grant_type),         F(128, code),           F(GH_OIDC_URI_MAX, redirect_uri),
-    F(128, code_verifier),     F(128, refresh_token),  F(GH_OIDC_CLIENT_ID_MAX, client_id),
-    F(256, client_secret),     F(GH_OIDC_SCOPE_MAX, scope), F(128, token),
-    F(32, token_type_hint),    F(8192, id_token_hint), F(GH_OIDC_URI_MAX, post_logout_redirect_uri),
+    F(64, grant_type),
+    F(128, code),
+    F(GH_OIDC_URI_MAX, redirect_uri),
+    F(128, code_verifier),
+    F(128, refresh_token),
+    F(GH_OIDC_CLIENT_ID_MAX, client_id),
+    F(256, client_secret),
+    F(GH_OIDC_SCOPE_MAX, scope),
+    F(128, token),
+    F(32, token_type_hint),
+    F(8192, id_token_hint),
+    F(GH_OIDC_URI_MAX, post_logout_redirect_uri),
     F(GH_OIDC_STATE_MAX, state),
 };
 

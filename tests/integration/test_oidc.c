@@ -337,8 +337,8 @@ static void amr_text(json_t *claims, char *out, size_t cap)
     size_t i, n = 0;
     out[0] = '\0';
     assert_true(json_is_array(a));
-    json_array_foreach(a, i, v) n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
-                                                      json_string_value(v));
+    json_array_foreach(a, i, v) n +=
+        (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "", json_string_value(v));
 }
 
 static double metric(fixture_t *f, const char *series)
@@ -474,6 +474,28 @@ static void code_flow_end_to_end(void **state)
     assert_false(ht_header(r, "Location", buf, sizeof buf));
     assert_non_null(strstr(r->body, "signed out"));
 
+    /* without an id_token_hint the person is asked first (any site could link here) */
+    assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
+    snprintf(path, sizeof path, "/oidc/logout?client_id=%s&post_logout_redirect_uri=%s&state=s2",
+             c.id, bye);
+    EXPECT(r, get_cookie(f, path, session), 200);
+    assert_false(ht_header(r, "Location", buf, sizeof buf));
+    const char *cs = strstr(r->body, "name=\"csrf\" value=\"");
+    assert_non_null(cs);
+    char csrf[33], form[512], cookie[128];
+    snprintf(csrf, sizeof csrf, "%.32s", cs + 19);
+    snprintf(cookie, sizeof cookie, "Cookie: gatehouse_session=%s", session);
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 200);
+    snprintf(form, sizeof form, "client_id=%s&post_logout_redirect_uri=%s&state=s2", c.id, bye);
+    EXPECT(r, post_form(f, "/oidc/logout", form, cookie), 200); /* no CSRF field: asked again */
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 200);
+    snprintf(form, sizeof form, "csrf=%s&client_id=%s&post_logout_redirect_uri=%s&state=s2", csrf,
+             c.id, bye);
+    EXPECT(r, post_form(f, "/oidc/logout", form, cookie), 302);
+    assert_true(ht_header(r, "Location", buf, sizeof buf));
+    assert_string_equal(buf, RP_BYE "?state=s2");
+    EXPECT(r, ht_get(&f->srv, "/v1/session", session, r), 401);
+
     /* logging out of Gatehouse (DELETE /v1/session) ends what was issued in that session */
     assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
     get_code(f, &c, session, &p, "openid", code);
@@ -481,11 +503,23 @@ static void code_flow_end_to_end(void **state)
     read_tokens(f, &t3);
     EXPECT(r, ht_delete(&f->srv, "/v1/session", session, r), 204);
     EXPECT_OAUTH(r, refresh(f, &c, t3.refresh), 400, "invalid_grant");
+    /* a code issued before a logout starts no grant after it */
+    assert_int_equal(ht_login(&f->srv, "alice", PASSWORD, session, NULL), 201);
+    get_code(f, &c, session, &p, "openid", code);
+    EXPECT(r, ht_delete(&f->srv, "/v1/session", session, r), 204);
+    EXPECT_OAUTH(r, exchange(f, &c, code, p.verifier), 400, "invalid_grant");
 
     /* audit and metrics */
     assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
                           "result=\"ok\"}") == 3);
-    assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"code\"}") == 3);
+    assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
+                          "result=\"invalid_grant\"}") == 1);
+    assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"code\"}") == 4);
+    /* every route has its own label (none counted as "unmatched") */
+    assert_true(metric(f, "gatehouse_http_requests_total{route=\"/oidc/token\",method=\"POST\","
+                          "code=\"200\"}") >= 4);
+    assert_true(metric(f, "gatehouse_http_requests_total{route=\"/oidc/authorize\",method=\"GET\","
+                          "code=\"302\"}") >= 4);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.token", ADMIN, r), 200);
     assert_true(ht_jsize(r, "events") >= 3);
     EXPECT(r, ht_get(&f->srv, "/v1/admin/audit?type=oidc.revoked", ADMIN, r), 200);
@@ -559,6 +593,19 @@ static void login_round_trip_and_prompts(void **state)
     EXPECT(r, get_cookie(f, rd, fresh), 302); /* a login after the request is */
     assert_true(ht_header(r, "Location", loc, sizeof loc));
     assert_true(query_param(loc, "code", buf, sizeof buf));
+    /* the same request as a POSTed form (OpenID Connect Core 3.1.2.1) */
+    char ru[128], form[1024], cookie_h[128];
+    url_enc(RP, ru, sizeof ru);
+    snprintf(form, sizeof form,
+             "response_type=code&client_id=%s&redirect_uri=%s&scope=openid&state=post-1"
+             "&code_challenge=%s&code_challenge_method=S256",
+             c.id, ru, p.challenge);
+    snprintf(cookie_h, sizeof cookie_h, "Cookie: gatehouse_session=%s", fresh);
+    EXPECT(r, post_form(f, "/oidc/authorize", form, cookie_h), 302);
+    assert_true(ht_header(r, "Location", loc, sizeof loc));
+    assert_true(query_param(loc, "code", buf, sizeof buf));
+    assert_true(query_param(loc, "state", buf, sizeof buf));
+    assert_string_equal(buf, "post-1");
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"login_required\"}") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"login\"}") == 3);
 }
@@ -691,12 +738,17 @@ static void consent_page(void **state)
     long long uid;
     user(f, "dave", session, &uid);
     client_t c;
-    add_client(f,
-               "{\"name\":\"Partner <App>\",\"redirect_uris\":[\"" RP "\"],\"consent\":true}",
+    add_client(f, "{\"name\":\"Partner <App>\",\"redirect_uris\":[\"" RP "\"],\"consent\":true}",
                &c);
     pkce_t p;
     pkce(&p);
     authorize_path(path, sizeof path, c.id, RP, "openid email", &p, NULL);
+    char none[2100];
+    snprintf(none, sizeof none, "%s&prompt=none", path);
+    EXPECT(r, get_cookie(f, none, session), 302); /* prompt=none cannot ask */
+    assert_true(ht_header(r, "Location", loc, sizeof loc));
+    assert_true(query_param(loc, "error", buf, sizeof buf));
+    assert_string_equal(buf, "consent_required");
     EXPECT(r, get_cookie(f, path, session), 200);
     assert_non_null(strstr(r->body, "Partner &lt;App&gt;"));
     assert_non_null(strstr(r->body, "(email)"));
@@ -728,9 +780,18 @@ static void consent_page(void **state)
     char code[128];
     get_code(f, &c, session, &p, "openid email", code);
     EXPECT(r, exchange(f, &c, code, p.verifier), 200);
+    tokens_t t;
+    read_tokens(f, &t);
     assert_true(metric(f, "gatehouse_oidc_consents") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"denied\"}") == 1);
     assert_true(metric(f, "gatehouse_oidc_authorizations_total{result=\"consent\"}") == 1);
+    /* deleting the client ends its grants and consents at once */
+    EXPECT(r, ht_get(&f->srv, "/oidc/userinfo", t.access, r), 200);
+    snprintf(path, sizeof path, "/v1/admin/clients/%s", c.id);
+    EXPECT(r, ht_delete(&f->srv, path, ADMIN, r), 204);
+    EXPECT_OAUTH(r, ht_get(&f->srv, "/oidc/userinfo", t.access, r), 401, "invalid_token");
+    assert_true(metric(f, "gatehouse_oidc_consents") == 0);
+    assert_true(metric(f, "gatehouse_oidc_families") == 0);
 }
 
 /* The code oathtool computes for secret (base32) at now + offset_s. */
@@ -774,8 +835,8 @@ static void second_factor_amr(void **state)
            202);
     assert_true(ht_jstr(r, "pending", pending, sizeof pending));
     totp(secret, 30, code6);
-    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}",
-             pending, code6);
+    snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}", pending,
+             code6);
     EXPECT(r, ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, r), 201);
     char mfa_session[64];
     assert_true(ht_jstr(r, "token", mfa_session, sizeof mfa_session));
@@ -799,8 +860,32 @@ static void second_factor_amr(void **state)
                    "{\"current_password\":\"" PASSWORD "\",\"new_password\":\"another good "
                    "password\"}",
                    r),
-           200);
+           204);
     EXPECT_OAUTH(r, refresh(f, &c, t.refresh), 400, "invalid_grant");
+}
+
+/* Failed client authentications spend the address's login budget (--throttle-ip); a right
+ * secret gives its attempt back. */
+static void client_authentication_is_throttled(void **state)
+{
+    fixture_t *f = *state;
+    ht_response_t *r = &f->r;
+    start(f, "--throttle-ip", "3/1m", NULL);
+    client_t c;
+    confidential(f, &c);
+    char auth[512], good[512], buf[32];
+    basic(c.id, c.secret, good);
+    const char *body = "grant_type=refresh_token&refresh_token=ghr_nothing";
+    for (int i = 0; i < 5; i++) /* right secrets cost nothing */
+        EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, good), 400, "invalid_grant");
+    basic(c.id, "wrong-secret", auth);
+    for (int i = 0; i < 3; i++)
+        EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, auth), 401, "invalid_client");
+    EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, auth), 429, "slow_down");
+    assert_true(ht_header(r, "Retry-After", buf, sizeof buf));
+    EXPECT_OAUTH(r, post_form(f, "/oidc/token", body, good), 429, "slow_down");
+    /* and the password logins of that address with them */
+    EXPECT(r, ht_login(&f->srv, "nobody", PASSWORD, NULL, NULL), 429);
 }
 
 /* ---- memory: abandoned authorizations ---- */
@@ -847,14 +932,17 @@ static void abandoned_authorizations_return_to_baseline(void **state)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
     long long t0 = ht_now_ms(), peak = 0;
+    double held = 0;
     int ok = 0;
-    for (int i = 0; i < 100000 && ht_now_ms() - t0 < 30000; i++) {
+    for (int i = 0; i < 100000 && ht_now_ms() - t0 < 120000; i++) {
         long status = 0;
         if (curl_easy_perform(h) == CURLE_OK &&
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 302)
             ok++;
-        if (i == 20000) /* mid-run: codes are held and accounted */
+        if (i == 20000) { /* mid-run: codes are held and accounted */
             peak = codes_bytes(f, &obj);
+            held = metric(f, "gatehouse_oidc_codes");
+        }
     }
     curl_easy_cleanup(h);
     long long took = ht_now_ms() - t0;
@@ -869,8 +957,9 @@ static void abandoned_authorizations_return_to_baseline(void **state)
             break;
         ht_sleep_ms(200);
     }
-    printf("# oidc_codes: baseline %lld bytes, mid-run %lld, after expiry %lld (%lld objects)\n",
-           base, peak, now_b, obj);
+    printf("# oidc_codes: baseline %lld bytes, mid-run %lld for %.0f codes (%.0f bytes a code), "
+           "after expiry %lld (%lld objects)\n",
+           base, peak, held, held > 0 ? (double)(peak - base) / held : 0, now_b, obj);
     assert_int_equal(now_b, base);
     assert_int_equal(obj, obj0);
     assert_true(metric(f, "gatehouse_oidc_codes") == 0);
@@ -887,6 +976,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(refused_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(consent_page, setup, teardown),
         cmocka_unit_test_setup_teardown(second_factor_amr, setup, teardown),
+        cmocka_unit_test_setup_teardown(client_authentication_is_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(abandoned_authorizations_return_to_baseline, setup,
                                         teardown),
     };

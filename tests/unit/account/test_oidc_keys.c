@@ -8,6 +8,8 @@
  * key set's memory returns to its baseline.
  */
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -452,6 +454,98 @@ static void admin_workflows_are_audited(void **state)
     assert_null(strstr(ev[2].detail, secret));
 }
 
+/* Every allocation of loading, signing, publishing and refreshing may fail: each failure is an
+ * error (never a crash), and nothing stays charged to oidc_keys afterwards. */
+static void allocation_failures_are_errors_and_leak_nothing(void **state)
+{
+    fixture_t *f = *state;
+    gh_oidc_keys_t *ks = NULL;
+    assert_int_equal(gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks), 0); /* makes the keys */
+    gh_oidc_keys_close(&ks);
+    size_t base = gh_mem_bytes(GH_MEM_OIDC_KEYS);
+    int failed = 0;
+    bool done = false;
+    for (uint64_t n = 1; n < 200 && !done; n++) {
+        gh_mem_fail_at(n);
+        char *text = NULL, *jwt = NULL;
+        int rc = gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks);
+        if (rc == 0) {
+            if (gh_oidc_keys_jwks(ks, &text) == 0)
+                assert_non_null(strstr(text, "\"keys\""));
+            if (gh_oidc_keys_sign(ks, "ES256", "{\"sub\":\"1\"}", 11, &jwt) == 0)
+                assert_int_equal(verify(ks, jwt) == 0 || gh_mem_fail_fired(), true);
+            GH_IGNORE(gh_oidc_keys_refresh(ks, gh_clock_now_ms()));
+            gh_jwt_free(text);
+            gh_jwt_free(jwt);
+            gh_oidc_keys_close(&ks);
+        } else {
+            assert_int_equal(rc, GH_ENOMEM);
+            assert_null(ks);
+            failed++;
+        }
+        bool fired = gh_mem_fail_fired();
+        gh_mem_fail_at(0);
+        assert_int_equal(gh_mem_bytes(GH_MEM_OIDC_KEYS), base);
+        done = !fired; /* past the last allocation: every one has been failed once */
+    }
+    assert_true(done);
+    assert_true(failed > 0);
+}
+
+/* Signers on several threads while the key set is rotated and refreshed under them: every
+ * signature is made with a published key and verifies (the read-mostly lock). */
+typedef struct {
+    gh_oidc_keys_t *ks;
+    int alg;
+    int ok, bad;
+    atomic_bool *stop;
+} signer_t;
+
+static void *signer_main(void *arg)
+{
+    signer_t *s = arg;
+    while (!atomic_load(s->stop)) {
+        char *jwt = NULL;
+        if (gh_oidc_keys_sign(s->ks, gh_jwt_alg_name((gh_jwt_alg_t)s->alg), "{\"sub\":\"1\"}", 11,
+                              &jwt) == 0 &&
+            verify(s->ks, jwt) == 0)
+            s->ok++;
+        else
+            s->bad++;
+        gh_jwt_free(jwt);
+    }
+    return NULL;
+}
+
+static void signing_goes_on_during_rotations(void **state)
+{
+    fixture_t *f = *state;
+    gh_oidc_keys_t *ks = NULL;
+    assert_int_equal(gh_oidc_keys_open(f->users, f->key, 0, HOUR, &ks), 0);
+    atomic_bool stop = false;
+    enum { THREADS = 3 };
+    signer_t s[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        s[i] = (signer_t){.ks = ks, .alg = i % GH_JWT__ALGS, .stop = &stop};
+        assert_int_equal(pthread_create(&t[i], NULL, signer_main, &s[i]), 0);
+    }
+    int64_t now = gh_clock_now_ms();
+    for (int r = 0; r < 4; r++) {
+        assert_int_equal(gh_oidc_keys_rotate(f->users, f->key, now + r, NULL), 0);
+        assert_int_equal(gh_oidc_keys_refresh(ks, now + r), 0);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(s[i].bad, 0);
+        assert_true(s[i].ok > 0);
+    }
+    char kids[2048];
+    assert_int_equal(jwks_kids(ks, kids, sizeof kids), 15); /* five generations, none expired */
+    gh_oidc_keys_close(&ks);
+}
+
 int main(void)
 {
     gh_mem_init();
@@ -466,6 +560,9 @@ int main(void)
         cmocka_unit_test(redirect_uris_match_exactly),
         cmocka_unit_test(registrations_are_checked),
         cmocka_unit_test_setup_teardown(admin_workflows_are_audited, setup, teardown),
+        cmocka_unit_test_setup_teardown(signing_goes_on_during_rotations, setup, teardown),
+        cmocka_unit_test_setup_teardown(allocation_failures_are_errors_and_leak_nothing, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,7 @@ static EVP_PKEY *openssl_key_from_jwk(const char *jwk)
     json_t *j = json_loads(jwk, 0, NULL);
     assert_non_null(j);
     const char *kty = json_string_value(json_object_get(j, "kty"));
-    uint8_t a[600], b[600];
+    uint8_t a[600], b[600], pt[65] = {4}; /* pt: the builder keeps a pointer to it */
     EVP_PKEY *pkey = NULL;
     if (strcmp(kty, "OKP") == 0) {
         assert_string_equal(json_string_value(json_object_get(j, "crv")), "Ed25519");
@@ -68,7 +68,6 @@ static EVP_PKEY *openssl_key_from_jwk(const char *jwk)
         } else {
             assert_string_equal(kty, "EC");
             assert_string_equal(json_string_value(json_object_get(j, "crv")), "P-256");
-            uint8_t pt[65] = {4};
             assert_int_equal(member(j, "x", a, sizeof a), 32);
             assert_int_equal(member(j, "y", b, sizeof b), 32);
             memcpy(pt + 1, a, 32);

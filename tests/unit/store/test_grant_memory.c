@@ -5,6 +5,7 @@
  * baseline (100,000 abandoned codes expiring included), and families and consents survive a
  * reopen of grants.db while a revoked family, a rotation and a withdrawn consent hold.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -203,6 +204,104 @@ static void survives_a_reopen(void **state)
     gh_grant_destroy(&s);
 }
 
+/* What a bound revoked stays revoked after a restart: the rows go with the evictions. */
+static void bounds_hold_across_a_reopen(void **state)
+{
+    (void)state;
+    if (!persisted)
+        skip();
+    gh_grant_limits_t l = glimits();
+    l.max_per_user = 2;
+    l.max_families = 3;
+    gh_grant_store_t *s = gopen(&l);
+    int64_t now = gh_clock_now_ms();
+    gh_grant_family_t f[4] = {a_family(1, 5, "wiki", "s"), a_family(2, 5, "wiki", "s"),
+                              a_family(3, 5, "wiki", "s"), a_family(4, 6, "wiki", "s")};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(gh_grant_family_create(s, &f[i], now + i, NULL), 0);
+    /* f1 went by the user's bound; f4 then fits (3 in all) */
+    assert_int_equal(gh_grant_consent_put(s, 5, "a", 1, now), 0);
+    assert_int_equal(gh_grant_consent_put(s, 5, "b", 1, now + 1), 0);
+    assert_int_equal(gh_grant_consent_put(s, 5, "c", 1, now + 2), 0); /* "a" goes */
+    gh_grant_destroy(&s);
+    assert_int_equal(open_persist(&l, &s), 0);
+    gh_grant_family_t g;
+    uint32_t sc;
+    assert_int_equal(gh_grant_family_get(s, f[0].id, now + 5, &g), GH_ENOTFOUND);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(gh_grant_family_get(s, f[i].id, now + 5, &g), 0);
+    assert_int_equal(gh_grant_consent_get(s, 5, "a", &sc), GH_ENOTFOUND);
+    assert_int_equal(gh_grant_consent_get(s, 5, "c", &sc), 0);
+    /* evict-idle at max_families: the oldest anywhere (f2) goes, on disk too */
+    gh_grant_family_t f5 = a_family(5, 7, "wiki", "s");
+    assert_int_equal(gh_grant_family_create(s, &f5, now + 6, NULL), 0);
+    gh_grant_destroy(&s);
+    assert_int_equal(open_persist(&l, &s), 0);
+    assert_int_equal(gh_grant_family_get(s, f[1].id, now + 7, &g), GH_ENOTFOUND);
+    assert_int_equal(gh_grant_family_get(s, f5.id, now + 7, &g), 0);
+    gh_grant_stats_t st;
+    gh_grant_stats(s, &st);
+    assert_int_equal(st.families, 3);
+    gh_grant_destroy(&s);
+}
+
+typedef struct {
+    gh_grant_store_t *s;
+    uint64_t base;
+    int ok;
+} worker_t;
+
+/* One thread's share: codes put and taken, families made, checked, rotated, half revoked. */
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    w->ok = 1;
+    for (uint64_t i = 0; i < 2000; i++) {
+        uint64_t n = w->base + i;
+        uint8_t k[GH_GRANT_KEY_LEN], r2[32], a2[32];
+        fill(k, sizeof k, n, 70);
+        fill(r2, 32, n, 71);
+        fill(a2, 32, n, 72);
+        gh_grant_code_t c = a_code(n % 50), out;
+        gh_grant_family_t f = a_family(n, n % 50, "wiki", "sessTTTTTTTTTTTTTTTTTT"), g;
+        if (gh_grant_put_code(w->s, k, &c, T0) != 0 || gh_grant_take_code(w->s, k, T0, &out) != 0 ||
+            gh_grant_family_create(w->s, &f, T0, NULL) != 0 ||
+            gh_grant_code_bind_family(w->s, k, f.id, T0) != 0 ||
+            gh_grant_family_rotate(w->s, f.id, f.refresh_hash, r2, a2, T0 + 600000, T0, NULL) !=
+                0 ||
+            gh_grant_family_check_access(w->s, f.id, a2, T0 + 1, &g) != 0)
+            w->ok = 0;
+        if (i % 2 && gh_grant_family_revoke(w->s, f.id) != 0)
+            w->ok = 0;
+    }
+    return NULL;
+}
+
+static void two_threads_at_once(void **state)
+{
+    (void)state;
+    gh_grant_limits_t l = glimits();
+    l.max_codes = 10000;
+    l.max_families = 10000;
+    l.max_per_user = 1000;
+    gh_grant_store_t *s = gopen(&l);
+    worker_t w[2] = {{s, 0, 0}, {s, 100000, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_true(w[0].ok && w[1].ok);
+    gh_grant_stats_t st;
+    gh_grant_stats(s, &st);
+    assert_int_equal(st.families, 2000);
+    assert_int_equal(st.codes, 4000);
+    size_t n = 0;
+    assert_int_equal(gh_grant_revoke_session(s, "sessTTTTTTTTTTTTTTTTTT", &n), 0);
+    assert_int_equal(n, 2000);
+    gh_grant_destroy(&s);
+}
+
 /* A reload: the successor opens the file while the predecessor still writes; its takeover sees
  * what the predecessor granted and revoked since. */
 static void a_successor_takes_over_what_changed(void **state)
@@ -285,9 +384,13 @@ int main(void)
     if (!mkdtemp(data_dir))
         return 1;
     const struct CMUnitTest memory[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
+                                        cmocka_unit_test(two_threads_at_once),
                                         cmocka_unit_test(abandoned_codes_return_to_baseline)};
-    const struct CMUnitTest persist[] = {GRANT_SUITE_TESTS, cmocka_unit_test(back_to_baseline),
+    const struct CMUnitTest persist[] = {GRANT_SUITE_TESTS,
+                                         cmocka_unit_test(back_to_baseline),
                                          cmocka_unit_test(survives_a_reopen),
+                                         cmocka_unit_test(bounds_hold_across_a_reopen),
+                                         cmocka_unit_test(two_threads_at_once),
                                          cmocka_unit_test(a_successor_takes_over_what_changed),
                                          cmocka_unit_test(acknowledged_writes_survive_a_kill)};
     int failed = cmocka_run_group_tests_name("grant store: memory", memory, use_memory, NULL);
