@@ -7,10 +7,11 @@
 // (screenshots).
 //
 // 1. USER1 opens the protected page, is sent to gatehouse's login page, signs in and lands on
-//    the page, which shows the claims mod_auth_openidc got (preferred_username, sub, amr …).
+//    the page, which shows the claims mod_auth_openidc got (preferred_username, sub, amr …);
+//    a page that requires `acr` urn:gatehouse:mfa (`Require claim`) refuses that session.
 // 2. The signing keys rotate; USER1's Apache session (its ID token signed by the old key) goes
 //    on working, and a new login (USER2, password then the TOTP code) is signed by the new key,
-//    which mod_auth_openidc fetches from the JWKS.
+//    which mod_auth_openidc fetches from the JWKS; the second-factor page lets USER2 in.
 // 3. USER1 logs out through the RP: mod_auth_openidc sends the browser to gatehouse's
 //    end_session_endpoint, which ends the gatehouse session (GET /v1/session with its cookie:
 //    401) and comes back to the app.
@@ -101,6 +102,9 @@ try {
   const kid1 = kidOf(await text(one.page, '#id_token'));
   must(oldKids.has(kid1), `the ID token's kid ${kid1} is not in the JWKS`);
   await shot(one.page, 'oidc-rp-protected');
+  let r = await one.page.goto(`${APP}/protected/mfa.html`);
+  must(r.status() === 401, `a password-only session got the second-factor page: ${r.status()}`);
+  await one.page.goto(`${APP}/protected/`);
   const cookie = (await one.context.cookies(GH)).find((c) => c.name === 'gatehouse_session');
   must(cookie, 'no gatehouse session cookie after the login');
   must(await sessionStatus(cookie.value) === 200, 'the gatehouse session does not answer 200');
@@ -133,6 +137,10 @@ try {
   const kid2 = kidOf(await text(two.page, '#id_token'));
   must(newKids.has(kid2), `the new login's ID token is signed with ${kid2}, not the new key`);
   await shot(two.page, 'oidc-rp-protected-mfa');
+  r = await two.page.goto(`${APP}/protected/mfa.html`);
+  must(r.status() === 200 && (await text(two.page, '#mfa-only')).includes('second factor'),
+       `a second-factor session was refused the second-factor page: ${r.status()}`);
+  await two.page.goto(`${APP}/protected/`);
   console.log(`RESULT signed in ${USER2} kid ${kid2} amr ${amr.join(',')}`);
 
   step = `${USER1} logs out through the RP`;

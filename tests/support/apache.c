@@ -109,6 +109,11 @@ static const char PROTECTED_PAGE[] =
     "href=\"/protected/redirect_uri?logout=LOGGED_OUT\">Log out</a></p>\n"
     "</body></html>\n";
 
+static const char MFA_PAGE[] =
+    "<!DOCTYPE html>\n<html><head><title>Second factor only</title></head>\n"
+    "<body style=\"font-family:sans-serif;margin:2em\"><h1 id=\"mfa-only\">Signed in with a second "
+    "factor</h1></body></html>\n";
+
 static const char LOGGED_OUT_PAGE[] =
     "<!DOCTYPE html>\n<html><head><title>Logged out</title></head>\n"
     "<body style=\"font-family:sans-serif;margin:2em\"><h1 id=\"logged-out\">Logged out of the "
@@ -141,6 +146,8 @@ static int write_pages(const ta_apache_t *a)
     if (write_file(dir, "loggedout.html", LOGGED_OUT_PAGE) != 0)
         return -1;
     snprintf(dir, sizeof dir, "%s/htdocs/protected", a->dir);
+    if (write_file(dir, "mfa.html", MFA_PAGE) != 0)
+        return -1;
     return write_file(dir, "index.shtml", page);
 }
 
@@ -185,6 +192,9 @@ static int write_config(const ta_apache_t *a, const ta_oidc_t *o, char *conf, si
     /* the page shows the ID token (OIDC_id_token), so a test can read the kid that signed it */
     ADD("OIDCPassIDTokenAs claims serialized\n");
     ADD("<Location /protected>\n  AuthType openid-connect\n  Require valid-user\n</Location>\n");
+    /* a page only for sessions signed in with a second factor (the acr Gatehouse sets) */
+    ADD("<Location /protected/mfa.html>\n  AuthType openid-connect\n"
+        "  Require claim acr:urn:gatehouse:mfa\n</Location>\n");
 #undef ADD
     if (n >= sizeof text)
         return -1;

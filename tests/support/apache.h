@@ -17,6 +17,8 @@
  *                           `<p id="NAME">VALUE</p>` for preferred_username, sub, name, email,
  *                           acr, amr, iss (mod_auth_openidc's OIDC_CLAIM_* variables), and
  *                           the serialized ID token in <code id="id_token">
+ *   /protected/mfa.html     only for a session whose ID token says acr urn:gatehouse:mfa
+ *                           (`Require claim acr:…`); others get 401
  *   /protected/redirect_uri mod_auth_openidc's own endpoint (the code comes back here; with
  *                           ?logout=URL it logs out through the provider's end_session_endpoint)
  *   /loggedout.html         a public page: where a logout ends
