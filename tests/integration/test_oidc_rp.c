@@ -5,7 +5,9 @@
  *   Chromium (tests/browser/oidc_rp.mjs) opens it, signs in on gatehouse's login page (password;
  *   a second user also with the TOTP code), sees the user's claims on the page; the signing keys
  *   rotate while the first Apache session lives (it goes on; the next login is signed by the new
- *   key, which mod_auth_openidc fetches); logout through the RP ends the gatehouse session.
+ *   key, which mod_auth_openidc fetches: its log says it refetched the JWKS); a location behind
+ *   `Require claim acr:urn:gatehouse:mfa` admits only the TOTP user; logout through the RP (the
+ *   pre-rotation ID token as id_token_hint) ends the gatehouse session.
  *   Screenshots in <build>/browser-artifacts/oidc-rp-*.png.
  * - Debian's python3-authlib (tests/oidc/authlib_client.py) runs the code flow with PKCE,
  *   validates the ID token against the JWKS, refreshes (and sees reuse detection revoke the
@@ -311,6 +313,12 @@ static void apache_mod_auth_openidc_in_a_browser(void **state)
         fail_msg("gatehouse_oidc_token_grants_total{authorization_code,ok} is %g, want >= 2",
                  codes);
 
+    /* mod_auth_openidc found the new kid by fetching the JWKS again (Debian 12's 2.4.12 logs
+     * this when a token names a key its cache lacks). */
+    if (!ta_apache_log_has(&f->apache, "doing a forced refresh")) {
+        ta_apache_print_log(&f->apache, 6000);
+        fail_msg("mod_auth_openidc did not refetch the JWKS after the rotation");
+    }
     static const char *const shots[] = {"oidc-rp-login", "oidc-rp-protected", "oidc-rp-second-step",
                                         "oidc-rp-protected-mfa", "oidc-rp-logged-out"};
     for (size_t i = 0; i < sizeof shots / sizeof shots[0]; i++) {

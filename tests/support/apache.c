@@ -176,7 +176,8 @@ static int write_config(const ta_apache_t *a, const ta_oidc_t *o, char *conf, si
         a->error_log);
     ADD("DefaultRuntimeDir \"%s\"\nMutex file:%s default\n", a->dir, a->dir);
     ADD("LogFormat \"%%h \\\"%%r\\\" %%>s\" short\nCustomLog \"%s/access.log\" short\n", a->dir);
-    ADD("StartServers 1\nServerLimit 1\nThreadsPerChild 16\nMaxRequestWorkers 16\n");
+    ADD("StartServers 1\nServerLimit 1\nThreadsPerChild 16\nMaxRequestWorkers 16\n"
+        "MinSpareThreads 1\nMaxSpareThreads 16\n");
     if (geteuid() == 0)
         ADD("User nobody\nGroup %s\n", getpwnam("nobody") ? "nogroup" : "nobody");
     ADD("DocumentRoot \"%s/htdocs\"\n<Directory \"%s/htdocs\">\n  Options +Includes\n"
@@ -200,6 +201,18 @@ static int write_config(const ta_apache_t *a, const ta_oidc_t *o, char *conf, si
         return -1;
     snprintf(conf, len, "%s/apache.conf", a->dir);
     return write_file(a->dir, "apache.conf", text);
+}
+
+bool ta_apache_log_has(const ta_apache_t *a, const char *needle)
+{
+    static char buf[1 << 20];
+    FILE *f = fopen(a->error_log, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
 }
 
 void ta_apache_print_log(const ta_apache_t *a, long bytes)

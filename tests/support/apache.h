@@ -27,6 +27,7 @@
 #ifndef GH_TESTS_SUPPORT_APACHE_H
 #define GH_TESTS_SUPPORT_APACHE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #define TA_PATH_MAX 512
@@ -53,6 +54,8 @@ int ta_apache_prepare(ta_apache_t *a);
 /* Writes the config and the pages, starts Apache and waits up to 10 s until it listens.
  * Returns 0, or -1 with the reason and the end of its error log on stderr (nothing runs then). */
 int ta_apache_start(ta_apache_t *a, const ta_oidc_t *oidc);
+/* True when the error log holds needle (the log is read whole, up to 1 MiB). */
+bool ta_apache_log_has(const ta_apache_t *a, const char *needle);
 /* Prints the end of the error log (the last `bytes` bytes) on stderr: for a failing test. */
 void ta_apache_print_log(const ta_apache_t *a, long bytes);
 /* Stops it (SIGTERM, then SIGKILL after 10 s) and removes its dir unless GATEHOUSE_TEST_KEEP=1. */
