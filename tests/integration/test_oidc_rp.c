@@ -11,7 +11,8 @@
  *   Screenshots in <build>/browser-artifacts/oidc-rp-*.png.
  * - Debian's python3-authlib (tests/oidc/authlib_client.py) runs the code flow with PKCE,
  *   validates the ID token against the JWKS, refreshes (and sees reuse detection revoke the
- *   family), detects a key rotation, revokes and introspects.
+ *   family), detects a key rotation, revokes and introspects; a public client runs the flow with
+ *   PKCE and no secret, and a wrong verifier is invalid_grant.
  *
  * The one decision: each client is registered with the real command (`gatehouse client add`, on
  * the running node's data dir) and each key rotation is the real `gatehouse keys rotate`, so what
@@ -177,15 +178,16 @@ static int run_script(const char *const *argv, const char *const *env, long long
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* `gatehouse client add NAME --redirect-uri URI --post-logout-uri URI` on the node's data dir:
- * prints {"client_id","client_secret"}. */
-static void add_client(fixture_t *f, const char *name, const char *redirect_uri,
-                       const char *logout_uri, char id[128], char secret[128])
+/* `gatehouse client add NAME --redirect-uri URI --post-logout-uri URI [--public]` on the node's
+ * data dir: prints {"client_id","client_secret"} (no secret for a public client: secret NULL). */
+static void add_client_ex(fixture_t *f, const char *name, const char *redirect_uri,
+                          const char *logout_uri, char id[128], char *secret)
 {
     ht_run_t *run = &f->run;
     memset(run, 0, sizeof *run);
     assert_int_equal(ht_run(run, NULL, NULL, "client", "add", name, "--redirect-uri", redirect_uri,
-                            "--post-logout-uri", logout_uri, "--data-dir", f->gh.dir, NULL),
+                            "--post-logout-uri", logout_uri, "--data-dir", f->gh.dir,
+                            secret ? NULL : "--public", NULL),
                      0);
     if (run->status != 0)
         fail_msg("gatehouse client add exited %d: %s%s", run->status, run->out, run->err);
@@ -195,13 +197,22 @@ static void add_client(fixture_t *f, const char *name, const char *redirect_uri,
         fail_msg("gatehouse client add printed no JSON: %s", run->out);
     const char *cid = json_string_value(json_object_get(j, "client_id"));
     const char *sec = json_string_value(json_object_get(j, "client_secret"));
-    if (!cid || !sec || strlen(cid) >= 128 || strlen(sec) >= 128) {
-        json_decref(j);
-        fail_msg("gatehouse client add: no client_id/client_secret in %s", run->out);
+    bool ok = cid && strlen(cid) < 128 && (secret ? sec && strlen(sec) < 128 : !sec);
+    if (ok) {
+        snprintf(id, 128, "%s", cid);
+        if (secret)
+            snprintf(secret, 128, "%s", sec);
     }
-    snprintf(id, 128, "%s", cid);
-    snprintf(secret, 128, "%s", sec);
     json_decref(j);
+    if (!ok)
+        fail_msg("gatehouse client add: not the client_id%s wanted: %s",
+                 secret ? " and client_secret" : " alone", run->out);
+}
+
+static void add_client(fixture_t *f, const char *name, const char *redirect_uri,
+                       const char *logout_uri, char id[128], char secret[128])
+{
+    add_client_ex(f, name, redirect_uri, logout_uri, id, secret);
 }
 
 /* The code oathtool computes for secret (base32) at now + offset_s. */
@@ -338,6 +349,9 @@ static void authlib_client_flow_refresh_rotation_revocation(void **state)
     /* The redirect URI is never contacted: the client reads the code from the 302. */
     const char *redirect = "http://127.0.0.1:9/callback";
     add_client(f, "authlib", redirect, "http://127.0.0.1:9/logged-out", cid, csecret);
+    char pub[128], pub_env[160];
+    add_client_ex(f, "authlib-public", redirect, "http://127.0.0.1:9/logged-out", pub, NULL);
+    snprintf(pub_env, sizeof pub_env, "PUBLIC_CLIENT_ID=%s", pub);
 
     char issuer[96], id[160], secret[160], rotate[2 * HT_PATH_MAX], uri[96];
     snprintf(issuer, sizeof issuer, "ISSUER=%s", f->issuer);
@@ -345,8 +359,8 @@ static void authlib_client_flow_refresh_rotation_revocation(void **state)
     snprintf(secret, sizeof secret, "CLIENT_SECRET=%s", csecret);
     snprintf(uri, sizeof uri, "REDIRECT_URI=%s", redirect);
     rotate_argv(f, rotate, sizeof rotate);
-    const char *env[] = {issuer, id,  secret, uri, "USERNAME=bob", "PASSWORD=" PASSWORD,
-                         rotate, NULL};
+    const char *env[] = {issuer, id,      secret, uri, "USERNAME=bob", "PASSWORD=" PASSWORD,
+                         rotate, pub_env, NULL};
     /* Debian's python3, which has python3-authlib, whatever else PATH holds */
     const char *argv[] = {"/usr/bin/python3", AUTHLIB_SCRIPT, NULL};
     int rc = run_script(argv, env, 60000, f->out);
@@ -357,7 +371,8 @@ static void authlib_client_flow_refresh_rotation_revocation(void **state)
         "authlib: ok ID token verified", "authlib: ok userinfo",
         "authlib: ok refresh:",          "authlib: ok refresh reuse:",
         "authlib: ok key rotation:",     "authlib: ok introspection:",
-        "authlib: ok revocation",        "authlib: all checks passed"};
+        "authlib: ok revocation",        "authlib: ok public client",
+        "authlib: all checks passed"};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         if (!strstr(f->out, steps[i]))
             fail_msg("the authlib client did not print \"%s\"", steps[i]);

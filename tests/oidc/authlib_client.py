@@ -2,7 +2,8 @@
 # authlib_client.py — a library relying party (Debian's python3-authlib + python3-requests)
 # against a running gatehouse: the authorization code flow with PKCE, the ID token checked
 # against the JWKS (iss, aud, nonce, exp, signature), userinfo, refresh with rotation and reuse
-# detection, key rotation, RFC 7009 revocation and RFC 7662 introspection. Run by
+# detection, key rotation, RFC 7009 revocation and RFC 7662 introspection, and a public client
+# (PKCE, no secret; a wrong verifier refused). Run by
 # tests/integration/test_oidc_rp.c, which registers the client and the user first.
 #
 # The one decision: the browser part of the flow (the login and the redirect back) is done by
@@ -11,7 +12,8 @@
 # authlib's own code (OAuth2Session, jose, CodeIDToken), so this is what an authlib app sees.
 #
 # Environment: ISSUER (http://127.0.0.1:PORT), CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, USERNAME,
-# PASSWORD, ROTATE (JSON argv of the command that rotates the signing keys, e.g.
+# PASSWORD, PUBLIC_CLIENT_ID (optional: a public client with the same redirect URI), ROTATE (JSON
+# argv of the command that rotates the signing keys, e.g.
 # ["gatehouse","keys","rotate","--data-dir","D"]), RELOAD_PID (optional: the server's PID, sent
 # SIGHUP after the rotation so it loads the new key now). Prints "authlib: ok STEP" per step
 # and "authlib: all checks passed" last; on any failure "authlib: FAILED at STEP: WHY" on stderr
@@ -102,18 +104,22 @@ def login_cookie():
     return s
 
 
-def oauth():
-    client = OAuth2Session(CLIENT_ID, CLIENT_SECRET, scope="openid profile email",
-                           redirect_uri=REDIRECT_URI, code_challenge_method="S256",
-                           token_endpoint_auth_method="client_secret_basic")
+def oauth(client_id=None, secret=None):
+    """A confidential client (client_secret_basic), or with client_id alone a public one."""
+    client = OAuth2Session(client_id or CLIENT_ID, secret if client_id else CLIENT_SECRET,
+                           scope="openid profile email", redirect_uri=REDIRECT_URI,
+                           code_challenge_method="S256",
+                           token_endpoint_auth_method="client_secret_basic"
+                           if not client_id or secret else "none")
     client.trust_env = False  # OAuth2Session is a requests.Session: no proxy from the environment
     return client
 
 
-def code_flow(meta, browser):
-    """Authorization request with PKCE and a nonce; the code from the 302; authlib's exchange.
-    Returns (client, token, nonce)."""
-    client = oauth()
+def code_flow(meta, browser, client_id=None, wrong_verifier=False):
+    """Authorization request with PKCE and a nonce; the code from the 302; authlib's exchange
+    (with client_id: as that public client). Returns (client, token, nonce); with wrong_verifier
+    the exchange sends another verifier and the OAuth error code is returned as the token."""
+    client = oauth(client_id)
     verifier = secrets.token_urlsafe(48)
     nonce = secrets.token_urlsafe(16)
     url, state = client.create_authorization_url(meta["authorization_endpoint"],
@@ -125,6 +131,10 @@ def code_flow(meta, browser):
     q = parse_qs(urlparse(back).query)
     must(q.get("state") == [state], f"state came back as {q.get('state')}")
     must(re.fullmatch(r"ghc_[A-Za-z0-9_-]{43}", q.get("code", [""])[0]), f"code {q.get('code')}")
+    if wrong_verifier:
+        return client, token_error(lambda: client.fetch_token(
+            meta["token_endpoint"], authorization_response=back,
+            code_verifier=secrets.token_urlsafe(48))), nonce
     token = client.fetch_token(meta["token_endpoint"], authorization_response=back,
                                code_verifier=verifier)
     for k in ("access_token", "refresh_token", "id_token", "expires_in"):
@@ -135,11 +145,12 @@ def code_flow(meta, browser):
     return client, token, nonce
 
 
-def verify_id_token(id_token, key_set, nonce):
+def verify_id_token(id_token, key_set, nonce, client_id=None):
+    aud = client_id or CLIENT_ID
     claims = jwt.decode(id_token, JsonWebKey.import_key_set(key_set), claims_cls=CodeIDToken,
                         claims_options={"iss": {"essential": True, "value": ISSUER},
-                                        "aud": {"essential": True, "value": CLIENT_ID}},
-                        claims_params={"nonce": nonce, "client_id": CLIENT_ID})
+                                        "aud": {"essential": True, "value": aud}},
+                        claims_params={"nonce": nonce, "client_id": aud})
     claims.validate(leeway=5)
     must(claims["exp"] > time.time(), "exp in the past")
     must(nonce is None or claims.get("nonce") == nonce, "nonce")
@@ -293,6 +304,15 @@ def main():
     must(introspect(client, meta, before["access_token"]).get("active") is True,
          "another family died with the revoked one")
     ok("revocation (RFC 7009): access then refresh token, both inactive afterwards")
+    if ENV.get("PUBLIC_CLIENT_ID"):
+        step = "public client"
+        pub = ENV["PUBLIC_CLIENT_ID"]
+        _, token, nonce = code_flow(meta, browser, client_id=pub)
+        verify_id_token(token["id_token"], key_set, nonce, client_id=pub)
+        must(userinfo(meta, token["access_token"]).status_code == 200, "public client userinfo")
+        _, err, _ = code_flow(meta, browser, client_id=pub, wrong_verifier=True)
+        must(err == "invalid_grant", f"a public client's wrong PKCE verifier: {err or 'accepted'}")
+        ok("public client: PKCE without a secret; a wrong verifier is invalid_grant")
     print("authlib: all checks passed", flush=True)
 
 
