@@ -3,8 +3,8 @@
 // playwright-core. Run by tests/integration/test_oidc_rp.c, which passes APP (Apache's
 // http://127.0.0.1:PORT), GH (gatehouse's, the issuer), USER1 (password only) and EMAIL1 (its
 // address), USER2 and TOTP_SECRET (a user with an authenticator app), PASSWORD, ROTATE (JSON argv
-// of `gatehouse keys rotate …`), RELOAD_PID (optional: SIGHUP after the rotation) and ARTIFACTS
-// (screenshots).
+// of `gatehouse keys rotate …`; the node re-reads its keys within 15 s: --oidc-key-refresh) and
+// ARTIFACTS (screenshots).
 //
 // 1. USER1 opens the protected page, is sent to gatehouse's login page, signs in and lands on
 //    the page, which shows the claims mod_auth_openidc got (preferred_username, sub, amr …);
@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
-const { APP, GH, USER1, EMAIL1, USER2, PASSWORD, TOTP_SECRET, ROTATE, RELOAD_PID, ARTIFACTS } = process.env;
+const { APP, GH, USER1, EMAIL1, USER2, PASSWORD, TOTP_SECRET, ROTATE, ARTIFACTS } = process.env;
 const shot = (page, name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 const must = (cond, what) => { if (!cond) throw new Error(what); };
 const text = async (page, sel) => ((await page.textContent(sel)) || '').trim();
@@ -113,7 +113,6 @@ try {
 
   step = 'the signing keys rotate';
   execFileSync(JSON.parse(ROTATE)[0], JSON.parse(ROTATE).slice(1), { stdio: 'inherit' });
-  if (RELOAD_PID) process.kill(Number(RELOAD_PID), 'SIGHUP');
   let newKids = new Set();
   for (const deadline = Date.now() + 15000; Date.now() < deadline && newKids.size === 0;) {
     const kids = await jwksKids();

@@ -14,8 +14,8 @@
 # Environment: ISSUER (http://127.0.0.1:PORT), CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, USERNAME,
 # PASSWORD, PUBLIC_CLIENT_ID (optional: a public client with the same redirect URI), ROTATE (JSON
 # argv of the command that rotates the signing keys, e.g.
-# ["gatehouse","keys","rotate","--data-dir","D"]), RELOAD_PID (optional: the server's PID, sent
-# SIGHUP after the rotation so it loads the new key now). Prints "authlib: ok STEP" per step
+# ["gatehouse","keys","rotate","--data-dir","D"]; the node must re-read its keys within 15 s:
+# --oidc-key-refresh). Prints "authlib: ok STEP" per step
 # and "authlib: all checks passed" last; on any failure "authlib: FAILED at STEP: WHY" on stderr
 # and exit status 1.
 import base64
@@ -23,11 +23,10 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, urlparse
 
 os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # the test server is plain http on loopback
 
@@ -186,8 +185,6 @@ def rotate(meta, old_kids):
     must(p.returncode == 0, f"{' '.join(argv[1:3])} exited {p.returncode}: {p.stderr}")
     must(not re.search(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:", p.stderr),
          f"sanitizer report from the rotation: {p.stderr}")
-    if ENV.get("RELOAD_PID"):
-        os.kill(int(ENV["RELOAD_PID"]), signal.SIGHUP)
     deadline = time.time() + 15
     while time.time() < deadline:
         key_set = jwks(meta)
