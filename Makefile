@@ -152,6 +152,13 @@ $(BUILD)/bench/bench_email: $(TEST_SUPPORT)
 bench-email: $(BUILD)/bench/bench_email
 	./$(BUILD)/bench/bench_email
 
+# The OpenID Connect grant store: bytes per refresh-token family and per code (memory:
+# accounted and resident at 100,000 families; Redis: used_memory), store operations per second.
+.PHONY: bench-grants
+$(BUILD)/bench/bench_grants: $(TEST_SUPPORT)
+bench-grants: $(BUILD)/bench/bench_grants
+	./$(BUILD)/bench/bench_grants
+
 .PHONY: bench-load
 bench-load: $(BUILD)/bench/bench_load
 	./$(BUILD)/bench/bench_load
@@ -208,11 +215,18 @@ bench-rss: $(BUILD)/gatehouse $(BUILD)/bench/bench_load
 bench-mfa: $(BUILD)/gatehouse
 	@bash bench/bench_mfa.sh $(BUILD)
 
+# The OpenID provider's token endpoint (refresh_token grants, authorization_code exchanges) against
+# logins, measured in the same run (wrk with bench/oidc_token.lua and bench/login_ok.lua).
+.PHONY: bench-oidc
+bench-oidc: $(BUILD)/gatehouse
+	@bash bench/bench_oidc.sh $(BUILD)
+
 # `make bench` runs every benchmark; each prints its figures and fails only when it cannot run.
 # Figures and method: docs/BENCHMARKS.md.
 BENCHES := bench-store bench-load bench-redis bench-flood bench-watchdog bench-metrics
 BENCHES += bench-engine bench-ceiling bench-login bench-rss bench-proxy bench-storm bench-audit
-BENCHES += bench-mfa bench-email bench-heap
+BENCHES += bench-mfa bench-email bench-heap bench-grants
+BENCHES += bench-oidc
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@for b in $(BENCHES); do echo "== $$b"; $(MAKE) --no-print-directory $$b || exit 1; done

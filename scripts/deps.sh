@@ -22,6 +22,10 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format cppcheck valgrind
   liboath-dev libqrencode-dev # second factors (#18): TOTP's HMAC-SHA-1, the enrolment QR code
   oathtool                    # tests compute authenticator codes with a real implementation
+  # OpenID Connect (#21): real relying parties of gatehouse's provider. test_oidc_rp.c starts
+  # Apache httpd with mod_auth_openidc (tests/support/apache.c) and runs the authlib client
+  # tests/oidc/authlib_client.py with Debian's python3
+  apache2 libapache2-mod-auth-openidc python3-authlib python3-requests
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

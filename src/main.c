@@ -16,6 +16,8 @@ static void usage(FILE *out)
             "  serve [--config FILE] [flags]   run the service\n"
             "  user add|del|list|passwd ...    manage users in the configured user store\n"
             "  audit [--user ID] [--type T]... the audit trail as JSON lines\n"
+            "  client add|list|del ...         OpenID Connect clients (relying parties)\n"
+            "  keys rotate                     new OpenID signing keys\n"
             "  reload [serve flags]            replace the running node (same data dir) without\n"
             "                                  dropping a connection or a session\n"
             "  load --url URL [flags]          load and soak a local node, leak verdict\n"
@@ -46,11 +48,17 @@ int main(int argc, char **argv)
         return gh_user_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return gh_audit_cmd_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "client") == 0)
+        return gh_client_cmd_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return gh_keys_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "reload") == 0)
         return gh_reload_cmd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "load") == 0)
         return gh_load_main(argc - 1, argv + 1);
     fprintf(stderr,
-            "gatehouse: unknown command '%s' (expected serve, user, reload, load, version)\n", cmd);
+            "gatehouse: unknown command '%s' (expected serve, user, audit, client, keys, reload, "
+            "load, version)\n",
+            cmd);
     return 2;
 }

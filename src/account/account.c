@@ -10,6 +10,7 @@
 #include "account/account.h"
 #include "account/email.h"
 #include "account/audit.h"
+#include "account/oidc.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -235,11 +236,13 @@ out:
 int gh_account_logout(gh_account_t *a, const uint8_t token_hash[GH_TOKEN_HASH_LEN])
 {
     gh_session_info_t info;
-    bool known =
-        a->audit && gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(), &info) == 0;
+    bool known = (a->audit || a->grants) &&
+                 gh_session_lookup(a->sessions, token_hash, gh_clock_now_ms(), &info) == 0;
     int rc = gh_session_end(a->sessions, token_hash, GH_END_LOGOUT);
     if (rc == GH_ENOTFOUND)
         return 0;
+    if (rc == 0 && known)
+        gh_oidc_end_session_grants(a, info.id);
     if (rc == 0 && known) {
         gh_audit_event_t ev;
         gh_account_audit_event(a, &ev, GH_AUDIT_LOGOUT, GH_AUDIT_SUCCESS, info.user_id);
@@ -287,6 +290,7 @@ int gh_account_sessions_revoke(gh_account_t *a, uint64_t user_id, const char *se
     int rc = gh_session_end_by_id(a->sessions, user_id, session_id, GH_END_REVOKED);
     if (rc != 0)
         return rc;
+    gh_oidc_end_session_grants(a, session_id);
     gh_audit_event_t ev;
     gh_account_audit_event(a, &ev, GH_AUDIT_SESSION_REVOKED, GH_AUDIT_SUCCESS, user_id);
     gh_audit_event_session(&ev, session_id);
@@ -320,6 +324,7 @@ int gh_account_sessions_revoke_all(gh_account_t *a, uint64_t user_id, bool by_ad
     rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, n);
     if (rc != 0)
         return rc;
+    gh_oidc_end_user_grants(a, user_id);
     rc = audit_revoked(a, user_id, *n, by_admin ? "admin" : "user");
     if (rc == 0 && by_admin) {
         char detail[32];
@@ -412,6 +417,8 @@ int gh_account_password_continue(gh_account_t *a, gh_account_password_t *st)
     st->revoked += after;
     if (rc != 0)
         goto out;
+    /* A new password ends every relying party's grant, the asking session's included. */
+    gh_oidc_end_user_grants(a, st->user.id);
     GH_LOG(GH_LOG_INFO, "password changed", GH_LI("user_id", st->user.id),
            GH_LI("sessions_revoked", st->revoked));
     rc = audit_revoked(a, st->user.id, st->revoked, "password_change");
@@ -450,6 +457,9 @@ int gh_account_user_delete(gh_account_t *a, uint64_t user_id, size_t *revoked)
         return rc;
     /* Sessions first: a session must never outlive its user, even for a moment. */
     rc = gh_session_end_user(a->sessions, user.id, NULL, GH_END_REVOKED, revoked);
+    gh_oidc_end_user_grants(a, user.id);
+    if (a->grants)
+        GH_IGNORE(gh_grant_consent_revoke(a->grants, user.id, NULL));
     gh_audit_event_t ev;
     gh_account_audit_event(a, &ev, GH_AUDIT_USER_DELETED, GH_AUDIT_SUCCESS, user.id);
     gh_audit_event_detail(&ev, "username=%s sessions_revoked=%zu", user.username, *revoked);
@@ -502,6 +512,8 @@ int gh_account_user_set_flags(gh_account_t *a, uint64_t user_id, int admin, int 
         rc = gh_session_end_user(a->sessions, user_id, NULL, GH_END_REVOKED, &(size_t){0});
     if (rc != 0)
         return rc;
+    if (disabled == 1)
+        gh_oidc_end_user_grants(a, user_id);
     if (toggles) {
         if ((rc = audit_revoked(a, user_id, ended, "disable")) != 0)
             return rc;

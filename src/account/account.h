@@ -98,6 +98,10 @@ typedef struct {
      * their own account. */
     gh_account_client_t caller;
     char actor[80];
+    /* OpenID Connect (account/oidc.h): the grant store, whose families end with the sessions
+     * and users they were issued to (logout, revocation, password change, disable, delete);
+     * NULL: no provider. */
+    struct gh_grant_store *grants;
     /* passkeys (account/passkey.h): the relying party and the challenge table; NULL: none */
     const struct gh_webauthn_rp_s *webauthn;
     struct gh_webauthn_challenges *webauthn_challenges;

@@ -53,6 +53,11 @@
     X(USER_DISABLED, "user.disabled")                                                              \
     X(USER_ENABLED, "user.enabled")                                                                \
     X(THROTTLE_UNLOCKED, "throttle.unlocked")                                                      \
+    X(OIDC_AUTHORIZED, "oidc.authorized")                                                          \
+    X(OIDC_CONSENT, "oidc.consent")                                                                \
+    X(OIDC_TOKEN, "oidc.token")                                                                    \
+    X(OIDC_REFRESH_REUSE, "oidc.refresh_reuse")                                                    \
+    X(OIDC_REVOKED, "oidc.revoked")                                                                \
     X(ADMIN, "admin")
 
 typedef enum {

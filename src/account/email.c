@@ -12,6 +12,7 @@
  */
 #include "account/email_internal.h"
 #include "account/audit.h"
+#include "account/oidc.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -467,6 +468,7 @@ int gh_account_reset_continue(gh_account_t *a, gh_account_reset_t *st)
     st->revoked += after;
     if (rc != 0)
         goto out;
+    gh_oidc_end_user_grants(a, uid);
     GH_LOG(GH_LOG_INFO, "password reset", GH_LI("user_id", uid),
            GH_LI("sessions_revoked", st->revoked));
     gh_audit_event_t ev;

@@ -222,8 +222,8 @@ int gh_account_login_continue(gh_account_t *a, gh_account_login_t *st)
         sodium_memzero(st->job.verdict.new_hash, sizeof st->job.verdict.new_hash);
     }
     gh_token_new(st->token, st->token_hash);
-    int rc = gh_session_create(a->sessions, st->user.id, st->token_hash, &st->client.client,
-                               gh_clock_now_ms(), &st->session);
+    int rc = gh_session_create_amr(a->sessions, st->user.id, st->token_hash, &st->client.client,
+                                   GH_AMR_PWD, gh_clock_now_ms(), &st->session);
     if (rc != 0) {
         sodium_memzero(st->token, sizeof st->token);
         count(a, rc == GH_EBUSY || rc == GH_ENOMEM ? GH_LOGIN_OVERLOADED : GH_LOGIN_FAILURE);

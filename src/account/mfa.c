@@ -252,8 +252,10 @@ int gh_account_mfa_finish(gh_account_t *a, gh_account_login_t *st, const char *p
                GH_LI("codes_left", st->recovery_left));
     }
     gh_token_new(st->token, st->token_hash);
-    rc = gh_session_create(a->sessions, st->user.id, st->token_hash, &st->client.client, now,
-                           &st->session);
+    /* amr: the password, then the second step's kind (RFC 8176 via the ID token). */
+    uint8_t amr = GH_AMR_PWD | (totp ? GH_AMR_OTP : rec ? GH_AMR_RECOVERY : GH_AMR_HWK);
+    rc = gh_session_create_amr(a->sessions, st->user.id, st->token_hash, &st->client.client, amr,
+                               now, &st->session);
     if (rc != 0) {
         sodium_memzero(st->token, sizeof st->token);
         count(a, st->mfa_method, "error");

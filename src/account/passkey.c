@@ -177,8 +177,9 @@ int gh_account_passkey_login(gh_account_t *a, gh_account_login_t *st,
         gh_ratelimit_ip_refund(a->ratelimit, &client->ip, now);
     st->user_found = true;
     gh_token_new(st->token, st->token_hash);
-    rc = gh_session_create(a->sessions, st->user.id, st->token_hash, &st->client.client,
-                           gh_clock_now_ms(), &st->session);
+    /* A passkey alone: a hardware key with user verification, no password. */
+    rc = gh_session_create_amr(a->sessions, st->user.id, st->token_hash, &st->client.client,
+                               GH_AMR_HWK, gh_clock_now_ms(), &st->session);
     if (rc != 0) {
         sodium_memzero(st->token, sizeof st->token);
         if (a->count_login)

@@ -20,6 +20,7 @@
 #include "auth/token.h"
 #include "auth/webauthn.h"
 #include "config/config.h"
+#include "store/grant.h"
 #include "http/http.h"
 #include "ratelimit/ratelimit.h"
 #include "store/session.h"
@@ -33,6 +34,10 @@
 /* The bulk of the traffic (token checks, probes, scrapes): a 2xx is logged at debug, not info;
  * /metrics counts every one of them, and a line each would cost more than the check. */
 #define GH_ROUTE_QUIET (1u << 1)
+/* An OAuth endpoint (/oidc/token, /oidc/revoke, /oidc/introspect, /oidc/userinfo): its errors
+ * are RFC 6749 bodies {"error","error_description"} with Cache-Control: no-store, because
+ * relying parties parse that form; the same error table decides them (request.c). */
+#define GH_ROUTE_OAUTH (1u << 4)
 
 typedef struct gh_api_metrics gh_api_metrics_t;
 
@@ -58,8 +63,21 @@ typedef struct {
     char webauthn_origin[GH_CONFIG_STR + 32];
     gh_webauthn_challenges_t *webauthn_challenges;
     gh_pending_store_t *pending; /* logins waiting for a second factor (store/pending.h) */
+    gh_grant_store_t *grants;    /* OpenID Connect codes, families, consents (store/grant.h) */
     uint8_t secret_key[32];      /* --secret-key-file (auth/secretkey.h) */
+    /* OpenID Connect (issue #21): the issuer — --public-url without a trailing slash, or
+     * http:// + --listen — computed once by the node; every endpoint is issuer + "/oidc/...".
+     * oidc_keys: the signing key set (account/oidc_keys.h), refreshed by the node every 60 s. */
+    char issuer[GH_CONFIG_STR + 16];
+    struct gh_oidc_keys *oidc_keys;
 } gh_app_t;
+
+/* ---- OpenID Connect discovery, keys and clients (oidc_discovery.c) ---- */
+void gh_api_oidc_configuration(gh_req_t *r); /* GET /.well-known/openid-configuration */
+void gh_api_oidc_jwks(gh_req_t *r);          /* GET /oidc/jwks */
+void gh_api_admin_clients_list(gh_req_t *r); /* GET /v1/admin/clients */
+void gh_api_admin_clients_add(gh_req_t *r);  /* POST /v1/admin/clients */
+void gh_api_admin_clients_del(gh_req_t *r);  /* DELETE /v1/admin/clients/{client_id} */
 
 /* ---- the audit trail and users' roles (audit.c) ---- */
 void gh_api_admin_audit(gh_req_t *r);

@@ -5,6 +5,7 @@
  * callback families read at scrape time, so the request path never touches them.
  */
 #include "api/api.h"
+#include "api/oidc.h"
 
 #include "account/audit.h"
 
@@ -21,7 +22,7 @@
 #include "store/writes.h"
 #include "watch/metrics.h"
 
-#define MAX_ROUTE_LABELS 32
+#define MAX_ROUTE_LABELS 128 /* distinct route templates; past it: "unmatched" */
 
 static const char *const status_codes[] = {"200", "201", "204", "302", "303",  "400",
                                            "401", "403", "404", "405", "409",  "413",
@@ -34,6 +35,22 @@ static const char *const mfa_methods[] = {"totp", "recovery_code", "webauthn", "
 static const char *const mfa_results[] = {"success", "failure", "expired", "rate_limited", "error"};
 #define NMFA_RESULTS (sizeof mfa_results / sizeof mfa_results[0])
 #define NMETHODS (sizeof methods / sizeof methods[0])
+/* gatehouse_oidc_* labels (account/oidc.h); a grant's result is "ok" or its OAuth error */
+static const char *const oidc_authz_results[] = {
+#define GH__OIDC_AUTHZ_NAME(e, n) n,
+    GH_OIDC_AUTHZ_RESULT_MAP(GH__OIDC_AUTHZ_NAME)
+#undef GH__OIDC_AUTHZ_NAME
+};
+static const char *const oidc_grant_types[] = {"authorization_code", "refresh_token"};
+static const char *const oidc_grant_results[] = {"ok",
+                                                 "invalid_request",
+                                                 "invalid_client",
+                                                 "invalid_grant",
+                                                 "invalid_scope",
+                                                 "unauthorized_client",
+                                                 "unsupported_grant_type",
+                                                 "server_error"};
+#define NOIDC_GRANT_RESULTS (sizeof oidc_grant_results / sizeof oidc_grant_results[0])
 
 struct gh_api_metrics {
     gh_metrics_t *registry;
@@ -41,9 +58,10 @@ struct gh_api_metrics {
     gh_metric_t *durations; /* route */
     gh_metric_t *logins;    /* result */
     gh_metric_t *mfa;       /* method x result: second steps (issue #18) */
+    gh_metric_t *oidc_authz, *oidc_grants, *oidc_reuse; /* OpenID Connect (issue #21) */
     const char *route_labels[MAX_ROUTE_LABELS];
     size_t nroutes;
-    size_t route_of[64]; /* route table index -> route label index */
+    size_t route_of[128]; /* route table index -> route label index */
 
     /* Round trips to Redis and PostgreSQL (store/probe.h): store x op, and errors by store. */
     gh_metric_t *store_durations;
@@ -365,6 +383,30 @@ static int collect_audit_queue(void *ctx, double *v, size_t n)
     return collect_audit(ctx, v, n, 3);
 }
 
+/* The grant store's figures (store/grant.h); left out while the provider is off. */
+static int collect_oidc(void *ctx, double *v, size_t n, int which)
+{
+    gh_app_t *app = ctx;
+    if (!app->grants || n < 1)
+        return 1;
+    gh_grant_stats_t st;
+    gh_grant_stats(app->grants, &st);
+    v[0] = which == 0 ? (double)st.codes : which == 1 ? (double)st.families : (double)st.consents;
+    return 0;
+}
+static int collect_oidc_codes(void *ctx, double *v, size_t n)
+{
+    return collect_oidc(ctx, v, n, 0);
+}
+static int collect_oidc_families(void *ctx, double *v, size_t n)
+{
+    return collect_oidc(ctx, v, n, 1);
+}
+static int collect_oidc_consents(void *ctx, double *v, size_t n)
+{
+    return collect_oidc(ctx, v, n, 2);
+}
+
 static int add_family(gh_metrics_t *reg, const char *name, const char *help, gh_metric_type_t type,
                       const gh_metric_label_t *labels, size_t nlabels, gh_metric_collect_fn fn,
                       void *ctx, gh_metric_t **out)
@@ -417,7 +459,7 @@ int gh_api_metrics_init(gh_app_t *app)
     if (rc != 0)
         goto fail;
     /* Route labels: the distinct templates of the route table, plus "unmatched". */
-    for (size_t i = 0; i < gh_api_nroutes && i < 64; i++) {
+    for (size_t i = 0; i < gh_api_nroutes && i < 128; i++) {
         size_t j = 0;
         while (j < m->nroutes && strcmp(m->route_labels[j], gh_api_routes[i].template) != 0)
             j++;
@@ -584,6 +626,31 @@ int gh_api_metrics_init(gh_app_t *app)
                          GH_METRIC_COUNTER, store_labels, 1, NULL, NULL, &m->store_errors)))
         goto fail;
     const gh_metric_label_t db_label[] = {{"store", gh_store_db_names, GH_STORE_DB__COUNT}};
+    const gh_metric_label_t oidc_authz_label[] = {
+        {"result", oidc_authz_results, GH_OIDC_AUTHZ__COUNT}};
+    const gh_metric_label_t oidc_grant_labels[] = {
+        {"grant_type", oidc_grant_types, GH_OIDC_GRANT__COUNT},
+        {"result", oidc_grant_results, NOIDC_GRANT_RESULTS}};
+    if ((rc = add_family(reg, "gatehouse_oidc_authorizations_total",
+                         "OpenID Connect authorization requests by outcome (code issued, sent to "
+                         "log in, consent asked, denied, prompt=none refused, error).",
+                         GH_METRIC_COUNTER, oidc_authz_label, 1, NULL, NULL, &m->oidc_authz)) ||
+        (rc = add_family(reg, "gatehouse_oidc_token_grants_total",
+                         "Token endpoint grants by grant_type and result (ok or the OAuth "
+                         "error).",
+                         GH_METRIC_COUNTER, oidc_grant_labels, 2, NULL, NULL, &m->oidc_grants)) ||
+        (rc = add_family(reg, "gatehouse_oidc_refresh_reuse_total",
+                         "Spent refresh tokens presented again: each revoked its family.",
+                         GH_METRIC_COUNTER, NULL, 0, NULL, NULL, &m->oidc_reuse)) ||
+        (rc = add_family(reg, "gatehouse_oidc_codes",
+                         "Authorization codes held (used ones until their 60 s deadline).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_oidc_codes, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_oidc_families",
+                         "Live refresh-token families (one per grant, with its access token).",
+                         GH_METRIC_GAUGE, NULL, 0, collect_oidc_families, app, NULL)) ||
+        (rc = add_family(reg, "gatehouse_oidc_consents", "Consents users gave to clients.",
+                         GH_METRIC_GAUGE, NULL, 0, collect_oidc_consents, app, NULL)))
+        goto fail;
     if ((rc = add_family(reg, "gatehouse_store_write_failures_total",
                          "Writes to a local database (sessions.db, users.db) that failed: a full "
                          "disk, an I/O error.",
@@ -680,6 +747,30 @@ void gh_api_count_mfa(void *ctx, const char *method, const char *result)
                                   index_of(mfa_results, NMFA_RESULTS, result)));
 }
 
+void gh_api_count_oidc_authz(void *ctx, gh_oidc_authz_result_t result)
+{
+    gh_app_t *app = ctx;
+    if (app->metrics && (size_t)result < GH_OIDC_AUTHZ__COUNT)
+        gh_metric_inc(app->metrics->oidc_authz, (size_t)result);
+}
+
+void gh_api_count_oidc_grant(void *ctx, gh_oidc_grant_type_t type, const char *result)
+{
+    gh_app_t *app = ctx;
+    if (!app->metrics || (size_t)type >= GH_OIDC_GRANT__COUNT)
+        return;
+    gh_metric_t *f = app->metrics->oidc_grants;
+    gh_metric_inc(f, GH_METRIC_AT(f, (size_t)type,
+                                  index_of(oidc_grant_results, NOIDC_GRANT_RESULTS, result)));
+}
+
+void gh_api_count_oidc_reuse(void *ctx)
+{
+    gh_app_t *app = ctx;
+    if (app->metrics)
+        gh_metric_inc(app->metrics->oidc_reuse, 0);
+}
+
 void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
 {
     gh_metric_inc(app->metrics->logins, (size_t)result);
@@ -687,8 +778,8 @@ void gh_api_count_login(gh_app_t *app, gh_login_result_t result)
 
 static size_t route_label(gh_api_metrics_t *m, gh_req_t *r)
 {
-    return r->route_index >= 0 && (size_t)r->route_index < 64 ? m->route_of[r->route_index]
-                                                              : m->nroutes - 1;
+    return r->route_index >= 0 && (size_t)r->route_index < 128 ? m->route_of[r->route_index]
+                                                               : m->nroutes - 1;
 }
 
 /* Counted as the reply is queued, so a client that reads its reply and then scrapes /metrics

@@ -27,7 +27,7 @@
 #include "mem/mem.h"
 
 #define CSRF_LEN 32 /* hex of 16 bytes */
-#define RD_MAX 2048
+#define RD_MAX 4096 /* an authorization request sent back after the login fits */
 
 /* ---- an HTML buffer in the request pool: bounded, an overflow turns into 503 ---- */
 
@@ -1341,8 +1341,9 @@ static void put_rate(html_t *h, double v)
 /* Colours of the components' areas (Tableau 10, distinct for common colour blindness), RSS,
  * the limit and the forecast. */
 static const char *const component_colour[] = {
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-    "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295", "#a0cbe8",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+    "#b07aa1", "#ff9da7", "#bab0ac", "#9c755f", "#86bcb6", "#d37295",
+    "#a0cbe8", "#8cd17d", "#b6992d", "#499894", "#f1ce63", /* the oidc_* components */
 };
 /* One colour per component: a component added without one would draw with none. */
 _Static_assert(sizeof component_colour / sizeof component_colour[0] == GH_MEM__COUNT,
@@ -1860,6 +1861,10 @@ void gh_pages_put_esc(gh_pages_html_t *h, const char *s)
 void gh_pages_put_int(gh_pages_html_t *h, long long v)
 {
     putf(h, "%lld", v);
+}
+void gh_pages_put_nul(gh_pages_html_t *h)
+{
+    put_n(h, "", 1);
 }
 void gh_pages_put_time(gh_pages_html_t *h, int64_t ms)
 {

@@ -70,6 +70,7 @@ bool gh_pages_html_init(gh_req_t *r, gh_pages_html_t *h, size_t cap);
 void gh_pages_put(gh_pages_html_t *h, const char *s);     /* constant markup */
 void gh_pages_put_esc(gh_pages_html_t *h, const char *s); /* any value, escaped */
 void gh_pages_put_int(gh_pages_html_t *h, long long v);
+void gh_pages_put_nul(gh_pages_html_t *h); /* a NUL byte: the buffer as a C string */
 void gh_pages_put_time(gh_pages_html_t *h, int64_t ms);
 /* An inline POST form with the CSRF field and one button. */
 void gh_pages_put_form(gh_pages_html_t *h, const char *action, const char *csrf, const char *label,

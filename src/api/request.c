@@ -270,66 +270,117 @@ void gh_api_reply_json(gh_req_t *r, int status, json_t *j)
     (void)gh_reply(r, status, "application/json", buf, n);
 }
 
-/* The contract's error bodies (docs/API.md "Errors"): one row per code. */
+/* The contract's error bodies (docs/API.md "Errors"): one row per code. The last column is the
+ * RFC 6749 error the OAuth routes (GH_ROUTE_OAUTH) answer instead; NULL: invalid_request for a
+ * 4xx, temporarily_unavailable for a 503. */
 static const struct {
     int err;
     int status;
     const char *code;
     const char *message; /* the default; a caller may say more */
+    const char *oauth;
 } error_bodies[] = {
-    {GH_ENOMEM, 503, "overloaded", "out of memory, try again later"},
-    {GH_EBUSY, 503, "overloaded", "the service is at capacity, try again later"},
-    {GH_ESTORE, 503, "store_unavailable", "a store is unavailable, try again later"},
-    {GH_EIO, 503, "store_unavailable", "a store is unavailable, try again later"},
-    {GH_ECRITICAL, 503, "memory_critical", "memory use is critical; see /debug/memory"},
-    {GH_ENOTFOUND, 404, "not_found", "not found"},
-    {GH_EAUTH, 401, "invalid_credentials", "invalid username or password"},
-    {GH_ECURRENT, 401, "invalid_credentials", "the current password is wrong"},
-    {GH_EPASSKEY, 401, "invalid_passkey", "the passkey was refused"},
-    {GH_EUNAUTH, 401, "unauthenticated", "a session token is required"},
-    {GH_EFORBIDDEN, 403, "forbidden", "forbidden"},
-    {GH_ECLOSED, 403, "registration_closed", "registration is closed"},
-    {GH_EINVAL, 400, "invalid_request", "invalid request"},
+    {GH_ENOMEM, 503, "overloaded", "out of memory, try again later", NULL},
+    {GH_EBUSY, 503, "overloaded", "the service is at capacity, try again later", NULL},
+    {GH_ESTORE, 503, "store_unavailable", "a store is unavailable, try again later", NULL},
+    {GH_EIO, 503, "store_unavailable", "a store is unavailable, try again later", NULL},
+    {GH_ECRITICAL, 503, "memory_critical", "memory use is critical; see /debug/memory", NULL},
+    {GH_ENOTFOUND, 404, "not_found", "not found", NULL},
+    {GH_EAUTH, 401, "invalid_credentials", "invalid username or password", "invalid_client"},
+    {GH_ECURRENT, 401, "invalid_credentials", "the current password is wrong", NULL},
+    {GH_EPASSKEY, 401, "invalid_passkey", "the passkey was refused", NULL},
+    {GH_EUNAUTH, 401, "unauthenticated", "a session token is required", "invalid_token"},
+    {GH_EFORBIDDEN, 403, "forbidden", "forbidden", NULL},
+    {GH_ECLOSED, 403, "registration_closed", "registration is closed", NULL},
+    {GH_EINVAL, 400, "invalid_request", "invalid request", NULL},
     {GH_EUSERNAME, 400, "invalid_username",
-     "usernames are 1 to 64 characters of A-Z a-z 0-9 . _ @ -"},
-    {GH_EPASSWORD, 400, "weak_password", "passwords are 8 to 1024 bytes of valid UTF-8"},
-    {GH_EEXISTS, 409, "username_taken", "that username is taken"},
-    {GH_ETOOBIG, 413, "payload_too_large", "request body is too large"},
-    {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json"},
-    {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later"},
-    {GH_ECODE, 401, "invalid_code", "the code is wrong, used already, or expired"},
-    {GH_EPENDING, 401, "pending_expired", "the pending login has expired; log in again"},
-    {GH_EEMAIL, 400, "invalid_email", "not a usable email address"},
-    {GH_EEMAILTAKEN, 409, "email_taken", "that email address is taken"},
-    {GH_ETOKEN, 400, "invalid_token", "the link is invalid, used or expired"},
-    {GH_EMFA, 401, "mfa_required", "a second-factor code or a recovery code is required"},
+     "usernames are 1 to 64 characters of A-Z a-z 0-9 . _ @ -", NULL},
+    {GH_EPASSWORD, 400, "weak_password", "passwords are 8 to 1024 bytes of valid UTF-8", NULL},
+    {GH_EEXISTS, 409, "username_taken", "that username is taken", NULL},
+    {GH_ETOOBIG, 413, "payload_too_large", "request body is too large", NULL},
+    {GH_EMEDIATYPE, 415, "unsupported_media_type", "expected Content-Type: application/json", NULL},
+    {GH_ELIMIT, 429, "rate_limited", "too many attempts, try again later", "slow_down"},
+    {GH_ECODE, 401, "invalid_code", "the code is wrong, used already, or expired", NULL},
+    {GH_EPENDING, 401, "pending_expired", "the pending login has expired; log in again", NULL},
+    {GH_EEMAIL, 400, "invalid_email", "not a usable email address", NULL},
+    {GH_EEMAILTAKEN, 409, "email_taken", "that email address is taken", NULL},
+    {GH_ETOKEN, 400, "invalid_token", "the link is invalid, used or expired", NULL},
+    {GH_EMFA, 401, "mfa_required", "a second-factor code or a recovery code is required", NULL},
+    /* OpenID Connect (account/oidc.h): their own names in both forms */
+    {GH_EOAUTHCLIENT, 401, "invalid_client", "client authentication failed", "invalid_client"},
+    {GH_EOAUTHGRANT, 400, "invalid_grant",
+     "the grant is invalid, expired, revoked, or another client's", "invalid_grant"},
+    {GH_EGRANTTYPE, 400, "unsupported_grant_type",
+     "grant_type is authorization_code or refresh_token", "unsupported_grant_type"},
+    {GH_EOAUTHSCOPE, 400, "invalid_scope", "the scope is invalid", "invalid_scope"},
+    {GH_EOAUTHTOKEN, 401, "invalid_token", "the access token is invalid, expired or revoked",
+     "invalid_token"},
+    {GH_EUNAUTHCLIENT, 400, "unauthorized_client", "the client may not use this grant",
+     "unauthorized_client"},
 };
+
+/* The RFC 6749 form (§5.2) of the OAuth routes: {"error","error_description"}, never cached;
+ * 401s say how to authenticate (Basic for a client, Bearer for an access token). */
+static void reply_oauth(gh_req_t *r, int status, const char *error, const char *message)
+{
+    char desc[512], body[640];
+    gh_api_json_escape(message, desc, sizeof desc);
+    int n =
+        snprintf(body, sizeof body, "{\"error\":\"%s\",\"error_description\":\"%s\"}", error, desc);
+    r->nheaders = 0;
+    if (gh_reply(r, status, "application/json", body, (size_t)n) != 0)
+        return;
+    (void)gh_reply_header(r, "Cache-Control", "no-store");
+    (void)gh_reply_header(r, "Pragma", "no-cache");
+    if (status == 401 && strcmp(error, "invalid_token") == 0)
+        (void)gh_reply_header(r, "WWW-Authenticate",
+                              "Bearer realm=\"gatehouse\", error=\"invalid_token\"");
+    else if (status == 401)
+        (void)gh_reply_header(r, "WWW-Authenticate", "Basic realm=\"gatehouse\"");
+}
+
+static void set_retry_after(gh_req_t *r, int64_t retry_ms)
+{
+    long long secs = (retry_ms + 999) / 1000;
+    char retry[24];
+    snprintf(retry, sizeof retry, "%lld", secs < 1 ? 1 : secs);
+    /* gh_reply_error said "Retry-After: 1"; say the real wait instead. */
+    for (size_t h = 0; h < r->nheaders; h++)
+        if (strcmp(r->headers[h].name, "Retry-After") == 0) {
+            r->headers[h] = r->headers[--r->nheaders];
+            break;
+        }
+    (void)gh_reply_header(r, "Retry-After", retry);
+}
 
 void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_ms)
 {
+    bool oauth = r->route && (r->route->flags & GH_ROUTE_OAUTH);
     for (size_t i = 0; i < sizeof error_bodies / sizeof error_bodies[0]; i++) {
         if (error_bodies[i].err != err)
             continue;
         int status = error_bodies[i].status;
-        gh_reply_error(r, status, error_bodies[i].code,
-                       message ? message : error_bodies[i].message);
+        const char *text = message ? message : error_bodies[i].message;
+        if (oauth) {
+            const char *e = error_bodies[i].oauth;
+            if (!e)
+                e = status >= 500 ? "temporarily_unavailable" : "invalid_request";
+            reply_oauth(r, status, e, text);
+            if (status == 429 || status == 503)
+                set_retry_after(r, retry_ms);
+            return;
+        }
+        gh_reply_error(r, status, error_bodies[i].code, text);
         if (status == 401 && err == GH_EUNAUTH)
             (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
-        if ((status == 429 || status == 503) && retry_ms > 0) {
-            long long secs = (retry_ms + 999) / 1000;
-            char retry[24];
-            snprintf(retry, sizeof retry, "%lld", secs < 1 ? 1 : secs);
-            /* gh_reply_error said "Retry-After: 1"; say the real wait instead. */
-            for (size_t h = 0; h < r->nheaders; h++)
-                if (strcmp(r->headers[h].name, "Retry-After") == 0) {
-                    r->headers[h] = r->headers[--r->nheaders];
-                    break;
-                }
-            (void)gh_reply_header(r, "Retry-After", retry);
-        }
+        if ((status == 429 || status == 503) && retry_ms > 0)
+            set_retry_after(r, retry_ms);
         return;
     }
-    gh_reply_error(r, 500, "internal_error", gh_strerror(err));
+    if (oauth)
+        reply_oauth(r, 500, "server_error", gh_strerror(err));
+    else
+        gh_reply_error(r, 500, "internal_error", gh_strerror(err));
 }
 
 void gh_api_reply_err(gh_req_t *r, int err)
@@ -410,7 +461,8 @@ void gh_api_account(gh_req_t *r, gh_account_t *out)
                           .pending = app->pending,
                           .secret_key = app->secret_key,
                           .count_mfa = gh_api_count_mfa,
-                          .email = app->email};
+                          .email = app->email,
+                          .grants = app->grants};
     gh_api_account_client(r, &out->caller);
     if (r->route && (r->route->flags & GH_ROUTE_ADMIN) == GH_ROUTE_ADMIN)
         snprintf(out->actor, sizeof out->actor, "token");

@@ -1,5 +1,6 @@
 /* routes.c — the route table of the v1 API (DESIGN.md "HTTP API"); templates are metric labels. */
 #include "api/api.h"
+#include "api/oidc.h"
 #include "api/pages.h"
 
 const gh_route_t gh_api_routes[] = {
@@ -36,6 +37,12 @@ const gh_route_t gh_api_routes[] = {
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/factors", gh_api_admin_reset_factors, GH_ROUTE_ADMIN},
     {GH_HTTP_DELETE, "/v1/admin/users/{id}/sessions/{sid}", gh_api_admin_revoke_user_session,
      GH_ROUTE_ADMIN},
+    /* OpenID Connect: discovery, keys, clients (oidc_discovery.c) */
+    {GH_HTTP_GET, "/.well-known/openid-configuration", gh_api_oidc_configuration, GH_ROUTE_QUIET},
+    {GH_HTTP_GET, "/oidc/jwks", gh_api_oidc_jwks, GH_ROUTE_QUIET},
+    {GH_HTTP_GET, "/v1/admin/clients", gh_api_admin_clients_list, GH_ROUTE_ADMIN},
+    {GH_HTTP_POST, "/v1/admin/clients", gh_api_admin_clients_add, GH_ROUTE_ADMIN},
+    {GH_HTTP_DELETE, "/v1/admin/clients/{client_id}", gh_api_admin_clients_del, GH_ROUTE_ADMIN},
     /* passkeys (passkey.c) */
     {GH_HTTP_POST, "/v1/factors/webauthn/options", gh_api_passkey_register_options, 0},
     {GH_HTTP_POST, "/v1/factors/webauthn", gh_api_passkey_register, GH_ROUTE_PASSWORD},
@@ -69,6 +76,14 @@ const gh_route_t gh_api_routes[] = {
      GH_ROUTE_PASSWORD},
     {GH_HTTP_POST, "/account/recovery-codes", gh_pages_account_recovery, GH_ROUTE_PASSWORD},
     {GH_HTTP_GET, "/ops", gh_pages_ops, 0},
+    /* OpenID Connect (oidc.c): the browser's endpoints, then the OAuth ones (RFC 6749 errors) */
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/authorize", gh_api_oidc_authorize, 0},
+    {GH_HTTP_POST, "/oidc/consent", gh_api_oidc_consent, 0},
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/logout", gh_api_oidc_logout, 0},
+    {GH_HTTP_POST, "/oidc/token", gh_api_oidc_token, GH_ROUTE_OAUTH},
+    {GH_HTTP_GET | GH_HTTP_POST, "/oidc/userinfo", gh_api_oidc_userinfo, GH_ROUTE_OAUTH},
+    {GH_HTTP_POST, "/oidc/revoke", gh_api_oidc_revoke, GH_ROUTE_OAUTH},
+    {GH_HTTP_POST, "/oidc/introspect", gh_api_oidc_introspect, GH_ROUTE_OAUTH},
     /* the admin console (admin_pages.c): an admin user's session, not the bearer token */
     {GH_HTTP_GET, "/admin", gh_pages_admin, 0},
     {GH_HTTP_GET, "/admin/audit", gh_pages_admin_audit, 0},

@@ -47,7 +47,15 @@
     X(EMAIL, 25, "invalid email address")                                                          \
     X(EMAILTAKEN, 26, "that email address is taken")                                               \
     X(TOKEN, 27, "invalid or expired link token")                                                  \
-    X(MFA, 28, "a second-factor code is required")
+    X(MFA, 28, "a second-factor code is required")                                                 \
+    X(REPLAY, 70, "the authorization code was used already")                                       \
+    X(REUSE, 71, "a spent refresh token was presented")                                            \
+    X(OAUTHCLIENT, 80, "client authentication failed")                                             \
+    X(OAUTHGRANT, 81, "the grant is invalid, expired, revoked or another client's")                \
+    X(GRANTTYPE, 82, "unsupported grant type")                                                     \
+    X(OAUTHSCOPE, 83, "invalid scope")                                                             \
+    X(OAUTHTOKEN, 84, "the access token is invalid, expired or revoked")                           \
+    X(UNAUTHCLIENT, 85, "the client may not use this grant")
 
 enum {
     GH_OK = 0,

@@ -204,6 +204,28 @@ static const keydesc_t keys[] = {
      .help = "logins waiting for their second factor (5 minutes each, ~300 bytes); past this "
              "--session-policy applies (oldest goes, or 503)",
      .group = "accounts and abuse", .min = 1, .max = 1u << 24},
+    /* OpenID Connect grants (issue #21; store/grant.h) */
+    {.name = "max-oidc-codes", .kind = K_UINT, FIELD(max_oidc_codes), .def = "100000",
+     .metavar = "N",
+     .help = "authorization codes waiting to be exchanged (60 s each); past this "
+             "--session-policy applies (oldest goes, or temporarily_unavailable)",
+     .group = "openid connect", .min = 1, .max = 1u << 26},
+    {.name = "max-oidc-families", .kind = K_UINT, FIELD(max_oidc_families), .def = "1000000",
+     .metavar = "N",
+     .help = "refresh-token families (grants) held; also the bound of consents; past this "
+             "--session-policy applies",
+     .group = "openid connect", .min = 1, .max = 1u << 28},
+    {.name = "max-oidc-families-per-user", .kind = K_UINT, FIELD(max_oidc_families_per_user),
+     .def = "100", .metavar = "N",
+     .help = "refresh-token families (and consents) one user may hold; the oldest is revoked",
+     .group = "openid connect", .min = 1, .max = 100000},
+    {.name = "oidc-access-ttl", .kind = K_DURATION, FIELD(oidc_access_ttl_ms), .def = "10m",
+     .metavar = "DURATION", .help = "lifetime of an access token and of an ID token",
+     .group = "openid connect", .min = 1000, .max = DAY_MS},
+    {.name = "oidc-refresh-ttl", .kind = K_DURATION, FIELD(oidc_refresh_ttl_ms), .def = "30d",
+     .metavar = "DURATION",
+     .help = "absolute lifetime of a refresh-token family, counted from the grant",
+     .group = "openid connect", .min = 60000, .max = 3650 * DAY_MS},
 
     {.name = "user-store", .kind = K_ENUM, FIELD(user_store), .def = "sqlite",
      .metavar = "sqlite|postgres", .help = "where users live", .group = "stores",
@@ -308,6 +330,23 @@ static const keydesc_t keys[] = {
      .group = "email"},
     {.name = "product-name", .kind = K_STR, FIELD(product_name), .def = "Gatehouse",
      .metavar = "NAME", .help = "the product named in emails", .group = "email"},
+
+    /* OpenID Connect (issue #21): signing keys and clients (account/oidc_keys.h) */
+    {.name = "oidc-key-rotation", .kind = K_DURATION, FIELD(oidc_key_rotation_ms), .def = "90d",
+     .metavar = "DURATION",
+     .help = "signing keys older than this are replaced (the old ones stay in the JWKS until "
+             "their tokens expire); 0 = only by `gatehouse keys rotate`",
+     .group = "openid connect", .min = 0, .max = 3650 * DAY_MS},
+    {.name = "oidc-key-refresh", .kind = K_DURATION, FIELD(oidc_key_refresh_ms), .def = "60s",
+     .metavar = "DURATION",
+     .help = "how often a node re-reads the signing keys (a rotation by another node or by "
+             "command is used and published within this)",
+     .group = "openid connect", .min = 1000, .max = HOUR_MS},
+    {.name = "oidc-allow-http-redirects", .kind = K_BOOL, FIELD(oidc_allow_http_redirects),
+     .def = "false", .metavar = "[=true|false]",
+     .help = "clients may register http:// redirect URIs to any host (default: https, or http "
+             "to localhost, 127.0.0.1 and [::1] only)",
+     .group = "openid connect"},
 
     {.name = "http-threads", .kind = K_UINT, FIELD(http_threads), .def = "auto",
      .shown = "number of cores", .metavar = "N|auto", .help = "threads serving HTTP (0 = auto)",

@@ -72,6 +72,13 @@ typedef struct {
     char secret_key_file[GH_CONFIG_STR]; /* "" = DATA_DIR/secret.key, created when missing */
     uint32_t pending_logins;             /* 10000: the pending-login table's cap */
 
+    /* OpenID Connect grants (store/grant.h) */
+    uint32_t max_oidc_codes;             /* 100000 */
+    uint32_t max_oidc_families;          /* 1000000; also the bound of consents */
+    uint32_t max_oidc_families_per_user; /* 100: families and consents per user */
+    int64_t oidc_access_ttl_ms;          /* 10m */
+    int64_t oidc_refresh_ttl_ms;         /* 30d */
+
     /* stores */
     gh_user_store_kind_t user_store;
     char postgres_url[GH_CONFIG_STR];
@@ -108,6 +115,11 @@ typedef struct {
     int64_t smtp_timeout_ms;                   /* 30s: one delivery; the lease is this + 5s */
     char email_templates[GH_CONFIG_STR];       /* "" = built-in */
     char product_name[GH_CONFIG_STR];          /* "Gatehouse" */
+
+    /* OpenID Connect: signing keys and clients */
+    int64_t oidc_key_rotation_ms;   /* 90d; 0 = only by `gatehouse keys rotate` */
+    int64_t oidc_key_refresh_ms;    /* 60s: a node re-reads the keys this often */
+    bool oidc_allow_http_redirects; /* false: http:// redirect URIs only to loopback hosts */
 
     /* HTTP limits (not in the DESIGN table; added, documented in --help and docs/OPERATIONS.md) */
     uint32_t http_threads;                /* 0 in the file = number of cores; resolved by load */

@@ -171,6 +171,15 @@ unsigned gh_http_method_parse(const char *name);
 const char *gh_req_header(gh_req_t *r, const char *name);
 const char *gh_req_cookie(gh_req_t *r, const char *name);
 const char *gh_req_query(gh_req_t *r, const char *name);
+/* One argument of the query string, decoded ('+' and %XX) by libmicrohttpd. */
+typedef struct {
+    const char *name;
+    const char *value; /* "" for an argument without '=' */
+    size_t value_len;  /* may be less than the bytes up to a NUL: a value may hold %00 */
+} gh_req_arg_t;
+/* Every argument of the query string in the order sent, duplicates included: up to max into
+ * out. Returns how many the query holds (more than max: the caller refuses the request). */
+size_t gh_req_query_args(gh_req_t *r, gh_req_arg_t *out, size_t max);
 /* Every value of a header that may be sent on several lines (X-Forwarded-For), in the order
  * received. Keeps the LAST max values when there are more (the right end of such a list is the
  * part written by the nearest hops). Returns how many were stored in out. */

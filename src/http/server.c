@@ -155,6 +155,31 @@ const char *gh_req_query(gh_req_t *r, const char *name)
 }
 
 typedef struct {
+    gh_req_arg_t *out;
+    size_t max, n;
+} query_args_t;
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key_size;
+    query_args_t *qa = cls;
+    if (qa->n < qa->max)
+        qa->out[qa->n] = (gh_req_arg_t){
+            .name = key, .value = value ? value : "", .value_len = value ? value_size : 0};
+    qa->n++;
+    return MHD_YES;
+}
+
+size_t gh_req_query_args(gh_req_t *r, gh_req_arg_t *out, size_t max)
+{
+    query_args_t qa = {.out = out, .max = max};
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qa);
+    return qa.n;
+}
+
+typedef struct {
     const char *name;
     const char **out;
     size_t max, n;

@@ -37,6 +37,10 @@
     X(AUDIT, "audit")                                                                              \
     X(WEBAUTHN, "webauthn")                                                                        \
     X(PROFILER, "profiler")                                                                        \
+    X(OIDC_CODES, "oidc_codes")                                                                    \
+    X(OIDC_TOKENS, "oidc_tokens")                                                                  \
+    X(OIDC_CONSENTS, "oidc_consents")                                                              \
+    X(OIDC_KEYS, "oidc_keys")                                                                      \
     X(OTHER, "other")
 
 typedef enum {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "account/audit.h"
+#include "account/oidc_keys.h"
 #include "auth/secretkey.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -38,6 +39,9 @@
 #define JANITOR_MAX_WORK 20000
 #define AUDIT_PRUNE_EVERY 10     /* janitor ticks between two retention steps (1 s) */
 #define AUDIT_PRUNE_MAX_WORK 500 /* audit events removed per retention step at most */
+/* A retired signing key stays published this long: at least the longest life of a token it
+ * signed (ID and access tokens live --oidc-access-ttl, 10 minutes by default). */
+#define OIDC_RETIRE_AFTER_MS (60 * 60 * 1000LL)
 
 typedef struct {
     gh_app_t *app;
@@ -45,6 +49,7 @@ typedef struct {
     pthread_cond_t wake;
     bool stop;
     unsigned ticks;
+    unsigned oidc_every; /* janitor ticks between two refreshes of the signing keys */
 } janitor_t;
 
 /* Ends expired sessions every 100 ms with bounded work, so every session is gone within a
@@ -68,14 +73,24 @@ static void *janitor_main(void *arg)
         size_t n = gh_session_expire(j->app->sessions, gh_clock_now_ms(), JANITOR_MAX_WORK);
         if (n)
             GH_LOG(GH_LOG_DEBUG, "sessions expired", GH_LI("count", n));
+        if (j->app->grants) {
+            size_t g = gh_grant_expire(j->app->grants, gh_clock_now_ms(), JANITOR_MAX_WORK);
+            if (g)
+                GH_LOG(GH_LOG_DEBUG, "grants expired", GH_LI("count", g));
+        }
         /* Audit retention, incrementally: a backlog (a long-stopped node) drains over ticks. */
-        if (j->app->audit && ++j->ticks % AUDIT_PRUNE_EVERY == 0) {
+        ++j->ticks;
+        if (j->app->audit && j->ticks % AUDIT_PRUNE_EVERY == 0) {
             size_t pruned = 0;
             if (gh_audit_prune(j->app->audit, gh_clock_now_ms(), AUDIT_PRUNE_MAX_WORK, &pruned) ==
                     0 &&
                 pruned)
                 GH_LOG(GH_LOG_DEBUG, "audit events pruned", GH_LI("count", pruned));
         }
+        /* The signing keys: a rotation by another node or by `gatehouse keys rotate`, a rotation
+         * due on schedule, retired keys past their time (--oidc-key-refresh, 60 s). */
+        if (j->app->oidc_keys && j->ticks % j->oidc_every == 0)
+            GH_IGNORE(gh_oidc_keys_refresh(j->app->oidc_keys, gh_clock_now_ms()));
         /* systemd's watchdog hears from the thread that proves the session store is alive. */
         gh_notify_watchdog();
         pthread_mutex_lock(&j->lock);
@@ -291,6 +306,23 @@ static void audit_admin_event(void *ctx, const gh_audit_event_t *ev)
     GH_IGNORE(gh_statsd_event(n->audit_statsd, title, text, "info", "source:audit"));
 }
 
+/* The OpenID issuer: --public-url without its trailing slashes, else http:// and the listening
+ * address (an IPv6 host in brackets; the port the node really listens on). */
+static void set_issuer(gh_app_t *app, uint16_t port)
+{
+    const gh_config_t *cfg = &app->cfg;
+    if (cfg->public_url[0]) {
+        size_t n = strlen(cfg->public_url);
+        while (n > 0 && cfg->public_url[n - 1] == '/')
+            n--;
+        snprintf(app->issuer, sizeof app->issuer, "%.*s", (int)n, cfg->public_url);
+    } else {
+        bool v6 = strchr(cfg->listen_host, ':') != NULL;
+        snprintf(app->issuer, sizeof app->issuer, "http://%s%s%s:%u", v6 ? "[" : "",
+                 cfg->listen_host, v6 ? "]" : "", (unsigned)port);
+    }
+}
+
 static int open_audit(gh_node_t *n)
 {
     gh_app_t *app = &n->app;
@@ -350,7 +382,8 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
         pthread_join(n->janitor_thread, NULL);
     }
     gh_password_pool_stop(&n->app.passwords);
-    gh_audit_close(&n->app.audit); /* stores what is queued, before the user store goes */
+    gh_oidc_keys_close(&n->app.oidc_keys); /* the janitor that refreshed it has stopped */
+    gh_audit_close(&n->app.audit);         /* stores what is queued, before the user store goes */
     gh_statsd_close(&n->audit_statsd);
     gh_ratelimit_destroy(&n->app.ratelimit);
     gh_webauthn_challenges_free(&n->app.webauthn_challenges);
@@ -359,6 +392,7 @@ void gh_node_stop(gh_node_t **np, int64_t drain_ms)
     gh_mail_store_close(&n->app.mail_store);
     gh_user_store_close(&n->app.users);
     gh_pending_destroy(&n->app.pending);
+    gh_grant_destroy(&n->app.grants);
     sodium_memzero(n->app.secret_key, sizeof n->app.secret_key);
     gh_api_metrics_destroy(&n->app); /* after the stores, which report to it */
     pthread_mutex_destroy(&n->janitor.lock);
@@ -441,6 +475,17 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     if ((rc = open_audit(n)) != 0)
         goto fail;
+    /* OpenID Connect signing keys: made on the first start, sealed with the secret key. */
+    if ((rc = gh_oidc_keys_open(app->users, app->secret_key, cfg->oidc_key_rotation_ms,
+                                OIDC_RETIRE_AFTER_MS, &app->oidc_keys)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot load the OpenID signing keys", GH_LS("error", gh_strerror(rc)),
+               GH_LS("hint", rc == GH_EAUTH ? "they were sealed with another --secret-key-file"
+                                            : "see the lines above"));
+        goto fail;
+    }
+    n->janitor.oidc_every = (unsigned)(cfg->oidc_key_refresh_ms / JANITOR_PERIOD_MS);
+    if (n->janitor.oidc_every == 0)
+        n->janitor.oidc_every = 1;
     if (cfg->session_store == GH_SESSION_STORE_REDIS) {
         if ((rc = open_redis_sessions(cfg, gh_api_store_probe(app), &app->sessions)) != 0)
             goto fail;
@@ -471,6 +516,20 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                              &app->pending)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot make the pending-login table",
                GH_LS("error", gh_strerror(rc)));
+        goto fail;
+    }
+    /* OpenID Connect grants beside them: in Redis on the session store's connections, else in
+     * memory with families and consents written through to DATA_DIR/grants.db. */
+    gh_grant_limits_t gl = {.max_codes = cfg->max_oidc_codes,
+                            .max_families = cfg->max_oidc_families,
+                            .max_per_user = cfg->max_oidc_families_per_user,
+                            .refresh_ttl_ms = cfg->oidc_refresh_ttl_ms,
+                            .policy = cfg->session_policy};
+    if ((rc = cfg->session_store == GH_SESSION_STORE_REDIS
+                  ? gh_grant_redis_open(pending_connect, app->sessions, &gl, &app->grants)
+                  : gh_grant_persist_open(cfg->data_dir, &gl, cfg->durability, &app->grants)) !=
+        0) {
+        GH_LOG(GH_LOG_ERROR, "cannot open the grant store", GH_LS("error", gh_strerror(rc)));
         goto fail;
     }
     gh_password_params_t pp = {.memory = cfg->hash_memory,
@@ -548,6 +607,12 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     }
     n->listen_fd = listen_fd;
+    set_issuer(app, n->port);
+    gh_oidc_kids_t kids;
+    gh_oidc_keys_current(app->oidc_keys, &kids);
+    GH_LOG(GH_LOG_INFO, "OpenID provider", GH_LS("issuer", app->issuer),
+           GH_LS("rs256_kid", kids.kid[GH_JWT_RS256]), GH_LS("es256_kid", kids.kid[GH_JWT_ES256]),
+           GH_LS("eddsa_kid", kids.kid[GH_JWT_EDDSA]));
     gh_http_options_t hopt = {.listen_fd = listen_fd,
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,

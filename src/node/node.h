@@ -69,6 +69,9 @@ int gh_serve_main(int argc, char **argv);
 int gh_user_cmd_main(int argc, char **argv);
 /* `gatehouse audit [filters] [flags]` (audit_cmd.c): the audit trail as JSON lines. */
 int gh_audit_cmd_main(int argc, char **argv);
+/* `gatehouse client add|list|del` and `gatehouse keys rotate` (oidc_cmd.c). */
+int gh_client_cmd_main(int argc, char **argv);
+int gh_keys_cmd_main(int argc, char **argv);
 /* `gatehouse reload`: signals the node named by <data-dir>/gatehouse.pid and waits for it. */
 int gh_reload_cmd_main(int argc, char **argv);
 

@@ -410,6 +410,11 @@ int gh_reload_successor(gh_node_t *node, int handover_fd)
                GH_LS("error", gh_strerror(rc)));
         goto out;
     }
+    if (app->grants && (rc = gh_grant_takeover(app->grants)) != 0) {
+        GH_LOG(GH_LOG_ERROR, "cannot take the grant database over",
+               GH_LS("error", gh_strerror(rc)));
+        goto out;
+    }
     GH_LOG(GH_LOG_INFO, "took over", GH_LI("created_since_snapshot", st.loaded),
            GH_LI("ended_since_snapshot", st.ended), GH_LI("expired", st.expired),
            GH_LI("duration_ms", st.duration_ms));

@@ -70,6 +70,13 @@ typedef struct {
 void gh_session_client_make(gh_session_client_t *out, const char *ip, const char *ua,
                             size_t ua_len);
 
+/* How a session was signed in (its `amr`, a bit set; RFC 8176 names in the ID token). A session
+ * restored from a store that did not record it reads as GH_AMR_PWD. */
+#define GH_AMR_PWD 1u      /* password */
+#define GH_AMR_OTP 2u      /* TOTP code */
+#define GH_AMR_HWK 4u      /* WebAuthn: a security key as second step, or a passkey */
+#define GH_AMR_RECOVERY 8u /* a recovery code */
+
 /* A copy of one session, safe to use after the store's lock is gone. */
 typedef struct {
     char id[GH_SESSION_ID_LEN + 1];
@@ -78,6 +85,7 @@ typedef struct {
     int64_t last_seen_at_ms;
     int64_t expires_at_ms;      /* absolute deadline */
     int64_t idle_expires_at_ms; /* last_seen + idle_ttl, capped at expires_at */
+    uint8_t amr;                /* GH_AMR_* (every backend, lookup included) */
     /* create and list_user fill `client` and set has_client. lookup — the token check, run on
      * every request — does not copy it: it sets has_client false and leaves both strings "". */
     bool has_client;
@@ -159,9 +167,11 @@ typedef struct {
      * caller bug: tokens are random), GH_ELIMIT past the backend's hard maximum of sessions.
      * The client never makes a create fail: where a backend cannot keep it (the memory store's
      * client table is full, or memory for it cannot be had) the session is created with the
-     * unknown client, and out->client says what was kept. */
+     * unknown client, and out->client says what was kept. amr: GH_AMR_* (0 is kept as
+     * GH_AMR_PWD), returned by every later lookup and list. */
     int (*create)(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                  const gh_session_client_t *client, int64_t now_ms, gh_session_info_t *out);
+                  const gh_session_client_t *client, uint8_t amr, int64_t now_ms,
+                  gh_session_info_t *out);
     /* Finds a live session and slides its idle deadline. GH_ENOTFOUND when absent or past a
      * deadline (then it is ended as idle/expired). out->client is left empty (see
      * gh_session_info_t). */
@@ -218,14 +228,14 @@ int gh_session_memory_open(const gh_session_limits_t *limits, gh_session_store_t
 /*
  * Puts back a session saved earlier (the persistence layer reloading after a restart): `in` is
  * what create/list_user returned (id, user_id, created_at_ms, last_seen_at_ms, expires_at_ms,
- * client; idle_expires_at_ms and has_client are ignored, the idle deadline is recomputed from the
- * store's idle TTL, and the client is interned as on create).
- * The store keeps its rules: expires_at is capped at created_at + session_ttl, last_seen_at is
- * kept between created_at and now, the per-user cap and the budget apply as on create.
- * Sessions may come in any order (the store re-sorts its expiry lists once, on the next expire).
- * Returns 0; GH_EEXPIRED if the session is already past a deadline at now_ms (nothing stored);
- * GH_ELIMIT if the user is at the cap and this session is older than all of theirs; GH_EINVAL
- * for a malformed id or a store that is not a memory store; else as create.
+ * client, amr (0: GH_AMR_PWD); idle_expires_at_ms and has_client are ignored, the idle deadline is
+ * recomputed from the store's idle TTL, and the client is interned as on create). The store keeps
+ * its rules: expires_at is capped at created_at + session_ttl, last_seen_at is kept between
+ * created_at and now, the per-user cap and the budget apply as on create. Sessions may come in any
+ * order (the store re-sorts its expiry lists once, on the next expire). Returns 0; GH_EEXPIRED if
+ * the session is already past a deadline at now_ms (nothing stored); GH_ELIMIT if the user is at
+ * the cap and this session is older than all of theirs; GH_EINVAL for a malformed id or a store
+ * that is not a memory store; else as create.
  */
 int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN_HASH_LEN],
                               const gh_session_info_t *in, int64_t now_ms) GH_WUR;
@@ -369,7 +379,15 @@ GH_WUR static inline int gh_session_create(gh_session_store_t *s, uint64_t uid, 
                                            const gh_session_client_t *client, int64_t now,
                                            gh_session_info_t *o)
 {
-    return s->ops->create(s, uid, hash, client, now, o);
+    return s->ops->create(s, uid, hash, client, GH_AMR_PWD, now, o);
+}
+/* A create that records how the user signed in (GH_AMR_*). */
+GH_WUR static inline int gh_session_create_amr(gh_session_store_t *s, uint64_t uid,
+                                               const uint8_t *hash,
+                                               const gh_session_client_t *client, uint8_t amr,
+                                               int64_t now, gh_session_info_t *o)
+{
+    return s->ops->create(s, uid, hash, client, amr, now, o);
 }
 GH_WUR static inline int gh_session_lookup(gh_session_store_t *s, const uint8_t *hash, int64_t now,
                                            gh_session_info_t *o)

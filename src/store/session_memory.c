@@ -95,7 +95,8 @@ typedef struct {
     uint32_t user_prev, user_next; /* ring of the user's sessions; user_next goes to older */
     uint32_t user_chain;           /* user table chain (meaningful on the user's newest only) */
     uint32_t user_count;           /* the user's sessions (meaningful on the newest only) */
-    uint32_t client;               /* id in the client table; 0 = unknown */
+    uint32_t client : 28;          /* id in the client table (<= 2^24); 0 = unknown */
+    uint32_t amr : 4;              /* GH_AMR_* of the sign-in */
 } rec_t;
 _Static_assert(sizeof(rec_t) == 112, "a session record is 112 bytes");
 
@@ -437,6 +438,7 @@ static void fill_info(const store_t *st, const rec_t *r, bool with_client, gh_se
     out->last_seen_at_ms = last_seen_at(st, r);
     out->expires_at_ms = expires_at(st, r);
     out->idle_expires_at_ms = idle_deadline(st, r);
+    out->amr = (uint8_t)r->amr;
     out->has_client = with_client;
     if (with_client)
         client_copy(st, r->client, &out->client);
@@ -1060,8 +1062,8 @@ static void release(store_t *st, uint32_t i, gh_session_end_t reason)
  */
 static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
                        const uint8_t id[GH_SESSION_ID_RAW_LEN], const gh_session_client_t *client,
-                       uint32_t client_key, int64_t created, int64_t last_seen, int64_t expires,
-                       bool restoring, gh_session_info_t *out)
+                       uint32_t client_key, uint8_t amr, int64_t created, int64_t last_seen,
+                       int64_t expires, bool restoring, gh_session_info_t *out)
 {
     int rc = 0;
     const gh_session_limits_t *lim = &st->limits;
@@ -1112,6 +1114,7 @@ static int add_session(store_t *st, uint64_t user_id, const uint8_t hash[GH_TOKE
     r->expires = (uint32_t)((expires - created) / st->tick_ms);
     r->last_seen = (uint32_t)((last_seen - created) / st->tick_ms);
     r->client = cid;
+    r->amr = (amr ? amr : GH_AMR_PWD) & 15u;
     lh_insert(st, TOKENS, &st->tokens, i);
     /* A create appends in order (the store's clock never goes back and restored deadlines are
      * capped at created + session_ttl); only a restore can land out of order. */
@@ -1154,7 +1157,7 @@ static uint32_t client_prepare(const store_t *st, const gh_session_client_t *in,
 
 static int mem_create(gh_session_store_t *s, uint64_t user_id,
                       const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_session_client_t *client,
-                      int64_t now_ms, gh_session_info_t *out)
+                      uint8_t amr, int64_t now_ms, gh_session_info_t *out)
 {
     store_t *st = (store_t *)s;
     uint8_t id[GH_SESSION_ID_RAW_LEN];
@@ -1165,8 +1168,8 @@ static int mem_create(gh_session_store_t *s, uint64_t user_id,
     uint32_t key = client_prepare(st, client, &c);
     pthread_mutex_lock(&st->lock);
     int64_t now = advance_clock(st, now_ms);
-    int rc = add_session(st, user_id, hash, id, &c, key, now, now, now + st->limits.session_ttl_ms,
-                         false, out);
+    int rc = add_session(st, user_id, hash, id, &c, key, amr, now, now,
+                         now + st->limits.session_ttl_ms, false, out);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -1207,7 +1210,8 @@ int gh_session_memory_restore(gh_session_store_t *s, const uint8_t hash[GH_TOKEN
         rc = GH_EEXPIRED;
         goto out;
     }
-    rc = add_session(st, in->user_id, hash, id, &c, key, created, seen, expires, true, NULL);
+    rc = add_session(st, in->user_id, hash, id, &c, key, in->amr, created, seen, expires, true,
+                     NULL);
 out:
     pthread_mutex_unlock(&st->lock);
     sodium_memzero(id, sizeof id);

@@ -93,18 +93,18 @@ static const char *const statements[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO sessions (token_hash, id, user_id, created_at, last_seen_at,"
-                  " expires_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                  " expires_at, ip, user_agent, amr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_DELETE] = "DELETE FROM sessions WHERE token_hash = ?1",
     [ST_LOG_END] = "INSERT INTO ended (token_hash, reason) VALUES (?1, ?2)",
     /* max(): a flush never moves a session's idle clock back. */
     [ST_TOUCH] = "UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE token_hash = ?1",
     [ST_LOAD] = "SELECT seq, token_hash, id, user_id, created_at, last_seen_at, expires_at, ip,"
-                " user_agent FROM sessions WHERE seq > ?1 ORDER BY seq",
+                " user_agent, amr FROM sessions WHERE seq > ?1 ORDER BY seq",
     [ST_ENDED] = "SELECT seq, token_hash, reason FROM ended WHERE seq > ?1 ORDER BY seq",
     [ST_ENDED_MAX] = "SELECT coalesce(max(seq), 0) FROM ended",
     [ST_CLEAR_ENDED] = "DELETE FROM ended",
     [ST_PURGE] = "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
-    [ST_GET] = "SELECT id, user_id, created_at, last_seen_at, expires_at, ip, user_agent"
+    [ST_GET] = "SELECT id, user_id, created_at, last_seen_at, expires_at, ip, user_agent, amr"
                " FROM sessions WHERE token_hash = ?1",
 };
 
@@ -127,6 +127,9 @@ static const char *const migrations[] = {
     /* 1 -> 2: the client a session was created for; older rows have the unknown one. */
     "ALTER TABLE sessions ADD COLUMN ip TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT ''",
+    /* 2 -> 3: how the session was signed in (GH_AMR_*); older rows were password logins. */
+    "ALTER TABLE sessions ADD COLUMN amr INTEGER"
+    " NOT NULL DEFAULT 1",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -376,6 +379,7 @@ static int load_rows(persist_t *p, int64_t after, int64_t now, gh_session_load_s
             int ualen = sqlite3_column_bytes(st, 8);
             gh_session_client_make(&in.client, (const char *)ip, (const char *)ua,
                                    ua && ualen > 0 ? (size_t)ualen : 0);
+            in.amr = (uint8_t)sqlite3_column_int(st, 9);
             r = gh_session_memory_restore(p->mem, hash, &in, now);
         }
         if (r == 0) {
@@ -782,6 +786,7 @@ static void take_back_eviction(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LE
         int ualen = sqlite3_column_bytes(st, 6);
         gh_session_client_make(&in.client, (const char *)ip, (const char *)ua,
                                ua && ualen > 0 ? (size_t)ualen : 0);
+        in.amr = (uint8_t)sqlite3_column_int(st, 7);
         tls_quiet = p;
         r = gh_session_memory_restore(p->mem, hash, &in, now);
         tls_quiet = NULL;
@@ -795,7 +800,8 @@ static void take_back_eviction(persist_t *p, const uint8_t hash[GH_TOKEN_HASH_LE
 }
 
 static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[GH_TOKEN_HASH_LEN],
-                    const gh_session_client_t *client, int64_t now_ms, gh_session_info_t *out)
+                    const gh_session_client_t *client, uint8_t amr, int64_t now_ms,
+                    gh_session_info_t *out)
 {
     persist_t *p = (persist_t *)s;
     gh_session_info_t info;
@@ -812,7 +818,7 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
         return rc;
     p->nundo = 0;
     p->undo_on = true;
-    int mrc = gh_session_create(p->mem, user_id, hash, &c, now_ms, &info);
+    int mrc = gh_session_create_amr(p->mem, user_id, hash, &c, amr, now_ms, &info);
     p->undo_on = false;
     int dbrc = 0;
     if (mrc == 0) {
@@ -829,7 +835,8 @@ static int p_create(gh_session_store_t *s, uint64_t user_id, const uint8_t hash[
                  sqlite3_bind_int64(st, 5, info.last_seen_at_ms) != SQLITE_OK ||
                  sqlite3_bind_int64(st, 6, info.expires_at_ms) != SQLITE_OK ||
                  sqlite3_bind_text(st, 7, c.ip, -1, SQLITE_STATIC) != SQLITE_OK ||
-                 sqlite3_bind_text(st, 8, c.user_agent, -1, SQLITE_STATIC) != SQLITE_OK)
+                 sqlite3_bind_text(st, 8, c.user_agent, -1, SQLITE_STATIC) != SQLITE_OK ||
+                 sqlite3_bind_int(st, 9, info.amr) != SQLITE_OK)
             dbrc = db_error(p, "bind", SQLITE_ERROR);
         else
             dbrc = exec_stmt(p, ST_INSERT);

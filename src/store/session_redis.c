@@ -84,13 +84,13 @@
 #define SENTINEL_BACKOFF_MAX_MS 200
 
 /* the packed value */
-#define V_LAYOUT 1
+#define V_LAYOUT 2 /* 1: before the amr byte (read as GH_AMR_PWD) */
 #define V_C 1
 #define V_L 7
 #define V_E 13
 #define V_ID 19
 #define V_UIDLEN 35
-#define V_MAX (V_UIDLEN + 1 + 20 + 1 + GH_SESSION_IP_MAX + GH_SESSION_UA_MAX)
+#define V_MAX (V_UIDLEN + 1 + 20 + 1 + 1 + GH_SESSION_IP_MAX + GH_SESSION_UA_MAX)
 
 /* ---- scripts ---- */
 
@@ -422,6 +422,7 @@ typedef struct {
     uint64_t uid;
     int64_t c, l, e;
     char id[GH_SESSION_ID_LEN + 1];
+    uint8_t amr;
     gh_session_client_t client;
 } unpacked_t;
 
@@ -441,7 +442,8 @@ static int64_t get48(const uint8_t *p)
 
 /* Packs a session into out (V_MAX bytes); returns its length. */
 static size_t pack(uint8_t *out, uint64_t uid, int64_t c, int64_t l, int64_t e,
-                   const uint8_t id[GH_SESSION_ID_RAW_LEN], const gh_session_client_t *cl)
+                   const uint8_t id[GH_SESSION_ID_RAW_LEN], uint8_t amr,
+                   const gh_session_client_t *cl)
 {
     out[0] = V_LAYOUT;
     put48(out + V_C, c);
@@ -451,6 +453,7 @@ static size_t pack(uint8_t *out, uint64_t uid, int64_t c, int64_t l, int64_t e,
     int n = snprintf((char *)out + V_UIDLEN + 1, 21, "%llu", (unsigned long long)uid);
     out[V_UIDLEN] = (uint8_t)n;
     size_t o = V_UIDLEN + 1 + (size_t)n;
+    out[o++] = amr ? amr : GH_AMR_PWD; /* layout 2: the amr byte before the client */
     size_t iplen = strnlen(cl->ip, GH_SESSION_IP_MAX),
            ualen = strnlen(cl->user_agent, GH_SESSION_UA_MAX);
     out[o++] = (uint8_t)iplen;
@@ -466,10 +469,11 @@ static size_t pack(uint8_t *out, uint64_t uid, int64_t c, int64_t l, int64_t e,
 static bool unpack(const char *v, size_t n, bool with_client, unpacked_t *out)
 {
     const uint8_t *p = (const uint8_t *)v;
-    if (n < V_UIDLEN + 2 || p[0] != V_LAYOUT)
+    if (n < V_UIDLEN + 2 || (p[0] != 1 && p[0] != V_LAYOUT))
         return false;
     size_t un = p[V_UIDLEN];
-    if (un == 0 || un > 20 || V_UIDLEN + 1 + un + 1 > n)
+    size_t amr_len = p[0] == V_LAYOUT ? 1 : 0;
+    if (un == 0 || un > 20 || V_UIDLEN + 1 + un + amr_len + 1 > n)
         return false;
     char digits[21];
     memcpy(digits, v + V_UIDLEN + 1, un);
@@ -485,9 +489,12 @@ static bool unpack(const char *v, size_t n, bool with_client, unpacked_t *out)
     out->e = get48(p + V_E);
     gh_base64url_encode(p + V_ID, GH_SESSION_ID_RAW_LEN, out->id);
     out->id[GH_SESSION_ID_LEN] = '\0';
+    out->amr = amr_len ? p[V_UIDLEN + 1 + un] : GH_AMR_PWD;
+    if (!out->amr)
+        out->amr = GH_AMR_PWD;
     if (!with_client)
         return true;
-    size_t o = V_UIDLEN + 1 + un;
+    size_t o = V_UIDLEN + 1 + un + amr_len;
     size_t iplen = p[o++];
     if (o + iplen > n)
         return false;
@@ -1057,10 +1064,11 @@ static int malformed(redisReply *r, const char *op)
 
 /* client: what to report (create, list), or NULL for a lookup, which reads no client. */
 static void fill_info(redis_store_t *s, gh_session_info_t *out, uint64_t uid, const char *id,
-                      size_t idlen, long long c, long long l, long long e,
+                      size_t idlen, long long c, long long l, long long e, uint8_t amr,
                       const gh_session_client_t *client)
 {
     memset(out, 0, offsetof(gh_session_info_t, client));
+    out->amr = amr ? amr : GH_AMR_PWD;
     memcpy(out->id, id, idlen < GH_SESSION_ID_LEN ? idlen : GH_SESSION_ID_LEN);
     out->user_id = uid;
     out->created_at_ms = c;
@@ -1078,7 +1086,8 @@ static void fill_info(redis_store_t *s, gh_session_info_t *out, uint64_t uid, co
 /* ---- operations ---- */
 
 static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *hash,
-                    const gh_session_client_t *client, int64_t now, gh_session_info_t *out)
+                    const gh_session_client_t *client, uint8_t amr, int64_t now,
+                    gh_session_info_t *out)
 {
     redis_store_t *s = (redis_store_t *)base;
     now = clamp_now(s, now);
@@ -1097,7 +1106,7 @@ static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *h
     randombytes_buf(raw, sizeof raw);
     gh_base64url_encode(raw, sizeof raw, id);
     id[GH_SESSION_ID_LEN] = '\0';
-    size_t vlen = pack(value, user_id, now, now, expires, raw, &cl);
+    size_t vlen = pack(value, user_id, now, now, expires, raw, amr, &cl);
     const char *extra[] = {(const char *)hash, uid, (const char *)value, exp, cap};
     size_t lens[] = {KEY_HASH_LEN, strlen(uid), vlen, strlen(exp), strlen(cap)};
     redisReply *r = NULL;
@@ -1119,7 +1128,7 @@ static int r_create(gh_session_store_t *base, uint64_t user_id, const uint8_t *h
     count_end(s, GH_END_IDLE, (uint64_t)idle);
     count_end(s, GH_END_EXPIRED, (uint64_t)expired);
     if (out)
-        fill_info(s, out, user_id, id, GH_SESSION_ID_LEN, now, now, expires, &cl);
+        fill_info(s, out, user_id, id, GH_SESSION_ID_LEN, now, now, expires, amr, &cl);
     return 0;
 }
 
@@ -1205,7 +1214,7 @@ static int r_lookup(gh_session_store_t *base, const uint8_t *hash, int64_t now,
             return rc;
     }
     if (out)
-        fill_info(s, out, u.uid, u.id, GH_SESSION_ID_LEN, u.c, u.l, u.e, NULL);
+        fill_info(s, out, u.uid, u.id, GH_SESSION_ID_LEN, u.c, u.l, u.e, u.amr, NULL);
     return 0;
 }
 
@@ -1306,7 +1315,7 @@ static int r_list_user(gh_session_store_t *base, uint64_t user_id, int64_t now,
             *n = 0;
             return malformed(r, "list");
         }
-        fill_info(s, &out[i], user_id, u.id, GH_SESSION_ID_LEN, u.c, u.l, u.e, &u.client);
+        fill_info(s, &out[i], user_id, u.id, GH_SESSION_ID_LEN, u.c, u.l, u.e, u.amr, &u.client);
     }
     *n = r->elements;
     freeReplyObject(r);
@@ -1395,7 +1404,9 @@ static const char check_script[] = PRELUDE
     "for _, sk in ipairs(redis.call('KEYS', P .. 'k*')) do\n"
     "  local h = string.sub(sk, #P + 2)\n"
     "  local v = redis.call('GET', sk)\n"
-    "  if #h ~= 24 or string.byte(v, 1) ~= 1 then return bad('value', sk) end\n"
+    "  if #h ~= 24 or (string.byte(v, 1) ~= 1 and string.byte(v, 1) ~= 2) then\n"
+    "    return bad('value', sk)\n"
+    "  end\n"
     "  local c, l, e = times(v)\n"
     "  if not (c <= l and l < e) then return bad('times', sk) end\n"
     "  local u = uid(v)\n"

@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "store/audit_record.h"
+#include "store/oidc_records.h"
 #include "store/probe.h"
 
 #define GH_USERNAME_MAX 64
@@ -143,6 +144,26 @@ typedef struct {
     /* Unused codes left, and when one was last used (0: never). */
     int (*recovery_state)(gh_user_store_t *s, uint64_t user_id, size_t *left,
                           int64_t *last_used_ms);
+    /* ---- OpenID Connect clients and signing keys (store/oidc_records.h; oidc_sqlite.c,
+     * oidc_postgres.c); a wrapper store answers them through `inner` ---- */
+    /* Stores c. GH_EEXISTS when the client_id is taken, GH_EINVAL when a field does not fit. */
+    int (*oidc_client_add)(gh_user_store_t *s, const gh_oidc_client_t *c);
+    /* GH_ENOTFOUND when absent. */
+    int (*oidc_client_get)(gh_user_store_t *s, const char *client_id, gh_oidc_client_t *out);
+    /* Clients with client_id > after ("" from the first) in client_id order, up to cap. */
+    int (*oidc_client_list)(gh_user_store_t *s, const char *after, gh_oidc_client_t *out,
+                            size_t cap, size_t *n);
+    /* GH_ENOTFOUND when absent. */
+    int (*oidc_client_del)(gh_user_store_t *s, const char *client_id);
+    /* Every stored key, newest generation first (then by alg), up to cap. */
+    int (*oidc_key_list)(gh_user_store_t *s, gh_oidc_key_rec_t *out, size_t cap, size_t *n);
+    /* In ONE transaction: stores the n keys (all of one generation G) and retires (retired_at =
+     * now_ms) every current key of an older generation. GH_EEXISTS (nothing written) when
+     * generation G exists already: someone else rotated first. */
+    int (*oidc_key_rotate)(gh_user_store_t *s, const gh_oidc_key_rec_t *keys, size_t n,
+                           int64_t now_ms);
+    /* Deletes the keys retired at or before retired_before_ms; *removed how many. */
+    int (*oidc_key_prune)(gh_user_store_t *s, int64_t retired_before_ms, size_t *removed);
     void (*close)(gh_user_store_t **s);
 } gh_user_store_ops_t;
 
@@ -350,6 +371,47 @@ GH_WUR static inline int gh_user_recovery_state(gh_user_store_t *s, uint64_t use
 {
     s = gh_user_factor_store(s);
     return s->ops->recovery_state(s, user_id, left, last_used_ms);
+}
+/* OpenID Connect clients and keys (a cache answers its backend, as for factors). */
+GH_WUR static inline int gh_user_oidc_client_add(gh_user_store_t *s, const gh_oidc_client_t *c)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_client_add(s, c);
+}
+GH_WUR static inline int gh_user_oidc_client_get(gh_user_store_t *s, const char *client_id,
+                                                 gh_oidc_client_t *out)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_client_get(s, client_id, out);
+}
+GH_WUR static inline int gh_user_oidc_client_list(gh_user_store_t *s, const char *after,
+                                                  gh_oidc_client_t *out, size_t cap, size_t *n)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_client_list(s, after, out, cap, n);
+}
+GH_WUR static inline int gh_user_oidc_client_del(gh_user_store_t *s, const char *client_id)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_client_del(s, client_id);
+}
+GH_WUR static inline int gh_user_oidc_key_list(gh_user_store_t *s, gh_oidc_key_rec_t *out,
+                                               size_t cap, size_t *n)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_key_list(s, out, cap, n);
+}
+GH_WUR static inline int gh_user_oidc_key_rotate(gh_user_store_t *s, const gh_oidc_key_rec_t *keys,
+                                                 size_t n, int64_t now_ms)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_key_rotate(s, keys, n, now_ms);
+}
+GH_WUR static inline int gh_user_oidc_key_prune(gh_user_store_t *s, int64_t retired_before_ms,
+                                                size_t *removed)
+{
+    s = gh_user_factor_store(s);
+    return s->ops->oidc_key_prune(s, retired_before_ms, removed);
 }
 static inline void gh_user_store_close(gh_user_store_t **s)
 {

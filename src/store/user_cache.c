@@ -303,7 +303,7 @@ static void c_close(gh_user_store_t **base)
     *base = NULL;
 }
 
-/* Factors are not cached: every factor operation goes to the backend. */
+/* Factors and the OpenID Connect tables are not cached: their operations go to the backend. */
 static gh_user_store_t *c_inner(gh_user_store_t *base)
 {
     return ((cache_t *)base)->backend;

@@ -38,7 +38,9 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/pool.h"
+#include "store/oidc_store.h"
 #include "store/probe.h"
+#include "store/user_postgres.h"
 
 #define DEFAULT_POOL 4
 #define DEFAULT_TIMEOUT_MS 5000
@@ -241,16 +243,11 @@ static const char *const migrations[] = {
     " claimed_until bigint NOT NULL DEFAULT 0, state text NOT NULL DEFAULT 'queued',"
     " done_at bigint, last_error text);"
     "CREATE INDEX gatehouse_email_outbox_due ON gatehouse_email_outbox (state, next_attempt_at);",
+    gh_oidc_postgres_migration, /* 5: OpenID Connect clients and signing keys (oidc_postgres.c) */
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
-typedef struct {
-    gh_user_store_t base; /* first: the interface pointer is the struct pointer */
-    char *url;
-    int timeout_ms;
-    gh_store_pool_t *pool;  /* connections with back-off (store/pool.c) */
-    gh_store_probe_t probe; /* told of every round trip */
-} pg_store_t;
+typedef gh_user_pg_t pg_store_t; /* store/user_postgres.h */
 
 /* ---- connections ---- */
 
@@ -962,6 +959,13 @@ static const gh_user_store_ops_t postgres_ops = {
     .recovery_set = p_recovery_set,
     .recovery_use = p_recovery_use,
     .recovery_state = p_recovery_state,
+    .oidc_client_add = gh_oidc_pg_client_add,
+    .oidc_client_get = gh_oidc_pg_client_get,
+    .oidc_client_list = gh_oidc_pg_client_list,
+    .oidc_client_del = gh_oidc_pg_client_del,
+    .oidc_key_list = gh_oidc_pg_key_list,
+    .oidc_key_rotate = gh_oidc_pg_key_rotate,
+    .oidc_key_prune = gh_oidc_pg_key_prune,
     .name = "postgres",
     .create = p_create,
     .get_by_name = p_get_by_name,

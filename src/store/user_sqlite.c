@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "mem/mem.h"
 #include "store/audit_sqlite.h"
+#include "store/oidc_store.h"
 #include "store/sqlite_schema.h"
 #include "store/user_sqlite.h"
 
@@ -67,7 +68,7 @@ static const char *const statements[ST__COUNT] = {
     [ST_PING] = "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1)",
     /* While writes fail, ping writes one page (the schema version, unchanged) to see whether
      * they work again. Kept equal to SCHEMA_VERSION by a static assertion below. */
-    [ST_PROBE] = "PRAGMA user_version = 4",
+    [ST_PROBE] = "PRAGMA user_version = 5",
 };
 
 /* migrations[i] brings the schema from user_version i to i + 1. Append; never edit an entry, a
@@ -113,9 +114,10 @@ static const char *const migrations[] = {
     " next_attempt_at INTEGER NOT NULL, claimed_by TEXT, claimed_until INTEGER NOT NULL DEFAULT 0,"
     " state TEXT NOT NULL DEFAULT 'queued', done_at INTEGER, last_error TEXT);"
     "CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at);",
+    gh_oidc_sqlite_migration, /* 5: OpenID Connect clients and signing keys (oidc_sqlite.c) */
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-_Static_assert(SCHEMA_VERSION == 4, "update ST_PROBE's user_version with the schema");
+_Static_assert(SCHEMA_VERSION == 5, "update ST_PROBE's user_version with the schema");
 
 _Static_assert(ST__COUNT <= GH_USER_SQLITE_STATEMENTS, "raise GH_USER_SQLITE_STATEMENTS");
 typedef gh_user_sqlite_t sqlite_store_t;
@@ -516,6 +518,13 @@ static const gh_user_store_ops_t sqlite_ops = {
     .recovery_set = gh_user_sqlite_recovery_set,
     .recovery_use = gh_user_sqlite_recovery_use,
     .recovery_state = gh_user_sqlite_recovery_state,
+    .oidc_client_add = gh_oidc_sqlite_client_add,
+    .oidc_client_get = gh_oidc_sqlite_client_get,
+    .oidc_client_list = gh_oidc_sqlite_client_list,
+    .oidc_client_del = gh_oidc_sqlite_client_del,
+    .oidc_key_list = gh_oidc_sqlite_key_list,
+    .oidc_key_rotate = gh_oidc_sqlite_key_rotate,
+    .oidc_key_prune = gh_oidc_sqlite_key_prune,
     .close = u_close,
 };
 

@@ -42,7 +42,7 @@ typedef enum {
 /* At most this many labels per family (route x code is 2). */
 #define GH_METRIC_MAX_LABELS 4
 /* At most this many series per family: a guard against a label list that multiplies badly. */
-#define GH_METRIC_MAX_SERIES 4096
+#define GH_METRIC_MAX_SERIES 16384
 /* At most this many finite bucket bounds per histogram (+Inf is implicit). */
 #define GH_METRIC_MAX_BUCKETS 32
 /* A sensible bound for gh_metrics_render's max_bytes. */

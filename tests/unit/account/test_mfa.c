@@ -360,6 +360,45 @@ static void recovery_codes_removal_and_reset(void **state)
     assert_int_equal(l.next, GH_ACCOUNT_NEXT_DONE);
 }
 
+/* The session remembers how it was signed in (its amr, for the ID token): the password alone,
+ * the password and a TOTP code, the password and a recovery code — and a token check says so. */
+static void a_session_records_how_it_was_signed_in(void **state)
+{
+    fixture_t *f = *state;
+    gh_account_login_t l;
+    gh_session_info_t info;
+    registered(f, "plain");
+    assert_int_equal(do_login(f, "plain", PASSWORD, "192.0.2.9", &l), 0);
+    assert_int_equal(l.next, GH_ACCOUNT_NEXT_DONE);
+    assert_int_equal(l.session.amr, GH_AMR_PWD);
+    assert_int_equal(gh_session_lookup(f->sessions, l.token_hash, gh_clock_now_ms(), &info), 0);
+    assert_int_equal(info.amr, GH_AMR_PWD);
+
+    enrolled_t e;
+    enrol(f, "sam", &e);
+    gh_account_client_t c = client_at("192.0.2.9");
+    char pending[GH_TOKEN_LEN + 1], code[7];
+    assert_int_equal(do_login(f, "sam", PASSWORD, "192.0.2.9", &l), 0);
+    memcpy(pending, l.pending, sizeof pending);
+    code_at(e.secret, 30, code);
+    gh_account_mfa_proof_t totp = {.method = GH_MFA_TOTP, .code = code, .code_len = 6};
+    assert_int_equal(gh_account_mfa_finish(&f->a, &l, pending, strlen(pending), &totp, &c), 0);
+    assert_int_equal(l.session.amr, GH_AMR_PWD | GH_AMR_OTP);
+    assert_int_equal(gh_session_lookup(f->sessions, l.token_hash, gh_clock_now_ms(), &info), 0);
+    assert_int_equal(info.amr, GH_AMR_PWD | GH_AMR_OTP);
+
+    assert_int_equal(do_login(f, "sam", PASSWORD, "192.0.2.9", &l), 0);
+    memcpy(pending, l.pending, sizeof pending);
+    gh_account_mfa_proof_t rec = {.method = GH_MFA_RECOVERY, .code = e.codes[0], .code_len = 11};
+    assert_int_equal(gh_account_mfa_finish(&f->a, &l, pending, strlen(pending), &rec, &c), 0);
+    assert_int_equal(l.session.amr, GH_AMR_PWD | GH_AMR_RECOVERY);
+    gh_session_info_t list[8];
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(f->sessions, e.id, gh_clock_now_ms(), list, 8, &n), 0);
+    assert_true(n >= 2);
+    assert_int_equal(list[0].amr, GH_AMR_PWD | GH_AMR_RECOVERY); /* newest first */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +406,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(the_fifth_wrong_step_ends_it, setup, teardown),
         cmocka_unit_test_setup_teardown(recovery_codes_removal_and_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_session_records_how_it_was_signed_in, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -619,6 +619,35 @@ static void clients_are_listed_not_looked_up(void **state)
     assert_at_mark(m0);
 }
 
+/* How a session was signed in (its amr) is what create was told, on lookup and list alike; a
+ * plain create is a password login. */
+static void amr_is_recorded(void **state)
+{
+    (void)state;
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(&l);
+    static const uint8_t kinds[] = {GH_AMR_PWD | GH_AMR_OTP, GH_AMR_HWK,
+                                    GH_AMR_PWD | GH_AMR_RECOVERY, GH_AMR_PWD | GH_AMR_HWK};
+    gh_session_info_t a, b;
+    for (int i = 0; i < 4; i++) {
+        hash_t h = H(10 + i);
+        assert_int_equal(gh_session_create_amr(s, 77, h.b, NULL, kinds[i], T0 + i, &a), 0);
+        assert_int_equal(a.amr, kinds[i]);
+        assert_int_equal(lookup(s, 10 + i, T0 + 10, &b), 0);
+        assert_int_equal(b.amr, kinds[i]);
+    }
+    create_ok(s, 77, 20, T0 + 20, &a);
+    assert_int_equal(a.amr, GH_AMR_PWD);
+    gh_session_info_t list[8];
+    size_t n = 0;
+    assert_int_equal(gh_session_list_user(s, 77, T0 + 21, list, 8, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(list[0].amr, GH_AMR_PWD); /* newest first */
+    assert_int_equal(list[1].amr, GH_AMR_PWD | GH_AMR_HWK);
+    assert_int_equal(list[4].amr, GH_AMR_PWD | GH_AMR_OTP);
+    gh_session_store_destroy(&s);
+}
+
 #define SESSION_SUITE_TEST(f) cmocka_unit_test_setup(f, suite_setup)
 #define SESSION_SUITE_TESTS                                                                        \
     SESSION_SUITE_TEST(create_then_lookup), SESSION_SUITE_TEST(idle_deadline_slides_on_lookup),    \
@@ -631,6 +660,6 @@ static void clients_are_listed_not_looked_up(void **state)
         SESSION_SUITE_TEST(list_is_newest_first_and_live_only),                                    \
         SESSION_SUITE_TEST(per_user_cap_evicts_the_oldest),                                        \
         SESSION_SUITE_TEST(clock_going_back_is_harmless), SESSION_SUITE_TEST(two_threads_smoke),   \
-        SESSION_SUITE_TEST(clients_are_listed_not_looked_up)
+        SESSION_SUITE_TEST(clients_are_listed_not_looked_up), SESSION_SUITE_TEST(amr_is_recorded)
 
 #endif

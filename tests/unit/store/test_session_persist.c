@@ -292,6 +292,39 @@ static void a_database_from_before_clients_is_migrated(void **state)
     gh_session_store_destroy(&s);
 }
 
+/* How a session was signed in survives a restart; a row from before amr was kept (the v1 file
+ * above, migrated) reads as a password login. */
+static void amr_comes_back_after_a_restart(void **state)
+{
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    int64_t now = gh_clock_now_ms();
+    hash_t h1 = H(1), h2 = H(2);
+    gh_session_info_t info;
+    assert_int_equal(gh_session_create_amr(s, 5, h1.b, NULL, GH_AMR_PWD | GH_AMR_OTP, now, &info),
+                     0);
+    assert_int_equal(gh_session_create_amr(s, 5, h2.b, NULL, GH_AMR_HWK, now + 1, &info), 0);
+    gh_session_store_destroy(&s);
+    s = open_store(DIR(state), &l, false, NULL);
+    assert_int_equal(gh_session_lookup(s, h1.b, now + 2, &info), 0);
+    assert_int_equal(info.amr, GH_AMR_PWD | GH_AMR_OTP);
+    assert_int_equal(gh_session_lookup(s, h2.b, now + 2, &info), 0);
+    assert_int_equal(info.amr, GH_AMR_HWK);
+    gh_session_store_destroy(&s);
+}
+
+static void a_row_from_before_amr_reads_as_a_password_login(void **state)
+{
+    a_database_from_before_clients_is_migrated(state);
+    gh_session_limits_t l = limits();
+    gh_session_store_t *s = open_store(DIR(state), &l, false, NULL);
+    hash_t h1 = H(1);
+    gh_session_info_t info;
+    assert_int_equal(gh_session_lookup(s, h1.b, gh_clock_now_ms(), &info), 0);
+    assert_int_equal(info.amr, GH_AMR_PWD);
+    gh_session_store_destroy(&s);
+}
+
 static void expired_sessions_are_dropped_and_deleted(void **state)
 {
     gh_session_limits_t l = limits();
@@ -627,6 +660,8 @@ int main(int argc, char **argv)
         T(the_public_id_and_times_come_back),
         T(clients_come_back_after_a_restart),
         T(a_database_from_before_clients_is_migrated),
+        T(amr_comes_back_after_a_restart),
+        T(a_row_from_before_amr_reads_as_a_password_login),
         T(expired_sessions_are_dropped_and_deleted),
         T(last_seen_reaches_the_disk_by_flush),
         T(handover_catches_up_what_changed_during_the_load),

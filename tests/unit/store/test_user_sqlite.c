@@ -59,7 +59,7 @@ static void wal_mode_and_schema_version_are_set(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 4); /* 2: audit, 3: second factors, 4: email */
+    assert_int_equal(sqlite3_column_int(st, 0), 5); /* 2: audit, 3: factors, 4: email, 5: oidc */
     sqlite3_finalize(st);
     sqlite3_close(raw);
 }

@@ -714,6 +714,156 @@ static void recovery_codes_are_single_use_and_replaced_whole(void **state)
     gh_user_store_close(&s);
 }
 
+/* OpenID Connect clients (store/oidc_records.h): kept field for field (URI lists in order, the
+ * secret hash or none), listed in client_id order from a cursor, unique ids, deleted once. */
+static gh_oidc_client_t *oidc_client(const char *id, bool is_public)
+{
+    static gh_oidc_client_t c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.client_id, sizeof c.client_id, "%s", id);
+    snprintf(c.name, sizeof c.name, "App '%s'; --", id);
+    snprintf(c.id_token_alg, sizeof c.id_token_alg, "ES256");
+    c.is_public = is_public;
+    c.consent = !is_public;
+    snprintf(c.redirect_uris[0], sizeof c.redirect_uris[0], "https://app.example/cb?x=1&y='");
+    snprintf(c.redirect_uris[1], sizeof c.redirect_uris[1], "http://127.0.0.1:8000/cb");
+    c.n_redirect = 2;
+    if (!is_public) {
+        snprintf(c.post_logout_uris[0], sizeof c.post_logout_uris[0], "https://app.example/");
+        c.n_post_logout = 1;
+        memset(c.secret_hash, 0xab, sizeof c.secret_hash);
+    }
+    c.created_at = 1234567890123;
+    return &c;
+}
+
+static void oidc_clients_are_kept_listed_and_deleted(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    assert_int_equal(gh_user_oidc_client_add(s, oidc_client("bbb", false)), 0);
+    assert_int_equal(gh_user_oidc_client_add(s, oidc_client("aaa", true)), 0);
+    assert_int_equal(gh_user_oidc_client_add(s, oidc_client("ccc", false)), 0);
+    assert_int_equal(gh_user_oidc_client_add(s, oidc_client("aaa", false)), GH_EEXISTS);
+    gh_oidc_client_t *bad = oidc_client("ddd", false);
+    bad->n_redirect = 0;
+    assert_int_equal(gh_user_oidc_client_add(s, bad), GH_EINVAL);
+    bad = oidc_client("ddd", false);
+    snprintf(bad->redirect_uris[0], sizeof bad->redirect_uris[0], "https://a/\nhttps://b/");
+    bad->redirect_uris[0][10] = '\n'; /* a newline would split into two URIs */
+    assert_int_equal(gh_user_oidc_client_add(s, bad), GH_EINVAL);
+    gh_user_store_close(&s);
+
+    s = open_store();
+    gh_oidc_client_t *got = calloc(4, sizeof *got);
+    assert_int_equal(gh_user_oidc_client_get(s, "bbb", &got[0]), 0);
+    gh_oidc_client_t *want = oidc_client("bbb", false);
+    assert_string_equal(got[0].client_id, "bbb");
+    assert_string_equal(got[0].name, want->name);
+    assert_false(got[0].is_public);
+    assert_true(got[0].consent);
+    assert_string_equal(got[0].id_token_alg, "ES256");
+    assert_int_equal(got[0].n_redirect, 2);
+    assert_string_equal(got[0].redirect_uris[0], want->redirect_uris[0]);
+    assert_string_equal(got[0].redirect_uris[1], want->redirect_uris[1]);
+    assert_int_equal(got[0].n_post_logout, 1);
+    assert_string_equal(got[0].post_logout_uris[0], "https://app.example/");
+    assert_memory_equal(got[0].secret_hash, want->secret_hash, sizeof want->secret_hash);
+    assert_int_equal(got[0].created_at, 1234567890123);
+    assert_int_equal(gh_user_oidc_client_get(s, "aaa", &got[0]), 0);
+    assert_true(got[0].is_public);
+    assert_int_equal(got[0].n_post_logout, 0);
+    static const uint8_t zero[GH_OIDC_SECRET_HASH_LEN];
+    assert_memory_equal(got[0].secret_hash, zero, sizeof zero);
+    assert_int_equal(gh_user_oidc_client_get(s, "AAA", &got[0]), GH_ENOTFOUND);
+    assert_int_equal(gh_user_oidc_client_get(s, "' OR 1=1 --", &got[0]), GH_ENOTFOUND);
+
+    size_t n = 9;
+    assert_int_equal(gh_user_oidc_client_list(s, "", got, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(got[0].client_id, "aaa");
+    assert_string_equal(got[1].client_id, "bbb");
+    assert_int_equal(gh_user_oidc_client_list(s, "bbb", got, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0].client_id, "ccc");
+
+    assert_int_equal(gh_user_oidc_client_del(s, "bbb"), 0);
+    assert_int_equal(gh_user_oidc_client_del(s, "bbb"), GH_ENOTFOUND);
+    assert_int_equal(gh_user_oidc_client_get(s, "bbb", &got[0]), GH_ENOTFOUND);
+    assert_int_equal(gh_user_oidc_client_list(s, "", got, 4, &n), 0);
+    assert_int_equal(n, 2);
+    free(got);
+    gh_user_store_close(&s);
+}
+
+static gh_oidc_key_rec_t oidc_key(const char *kid, const char *alg, int64_t gen, int64_t t)
+{
+    gh_oidc_key_rec_t k;
+    memset(&k, 0, sizeof k);
+    snprintf(k.kid, sizeof k.kid, "%s", kid);
+    snprintf(k.alg, sizeof k.alg, "%s", alg);
+    k.generation = gen;
+    k.created_at = t;
+    k.sealed_len = 1300; /* an RSA key's size, with a NUL inside */
+    for (size_t i = 0; i < k.sealed_len; i++)
+        k.sealed[i] = (uint8_t)(i * 7 + (size_t)gen);
+    return k;
+}
+
+/* Signing keys: a rotation stores a generation and retires the older one in the same step; the
+ * same generation a second time is refused whole (another node rotated first); prune deletes
+ * only keys retired long enough ago. */
+static void oidc_key_generations_rotate_once(void **state)
+{
+    (void)state;
+    gh_user_store_t *s = open_store();
+    gh_oidc_key_rec_t *recs = calloc(8, sizeof *recs);
+    size_t n = 9;
+    assert_int_equal(gh_user_oidc_key_list(s, recs, 8, &n), 0);
+    assert_int_equal(n, 0);
+    gh_oidc_key_rec_t g1[2] = {oidc_key("k1rs", "RS256", 1, 100),
+                               oidc_key("k1es", "ES256", 1, 100)};
+    assert_int_equal(gh_user_oidc_key_rotate(s, g1, 2, 100), 0);
+    gh_oidc_key_rec_t g2[2] = {oidc_key("k2rs", "RS256", 2, 200),
+                               oidc_key("k2es", "ES256", 2, 200)};
+    assert_int_equal(gh_user_oidc_key_rotate(s, g2, 2, 200), 0);
+    /* another node's generation 2: refused, and nothing of it stored */
+    gh_oidc_key_rec_t late[2] = {oidc_key("lxrs", "RS256", 2, 210),
+                                 oidc_key("lxes", "ES256", 2, 210)};
+    assert_int_equal(gh_user_oidc_key_rotate(s, late, 2, 210), GH_EEXISTS);
+    gh_user_store_close(&s);
+
+    s = open_store();
+    assert_int_equal(gh_user_oidc_key_list(s, recs, 8, &n), 0);
+    assert_int_equal(n, 4);
+    /* newest generation first, then by alg */
+    assert_string_equal(recs[0].kid, "k2es");
+    assert_string_equal(recs[1].kid, "k2rs");
+    assert_int_equal(recs[0].retired_at, 0);
+    assert_int_equal(recs[1].retired_at, 0);
+    assert_string_equal(recs[2].kid, "k1es");
+    assert_int_equal(recs[2].retired_at, 200);
+    assert_int_equal(recs[3].retired_at, 200);
+    assert_int_equal(recs[3].generation, 1);
+    assert_int_equal(recs[3].created_at, 100);
+    gh_oidc_key_rec_t want = oidc_key("k1rs", "RS256", 1, 100);
+    assert_string_equal(recs[3].alg, "RS256");
+    assert_int_equal(recs[3].sealed_len, want.sealed_len);
+    assert_memory_equal(recs[3].sealed, want.sealed, want.sealed_len);
+
+    size_t removed = 9;
+    assert_int_equal(gh_user_oidc_key_prune(s, 199, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(gh_user_oidc_key_prune(s, 200, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(gh_user_oidc_key_list(s, recs, 8, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(gh_user_oidc_key_prune(s, INT64_MAX, &removed), 0);
+    assert_int_equal(removed, 0); /* current keys are never pruned */
+    free(recs);
+    gh_user_store_close(&s);
+}
+
 #define USER_SUITE_TEST(f) cmocka_unit_test_setup_teardown(f, user_suite_setup, user_suite_teardown)
 #define USER_SUITE_TESTS                                                                           \
     USER_SUITE_TEST(create_and_find_case_insensitively), USER_SUITE_TEST(set_password_and_delete), \
@@ -728,6 +878,8 @@ static void recovery_codes_are_single_use_and_replaced_whole(void **state)
         USER_SUITE_TEST(audited_changes_come_with_their_event),                                    \
         USER_SUITE_TEST(factors_are_kept_per_user_and_survive_a_reopen),                           \
         USER_SUITE_TEST(a_factor_counter_only_moves_forward),                                      \
-        USER_SUITE_TEST(recovery_codes_are_single_use_and_replaced_whole)
+        USER_SUITE_TEST(recovery_codes_are_single_use_and_replaced_whole),                         \
+        USER_SUITE_TEST(oidc_clients_are_kept_listed_and_deleted),                                 \
+        USER_SUITE_TEST(oidc_key_generations_rotate_once)
 
 #endif
