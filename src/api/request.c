@@ -321,7 +321,7 @@ static const struct {
 
 /* The RFC 6749 form (§5.2) of the OAuth routes: {"error","error_description"}, never cached;
  * 401s say how to authenticate (Basic for a client, Bearer for an access token). */
-static void reply_oauth(gh_req_t *r, int status, const char *error, const char *message)
+static void reply_oauth(gh_req_t *r, int err, int status, const char *error, const char *message)
 {
     char desc[512], body[640];
     gh_api_json_escape(message, desc, sizeof desc);
@@ -332,7 +332,9 @@ static void reply_oauth(gh_req_t *r, int status, const char *error, const char *
         return;
     (void)gh_reply_header(r, "Cache-Control", "no-store");
     (void)gh_reply_header(r, "Pragma", "no-cache");
-    if (status == 401 && strcmp(error, "invalid_token") == 0)
+    if (status == 401 && err == GH_EUNAUTH) /* no token at all: no error code (RFC 6750 §3.1) */
+        (void)gh_reply_header(r, "WWW-Authenticate", "Bearer realm=\"gatehouse\"");
+    else if (status == 401 && strcmp(error, "invalid_token") == 0)
         (void)gh_reply_header(r, "WWW-Authenticate",
                               "Bearer realm=\"gatehouse\", error=\"invalid_token\"");
     else if (status == 401)
@@ -365,7 +367,7 @@ void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_
             const char *e = error_bodies[i].oauth;
             if (!e)
                 e = status >= 500 ? "temporarily_unavailable" : "invalid_request";
-            reply_oauth(r, status, e, text);
+            reply_oauth(r, err, status, e, text);
             if (status == 429 || status == 503)
                 set_retry_after(r, retry_ms);
             return;
@@ -378,7 +380,7 @@ void gh_api_reply_fail(gh_req_t *r, int err, const char *message, int64_t retry_
         return;
     }
     if (oauth)
-        reply_oauth(r, 500, "server_error", gh_strerror(err));
+        reply_oauth(r, err, 500, "server_error", gh_strerror(err));
     else
         gh_reply_error(r, 500, "internal_error", gh_strerror(err));
 }

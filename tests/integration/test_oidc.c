@@ -724,6 +724,8 @@ static void refused_requests(void **state)
     snprintf(body, sizeof body, "token=x&client_id=%s", pub.id);
     EXPECT_OAUTH(r, post_form(f, "/oidc/introspect", body, NULL), 401, "invalid_client");
     EXPECT_OAUTH(r, ht_get(&f->srv, "/oidc/userinfo", NULL, r), 401, "invalid_token");
+    assert_true(ht_header(r, "WWW-Authenticate", buf, sizeof buf));
+    assert_string_equal(buf, "Bearer realm=\"gatehouse\""); /* no token: no error code */
     assert_true(metric(f, "gatehouse_oidc_token_grants_total{grant_type=\"authorization_code\","
                           "result=\"invalid_grant\"}") >= 4);
 }
