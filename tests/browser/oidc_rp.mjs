@@ -65,6 +65,11 @@ async function signIn(browser, user, code, shots) {
   const page = await context.newPage();
   await page.goto(`${APP}/protected/`);
   must(page.url().startsWith(`${GH}/login`), `the protected page led to ${page.url()}`);
+  // the authorization request mod_auth_openidc made, which the login page carries back
+  const authz = new URL(new URL(page.url()).searchParams.get('rd') || '/', GH);
+  must(authz.pathname === '/oidc/authorize' && authz.searchParams.get('code_challenge_method') === 'S256'
+       && authz.searchParams.get('nonce') && authz.searchParams.get('response_type') === 'code',
+       `not a code request with PKCE S256 and a nonce: ${authz}`);
   if (shots.login) await shot(page, shots.login);
   await page.getByLabel('Username').fill(user);
   await page.getByLabel('Password').fill(PASSWORD);

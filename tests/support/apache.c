@@ -57,7 +57,8 @@ static int write_file(const char *dir, const char *name, const char *text)
     int rc = fputs(text, out) < 0 ? -1 : 0;
     if (fclose(out) != 0)
         rc = -1;
-    return rc;
+    /* readable by Apache's children (nobody when we are root), whatever the umask */
+    return rc == 0 && chmod(path, 0644) == 0 ? 0 : -1;
 }
 
 int ta_apache_prepare(ta_apache_t *a)
@@ -81,7 +82,10 @@ int ta_apache_prepare(ta_apache_t *a)
     snprintf(sub, sizeof sub, "%s/htdocs", a->dir);
     int rc = mkdir(sub, 0755);
     snprintf(sub, sizeof sub, "%s/htdocs/protected", a->dir);
-    if (rc != 0 || mkdir(sub, 0755) != 0 || chmod(a->dir, 0755) != 0)
+    if (rc != 0 || mkdir(sub, 0755) != 0 || chmod(sub, 0755) != 0 || chmod(a->dir, 0755) != 0)
+        return -1;
+    snprintf(sub, sizeof sub, "%s/htdocs", a->dir);
+    if (chmod(sub, 0755) != 0)
         return -1;
     return 0;
 }
@@ -178,8 +182,14 @@ static int write_config(const ta_apache_t *a, const ta_oidc_t *o, char *conf, si
     ADD("LogFormat \"%%h \\\"%%r\\\" %%>s\" short\nCustomLog \"%s/access.log\" short\n", a->dir);
     ADD("StartServers 1\nServerLimit 1\nThreadsPerChild 16\nMaxRequestWorkers 16\n"
         "MinSpareThreads 1\nMaxSpareThreads 16\n");
-    if (geteuid() == 0)
-        ADD("User nobody\nGroup %s\n", getpwnam("nobody") ? "nogroup" : "nobody");
+    if (geteuid() == 0) { /* the children drop to nobody (by number: any group name works) */
+        const struct passwd *pw = getpwnam("nobody");
+        if (!pw) {
+            fprintf(stderr, "apache: running as root and there is no user nobody\n");
+            return -1;
+        }
+        ADD("User #%u\nGroup #%u\n", (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+    }
     ADD("DocumentRoot \"%s/htdocs\"\n<Directory \"%s/htdocs\">\n  Options +Includes\n"
         "  Require all granted\n</Directory>\n",
         a->dir, a->dir);
