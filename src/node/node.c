@@ -39,9 +39,9 @@
 #define JANITOR_MAX_WORK 20000
 #define AUDIT_PRUNE_EVERY 10     /* janitor ticks between two retention steps (1 s) */
 #define AUDIT_PRUNE_MAX_WORK 500 /* audit events removed per retention step at most */
-/* A retired signing key stays published this long: at least the longest life of a token it
- * signed (ID and access tokens live --oidc-access-ttl, 10 minutes by default). */
-#define OIDC_RETIRE_AFTER_MS (60 * 60 * 1000LL)
+/* A retired signing key stays published at least this long, and never less than the life of a
+ * token it signed (ID and access tokens live --oidc-access-ttl, 10 minutes by default). */
+#define OIDC_RETIRE_AFTER_MIN_MS (60 * 60 * 1000LL)
 
 typedef struct {
     gh_app_t *app;
@@ -477,7 +477,10 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
         goto fail;
     /* OpenID Connect signing keys: made on the first start, sealed with the secret key. */
     if ((rc = gh_oidc_keys_open(app->users, app->secret_key, cfg->oidc_key_rotation_ms,
-                                OIDC_RETIRE_AFTER_MS, &app->oidc_keys)) != 0) {
+                                cfg->oidc_access_ttl_ms > OIDC_RETIRE_AFTER_MIN_MS
+                                    ? cfg->oidc_access_ttl_ms
+                                    : OIDC_RETIRE_AFTER_MIN_MS,
+                                &app->oidc_keys)) != 0) {
         GH_LOG(GH_LOG_ERROR, "cannot load the OpenID signing keys", GH_LS("error", gh_strerror(rc)),
                GH_LS("hint", rc == GH_EAUTH ? "they were sealed with another --secret-key-file"
                                             : "see the lines above"));
