@@ -46,6 +46,10 @@ static json_t *endpoint(const gh_app_t *app, const char *path)
 void gh_api_oidc_configuration(gh_req_t *r)
 {
     const gh_app_t *app = r->app;
+    if (!app->oidc_keys) { /* the provider is off on this node (see node.c) */
+        gh_api_reply_fail(r, GH_ENOTFOUND, "OpenID Connect is not enabled on this node", 0);
+        return;
+    }
     json_t *d = json_object();
     static const struct {
         const char *key, *path;
