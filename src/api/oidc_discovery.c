@@ -80,7 +80,7 @@ void gh_api_oidc_configuration(gh_req_t *r)
     d = gh_api_json_set(d, "claims_supported",
                         STRINGS("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr",
                                 "acr", "preferred_username", "name", "email", "email_verified"));
-    d = gh_api_json_set(d, "prompt_values_supported", STRINGS("none", "login"));
+    d = gh_api_json_set(d, "prompt_values_supported", STRINGS("none", "login", "consent"));
     d = gh_api_json_set(d, "acr_values_supported",
                         STRINGS("urn:gatehouse:pwd", "urn:gatehouse:mfa"));
     d = gh_api_json_set(d, "claims_parameter_supported", json_false());

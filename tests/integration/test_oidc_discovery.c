@@ -102,7 +102,7 @@ static void discovery_names_every_endpoint_under_the_issuer(void **state)
             "client_secret_post", "none");
     STRINGS(&f->r, "code_challenge_methods_supported", "S256");
     STRINGS(&f->r, "scopes_supported", "openid", "profile", "email");
-    STRINGS(&f->r, "prompt_values_supported", "none", "login");
+    STRINGS(&f->r, "prompt_values_supported", "none", "login", "consent");
     assert_true(ht_jsize(&f->r, "claims_supported") >= 10);
     bool b = true;
     assert_true(ht_jbool(&f->r, "request_uri_parameter_supported", &b));
