@@ -46,6 +46,10 @@ static json_t *endpoint(const gh_app_t *app, const char *path)
 void gh_api_oidc_configuration(gh_req_t *r)
 {
     const gh_app_t *app = r->app;
+    if (!app->oidc_keys) { /* the provider is off on this node (see node.c) */
+        gh_api_reply_fail(r, GH_ENOTFOUND, "OpenID Connect is not enabled on this node", 0);
+        return;
+    }
     json_t *d = json_object();
     static const struct {
         const char *key, *path;
@@ -76,7 +80,7 @@ void gh_api_oidc_configuration(gh_req_t *r)
     d = gh_api_json_set(d, "claims_supported",
                         STRINGS("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr",
                                 "acr", "preferred_username", "name", "email", "email_verified"));
-    d = gh_api_json_set(d, "prompt_values_supported", STRINGS("none", "login"));
+    d = gh_api_json_set(d, "prompt_values_supported", STRINGS("none", "login", "consent"));
     d = gh_api_json_set(d, "acr_values_supported",
                         STRINGS("urn:gatehouse:pwd", "urn:gatehouse:mfa"));
     d = gh_api_json_set(d, "claims_parameter_supported", json_false());

@@ -481,10 +481,18 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
                                     ? cfg->oidc_access_ttl_ms
                                     : OIDC_RETIRE_AFTER_MIN_MS,
                                 &app->oidc_keys)) != 0) {
+        /* Keys sealed with another secret key (a node that joined a cluster with its own
+         * default key, say) turn the OpenID provider off on this node, loudly, rather than
+         * keep the node from serving logins and token checks: a rolling upgrade of nodes with
+         * different keys must not take the cluster down. Any other failure stops the start. */
         GH_LOG(GH_LOG_ERROR, "cannot load the OpenID signing keys", GH_LS("error", gh_strerror(rc)),
-               GH_LS("hint", rc == GH_EAUTH ? "they were sealed with another --secret-key-file"
+               GH_LS("hint", rc == GH_EAUTH ? "they were sealed with another --secret-key-file: "
+                                              "every node of a cluster needs the same one; the "
+                                              "OpenID provider is off on this node"
                                             : "see the lines above"));
-        goto fail;
+        if (rc != GH_EAUTH)
+            goto fail;
+        app->oidc_keys = NULL;
     }
     n->janitor.oidc_every = (unsigned)(cfg->oidc_key_refresh_ms / JANITOR_PERIOD_MS);
     if (n->janitor.oidc_every == 0)
@@ -611,11 +619,14 @@ int gh_node_start_ex(const gh_config_t *config, const gh_node_opts_t *opts, gh_n
     }
     n->listen_fd = listen_fd;
     set_issuer(app, n->port);
-    gh_oidc_kids_t kids;
-    gh_oidc_keys_current(app->oidc_keys, &kids);
-    GH_LOG(GH_LOG_INFO, "OpenID provider", GH_LS("issuer", app->issuer),
-           GH_LS("rs256_kid", kids.kid[GH_JWT_RS256]), GH_LS("es256_kid", kids.kid[GH_JWT_ES256]),
-           GH_LS("eddsa_kid", kids.kid[GH_JWT_EDDSA]));
+    if (app->oidc_keys) {
+        gh_oidc_kids_t kids;
+        gh_oidc_keys_current(app->oidc_keys, &kids);
+        GH_LOG(GH_LOG_INFO, "OpenID provider", GH_LS("issuer", app->issuer),
+               GH_LS("rs256_kid", kids.kid[GH_JWT_RS256]),
+               GH_LS("es256_kid", kids.kid[GH_JWT_ES256]),
+               GH_LS("eddsa_kid", kids.kid[GH_JWT_EDDSA]));
+    }
     gh_http_options_t hopt = {.listen_fd = listen_fd,
                               .threads = cfg->http_threads,
                               .max_connections = cfg->max_connections,

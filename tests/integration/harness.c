@@ -65,6 +65,57 @@ int ht_tempdir(char *out)
     return 0;
 }
 
+static char shared_key_dir[HT_PATH_MAX];
+static char shared_key_path[HT_PATH_MAX + 16];
+
+static void shared_key_remove(void)
+{
+    if (shared_key_dir[0])
+        ht_rmtree(shared_key_dir);
+}
+
+const char *ht_shared_secret_key(void)
+{
+    if (shared_key_path[0])
+        return shared_key_path;
+    if (ht_tempdir(shared_key_dir) != 0)
+        return NULL;
+    snprintf(shared_key_path, sizeof shared_key_path, "%s/secret.key", shared_key_dir);
+    /* 32 random bytes in base64, as `openssl rand -base64 32` writes them */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char raw[33] = {0};
+    FILE *rnd = fopen("/dev/urandom", "rb");
+    size_t got = rnd ? fread(raw, 1, 32, rnd) : 0;
+    if (rnd)
+        fclose(rnd);
+    int fd = got == 32 ? open(shared_key_path, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
+    if (fd < 0) {
+        fprintf(stderr, "harness: cannot make %s\n", shared_key_path);
+        ht_rmtree(shared_key_dir);
+        shared_key_dir[0] = shared_key_path[0] = '\0';
+        return NULL;
+    }
+    char text[48];
+    size_t t = 0;
+    for (size_t i = 0; i < 33; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+        text[t++] = b64[v >> 18 & 63];
+        text[t++] = b64[v >> 12 & 63];
+        text[t++] = i + 1 < 32 ? b64[v >> 6 & 63] : '=';
+        text[t++] = i + 2 < 32 ? b64[v & 63] : '=';
+    }
+    text[t++] = '\n';
+    ssize_t w = write(fd, text, t);
+    close(fd);
+    if (w != (ssize_t)t) {
+        ht_rmtree(shared_key_dir);
+        shared_key_dir[0] = shared_key_path[0] = '\0';
+        return NULL;
+    }
+    atexit(shared_key_remove);
+    return shared_key_path;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

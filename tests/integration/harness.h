@@ -155,6 +155,10 @@ int ht_run(ht_run_t *r, const char *stdin_data, const char *const *env, ...)
 
 /* Makes a fresh temp dir (out[HT_PATH_MAX]); removes a dir tree. */
 int ht_tempdir(char *out);
+/* A secret key file (--secret-key-file) made once per test process and removed at its exit: the
+ * nodes of one test that share a user store must share it, as a cluster's nodes must (it seals
+ * the TOTP seeds and the OpenID signing keys they all read). NULL when it cannot be made. */
+const char *ht_shared_secret_key(void);
 void ht_rmtree(const char *dir);
 
 /* Monotonic milliseconds, and sleeping that long. */

@@ -830,6 +830,11 @@ static void two_nodes_on_postgres_send_each_message_once(void **state)
     snprintf(env_url, sizeof env_url, "GATEHOUSE_POSTGRES_URL=%s", url);
     f->srv.env[0] = env_url;
     b->env[0] = env_url;
+    /* the nodes of a cluster share the secret key (it seals the OpenID signing keys) */
+    static char env_key[HT_PATH_MAX + 40];
+    snprintf(env_key, sizeof env_key, "GATEHOUSE_SECRET_KEY_FILE=%s", ht_shared_secret_key());
+    f->srv.env[1] = env_key;
+    b->env[1] = env_key;
     start_node(f, "--user-store", "postgres");
     /* the second node: its own port, the same database and outbox */
     const char *bargs[] = {

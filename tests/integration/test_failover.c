@@ -49,10 +49,10 @@ static atomic_llong longest_503_ms;
 
 static int start_node(ht_server_t *n)
 {
-    return ht_server_start(n, "--user-store", "postgres", "--postgres-url", pg_url,
-                           "--session-store", "redis", "--redis-url", sentinel_url,
-                           "--redis-wait-replicas", "1", "--idle-ttl", "10m",
-                           "--max-sessions-per-user", "100000", NULL);
+    return ht_server_start(
+        n, "--user-store", "postgres", "--postgres-url", pg_url, "--session-store", "redis",
+        "--redis-url", sentinel_url, "--redis-wait-replicas", "1", "--idle-ttl", "10m",
+        "--max-sessions-per-user", "100000", "--secret-key-file", ht_shared_secret_key(), NULL);
 }
 
 /* An integer a Redis or sentinel answers to one inline command; -1 when it does not. */

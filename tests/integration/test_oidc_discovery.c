@@ -102,7 +102,7 @@ static void discovery_names_every_endpoint_under_the_issuer(void **state)
             "client_secret_post", "none");
     STRINGS(&f->r, "code_challenge_methods_supported", "S256");
     STRINGS(&f->r, "scopes_supported", "openid", "profile", "email");
-    STRINGS(&f->r, "prompt_values_supported", "none", "login");
+    STRINGS(&f->r, "prompt_values_supported", "none", "login", "consent");
     assert_true(ht_jsize(&f->r, "claims_supported") >= 10);
     bool b = true;
     assert_true(ht_jbool(&f->r, "request_uri_parameter_supported", &b));
@@ -494,6 +494,33 @@ static void keys_and_clients_on_postgresql(void **state)
     ts_server_cleanup(&pg);
 }
 
+/* A node whose secret key is not the one the stored signing keys were sealed with (one that
+ * joined a cluster with its own default key) says so in its log and keeps serving logins with
+ * the provider off, rather than refusing to start. */
+static void a_node_with_another_secret_key_serves_with_the_provider_off(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(ht_server_start(&f->srv, NULL), 0);
+    assert_int_equal(ht_register(&f->srv, "kim", "a long enough password", NULL), 201);
+    assert_int_equal(ht_get(&f->srv, "/oidc/jwks", NULL, &f->r), 200);
+    assert_int_equal(ht_server_stop(&f->srv), 0);
+
+    const char *other = ht_shared_secret_key(); /* not the data dir's secret.key */
+    assert_non_null(other);
+    assert_int_equal(ht_server_start(&f->srv, "--secret-key-file", other, NULL), 0);
+    assert_true(ht_server_wait_log(&f->srv, "cannot load the OpenID signing keys", 5000));
+    static char log[1 << 16];
+    ht_server_log(&f->srv, log, sizeof log);
+    assert_non_null(strstr(log, "every node of a cluster needs the same one"));
+    char token[64];
+    assert_int_equal(ht_login(&f->srv, "kim", "a long enough password", token, NULL), 201);
+    assert_int_equal(ht_get(&f->srv, "/v1/session", token, &f->r), 200);
+    assert_int_equal(ht_get(&f->srv, "/.well-known/openid-configuration", NULL, &f->r), 404);
+    assert_string_equal(f->r.error_code, "not_found");
+    assert_int_equal(ht_get(&f->srv, "/oidc/jwks", NULL, &f->r), 404);
+    assert_int_equal(ht_get(&f->srv, "/readyz", NULL, &f->r), 200);
+}
+
 int main(int argc, char **argv)
 {
     gh_mem_init();
@@ -503,6 +530,7 @@ int main(int argc, char **argv)
         T(jwks_verifies_server_keys_and_a_rotation_publishes_both),
         T(clients_from_the_command_line_and_the_admin_api),
         T(keys_and_clients_on_postgresql),
+        T(a_node_with_another_secret_key_serves_with_the_provider_off),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

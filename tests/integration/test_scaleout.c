@@ -40,7 +40,8 @@ static int start_node(ht_server_t *n)
 {
     return ht_server_start(n, "--user-store", "postgres", "--postgres-url", pg_url,
                            "--session-store", "redis", "--redis-url", redis.url, "--admin-token",
-                           ADMIN, "--idle-ttl", "10m", NULL);
+                           ADMIN, "--idle-ttl", "10m", "--secret-key-file", ht_shared_secret_key(),
+                           NULL);
 }
 
 static void check_status(long got, long want, const char *what, int line)
@@ -421,7 +422,8 @@ static void postgres_away_token_checks_of_seen_users_keep_working(void **state)
     login(B, "lou", PASSWORD, t_lou);
     if (ht_server_start(&node_c, "--user-store", "postgres", "--postgres-url", pg_url,
                         "--session-store", "redis", "--redis-url", redis.url, "--admin-token",
-                        ADMIN, "--user-stale-max", "2s", NULL) != 0)
+                        ADMIN, "--user-stale-max", "2s", "--secret-key-file",
+                        ht_shared_secret_key(), NULL) != 0)
         fail_msg("node C did not start");
     /* Seen: each node has looked each user up once. */
     for (int i = 0; i < 2; i++) {
