@@ -193,8 +193,11 @@ stage_asan() {
 # The heap profiler's tables and read-outs from threads under ThreadSanitizer (TSan owns malloc,
 # so the interposer stands aside and the test drives the tables directly).
 stage_tsan() {
-  build_or_fail SANITIZER=thread build-thread/tests/unit/mem/test_heap_profile || return
-  suite build-thread build-thread/tests/unit/mem/test_heap_profile
+  # The code that threads share by design: the heap profiler's tables, the OpenID key set
+  # (signers while the janitor rotates and refreshes) and the grant store (two threads at once).
+  local t tests=(mem/test_heap_profile account/test_oidc_keys store/test_grant_memory)
+  build_or_fail SANITIZER=thread "${tests[@]/#/build-thread/tests/unit/}" || return
+  for t in "${tests[@]}"; do suite build-thread "build-thread/tests/unit/$t"; done
 }
 
 stage_oom() {
@@ -246,14 +249,17 @@ stage_valgrind() {
   build_or_fail all test-unit test-integration || return
   local wrapper="build/valgrind/gatehouse"
   bash scripts/valgrind-wrap.sh build/gatehouse "$wrapper" || { fail; return; }
-  # The unit suite (not the OOM sweep: thousands of requests, and its allocation paths are what
-  # the oom stage checks under ASan; nor the watchdog's unit test: hours of simulated samples
-  # through the trend arithmetic, 9 s natively and over two minutes under valgrind, with nothing
-  # valgrind sees that the asan stage's run of it does not), then a short integration run of the
-  # real server under valgrind: test_lifecycle logs in some 25000 times, expires, evicts and
-  # revokes sessions.
+  # The unit suite, less three tests whose time under valgrind goes into arithmetic, not into
+  # allocations: the OOM sweep (thousands of requests; its allocation paths are what the oom
+  # stage checks under ASan), the watchdog's (hours of simulated samples through the trend
+  # arithmetic: 9 s natively, over two minutes here) and the OpenID key tests (test_jwt,
+  # test_oidc_keys: RSA-2048 key generation, a few milliseconds natively and minutes per key
+  # under valgrind) — the asan stage runs all three, and tsan the key set's. Then a short
+  # integration run of the real server under valgrind: test_lifecycle logs in some 25000 times,
+  # expires, evicts and revokes sessions (its first start makes the OpenID keys, about 20 s here).
+  local skip="$OOM_RE|/unit/watch/test_watchdog\$|/unit/auth/test_jwt\$|/unit/account/test_oidc_keys\$"
   WRAP="valgrind $(bash scripts/valgrind-flags.sh) --suppressions=tests/valgrind.supp" \
-    EXCLUDE="$OOM_RE|/unit/watch/test_watchdog\$" TEST_TIMEOUT=900 suite build build/tests/unit
+    EXCLUDE="$skip" TEST_TIMEOUT=900 suite build build/tests/unit
   GATEHOUSE_BIN=$wrapper GATEHOUSE_TEST_TIMEOUT_SCALE=10 TEST_TIMEOUT=900 \
     suite build build/tests/integration/test_lifecycle
 }
