@@ -1083,3 +1083,18 @@ out:
                  r->err);
     return rc;
 }
+
+void ht_totp(const char *secret, int offset_s, char out[7])
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
+             (long long)time(NULL) + offset_s);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[32] = "";
+    assert_non_null(fgets(line, sizeof line, p));
+    assert_int_equal(pclose(p), 0);
+    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(strlen(line), 6);
+    memcpy(out, line, 7);
+}

@@ -168,4 +168,8 @@ void ht_sleep_ms(long long ms);
 /* Lines of buf that are exactly one line each: counts '\n' in buf. */
 int ht_count_lines(const char *buf);
 
+/* The 6-digit TOTP code oathtool computes for secret (base32) at now + offset_s, into out; a
+ * failure of oathtool fails the running test. */
+void ht_totp(const char *secret, int offset_s, char out[7]);
+
 #endif
