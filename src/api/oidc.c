@@ -320,16 +320,38 @@ static int request_args(gh_req_t *r, gh_req_arg_t *args, size_t *n)
     return 0;
 }
 
+/* Reads and parses the authorization request into q, whose strings point into args (room for
+ * GH_OIDC_ARGS_MAX) and the request's pool. Returns 0 or the code of what was wrong. */
+static int authz_request(gh_req_t *r, gh_req_arg_t *args, gh_oidc_authz_request_t *q)
+{
+    size_t n = 0;
+    int rc = request_args(r, args, &n);
+    if (rc == 0)
+        rc = gh_oidc_authz_parse(args, n, q);
+    return rc;
+}
+
+/* Asks the provider where q leads for the session signed_in (NULL: signed out) and the consent
+ * decision (0: none yet), and answers with that (authz_render, given hash and s). */
+static void authorize_render(gh_req_t *r, const gh_oidc_authz_request_t *q,
+                             const gh_oidc_session_t *signed_in, int consent,
+                             const uint8_t hash[GH_TOKEN_HASH_LEN], const gh_oidc_session_t *s)
+{
+    gh_account_t a;
+    gh_oidc_t o;
+    oidc_ctx(r, &a, &o);
+    gh_oidc_authz_t d;
+    int rc = gh_oidc_authorize(&o, q, signed_in, consent, gh_clock_now_ms(), &d);
+    authz_render(r, q, &d, rc, hash, s);
+}
+
 void gh_api_oidc_authorize(gh_req_t *r)
 {
     if (!provider_on(r))
         return;
     gh_req_arg_t args[GH_OIDC_ARGS_MAX];
-    size_t n = 0;
     gh_oidc_authz_request_t q;
-    int rc = request_args(r, args, &n);
-    if (rc == 0)
-        rc = gh_oidc_authz_parse(args, n, &q);
+    int rc = authz_request(r, args, &q);
     if (rc != 0) {
         gh_pages_message(r, rc == GH_ENOMEM ? 503 : 400, "Sign-in request refused",
                          "The sign-in request is malformed.");
@@ -338,12 +360,7 @@ void gh_api_oidc_authorize(gh_req_t *r)
     gh_oidc_session_t s;
     uint8_t hash[GH_TOKEN_HASH_LEN];
     bool signed_in = optional_session(r, &s, hash);
-    gh_account_t a;
-    gh_oidc_t o;
-    oidc_ctx(r, &a, &o);
-    gh_oidc_authz_t d;
-    rc = gh_oidc_authorize(&o, &q, signed_in ? &s : NULL, 0, gh_clock_now_ms(), &d);
-    authz_render(r, &q, &d, rc, hash, &s);
+    authorize_render(r, &q, signed_in ? &s : NULL, 0, hash, &s);
     sodium_memzero(hash, sizeof hash);
 }
 
@@ -352,11 +369,8 @@ void gh_api_oidc_consent(gh_req_t *r)
     if (!provider_on(r))
         return;
     gh_req_arg_t args[GH_OIDC_ARGS_MAX];
-    size_t n = 0;
     gh_oidc_authz_request_t q;
-    int rc = request_args(r, args, &n);
-    if (rc == 0)
-        rc = gh_oidc_authz_parse(args, n, &q);
+    int rc = authz_request(r, args, &q);
     if (rc != 0) {
         gh_pages_message(r, 400, "Sign-in request refused", "The consent form is malformed.");
         return;
@@ -365,12 +379,7 @@ void gh_api_oidc_consent(gh_req_t *r)
     uint8_t hash[GH_TOKEN_HASH_LEN];
     if (!optional_session(r, &s, hash)) {
         /* Signed out meanwhile: sign in again, then the request asks again. */
-        gh_account_t a;
-        gh_oidc_t o;
-        oidc_ctx(r, &a, &o);
-        gh_oidc_authz_t d;
-        rc = gh_oidc_authorize(&o, &q, NULL, 0, gh_clock_now_ms(), &d);
-        authz_render(r, &q, &d, rc, hash, &s);
+        authorize_render(r, &q, NULL, 0, hash, &s);
         return;
     }
     if (!gh_pages_csrf_ok(r, hash)) {
@@ -389,12 +398,7 @@ void gh_api_oidc_consent(gh_req_t *r)
         gh_pages_message(r, 400, "Form refused", "Choose Allow or Deny.");
         return;
     }
-    gh_account_t a;
-    gh_oidc_t o;
-    oidc_ctx(r, &a, &o);
-    gh_oidc_authz_t d;
-    rc = gh_oidc_authorize(&o, &q, &s, consent, gh_clock_now_ms(), &d);
-    authz_render(r, &q, &d, rc, hash, &s);
+    authorize_render(r, &q, &s, consent, hash, &s);
     sodium_memzero(hash, sizeof hash);
 }
 
@@ -683,20 +687,30 @@ static int endpoint_client(gh_req_t *r, gh_oidc_t *o, gh_oidc_token_request_t *q
     return 0;
 }
 
-void gh_api_oidc_revoke(gh_req_t *r)
+/* The common start of /oidc/revoke and /oidc/introspect: the provider is on, the client has
+ * authenticated and named a token. Fills o, q and *client (from the request's pool); replies and
+ * returns non-zero on any failure. */
+static int endpoint_begin(gh_req_t *r, gh_account_t *a, gh_oidc_t *o, gh_oidc_token_request_t *q,
+                          gh_oidc_client_t **client)
 {
     if (!provider_on(r))
-        return;
+        return GH_ENOTFOUND;
+    oidc_ctx(r, a, o);
+    *client = gh_pool_alloc(&r->pool, sizeof **client);
+    if (!*client) {
+        gh_api_reply_err(r, GH_ENOMEM);
+        return GH_ENOMEM;
+    }
+    return endpoint_client(r, o, q, *client);
+}
+
+void gh_api_oidc_revoke(gh_req_t *r)
+{
     gh_account_t a;
     gh_oidc_t o;
-    oidc_ctx(r, &a, &o);
     gh_oidc_token_request_t q;
-    gh_oidc_client_t *client = gh_pool_alloc(&r->pool, sizeof *client);
-    if (!client) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    if (endpoint_client(r, &o, &q, client) != 0)
+    gh_oidc_client_t *client;
+    if (endpoint_begin(r, &a, &o, &q, &client) != 0)
         return;
     int rc = gh_oidc_revoke(&o, client, q.token, gh_clock_now_ms());
     if (rc != 0) {
@@ -709,18 +723,11 @@ void gh_api_oidc_revoke(gh_req_t *r)
 
 void gh_api_oidc_introspect(gh_req_t *r)
 {
-    if (!provider_on(r))
-        return;
     gh_account_t a;
     gh_oidc_t o;
-    oidc_ctx(r, &a, &o);
     gh_oidc_token_request_t q;
-    gh_oidc_client_t *client = gh_pool_alloc(&r->pool, sizeof *client);
-    if (!client) {
-        gh_api_reply_err(r, GH_ENOMEM);
-        return;
-    }
-    if (endpoint_client(r, &o, &q, client) != 0)
+    gh_oidc_client_t *client;
+    if (endpoint_begin(r, &a, &o, &q, &client) != 0)
         return;
     gh_oidc_token_info_t info;
     int rc = gh_oidc_introspect(&o, client, q.token, gh_clock_now_ms(), &info);

@@ -477,6 +477,40 @@ static family_t *family_live(mem_t *m, const uint8_t *id, int64_t now)
 }
 
 /* Inserts a family record as given (times included); the bounds apply. Lock held. */
+static void consent_free(mem_t *m, consent_t *c, bool tell);
+
+/* Makes room for one more family (consent: false) or consent (true) of the user u: the user's
+ * own bound first, where their oldest makes room whatever the policy; then the table's bound,
+ * where the oldest of all makes room unless the policy refuses. On a refusal counts it, drops u
+ * if it is left empty and returns GH_EBUSY; the caller frees what it allocated. u is pinned
+ * meanwhile, so evicting the user's last record cannot free it. */
+static int make_room(mem_t *m, user_rec_t *u, bool consent)
+{
+    u->pinned = true;
+    while (u->count >= m->limits.max_per_user) {
+        if (consent)
+            consent_free(m, (consent_t *)u->head, true);
+        else
+            family_free(m, (family_t *)u->head, true);
+        m->stats.evicted++;
+    }
+    if ((consent ? m->consents.count : m->fam_ids.count) >= m->limits.max_families) {
+        if (m->limits.policy == GH_POLICY_REFUSE) {
+            m->stats.refused++;
+            u->pinned = false;
+            user_drop_if_empty(consent ? &m->con_users : &m->fam_users, u);
+            return GH_EBUSY;
+        }
+        if (consent)
+            consent_free(m, m->k_head, true);
+        else
+            family_free(m, m->f_head, true);
+        m->stats.evicted++;
+    }
+    u->pinned = false;
+    return 0;
+}
+
 static int family_insert(mem_t *m, const gh_grant_family_t *rec)
 {
     if (family_find(m, rec->id))
@@ -489,24 +523,10 @@ static int family_insert(mem_t *m, const gh_grant_family_t *rec)
         gh_mem_free(GH_MEM_OIDC_TOKENS, f);
         return GH_ENOMEM;
     }
-    /* The user's own bound first: their oldest makes room, whatever the policy. */
-    u->pinned = true;
-    while (u->count >= m->limits.max_per_user) {
-        family_free(m, (family_t *)u->head, true);
-        m->stats.evicted++;
+    if (make_room(m, u, false) != 0) {
+        gh_mem_free(GH_MEM_OIDC_TOKENS, f);
+        return GH_EBUSY;
     }
-    if (m->fam_ids.count >= m->limits.max_families) {
-        if (m->limits.policy == GH_POLICY_REFUSE) {
-            m->stats.refused++;
-            u->pinned = false;
-            user_drop_if_empty(&m->fam_users, u);
-            gh_mem_free(GH_MEM_OIDC_TOKENS, f);
-            return GH_EBUSY;
-        }
-        family_free(m, m->f_head, true);
-        m->stats.evicted++;
-    }
-    u->pinned = false;
     f->f = *rec;
     f->f.client_id[GH_GRANT_CLIENT_ID_MAX] = '\0';
     f->f.session_id[GH_SESSION_ID_LEN] = '\0';
@@ -735,24 +755,11 @@ static int m_consent_put(gh_grant_store_t *b, uint64_t user_id, const char *clie
         ret = GH_ENOMEM;
         goto out;
     }
-    u->pinned = true;
-    while (u->count >= m->limits.max_per_user) {
-        consent_free(m, (consent_t *)u->head, true);
-        m->stats.evicted++;
+    if (make_room(m, u, true) != 0) {
+        gh_mem_free(GH_MEM_OIDC_CONSENTS, c);
+        ret = GH_EBUSY;
+        goto out;
     }
-    if (m->consents.count >= m->limits.max_families) {
-        if (m->limits.policy == GH_POLICY_REFUSE) {
-            m->stats.refused++;
-            u->pinned = false;
-            user_drop_if_empty(&m->con_users, u);
-            gh_mem_free(GH_MEM_OIDC_CONSENTS, c);
-            ret = GH_EBUSY;
-            goto out;
-        }
-        consent_free(m, m->k_head, true);
-        m->stats.evicted++;
-    }
-    u->pinned = false;
     c->user_id = user_id;
     c->scopes = scopes;
     c->given_at_ms = now;
@@ -854,6 +861,17 @@ static void m_stats(gh_grant_store_t *b, gh_grant_stats_t *out)
                  gh_mem_bytes(GH_MEM_OIDC_CONSENTS);
 }
 
+/* The hash tables of the store (not what they point to); each may be unallocated. */
+static void free_tables(mem_t *m)
+{
+    ht_free(&m->codes);
+    ht_free(&m->fam_ids);
+    ht_free(&m->fam_sessions);
+    ht_free(&m->fam_users.t);
+    ht_free(&m->consents);
+    ht_free(&m->con_users.t);
+}
+
 static void m_destroy(gh_grant_store_t **b)
 {
     mem_t *m = (mem_t *)*b;
@@ -863,12 +881,7 @@ static void m_destroy(gh_grant_store_t **b)
         family_free(m, m->f_head, false);
     while (m->k_head)
         consent_free(m, m->k_head, false);
-    ht_free(&m->codes);
-    ht_free(&m->fam_ids);
-    ht_free(&m->fam_sessions);
-    ht_free(&m->fam_users.t);
-    ht_free(&m->consents);
-    ht_free(&m->con_users.t);
+    free_tables(m);
     pthread_mutex_destroy(&m->lock);
     gh_mem_free(GH_MEM_OIDC_TOKENS, m);
     *b = NULL;
@@ -921,12 +934,7 @@ int gh_grant_memory_open(const gh_grant_limits_t *limits, gh_grant_store_t **out
         ht_init(&m->fam_users.t, GH_MEM_OIDC_TOKENS) != 0 ||
         ht_init(&m->consents, GH_MEM_OIDC_CONSENTS) != 0 ||
         ht_init(&m->con_users.t, GH_MEM_OIDC_CONSENTS) != 0) {
-        ht_free(&m->codes);
-        ht_free(&m->fam_ids);
-        ht_free(&m->fam_sessions);
-        ht_free(&m->fam_users.t);
-        ht_free(&m->consents);
-        ht_free(&m->con_users.t);
+        free_tables(m);
         gh_mem_free(GH_MEM_OIDC_TOKENS, m);
         return GH_ENOMEM;
     }

@@ -27,6 +27,7 @@
  */
 #include "store/grant.h"
 #include "store/grant_internal.h"
+#include "store/redis_common.h"
 
 #include <hiredis.h>
 #include <pthread.h>
@@ -359,18 +360,7 @@ static redisReply *eval(redis_t *s, slot_t *sl, const char *script, int argc, co
         al[1] = strlen(script);
         r = redisCommandArgv(c, 3 + argc, av, al);
     }
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        GH_LOG(GH_LOG_WARN, "grant store: Redis error", GH_LS("detail", r ? r->str : c->errstr));
-        if (r && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0 ||
-                  strncmp(r->str, "LOADING", 7) == 0)) {
-            redisFree(sl->c);
-            sl->c = NULL;
-        }
-        if (r)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    return gh_redis_reply_ok(&sl->c, r, "grant store: Redis error") ? r : NULL;
 }
 
 static redisReply *call(redis_t *s, const char *script, int argc, const char **argv,
@@ -389,30 +379,6 @@ static redisReply *call(redis_t *s, const char *script, int argc, const char **a
     redisReply *r = eval(s, sl, script, argc, argv, lens);
     pthread_mutex_unlock(&sl->lock);
     return r;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[p[i] >> 4];
-        out[2 * i + 1] = d[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
 }
 
 static long long to_ll(const redisReply *r)
@@ -444,11 +410,11 @@ static size_t pack_code(const gh_grant_code_t *c, uint8_t *b)
     o += 44;
     memcpy(b + o, c->redirect_hash, 32);
     o += 32;
-    put64(b + o, c->user_id);
+    gh_redis_put64(b + o, c->user_id);
     o += 8;
-    put64(b + o, c->scopes);
+    gh_redis_put64(b + o, c->scopes);
     o += 8;
-    put64(b + o, (uint64_t)c->auth_time_ms);
+    gh_redis_put64(b + o, (uint64_t)c->auth_time_ms);
     o += 8;
     b[o++] = c->amr;
     b[o++] = (uint8_t)nl;
@@ -469,11 +435,11 @@ static int unpack_code(const uint8_t *b, size_t len, gh_grant_code_t *c)
     o += 44;
     memcpy(c->redirect_hash, b + o, 32);
     o += 32;
-    c->user_id = get64(b + o);
+    c->user_id = gh_redis_get64(b + o);
     o += 8;
-    c->scopes = (uint32_t)get64(b + o);
+    c->scopes = (uint32_t)gh_redis_get64(b + o);
     o += 8;
-    c->auth_time_ms = (int64_t)get64(b + o);
+    c->auth_time_ms = (int64_t)gh_redis_get64(b + o);
     o += 8;
     c->amr = b[o++];
     size_t nl = b[o++];
@@ -492,7 +458,7 @@ static int r_put_code(gh_grant_store_t *b, const uint8_t *key, const gh_grant_co
         strnlen(c->session_id, sizeof c->session_id) > GH_SESSION_ID_LEN)
         return GH_EINVAL;
     char h[2 * GH_GRANT_KEY_LEN + 1], snow[24], sexp[24], scap[24];
-    hex(key, GH_GRANT_KEY_LEN, h);
+    gh_redis_hex(key, GH_GRANT_KEY_LEN, h);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     snprintf(sexp, sizeof sexp, "%lld", (long long)(now + GH_GRANT_CODE_TTL_MS));
@@ -525,7 +491,7 @@ static int r_take_code(gh_grant_store_t *b, const uint8_t *key, int64_t now, gh_
     redis_t *s = (redis_t *)b;
     memset(out, 0, sizeof *out);
     char h[2 * GH_GRANT_KEY_LEN + 1], snow[24];
-    hex(key, GH_GRANT_KEY_LEN, h);
+    gh_redis_hex(key, GH_GRANT_KEY_LEN, h);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     const char *argv[] = {h, snow};
@@ -558,7 +524,7 @@ static int r_code_bind(gh_grant_store_t *b, const uint8_t *key, const uint8_t *i
 {
     redis_t *s = (redis_t *)b;
     char h[2 * GH_GRANT_KEY_LEN + 1], snow[24];
-    hex(key, GH_GRANT_KEY_LEN, h);
+    gh_redis_hex(key, GH_GRANT_KEY_LEN, h);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     const char *argv[] = {h, snow, (const char *)id};
@@ -624,7 +590,7 @@ static int r_family_create(gh_grant_store_t *b, const gh_grant_family_t *in, int
     f.generation = 0;
     char id[2 * GH_GRANT_FAMILY_ID_LEN + 1], snow[24], sexp[24], scap[24], smax[24], su[24],
         ssc[16], sam[8], sat[24], sae[24];
-    hex(f.id, GH_GRANT_FAMILY_ID_LEN, id);
+    gh_redis_hex(f.id, GH_GRANT_FAMILY_ID_LEN, id);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     snprintf(sexp, sizeof sexp, "%lld", (long long)f.expires_at_ms);
@@ -684,7 +650,7 @@ static int family_read_op(redis_t *s, const char *script, const uint8_t *fid, in
                           const uint8_t *hash, gh_grant_family_t *out)
 {
     char id[2 * GH_GRANT_FAMILY_ID_LEN + 1], snow[24];
-    hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
+    gh_redis_hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     const char *argv[] = {id, snow, (const char *)hash};
@@ -717,7 +683,7 @@ static int r_family_rotate(gh_grant_store_t *b, const uint8_t *fid, const uint8_
 {
     redis_t *s = (redis_t *)b;
     char id[2 * GH_GRANT_FAMILY_ID_LEN + 1], snow[24], sae[24];
-    hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
+    gh_redis_hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
     snprintf(snow, sizeof snow, "%lld", (long long)now);
     saw(s, now);
     snprintf(sae, sizeof sae, "%lld", (long long)access_expires_at);
@@ -755,7 +721,7 @@ static int r_family_revoke(gh_grant_store_t *b, const uint8_t *fid)
 {
     redis_t *s = (redis_t *)b;
     char id[2 * GH_GRANT_FAMILY_ID_LEN + 1];
-    hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
+    gh_redis_hex(fid, GH_GRANT_FAMILY_ID_LEN, id);
     const char *argv[] = {id};
     redisReply *r = call(s, FAMILY_REVOKE, 1, argv, NULL);
     if (!r)

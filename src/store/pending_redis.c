@@ -19,6 +19,7 @@
  * hiredis and freed after each command.
  */
 #include "store/pending.h"
+#include "store/redis_common.h"
 
 #include <hiredis.h>
 #include <pthread.h>
@@ -200,46 +201,14 @@ static redisReply *eval(redis_t *s, const char *script, int nkeys, int argc, con
     if (!c)
         return NULL;
     redisReply *r = redisCommandArgv(c, 3 + argc, av, al);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        GH_LOG(GH_LOG_WARN, "pending-login store: Redis error",
-               GH_LS("detail", r ? r->str : c->errstr));
-        /* A server that is no longer the master (a failover): the next call reconnects. */
-        if (r && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0 ||
-                  strncmp(r->str, "LOADING", 7) == 0)) {
-            redisFree(s->c);
-            s->c = NULL;
-        }
-        if (r)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
+    return gh_redis_reply_ok(&s->c, r, "pending-login store: Redis error") ? r : NULL;
 }
 
 static void key_of(const uint8_t *key, char hex[2 * GH_PENDING_KEY_LEN + 1],
                    char name[sizeof PREFIX + 3 + 2 * GH_PENDING_KEY_LEN])
 {
-    static const char d[] = "0123456789abcdef";
-    for (int i = 0; i < GH_PENDING_KEY_LEN; i++) {
-        hex[2 * i] = d[key[i] >> 4];
-        hex[2 * i + 1] = d[key[i] & 15];
-    }
-    hex[2 * GH_PENDING_KEY_LEN] = '\0';
+    gh_redis_hex(key, GH_PENDING_KEY_LEN, hex);
     snprintf(name, sizeof PREFIX + 3 + 2 * GH_PENDING_KEY_LEN, PREFIX "pl:%s", hex);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
 }
 
 /* Reads a GET/TAKE reply {d, f, e, c} into out: 0, GH_ENOTFOUND (nil), GH_ESTORE. */
@@ -251,10 +220,10 @@ static int read_entry(redisReply *r, gh_pending_t *out)
         return GH_ESTORE;
     const uint8_t *d = (const uint8_t *)r->element[0]->str;
     memset(out, 0, sizeof *out);
-    out->user_id = get64(d);
-    out->account_key = get64(d + 8);
-    out->created_at_ms = (int64_t)get64(d + 16);
-    out->methods = (uint32_t)get64(d + 24);
+    out->user_id = gh_redis_get64(d);
+    out->account_key = gh_redis_get64(d + 8);
+    out->created_at_ms = (int64_t)gh_redis_get64(d + 16);
+    out->methods = (uint32_t)gh_redis_get64(d + 24);
     out->failures = (uint32_t)strtoul(r->element[1]->str ? r->element[1]->str : "0", NULL, 10);
     out->expires_at_ms = strtoll(r->element[2]->str ? r->element[2]->str : "0", NULL, 10);
     size_t cl = r->element[3]->len;
@@ -275,10 +244,10 @@ static int p_put(gh_pending_store_t *b, const uint8_t *key, const gh_pending_t *
     snprintf(sexp, sizeof sexp, "%lld", (long long)(now + GH_PENDING_TTL_MS));
     snprintf(scap, sizeof scap, "%zu", s->cap);
     uint8_t blob[BLOB_LEN] = {0};
-    put64(blob, p->user_id);
-    put64(blob + 8, p->account_key);
-    put64(blob + 16, (uint64_t)now);
-    put64(blob + 24, p->methods);
+    gh_redis_put64(blob, p->user_id);
+    gh_redis_put64(blob + 8, p->account_key);
+    gh_redis_put64(blob + 16, (uint64_t)now);
+    gh_redis_put64(blob + 24, p->methods);
     const char *argv[] = {name,
                           INDEX,
                           hex,

@@ -1083,3 +1083,44 @@ out:
                  r->err);
     return rc;
 }
+
+void ht_totp(const char *secret, int offset_s, char out[7])
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
+             (long long)time(NULL) + offset_s);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[32] = "";
+    assert_non_null(fgets(line, sizeof line, p));
+    assert_int_equal(pclose(p), 0);
+    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(strlen(line), 6);
+    memcpy(out, line, 7);
+}
+
+int ht_run_node(const char *script, const char *const *env, long long timeout_ms)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0); /* its own group: chromium's processes go with it on a timeout */
+        for (size_t i = 0; env[i]; i++)
+            putenv((char *)env[i]);
+        execlp("node", "node", script, (char *)NULL);
+        _exit(127);
+    }
+    long long deadline = ht_now_ms() + timeout_ms;
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (ht_now_ms() > deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        ht_sleep_ms(100);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -168,4 +168,13 @@ void ht_sleep_ms(long long ms);
 /* Lines of buf that are exactly one line each: counts '\n' in buf. */
 int ht_count_lines(const char *buf);
 
+/* The 6-digit TOTP code oathtool computes for secret (base32) at now + offset_s, into out; a
+ * failure of oathtool fails the running test. */
+void ht_totp(const char *secret, int offset_s, char out[7]);
+
+/* Runs `node script` with the extra env entries (NULL-terminated, "NAME=value") in its own
+ * process group, so a browser it starts goes with it; returns its exit status (128 + signal when
+ * killed), or -1 when it overran timeout_ms (then its whole group is killed). */
+int ht_run_node(const char *script, const char *const *env, long long timeout_ms);
+
 #endif

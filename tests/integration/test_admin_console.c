@@ -57,33 +57,6 @@ static int teardown(void **state)
     return rc;
 }
 
-/* Runs node SCRIPT with env; returns its exit status, or -1 when it overran timeout_ms. */
-static int run_script(const char *const *env, long long timeout_ms)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        setpgid(0, 0); /* its own group: chromium's processes go with it on a timeout */
-        for (size_t i = 0; env[i]; i++)
-            putenv((char *)env[i]);
-        execlp("node", "node", SCRIPT, (char *)NULL);
-        _exit(127);
-    }
-    long long deadline = ht_now_ms() + timeout_ms;
-    int status;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ht_now_ms() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        ht_sleep_ms(100);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void an_admin_uses_the_console(void **state)
 {
     fixture_t *f = *state;
@@ -129,7 +102,7 @@ static void an_admin_uses_the_console(void **state)
                          "VICTIM=annika",
                          "PASSWORD=" PASSWORD,
                          NULL};
-    int rc = run_script(env, 120000);
+    int rc = ht_run_node(SCRIPT, env, 120000);
     if (rc != 0)
         fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
 

@@ -59,33 +59,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs node SCRIPT with env; returns its exit status, or -1 when it overran timeout_ms. */
-static int run_script(const char *const *env, long long timeout_ms)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        setpgid(0, 0); /* its own group: chromium's processes go with it on a timeout */
-        for (size_t i = 0; env[i]; i++)
-            putenv((char *)env[i]);
-        execlp("node", "node", SCRIPT, (char *)NULL);
-        _exit(127);
-    }
-    long long deadline = ht_now_ms() + timeout_ms;
-    int status;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ht_now_ms() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        ht_sleep_ms(100);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void a_browser_through_the_front_door(void **state)
 {
     fixture_t *f = *state;
@@ -97,7 +70,7 @@ static void a_browser_through_the_front_door(void **state)
     snprintf(sid, sizeof sid, "OTHER_SID=%s", other_sid);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
     const char *env[] = {front, sid, dir, "USERNAME=ann", "PASSWORD=" PASSWORD, NULL};
-    int rc = run_script(env, 120000);
+    int rc = ht_run_node(SCRIPT, env, 120000);
     if (rc != 0)
         fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
     /* What the browser did is true on the server too. */

@@ -51,33 +51,6 @@ static int teardown(void **state)
     return rc;
 }
 
-/* Runs node SCRIPT with env; returns its exit status, or -1 when it overran timeout_ms. */
-static int run_script(const char *const *env, long long timeout_ms)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        setpgid(0, 0); /* its own group: chromium's processes go with it on a timeout */
-        for (size_t i = 0; env[i]; i++)
-            putenv((char *)env[i]);
-        execlp("node", "node", SCRIPT, (char *)NULL);
-        _exit(127);
-    }
-    long long deadline = ht_now_ms() + timeout_ms;
-    int status;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ht_now_ms() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        ht_sleep_ms(100);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void a_browser_enrols_and_logs_in_with_a_code(void **state)
 {
     fixture_t *f = *state;
@@ -88,7 +61,7 @@ static void a_browser_enrols_and_logs_in_with_a_code(void **state)
     snprintf(base, sizeof base, "BASE=http://localhost:%d", f->gh.port);
     snprintf(dir, sizeof dir, "ARTIFACTS=%s", artifacts);
     const char *env[] = {base, dir, "USERNAME=mia", "PASSWORD=" PASSWORD, NULL};
-    int rc = run_script(env, 120000);
+    int rc = ht_run_node(SCRIPT, env, 120000);
     if (rc != 0)
         fail_msg("%s exited %d (see its output above; screenshots in %s)", SCRIPT, rc, artifacts);
     /* What the browser did is true on the server too: one confirmed factor, a two-step login. */

@@ -265,22 +265,6 @@ static void reset_link_is_scanner_safe_and_ends_every_session(void **state)
 
 /* ---- a user with a second factor ---- */
 
-/* The code oathtool computes for secret (base32) at now + offset_s. */
-static void totp(const char *secret, int offset_s, char out[7])
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
-             (long long)time(NULL) + offset_s);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char line[32] = "";
-    assert_non_null(fgets(line, sizeof line, p));
-    assert_int_equal(pclose(p), 0);
-    line[strcspn(line, "\n")] = '\0';
-    assert_int_equal(strlen(line), 6);
-    memcpy(out, line, 7);
-}
-
 /* Enrols and confirms a TOTP factor for the logged-in session tok (code of now): the secret
  * and the first two recovery codes come back. */
 static void enrol_totp(fixture_t *f, const char *tok, char secret[64], char rc1[16], char rc2[16])
@@ -293,7 +277,7 @@ static void enrol_totp(fixture_t *f, const char *tok, char secret[64], char rc1[
     assert_true(ht_jstr(&f->r, "secret", secret, 64));
     char path[128], body[64], code[7];
     snprintf(path, sizeof path, "/v1/factors/totp/%lld/confirm", id);
-    totp(secret, 0, code);
+    ht_totp(secret, 0, code);
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     EXPECT(ht_json(&f->srv, "POST", path, tok, body, &f->r), 200);
     assert_true(ht_jstr(&f->r, "recovery_codes.0", rc1, 16));
@@ -359,7 +343,7 @@ static void a_second_factor_is_needed_to_reset(void **state)
     assert_string_equal(f->r.error_code, "mfa_required");
     EXPECT(confirm(f, tok, NEWPASS, ""), 401);
     assert_string_equal(f->r.error_code, "mfa_required");
-    totp(secret, -600, code); /* ten minutes old: wrong */
+    ht_totp(secret, -600, code); /* ten minutes old: wrong */
     EXPECT(confirm(f, tok, NEWPASS, code), 401);
     assert_string_equal(f->r.error_code, "mfa_required");
     EXPECT(confirm(f, tok, NEWPASS, "not a code"), 401);
@@ -367,7 +351,7 @@ static void a_second_factor_is_needed_to_reset(void **state)
     EXPECT(ht_get(&f->srv, "/v1/session", s1, &f->r), 200); /* nothing happened */
     login(f, "carol", NEWPASS, NULL, 401);
     /* the next time step's code (the enrolment spent this one's) */
-    totp(secret, 30, code);
+    ht_totp(secret, 30, code);
     EXPECT(confirm(f, tok, NEWPASS, code), 204);
     EXPECT(confirm(f, tok, "yet another passphrase", code), 400);
     assert_string_equal(f->r.error_code, "invalid_token");

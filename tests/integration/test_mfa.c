@@ -55,22 +55,6 @@ static int teardown(void **state)
             fail_msg("%s: error code %s, want %s", #call, (r)->error_code, (code));                \
     } while (0)
 
-/* The code oathtool computes for secret (base32) at now + offset_s. */
-static void totp(const char *secret, int offset_s, char out[7])
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
-             (long long)time(NULL) + offset_s);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char line[32] = "";
-    assert_non_null(fgets(line, sizeof line, p));
-    assert_int_equal(pclose(p), 0);
-    line[strcspn(line, "\n")] = '\0';
-    assert_int_equal(strlen(line), 6);
-    memcpy(out, line, 7);
-}
-
 typedef struct {
     long long user_id;
     char token[64];
@@ -122,10 +106,10 @@ static void enrolled(fixture_t *f, const char *name, user_t *u)
                "invalid_code");
     EXPECT_ERR(r, ht_json(s, "POST", path, u->token, "{\"code\":12345}", r), 400,
                "invalid_request");
-    totp(u->secret, -600, code); /* ten minutes old */
+    ht_totp(u->secret, -600, code); /* ten minutes old */
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     EXPECT_ERR(r, ht_json(s, "POST", path, u->token, body, r), 401, "invalid_code");
-    totp(u->secret, 0, code);
+    ht_totp(u->secret, 0, code);
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     EXPECT(r, ht_json(s, "POST", path, u->token, body, r), 200);
     bool confirmed = false;
@@ -195,10 +179,10 @@ static void two_step_login_with_an_authenticator(void **state)
     EXPECT(r, ht_get(s, "/v1/auth", pending, r), 401);
     EXPECT_ERR(r, ht_get(s, "/v1/factors", pending, r), 401, "unauthenticated");
     /* the code that confirmed the factor was used: a replay is refused */
-    totp(u.secret, 0, code);
+    ht_totp(u.secret, 0, code);
     EXPECT_ERR(r, finish(f, pending, "totp", code), 401, "invalid_code");
     /* the next step's code (within the ±1 step window) is accepted, once */
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     EXPECT(r, finish(f, pending, "totp", code), 201);
     char token[64];
     assert_true(ht_jstr(r, "token", token, sizeof token) && ht_is_token(token));
@@ -249,14 +233,14 @@ static void five_wrong_codes_end_the_pending_login(void **state)
     enrolled(f, "bob", &u);
     char pending[64], code[7];
     pending_login(f, "bob", pending);
-    totp(u.secret, 0, code);
+    ht_totp(u.secret, 0, code);
     char wrong[7] = "000000";
     if (strcmp(code, wrong) == 0)
         wrong[0] = '1';
     for (int i = 0; i < 4; i++)
         EXPECT_ERR(r, finish(f, pending, "totp", wrong), 401, "invalid_code");
     EXPECT_ERR(r, finish(f, pending, "totp", wrong), 401, "pending_expired");
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     EXPECT_ERR(r, finish(f, pending, "totp", code), 401, "pending_expired");
     /* the password starts a new one, and the right code finishes it */
     pending_login(f, "bob", pending);
@@ -273,7 +257,7 @@ static void wrong_codes_count_toward_the_back_off(void **state)
     user_t u;
     enrolled(f, "hana", &u);
     char pending[64], code[7], wrong[7] = "000000";
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     if (strcmp(code, wrong) == 0)
         wrong[0] = '1';
     pending_login(f, "hana", pending);
@@ -344,7 +328,7 @@ static void removing_a_factor_needs_the_password(void **state)
     enrolled(f, "dave", &u);
     char other[64], pending[64], code[7], path[64];
     pending_login(f, "dave", pending);
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     EXPECT(r, finish(f, pending, "totp", code), 201);
     assert_true(ht_jstr(r, "token", other, sizeof other));
     snprintf(path, sizeof path, "/v1/factors/%lld", u.factor_id);
@@ -386,7 +370,7 @@ static void admin_reset_and_restart(void **state)
     assert_int_equal(ht_server_start(s, "--admin-token", ADMIN, NULL), 0);
     char pending[64], code[7], path[96];
     pending_login(f, "erin", pending);
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     EXPECT(r, finish(f, pending, "totp", code), 201);
     /* admin reset over HTTP */
     snprintf(path, sizeof path, "/v1/admin/users/%lld/factors", u.user_id);
@@ -443,7 +427,7 @@ static void hostile_second_steps(void **state)
     assert_true(st == 413 || st == 400);
     /* the wrong codes above (3 counted) left the pending login alive; the node still serves */
     char code[7];
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     EXPECT(r, finish(f, pending, "totp", code), 201);
 }
 
@@ -466,7 +450,7 @@ static void a_login_started_on_one_node_finishes_on_another(void **state)
     enrolled(f, "ivan", &u);
     char pending[64], code[7], wrong[7] = "000000";
     pending_login(f, "ivan", pending); /* on A */
-    totp(u.secret, 30, code);
+    ht_totp(u.secret, 30, code);
     if (strcmp(code, wrong) == 0)
         wrong[0] = '1';
     char body[256];

@@ -796,22 +796,6 @@ static void consent_page(void **state)
     assert_true(metric(f, "gatehouse_oidc_families") == 0);
 }
 
-/* The code oathtool computes for secret (base32) at now + offset_s. */
-static void totp(const char *secret, int offset_s, char out[7])
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
-             (long long)time(NULL) + offset_s);
-    FILE *pp = popen(cmd, "r");
-    assert_non_null(pp);
-    char line[32] = "";
-    assert_non_null(fgets(line, sizeof line, pp));
-    assert_int_equal(pclose(pp), 0);
-    line[strcspn(line, "\n")] = '\0';
-    assert_int_equal(strlen(line), 6);
-    memcpy(out, line, 7);
-}
-
 /* A user with TOTP signs in with both factors: amr ["pwd","otp","mfa"], acr mfa. */
 static void second_factor_amr(void **state)
 {
@@ -828,7 +812,7 @@ static void second_factor_amr(void **state)
     assert_true(ht_jint(r, "id", &fid));
     assert_true(ht_jstr(r, "secret", secret, sizeof secret));
     snprintf(path, sizeof path, "/v1/factors/totp/%lld/confirm", fid);
-    totp(secret, 0, code6);
+    ht_totp(secret, 0, code6);
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", code6);
     EXPECT(r, ht_json(&f->srv, "POST", path, session, body, r), 200);
     EXPECT(r,
@@ -836,7 +820,7 @@ static void second_factor_amr(void **state)
                    "{\"username\":\"erin\",\"password\":\"" PASSWORD "\"}", r),
            202);
     assert_true(ht_jstr(r, "pending", pending, sizeof pending));
-    totp(secret, 30, code6);
+    ht_totp(secret, 30, code6);
     snprintf(body, sizeof body, "{\"pending\":\"%s\",\"method\":\"totp\",\"code\":\"%s\"}", pending,
              code6);
     EXPECT(r, ht_json(&f->srv, "POST", "/v1/sessions/mfa", NULL, body, r), 201);

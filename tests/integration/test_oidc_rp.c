@@ -215,22 +215,6 @@ static void add_client(fixture_t *f, const char *name, const char *redirect_uri,
     add_client_ex(f, name, redirect_uri, logout_uri, id, secret);
 }
 
-/* The code oathtool computes for secret (base32) at now + offset_s. */
-static void totp(const char *secret, int offset_s, char out[7])
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "oathtool --totp -b '%s' -N '@%lld'", secret,
-             (long long)time(NULL) + offset_s);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    char line[32] = "";
-    assert_non_null(fgets(line, sizeof line, p));
-    assert_int_equal(pclose(p), 0);
-    line[strcspn(line, "\n")] = '\0';
-    assert_int_equal(strlen(line), 6);
-    memcpy(out, line, 7);
-}
-
 /* Registers name with an authenticator app (confirmed with oathtool's code); secret[64]. */
 static void user_with_totp(fixture_t *f, const char *name, char *secret)
 {
@@ -245,7 +229,7 @@ static void user_with_totp(fixture_t *f, const char *name, char *secret)
     assert_true(ht_jint(r, "id", &factor));
     assert_true(ht_jstr(r, "secret", secret, 64));
     snprintf(path, sizeof path, "/v1/factors/totp/%lld/confirm", factor);
-    totp(secret, 0, code);
+    ht_totp(secret, 0, code);
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
     assert_int_equal(ht_json(&f->gh, "POST", path, token, body, r), 200);
 }

@@ -4,9 +4,7 @@
  */
 #include "apache.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,36 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "servers.h"
 
 #define APACHE_BIN "/usr/sbin/apache2"
 #define MODULES "/usr/lib/apache2/modules"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
 
 static int write_file(const char *dir, const char *name, const char *text)
 {
@@ -262,17 +239,14 @@ int ta_apache_start(ta_apache_t *a, const ta_oidc_t *oidc)
         _exit(127);
     }
     a->pid = pid;
-    for (int i = 0; i < 200; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            a->pid = 0;
-            fprintf(stderr, "apache exited (status %d)\n", status);
-            ta_apache_print_log(a, 4000);
-            return -1;
-        }
-        if (port_open(a->port))
-            return 0;
-        sleep_ms(50);
+    int status = 0;
+    int rc = ts_wait_listening(&a->pid, a->port, 200, &status);
+    if (rc == 0)
+        return 0;
+    if (rc > 0) {
+        fprintf(stderr, "apache exited (status %d)\n", status);
+        ta_apache_print_log(a, 4000);
+        return -1;
     }
     fprintf(stderr, "apache did not listen on %d\n", a->port);
     ta_apache_print_log(a, 4000);
@@ -280,35 +254,10 @@ int ta_apache_start(ta_apache_t *a, const ta_oidc_t *oidc)
     return -1;
 }
 
-static void rmtree(const char *dir)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", dir, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 void ta_apache_cleanup(ta_apache_t *a)
 {
-    if (a->pid > 0) {
-        kill(a->pid, SIGTERM);
-        bool gone = false;
-        for (int i = 0; i < 200 && !gone; i++) {
-            if (waitpid(a->pid, NULL, WNOHANG) == a->pid)
-                gone = true;
-            else
-                sleep_ms(50);
-        }
-        if (!gone) {
-            kill(a->pid, SIGKILL);
-            waitpid(a->pid, NULL, 0);
-        }
-        a->pid = 0;
-    }
+    ts_stop_pid(&a->pid, SIGTERM, 200);
     if (a->dir[0] && !getenv("GATEHOUSE_TEST_KEEP"))
-        rmtree(a->dir);
+        ts_rmtree(a->dir);
     a->dir[0] = '\0';
 }

@@ -4,26 +4,17 @@
  */
 #include "nginx.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "servers.h"
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Replaces the first `from` in buf (cap bytes) by `to`; false when absent or it does not fit. */
 static bool replace(char *buf, size_t cap, const char *from, const char *to)
@@ -37,19 +28,6 @@ static bool replace(char *buf, size_t cap, const char *from, const char *to)
     memmove(p + tl, p + fl, rest + 1);
     memcpy(p, to, tl);
     return true;
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
 }
 
 static int write_configs(tn_nginx_t *n, const char *conf_path, const char *gatehouse_addr,
@@ -134,52 +112,23 @@ int tn_nginx_start(tn_nginx_t *n, const char *conf_path, const char *gatehouse_a
         _exit(127);
     }
     n->pid = pid;
-    for (int i = 0; i < 200; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            n->pid = 0;
-            fprintf(stderr, "nginx exited (status %d); see %s\n", status, err_log);
-            return -1;
-        }
-        if (port_open(n->port))
-            return 0;
-        sleep_ms(50);
+    int status = 0;
+    int rc = ts_wait_listening(&n->pid, n->port, 200, &status);
+    if (rc == 0)
+        return 0;
+    if (rc > 0) {
+        fprintf(stderr, "nginx exited (status %d); see %s\n", status, err_log);
+        return -1;
     }
     fprintf(stderr, "nginx did not listen on %d; see %s\n", n->port, err_log);
     tn_nginx_cleanup(n);
     return -1;
 }
 
-static void rmtree(const char *dir)
-{
-    /* The dir holds only what nginx and write_configs made: files and empty temp dirs. */
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", dir, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 void tn_nginx_cleanup(tn_nginx_t *n)
 {
-    if (n->pid > 0) {
-        kill(n->pid, SIGQUIT);
-        bool gone = false;
-        for (int i = 0; i < 100 && !gone; i++) {
-            if (waitpid(n->pid, NULL, WNOHANG) == n->pid)
-                gone = true;
-            else
-                sleep_ms(50);
-        }
-        if (!gone) {
-            kill(n->pid, SIGKILL);
-            waitpid(n->pid, NULL, 0);
-        }
-        n->pid = 0;
-    }
+    ts_stop_pid(&n->pid, SIGQUIT, 100);
     if (n->dir[0] && !getenv("GATEHOUSE_TEST_KEEP"))
-        rmtree(n->dir);
+        ts_rmtree(n->dir);
     n->dir[0] = '\0';
 }
