@@ -7,7 +7,7 @@
 # Stages (docs/CONTRIBUTING.md says what each one proves and how to read it):
 #   build unit integration fuzz-regressions check-alloc lint asan tsan oom fuzz promtool valgrind
 #   planted-leak soak
-# Environment: FUZZ_SECONDS (per fuzz target, default 20), JOBS (parallel build jobs, default:
+# Environment: FUZZ_SECONDS (per fuzz target, default 15), JOBS (parallel build jobs, default:
 # cores), MAKE. Each stage builds what it needs, so any one can run alone.
 set -u
 cd "$(dirname "$0")/.."
@@ -208,7 +208,7 @@ stage_oom() {
 }
 
 stage_fuzz() {
-  local secs=${FUZZ_SECONDS:-20} t running=0 rc log
+  local secs=${FUZZ_SECONDS:-15} t running=0 rc log
   build_or_fail SANITIZER=fuzzer fuzz-targets || return
   mkdir -p build-fuzzer/corpus build-fuzzer/crashes
   # Two targets at a time on two cores; each writes what it learns to its own scratch corpus
