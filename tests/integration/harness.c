@@ -8,6 +8,8 @@
  */
 #include "harness.h"
 
+#include "auth/secretkey.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <sodium.h>
 /* cmocka: a sanitizer report in a server's log fails the running test (fail_msg). */
 #include <setjmp.h>
 #include <stddef.h>
@@ -81,33 +84,13 @@ const char *ht_shared_secret_key(void)
     if (ht_tempdir(shared_key_dir) != 0)
         return NULL;
     snprintf(shared_key_path, sizeof shared_key_path, "%s/secret.key", shared_key_dir);
-    /* 32 random bytes in base64, as `openssl rand -base64 32` writes them */
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    unsigned char raw[33] = {0};
-    FILE *rnd = fopen("/dev/urandom", "rb");
-    size_t got = rnd ? fread(raw, 1, 32, rnd) : 0;
-    if (rnd)
-        fclose(rnd);
-    int fd = got == 32 ? open(shared_key_path, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
-    if (fd < 0) {
-        fprintf(stderr, "harness: cannot make %s\n", shared_key_path);
-        ht_rmtree(shared_key_dir);
-        shared_key_dir[0] = shared_key_path[0] = '\0';
-        return NULL;
-    }
-    char text[48];
-    size_t t = 0;
-    for (size_t i = 0; i < 33; i += 3) {
-        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
-        text[t++] = b64[v >> 18 & 63];
-        text[t++] = b64[v >> 12 & 63];
-        text[t++] = i + 1 < 32 ? b64[v >> 6 & 63] : '=';
-        text[t++] = i + 2 < 32 ? b64[v & 63] : '=';
-    }
-    text[t++] = '\n';
-    ssize_t w = write(fd, text, t);
-    close(fd);
-    if (w != (ssize_t)t) {
+    /* made as a node makes its default key: 32 random bytes in base64, mode 0600 */
+    uint8_t key[GH_SECRET_KEY_LEN];
+    char why[256];
+    int rc = gh_secret_key_load(shared_key_path, true, key, why, sizeof why);
+    sodium_memzero(key, sizeof key);
+    if (rc != 0) {
+        fprintf(stderr, "harness: %s\n", why);
         ht_rmtree(shared_key_dir);
         shared_key_dir[0] = shared_key_path[0] = '\0';
         return NULL;
