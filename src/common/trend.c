@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 double gh_trend_select(double *a, size_t n, size_t k)
 {
@@ -105,4 +106,56 @@ double gh_trend_level(const double *t, const double *y, size_t n, double slope, 
     for (size_t i = 0; i < n; i++)
         scratch[i] = y[i] - slope * (t[i] - t_ref);
     return gh_trend_median(scratch, n);
+}
+
+bool gh_trend_steady(const double *t, const double *y, size_t n, double slope, double level,
+                     double *scratch)
+{
+    if (!(slope > 0) || n < 8)
+        return false;
+    double span = t[n - 1] - t[0], growth = slope * span;
+    if (!(span > 0))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        scratch[i] = fabs(y[i] - (level + slope * (t[i] - t[n - 1])));
+    if (growth < 2 * gh_trend_median(scratch, n))
+        return false;
+    /* Growth spread over the span: each quarter's median above the previous one by at least
+     * half of what the slope predicts, less what sample noise can take off a difference of two
+     * medians (two standard errors). The noise comes from consecutive differences, which a step
+     * or a trend hardly moves: sigma = 1.4826 MAD(diff) / sqrt(2). */
+    for (size_t i = 0; i + 1 < n; i++)
+        scratch[i] = y[i + 1] - y[i];
+    double d_med = gh_trend_median(scratch, n - 1);
+    for (size_t i = 0; i + 1 < n; i++)
+        scratch[i] = fabs(y[i + 1] - y[i] - d_med);
+    double sigma = 1.4826 * gh_trend_median(scratch, n - 1) / sqrt(2.0);
+    double q_med[4], expected = growth / 4;
+    size_t q = n / 4;
+    /* median standard error 1.2533 sigma / sqrt(q); a difference of two: sqrt(2) times that */
+    double allowance = 2 * 1.7725 * sigma / sqrt((double)q);
+    for (int j = 0; j < 4; j++) {
+        size_t from = (size_t)j * q, to = j == 3 ? n : from + q;
+        memcpy(scratch, y + from, (to - from) * sizeof *y);
+        q_med[j] = gh_trend_median(scratch, to - from);
+    }
+    /* ... but never less than a quarter of it: noise must not excuse a flat quarter. */
+    double need = 0.5 * expected - allowance;
+    if (need < 0.25 * expected)
+        need = 0.25 * expected;
+    for (int j = 1; j < 4; j++)
+        if (q_med[j] - q_med[j - 1] < need)
+            return false;
+    /* And the line must fit: a flat stretch followed by a climb (a leak that began late in the
+     * span, or a smeared step) leaves quarter residuals of a sixth of the growth or more, where a
+     * line, however noisy, leaves only the median's standard error. */
+    for (int j = 0; j < 4; j++) {
+        size_t from = (size_t)j * q, to = j == 3 ? n : from + q;
+        for (size_t i = from; i < to; i++)
+            scratch[i - from] = y[i] - (level + slope * (t[i] - t[n - 1]));
+        if (fabs(gh_trend_median(scratch, to - from)) >
+            0.15 * growth + 2 * 1.2533 * sigma / sqrt((double)q))
+            return false;
+    }
+    return true;
 }

@@ -1,9 +1,10 @@
 /*
  * trend.h — the robust trend of a series: Theil–Sen (the median of the slopes between pairs of
  * points), the level of the fitted line, Sen's confidence interval, and the quickselect median
- * they rest on. One implementation for the memory watchdog (watch/watchdog.c), which fits every
- * few seconds over its ring, and `gatehouse load`'s leak verdict (load/stats.c), so the service
- * and its soak tool agree on what growth is.
+ * they rest on, and the test of steady growth. One implementation for the memory watchdog
+ * (watch/watchdog.c), which fits every few seconds over its ring, its heap profiler's ranking of
+ * call stacks (watch/heap_growth.c) and `gatehouse load`'s leak verdict (load/stats.c), so the
+ * service and its soak tool agree on what growth is.
  *
  * The one design decision: which pairs enter is the caller's, as a window of lags (j - i) with
  * caps on the lags and the pairs; everything else is shared. The watchdog takes lags from a
@@ -14,6 +15,7 @@
 #ifndef GH_COMMON_TREND_H
 #define GH_COMMON_TREND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/err.h"
@@ -56,5 +58,15 @@ int gh_trend_theil_sen(const double *t, const double *y, size_t n, const gh_tren
  * y[i] - slope (t[i] - t_ref). scratch holds n slots. */
 double gh_trend_level(const double *t, const double *y, size_t n, double slope, double t_ref,
                       double *scratch);
+
+/* Whether y[0..n) over t grows steadily along the line of this slope (> 0) whose level at
+ * t[n - 1] is `level` (n >= 8): it rises by more than twice the residual noise (MAD); the medians
+ * of its four quarters each rise by at least half of what the slope predicts, less two standard
+ * errors of sample noise, never less than a quarter (one step and a plateau fails, and so does
+ * growth that only started late); and the line fits every quarter (no quarter's median residual
+ * beyond 15% of the growth plus noise). The watchdog's and the heap profiler's test of a leak.
+ * scratch holds n slots. */
+bool gh_trend_steady(const double *t, const double *y, size_t n, double slope, double level,
+                     double *scratch);
 
 #endif

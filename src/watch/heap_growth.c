@@ -24,7 +24,7 @@ struct gh_heap_growth {
     uint32_t nstacks[GH_HEAP_GROWTH_SNAPS];
     float *snaps; /* GH_HEAP_GROWTH_SNAPS x GH_HEAP_MAX_STACKS */
     double *now;  /* GH_HEAP_MAX_STACKS */
-    double t[GH_HEAP_GROWTH_SNAPS], y[GH_HEAP_GROWTH_SNAPS];
+    double t[GH_HEAP_GROWTH_SNAPS], y[GH_HEAP_GROWTH_SNAPS], total[GH_HEAP_GROWTH_SNAPS];
     double scratch[GH_HEAP_GROWTH_SNAPS * GH_HEAP_GROWTH_SNAPS];
     pthread_mutex_t lock;
     gh_heap_growing_t ranked[GH_HEAP_GROWTH_RANKED];
@@ -78,23 +78,25 @@ static size_t slot(const gh_heap_growth_t *g, size_t i) /* 0 = oldest */
     return (g->head + i) % GH_HEAP_GROWTH_SNAPS;
 }
 
-/* As the leak suspicion asks of a steady trend (watchdog.h): the medians of the series' four
- * quarters each rise by at least a quarter of what the slope predicts, so one step (a cache
- * that filled once) and a plateau is not growth. g->y holds the series; uses g->scratch. */
-static bool quarters_rise(gh_heap_growth_t *g, size_t m, double growth)
+/* As the leak suspicion asks of a recent stretch (watchdog.h): its line ends clearly above
+ * every level the series had before it, so the rising edge of a slow sawtooth, which never
+ * leaves the band it always lived in, is not growth. The stretch begins at g->y[from]. */
+static bool above_before(const gh_heap_growth_t *g, size_t from, double slope, double level,
+                         double span_s)
 {
-    size_t q = m / 4;
-    double prev = 0;
-    for (int j = 0; j < 4; j++) {
-        size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
-        memcpy(g->scratch, g->y + from, (to - from) * sizeof *g->y);
-        double med = gh_trend_median(g->scratch, to - from);
-        if (j > 0 && med - prev < 0.25 * growth / 4)
-            return false;
-        prev = med;
-    }
-    return true;
+    if (from == 0)
+        return true;
+    double before = g->y[0];
+    for (size_t i = 1; i < from; i++)
+        before = g->y[i] > before ? g->y[i] : before;
+    return level - before >= 0.25 * slope * span_s;
 }
+
+/* The stretches a stack may grow over, the watchdog's scales: the whole ring, then (once the
+ * ring covers the window) its latest half and its latest quarter. A leak that began in a warm
+ * node fills only the latest half of the watchdog's ring when the suspicion fires, and less of
+ * the snapshots here (they trail the samples by up to a period): it must be named then. */
+#define STRETCHES 3
 
 static void rank(gh_heap_growth_t *g)
 {
@@ -103,12 +105,33 @@ static void rank(gh_heap_growth_t *g)
     double span = (double)(tn - t0) / 1000.0;
     gh_heap_growing_t top[GH_HEAP_GROWTH_RANKED] = {{0}};
     size_t ntop = 0;
-    double positive = 0;
     if (m >= 8 && (tn - t0) * 2 >= g->window_ms - g->period_ms) {
         uint32_t n = g->nstacks[slot(g, m - 1)];
-        for (size_t i = 0; i < m; i++)
-            g->t[i] = (double)(g->t_ms[slot(g, i)] - tn) / 1000.0;
-        gh_trend_pairs_t pairs = {.lag_lo = 1, .lag_hi = m - 1};
+        for (size_t i = 0; i < m; i++) {
+            size_t s = slot(g, i);
+            g->t[i] = (double)(g->t_ms[s] - tn) / 1000.0;
+            g->total[i] = 0;
+            for (uint32_t id = 0; id < g->nstacks[s]; id++)
+                g->total[i] += g->snaps[s * GH_HEAP_MAX_STACKS + id];
+        }
+        /* each stretch: its first snapshot, its span and the whole sampled heap's slope over it
+         * (the share's denominator: churning stacks' noise cancels in the sum, where adding up
+         * their positive slopes would count it as growth) */
+        size_t from[STRETCHES], nstretch = 0;
+        double stretch_s[STRETCHES], heap_slope[STRETCHES];
+        bool covered = tn - t0 >= g->window_ms - g->period_ms;
+        for (size_t k = 0; k < STRETCHES && (m >> k) >= 8 && (k == 0 || covered); k++)
+            from[nstretch++] = m - (m >> k);
+        for (size_t k = 0; k < nstretch; k++) {
+            size_t len = m - from[k];
+            gh_trend_pairs_t pairs = {.lag_lo = 1, .lag_hi = len - 1};
+            gh_trend_fit_t heap;
+            stretch_s[k] = -g->t[from[k]];
+            heap_slope[k] = gh_trend_theil_sen(g->t + from[k], g->total + from[k], len, &pairs, 1,
+                                               g->scratch, &heap) == 0
+                                ? heap.slope
+                                : 0;
+        }
         for (uint32_t id = 0; id < n; id++) {
             bool moves = false;
             for (size_t i = 0; i < m; i++) {
@@ -118,18 +141,29 @@ static void rank(gh_heap_growth_t *g)
             }
             if (!moves)
                 continue;
-            gh_trend_fit_t fit;
-            if (gh_trend_theil_sen(g->t, g->y, m, &pairs, 1, g->scratch, &fit) != 0)
+            /* the first stretch it grows steadily over, at min_growth per ring or faster */
+            gh_heap_growing_t x = {.stack = id};
+            for (size_t k = 0; k < nstretch && x.slope == 0; k++) {
+                size_t len = m - from[k];
+                gh_trend_pairs_t pairs = {.lag_lo = 1, .lag_hi = len - 1};
+                gh_trend_fit_t fit;
+                if (gh_trend_theil_sen(g->t + from[k], g->y + from[k], len, &pairs, 1, g->scratch,
+                                       &fit) != 0 ||
+                    !(fit.low > 0) || fit.slope * span < g->min_growth)
+                    continue;
+                double level =
+                    gh_trend_level(g->t + from[k], g->y + from[k], len, fit.slope, 0, g->scratch);
+                if (!gh_trend_steady(g->t + from[k], g->y + from[k], len, fit.slope, level,
+                                     g->scratch) ||
+                    !above_before(g, from[k], fit.slope, level, stretch_s[k]))
+                    continue;
+                x.slope = fit.slope;
+                x.growth = fit.slope * stretch_s[k];
+                x.share = heap_slope[k] > fit.slope ? fit.slope / heap_slope[k] : 1;
+                x.live_bytes = g->y[m - 1];
+            }
+            if (x.slope == 0)
                 continue;
-            if (fit.slope > 0)
-                positive += fit.slope;
-            if (!(fit.low > 0) || fit.slope * span < g->min_growth ||
-                !quarters_rise(g, m, fit.slope * span))
-                continue;
-            gh_heap_growing_t x = {.stack = id,
-                                   .slope = fit.slope,
-                                   .growth = fit.slope * span,
-                                   .live_bytes = g->y[m - 1]};
             /* insertion into the top list, fastest first */
             size_t at = ntop;
             while (at > 0 && top[at - 1].slope < x.slope)
@@ -142,8 +176,6 @@ static void rank(gh_heap_growth_t *g)
             if (ntop < GH_HEAP_GROWTH_RANKED)
                 ntop++;
         }
-        for (size_t i = 0; i < ntop; i++)
-            top[i].share = positive > 0 ? top[i].slope / positive : 0;
     } else {
         span = 0;
     }

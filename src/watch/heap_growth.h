@@ -3,10 +3,13 @@
  * (mem/heap.h). Every window / (GH_HEAP_GROWTH_SNAPS - 1) it records the estimated live bytes of
  * every interned stack, and ranks stacks by their growth over the ring with the same robust
  * trend as the leak suspicion (common/trend.h: Theil-Sen over every pair of snapshots, with
- * Sen's 95% interval). A stack grows when the interval's low end is above zero and the line
- * rises by at least min_growth over the ring, and the medians of its four quarters each rise
- * (one step is not growth); its share is its slope over the sum of all
- * positive slopes.
+ * Sen's 95% interval). A stack grows over a stretch — the whole ring or, once the ring covers
+ * the window, its latest half or latest quarter (the watchdog's scales) — when the interval's low
+ * end is above zero, the line rises at min_growth per ring or faster, the growth is steady by the
+ * suspicion's own test (gh_trend_steady: one step, a plateau or a late climb is not) and a latest
+ * part ends above every level before it (a sawtooth's rising edge is not growth); its share is its
+ * slope over the slope of the whole sampled heap (the sum of every stack) on that stretch, at
+ * most 1.
  *
  * The one design decision: the history is a fixed ring of GH_HEAP_GROWTH_SNAPS snapshots of
  * GH_HEAP_MAX_STACKS floats (512 KiB, charged to GH_MEM_METRICS) — bounded whatever the uptime
@@ -31,9 +34,9 @@ typedef size_t (*gh_heap_source_fn)(double *out, size_t cap);
 
 typedef struct {
     uint32_t stack;
-    double slope;      /* bytes per second over the ring */
-    double growth;     /* slope x span: bytes over the ring */
-    double share;      /* of the sum of positive slopes, 0..1 */
+    double slope;      /* bytes per second over the stretch it grows on */
+    double growth;     /* slope x that stretch's span: bytes it grew by */
+    double share;      /* of the whole sampled heap's slope, 0..1 */
     double live_bytes; /* estimate at the newest snapshot */
 } gh_heap_growing_t;
 

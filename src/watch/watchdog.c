@@ -240,53 +240,8 @@ static trend_t trend(double *scratch, const double *t, const double *y, size_t m
     tr.level = gh_trend_median(scratch, m);
     if (!(tr.slope > 0) || tr.span_s <= 0 || m < 8)
         return tr;
-    double growth = tr.slope * tr.span_s;
-    if (growth < min_growth)
-        return tr;
-    for (size_t i = 0; i < m; i++)
-        scratch[i] = fabs(y[i] - (tr.level + tr.slope * (t[i] - t[m - 1])));
-    double mad = gh_trend_median(scratch, m);
-    if (growth < 2 * mad)
-        return tr;
-    /* Growth spread over the span: each quarter's median above the previous one by at least
-     * half of what the slope predicts, less what sample noise can take off a difference of two
-     * medians (two standard errors). One step and a plateau fails this, and so does growth that
-     * only started late in the span. The noise comes from consecutive differences, which a step
-     * or a trend hardly moves: sigma = 1.4826 MAD(diff) / sqrt(2). */
-    for (size_t i = 0; i + 1 < m; i++)
-        scratch[i] = y[i + 1] - y[i];
-    double d_med = gh_trend_median(scratch, m - 1);
-    for (size_t i = 0; i + 1 < m; i++)
-        scratch[i] = fabs(y[i + 1] - y[i] - d_med);
-    double sigma = 1.4826 * gh_trend_median(scratch, m - 1) / sqrt(2.0);
-    double q_med[4], expected = tr.slope * tr.span_s / 4;
-    size_t q = m / 4;
-    /* median standard error 1.2533 sigma / sqrt(q); a difference of two: sqrt(2) times that */
-    double allowance = 2 * 1.7725 * sigma / sqrt((double)q);
-    for (int j = 0; j < 4; j++) {
-        size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
-        memcpy(scratch, y + from, (to - from) * sizeof *y);
-        q_med[j] = gh_trend_median(scratch, to - from);
-    }
-    /* ... but never less than a quarter of it: noise must not excuse a flat quarter. */
-    double need = 0.5 * expected - allowance;
-    if (need < 0.25 * expected)
-        need = 0.25 * expected;
-    tr.steady = true;
-    for (int j = 1; j < 4; j++)
-        if (q_med[j] - q_med[j - 1] < need)
-            tr.steady = false;
-    /* And the line must fit: a flat stretch followed by a climb (a leak that began late in the
-     * span, or a smeared step) leaves quarter residuals of a sixth of the growth or more, where a
-     * line, however noisy, leaves only the median's standard error. */
-    for (int j = 0; j < 4 && tr.steady; j++) {
-        size_t from = (size_t)j * q, to = j == 3 ? m : from + q;
-        for (size_t i = from; i < to; i++)
-            scratch[i - from] = y[i] - (tr.level + tr.slope * (t[i] - t[m - 1]));
-        double r = gh_trend_median(scratch, to - from);
-        if (fabs(r) > 0.15 * growth + 2 * 1.2533 * sigma / sqrt((double)q))
-            tr.steady = false;
-    }
+    if (tr.slope * tr.span_s >= min_growth)
+        tr.steady = gh_trend_steady(t, y, m, tr.slope, tr.level, scratch);
     return tr;
 }
 

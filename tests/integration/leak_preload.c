@@ -9,6 +9,8 @@
  *
  *   GH_TEST_LEAK_RATE   bytes per second (default 2 MiB)
  *   GH_TEST_LEAK_MAX    stop after this many bytes (default 512 MiB), so a stuck test is bounded
+ *   GH_TEST_LEAK_WHEN   a path: leak only once it exists (checked every 50 ms), as a bug starts
+ *                       to leak in a node that has been serving, its caches already full
  */
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CHUNK (64 * 1024)
 
@@ -33,6 +36,12 @@ static void *leak_main(void *arg)
     if (rate == 0)
         return NULL;
     uint64_t period_ns = (uint64_t)CHUNK * 1000000000u / rate;
+    const char *when = getenv("GH_TEST_LEAK_WHEN");
+    if (when && *when) {
+        struct timespec tick = {0, 50 * 1000000L};
+        while (access(when, F_OK) != 0)
+            nanosleep(&tick, NULL);
+    }
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     for (uint64_t leaked = 0; leaked < max; leaked += CHUNK) {
