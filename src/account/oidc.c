@@ -769,6 +769,21 @@ static int token_lookup(gh_oidc_t *o, const char *token, int64_t now, bool acces
     } else {
         return GH_ENOTFOUND;
     }
+    /* The client must still exist: one deleted from the command line (or through another node)
+     * leaves its grants in this node's grant store, and they end here, at their next use. */
+    gh_oidc_client_t *c = gh_mem_alloc(GH_MEM_HTTP, sizeof *c);
+    if (!c)
+        return GH_ENOMEM;
+    int rc = gh_oidc_client_get(o->a->users, info->family.client_id, c);
+    gh_mem_free(GH_MEM_HTTP, c);
+    if (rc == GH_ENOTFOUND) {
+        int revoked = gh_grant_family_revoke(o->grants, id);
+        (void)revoked; /* gone already, or the store failed: the token is refused either way */
+        memset(info, 0, sizeof *info);
+        return GH_ENOTFOUND;
+    }
+    if (rc != 0)
+        return rc;
     info->active = true;
     return 0;
 }

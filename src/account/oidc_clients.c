@@ -150,8 +150,12 @@ int gh_oidc_client_add(gh_user_store_t *users, const uint8_t key[GH_SECRET_KEY_L
     memset(c->secret_hash, 0, sizeof c->secret_hash);
     /* A fresh id on the (astronomically unlikely) collision. */
     for (int attempt = 0; attempt < 3; attempt++) {
-        randombytes_buf(raw, CLIENT_ID_BYTES);
-        gh_base64url_encode(raw, CLIENT_ID_BYTES, c->client_id);
+        /* never a leading '-': an id is typed after `gatehouse client del`, where it would
+         * read as an option */
+        do {
+            randombytes_buf(raw, CLIENT_ID_BYTES);
+            gh_base64url_encode(raw, CLIENT_ID_BYTES, c->client_id);
+        } while (c->client_id[0] == '-');
         if (!c->is_public) {
             randombytes_buf(raw, SECRET_BYTES);
             gh_base64url_encode(raw, SECRET_BYTES, secret);

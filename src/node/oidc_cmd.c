@@ -33,6 +33,7 @@ static void client_usage(FILE *out)
             "                            [--id-token-alg RS256|ES256|EdDSA] [flags]\n"
             "       gatehouse client list [--json] [flags]\n"
             "       gatehouse client del CLIENT_ID [flags]\n"
+            "       (`--` before NAME or CLIENT_ID lets it begin with '-')\n"
             "\n"
             "add prints {\"client_id\",\"client_secret\"} (no secret with --public: such a client "
             "must use PKCE);\n"
@@ -201,13 +202,15 @@ int gh_client_cmd_main(int argc, char **argv)
     const char *arg = NULL;
     int first = 2;
     if (add || del) {
-        if (argc < 3 || argv[2][0] == '-') {
+        /* NAME or CLIENT_ID comes first; `--` before it lets it begin with '-' */
+        bool dashes = argc > 3 && strcmp(argv[2], "--") == 0;
+        if (argc < 3 || (!dashes && argv[2][0] == '-')) {
             fprintf(stderr, "gatehouse: client %s: %s is required\n", action,
                     add ? "a NAME" : "a CLIENT_ID");
             return 2;
         }
-        arg = argv[2];
-        first = 3;
+        arg = argv[dashes ? 3 : 2];
+        first = dashes ? 4 : 3;
     }
     static gh_oidc_client_t c; /* 8 KiB: not on the stack */
     memset(&c, 0, sizeof c);

@@ -796,6 +796,52 @@ static void consent_page(void **state)
     assert_true(metric(f, "gatehouse_oidc_families") == 0);
 }
 
+/* `gatehouse client del` works on the store, not through the node: the grants the node holds for
+ * that client end at their next use (userinfo, introspection), and the client can no longer
+ * refresh. */
+static void a_client_deleted_from_the_command_line_loses_its_tokens(void **state)
+{
+    fixture_t *f = *state;
+    ht_response_t *r = &f->r;
+    start(f, NULL);
+    char session[64], code[128];
+    long long uid;
+    user(f, "alice", session, &uid);
+    client_t c, other;
+    confidential(f, &c);
+    confidential(f, &other);
+    tokens_t t[2]; /* two grants: one ends at introspection, the other at userinfo */
+    for (int i = 0; i < 2; i++) {
+        pkce_t p;
+        pkce(&p);
+        get_code(f, &c, session, &p, "openid", code);
+        EXPECT(r, exchange(f, &c, code, p.verifier), 200);
+        read_tokens(f, &t[i]);
+        EXPECT(r, ht_get(&f->srv, "/oidc/userinfo", t[i].access, r), 200);
+    }
+    assert_true(metric(f, "gatehouse_oidc_families") == 2);
+
+    ht_run_t *run = calloc(1, sizeof *run);
+    assert_non_null(run);
+    /* `--` first: an id may begin with a dash (older ones did) */
+    assert_int_equal(
+        ht_run(run, NULL, NULL, "client", "del", "--", c.id, "--data-dir", f->srv.dir, NULL), 0);
+    if (run->status != 0)
+        fail_msg("client del: %d %s", run->status, run->err);
+    free(run);
+
+    char body[512], auth[512];
+    basic(other.id, other.secret, auth);
+    snprintf(body, sizeof body, "token=%s", t[0].access);
+    EXPECT(r, post_form(f, "/oidc/introspect", body, auth), 200);
+    bool active = true;
+    assert_true(ht_jbool(r, "active", &active) && !active);
+    assert_true(metric(f, "gatehouse_oidc_families") == 1); /* ended, not only refused */
+    EXPECT_OAUTH(r, ht_get(&f->srv, "/oidc/userinfo", t[1].access, r), 401, "invalid_token");
+    assert_true(metric(f, "gatehouse_oidc_families") == 0);
+    EXPECT_OAUTH(r, refresh(f, &c, t[1].refresh), 401, "invalid_client");
+}
+
 /* A user with TOTP signs in with both factors: amr ["pwd","otp","mfa"], acr mfa. */
 static void second_factor_amr(void **state)
 {
@@ -961,6 +1007,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(login_round_trip_and_prompts, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(consent_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_client_deleted_from_the_command_line_loses_its_tokens,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(second_factor_amr, setup, teardown),
         cmocka_unit_test_setup_teardown(client_authentication_is_throttled, setup, teardown),
         cmocka_unit_test_setup_teardown(abandoned_authorizations_return_to_baseline, setup,
