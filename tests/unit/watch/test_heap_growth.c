@@ -48,6 +48,17 @@ static size_t source(double *out, size_t cap)
     return n;
 }
 
+/* A growth ranking over a 10 s window of 50 ms samples, fed by source in mode m from time 0. */
+static gh_heap_growth_t *fresh(int m)
+{
+    gh_heap_growth_t *g = NULL;
+    mode = m;
+    now_ms = 0;
+    rng = 42;
+    assert_int_equal(gh_heap_growth_create(10000, 50, 1 << 20, source, &g), 0);
+    return g;
+}
+
 static void run(gh_heap_growth_t *g, int64_t until_ms)
 {
     for (; now_ms <= until_ms; now_ms += 50)
@@ -57,11 +68,7 @@ static void run(gh_heap_growth_t *g, int64_t until_ms)
 static void a_leaking_stack_is_ranked_first(void **state)
 {
     (void)state;
-    gh_heap_growth_t *g;
-    mode = 1;
-    now_ms = 0;
-    rng = 42;
-    assert_int_equal(gh_heap_growth_create(10000, 50, 1 << 20, source, &g), 0);
+    gh_heap_growth_t *g = fresh(1);
     gh_heap_growing_t top[8];
     double span;
     run(g, 2000);
@@ -83,11 +90,7 @@ static void a_leaking_stack_is_ranked_first(void **state)
 static void many_churning_stacks_leave_the_leak_its_share(void **state)
 {
     (void)state;
-    gh_heap_growth_t *g;
-    mode = 3;
-    now_ms = 0;
-    rng = 42;
-    assert_int_equal(gh_heap_growth_create(10000, 50, 1 << 20, source, &g), 0);
+    gh_heap_growth_t *g = fresh(3);
     gh_heap_growing_t top[8];
     double span;
     run(g, 6000);
@@ -104,11 +107,7 @@ static void many_churning_stacks_leave_the_leak_its_share(void **state)
 static void a_leak_that_begins_late_is_named_at_half_a_window(void **state)
 {
     (void)state;
-    gh_heap_growth_t *g;
-    mode = 4;
-    now_ms = 0;
-    rng = 42;
-    assert_int_equal(gh_heap_growth_create(10000, 50, 1 << 20, source, &g), 0);
+    gh_heap_growth_t *g = fresh(4);
     gh_heap_growing_t top[8];
     double span;
     run(g, 11000);
@@ -125,11 +124,7 @@ static void a_leak_that_begins_late_is_named_at_half_a_window(void **state)
 static void noise_a_sawtooth_and_a_step_do_not_grow(void **state)
 {
     (void)state;
-    gh_heap_growth_t *g;
-    mode = 2;
-    now_ms = 0;
-    rng = 42;
-    assert_int_equal(gh_heap_growth_create(10000, 50, 1 << 20, source, &g), 0);
+    gh_heap_growth_t *g = fresh(2);
     gh_heap_growing_t top[8];
     double span;
     for (int64_t until = 3000; until <= 40000; until += 1000) {
