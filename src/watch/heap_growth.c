@@ -3,8 +3,10 @@
  *
  * The one design decision: snapshots are taken at a fixed period (window / 31) whatever the
  * watchdog's sample interval, so every stack's series has at most 32 points and the ranking
- * (Theil-Sen over every pair, 496 slopes per stack) costs a few milliseconds per snapshot at the
- * table's 4096 stacks; between snapshots it costs nothing.
+ * (Theil-Sen over every pair: 496 slopes per stack, at most 644 over its three stretches) costs
+ * some 45 ms per snapshot when all of the table's 4096 stacks move (33 ms with the whole ring
+ * alone), every 19 s at the default 10 min window, on the watchdog's thread; between snapshots
+ * it costs nothing.
  */
 #include "watch/heap_growth.h"
 
