@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include "auth/secretkey.h"
+#include "../support/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1095,15 +1096,5 @@ int ht_run_node(const char *script, const char *const *env, long long timeout_ms
         execlp("node", "node", script, (char *)NULL);
         _exit(127);
     }
-    long long deadline = ht_now_ms() + timeout_ms;
-    int status;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ht_now_ms() > deadline) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        ht_sleep_ms(100);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return ts_wait_group(pid, (long)timeout_ms, 100);
 }

@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "../support/apache.h"
+#include "../support/proc.h"
 #include "../support/servers.h"
 #include "harness.h"
 
@@ -166,16 +167,7 @@ static int run_script(const char *const *argv, const char *const *env, long long
         return -1;
     }
     /* The pipe closed; the script exits (a straggling child of its group is killed). */
-    long long until = ht_now_ms() + 10000;
-    while (waitpid(pid, &status, WNOHANG) != pid) {
-        if (ht_now_ms() > until) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        ht_sleep_ms(20);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return ts_wait_group(pid, 10000, 20);
 }
 
 /* `gatehouse client add NAME --redirect-uri URI --post-logout-uri URI [--public]` on the node's

@@ -67,6 +67,28 @@ void ts_stop_pid(pid_t *pid, int sig, int tries)
     *pid = 0;
 }
 
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int ts_wait_group(pid_t pid, long timeout_ms, long poll_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    int status;
+    while (waitpid(pid, &status, WNOHANG) != pid) {
+        if (now_ms() > deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        ts_sleep_ms(poll_ms);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 void ts_rmtree(const char *dir)
 {
     /* The dir holds only what the server and its helper made: files and small temp dirs. */

@@ -1,7 +1,8 @@
 /*
  * proc.h — the part of starting a real server for a test that does not depend on which server it
  * is (tests/support/nginx.c, apache.c): wait until the forked PID listens on its loopback port,
- * stop it by that PID (never by name), and remove its temp dir.
+ * stop it by that PID (never by name), and remove its temp dir; and waiting, with a deadline, for
+ * a forked script's process group to finish.
  *
  * The one design decision: these helpers only ever act on the PID the caller forked, so two test
  * binaries that each run an nginx never stop each other's. The caller prints what went wrong
@@ -27,6 +28,11 @@ int ts_wait_listening(pid_t *pid, int port, int tries, int *status);
 /* Sends sig to *pid, waits up to tries × 50 ms for it to exit, then SIGKILLs it and reaps it.
  * Sets *pid to 0. Does nothing when *pid is not positive. */
 void ts_stop_pid(pid_t *pid, int sig, int tries);
+
+/* Waits up to timeout_ms (polling every poll_ms) for pid, the leader of its own process group,
+ * to exit. Returns its exit code (128 + the signal when a signal ended it); on the timeout kills
+ * the whole group, reaps pid and returns -1. */
+int ts_wait_group(pid_t pid, long timeout_ms, long poll_ms);
 
 /* rm -rf dir (a temp dir a test made). */
 void ts_rmtree(const char *dir);
